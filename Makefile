@@ -1,0 +1,40 @@
+# huren — the two commands: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export HUREN_DATA_DIR ?= $(CURDIR)/data
+
+.PHONY: run test lint typecheck venv bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "需要 $(PYTHON)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make run: install, migrate an SQLite database under ./data, load demo data, serve on :8000
+run: $(STAMP)
+	mkdir -p "$(HUREN_DATA_DIR)"
+	$(BIN)/huren db upgrade
+	$(BIN)/huren demo --if-empty
+	$(BIN)/huren serve
+
+## make test: ruff, mypy, pytest
+test: $(STAMP) lint typecheck
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check huren tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

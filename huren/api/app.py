@@ -1,0 +1,42 @@
+"""The FastAPI application: REST API under /api/v1 (docs at /docs, schema at /openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from huren import __version__
+from huren.api import errors, rest_directory, rest_quality, rest_query, rest_reports
+from huren.api.responses import Json
+from huren.bootstrap import Container
+
+DESCRIPTION = """
+huren（互认）检查检验结果互认共享平台 REST 接口。
+
+* 先调用 `POST /api/v1/auth/token` 获取访问令牌（7200 秒有效），之后每个请求带 `Authorization: Bearer <令牌>`。
+* 报告体与新疆方案（种子文档 002）XML 节点一一对应：检验 `{"labmaster": {…}, "lab_subitem": […]}`，
+  检查 `{"exammaster": {…}, "exam_subitem": […]}`，日报 `{"lab_exam_report": […]}`；字段名与文档一致。
+* 错误统一为 `{"code", "message", "problems": [{"field", "rule", "message"}]}`；被拒的提交均被保存，可在
+  `GET /api/v1/quality/rejected` 查看。
+* 每个接口的 `x-interface-ids` 列出其实现的接口编号（见 docs/conformance.md）。
+"""
+
+
+def create_app(container: Container) -> FastAPI:
+    app = FastAPI(
+        title="huren 互认平台",
+        version=__version__,
+        description=DESCRIPTION,
+        default_response_class=Json,
+    )
+    app.state.container = container
+    errors.install(app)
+    for module in (rest_directory, rest_reports, rest_query, rest_quality):
+        app.include_router(module.router)
+
+    @app.get("/healthz", summary="健康检查", include_in_schema=False)
+    async def healthz() -> dict[str, Any]:
+        return {"code": "ok", "version": __version__}
+
+    return app

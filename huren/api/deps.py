@@ -1,0 +1,56 @@
+"""Request plumbing shared by the routers: the container, the caller, JSON bodies."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Request
+
+from huren.bootstrap import Container
+from huren.domain.validation import Problem
+from huren.errors import MalformedBody, TooLarge, Unauthorized
+from huren.services.context import Principal
+
+
+def container(request: Request) -> Container:
+    c: Container = request.app.state.container
+    return c
+
+
+def principal(request: Request) -> Principal:
+    """The caller of a token (``Authorization: Bearer …`` or ``X-Access-Token``); 401 otherwise."""
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else request.headers.get("x-access-token", "")
+    if not token:
+        raise Unauthorized("缺少访问令牌：请先调用 /api/v1/auth/token 获取，并放在 Authorization: Bearer 头中")
+    p = container(request).auth.verify(token)
+    client = request.client.host if request.client else None
+    return Principal(p.org_code, p.username, p.role, client)
+
+
+Caller = Annotated[Principal, Depends(principal)]
+Services = Annotated[Container, Depends(container)]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise TooLarge(f"请求体超过上限 {limit} 字节", [Problem("body", "max_size", f"请求体不能超过 {limit} 字节")])
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"请求体超过上限 {limit} 字节", [Problem("body", "max_size", f"请求体不能超过 {limit} 字节")])
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBody(
+            "请求体不是合法的JSON", [Problem("body", "json", f"JSON解析失败：第{exc.lineno}行第{exc.colno}列")]
+        ) from exc

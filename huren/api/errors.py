@@ -1,0 +1,59 @@
+"""REST error form: JSON ``{code, message, problems: [{field, rule, message}]}`` with a fitting status."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from huren.api.responses import Json
+from huren.errors import HurenError, Unauthorized
+
+log = logging.getLogger("huren.api")
+
+_HTTP_MESSAGES = {404: "接口不存在", 405: "不支持该请求方法", 413: "请求体过大"}
+
+
+def error_body(code: str, message: str, problems: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    return {"code": code, "message": message, "problems": problems or []}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(HurenError)
+    async def _huren(_: Request, exc: HurenError) -> Json:
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        return Json(
+            error_body(exc.code, exc.message, [p.as_dict() for p in exc.problems]), exc.status, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Json:
+        problems = []
+        for e in exc.errors():
+            loc = [str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path", "header")]
+            problems.append({"field": ".".join(loc), "rule": str(e.get("type", "invalid")), "message": _zh(e)})
+        return Json(error_body("invalid_input", "请求参数无效", problems), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Json:
+        msg = _HTTP_MESSAGES.get(exc.status_code, str(exc.detail))
+        return Json(error_body("http_error", msg), exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _crash(_: Request, exc: Exception) -> Json:
+        log.exception("unhandled error", exc_info=exc)
+        return Json(error_body("internal_error", "服务器内部错误，请稍后重试"), 500)
+
+
+def _zh(err: Any) -> str:
+    kind = str(err.get("type", ""))
+    if kind == "missing":
+        return "必填参数缺失"
+    if "date" in kind or "datetime" in kind:
+        return "日期格式无效，应为 YYYY-MM-DD 或 YYYY-MM-DD hh24:mi:ss"
+    if "int" in kind:
+        return "应为整数"
+    return "参数无效"

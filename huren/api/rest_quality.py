@@ -1,0 +1,54 @@
+"""REST: daily counts upload, completeness check, rejected submissions."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from huren.api.deps import Caller, Services
+from huren.api.openapi import op
+from huren.api.rest_reports import json_body
+from huren.wire.json_schema import body, daily_schema
+
+router = APIRouter(prefix="/api/v1")
+
+
+@router.post("/daily-counts", **op(["XJ-1.2.2.5", "XC-P3"], "上传检查检验日报（按科室的每日报告数量）", body(daily_schema())))
+async def upload_daily(request: Request, c: Services, who: Caller) -> dict[str, Any]:
+    payload, raw = await json_body(request, c, who, "daily")
+    n = await run_in_threadpool(c.registry.upload_daily, payload, who, channel="rest", raw=raw)
+    return {"code": "ok", "message": "ok", "rows": n}
+
+
+@router.get("/quality/completeness", **op(["XC-P5", "XC-P3"], "数据校验：日报申报数量与实际上传数量比对"))
+async def completeness(
+    c: Services,
+    who: Caller,
+    org_code: str | None = Query(None, description="机构编码（监管用户可查任意机构）"),
+    day_from: date | None = Query(None, description="开始日期 YYYY-MM-DD，默认结束日期前6天"),
+    day_to: date | None = Query(None, description="结束日期（含）YYYY-MM-DD，默认昨天"),
+) -> dict[str, Any]:
+    res = await run_in_threadpool(lambda: c.quality.completeness(who, org_code=org_code, day_from=day_from, day_to=day_to))
+    return {"code": "ok"} | res
+
+
+@router.get("/quality/rejected", **op(["XC-S2", "BJ-4"], "被拒绝的提交及其问题（整改进度）"))
+async def rejected(
+    c: Services,
+    who: Caller,
+    org_code: str | None = Query(None, description="机构编码（监管用户可查任意机构）"),
+    only_open: bool = Query(False, description="只看尚未整改的"),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    rows = await run_in_threadpool(lambda: c.quality.rejected(who, org_code=org_code, only_open=only_open, limit=limit, offset=offset))
+    return {"code": "ok", "count": len(rows), "rejected": rows}
+
+
+@router.get("/quality/rejected/{rejected_id}/payload", **op(["XC-S2"], "下载被拒提交的原始内容"), response_class=Response)
+async def rejected_payload(rejected_id: int, c: Services, who: Caller) -> Response:
+    data = await run_in_threadpool(c.quality.rejected_payload, who, rejected_id)
+    return Response(data, media_type="application/octet-stream")

@@ -1,0 +1,110 @@
+"""REST: register / resubmit / void lab and exam reports, PDFs (upload, download), history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from huren.api.deps import Caller, Services, parse_json, read_body
+from huren.api.openapi import op
+from huren.bootstrap import Container
+from huren.errors import HurenError, InvalidInput
+from huren.services.context import Principal
+from huren.wire.json_schema import body, report_schema, void_schema
+
+router = APIRouter(prefix="/api/v1")
+
+IDS = {
+    "lab": {
+        "register": ["XJ-1.2.2.1", "XC-L2", "XC-L3", "XC-L5", "HZ-5", "HZ-7", "HZ-20"],
+        "void": ["XJ-1.2.2.2", "HZ-6"],
+        "pdf_put": ["XC-L5", "HZ-7"],
+        "pdf_get": ["XC-L8"],
+        "get": ["XC-L7"],
+    },
+    "exam": {
+        "register": ["XJ-1.2.2.3", "XC-E1", "XC-E2", "HZ-9", "HZ-10", "HZ-21"],
+        "void": ["XJ-1.2.2.4", "HZ-11"],
+        "pdf_put": ["XC-E2", "HZ-10"],
+        "pdf_get": ["XC-E5"],
+        "get": ["XC-E4"],
+    },
+}
+NAMES = {"lab": "检验", "exam": "检查"}
+
+
+async def json_body(request: Request, c: Container, who: Principal, kind: str) -> tuple[Any, bytes]:
+    """The parsed JSON body and its bytes; malformed JSON is kept as a rejected submission."""
+    raw = await read_body(request, c.settings.max_request_bytes)
+    try:
+        return parse_json(raw), raw
+    except InvalidInput as exc:
+        rid = await run_in_threadpool(c.registry.reject, who, kind, "rest", exc.problems, raw)
+        exc.message += f"（已保存为被拒提交 #{rid}）"
+        raise
+
+
+def _routes(kind: str) -> None:
+    path = f"/{kind}-reports"
+    ids = IDS[kind]
+    zh = NAMES[kind]
+
+    @router.post(path, **op(ids["register"], f"注册（或重新提交）{zh}报告", body(report_schema(kind))), name=f"register_{kind}")
+    async def register(request: Request, c: Services, who: Caller) -> dict[str, Any]:
+        payload, raw = await json_body(request, c, who, kind)
+        r = await run_in_threadpool(c.registry.register, kind, payload, who, channel="rest", raw=raw)
+        return {"code": "ok", "message": "ok", "report_id": r.report_id, "version": r.version, "created": r.created}
+
+    batch_schema = {"type": "object", "properties": {"reports": {"type": "array", "items": report_schema(kind)}}}
+
+    @router.post(f"{path}/batch", **op(ids["register"], f"批量注册{zh}报告（单个事务，逐份返回结果）", body(batch_schema)), name=f"register_{kind}_batch")
+    async def register_batch(request: Request, c: Services, who: Caller) -> dict[str, Any]:
+        payload, _ = await json_body(request, c, who, kind)
+        items = payload.get("reports") if isinstance(payload, dict) else None
+        if not isinstance(items, list) or not items:
+            raise InvalidInput("缺少 reports 数组", [])
+        outcomes = await run_in_threadpool(c.registry.register_many, kind, items, who, channel="rest")
+        results = []
+        for o in outcomes:
+            if o.registered:
+                results.append({"code": "ok", "report_id": o.registered.report_id, "version": o.registered.version, "created": o.registered.created})
+            else:
+                results.append({"code": "forbidden" if o.status == 403 else "invalid_input", "rejected_id": o.rejected_id, "problems": [p.as_dict() for p in o.problems]})
+        return {"code": "ok", "accepted": sum(1 for o in outcomes if o.registered), "rejected": sum(1 for o in outcomes if not o.registered), "results": results}
+
+    @router.post(f"{path}/void", **op(ids["void"], f"作废{zh}报告（保留记录并标记）", body(void_schema())), name=f"void_{kind}")
+    async def void(request: Request, c: Services, who: Caller) -> dict[str, Any]:
+        payload, raw = await json_body(request, c, who, f"void_{kind}")
+        v = await run_in_threadpool(c.registry.void, kind, payload, who, channel="rest", raw=raw)
+        return {"code": "ok", "message": "ok", "report_id": v.report_id, "citations": v.citations}
+
+    @router.put(
+        f"{path}/{{report_id}}/pdf",
+        **op(ids["pdf_put"], f"单独上传{zh}报告PDF", {"requestBody": {"required": True, "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}}}),
+        name=f"put_{kind}_pdf",
+    )
+    async def put_pdf(report_id: int, request: Request, c: Services, who: Caller) -> dict[str, Any]:
+        data = await read_body(request, c.settings.max_pdf_bytes + 1)
+        sha = await run_in_threadpool(c.registry.put_pdf, kind, report_id, data, who)
+        return {"code": "ok", "message": "ok", "report_id": report_id, "pdf_sha256": sha}
+
+    @router.get(f"{path}/{{report_id}}/pdf", **op(ids["pdf_get"], f"下载{zh}报告PDF"), response_class=Response, name=f"get_{kind}_pdf")
+    async def get_pdf(report_id: int, c: Services, who: Caller) -> Response:
+        data = await run_in_threadpool(c.query.pdf, kind, report_id, who)
+        return Response(data, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{kind}-{report_id}.pdf"'})
+
+    @router.get(f"{path}/{{report_id}}", **op(ids["get"], f"查看一份{zh}报告（主节点与子项）"), name=f"get_{kind}")
+    async def get_report(report_id: int, c: Services, who: Caller) -> dict[str, Any]:
+        return {"code": "ok", "report": await run_in_threadpool(c.query.report, kind, report_id, who)}
+
+    @router.get(f"{path}/{{report_id}}/history", **op(ids["register"], f"{zh}报告的历史版本（本机构）"), name=f"history_{kind}")
+    async def history(report_id: int, c: Services, who: Caller) -> dict[str, Any]:
+        return {"code": "ok", "versions": await run_in_threadpool(c.query.history, kind, report_id, who)}
+
+
+for _kind in ("lab", "exam"):
+    _routes(_kind)
+
+__all__ = ["HurenError", "router"]

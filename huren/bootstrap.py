@@ -1,0 +1,75 @@
+"""The one place that wires settings, store and services together."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from huren.services.audit import AuditService
+from huren.services.auth import AuthService
+from huren.services.context import Clock
+from huren.services.directory import DirectoryService
+from huren.services.quality import QualityService
+from huren.services.query import QueryService
+from huren.services.registry import RegistryService
+from huren.settings import Settings
+from huren.store import migrate
+from huren.store.blobs import BlobStore
+from huren.store.database import Database, make_engine
+
+
+@dataclass
+class Container:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    clock: Clock
+    auth: AuthService
+    audit: AuditService
+    registry: RegistryService
+    query: QueryService
+    quality: QualityService
+    directory: DirectoryService
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def token_secret(settings: Settings) -> bytes:
+    """The token signing secret: HUREN_SECRET_KEY, or one generated once into keys/token.key (0600)."""
+    if settings.secret_key:
+        return settings.secret_key.encode()
+    path: Path = settings.key_dir / "token.key"
+    if path.exists():
+        return path.read_bytes().strip()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    value = secrets.token_hex(32).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(value)
+    return value
+
+
+def build(settings: Settings | None = None, *, clock: Clock | None = None, upgrade: bool = False) -> Container:
+    settings = settings or Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(make_engine(settings.db_url))
+    if upgrade:
+        migrate.upgrade(db.engine)
+    blobs = BlobStore(settings.blob_dir)
+    clock = clock or Clock(settings.timezone)
+    audit = AuditService(db, clock)
+    return Container(
+        settings=settings,
+        db=db,
+        blobs=blobs,
+        clock=clock,
+        auth=AuthService(db, token_secret(settings), clock, settings.token_ttl_seconds),
+        audit=audit,
+        registry=RegistryService(db, blobs, clock, settings.max_pdf_bytes),
+        query=QueryService(db, blobs, clock, audit),
+        quality=QualityService(db, blobs, clock),
+        directory=DirectoryService(db, clock),
+    )

@@ -1,0 +1,148 @@
+"""Command line: ``huren serve | db upgrade | demo | org add | org list``.
+
+Every command reads settings from ``HUREN_*`` environment variables; the options given here
+override them (``--data-dir`` ↔ ``HUREN_DATA_DIR``, ``--host`` ↔ ``HUREN_HOST`` …).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from huren.errors import HurenError
+from huren.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    over: dict[str, Any] = {}
+    for name in ("data_dir", "database_url", "host", "port"):
+        value = getattr(args, name, None)
+        if value is not None:
+            over[name] = value
+    if getattr(args, "demo_mode", False):
+        over["demo"] = True
+    return Settings(**over)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from huren.api.app import create_app
+    from huren.bootstrap import build
+
+    settings = _settings(args)
+    container = build(settings, upgrade=True)
+    app = create_app(container)
+    print(f"huren 平台已启动：http://{settings.host}:{settings.port}/  （接口文档 /docs）", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    container.close()
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from huren.bootstrap import build
+
+    container = build(_settings(args), upgrade=True)
+    print(f"数据库已升级到最新版本：{container.settings.db_url.split('@')[-1]}")
+    container.close()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from huren.bootstrap import build
+    from huren.demo.loader import load_demo
+
+    container = build(_settings(args), upgrade=True)
+    summary = load_demo(container, reports=args.reports, seed=args.seed, if_empty=args.if_empty)
+    print(json.dumps(summary, ensure_ascii=False, indent=2))
+    container.close()
+    return 0
+
+
+def cmd_org_add(args: argparse.Namespace) -> int:
+    from huren.bootstrap import build
+
+    container = build(_settings(args), upgrade=True)
+    org = container.directory.add_org(
+        args.code, args.name, args.region, args.level, user=args.user, password=args.password, role=args.role
+    )
+    print(json.dumps(org, ensure_ascii=False))
+    container.close()
+    return 0
+
+
+def cmd_org_list(args: argparse.Namespace) -> int:
+    from huren.bootstrap import build
+
+    container = build(_settings(args), upgrade=True)
+    rows = container.directory.list_orgs(args.region)
+    for o in rows:
+        print(f"{o['code']}\t{o['region_code']}\t{o['level_name']}\t{o['name']}")
+    container.close()
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, help="数据目录（HUREN_DATA_DIR）：数据库、文件与密钥")
+    p.add_argument("--database-url", help="数据库URL（HUREN_DATABASE_URL），默认数据目录下的SQLite")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="huren", description="huren 检查检验结果互认共享平台")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="启动平台（API、页面）")
+    _common(p)
+    p.add_argument("--host", help="监听地址（HUREN_HOST），默认 127.0.0.1")
+    p.add_argument("--port", type=int, help="监听端口（HUREN_PORT），默认 8000")
+    p.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="数据库")
+    dbs = db.add_subparsers(dest="db_command", required=True)
+    p = dbs.add_parser("upgrade", help="执行数据库迁移")
+    _common(p)
+    p.set_defaults(func=cmd_db_upgrade)
+
+    p = sub.add_parser("demo", help="生成演示数据（机构、患者、检验检查报告及PDF、日报）")
+    _common(p)
+    p.add_argument("--reports", type=int, default=200, help="报告份数（检验与检查合计），默认200")
+    p.add_argument("--seed", type=int, default=20241122, help="随机种子")
+    p.add_argument("--if-empty", action="store_true", help="数据库中已有机构时不再生成")
+    p.set_defaults(func=cmd_demo, demo_mode=True)
+
+    org = sub.add_parser("org", help="医疗机构")
+    orgs = org.add_subparsers(dest="org_command", required=True)
+    p = orgs.add_parser("add", help="新增机构及其接入账号")
+    _common(p)
+    p.add_argument("--code", required=True, help="机构编码")
+    p.add_argument("--name", required=True, help="机构名称")
+    p.add_argument("--region", required=True, help="行政区划代码（6位）")
+    p.add_argument("--level", required=True, help="等级：1/2/3，可带甲乙丙，如 3甲")
+    p.add_argument("--user", required=True, help="接入用户名")
+    p.add_argument("--password", required=True, help="接入密码（至少8位）")
+    p.add_argument("--role", default="hospital", help="角色：hospital / doctor / admin / supervisor")
+    p.set_defaults(func=cmd_org_add)
+    p = orgs.add_parser("list", help="列出机构")
+    _common(p)
+    p.add_argument("--region", help="行政区划代码前缀")
+    p.set_defaults(func=cmd_org_list)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except HurenError as exc:
+        print(f"错误：{exc.message}", file=sys.stderr)
+        for p in exc.problems:
+            print(f"  - {p.field}: {p.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

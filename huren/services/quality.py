@@ -1,0 +1,116 @@
+"""Data quality: completeness of uploads against declared daily counts (XC-P5), rejected
+submissions and their rectification (XC-S2, BJ-4)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from huren.domain.records import format_value
+from huren.domain.validation import Problem
+from huren.errors import Forbidden, InvalidInput, NotFound
+from huren.services.context import Clock, Principal
+from huren.store import quality, reports
+from huren.store.blobs import BlobStore
+from huren.store.database import Database
+
+
+class QualityService:
+    def __init__(self, db: Database, blobs: BlobStore, clock: Clock) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._clock = clock
+
+    def _scope(self, principal: Principal, org_code: str | None) -> list[str] | None:
+        if principal.is_supervisor:
+            return [org_code] if org_code else None
+        if org_code and org_code != principal.org_code:
+            raise Forbidden("只能查看本机构的数据")
+        return [principal.org_code]
+
+    def completeness(
+        self, principal: Principal, *, org_code: str | None = None, day_from: date | None = None, day_to: date | None = None
+    ) -> dict[str, Any]:
+        """Declared (daily counts) vs received (registered, not voided) per institution, day, department.
+
+        A report counts on the day of its ``authenticator_dtime`` under its ordering department
+        (``participant_dept_code``), as the seed's daily report does. ``day_to`` is inclusive.
+        """
+        today = self._clock.now().date()
+        day_to = day_to or today - timedelta(days=1)
+        day_from = day_from or day_to - timedelta(days=6)
+        if day_from > day_to:
+            raise InvalidInput("日期范围无效", [Problem("day_from", "range", "开始日期不能晚于结束日期")])
+        scope = self._scope(principal, org_code)
+        end = day_to + timedelta(days=1)
+        with self._db.read() as conn:
+            declared = quality.daily_counts(conn, scope, day_from, end)
+            got_lab = reports.counts_by_day_dept(conn, "lab", scope, day_from, end)
+            got_exam = reports.counts_by_day_dept(conn, "exam", scope, day_from, end)
+        rows: dict[tuple[str, date, str], dict[str, Any]] = {}
+        for d in declared:
+            k = (d["org_code"], d["date_t"], d["dept_code"])
+            rows[k] = {"dept_name": d["dept_name"], "declared_lab": d["lab_num"], "declared_exam": d["exam_num"]}
+        for k in set(got_lab) | set(got_exam):
+            rows.setdefault(k, {"dept_name": "", "declared_lab": None, "declared_exam": None})
+        out = []
+        for (org, day, dept), r in sorted(rows.items()):
+            rl, re_ = got_lab.get((org, day, dept), 0), got_exam.get((org, day, dept), 0)
+            dl, de = r["declared_lab"], r["declared_exam"]
+            out.append(
+                {
+                    "org_code": org,
+                    "date_t": format_value(day),
+                    "dept_code": dept,
+                    "dept_name": r["dept_name"],
+                    "declared": dl is not None,
+                    "lab_num": dl,
+                    "exam_num": de,
+                    "received_lab": rl,
+                    "received_exam": re_,
+                    "lab_diff": (dl - rl) if dl is not None else None,
+                    "exam_diff": (de - re_) if de is not None else None,
+                    "complete": dl is not None and dl == rl and de == re_,
+                }
+            )
+        return {
+            "day_from": day_from.isoformat(),
+            "day_to": day_to.isoformat(),
+            "rows": out,
+            "differences": [r for r in out if not r["complete"]],
+        }
+
+    def rejected(
+        self, principal: Principal, *, org_code: str | None = None, only_open: bool = False, limit: int = 100, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        scope = self._scope(principal, org_code)
+        with self._db.read() as conn:
+            rows = quality.list_rejected(
+                conn, scope[0] if scope else None, only_open=only_open, limit=min(limit, 1000), offset=offset
+            )
+        return [_rejected_out(r) for r in rows]
+
+    def rejected_payload(self, principal: Principal, rejected_id: int) -> bytes:
+        with self._db.read() as conn:
+            row = quality.get_rejected(conn, rejected_id)
+        if row is None:
+            raise NotFound(f"被拒提交 {rejected_id} 不存在")
+        self._scope(principal, row["org_code"])
+        data = self._blobs.get(row["payload_sha256"]) if row["payload_sha256"] else None
+        return data or b""
+
+
+def _rejected_out(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "org_code": r["org_code"],
+        "username": r["username"],
+        "kind": r["kind"],
+        "channel": r["channel"],
+        "report_key": r["report_key"],
+        "problems": r["problems"],
+        "payload_size": r["payload_size"],
+        "received_at": format_value(r["received_at"]),
+        "fixed_at": format_value(r["fixed_at"]),
+        "fixed": r["fixed_at"] is not None,
+    }

@@ -1,0 +1,146 @@
+"""Reading reports across institutions: by patient, one report, its PDF, abnormal results.
+
+Implements XC-E4/E5/E6, XC-L7/L8/L9. Every read of a patient's data is written to the access log.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_SUBITEM, LABMASTER
+from huren.domain.records import format_value, to_text
+from huren.domain.validation import Problem
+from huren.errors import Forbidden, InvalidInput, NotFound
+from huren.services.audit import AuditService
+from huren.services.context import Clock, Principal
+from huren.store import directory, reports
+from huren.store.blobs import BlobStore
+from huren.store.database import Database
+
+SPECS = {"lab": (LABMASTER, LAB_SUBITEM), "exam": (EXAMMASTER, EXAM_SUBITEM)}
+#: STD_OBSERVATION_INTERPRET codes that make a lab result abnormal.
+ABNORMAL_INTERPRET = ("H", "L", "P", "WP")
+#: exammaster.is_abnormal: the seed defines 1 = 正常, 0 = 异常.
+EXAM_ABNORMAL = "0"
+
+
+def report_meta(row: dict[str, Any], kind: str, org_names: dict[str, str]) -> dict[str, Any]:
+    return {
+        "report_id": row["id"],
+        "kind": kind,
+        "org_name": org_names.get(row["org_code"], ""),
+        "version": row["version"],
+        "voided": bool(row["voided"]),
+        "voided_at": format_value(row["voided_at"]),
+        "has_pdf": bool(row["pdf_sha256"]),
+        "received_at": format_value(row["received_at"]),
+    }
+
+
+class QueryService:
+    def __init__(self, db: Database, blobs: BlobStore, clock: Clock, audit: AuditService) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._clock = clock
+        self._audit = audit
+
+    def _window(self, start: datetime | None, end: datetime | None, days: int = 90) -> tuple[datetime, datetime]:
+        end = end or self._clock.now() + timedelta(seconds=1)
+        start = start or end - timedelta(days=days)
+        if start >= end:
+            raise InvalidInput("查询时间范围无效", [Problem("start", "range", "开始时间必须早于结束时间")])
+        return start, end
+
+    def _org_names(self, conn: Any) -> dict[str, str]:
+        return {o["code"]: o["name"] for o in directory.list_orgs(conn)}
+
+    def _render(self, conn: Any, kind: str, masters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        mspec, ispec = SPECS[kind]
+        names = self._org_names(conn)
+        items = reports.get_items(conn, kind, [m["id"] for m in masters])
+        item_node = "lab_subitem" if kind == "lab" else "exam_subitem"
+        return [
+            report_meta(m, kind, names)
+            | {f"{kind}master": to_text(m, mspec), item_node: [to_text(i, ispec) for i in items[m["id"]]]}
+            for m in masters
+        ]
+
+    def patient_reports(
+        self,
+        kind: str,
+        id_type_code: str,
+        id_no: str,
+        principal: Principal,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """A patient's lab or exam reports at every institution in [start, end) (default 90 days)."""
+        start, end = self._window(start, end)
+        with self._db.read() as conn:
+            masters = reports.for_patient(conn, kind, id_type_code, id_no, start, end)
+            out = self._render(conn, kind, masters)
+        self._audit.record(principal, f"query_{kind}", id_type_code=id_type_code, id_no=id_no, target=f"{len(out)} reports")
+        return out
+
+    def report(self, kind: str, report_id: int, principal: Principal) -> dict[str, Any]:
+        with self._db.read() as conn:
+            m = reports.get_master(conn, kind, report_id)
+            if m is None:
+                raise NotFound(f"报告 {report_id} 不存在")
+            out = self._render(conn, kind, [m])[0]
+        self._audit.record(principal, f"view_{kind}", id_type_code=m["id_type_code"], id_no=m["id_no"], target=f"{kind}:{report_id}")
+        return out
+
+    def pdf(self, kind: str, report_id: int, principal: Principal) -> bytes:
+        with self._db.read() as conn:
+            m = reports.get_master(conn, kind, report_id)
+        if m is None:
+            raise NotFound(f"报告 {report_id} 不存在")
+        data = self._blobs.get(m["pdf_sha256"]) if m["pdf_sha256"] else None
+        if data is None:
+            raise NotFound(f"报告 {report_id} 没有PDF文件")
+        self._audit.record(principal, f"pdf_{kind}", id_type_code=m["id_type_code"], id_no=m["id_no"], target=f"{kind}:{report_id}")
+        return data
+
+    def history(self, kind: str, report_id: int, principal: Principal) -> list[dict[str, Any]]:
+        """Earlier versions of one of the caller's own reports."""
+        with self._db.read() as conn:
+            m = reports.get_master(conn, kind, report_id)
+            if m is None:
+                raise NotFound(f"报告 {report_id} 不存在")
+            if m["org_code"] != principal.org_code and not principal.is_supervisor:
+                raise Forbidden("只能查看本机构报告的历史版本")
+            return reports.history(conn, kind, report_id)
+
+    def abnormal(
+        self,
+        kind: str,
+        id_type_code: str,
+        id_no: str,
+        principal: Principal,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Abnormal results: lab items interpreted H/L/P/WP; exam reports with is_abnormal = 0."""
+        start, end = self._window(start, end)
+        with self._db.read() as conn:
+            names = self._org_names(conn)
+            if kind == "lab":
+                rows = reports.abnormal_lab_items(conn, id_type_code, id_no, start, end, ABNORMAL_INTERPRET)
+                out = [
+                    report_meta(m, kind, names)
+                    | {"labmaster": to_text(m, LABMASTER), "lab_subitem": to_text(i, LAB_SUBITEM)}
+                    for m, i in rows
+                ]
+            else:
+                masters = [
+                    m
+                    for m in reports.for_patient(conn, "exam", id_type_code, id_no, start, end)
+                    if m["is_abnormal"] == EXAM_ABNORMAL
+                ]
+                out = self._render(conn, "exam", masters)
+        self._audit.record(principal, f"abnormal_{kind}", id_type_code=id_type_code, id_no=id_no, target=f"{len(out)} results")
+        return out

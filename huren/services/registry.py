@@ -1,0 +1,253 @@
+"""Report registry: register / resubmit / void lab and exam reports, PDFs, daily counts.
+
+Implements XJ-1.2.2.1–5, XC-E1/E2, XC-L2/L3/L5, XC-P3, HZ-5/6/7/9/10/11. Every rejected
+submission is kept with its problems (nothing is lost) and listed to its institution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from huren.domain.records import report_key_text
+from huren.domain.validation import (
+    Problem,
+    Report,
+    check_identity,
+    check_pdf,
+    raw_key,
+    validate_daily,
+    validate_report,
+    validate_void,
+)
+from huren.errors import Forbidden, HurenError, InvalidInput, NotFound
+from huren.services.context import Clock, Principal
+from huren.store import quality, reports
+from huren.store.blobs import BlobStore
+from huren.store.database import Database
+
+KINDS = ("lab", "exam")
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    report_id: int
+    version: int
+    created: bool
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One report of a batch: registered, or rejected with its problems (kept as ``rejected_id``)."""
+
+    registered: Registered | None = None
+    problems: list[Problem] = field(default_factory=list)
+    rejected_id: int | None = None
+    status: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Voided:
+    report_id: int
+    citations: list[dict[str, str]]
+
+
+class RegistryService:
+    def __init__(self, db: Database, blobs: BlobStore, clock: Clock, max_pdf_bytes: int) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._clock = clock
+        self.max_pdf_bytes = max_pdf_bytes
+
+    # -- rejected submissions -------------------------------------------------------------
+    def reject(
+        self,
+        principal: Principal,
+        kind: str,
+        channel: str,
+        problems: Sequence[Problem],
+        raw: bytes | None,
+        report_key: str | None = None,
+    ) -> int:
+        """Keep a rejected submission (its exact bytes and its problems); return its id."""
+        sha = self._blobs.put(raw) if raw else None
+        with self._db.write() as conn:
+            return quality.add_rejected(
+                conn,
+                {
+                    "org_code": principal.org_code,
+                    "username": principal.username,
+                    "kind": kind,
+                    "channel": channel,
+                    "report_key": report_key,
+                    "problems": [p.as_dict() for p in problems],
+                    "payload_sha256": sha,
+                    "payload_size": len(raw) if raw else 0,
+                    "received_at": self._clock.now(),
+                },
+            )
+
+    def _raise_rejected(
+        self,
+        principal: Principal,
+        kind: str,
+        channel: str,
+        error: HurenError,
+        raw: bytes | None,
+        payload: Any,
+        report_key: str | None = None,
+    ) -> None:
+        if raw is None:
+            raw = _dump(payload)
+        problems = error.problems or [Problem("", error.code, error.message)]
+        rid = self.reject(principal, kind, channel, problems, raw, report_key)
+        error.message = f"{error.message}（已保存为被拒提交 #{rid}）"
+        raise error
+
+    # -- reports --------------------------------------------------------------------------
+    def _check(self, kind: str, payload: Any, principal: Principal) -> tuple[Report | None, HurenError | None]:
+        report, problems = validate_report(kind, payload, max_pdf_bytes=self.max_pdf_bytes)
+        if report is None:
+            return None, InvalidInput("提交的数据未通过校验", problems)
+        if report.master["org_code"] != principal.org_code:
+            return report, Forbidden(
+                "只能提交本机构的报告",
+                [Problem(f"{kind}master.org_code", "ownership", f"机构编码“{report.master['org_code']}”不是当前登录机构“{principal.org_code}”")],
+            )
+        return report, None
+
+    def register(
+        self, kind: str, payload: Any, principal: Principal, *, channel: str = "rest", raw: bytes | None = None
+    ) -> Registered:
+        """Register (or, with the same primary key, resubmit) one report. Raises InvalidInput/Forbidden."""
+        outcome = self.register_many(kind, [payload], principal, channel=channel, raws=[raw])[0]
+        if outcome.registered is None:
+            err_cls = Forbidden if outcome.status == 403 else InvalidInput
+            msg = "只能提交本机构的报告" if outcome.status == 403 else "提交的数据未通过校验"
+            raise err_cls(f"{msg}（已保存为被拒提交 #{outcome.rejected_id}）", outcome.problems)
+        return outcome.registered
+
+    def register_many(
+        self,
+        kind: str,
+        payloads: Sequence[Any],
+        principal: Principal,
+        *,
+        channel: str = "rest",
+        raws: Sequence[bytes | None] | None = None,
+    ) -> list[Outcome]:
+        """Register a batch in one transaction; invalid reports are rejected and kept, the rest stored."""
+        if kind not in KINDS:
+            raise NotFound(f"未知的报告类型：{kind}")
+        outcomes = [Outcome() for _ in payloads]
+        good: list[tuple[int, Report, str | None, int | None]] = []
+        for i, payload in enumerate(payloads):
+            report, error = self._check(kind, payload, principal)
+            if error is not None:
+                raw = raws[i] if raws and raws[i] is not None else _dump(payload)
+                rkey = report.key if report else raw_key(kind, payload)
+                key = report_key_text(kind, rkey) if rkey else None
+                outcomes[i].problems = error.problems
+                outcomes[i].status = error.status
+                outcomes[i].rejected_id = self.reject(principal, kind, channel, error.problems, raw, key)
+                continue
+            assert report is not None
+            sha = self._blobs.put(report.pdf) if report.pdf is not None else None
+            good.append((i, report, sha, len(report.pdf) if report.pdf is not None else None))
+        if good:
+            now = self._clock.now()
+            with self._db.write() as conn:
+                stored = reports.upsert_many(conn, [(r, s, n) for _, r, s, n in good], now=now, actor=principal.actor)
+                if quality.has_open_rejections(conn, principal.org_code, kind):
+                    keys = [report_key_text(kind, r.key) for _, r, _, _ in good]
+                    quality.mark_fixed(conn, principal.org_code, kind, keys, now)
+            for (i, _, _, _), s in zip(good, stored, strict=True):
+                outcomes[i].registered = Registered(s.report_id, s.version, s.created)
+        return outcomes
+
+    def void(
+        self, kind: str, payload: Any, principal: Principal, *, channel: str = "rest", raw: bytes | None = None
+    ) -> Voided:
+        """Void a report by its key (DeleteLabInfo / DeleteExamInfo filter). The row is kept, marked."""
+        vkind = f"void_{kind}"
+        filt, problems = validate_void(payload)
+        if filt is not None:
+            check_identity(filt["id_type"], filt["id_no"], "filter.id_no", problems)
+        if filt is None or problems:
+            self._raise_rejected(principal, vkind, channel, InvalidInput("作废条件未通过校验", problems), raw, payload)
+        assert filt is not None
+        key = (filt["org_code"], filt["report_form_no"], filt["patient_id"], filt["event_type"], filt["event_no"])
+        keytext = report_key_text(kind, key)
+        if filt["org_code"] != principal.org_code:
+            err = Forbidden(
+                "只能作废本机构的报告",
+                [Problem("filter.org_code", "ownership", f"机构编码“{filt['org_code']}”不是当前登录机构")],
+            )
+            self._raise_rejected(principal, vkind, channel, err, raw, payload, keytext)
+        error: HurenError | None = None
+        with self._db.write() as conn:
+            row = reports.find_by_key(conn, kind, key)
+            if row is None:
+                error = NotFound(
+                    "未找到要作废的报告",
+                    [Problem("filter.report_form_no", "not_found", "机构编码、报告单号、病人ID、事件类型、事件号需与注册时一致")],
+                )
+            elif row["id_no"] != filt["id_no"] or row["id_type_code"] != filt["id_type"]:
+                error = InvalidInput(
+                    "作废条件中的身份证件与报告不一致",
+                    [Problem("filter.id_no", "consistency", "身份证件号码或类别与已注册报告不一致")],
+                )
+            elif not row["voided"]:
+                reports.void(conn, kind, row["id"], now=self._clock.now(), actor=principal.actor)
+        if error is not None:
+            self._raise_rejected(principal, vkind, channel, error, raw, payload, keytext)
+        assert row is not None
+        # Citations of the voided report are answered by the recognition engine (XJ-1.2.2.2).
+        return Voided(row["id"], [])
+
+    def put_pdf(self, kind: str, report_id: int, data: bytes, principal: Principal, *, channel: str = "rest") -> str:
+        """Attach (or replace) a report's PDF uploaded on its own (XC-E2, XC-L5, HZ-7/10)."""
+        with self._db.read() as conn:
+            row = reports.get_master(conn, kind, report_id)
+        if row is None:
+            raise NotFound(f"报告 {report_id} 不存在")
+        if row["org_code"] != principal.org_code:
+            raise Forbidden("只能为本机构的报告上传PDF")
+        problems: list[Problem] = []
+        if not check_pdf(data, "pdf", self.max_pdf_bytes, problems):
+            keytext = report_key_text(kind, [row[c] for c in reports.KEY_COLUMNS])
+            rid = self.reject(principal, "pdf", channel, problems, data[: self.max_pdf_bytes], keytext)
+            raise InvalidInput(f"PDF文件未通过校验（已保存为被拒提交 #{rid}）", problems)
+        sha = self._blobs.put(data)
+        with self._db.write() as conn:
+            reports.set_pdf(conn, kind, report_id, sha, len(data), now=self._clock.now())
+        return sha
+
+    # -- daily counts ---------------------------------------------------------------------
+    def upload_daily(
+        self, payload: Any, principal: Principal, *, channel: str = "rest", raw: bytes | None = None
+    ) -> int:
+        """Daily per-department counts (XJ-1.2.2.5, XC-P3); returns the number of rows stored."""
+        rows, problems = validate_daily(payload)
+        if problems:
+            self._raise_rejected(principal, "daily", channel, InvalidInput("日报数据未通过校验", problems), raw, payload)
+        foreign = [i for i, r in enumerate(rows) if r["org_code"] != principal.org_code]
+        if foreign:
+            err = Forbidden(
+                "只能上报本机构的日报",
+                [Problem(f"lab_exam_report[{i}].org_code", "ownership", "机构编码不是当前登录机构") for i in foreign],
+            )
+            self._raise_rejected(principal, "daily", channel, err, raw, payload)
+        with self._db.write() as conn:
+            quality.upsert_daily(conn, rows, now=self._clock.now(), actor=principal.actor)
+        return len(rows)
+
+
+def _dump(payload: Any) -> bytes:
+    try:
+        return orjson.dumps(payload)
+    except TypeError:
+        return repr(payload).encode()

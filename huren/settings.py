@@ -1,0 +1,45 @@
+"""Settings: one typed object, from ``HUREN_*`` environment variables or matching CLI options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HUREN_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./data"), description="database, blobs and keys live here")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite under data_dir")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Secret for signing access tokens. Outside demo mode it must be given, or is generated once
+    #: into ``data_dir/keys/token.key`` (mode 0600) — never a built-in default.
+    secret_key: str | None = None
+    demo: bool = False
+    token_ttl_seconds: int = 7200
+    max_pdf_bytes: int = 20 * 1024 * 1024
+    max_request_bytes: int = 64 * 1024 * 1024
+    timezone: str = "Asia/Shanghai"
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.secret_key is not None and len(self.secret_key) < 32:
+            raise ValueError("HUREN_SECRET_KEY must be at least 32 characters")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'huren.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def key_dir(self) -> Path:
+        return self.data_dir / "keys"

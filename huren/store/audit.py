@@ -1,0 +1,28 @@
+"""The access log: every read of a patient's data."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from huren.store.tables import access_log
+
+
+def log_access(conn: Connection, row: dict[str, Any]) -> None:
+    conn.execute(insert(access_log).values(row))
+
+
+def list_access(
+    conn: Connection, *, id_type_code: str | None = None, id_no: str | None = None, since: datetime | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    q = select(access_log)
+    if id_type_code is not None:
+        q = q.where(access_log.c.id_type_code == id_type_code)
+    if id_no is not None:
+        q = q.where(access_log.c.id_no == id_no)
+    if since is not None:
+        q = q.where(access_log.c.at >= since)
+    return [dict(r) for r in conn.execute(q.order_by(access_log.c.id.desc()).limit(limit)).mappings()]

@@ -1,0 +1,89 @@
+"""Daily counts (lab_exam_report) and the kept rejected submissions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from huren.store.tables import daily_count, rejected_submission
+
+
+def upsert_daily(conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetime, actor: str) -> None:
+    """Replace the counts of each (org_code, date_t, dept_code)."""
+    for r in rows:
+        conn.execute(
+            delete(daily_count).where(
+                daily_count.c.org_code == r["org_code"],
+                daily_count.c.date_t == r["date_t"],
+                daily_count.c.dept_code == r["dept_code"],
+            )
+        )
+    conn.execute(insert(daily_count), [r | {"received_at": now, "uploaded_by": actor} for r in rows])
+
+
+def daily_counts(
+    conn: Connection, org_codes: Sequence[str] | None, day_from: date, day_to: date
+) -> list[dict[str, Any]]:
+    q = select(daily_count).where(daily_count.c.date_t >= day_from, daily_count.c.date_t < day_to)
+    if org_codes is not None:
+        q = q.where(daily_count.c.org_code.in_(org_codes))
+    return [dict(r) for r in conn.execute(q.order_by(daily_count.c.org_code, daily_count.c.date_t)).mappings()]
+
+
+def add_rejected(conn: Connection, row: dict[str, Any]) -> int:
+    row = row | {"problems": json.dumps(row["problems"], ensure_ascii=False)}
+    return int(conn.execute(insert(rejected_submission).values(row)).inserted_primary_key[0])  # type: ignore[index]
+
+
+def mark_fixed(conn: Connection, org_code: str, kind: str, report_keys: Sequence[str], now: datetime) -> None:
+    if not report_keys:
+        return
+    conn.execute(
+        update(rejected_submission)
+        .where(
+            rejected_submission.c.org_code == org_code,
+            rejected_submission.c.kind == kind,
+            rejected_submission.c.report_key.in_(report_keys),
+            rejected_submission.c.fixed_at.is_(None),
+        )
+        .values(fixed_at=now)
+    )
+
+
+def has_open_rejections(conn: Connection, org_code: str, kind: str) -> bool:
+    q = select(func.count()).select_from(rejected_submission).where(
+        rejected_submission.c.org_code == org_code,
+        rejected_submission.c.kind == kind,
+        rejected_submission.c.fixed_at.is_(None),
+    )
+    return bool(conn.execute(q).scalar())
+
+
+def list_rejected(
+    conn: Connection, org_code: str | None, *, only_open: bool = False, limit: int = 100, offset: int = 0
+) -> list[dict[str, Any]]:
+    q = select(rejected_submission)
+    if org_code is not None:
+        q = q.where(rejected_submission.c.org_code == org_code)
+    if only_open:
+        q = q.where(rejected_submission.c.fixed_at.is_(None))
+    q = q.order_by(rejected_submission.c.id.desc()).limit(limit).offset(offset)
+    out = []
+    for r in conn.execute(q).mappings():
+        d = dict(r)
+        d["problems"] = json.loads(d["problems"])
+        out.append(d)
+    return out
+
+
+def get_rejected(conn: Connection, rejected_id: int) -> dict[str, Any] | None:
+    r = conn.execute(select(rejected_submission).where(rejected_submission.c.id == rejected_id)).mappings().first()
+    if not r:
+        return None
+    d = dict(r)
+    d["problems"] = json.loads(d["problems"])
+    return d

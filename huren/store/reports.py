@@ -1,0 +1,290 @@
+"""Report persistence: upsert by the seed's primary key with version history, void, queries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
+
+from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_SUBITEM, LABMASTER
+from huren.domain.records import format_value, to_text
+from huren.domain.validation import Report
+from huren.store.tables import REPORT_TABLES, report_history
+
+KEY_COLUMNS = ("org_code", "report_form_no", "patient_id", "event_type", "event_no")
+SPECS = {"lab": (LABMASTER, LAB_SUBITEM), "exam": (EXAMMASTER, EXAM_SUBITEM)}
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    report_id: int
+    version: int
+    created: bool
+
+
+def _key_of(row: Row[Any] | dict[str, Any]) -> tuple[Any, ...]:
+    m = row._mapping if isinstance(row, Row) else row
+    return tuple(m[c] for c in KEY_COLUMNS)
+
+
+def _snapshot(conn: Connection, kind: str, report_id: int) -> tuple[dict[str, Any], str]:
+    master_t, item_t = REPORT_TABLES[kind]
+    mspec, ispec = SPECS[kind]
+    master = dict(conn.execute(select(master_t).where(master_t.c.id == report_id)).mappings().one())
+    items = [dict(i) for i in conn.execute(select(item_t).where(item_t.c.report_id == report_id)).mappings()]
+    doc = {
+        "master": to_text(master, mspec) | {"pdf_sha256": master["pdf_sha256"] or "", "voided": bool(master["voided"])},
+        "items": [to_text(i, ispec) for i in items],
+    }
+    return master, json.dumps(doc, ensure_ascii=False)
+
+
+def upsert_many(
+    conn: Connection,
+    batch: Sequence[tuple[Report, str | None, int | None]],
+    *,
+    now: datetime,
+    actor: str,
+) -> list[Stored]:
+    """Register reports of one kind: insert new keys, replace existing ones (history kept).
+
+    ``batch`` holds (report, pdf_sha256, pdf_size); a ``None`` PDF keeps a stored one.
+    """
+    if not batch:
+        return []
+    kind = batch[0][0].kind
+    master_t, item_t = REPORT_TABLES[kind]
+    keys = [r.key for r, _, _ in batch]
+    existing: dict[tuple[Any, ...], tuple[int, int]] = {}
+    orgs = {k[0] for k in keys}
+    forms = {k[1] for k in keys}
+    for chunk in _chunks(sorted(forms), 500):
+        rows = conn.execute(
+            select(master_t.c.id, master_t.c.version, *[master_t.c[c] for c in KEY_COLUMNS]).where(
+                master_t.c.org_code.in_(orgs), master_t.c.report_form_no.in_(chunk)
+            )
+        )
+        for row in rows:
+            existing[_key_of(row)] = (row.id, row.version)
+
+    results: dict[int, Stored] = {}
+    new_rows: list[dict[str, Any]] = []
+    new_index: list[int] = []
+    seen_in_batch: dict[tuple[Any, ...], int] = {}
+    for i, (report, sha, size) in enumerate(batch):
+        key = report.key
+        if key in seen_in_batch or key in existing:
+            continue
+        seen_in_batch[key] = i
+        new_rows.append(
+            report.master
+            | {
+                "pdf_sha256": sha,
+                "pdf_size": size,
+                "version": 1,
+                "voided": False,
+                "voided_at": None,
+                "voided_by": None,
+                "received_at": now,
+                "updated_at": now,
+            }
+        )
+        new_index.append(i)
+    if new_rows:
+        ids = conn.execute(
+            insert(master_t).returning(master_t.c.id, sort_by_parameter_order=True), new_rows
+        ).scalars().all()
+        item_rows: list[dict[str, Any]] = []
+        for i, rid in zip(new_index, ids, strict=True):
+            for item in batch[i][0].items:
+                item_rows.append(item | {"report_id": rid})
+            results[i] = Stored(rid, 1, True)
+        if item_rows:
+            conn.execute(insert(item_t), item_rows)
+    for i, (report, sha, size) in enumerate(batch):
+        if i in results:
+            continue
+        key = report.key
+        if key not in existing:  # a duplicate key inside the batch, inserted above
+            existing[key] = (results[seen_in_batch[key]].report_id, 1)
+        rid, version = existing[key]
+        results[i] = _replace(conn, report, rid, version, sha, size, now=now, actor=actor)
+        existing[key] = (rid, results[i].version)
+    return [results[i] for i in range(len(batch))]
+
+
+def _replace(
+    conn: Connection,
+    report: Report,
+    rid: int,
+    version: int,
+    sha: str | None,
+    size: int | None,
+    *,
+    now: datetime,
+    actor: str,
+) -> Stored:
+    master_t, item_t = REPORT_TABLES[report.kind]
+    old, snapshot = _snapshot(conn, report.kind, rid)
+    conn.execute(
+        insert(report_history).values(
+            kind=report.kind,
+            report_id=rid,
+            version=old["version"],
+            snapshot=snapshot,
+            replaced_at=now,
+            replaced_by=actor,
+        )
+    )
+    values = report.master | {
+        "version": old["version"] + 1,
+        "voided": False,
+        "voided_at": None,
+        "voided_by": None,
+        "updated_at": now,
+    }
+    if sha is not None:
+        values |= {"pdf_sha256": sha, "pdf_size": size}
+    conn.execute(update(master_t).where(master_t.c.id == rid).values(values))
+    conn.execute(delete(item_t).where(item_t.c.report_id == rid))
+    conn.execute(insert(item_t), [item | {"report_id": rid} for item in report.items])
+    return Stored(rid, old["version"] + 1, False)
+
+
+def find_by_key(conn: Connection, kind: str, key: Sequence[Any]) -> dict[str, Any] | None:
+    master_t, _ = REPORT_TABLES[kind]
+    cond = and_(*[master_t.c[c] == v for c, v in zip(KEY_COLUMNS, key, strict=True)])
+    row = conn.execute(select(master_t).where(cond)).mappings().first()
+    return dict(row) if row else None
+
+
+def get_master(conn: Connection, kind: str, report_id: int) -> dict[str, Any] | None:
+    master_t, _ = REPORT_TABLES[kind]
+    row = conn.execute(select(master_t).where(master_t.c.id == report_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def get_items(conn: Connection, kind: str, report_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+    _, item_t = REPORT_TABLES[kind]
+    ids = list(report_ids)
+    out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    order = item_t.c.serial_no if kind == "lab" else item_t.c.exam_item_code
+    for chunk in _chunks(ids, 500):
+        for row in conn.execute(select(item_t).where(item_t.c.report_id.in_(chunk)).order_by(item_t.c.report_id, order)):
+            out[row.report_id].append(dict(row._mapping))
+    return out
+
+
+def void(conn: Connection, kind: str, report_id: int, *, now: datetime, actor: str) -> None:
+    master_t, _ = REPORT_TABLES[kind]
+    conn.execute(
+        update(master_t)
+        .where(master_t.c.id == report_id)
+        .values(voided=True, voided_at=now, voided_by=actor, updated_at=now)
+    )
+
+
+def set_pdf(conn: Connection, kind: str, report_id: int, sha: str, size: int, *, now: datetime) -> None:
+    master_t, _ = REPORT_TABLES[kind]
+    conn.execute(
+        update(master_t).where(master_t.c.id == report_id).values(pdf_sha256=sha, pdf_size=size, updated_at=now)
+    )
+
+
+def history(conn: Connection, kind: str, report_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(report_history)
+        .where(report_history.c.kind == kind, report_history.c.report_id == report_id)
+        .order_by(report_history.c.version)
+    ).mappings()
+    return [
+        {
+            "version": r["version"],
+            "replaced_at": format_value(r["replaced_at"]),
+            "replaced_by": r["replaced_by"],
+            "snapshot": json.loads(r["snapshot"]),
+        }
+        for r in rows
+    ]
+
+
+def for_patient(
+    conn: Connection,
+    kind: str,
+    id_type_code: str,
+    id_no: str,
+    start: datetime,
+    end: datetime,
+    *,
+    include_voided: bool = False,
+) -> list[dict[str, Any]]:
+    """A patient's reports across institutions, newest first, by authentication time."""
+    master_t, _ = REPORT_TABLES[kind]
+    q = select(master_t).where(
+        master_t.c.id_type_code == id_type_code,
+        master_t.c.id_no == id_no,
+        master_t.c.authenticator_dtime >= start,
+        master_t.c.authenticator_dtime < end,
+    )
+    if not include_voided:
+        q = q.where(master_t.c.voided.is_(False))
+    q = q.order_by(master_t.c.authenticator_dtime.desc(), master_t.c.id.desc())
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def abnormal_lab_items(
+    conn: Connection, id_type_code: str, id_no: str, start: datetime, end: datetime, codes: Sequence[str]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    master_t, item_t = REPORT_TABLES["lab"]
+    q = (
+        select(master_t, *[c.label(f"item__{c.name}") for c in item_t.c])
+        .join(item_t, item_t.c.report_id == master_t.c.id)
+        .where(
+            master_t.c.id_type_code == id_type_code,
+            master_t.c.id_no == id_no,
+            master_t.c.authenticator_dtime >= start,
+            master_t.c.authenticator_dtime < end,
+            master_t.c.voided.is_(False),
+            item_t.c.result_interpre.in_(codes),
+        )
+        .order_by(master_t.c.authenticator_dtime.desc(), item_t.c.serial_no)
+    )
+    out = []
+    for r in conn.execute(q).mappings():
+        master = {k: v for k, v in r.items() if not k.startswith("item__")}
+        item = {k[6:]: v for k, v in r.items() if k.startswith("item__")}
+        out.append((master, item))
+    return out
+
+
+def counts_by_day_dept(
+    conn: Connection, kind: str, org_codes: Sequence[str] | None, day_from: date, day_to: date
+) -> dict[tuple[str, date, str], int]:
+    """Received, not voided reports per (org, day of authentication, ordering department)."""
+    master_t, _ = REPORT_TABLES[kind]
+    day = func.date(master_t.c.authenticator_dtime)
+    q = (
+        select(master_t.c.org_code, day.label("day"), master_t.c.participant_dept_code, func.count())
+        .where(
+            master_t.c.authenticator_dtime >= datetime.combine(day_from, datetime.min.time()),
+            master_t.c.authenticator_dtime < datetime.combine(day_to, datetime.min.time()),
+            master_t.c.voided.is_(False),
+        )
+        .group_by(master_t.c.org_code, day, master_t.c.participant_dept_code)
+    )
+    if org_codes is not None:
+        q = q.where(master_t.c.org_code.in_(org_codes))
+    out: dict[tuple[str, date, str], int] = {}
+    for org_code, d, dept, n in conn.execute(q):
+        d = date.fromisoformat(d) if isinstance(d, str) else d
+        out[(org_code, d, dept)] = int(n)
+    return out
+
+
+def _chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]

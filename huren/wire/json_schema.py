@@ -1,0 +1,80 @@
+"""JSON Schemas of the REST bodies, generated from the seed 002 field tables (for OpenAPI)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from huren.domain.fields import (
+    EXAM_SUBITEM,
+    EXAMMASTER,
+    LAB_EXAM_REPORT,
+    LAB_SUBITEM,
+    LABMASTER,
+    PDF,
+    VOID_FILTER,
+    Field,
+)
+
+_FORMATS = {"dt": "YYYY-MM-DD hh24:mi:ss", "date": "YYYY-MM-DD"}
+
+
+def node_schema(spec: Sequence[Field], *, extra: Sequence[Field] = ()) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    for f in (*spec, *extra):
+        desc = f.title
+        if f.kind in _FORMATS:
+            desc += f"，格式 {_FORMATS[f.kind]}"
+        elif f.kind == "num":
+            desc += f"，整数，最多{f.size}位"
+        elif f.kind == "str":
+            desc += f"，最长{f.size}字符"
+        elif f.kind == "b64":
+            desc += "，PDF文件内容的Base64编码"
+        if f.dictionary:
+            desc += f"，字典 {f.dictionary}"
+        props[f.name] = {"type": "string", "description": desc}
+        if f.kind == "str":
+            props[f.name]["maxLength"] = f.size
+    return {
+        "type": "object",
+        "properties": props,
+        "required": [f.name for f in spec if f.required],
+    }
+
+
+def report_schema(kind: str) -> dict[str, Any]:
+    if kind == "lab":
+        return {
+            "type": "object",
+            "required": ["labmaster", "lab_subitem"],
+            "properties": {
+                "labmaster": node_schema(LABMASTER, extra=(PDF,)),
+                "lab_subitem": {"type": "array", "minItems": 1, "items": node_schema(LAB_SUBITEM)},
+            },
+        }
+    return {
+        "type": "object",
+        "required": ["exammaster", "exam_subitem"],
+        "properties": {
+            "exammaster": node_schema(EXAMMASTER, extra=(PDF,)),
+            "exam_subitem": {"type": "array", "minItems": 1, "items": node_schema(EXAM_SUBITEM)},
+        },
+    }
+
+
+def daily_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["lab_exam_report"],
+        "properties": {"lab_exam_report": {"type": "array", "minItems": 1, "items": node_schema(LAB_EXAM_REPORT)}},
+    }
+
+
+def void_schema() -> dict[str, Any]:
+    return node_schema(VOID_FILTER)
+
+
+def body(schema: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAPI ``requestBody`` for a JSON schema."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

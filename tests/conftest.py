@@ -1,0 +1,150 @@
+"""Shared fixtures: a container on SQLite and on a real PostgreSQL, and a REST client.
+
+PostgreSQL: ``HUREN_TEST_PG_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``)
+names a server the tests may create databases on. Without one the PostgreSQL tests skip with the
+reason — unless ``HUREN_REQUIRE_ALL=1`` (CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from huren.api.app import create_app
+from huren.bootstrap import Container, build
+from huren.services.context import Clock
+from huren.settings import Settings
+from huren.store import migrate
+from huren.store.database import make_engine
+
+PG_URL = os.environ.get("HUREN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REQUIRE_ALL = os.environ.get("HUREN_REQUIRE_ALL") == "1"
+SECRET = "test-secret-" + "x" * 32
+
+ORG_A = ("457759922", "第一人民医院", "650102", "3甲", "his", "password-a")
+ORG_B = ("457759933", "沙依巴克区人民医院", "650103", "2甲", "lis", "password-b")
+SUPERVISOR = ("650100000", "乌鲁木齐市卫生健康委员会", "650100", "3", "admin", "password-s")
+
+
+def missing(reason: str) -> None:
+    if REQUIRE_ALL:
+        pytest.fail(f"HUREN_REQUIRE_ALL=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A migrated template database on the PostgreSQL server; each test copies it."""
+    admin_url = make_url(PG_URL)
+    try:
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any connection failure means: no server here
+        missing(f"PostgreSQL not reachable at {PG_URL}: {exc.__class__.__name__}")
+    name = f"huren_tpl_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(admin_url.set(database=name).render_as_string(hide_password=False))
+    migrate.upgrade(engine)
+    engine.dispose()
+    yield name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tpl") / "huren.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        tpl: Path = request.getfixturevalue("sqlite_template")
+        target = tmp_path / "huren.db"
+        shutil.copy(tpl, target)
+        yield f"sqlite:///{target}"
+        return
+    tpl_name: str = request.getfixturevalue("pg_template")
+    admin_url = make_url(PG_URL)
+    name = f"huren_t_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{tpl_name}"'))
+    yield admin_url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def container(database_url: str, tmp_path: Path) -> Iterator[Container]:
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, secret_key=SECRET, max_pdf_bytes=64 * 1024)
+    c = build(settings, clock=Clock())
+    for code, name, region, level, user, pw in (ORG_A, ORG_B):
+        c.directory.add_org(code, name, region, level, user=user, password=pw)
+    code, name, region, level, user, pw = SUPERVISOR
+    c.directory.add_org(code, name, region, level, user=user, password=pw, role="supervisor")
+    yield c
+    c.close()
+
+
+class Api:
+    """A REST client logged in as one institution."""
+
+    def __init__(self, client: TestClient, token: str) -> None:
+        self.client = client
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def post(self, path: str, json: Any = None, **kw: Any) -> Any:
+        return self.client.post(path, json=json, headers=self.headers | kw.pop("headers", {}), **kw)
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.client.get(path, headers=self.headers | kw.pop("headers", {}), **kw)
+
+    def put(self, path: str, **kw: Any) -> Any:
+        return self.client.put(path, headers=self.headers | kw.pop("headers", {}), **kw)
+
+
+@pytest.fixture
+def client(container: Container) -> Iterator[TestClient]:
+    with TestClient(create_app(container)) as tc:
+        yield tc
+
+
+def login(client: TestClient, org: tuple[str, ...]) -> Api:
+    r = client.post("/api/v1/auth/token", json={"org_code": org[0], "username": org[4], "password": org[5]})
+    assert r.status_code == 200, r.text
+    return Api(client, r.json()["access_token"])
+
+
+@pytest.fixture
+def api_a(client: TestClient) -> Api:
+    return login(client, ORG_A)
+
+
+@pytest.fixture
+def api_b(client: TestClient) -> Api:
+    return login(client, ORG_B)
+
+
+@pytest.fixture
+def api_sup(client: TestClient) -> Api:
+    return login(client, SUPERVISOR)
