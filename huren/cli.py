@@ -19,7 +19,7 @@ from huren.settings import Settings
 
 def _settings(args: argparse.Namespace) -> Settings:
     over: dict[str, Any] = {}
-    for name in ("data_dir", "database_url", "host", "port"):
+    for name in ("data_dir", "database_url", "host", "port", "workers"):
         value = getattr(args, name, None)
         if value is not None:
             over[name] = value
@@ -29,6 +29,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
 
     from huren.api.app import create_app
@@ -36,8 +38,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     container = build(settings, upgrade=True)
-    app = create_app(container)
     print(f"huren 平台已启动：http://{settings.host}:{settings.port}/  （接口文档 /docs）", flush=True)
+    if settings.workers > 1:
+        container.close()
+        # worker processes rebuild the settings from the environment: hand the options down
+        # (the token secret they read from the same data directory, never from the environment)
+        os.environ.update(
+            {
+                "HUREN_DATA_DIR": str(settings.data_dir.resolve()),
+                "HUREN_DATABASE_URL": settings.db_url,
+            }
+        )
+        uvicorn.run(
+            "huren.api.app:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level="info",
+            access_log=False,
+        )
+        return 0
+    app = create_app(container)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
     container.close()
     return 0
@@ -99,6 +121,7 @@ def parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--host", help="监听地址（HUREN_HOST），默认 127.0.0.1")
     p.add_argument("--port", type=int, help="监听端口（HUREN_PORT），默认 8000")
+    p.add_argument("--workers", type=int, help="工作进程数（HUREN_WORKERS），默认 1")
     p.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="数据库")

@@ -15,6 +15,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite under data_dir")
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes")
     #: Secret for signing access tokens. Outside demo mode it must be given, or is generated once
     #: into ``data_dir/keys/token.key`` (mode 0600) — never a built-in default.
     secret_key: str | None = None

@@ -40,3 +40,10 @@ def create_app(container: Container) -> FastAPI:
         return {"code": "ok", "version": __version__}
 
     return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory`` worker processes: settings from ``HUREN_*``."""
+    from huren.bootstrap import build
+
+    return create_app(build())

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from huren.api.deps import Caller, Services, parse_json, read_body
+from huren.api.deps import Caller, Services, parse_json, read_body, write
 from huren.api.openapi import op
 from huren.bootstrap import Container
 from huren.errors import HurenError, InvalidInput
@@ -54,7 +54,7 @@ def _routes(kind: str) -> None:
     @router.post(path, **op(ids["register"], f"注册（或重新提交）{zh}报告", body(report_schema(kind))), name=f"register_{kind}")
     async def register(request: Request, c: Services, who: Caller) -> dict[str, Any]:
         payload, raw = await json_body(request, c, who, kind)
-        r = await run_in_threadpool(c.registry.register, kind, payload, who, channel="rest", raw=raw)
+        r = await write(c, c.registry.register, kind, payload, who, channel="rest", raw=raw)
         return {"code": "ok", "message": "ok", "report_id": r.report_id, "version": r.version, "created": r.created}
 
     batch_schema = {"type": "object", "properties": {"reports": {"type": "array", "items": report_schema(kind)}}}
@@ -65,7 +65,7 @@ def _routes(kind: str) -> None:
         items = payload.get("reports") if isinstance(payload, dict) else None
         if not isinstance(items, list) or not items:
             raise InvalidInput("缺少 reports 数组", [])
-        outcomes = await run_in_threadpool(c.registry.register_many, kind, items, who, channel="rest")
+        outcomes = await write(c, c.registry.register_many, kind, items, who, channel="rest")
         results = []
         for o in outcomes:
             if o.registered:
@@ -77,7 +77,7 @@ def _routes(kind: str) -> None:
     @router.post(f"{path}/void", **op(ids["void"], f"作废{zh}报告（保留记录并标记）", body(void_schema())), name=f"void_{kind}")
     async def void(request: Request, c: Services, who: Caller) -> dict[str, Any]:
         payload, raw = await json_body(request, c, who, f"void_{kind}")
-        v = await run_in_threadpool(c.registry.void, kind, payload, who, channel="rest", raw=raw)
+        v = await write(c, c.registry.void, kind, payload, who, channel="rest", raw=raw)
         return {"code": "ok", "message": "ok", "report_id": v.report_id, "citations": v.citations}
 
     @router.put(

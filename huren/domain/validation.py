@@ -102,60 +102,94 @@ def _canon_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Per spec, the checks as flat tuples (name, kind, size, required, dictionary codes, dictionary
+# name, title), built once: validation runs for every field of every report.
+_Compiled = tuple[tuple[str, str, int, bool, "frozenset[str] | None", "str | None", str], ...]
+_COMPILED: dict[int, tuple[_Compiled, frozenset[str]]] = {}
+
+
+def _compile(spec: Sequence[Field]) -> tuple[_Compiled, frozenset[str]]:
+    got = _COMPILED.get(id(spec))
+    if got is None:
+        rows = tuple(
+            (
+                f.name,
+                f.kind,
+                f.size,
+                f.required,
+                frozenset(dictionaries.load(f.dictionary)) if f.dictionary else None,
+                f.dictionary,
+                f.title,
+            )
+            for f in spec
+        )
+        got = (rows, frozenset(f.name for f in spec) | {"pdf"})
+        _COMPILED[id(spec)] = got
+    return got
+
+
 def check_record(
     raw: Mapping[str, Any], spec: Sequence[Field], where: str, problems: list[Problem]
 ) -> dict[str, Any]:
     """Validate one node's fields; append problems; return the normalised record."""
-    src = _canon_keys(raw)
+    rows, names = _compile(spec)
+    # Fast path: keys already spelled as the table spells them (the usual case).
+    src = raw if names.issuperset(raw.keys()) else _canon_keys(raw)
     rec: dict[str, Any] = {}
-    for f in spec:
-        path = f"{where}.{f.name}"
-        try:
-            text = _text(src.get(f.name))
-        except TypeError:
-            problems.append(Problem(path, "type", f"{f.title}（{f.name}）应为文本或数字"))
-            rec[f.name] = None
-            continue
+    for name, kind, size, required, codes, dic, title in rows:
+        value: Any = src.get(name)
+        if value.__class__ is str:
+            text = value.strip()
+        else:
+            try:
+                text = _text(value)
+            except TypeError:
+                problems.append(Problem(f"{where}.{name}", "type", f"{title}（{name}）应为文本或数字"))
+                rec[name] = None
+                continue
         if not text:
-            if f.required:
-                problems.append(Problem(path, "required", f"{f.title}（{f.name}）为必填项，不能为空"))
-            rec[f.name] = None
+            if required:
+                problems.append(Problem(f"{where}.{name}", "required", f"{title}（{name}）为必填项，不能为空"))
+            rec[name] = None
             continue
-        kind = f.kind
-        value: Any = text
         if kind == "str":
-            if len(text) > f.size:
+            value = text
+            if len(text) > size:
                 problems.append(
-                    Problem(path, "max_length", f"{f.title}（{f.name}）长度不能超过{f.size}个字符，实际{len(text)}")
+                    Problem(f"{where}.{name}", "max_length", f"{title}（{name}）长度不能超过{size}个字符，实际{len(text)}")
                 )
         elif kind == "dt":
             value = _parse_dt(text)
             if value is None:
                 problems.append(
-                    Problem(path, "datetime_format", f"{f.title}（{f.name}）格式应为 YYYY-MM-DD hh24:mi:ss，收到“{text}”")
+                    Problem(
+                        f"{where}.{name}", "datetime_format", f"{title}（{name}）格式应为 YYYY-MM-DD hh24:mi:ss，收到“{text}”"
+                    )
                 )
         elif kind == "date":
             value = _parse_date(text)
             if value is None:
-                problems.append(Problem(path, "date_format", f"{f.title}（{f.name}）格式应为 YYYY-MM-DD，收到“{text}”"))
+                problems.append(Problem(f"{where}.{name}", "date_format", f"{title}（{name}）格式应为 YYYY-MM-DD，收到“{text}”"))
         elif kind == "num":
-            if not (text.isascii() and text.lstrip("-").isdigit()):
-                problems.append(Problem(path, "integer", f"{f.title}（{f.name}）应为整数，收到“{text}”"))
+            digits = text[1:] if text[:1] == "-" else text
+            if not (digits.isascii() and digits.isdigit()):
+                problems.append(Problem(f"{where}.{name}", "integer", f"{title}（{name}）应为整数，收到“{text}”"))
                 value = None
             else:
                 value = int(text)
-                if len(text.lstrip("-")) > f.size:
-                    problems.append(Problem(path, "max_digits", f"{f.title}（{f.name}）不能超过{f.size}位数字"))
-        if f.dictionary is not None and value is not None and text not in dictionaries.load(f.dictionary):
+                if len(digits) > size:
+                    problems.append(Problem(f"{where}.{name}", "max_digits", f"{title}（{name}）不能超过{size}位数字"))
+        else:
+            value = text
+        if codes is not None and value is not None and text not in codes:
             problems.append(
                 Problem(
-                    path,
+                    f"{where}.{name}",
                     "dictionary",
-                    f"{f.title}（{f.name}）的值“{text}”不在字典 {f.dictionary}"
-                    f"（{dictionaries.TITLES[f.dictionary]}）中",
+                    f"{title}（{name}）的值“{text}”不在字典 {dic}（{dictionaries.TITLES[dic or '']}）中",
                 )
             )
-        rec[f.name] = value
+        rec[name] = value
     return rec
 
 
@@ -220,7 +254,8 @@ def validate_report(kind: str, payload: Any, *, max_pdf_bytes: int) -> tuple[Rep
         return None, problems
     master = check_record(raw_master, master_spec, master_name, problems)
     check_identity(master["id_type_code"], master["id_no"], f"{master_name}.id_no", problems)
-    pdf = decode_pdf(_canon_keys(raw_master).get("pdf"), f"{master_name}.pdf", max_pdf_bytes, problems)
+    raw_pdf = raw_master.get("pdf") or raw_master.get("Pdf") or raw_master.get("PDF")
+    pdf = decode_pdf(raw_pdf, f"{master_name}.pdf", max_pdf_bytes, problems)
     items: list[dict[str, Any]] = []
     seen: set[Any] = set()
     item_key = "serial_no" if kind == "lab" else "exam_item_code"

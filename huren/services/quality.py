@@ -83,12 +83,33 @@ class QualityService:
     def rejected(
         self, principal: Principal, *, org_code: str | None = None, only_open: bool = False, limit: int = 100, offset: int = 0
     ) -> list[dict[str, Any]]:
+        """Rejected submissions, newest first, each with whether it has since been fixed (XC-S2).
+
+        A rejected report counts as fixed once a report with the same primary key was registered
+        after it (a rejected void: once that report was voided after it; a rejected PDF: once the
+        report got a PDF after it). Computed when read, so every worker agrees.
+        """
         scope = self._scope(principal, org_code)
         with self._db.read() as conn:
-            rows = quality.list_rejected(
-                conn, scope[0] if scope else None, only_open=only_open, limit=min(limit, 1000), offset=offset
-            )
-        return [_rejected_out(r) for r in rows]
+            rows = quality.list_rejected(conn, scope[0] if scope else None, limit=min(limit, 1000), offset=offset)
+            out = [_rejected_out(r) | {"fixed": self._fixed(conn, r)} for r in rows]
+        return [r for r in out if not (only_open and r["fixed"])]
+
+    def _fixed(self, conn: Any, r: dict[str, Any]) -> bool:
+        key_text = r["report_key"] or ""
+        kind, _, rest = key_text.partition(":")
+        parts = rest.split("|")
+        if kind not in ("lab", "exam") or len(parts) != 5 or not parts[3].isdigit():
+            return False
+        row = reports.find_by_key(conn, kind, (parts[0], parts[1], parts[2], int(parts[3]), parts[4]))
+        if row is None:
+            return False
+        since = r["received_at"]
+        if r["kind"].startswith("void_"):
+            return bool(row["voided"]) and row["voided_at"] is not None and row["voided_at"] >= since
+        if r["kind"] == "pdf":
+            return bool(row["pdf_sha256"]) and row["updated_at"] >= since
+        return not row["voided"] and row["updated_at"] >= since
 
     def rejected_payload(self, principal: Principal, rejected_id: int) -> bytes:
         with self._db.read() as conn:
@@ -111,6 +132,4 @@ def _rejected_out(r: dict[str, Any]) -> dict[str, Any]:
         "problems": r["problems"],
         "payload_size": r["payload_size"],
         "received_at": format_value(r["received_at"]),
-        "fixed_at": format_value(r["fixed_at"]),
-        "fixed": r["fixed_at"] is not None,
     }

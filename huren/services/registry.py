@@ -161,9 +161,6 @@ class RegistryService:
             now = self._clock.now()
             with self._db.write() as conn:
                 stored = reports.upsert_many(conn, [(r, s, n) for _, r, s, n in good], now=now, actor=principal.actor)
-                if quality.has_open_rejections(conn, principal.org_code, kind):
-                    keys = [report_key_text(kind, r.key) for _, r, _, _ in good]
-                    quality.mark_fixed(conn, principal.org_code, kind, keys, now)
             for (i, _, _, _), s in zip(good, stored, strict=True):
                 outcomes[i].registered = Registered(s.report_id, s.version, s.created)
         return outcomes

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, insert, select
 
 from huren.store.tables import daily_count, rejected_submission
 
@@ -39,38 +39,12 @@ def add_rejected(conn: Connection, row: dict[str, Any]) -> int:
     return int(conn.execute(insert(rejected_submission).values(row)).inserted_primary_key[0])  # type: ignore[index]
 
 
-def mark_fixed(conn: Connection, org_code: str, kind: str, report_keys: Sequence[str], now: datetime) -> None:
-    if not report_keys:
-        return
-    conn.execute(
-        update(rejected_submission)
-        .where(
-            rejected_submission.c.org_code == org_code,
-            rejected_submission.c.kind == kind,
-            rejected_submission.c.report_key.in_(report_keys),
-            rejected_submission.c.fixed_at.is_(None),
-        )
-        .values(fixed_at=now)
-    )
-
-
-def has_open_rejections(conn: Connection, org_code: str, kind: str) -> bool:
-    q = select(func.count()).select_from(rejected_submission).where(
-        rejected_submission.c.org_code == org_code,
-        rejected_submission.c.kind == kind,
-        rejected_submission.c.fixed_at.is_(None),
-    )
-    return bool(conn.execute(q).scalar())
-
-
 def list_rejected(
-    conn: Connection, org_code: str | None, *, only_open: bool = False, limit: int = 100, offset: int = 0
+    conn: Connection, org_code: str | None, *, limit: int = 100, offset: int = 0
 ) -> list[dict[str, Any]]:
     q = select(rejected_submission)
     if org_code is not None:
         q = q.where(rejected_submission.c.org_code == org_code)
-    if only_open:
-        q = q.where(rejected_submission.c.fixed_at.is_(None))
     q = q.order_by(rejected_submission.c.id.desc()).limit(limit).offset(offset)
     out = []
     for r in conn.execute(q).mappings():

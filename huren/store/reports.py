@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, and_, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_SUBITEM, LABMASTER
 from huren.domain.records import format_value, to_text
@@ -60,16 +62,24 @@ def upsert_many(
     master_t, item_t = REPORT_TABLES[kind]
     keys = [r.key for r, _, _ in batch]
     existing: dict[tuple[Any, ...], tuple[int, int]] = {}
-    orgs = {k[0] for k in keys}
-    forms = {k[1] for k in keys}
-    for chunk in _chunks(sorted(forms), 500):
-        rows = conn.execute(
-            select(master_t.c.id, master_t.c.version, *[master_t.c[c] for c in KEY_COLUMNS]).where(
-                master_t.c.org_code.in_(orgs), master_t.c.report_form_no.in_(chunk)
+    cols = (master_t.c.id, master_t.c.version, *[master_t.c[c] for c in KEY_COLUMNS])
+    if len(batch) == 1:  # the common single-report call: insert, or learn that the key exists
+        report, sha, size = batch[0]
+        rid = _insert_new(conn, master_t, report, sha, size, now)
+        if rid is not None:
+            conn.execute(insert(item_t), [item | {"report_id": rid} for item in report.items])
+            return [Stored(rid, 1, True)]
+        cond = and_(*[master_t.c[c] == v for c, v in zip(KEY_COLUMNS, keys[0], strict=True)])
+        row = conn.execute(select(*cols).where(cond)).one()
+        return [_replace(conn, report, row.id, row.version, sha, size, now=now, actor=actor)]
+    else:
+        orgs = {k[0] for k in keys}
+        for chunk in _chunks(sorted({k[1] for k in keys}), 500):
+            rows = conn.execute(
+                select(*cols).where(master_t.c.org_code.in_(orgs), master_t.c.report_form_no.in_(chunk))
             )
-        )
-        for row in rows:
-            existing[_key_of(row)] = (row.id, row.version)
+            for row in rows:
+                existing[_key_of(row)] = (row.id, row.version)
 
     results: dict[int, Stored] = {}
     new_rows: list[dict[str, Any]] = []
@@ -80,24 +90,14 @@ def upsert_many(
         if key in seen_in_batch or key in existing:
             continue
         seen_in_batch[key] = i
-        new_rows.append(
-            report.master
-            | {
-                "pdf_sha256": sha,
-                "pdf_size": size,
-                "version": 1,
-                "voided": False,
-                "voided_at": None,
-                "voided_by": None,
-                "received_at": now,
-                "updated_at": now,
-            }
-        )
+        new_rows.append(_new_row(report, sha, size, now))
         new_index.append(i)
     if new_rows:
-        ids = conn.execute(
-            insert(master_t).returning(master_t.c.id, sort_by_parameter_order=True), new_rows
-        ).scalars().all()
+        ids = list(
+            conn.execute(insert(master_t).returning(master_t.c.id, sort_by_parameter_order=True), new_rows)
+            .scalars()
+            .all()
+        )
         item_rows: list[dict[str, Any]] = []
         for i, rid in zip(new_index, ids, strict=True):
             for item in batch[i][0].items:
@@ -115,6 +115,40 @@ def upsert_many(
         results[i] = _replace(conn, report, rid, version, sha, size, now=now, actor=actor)
         existing[key] = (rid, results[i].version)
     return [results[i] for i in range(len(batch))]
+
+
+def _new_row(report: Report, sha: str | None, size: int | None, now: datetime) -> dict[str, Any]:
+    return report.master | {
+        "pdf_sha256": sha,
+        "pdf_size": size,
+        "version": 1,
+        "voided": False,
+        "voided_at": None,
+        "voided_by": None,
+        "received_at": now,
+        "updated_at": now,
+    }
+
+
+def _insert_new(
+    conn: Connection, master_t: Table, report: Report, sha: str | None, size: int | None, now: datetime
+) -> int | None:
+    """INSERT … ON CONFLICT (primary key of the seed) DO NOTHING RETURNING id: the new id, or None
+    when a report with that key exists (one statement instead of a lookup and an insert)."""
+    dialect = conn.dialect.name
+    ins: Any
+    if dialect == "sqlite":
+        ins = sqlite_insert(master_t)
+    elif dialect == "postgresql":
+        ins = pg_insert(master_t)
+    else:  # pragma: no cover - other databases: look first
+        cond = and_(*[master_t.c[c] == v for c, v in zip(KEY_COLUMNS, report.key, strict=True)])
+        if conn.execute(select(master_t.c.id).where(cond)).first() is not None:
+            return None
+        return int(conn.execute(insert(master_t), _new_row(report, sha, size, now)).inserted_primary_key[0])  # type: ignore[index]
+    stmt = ins.values(_new_row(report, sha, size, now)).on_conflict_do_nothing(index_elements=list(KEY_COLUMNS))
+    rid = conn.execute(stmt.returning(master_t.c.id)).scalar()
+    return None if rid is None else int(rid)
 
 
 def _replace(

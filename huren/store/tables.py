@@ -168,7 +168,6 @@ rejected_submission = Table(
     Column("payload_sha256", String(64)),
     Column("payload_size", Integer, nullable=False),
     Column("received_at", DateTime, nullable=False),
-    Column("fixed_at", DateTime),
     Index(None, "org_code", "received_at"),
     Index(None, "org_code", "kind", "report_key"),
 )

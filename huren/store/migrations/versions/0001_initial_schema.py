@@ -215,7 +215,6 @@ def upgrade() -> None:
     sa.Column('payload_sha256', sa.String(length=64), nullable=True),
     sa.Column('payload_size', sa.Integer(), nullable=False),
     sa.Column('received_at', sa.DateTime(), nullable=False),
-    sa.Column('fixed_at', sa.DateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_rejected_submission'))
     )
     with op.batch_alter_table('rejected_submission', schema=None) as batch_op:

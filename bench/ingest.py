@@ -1,0 +1,179 @@
+"""Ingest benchmark (issue: platform core).
+
+Registers N lab reports of 15 items each
+  1. through the service layer (``RegistryService.register_many``, batches of --batch, and one by one),
+  2. as the reference: the same validated rows inserted with plain ``executemany`` in batches of
+     the same size (no validation, no key lookups, no history) on a fresh database,
+  3. over HTTP: ``POST /api/v1/lab-reports`` one report per request from 16 concurrent clients
+     against ``huren serve`` (uvicorn, one worker process, then two: ``--workers 2``).
+
+Prints reports/s for each and the service/raw ratio; the last line is one JSON object.
+Run: ``.venv/bin/python bench/ingest.py [--reports 5000] [--http-reports 4000] [--database-url URL]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import insert, text
+
+from bench._common import free_port, lab_payloads, start_server
+from huren.bootstrap import build
+from huren.domain.validation import validate_report
+from huren.services.context import Principal
+from huren.settings import Settings
+from huren.store.tables import lab_item, lab_report
+
+SECRET = "bench-" + "k" * 40
+
+
+def fresh(tmp: Path, name: str, url: str | None) -> Any:
+    settings = Settings(data_dir=tmp / name, database_url=url, secret_key=SECRET)
+    c = build(settings, upgrade=True)
+    if url:  # a shared server database: start empty
+        with c.db.write() as conn:
+            for t in ("lab_item", "lab_report", "report_history", "rejected_submission", "credential", "org"):
+                conn.execute(text(f"DELETE FROM {t}"))
+    return c
+
+
+def bench_service(tmp: Path, url: str | None, payloads: list[dict[str, Any]], batch: int, org: str) -> dict[str, float]:
+    c = fresh(tmp, "svc", url)
+    c.directory.add_org(org, "基准医院", "650102", "3甲", user="his", password="bench-pass")
+    who = Principal(org, "his")
+    t0 = time.perf_counter()
+    for i in range(0, len(payloads), batch):
+        outs = c.registry.register_many("lab", payloads[i : i + batch], who)
+        assert all(o.registered for o in outs), [o.problems for o in outs if not o.registered][:1]
+    batched = len(payloads) / (time.perf_counter() - t0)
+    single_n = min(len(payloads), 2000)
+    c.close()
+    c = fresh(tmp, "svc1", url)
+    c.directory.add_org(org, "基准医院", "650102", "3甲", user="his", password="bench-pass")
+    t0 = time.perf_counter()
+    for p in payloads[:single_n]:
+        c.registry.register("lab", p, who)
+    single = single_n / (time.perf_counter() - t0)
+    c.close()
+    return {"service_rps": batched, "service_single_rps": single}
+
+
+def bench_raw(tmp: Path, url: str | None, payloads: list[dict[str, Any]], batch: int) -> float:
+    c = fresh(tmp, "raw", url)
+    now = c.clock.now()
+    masters, items = [], []
+    for rid, p in enumerate(payloads, start=1):
+        r, problems = validate_report("lab", p, max_pdf_bytes=1)
+        assert r is not None, problems
+        masters.append(r.master | {"id": rid, "pdf_sha256": None, "pdf_size": None, "version": 1, "voided": False,
+                                   "voided_at": None, "voided_by": None, "received_at": now, "updated_at": now})
+        items.append([i | {"report_id": rid} for i in r.items])
+    t0 = time.perf_counter()
+    for i in range(0, len(masters), batch):
+        with c.db.engine.begin() as conn:
+            conn.execute(insert(lab_report), masters[i : i + batch])
+            conn.execute(insert(lab_item), [row for group in items[i : i + batch] for row in group])
+    rps = len(masters) / (time.perf_counter() - t0)
+    c.close()
+    return rps
+
+
+def _client(port: int, token: str, bodies: list[bytes], errors: list[int]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    for b in bodies:
+        conn.request("POST", "/api/v1/lab-reports", body=b, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 200:
+            errors.append(resp.status)
+    conn.close()
+
+
+def _proc(port: int, token: str, shards: list[list[bytes]], q: Any) -> None:
+    errors: list[int] = []
+    threads = [threading.Thread(target=_client, args=(port, token, s, errors)) for s in shards]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    q.put(len(errors))
+
+
+def bench_http(tmp: Path, payloads: list[dict[str, Any]], clients: int, org: str, workers: int = 1) -> float:
+    data_dir = tmp / f"http{workers}"
+    c = fresh(tmp, f"http{workers}", None)
+    c.directory.add_org(org, "基准医院", "650102", "3甲", user="his", password="bench-pass")
+    token = c.auth.issue(org, "his", "bench-pass").access_token
+    c.close()
+    port = free_port()
+    server = start_server(data_dir, port, workers=workers)
+    try:
+        bodies = [json.dumps(p, ensure_ascii=False).encode() for p in payloads]
+        _client(port, token, bodies[:20], [])  # warm up
+        bodies = bodies[20:]
+        shards = [bodies[i::clients] for i in range(clients)]
+        procs_n = 2
+        q: Any = mp.Queue()
+        t0 = time.perf_counter()
+        procs = [mp.Process(target=_proc, args=(port, token, shards[i::procs_n], q)) for i in range(procs_n)]
+        for p in procs:
+            p.start()
+        errors = sum(q.get() for _ in procs)
+        for p in procs:
+            p.join()
+        rps = len(bodies) / (time.perf_counter() - t0)
+        if errors:
+            raise RuntimeError(f"{errors} HTTP errors")
+        return rps
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reports", type=int, default=5000)
+    ap.add_argument("--http-reports", type=int, default=4000)
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--database-url", default=None, help="default: a fresh SQLite file per run")
+    args = ap.parse_args()
+
+    org, payloads = lab_payloads(max(args.reports, args.http_reports))
+    with tempfile.TemporaryDirectory(prefix="huren-bench-") as d:
+        tmp = Path(d)
+        raw = bench_raw(tmp, args.database_url, payloads[: args.reports], args.batch)
+        print(f"raw executemany        : {raw:8.0f} reports/s  ({args.reports} reports x 15 items, batches of {args.batch})")
+        svc = bench_service(tmp, args.database_url, payloads[: args.reports], args.batch, org)
+        print(f"service register_many  : {svc['service_rps']:8.0f} reports/s  (validation + upsert + history check)")
+        print(f"service register (1/tx): {svc['service_single_rps']:8.0f} reports/s")
+        ratio = svc["service_rps"] / raw
+        print(f"service / raw ratio    : {ratio:8.2f}  (target >= 0.50)")
+        http_rps = bench_http(tmp, payloads[: args.http_reports], args.clients, org)
+        print(f"HTTP POST, {args.clients} clients, 1 worker  : {http_rps:8.0f} reports/s  (target >= 500)")
+        http2 = bench_http(tmp, payloads[: args.http_reports], args.clients, org, workers=2)
+        print(f"HTTP POST, {args.clients} clients, 2 workers : {http2:8.0f} reports/s  (huren serve --workers 2)")
+    db = "postgresql" if args.database_url and args.database_url.startswith("postgres") else "sqlite"
+    print(json.dumps({
+        "bench": "ingest", "db": db, "reports": args.reports, "items_per_report": 15, "batch": args.batch,
+        "service_rps": round(svc["service_rps"], 1), "service_single_rps": round(svc["service_single_rps"], 1),
+        "raw_rps": round(raw, 1), "ratio": round(ratio, 3), "http_rps": round(http_rps, 1),
+        "http_rps_2_workers": round(http2, 1),
+        "http_clients": args.clients, "http_reports": args.http_reports,
+    }))
+
+
+if __name__ == "__main__":
+    main()
