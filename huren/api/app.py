@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from huren import __version__
 from huren.api import errors, rest_directory, rest_quality, rest_query, rest_reports
@@ -32,6 +33,7 @@ def create_app(container: Container) -> FastAPI:
     )
     app.state.container = container
     errors.install(app)
+    app.add_middleware(BodyLimit, limit=container.settings.max_request_bytes)
     for module in (rest_directory, rest_reports, rest_query, rest_quality):
         app.include_router(module.router)
 
@@ -47,3 +49,24 @@ def app_from_env() -> FastAPI:
     from huren.bootstrap import build
 
     return create_app(build())
+
+
+class BodyLimit:
+    """Refuse a request whose declared Content-Length is over the limit before reading it."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                    body = errors.error_body(
+                        "too_large",
+                        f"请求体超过上限 {self.limit} 字节",
+                        [{"field": "body", "rule": "max_size", "message": f"请求体不能超过 {self.limit} 字节"}],
+                    )
+                    await Json(body, 413)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)

@@ -112,7 +112,11 @@ class QueryService:
                 raise NotFound(f"报告 {report_id} 不存在")
             if m["org_code"] != principal.org_code and not principal.is_supervisor:
                 raise Forbidden("只能查看本机构报告的历史版本")
-            return reports.history(conn, kind, report_id)
+            versions = reports.history(conn, kind, report_id)
+        self._audit.record(
+            principal, f"history_{kind}", id_type_code=m["id_type_code"], id_no=m["id_no"], target=f"{kind}:{report_id}"
+        )
+        return versions
 
     def abnormal(
         self,

@@ -117,6 +117,8 @@ def test_register_exam_and_abnormal(api_a: Api, api_b: Api) -> None:
     assert exam["exammaster"]["patient_condition_desc"] == "无"  # the sample's *_descr spelling accepted
     assert exam["exammaster"]["id_type_code"] == "01"  # the sample's Id_Type_Code spelling accepted
     assert exam["exam_subitem"][0]["exam_item_code"] == "115"
+    pdf = api_b.get(f"/api/v1/exam-reports/{rid}/pdf")
+    assert pdf.status_code == 200 and pdf.content == samples.PDF_BYTES
     q = {"id_type_code": "01", "id_no": samples.ID_NO, "start": "2024-01-01 00:00:00", "end": "2024-12-31 00:00:00"}
     ab = api_b.post("/api/v1/query/exam-abnormal", q).json()
     assert ab["count"] == 1  # is_abnormal="0" means 异常 in seed 002
