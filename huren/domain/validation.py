@@ -62,7 +62,7 @@ NODES = {
 
 
 def _parse_dt(text: str) -> datetime | None:
-    if len(text) != 19 or text[4] != "-" or text[7] != "-" or text[10] != " " or text[13] != ":":
+    if len(text) != 19 or text[4] != "-" or text[7] != "-" or text[10] != " " or text[13] != ":" or text[16] != ":":
         return None
     try:
         return datetime.fromisoformat(text)
