@@ -42,13 +42,23 @@ def token_secret(settings: Settings) -> bytes:
     if settings.secret_key:
         return settings.secret_key.encode()
     path: Path = settings.key_dir / "token.key"
-    if path.exists():
-        return path.read_bytes().strip()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    value = secrets.token_hex(32).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(value)
+    if not path.exists():
+        # write a temporary file, then link it into place: a reader never sees a half-written key,
+        # and of two processes racing, the first link wins and both use its key
+        tmp = path.with_name(f".token.key.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_hex(32).encode())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    value = path.read_bytes().strip()
+    if len(value) < 32:
+        raise RuntimeError(f"{path} holds no usable secret (at least 32 bytes); delete it or set HUREN_SECRET_KEY")
     return value
 
 

@@ -171,9 +171,9 @@ def check_record(
             if value is None:
                 problems.append(Problem(f"{where}.{name}", "date_format", f"{title}（{name}）格式应为 YYYY-MM-DD，收到“{text}”"))
         elif kind == "num":
-            digits = text[1:] if text[:1] == "-" else text
+            digits = text  # the seed's NUMBER fields are codes, counts and sequence numbers: never negative
             if not (digits.isascii() and digits.isdigit()):
-                problems.append(Problem(f"{where}.{name}", "integer", f"{title}（{name}）应为整数，收到“{text}”"))
+                problems.append(Problem(f"{where}.{name}", "integer", f"{title}（{name}）应为非负整数，收到“{text}”"))
                 value = None
             else:
                 value = int(text)
@@ -254,7 +254,9 @@ def validate_report(kind: str, payload: Any, *, max_pdf_bytes: int) -> tuple[Rep
         return None, problems
     master = check_record(raw_master, master_spec, master_name, problems)
     check_identity(master["id_type_code"], master["id_no"], f"{master_name}.id_no", problems)
-    raw_pdf = raw_master.get("pdf") or raw_master.get("Pdf") or raw_master.get("PDF")
+    raw_pdf = raw_master.get("pdf")
+    if raw_pdf is None:  # keys are case-insensitive: the seed's table spells it "Pdf"
+        raw_pdf = next((v for k, v in raw_master.items() if isinstance(k, str) and k.lower() == "pdf"), None)
     pdf = decode_pdf(raw_pdf, f"{master_name}.pdf", max_pdf_bytes, problems)
     items: list[dict[str, Any]] = []
     seen: set[Any] = set()

@@ -1,0 +1,157 @@
+"""The command line as a real process: db upgrade, org add / list, --data-dir, demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ORG = ["--code", "123456789", "--name", "测试医院", "--region", "650102", "--level", "3甲"]
+CRED = ["--user", "his", "--password", "secret-pass"]
+
+
+def _env(data_dir: Path | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("HUREN_")}
+    if data_dir is not None:
+        env["HUREN_DATA_DIR"] = str(data_dir)
+    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
+def huren(*args: str, data_dir: Path | None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "huren.cli", *args],
+        env=_env(data_dir),
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+        check=False,
+    )
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.stdout
+
+
+def _tables(db: Path) -> set[str]:
+    with sqlite3.connect(db) as conn:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def test_db_upgrade_creates_sqlite_under_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    out = ok(huren("db", "upgrade", data_dir=data))
+    db = data / "huren.db"
+    assert db.is_file()
+    assert "数据库已升级" in out and str(db.resolve()) in out
+    tables = _tables(db)
+    assert "alembic_version" in tables
+    assert len(tables) > 3
+    with sqlite3.connect(db) as conn:
+        (version,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    assert version
+    # a second upgrade is a no-op, not an error
+    ok(huren("db", "upgrade", data_dir=data))
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(version,)]
+
+
+@pytest.fixture(scope="module")
+def org_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("cli") / "data"
+    out = ok(huren("org", "add", *ORG, *CRED, data_dir=data))
+    org = json.loads(out)
+    assert org["code"] == "123456789"
+    assert org["name"] == "测试医院"
+    assert org["region_code"] == "650102"
+    assert (org["level"], org["grade"]) == (3, "甲")
+    return data
+
+
+def _listed(out: str) -> list[list[str]]:
+    return [line.split("\t") for line in out.splitlines() if line]
+
+
+def test_org_list_shows_added_org(org_dir: Path) -> None:
+    rows = _listed(ok(huren("org", "list", data_dir=org_dir)))
+    assert len(rows) == 1
+    code, region, level_name, name = rows[0]
+    assert (code, region, name) == ("123456789", "650102", "测试医院")
+    assert level_name.startswith("三级") and "甲" in level_name
+
+
+@pytest.mark.parametrize(
+    ("region", "found"), [("650100", True), ("650000", True), ("650102", True), ("650103", False), ("110000", False)]
+)
+def test_org_list_by_region(org_dir: Path, region: str, found: bool) -> None:
+    rows = _listed(ok(huren("org", "list", "--region", region, data_dir=org_dir)))
+    assert [r[0] for r in rows] == (["123456789"] if found else [])
+
+
+def test_duplicate_org_add_fails_cleanly(org_dir: Path) -> None:
+    proc = huren("org", "add", *ORG, "--user", "his2", "--password", "other-pass", data_dir=org_dir)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("错误：")
+    assert "123456789" in proc.stderr and "已存在" in proc.stderr
+    assert len(_listed(ok(huren("org", "list", data_dir=org_dir)))) == 1
+
+
+def test_invalid_org_add_lists_problems(tmp_path: Path) -> None:
+    proc = huren(
+        "org", "add", "--code", "1", "--name", "x", "--region", "65", "--level", "3",
+        "--user", "u", "--password", "short", data_dir=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "错误：机构信息无效"
+    assert any(line.strip().startswith("- region:") for line in lines)
+    assert any(line.strip().startswith("- password:") for line in lines)
+
+
+def test_data_dir_option_overrides_environment(tmp_path: Path) -> None:
+    env_dir, opt_dir = tmp_path / "from-env", tmp_path / "from-option"
+    ok(huren("org", "add", *ORG, *CRED, "--data-dir", str(opt_dir), data_dir=env_dir))
+    assert (opt_dir / "huren.db").is_file()
+    assert not env_dir.exists()
+    assert [r[0] for r in _listed(ok(huren("org", "list", "--data-dir", str(opt_dir), data_dir=env_dir)))] == [
+        "123456789"
+    ]
+    assert _listed(ok(huren("org", "list", data_dir=env_dir))) == []
+
+
+def test_data_dir_env_relative_to_cwd(tmp_path: Path) -> None:
+    ok(huren("db", "upgrade", data_dir=Path("rel-data"), cwd=tmp_path))
+    assert (tmp_path / "rel-data" / "huren.db").is_file()
+
+
+def test_demo_then_if_empty(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    summary: dict[str, Any] = json.loads(ok(huren("demo", "--reports", "30", data_dir=data)))
+    assert summary["reports_registered"] == 30
+    assert summary["rejected_examples"] == 2
+    creds = summary["credentials"]
+    assert len(creds) == summary["institutions"]
+    assert {c["role"] for c in creds} == {"hospital", "supervisor"}
+    assert all(c["org_code"] and c["username"] and len(c["password"]) >= 8 for c in creds)
+
+    again = json.loads(ok(huren("demo", "--if-empty", "--reports", "30", data_dir=data)))
+    assert again["skipped"] is True
+    assert again["reason"]
+
+    listed = _listed(ok(huren("org", "list", data_dir=data)))
+    assert sorted(r[0] for r in listed) == sorted(c["org_code"] for c in creds)  # nothing added twice
