@@ -111,14 +111,16 @@ def _proc(port: int, token: str, shards: list[list[bytes]], q: Any) -> None:
     q.put(len(errors))
 
 
-def bench_http(tmp: Path, payloads: list[dict[str, Any]], clients: int, org: str, workers: int = 1) -> float:
+def bench_http(
+    tmp: Path, url: str | None, payloads: list[dict[str, Any]], clients: int, org: str, workers: int = 1
+) -> float:
     data_dir = tmp / f"http{workers}"
-    c = fresh(tmp, f"http{workers}", None)
+    c = fresh(tmp, f"http{workers}", url)
     c.directory.add_org(org, "基准医院", "650102", "3甲", user="his", password="bench-pass")
     token = c.auth.issue(org, "his", "bench-pass").access_token
     c.close()
     port = free_port()
-    server = start_server(data_dir, port, workers=workers)
+    server = start_server(data_dir, port, workers=workers, env_extra={"HUREN_DATABASE_URL": url} if url else None)
     try:
         bodies = [json.dumps(p, ensure_ascii=False).encode() for p in payloads]
         _client(port, token, bodies[:20], [])  # warm up
@@ -161,9 +163,9 @@ def main() -> None:
         print(f"service register (1/tx): {svc['service_single_rps']:8.0f} reports/s")
         ratio = svc["service_rps"] / raw
         print(f"service / raw ratio    : {ratio:8.2f}  (target >= 0.50)")
-        http_rps = bench_http(tmp, payloads[: args.http_reports], args.clients, org)
+        http_rps = bench_http(tmp, args.database_url, payloads[: args.http_reports], args.clients, org)
         print(f"HTTP POST, {args.clients} clients, 1 worker  : {http_rps:8.0f} reports/s  (target >= 500)")
-        http2 = bench_http(tmp, payloads[: args.http_reports], args.clients, org, workers=2)
+        http2 = bench_http(tmp, args.database_url, payloads[: args.http_reports], args.clients, org, workers=2)
         print(f"HTTP POST, {args.clients} clients, 2 workers : {http2:8.0f} reports/s  (huren serve --workers 2)")
     db = "postgresql" if args.database_url and args.database_url.startswith("postgres") else "sqlite"
     print(json.dumps({

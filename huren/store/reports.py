@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, and_, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -93,11 +93,7 @@ def upsert_many(
         new_rows.append(_new_row(report, sha, size, now))
         new_index.append(i)
     if new_rows:
-        ids = list(
-            conn.execute(insert(master_t).returning(master_t.c.id, sort_by_parameter_order=True), new_rows)
-            .scalars()
-            .all()
-        )
+        ids = _insert_masters(conn, master_t, new_rows)
         item_rows: list[dict[str, Any]] = []
         for i, rid in zip(new_index, ids, strict=True):
             for item in batch[i][0].items:
@@ -115,6 +111,22 @@ def upsert_many(
         results[i] = _replace(conn, report, rid, version, sha, size, now=now, actor=actor)
         existing[key] = (rid, results[i].version)
     return [results[i] for i in range(len(batch))]
+
+
+def _insert_masters(conn: Connection, master_t: Table, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert master rows, returning their ids in order.
+
+    On PostgreSQL the ids are drawn from the table's sequence first and the rows inserted with a
+    plain (pipelined) executemany: a multi-row ``INSERT … VALUES … RETURNING`` of 100 wide rows
+    makes psycopg parse a 4,500-placeholder query per batch, which halved the ingest rate.
+    """
+    if conn.dialect.name == "postgresql":
+        seq = text(f"SELECT nextval(pg_get_serial_sequence('{master_t.name}', 'id')) FROM generate_series(1, :n)")
+        ids = [int(i) for i in conn.execute(seq, {"n": len(rows)}).scalars()]
+        conn.execute(insert(master_t), [r | {"id": i} for r, i in zip(rows, ids, strict=True)])
+        return ids
+    stmt = insert(master_t).returning(master_t.c.id, sort_by_parameter_order=True)
+    return [int(i) for i in conn.execute(stmt, rows).scalars()]
 
 
 def _new_row(report: Report, sha: str | None, size: int | None, now: datetime) -> dict[str, Any]:
