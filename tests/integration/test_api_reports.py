@@ -166,6 +166,8 @@ def test_bad_id_checksum(api_a: Api) -> None:
     r = api_a.post("/api/v1/lab-reports", p)
     assert r.status_code == 422
     assert "校验位" in _problem(r, "labmaster.id_no", "id_checksum")["message"]
+    kept = _rejected(api_a)
+    assert kept[0]["problems"][0]["field"] == "labmaster.id_no" and kept[0]["fixed"] is False
     # a passport number (id_type 03) is not checked against GB 11643
     p["labmaster"]["id_type_code"] = "03"
     assert api_a.post("/api/v1/lab-reports", p).status_code == 200
