@@ -9,8 +9,10 @@ from pathlib import Path
 
 from huren.services.audit import AuditService
 from huren.services.auth import AuthService
+from huren.services.catalog import CatalogService
 from huren.services.context import Clock
 from huren.services.directory import DirectoryService
+from huren.services.masterdata import MasterDataService
 from huren.services.quality import QualityService
 from huren.services.query import QueryService
 from huren.services.registry import RegistryService
@@ -32,6 +34,8 @@ class Container:
     query: QueryService
     quality: QualityService
     directory: DirectoryService
+    catalog: CatalogService
+    masterdata: MasterDataService
 
     def close(self) -> None:
         self.db.dispose()
@@ -82,4 +86,6 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         query=QueryService(db, blobs, clock, audit),
         quality=QualityService(db, blobs, clock),
         directory=DirectoryService(db, clock),
+        catalog=CatalogService(db, clock),
+        masterdata=MasterDataService(db, clock),
     )

@@ -8,7 +8,15 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from huren import __version__
-from huren.api import errors, rest_directory, rest_quality, rest_query, rest_reports
+from huren.api import (
+    errors,
+    rest_catalog,
+    rest_directory,
+    rest_masterdata,
+    rest_quality,
+    rest_query,
+    rest_reports,
+)
 from huren.api.responses import Json
 from huren.bootstrap import Container
 
@@ -34,7 +42,7 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     errors.install(app)
     app.add_middleware(BodyLimit, limit=container.settings.max_request_bytes)
-    for module in (rest_directory, rest_reports, rest_query, rest_quality):
+    for module in (rest_directory, rest_reports, rest_query, rest_quality, rest_catalog, rest_masterdata):
         app.include_router(module.router)
 
     @app.get("/healthz", summary="健康检查", include_in_schema=False)

@@ -22,6 +22,8 @@ NAMES = (
     "EXAM_STATE",
     "CHECKED_STATUS",
     "IS_ABNORMAL",
+    "IS_ACCEPT",
+    "RECORD_TYPE",
 )
 
 #: Human titles (shown to operators) of each dictionary.
@@ -40,6 +42,8 @@ TITLES = {
     "EXAM_STATE": "检查状态",
     "CHECKED_STATUS": "是否审核",
     "IS_ABNORMAL": "是否异常",
+    "IS_ACCEPT": "是否采纳",
+    "RECORD_TYPE": "互认/引用记录类型",
 }
 
 

@@ -218,3 +218,28 @@ ALIASES = {
 LAB_KEY = ("org_code", "report_form_no", "patient_id", "event_type", "event_no")
 EXAM_KEY = LAB_KEY
 DAILY_KEY = ("org_code", "date_t", "dept_code")
+
+#: 互认结果表 sehr_accept_record (seed 002 §1.3.2.5 / §1.4.2.3).
+SEHR_ACCEPT_RECORD: tuple[Field, ...] = (
+    _f("new_event_no", "本次就诊事件号", "str", _S),
+    _f("new_event_type", "本次就诊事件类型", "str", 1, dic="STD_EVENT_TYPE"),
+    _f("hr_org_code", "互认报告机构编码", "str", _S),
+    _f("hr_report_form_no", "互认报告单号", "str", _S),
+    _f("code", "互认项目标准编码", "str", 256),
+    _f("id_no", "身份证件号码", "str", _S),
+    _f("id_type_code", "身份证件类别代码", "str", 2, dic="STD_ID_TYPE"),
+    _f("is_accept", "是否采纳", "str", 1, dic="IS_ACCEPT"),
+    # VARCHAR2(1) in the table, but reason 10 (§3.13) has two characters: 2 allowed.
+    _f("reason", "不互认理由编码", "str", 2, False, "REJECT_REASON"),
+    _f("record_time", "记录时间", "dt"),
+    _f("type", "类型", "str", 1, dic="RECORD_TYPE"),
+    _f("dept_code", "本次就诊科室编码", "str", _S),
+    _f("dept_name", "本次就诊科室名称", "str", _S),
+    _f("dept_std_code", "标准科室编码", "str", _S, dic="STD_DEPT"),
+    _f("dept_std_name", "标准科室名称", "str", _S),
+    _f("doc_code", "本次就诊医生编码", "str", _S),
+    _f("doc_name", "本次就诊医生名称", "str", _S),
+)
+
+#: 引用结果表 sehr_quote_record (seed 002 §1.3.2.6 / §1.4.2.6): the accept table less is_accept/reason.
+SEHR_QUOTE_RECORD: tuple[Field, ...] = tuple(f for f in SEHR_ACCEPT_RECORD if f.name not in ("is_accept", "reason"))

@@ -1,0 +1,66 @@
+"""Standard item catalog and per-institution code mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select
+
+from huren.store.tables import catalog_item, code_map
+
+
+def upsert_items(conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetime) -> None:
+    """Insert or replace catalog rows (key: kind + code)."""
+    for chunk in _chunks(rows, 500):
+        for kind in {r["kind"] for r in chunk}:
+            codes = [r["code"] for r in chunk if r["kind"] == kind]
+            conn.execute(delete(catalog_item).where(catalog_item.c.kind == kind, catalog_item.c.code.in_(codes)))
+        conn.execute(insert(catalog_item), [r | {"updated_at": now} for r in chunk])
+
+
+def items(conn: Connection, kind: str | None = None, codes: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    q = select(catalog_item)
+    if kind is not None:
+        q = q.where(catalog_item.c.kind == kind)
+    if codes is not None:
+        q = q.where(catalog_item.c.code.in_(list(codes)))
+    return [dict(r) for r in conn.execute(q.order_by(catalog_item.c.kind, catalog_item.c.code)).mappings()]
+
+
+def upsert_mappings(conn: Connection, org_code: str, rows: Sequence[dict[str, Any]], *, now: datetime) -> None:
+    """Insert or replace one institution's local → standard mappings (key: kind + local_code)."""
+    for r in rows:
+        conn.execute(
+            delete(code_map).where(
+                code_map.c.org_code == org_code, code_map.c.kind == r["kind"], code_map.c.local_code == r["local_code"]
+            )
+        )
+    if rows:
+        conn.execute(insert(code_map), [r | {"org_code": org_code, "updated_at": now} for r in rows])
+
+
+def mappings(conn: Connection, org_code: str, kind: str | None = None) -> list[dict[str, Any]]:
+    q = select(code_map).where(code_map.c.org_code == org_code)
+    if kind is not None:
+        q = q.where(code_map.c.kind == kind)
+    return [dict(r) for r in conn.execute(q.order_by(code_map.c.kind, code_map.c.local_code)).mappings()]
+
+
+def resolve(conn: Connection, org_code: str, kind: str, local_codes: Iterable[str]) -> dict[str, str]:
+    """local code → standard code for the codes this institution has mapped."""
+    codes = list(local_codes)
+    if not codes:
+        return {}
+    rows = conn.execute(
+        select(code_map.c.local_code, code_map.c.std_code).where(
+            code_map.c.org_code == org_code, code_map.c.kind == kind, code_map.c.local_code.in_(codes)
+        )
+    )
+    return {r.local_code: r.std_code for r in rows}
+
+
+def _chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
