@@ -15,7 +15,9 @@ from huren.services.directory import DirectoryService
 from huren.services.masterdata import MasterDataService
 from huren.services.quality import QualityService
 from huren.services.query import QueryService
+from huren.services.recognition import RecognitionService
 from huren.services.registry import RegistryService
+from huren.services.statistics import StatisticsService
 from huren.settings import Settings
 from huren.store import migrate
 from huren.store.blobs import BlobStore
@@ -36,6 +38,8 @@ class Container:
     directory: DirectoryService
     catalog: CatalogService
     masterdata: MasterDataService
+    recognition: RecognitionService
+    statistics: StatisticsService
 
     def close(self) -> None:
         self.db.dispose()
@@ -75,6 +79,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
     blobs = BlobStore(settings.blob_dir)
     clock = clock or Clock(settings.timezone)
     audit = AuditService(db, clock)
+    registry = RegistryService(db, blobs, clock, settings.max_pdf_bytes)
     return Container(
         settings=settings,
         db=db,
@@ -82,10 +87,12 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         clock=clock,
         auth=AuthService(db, token_secret(settings), clock, settings.token_ttl_seconds),
         audit=audit,
-        registry=RegistryService(db, blobs, clock, settings.max_pdf_bytes),
+        registry=registry,
         query=QueryService(db, blobs, clock, audit),
         quality=QualityService(db, blobs, clock),
         directory=DirectoryService(db, clock),
         catalog=CatalogService(db, clock),
         masterdata=MasterDataService(db, clock),
+        recognition=RecognitionService(db, blobs, clock, audit, registry.reject),
+        statistics=StatisticsService(db, clock),
     )

@@ -15,6 +15,7 @@ from huren.api import (
     rest_masterdata,
     rest_quality,
     rest_query,
+    rest_recognition,
     rest_reports,
 )
 from huren.api.responses import Json
@@ -42,7 +43,7 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     errors.install(app)
     app.add_middleware(BodyLimit, limit=container.settings.max_request_bytes)
-    for module in (rest_directory, rest_reports, rest_query, rest_quality, rest_catalog, rest_masterdata):
+    for module in (rest_directory, rest_reports, rest_query, rest_quality, rest_catalog, rest_masterdata, rest_recognition):
         app.include_router(module.router)
 
     @app.get("/healthz", summary="健康检查", include_in_schema=False)

@@ -24,6 +24,7 @@ NAMES = (
     "IS_ABNORMAL",
     "IS_ACCEPT",
     "RECORD_TYPE",
+    "LOG_ACTION",
 )
 
 #: Human titles (shown to operators) of each dictionary.
@@ -44,6 +45,7 @@ TITLES = {
     "IS_ABNORMAL": "是否异常",
     "IS_ACCEPT": "是否采纳",
     "RECORD_TYPE": "互认/引用记录类型",
+    "LOG_ACTION": "提醒/调阅记录类型",
 }
 
 

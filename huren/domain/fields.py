@@ -243,3 +243,23 @@ SEHR_ACCEPT_RECORD: tuple[Field, ...] = (
 
 #: 引用结果表 sehr_quote_record (seed 002 §1.3.2.6 / §1.4.2.6): the accept table less is_accept/reason.
 SEHR_QUOTE_RECORD: tuple[Field, ...] = tuple(f for f in SEHR_ACCEPT_RECORD if f.name not in ("is_accept", "reason"))
+
+#: Reminder / view records uploaded by hospitals (XC-P4 提醒和调阅记录上传); the seeds name the
+#: function but not its fields, so these follow the accept record's naming.
+REMINDER_LOG: tuple[Field, ...] = (
+    _f("action", "记录类型", "str", 16, dic="LOG_ACTION"),
+    _f("at", "发生时间", "dt"),
+    _f("id_no", "身份证件号码", "str", _S),
+    _f("id_type_code", "身份证件类别代码", "str", 2, dic="STD_ID_TYPE"),
+    _f("event_no", "本次就诊事件号", "str", _S, False),
+    _f("dept_code", "科室编码", "str", _S, False),
+    _f("dept_std_code", "标准科室编码", "str", _S, False, "STD_DEPT"),
+    _f("doc_code", "医生编码", "str", _S, False),
+    _f("doc_name", "医生姓名", "str", _S, False),
+    _f("item_codes", "涉及项目标准编码（逗号分隔）", "str", 4000, False),
+    _f("ordered", "所开项目数", "num", 4, False),
+    _f("recognizable", "可互认项目数", "num", 4, False),
+    _f("hr_org_code", "被调阅报告机构编码", "str", _S, False),
+    _f("hr_report_form_no", "被调阅报告单号", "str", _S, False),
+    _f("type", "类型", "str", 1, False, "RECORD_TYPE"),
+)

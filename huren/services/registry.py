@@ -10,9 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from huren.domain.records import report_key_text
+from huren.domain.records import format_value, report_key_text
 from huren.domain.validation import (
     Problem,
     Report,
@@ -25,7 +23,8 @@ from huren.domain.validation import (
 )
 from huren.errors import Forbidden, HurenError, InvalidInput, NotFound
 from huren.services.context import Clock, Principal
-from huren.store import quality, reports
+from huren.services.payloads import dump
+from huren.store import quality, recognition, reports
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
 
@@ -101,7 +100,7 @@ class RegistryService:
         report_key: str | None = None,
     ) -> None:
         if raw is None:
-            raw = _dump(payload)
+            raw = dump(payload)
         problems = error.problems or [Problem("", error.code, error.message)]
         rid = self.reject(principal, kind, channel, problems, raw, report_key)
         error.message = f"{error.message}（已保存为被拒提交 #{rid}）"
@@ -147,7 +146,7 @@ class RegistryService:
         for i, payload in enumerate(payloads):
             report, error = self._check(kind, payload, principal)
             if error is not None:
-                raw = raws[i] if raws and raws[i] is not None else _dump(payload)
+                raw = raws[i] if raws and raws[i] is not None else dump(payload)
                 rkey = report.key if report else raw_key(kind, payload)
                 key = report_key_text(kind, rkey) if rkey else None
                 outcomes[i].problems = error.problems
@@ -202,8 +201,11 @@ class RegistryService:
         if error is not None:
             self._raise_rejected(principal, vkind, channel, error, raw, payload, keytext)
         assert row is not None
-        # Citations of the voided report are answered by the recognition engine (XJ-1.2.2.2).
-        return Voided(row["id"], [])
+        # XJ-1.2.2.2: if the report was cited, the answer names the citing institutions,
+        # departments and doctors
+        with self._db.read() as conn:
+            cited = [{k: format_value(v) for k, v in c.items()} for c in recognition.citations(conn, kind, row["id"])]
+        return Voided(row["id"], cited)
 
     def put_pdf(self, kind: str, report_id: int, data: bytes, principal: Principal, *, channel: str = "rest") -> str:
         """Attach (or replace) a report's PDF uploaded on its own (XC-E2, XC-L5, HZ-7/10)."""
@@ -242,9 +244,3 @@ class RegistryService:
             quality.upsert_daily(conn, rows, now=self._clock.now(), actor=principal.actor)
         return len(rows)
 
-
-def _dump(payload: Any) -> bytes:
-    try:
-        return orjson.dumps(payload)
-    except TypeError:
-        return repr(payload).encode()

@@ -1,0 +1,152 @@
+"""REST: the recognition engine — recent records, recognizable detail, exists-for-order,
+accept / reject / quote, accepted reports for citing, reminder logs, statistics."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from huren.api.deps import Caller, Services, write
+from huren.api.openapi import op
+from huren.api.rest_reports import json_body
+from huren.domain.fields import REMINDER_LOG, SEHR_ACCEPT_RECORD, SEHR_QUOTE_RECORD
+from huren.services.recognition import Visit
+from huren.wire.json_schema import body, node_schema
+
+router = APIRouter(prefix="/api/v1")
+
+
+class Patient(BaseModel):
+    id_type_code: str = Field("01", description="身份证件类别代码（STD_ID_TYPE）", max_length=2)
+    id_no: str = Field(..., description="身份证件号码", min_length=1, max_length=128)
+    days: Literal[30, 90] = Field(90, description="近期时间窗：30 或 90 天")
+    event_no: str = Field("", description="本次就诊事件号（门诊/住院流水号），可空", max_length=128)
+    dept_code: str = Field("", description="院内科室编码", max_length=128)
+    dept_name: str = Field("", description="院内科室名称", max_length=128)
+    dept_std_code: str = Field("", description="标准科室编码", max_length=128)
+    dept_std_name: str = Field("", description="标准科室名称", max_length=128)
+    doc_code: str = Field("", description="医生编码", max_length=128)
+    doc_name: str = Field("", description="医生姓名", max_length=128)
+
+    def visit(self) -> Visit:
+        return Visit(
+            self.event_no, self.dept_code, self.dept_name, self.dept_std_code, self.dept_std_name, self.doc_code, self.doc_name
+        )
+
+
+class Order(Patient):
+    check: list[str] = Field(default_factory=list, description="所开检查项目编码（exam_item_code，标准或本院编码）")
+    lab: list[str] = Field(default_factory=list, description="所开检验子项编码（class_code，标准或本院编码）")
+    org_code: str | None = Field(None, description="只看某机构的结果（精准互认查询，HZ-15）")
+    since: datetime | None = Field(None, description="结果时间不早于（HZ-15）")
+    until: datetime | None = Field(None, description="结果时间早于（HZ-15）")
+
+
+@router.post("/recognition/recent", **op(["XJ-1.3.2.1 / 1.4.2.1", "HZ-14", "XJ-1.3"], "获取患者近期检查检验记录（★标记可互认检查项目）"))
+async def recent(q: Patient, c: Services, who: Caller) -> dict[str, Any]:
+    items = await run_in_threadpool(lambda: c.recognition.recent(who, q.id_type_code, q.id_no, days=q.days, visit=q.visit()))
+    return {"code": "ok", "count": len(items), "item": items}
+
+
+@router.post("/recognition/detail", **op(["XJ-1.3.2.2", "XJ-1.3"], "获取患者近期可互认报告明细（预加载）"))
+async def detail(q: Patient, c: Services, who: Caller) -> dict[str, Any]:
+    res = await run_in_threadpool(lambda: c.recognition.detail(who, q.id_type_code, q.id_no, days=q.days, visit=q.visit()))
+    return {"code": "ok"} | res
+
+
+@router.post("/recognition/exists", **op(["XJ-1.4.2.2", "XJ-1.4", "HZ-15", "HZ-16"], "开单互认校验：所开项目中哪些有可互认的近期结果"))
+async def exists(q: Order, c: Services, who: Caller) -> dict[str, Any]:
+    res = await run_in_threadpool(
+        lambda: c.recognition.exists(
+            who, q.id_type_code, q.id_no, check=q.check, lab=q.lab, visit=q.visit(), days=q.days,
+            org_code=q.org_code, since=q.since, until=q.until,
+        )
+    )
+    return {"code": "ok"} | res
+
+
+@router.post("/recognition/lab-reports", **op(["XJ-1.4.2.4", "XJ-1.3.2.4"], "检验报告结果引用：本机构已采纳的检验报告全文"))
+async def lab_info(q: Patient, c: Services, who: Caller) -> dict[str, Any]:
+    rows = await run_in_threadpool(lambda: c.recognition.accepted_reports(who, "lab", q.id_type_code, q.id_no, q.event_no))
+    return {"code": "ok", "count": len(rows), "labmaster": rows}
+
+
+@router.post("/recognition/exam-reports", **op(["XJ-1.4.2.5", "XJ-1.3.2.4"], "检查报告结果引用：本机构已采纳的检查报告全文"))
+async def exam_info(q: Patient, c: Services, who: Caller) -> dict[str, Any]:
+    rows = await run_in_threadpool(lambda: c.recognition.accepted_reports(who, "exam", q.id_type_code, q.id_no, q.event_no))
+    return {"code": "ok", "count": len(rows), "exammaster": rows}
+
+
+def _pdf_route(kind: str) -> None:
+    @router.get(
+        f"/recognition/{kind}-reports/{{report_id}}/pdf",
+        **op(["HZ-17", "XJ-1.3.2.4"], f"下载本机构已采纳互认的{'检验' if kind == 'lab' else '检查'}报告PDF"),
+        response_class=Response,
+        name=f"accepted_{kind}_pdf",
+    )
+    async def accepted_pdf(report_id: int, c: Services, who: Caller) -> Response:
+        data = await run_in_threadpool(c.recognition.accepted_pdf, who, kind, report_id)
+        return Response(data, media_type="application/pdf")
+
+
+_pdf_route("lab")
+_pdf_route("exam")
+
+_ACCEPT = {"type": "object", "required": ["sehr_accept_record"], "properties": {"sehr_accept_record": {"type": "array", "minItems": 1, "items": node_schema(SEHR_ACCEPT_RECORD)}}}
+_QUOTE = {"type": "object", "required": ["sehr_quote_record"], "properties": {"sehr_quote_record": {"type": "array", "minItems": 1, "items": node_schema(SEHR_QUOTE_RECORD)}}}
+_LOGS = {"type": "object", "required": ["reminder_log"], "properties": {"reminder_log": {"type": "array", "minItems": 1, "items": node_schema(REMINDER_LOG)}}}
+
+
+@router.post("/recognition/accept", **op(["XJ-1.3.2.5 / 1.4.2.3", "XC-E3", "XC-L6", "BJ-1.3", "BJ-1.4"], "提交互认结果（采纳 1 / 不采纳 2，须填理由）", body(_ACCEPT)))
+async def accept(request: Request, c: Services, who: Caller) -> dict[str, Any]:
+    payload, raw = await json_body(request, c, who, "accept")
+    n = await write(c, c.recognition.submit, "accept", payload, who, channel="rest", raw=raw)
+    return {"code": "ok", "message": "ok", "rows": n}
+
+
+@router.post("/recognition/quote", **op(["XJ-1.3.2.6 / 1.4.2.6", "XJ-1.3.2.4"], "提交引用结果（病历引用的外院结果）", body(_QUOTE)))
+async def quote(request: Request, c: Services, who: Caller) -> dict[str, Any]:
+    payload, raw = await json_body(request, c, who, "quote")
+    n = await write(c, c.recognition.submit, "quote", payload, who, channel="rest", raw=raw)
+    return {"code": "ok", "message": "ok", "rows": n}
+
+
+def _list_route(table: str, ids: list[str], summary: str) -> None:
+    @router.get(f"/recognition/{table}", **op(ids, summary), name=f"list_{table}")
+    async def records(
+        c: Services,
+        who: Caller,
+        org_code: str | None = Query(None, description="机构编码（监管用户可查任意机构）"),
+        since: datetime | None = Query(None, description="记录时间不早于"),
+        limit: int = Query(200, ge=1, le=1000),
+    ) -> dict[str, Any]:
+        rows = await run_in_threadpool(lambda: c.recognition.records(who, table, org_code=org_code, since=since, limit=limit))
+        return {"code": "ok", "count": len(rows), "records": rows}
+
+
+_list_route("accept", ["XJ-1.3.2.5 / 1.4.2.3", "XC-E3", "XC-L6"], "查询本机构的互认结果记录")
+_list_route("quote", ["XJ-1.3.2.6 / 1.4.2.6"], "查询本机构的引用结果记录")
+
+
+@router.post("/reminder-logs", **op(["XC-P4"], "上传提醒和调阅记录", body(_LOGS)))
+async def reminder_logs(request: Request, c: Services, who: Caller) -> dict[str, Any]:
+    payload, raw = await json_body(request, c, who, "reminder_log")
+    n = await write(c, c.recognition.upload_logs, payload, who, channel="rest", raw=raw)
+    return {"code": "ok", "message": "ok", "rows": n}
+
+
+@router.get("/statistics/recognition", **op(["BJ-1.3", "BJ-1.4"], "互认统计：提醒、可互认、采纳、不采纳（按理由）、引用、互认率、避免检查数"))
+async def statistics(
+    c: Services,
+    who: Caller,
+    by: Literal["org", "dept", "item", "day", "all"] = Query("org", description="分组：机构 / 标准科室 / 项目 / 日期 / 合计"),
+    day_from: date | None = Query(None, description="开始日期 YYYY-MM-DD，默认结束日期前29天"),
+    day_to: date | None = Query(None, description="结束日期（含），默认今天"),
+    org_code: str | None = Query(None, description="机构编码（监管用户可查任意机构）"),
+) -> dict[str, Any]:
+    res = await run_in_threadpool(lambda: c.statistics.recognition(who, by=by, day_from=day_from, day_to=day_to, org_code=org_code))
+    return {"code": "ok"} | res

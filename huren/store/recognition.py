@@ -1,0 +1,239 @@
+"""Queries of the recognition engine: prior items of a patient, decisions, citations, logs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, literal, select
+
+from huren.store.tables import (
+    accept_record,
+    catalog_item,
+    exam_item,
+    exam_report,
+    lab_item,
+    lab_report,
+    org,
+    quote_record,
+    reminder_log,
+)
+
+LAB_MASTER_COLS: tuple[str, ...] = (
+    "id", "org_code", "report_form_no", "patient_id", "event_type", "event_no", "id_no", "id_type_code",
+    "report_title", "class_code", "class_name", "authenticator_dtime", "voided",
+)
+LAB_ITEM_COLS: tuple[str, ...] = (
+    "serial_no", "class_code", "class_name", "class_local_name", "result_value", "result_unit",
+    "norm_lower_limit", "norm_upper_limit", "result_interpre", "effective_dtime", "recognition",
+)
+EXAM_MASTER_COLS: tuple[str, ...] = (
+    "id", "org_code", "report_form_no", "patient_id", "event_type", "event_no", "id_no", "id_type_code",
+    "report_title", "class_name", "authenticator_dtime", "voided", "pacs_url", "conclusion",
+)
+EXAM_ITEM_COLS: tuple[str, ...] = ("exam_item_code", "exam_item_name", "body_part_name", "effective_dtime", "recognition")
+
+
+def orgs(conn: Connection) -> dict[str, dict[str, Any]]:
+    return {r["code"]: dict(r) for r in conn.execute(select(org)).mappings()}
+
+
+def catalog(conn: Connection) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(select(catalog_item)).mappings()]
+
+
+def prior_items(
+    conn: Connection,
+    kind: str,
+    id_type_code: str,
+    id_no: str,
+    since: datetime,
+    codes: Sequence[str] | None = None,
+    org_code: str | None = None,
+    until: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """A patient's report items (joined with their master) authenticated since ``since``,
+    optionally only of the given standard codes / institution / until a time. One indexed query:
+    (id_type_code, id_no, authenticator_dtime) on the master, then the items by report id."""
+    if kind == "lab":
+        m, i, mcols, icols, code_col = lab_report, lab_item, LAB_MASTER_COLS, LAB_ITEM_COLS, lab_item.c.class_code
+    else:
+        m, i, mcols, icols, code_col = exam_report, exam_item, EXAM_MASTER_COLS, EXAM_ITEM_COLS, exam_item.c.exam_item_code
+    cols = [m.c[c] for c in mcols] + [i.c[c].label(f"i_{c}") for c in icols]
+    q = (
+        select(*cols)
+        .join(i, i.c.report_id == m.c.id)
+        .where(m.c.id_type_code == id_type_code, m.c.id_no == id_no, m.c.authenticator_dtime >= since)
+    )
+    if codes is not None:
+        q = q.where(code_col.in_(list(codes)))
+    if org_code is not None:
+        q = q.where(m.c.org_code == org_code)
+    if until is not None:
+        q = q.where(m.c.authenticator_dtime < until)
+    q = q.order_by(m.c.authenticator_dtime.desc(), m.c.id.desc())
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def add_records(conn: Connection, table_name: str, rows: Sequence[dict[str, Any]]) -> None:
+    table = accept_record if table_name == "accept" else quote_record
+    if rows:
+        conn.execute(insert(table), list(rows))
+
+
+def accepted_report_ids(
+    conn: Connection, org_code: str, kind: str, id_type_code: str, id_no: str, event_no: str | None
+) -> list[int]:
+    """Reports this institution accepted (is_accept 1) for this patient (and visit, if given)."""
+    q = select(accept_record.c.report_id).where(
+        accept_record.c.org_code == org_code,
+        accept_record.c.report_kind == kind,
+        accept_record.c.id_type_code == id_type_code,
+        accept_record.c.id_no == id_no,
+        accept_record.c.is_accept == "1",
+        accept_record.c.report_id.is_not(None),
+    )
+    if event_no:
+        q = q.where(accept_record.c.new_event_no == event_no)
+    return sorted({int(r) for r in conn.execute(q.distinct()).scalars()})
+
+
+def accepted_codes(conn: Connection, org_code: str, kind: str, report_id: int) -> set[str]:
+    q = select(accept_record.c.code).where(
+        accept_record.c.org_code == org_code,
+        accept_record.c.report_kind == kind,
+        accept_record.c.report_id == report_id,
+        accept_record.c.is_accept == "1",
+    )
+    return set(conn.execute(q).scalars())
+
+
+def citations(conn: Connection, kind: str, report_id: int) -> list[dict[str, Any]]:
+    q = (
+        select(
+            quote_record.c.org_code,
+            org.c.name.label("org_name"),
+            quote_record.c.dept_code,
+            quote_record.c.dept_name,
+            quote_record.c.doc_code,
+            quote_record.c.doc_name,
+            func.max(quote_record.c.record_time).label("record_time"),
+        )
+        .join(org, org.c.code == quote_record.c.org_code, isouter=True)
+        .where(quote_record.c.report_kind == kind, quote_record.c.report_id == report_id)
+        .group_by(
+            quote_record.c.org_code, org.c.name, quote_record.c.dept_code, quote_record.c.dept_name,
+            quote_record.c.doc_code, quote_record.c.doc_name,
+        )
+        .order_by(quote_record.c.org_code, quote_record.c.dept_code, quote_record.c.doc_code)
+    )
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def list_records(
+    conn: Connection, table_name: str, org_code: str | None, *, since: datetime | None = None, limit: int = 200
+) -> list[dict[str, Any]]:
+    table = accept_record if table_name == "accept" else quote_record
+    q = select(table)
+    if org_code is not None:
+        q = q.where(table.c.org_code == org_code)
+    if since is not None:
+        q = q.where(table.c.record_time >= since)
+    return [dict(r) for r in conn.execute(q.order_by(table.c.id.desc()).limit(limit)).mappings()]
+
+
+def log_reminders(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(reminder_log), list(rows))
+
+
+def _group(table: Any, by: str, time_col: Any) -> Any:
+    if by == "org":
+        return table.c.org_code
+    if by == "dept":
+        return table.c.dept_std_code
+    if by == "day":
+        return func.date(time_col)
+    return literal("")
+
+
+def statistics(
+    conn: Connection, by: str, org_codes: Sequence[str] | None, start: datetime, end: datetime
+) -> dict[str, dict[str, Any]]:
+    """Counts per group key: reminders shown, recognizable found, accepted, rejected (by reason), cited.
+
+    ``by``: org | dept | day | item | all. Reminders carry no item, so grouped by item they are
+    counted under the empty key only through ``all``.
+    """
+    out: dict[str, dict[str, Any]] = {}
+
+    def row(key: Any) -> dict[str, Any]:
+        k = "" if key is None else str(key)
+        return out.setdefault(
+            k, {"key": k, "reminders": 0, "recognizable": 0, "accepted": 0, "rejected": 0, "rejected_by_reason": {}, "cited": 0}
+        )
+
+    def scoped(table: Any, time_col: Any, q: Any) -> Any:
+        q = q.where(time_col >= start, time_col < end)
+        if org_codes is not None:
+            q = q.where(table.c.org_code.in_(list(org_codes)))
+        return q
+
+    if by != "item":
+        g = _group(reminder_log, by, reminder_log.c.at)
+        q = scoped(
+            reminder_log,
+            reminder_log.c.at,
+            select(g.label("k"), func.count(), func.coalesce(func.sum(reminder_log.c.recognizable), 0))
+            .where(reminder_log.c.action == "reminder")
+            .group_by(g),
+        )
+        for k, n, rec in conn.execute(q):
+            r = row(k)
+            r["reminders"] += int(n)
+            r["recognizable"] += int(rec)
+    ga = accept_record.c.code if by == "item" else _group(accept_record, by, accept_record.c.record_time)
+    q = scoped(
+        accept_record,
+        accept_record.c.record_time,
+        select(ga.label("k"), accept_record.c.is_accept, accept_record.c.reason, func.count()).group_by(
+            ga, accept_record.c.is_accept, accept_record.c.reason
+        ),
+    )
+    for k, is_accept, reason, n in conn.execute(q):
+        r = row(k)
+        if is_accept == "1":
+            r["accepted"] += int(n)
+        else:
+            r["rejected"] += int(n)
+            key = reason or ""
+            r["rejected_by_reason"][key] = r["rejected_by_reason"].get(key, 0) + int(n)
+    gq = quote_record.c.code if by == "item" else _group(quote_record, by, quote_record.c.record_time)
+    q = scoped(quote_record, quote_record.c.record_time, select(gq.label("k"), func.count()).group_by(gq))
+    for k, n in conn.execute(q):
+        row(k)["cited"] += int(n)
+    for r in out.values():
+        decided = r["accepted"] + r["rejected"]
+        r["recognition_rate"] = round(r["accepted"] / decided, 4) if decided else None
+        r["tests_avoided"] = r["accepted"]
+    return out
+
+
+
+def find_report(conn: Connection, kind: str, org_code: str, report_form_no: str, id_type_code: str, id_no: str) -> int | None:
+    """The current report of an institution with this form number for this patient."""
+    m = lab_report if kind == "lab" else exam_report
+    q = select(m.c.id).where(
+        m.c.org_code == org_code, m.c.report_form_no == report_form_no, m.c.id_type_code == id_type_code, m.c.id_no == id_no
+    )
+    rid = conn.execute(q.order_by(m.c.id.desc()).limit(1)).scalar()
+    return None if rid is None else int(rid)
+
+
+def item_codes(conn: Connection, kind: str, report_id: int) -> set[str]:
+    if kind == "lab":
+        q = select(lab_item.c.class_code).where(lab_item.c.report_id == report_id)
+    else:
+        q = select(exam_item.c.exam_item_code).where(exam_item.c.report_id == report_id)
+    return set(conn.execute(q).scalars())
