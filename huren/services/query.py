@@ -14,7 +14,7 @@ from huren.domain.validation import Problem
 from huren.errors import Forbidden, InvalidInput, NotFound
 from huren.services.audit import AuditService
 from huren.services.context import Clock, Principal
-from huren.store import directory, reports
+from huren.store import directory, recognition, reports
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
 
@@ -91,7 +91,28 @@ class QueryService:
                 raise NotFound(f"报告 {report_id} 不存在")
             out = self._render(conn, kind, [m])[0]
         self._audit.record(principal, f"view_{kind}", id_type_code=m["id_type_code"], id_no=m["id_no"], target=f"{kind}:{report_id}")
+        self._log_view(principal, kind, m)
         return out
+
+    def _log_view(self, principal: Principal, kind: str, m: dict[str, Any]) -> None:
+        """XC-P4: a report viewed through the platform is a view record (counted in statistics)."""
+        with self._db.write() as conn:
+            recognition.log_reminders(
+                conn,
+                [
+                    {
+                        "at": self._clock.now(),
+                        "action": "view",
+                        "source": "platform",
+                        "org_code": principal.org_code,
+                        "id_type_code": m["id_type_code"],
+                        "id_no": m["id_no"],
+                        "kind": kind,
+                        "report_kind": kind,
+                        "report_id": m["id"],
+                    }
+                ],
+            )
 
     def pdf(self, kind: str, report_id: int, principal: Principal) -> bytes:
         with self._db.read() as conn:

@@ -48,13 +48,13 @@ class StatisticsService:
         reasons = dictionaries.load("REJECT_REASON")
         rows = []
         for key, r in sorted(groups.items()):
-            r["name"] = names.get(key, key)
+            r["name"] = names.get(key, key) if key else "（未填写）"
             r["rejected_by_reason"] = [
                 {"reason": code, "name": reasons.get(code, "未填写理由"), "count": n}
                 for code, n in sorted(r["rejected_by_reason"].items(), key=lambda kv: (-kv[1], kv[0]))
             ]
             rows.append(r)
-        total = {k: sum(r[k] for r in rows) for k in ("reminders", "recognizable", "accepted", "rejected", "cited")}
+        total = {k: sum(r[k] for r in rows) for k in ("reminders", "recognizable", "views", "accepted", "rejected", "cited")}
         decided = total["accepted"] + total["rejected"]
         total["recognition_rate"] = round(total["accepted"] / decided, 4) if decided else None
         total["tests_avoided"] = total["accepted"]

@@ -171,7 +171,8 @@ def statistics(
     def row(key: Any) -> dict[str, Any]:
         k = "" if key is None else str(key)
         return out.setdefault(
-            k, {"key": k, "reminders": 0, "recognizable": 0, "accepted": 0, "rejected": 0, "rejected_by_reason": {}, "cited": 0}
+            k,
+            {"key": k, "reminders": 0, "recognizable": 0, "views": 0, "accepted": 0, "rejected": 0, "rejected_by_reason": {}, "cited": 0},
         )
 
     def scoped(table: Any, time_col: Any, q: Any) -> Any:
@@ -185,14 +186,16 @@ def statistics(
         q = scoped(
             reminder_log,
             reminder_log.c.at,
-            select(g.label("k"), func.count(), func.coalesce(func.sum(reminder_log.c.recognizable), 0))
-            .where(reminder_log.c.action == "reminder")
-            .group_by(g),
+            select(g.label("k"), reminder_log.c.action, func.count(), func.coalesce(func.sum(reminder_log.c.recognizable), 0))
+            .group_by(g, reminder_log.c.action),
         )
-        for k, n, rec in conn.execute(q):
+        for k, action, n, rec in conn.execute(q):
             r = row(k)
-            r["reminders"] += int(n)
-            r["recognizable"] += int(rec)
+            if action == "view":
+                r["views"] += int(n)
+            else:
+                r["reminders"] += int(n)
+                r["recognizable"] += int(rec)
     ga = accept_record.c.code if by == "item" else _group(accept_record, by, accept_record.c.record_time)
     q = scoped(
         accept_record,

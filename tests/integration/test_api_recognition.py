@@ -225,7 +225,7 @@ def test_accept_bad_input_is_refused_and_kept(api_a: Api, api_b: Api, container:
 
 
 def test_reminder_logs_and_statistics(api_a: Api, api_b: Api, api_sup: Api, container: Container, catalog: None) -> None:
-    api_a.post("/api/v1/lab-reports", recent_lab(container))
+    lab_id = api_a.post("/api/v1/lab-reports", recent_lab(container)).json()["report_id"]
     api_a.post("/api/v1/exam-reports", recent_exam(container))
     api_b.post("/api/v1/recognition/exists", patient(check=[EXAM_CODE], lab=[LAB_CODE]) | VISIT)
     now = container.clock.now().strftime("%Y-%m-%d %H:%M:%S")
@@ -249,12 +249,16 @@ def test_reminder_logs_and_statistics(api_a: Api, api_b: Api, api_sup: Api, cont
     [row] = stats["rows"]
     assert row["key"] == ORG_B[0] and row["name"] == ORG_B[1]
     assert (row["reminders"], row["recognizable"], row["accepted"], row["rejected"], row["cited"]) == (2, 3, 1, 1, 1)
+    assert row["views"] == 1  # the uploaded view record; a platform view adds one more:
+    assert api_b.get(f"/api/v1/lab-reports/{lab_id}").status_code == 200
+    again = api_b.get("/api/v1/statistics/recognition", params={"by": "org", "day_from": day, "day_to": day}).json()
+    assert again["rows"][0]["views"] == 2
     assert row["rejected_by_reason"] == [{"reason": "4", "name": "原检查、检验结果与目前病情明显不符的", "count": 1}]
     assert row["recognition_rate"] == 0.5 and row["tests_avoided"] == 1
     by_item = api_b.get("/api/v1/statistics/recognition", params={"by": "item", "day_from": day, "day_to": day}).json()
     assert {r["key"]: (r["accepted"], r["rejected"]) for r in by_item["rows"]} == {LAB_CODE: (1, 0), EXAM_CODE: (0, 1)}
     by_dept = api_b.get("/api/v1/statistics/recognition", params={"by": "dept", "day_from": day, "day_to": day}).json()
-    assert by_dept["rows"][0]["name"] == "急诊科专业"
+    assert {r["key"]: r["name"] for r in by_dept["rows"]} == {"A50.16": "急诊科专业", "": "（未填写）"}
     assert api_a.get("/api/v1/statistics/recognition", params={"org_code": ORG_B[0]}).status_code == 403
     sup = api_sup.get("/api/v1/statistics/recognition", params={"day_from": day, "day_to": day}).json()
     assert sup["total"]["accepted"] == 1 and SUPERVISOR[0] not in {r["key"] for r in sup["rows"]}
