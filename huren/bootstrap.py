@@ -92,7 +92,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         quality=QualityService(db, blobs, clock),
         directory=DirectoryService(db, clock),
         catalog=CatalogService(db, clock),
-        masterdata=MasterDataService(db, clock),
+        masterdata=MasterDataService(db, clock, audit, registry.reject),
         recognition=RecognitionService(db, blobs, clock, audit, registry.reject),
         statistics=StatisticsService(db, clock),
     )

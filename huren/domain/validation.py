@@ -193,6 +193,11 @@ def check_record(
     return rec
 
 
+def canonical_id(id_type: str | None, id_no: str | None) -> str | None:
+    """Resident ID numbers are stored and looked up with an upper-case check character X."""
+    return id_no.upper() if id_type == "01" and id_no else id_no
+
+
 def check_identity(id_type: str | None, id_no: str | None, path: str, problems: list[Problem]) -> None:
     if id_type == "01" and id_no:
         reason = idcard.problem(id_no)
@@ -254,6 +259,7 @@ def validate_report(kind: str, payload: Any, *, max_pdf_bytes: int) -> tuple[Rep
         return None, problems
     master = check_record(raw_master, master_spec, master_name, problems)
     check_identity(master["id_type_code"], master["id_no"], f"{master_name}.id_no", problems)
+    master["id_no"] = canonical_id(master["id_type_code"], master["id_no"])
     raw_pdf = raw_master.get("pdf")
     if raw_pdf is None:  # keys are case-insensitive: the seed's table spells it "Pdf"
         raw_pdf = next((v for k, v in raw_master.items() if isinstance(k, str) and k.lower() == "pdf"), None)

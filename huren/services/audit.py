@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from huren.services.context import Clock, Principal
 from huren.store import audit
 from huren.store.database import Database
@@ -21,17 +23,29 @@ class AuditService:
         id_no: str | None = None,
         target: str | None = None,
     ) -> None:
+        self.record_many(principal, action, [(id_type_code, id_no, target)])
+
+    def record_many(
+        self, principal: Principal, action: str, entries: Sequence[tuple[str | None, str | None, str | None]]
+    ) -> None:
+        """One access-log row per (id_type_code, id_no, target), in one transaction."""
+        if not entries:
+            return
+        now = self._clock.now()
         with self._db.write() as conn:
-            audit.log_access(
+            audit.log_access_many(
                 conn,
-                {
-                    "at": self._clock.now(),
-                    "org_code": principal.org_code,
-                    "username": principal.username,
-                    "action": action,
-                    "id_type_code": id_type_code,
-                    "id_no": id_no,
-                    "target": target,
-                    "remote_addr": principal.remote_addr,
-                },
+                [
+                    {
+                        "at": now,
+                        "org_code": principal.org_code,
+                        "username": principal.username,
+                        "action": action,
+                        "id_type_code": t,
+                        "id_no": n,
+                        "target": tg,
+                        "remote_addr": principal.remote_addr,
+                    }
+                    for t, n, tg in entries
+                ],
             )

@@ -10,7 +10,7 @@ from typing import Any
 
 from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_SUBITEM, LABMASTER
 from huren.domain.records import format_value, to_text
-from huren.domain.validation import Problem
+from huren.domain.validation import Problem, canonical_id
 from huren.errors import Forbidden, InvalidInput, NotFound
 from huren.services.audit import AuditService
 from huren.services.context import Clock, Principal
@@ -78,6 +78,7 @@ class QueryService:
     ) -> list[dict[str, Any]]:
         """A patient's lab or exam reports at every institution in [start, end) (default 90 days)."""
         start, end = self._window(start, end)
+        id_no = canonical_id(id_type_code, id_no) or id_no
         with self._db.read() as conn:
             masters = reports.for_patient(conn, kind, id_type_code, id_no, start, end)
             out = self._render(conn, kind, masters)
@@ -151,6 +152,7 @@ class QueryService:
     ) -> list[dict[str, Any]]:
         """Abnormal results: lab items interpreted H/L/P/WP; exam reports with is_abnormal = 0."""
         start, end = self._window(start, end)
+        id_no = canonical_id(id_type_code, id_no) or id_no
         with self._db.read() as conn:
             names = self._org_names(conn)
             if kind == "lab":

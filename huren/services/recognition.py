@@ -26,7 +26,7 @@ from huren.domain.fields import (
 )
 from huren.domain.recognition import CatalogRule, PriorItem, Verdict, judge, parse_scope
 from huren.domain.records import format_value, to_text
-from huren.domain.validation import Problem, check_identity, check_record
+from huren.domain.validation import Problem, canonical_id, check_identity, check_record
 from huren.errors import Forbidden, InvalidInput, NotFound
 from huren.services.audit import AuditService
 from huren.services.context import Clock, Principal
@@ -165,13 +165,15 @@ class RecognitionService:
                 ],
             )
 
-    def _check_patient(self, id_type: str, id_no: str) -> None:
+    def _check_patient(self, id_type: str, id_no: str) -> str:
+        """The canonical ID number, or InvalidInput."""
         problems: list[Problem] = []
         if not id_no:
             problems.append(Problem("id_no", "required", "身份证件号码不能为空"))
         check_identity(id_type, id_no, "id_no", problems)
         if problems:
             raise InvalidInput("患者身份证件无效", problems)
+        return canonical_id(id_type, id_no) or id_no
 
     # -- GetCheckLabList (XJ-1.3.2.1 / 1.4.2.1, HZ-14) -------------------------------------
     def recent(
@@ -180,7 +182,7 @@ class RecognitionService:
         """The patient's recent exam items and lab reports at every institution, newest first;
         ★ (recognition 1) on recognizable exam items, and on lab reports with at least one
         recognizable sub-item."""
-        self._check_patient(id_type, id_no)
+        id_no = self._check_patient(id_type, id_no)
         since = self._window(days)
         with self._db.read() as conn:
             exams = [r for r in rstore.prior_items(conn, "exam", id_type, id_no, since) if not r["voided"]]
@@ -235,7 +237,7 @@ class RecognitionService:
     ) -> dict[str, list[dict[str, Any]]]:
         """Full masters and items of the patient's reports holding at least one recognizable
         item; ``expired_time`` on the recognizable items only (for the hospital's preload cache)."""
-        self._check_patient(id_type, id_no)
+        id_no = self._check_patient(id_type, id_no)
         since = self._window(days)
         out: dict[str, list[dict[str, Any]]] = {"exammaster": [], "labmaster": []}
         with self._db.read() as conn:
@@ -290,7 +292,7 @@ class RecognitionService:
         """Which of the ordered exam items (``check``) and lab sub-items (``lab``) have a
         recognizable recent result, grouped by report. Codes may be the institution's local
         codes: mapped ones are translated, unmapped ones are listed, never guessed."""
-        self._check_patient(id_type, id_no)
+        id_no = self._check_patient(id_type, id_no)
         if not check and not lab:
             raise InvalidInput("没有所开项目", [Problem("check", "required", "检查项目（check）与检验子项（lab）不能同时为空")])
         start = max(self._window(days), since) if since else self._window(days)
@@ -375,7 +377,7 @@ class RecognitionService:
     # -- GetLabInfo / GetExamInfo (XJ-1.4.2.4 / 1.4.2.5) and HZ-17 ----------------------------
     def accepted_reports(self, principal: Principal, kind: str, id_type: str, id_no: str, event_no: str = "") -> list[dict[str, Any]]:
         """Full reports this institution accepted for the patient (this visit, if given), for citing."""
-        self._check_patient(id_type, id_no)
+        id_no = self._check_patient(id_type, id_no)
         with self._db.read() as conn:
             ids = rstore.accepted_report_ids(conn, principal.org_code, kind, id_type, id_no, event_no or None)
             full = self._full(conn, kind, sorted(ids, reverse=True))
@@ -430,6 +432,7 @@ class RecognitionService:
                 before = len(problems)
                 rec = check_record(raw_row, spec, where, problems)
                 check_identity(rec["id_type_code"], rec["id_no"], f"{where}.id_no", problems)
+                rec["id_no"] = canonical_id(rec["id_type_code"], rec["id_no"])
                 if table == "accept":
                     if rec["is_accept"] == "2" and not rec["reason"]:
                         problems.append(Problem(f"{where}.reason", "required", "不采纳（is_accept=2）时必须填写不互认理由编码"))
@@ -488,6 +491,7 @@ class RecognitionService:
                 continue
             rec = check_record(raw_row, REMINDER_LOG, where, problems)
             check_identity(rec["id_type_code"], rec["id_no"], f"{where}.id_no", problems)
+            rec["id_no"] = canonical_id(rec["id_type_code"], rec["id_no"])
             report_id = None
             if rec["hr_org_code"] and rec["hr_report_form_no"] and rec["type"]:
                 with self._db.read() as conn:

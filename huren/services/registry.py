@@ -14,6 +14,7 @@ from huren.domain.records import format_value, report_key_text
 from huren.domain.validation import (
     Problem,
     Report,
+    canonical_id,
     check_identity,
     check_pdf,
     raw_key,
@@ -175,6 +176,7 @@ class RegistryService:
         if filt is None or problems:
             self._raise_rejected(principal, vkind, channel, InvalidInput("作废条件未通过校验", problems), raw, payload)
         assert filt is not None
+        filt["id_no"] = canonical_id(filt["id_type"], filt["id_no"])
         key = (filt["org_code"], filt["report_form_no"], filt["patient_id"], filt["event_type"], filt["event_no"])
         keytext = report_key_text(kind, key)
         if filt["org_code"] != principal.org_code:

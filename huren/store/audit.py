@@ -14,6 +14,10 @@ def log_access(conn: Connection, row: dict[str, Any]) -> None:
     conn.execute(insert(access_log).values(row))
 
 
+def log_access_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    conn.execute(insert(access_log), rows)
+
+
 def list_access(
     conn: Connection, *, id_type_code: str | None = None, id_no: str | None = None, since: datetime | None = None,
     limit: int = 200,

@@ -267,3 +267,18 @@ def test_body_too_large(client: TestClient, api_a: Api, container: Container) ->
     r = api_a.post("/api/v1/lab-reports", samples.lab())
     assert r.status_code == 413
     assert r.json()["code"] == "too_large"
+
+
+def test_lowercase_x_is_stored_upper_case(api_a: Api, api_b: Api) -> None:
+    from datetime import date
+
+    from huren.domain import idcard
+
+    # find a valid number ending in X, submit it with a lower-case x, find it with either case
+    n = next(idcard.make("650102", date(1980, 1, 1), s) for s in range(1000) if idcard.make("650102", date(1980, 1, 1), s).endswith("X"))
+    p = samples.lab()
+    p["labmaster"]["id_no"] = n.lower()
+    assert api_a.post("/api/v1/lab-reports", p).status_code == 200
+    for asked in (n, n.lower()):
+        q = {"id_type_code": "01", "id_no": asked, "start": "2024-01-01 00:00:00", "end": "2024-12-31 00:00:00"}
+        assert api_b.post("/api/v1/query/lab-reports", q).json()["count"] == 1
