@@ -14,6 +14,18 @@ from huren.store import quality, reports
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
 
+#: Rejected submissions without a report key → (table, time column) of a later successful upload.
+LATER_UPLOAD = {
+    "daily": ("daily_count", "received_at"),
+    "dept": ("dept", "updated_at"),
+    "staff": ("staff", "updated_at"),
+    "patient": ("patient", "updated_at"),
+    "device": ("device", "updated_at"),
+    "qc_record": ("qc_record", "updated_at"),
+    "accept": ("accept_record", "received_at"),
+    "quote": ("quote_record", "received_at"),
+}
+
 
 class QualityService:
     def __init__(self, db: Database, blobs: BlobStore, clock: Clock) -> None:
@@ -87,7 +99,9 @@ class QualityService:
 
         A rejected report counts as fixed once a report with the same primary key was registered
         after it (a rejected void: once that report was voided after it; a rejected PDF: once the
-        report got a PDF after it). Computed when read, so every worker agrees.
+        report got a PDF after it); a rejected upload without a report key (daily counts, master
+        data, accept / quote records) once a later upload of the same kind by the same
+        institution succeeded. Computed when read, so every worker agrees.
         """
         scope = self._scope(principal, org_code)
         with self._db.read() as conn:
@@ -96,6 +110,10 @@ class QualityService:
         return [r for r in out if not (only_open and r["fixed"])]
 
     def _fixed(self, conn: Any, r: dict[str, Any]) -> bool:
+        later = LATER_UPLOAD.get(r["kind"])
+        if later is not None:  # no report key: fixed once a later upload of that kind succeeded
+            table, when = later
+            return quality.uploaded_since(conn, table, when, r["org_code"], r["received_at"])
         key_text = r["report_key"] or ""
         kind, _, rest = key_text.partition(":")
         parts = rest.split("|")

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
 
-from huren.store.tables import daily_count, rejected_submission
+from huren.store.tables import daily_count, metadata, rejected_submission
 
 
 def upsert_daily(conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetime, actor: str) -> None:
@@ -61,3 +61,10 @@ def get_rejected(conn: Connection, rejected_id: int) -> dict[str, Any] | None:
     d = dict(r)
     d["problems"] = json.loads(d["problems"])
     return d
+
+
+def uploaded_since(conn: Connection, table_name: str, time_column: str, org_code: str, since: datetime) -> bool:
+    """Whether ``org_code`` stored anything in ``table_name`` at or after ``since``."""
+    table = metadata.tables[table_name]
+    q = select(table.c[time_column]).where(table.c.org_code == org_code, table.c[time_column] >= since).limit(1)
+    return conn.execute(q).first() is not None

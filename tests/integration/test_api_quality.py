@@ -46,8 +46,10 @@ def test_daily_counts_bad_input(api_a: Api, api_b: Api) -> None:
     assert ("lab_exam_report[0].lab_num", "max_digits") in fields
     assert ("lab_exam_report[1].date_t", "date_format") in fields
     assert api_b.post("/api/v1/daily-counts", samples.daily()).status_code == 403
-    kinds = [x["kind"] for x in api_a.get("/api/v1/quality/rejected").json()["rejected"]]
-    assert kinds == ["daily"]
+    kept = api_a.get("/api/v1/quality/rejected").json()["rejected"]
+    assert [(x["kind"], x["fixed"]) for x in kept] == [("daily", False)]
+    assert api_a.post("/api/v1/daily-counts", samples.daily()).status_code == 200  # a later good upload
+    assert api_a.get("/api/v1/quality/rejected").json()["rejected"][0]["fixed"] is True
 
 
 def test_orgs_by_region(api_a: Api) -> None:
