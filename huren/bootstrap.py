@@ -80,6 +80,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
     clock = clock or Clock(settings.timezone)
     audit = AuditService(db, clock)
     registry = RegistryService(db, blobs, clock, settings.max_pdf_bytes)
+    recognition = RecognitionService(db, blobs, clock, audit, registry.reject)
     return Container(
         settings=settings,
         db=db,
@@ -91,8 +92,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         query=QueryService(db, blobs, clock, audit),
         quality=QualityService(db, blobs, clock),
         directory=DirectoryService(db, clock),
-        catalog=CatalogService(db, clock),
+        catalog=CatalogService(db, clock, on_change=recognition.invalidate),
         masterdata=MasterDataService(db, clock, audit, registry.reject),
-        recognition=RecognitionService(db, blobs, clock, audit, registry.reject),
+        recognition=recognition,
         statistics=StatisticsService(db, clock),
     )

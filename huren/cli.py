@@ -1,4 +1,4 @@
-"""Command line: ``huren serve | db upgrade | demo | org add | org list``.
+"""Command line: ``huren serve | db upgrade | demo | org add | org list | catalog import | export | list``.
 
 Every command reads settings from ``HUREN_*`` environment variables; the options given here
 override them (``--data-dir`` ↔ ``HUREN_DATA_DIR``, ``--host`` ↔ ``HUREN_HOST`` …).
@@ -108,6 +108,60 @@ def cmd_org_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_catalog_import(args: argparse.Namespace) -> int:
+    from huren.bootstrap import build
+    from huren.domain.validation import Problem
+    from huren.errors import InvalidInput
+    from huren.services.context import Principal
+
+    path: Path = args.file
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"无法读取文件“{path}”", [Problem("file", "read", exc.strerror or str(exc))]) from exc
+    operator = Principal("platform", "cli", "supervisor")  # whoever holds the data directory runs the platform
+    container = build(_settings(args), upgrade=True)
+    try:
+        res = container.catalog.import_file(data, path.name, operator, kind=args.kind)
+    finally:
+        container.close()
+    print(json.dumps(res, ensure_ascii=False))
+    return 0
+
+
+def cmd_catalog_export(args: argparse.Namespace) -> int:
+    from huren.bootstrap import build
+    from huren.domain.validation import Problem
+    from huren.errors import InvalidInput
+
+    path: Path = args.file
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in ("csv", "xlsx"):
+        raise InvalidInput("导出文件的扩展名应为 .csv 或 .xlsx", [Problem("file", "format", f"不支持的扩展名“{path.suffix}”")])
+    container = build(_settings(args), upgrade=True)
+    try:
+        data = container.catalog.export(fmt, args.kind)
+        count = len(container.catalog.list(args.kind))
+    finally:
+        container.close()
+    path.write_bytes(data)
+    print(f"已导出 {count} 个项目到 {path}")
+    return 0
+
+
+def cmd_catalog_list(args: argparse.Namespace) -> int:
+    from huren.bootstrap import build
+
+    container = build(_settings(args), upgrade=True)
+    try:
+        items = container.catalog.list(args.kind)
+    finally:
+        container.close()
+    for i in items:
+        print(f"{i['kind']}\t{i['code']}\t{i['name']}\t{i['unit']}\t{i['validity_days']}")
+    return 0
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, help="数据目录（HUREN_DATA_DIR）：数据库、文件与密钥")
     p.add_argument("--database-url", help="数据库URL（HUREN_DATABASE_URL），默认数据目录下的SQLite")
@@ -153,6 +207,23 @@ def parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--region", help="行政区划代码前缀")
     p.set_defaults(func=cmd_org_list)
+
+    cat = sub.add_parser("catalog", help="标准检查检验项目目录")
+    cats = cat.add_subparsers(dest="catalog_command", required=True)
+    p = cats.add_parser("import", help="从 CSV 或 XLSX 文件导入目录（有任何问题则不导入）")
+    _common(p)
+    p.add_argument("file", type=Path, help="目录文件（.csv 或 .xlsx）")
+    p.add_argument("--kind", choices=("lab", "exam"), help="文件中没有类型列时的类型；有时须一致")
+    p.set_defaults(func=cmd_catalog_import)
+    p = cats.add_parser("export", help="导出目录（按扩展名：.csv 或 .xlsx）")
+    _common(p)
+    p.add_argument("file", type=Path, help="输出文件（.csv 或 .xlsx）")
+    p.add_argument("--kind", choices=("lab", "exam"), help="只导出一种类型")
+    p.set_defaults(func=cmd_catalog_export)
+    p = cats.add_parser("list", help="列出目录：类型、编码、名称、单位、有效天数")
+    _common(p)
+    p.add_argument("--kind", choices=("lab", "exam"), help="只列出一种类型")
+    p.set_defaults(func=cmd_catalog_list)
     return ap
 
 

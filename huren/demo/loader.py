@@ -28,6 +28,9 @@ def load_demo(c: Container, *, reports: int = 200, seed: int = 20241122, if_empt
         return {"skipped": True, "reason": "数据库中已有机构，未重复生成演示数据"}
     rng = random.Random(seed)
     orgs = demo_orgs()
+    catalog_items = c.catalog.import_packaged_demo(
+        Principal(SUPERVISOR.code, SUPERVISOR.user, "supervisor"), map_org=Principal(orgs[0].code, orgs[0].user, "hospital")
+    )
     for o in orgs:
         c.directory.add_org(o.code, o.name, o.region_code, f"{o.level}{o.grade}", user=o.user, password=o.password)
     s = SUPERVISOR
@@ -89,6 +92,7 @@ def load_demo(c: Container, *, reports: int = 200, seed: int = 20241122, if_empt
 
     return {
         "institutions": len(orgs) + 1,
+        "catalog_items": catalog_items,
         "patients": len(patients),
         "reports_registered": registered,
         "rejected_examples": rejected,

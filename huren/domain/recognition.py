@@ -73,7 +73,9 @@ class Verdict:
 
 def parse_scope(text: str) -> tuple[str, ...]:
     """'65, 650100;6523' → ('65', '650100', '6523')."""
-    parts = text.replace(";", ",").replace("，", ",").replace(" ", ",").split(",")
+    for sep in (";", "；", "，", "、", " ", "\t"):
+        text = text.replace(sep, ",")
+    parts = text.split(",")
     return tuple(p.strip() for p in parts if p.strip())
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 
 from huren.store.tables import catalog_item, code_map
 
@@ -64,3 +64,38 @@ def resolve(conn: Connection, org_code: str, kind: str, local_codes: Iterable[st
 def _chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
     for i in range(0, len(seq), n):
         yield seq[i : i + n]
+
+
+# -- added for the catalog service -------------------------------------------------------------
+
+
+def existing_keys(conn: Connection, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (kind, code) pairs among ``keys`` already in the catalog."""
+    found: set[tuple[str, str]] = set()
+    by_kind: dict[str, list[str]] = {}
+    for kind, code in keys:
+        by_kind.setdefault(kind, []).append(code)
+    for kind, codes in by_kind.items():
+        found.update((kind, c) for c in known_codes(conn, kind, codes))
+    return found
+
+
+def known_codes(conn: Connection, kind: str, codes: Iterable[str]) -> set[str]:
+    """The codes among ``codes`` that the catalog holds for ``kind``."""
+    found: set[str] = set()
+    for chunk in _chunks(sorted(set(codes)), 500):
+        q = select(catalog_item.c.code).where(catalog_item.c.kind == kind, catalog_item.c.code.in_(list(chunk)))
+        found.update(conn.execute(q).scalars())
+    return found
+
+
+def count_items(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(catalog_item)).scalar_one())
+
+
+def item_names(conn: Connection, kind: str | None = None) -> dict[tuple[str, str], str]:
+    """(kind, code) → standard name."""
+    q = select(catalog_item.c.kind, catalog_item.c.code, catalog_item.c.name)
+    if kind is not None:
+        q = q.where(catalog_item.c.kind == kind)
+    return {(r.kind, r.code): r.name for r in conn.execute(q)}

@@ -206,7 +206,7 @@ catalog_item = Table(
     Column("kind", String(8), primary_key=True),  # lab (sub-item) | exam (item)
     Column("code", String(128), primary_key=True),
     Column("name", String(256), nullable=False),
-    Column("unit", String(64), nullable=False, default=""),
+    Column("unit", String(256), nullable=False, default=""),
     Column("recognizable", Boolean, nullable=False, default=True),
     Column("validity_days", Integer, nullable=False),
     Column("min_level", Integer, nullable=False, default=2),

@@ -63,7 +63,7 @@ def test_empty_scope_is_anywhere_and_prefixes_are_normalised() -> None:
     city = replace(RULE, region_scope=parse_scope("650100"))  # a city code covers its districts
     assert judge(replace(ITEM, org_region="650102"), city, T0).recognizable
     assert not judge(replace(ITEM, org_region="652301"), city, T0).recognizable
-    assert parse_scope("65, 650100;6523 ，652900") == ("65", "650100", "6523", "652900")
+    assert parse_scope("65, 650100;6523 ，652900；6501、6502") == ("65", "650100", "6523", "652900", "6501", "6502")
 
 
 def test_partial_panel() -> None:

@@ -53,7 +53,7 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=8), nullable=False),
     sa.Column('code', sa.String(length=128), nullable=False),
     sa.Column('name', sa.String(length=256), nullable=False),
-    sa.Column('unit', sa.String(length=64), nullable=False),
+    sa.Column('unit', sa.String(length=256), nullable=False),
     sa.Column('recognizable', sa.Boolean(), nullable=False),
     sa.Column('validity_days', sa.Integer(), nullable=False),
     sa.Column('min_level', sa.Integer(), nullable=False),
