@@ -1,4 +1,5 @@
-"""Command line: ``huren serve | db upgrade | demo | org add | org list | catalog import | export | list``.
+"""Command line: ``huren serve | db upgrade | demo | org add | org list | catalog import | export | list
+| keys init | keys public``.
 
 Every command reads settings from ``HUREN_*`` environment variables; the options given here
 override them (``--data-dir`` ↔ ``HUREN_DATA_DIR``, ``--host`` ↔ ``HUREN_HOST`` …).
@@ -162,6 +163,33 @@ def cmd_catalog_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    from huren.wire.gm import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, GmError, init_platform_key
+
+    key_dir = _settings(args).key_dir
+    try:
+        key = init_platform_key(key_dir, force=args.force)
+    except GmError as exc:
+        print(f"错误：{exc}", file=sys.stderr)
+        return 2
+    where = key_dir.resolve()
+    print(f"平台 SM2 私钥已写入 {where / PRIVATE_KEY_FILE}（权限 0600），公钥写入 {where / PUBLIC_KEY_FILE}")
+    print(f"公钥（04‖x‖y，交给各医院）：{key.public_hex}")
+    return 0
+
+
+def cmd_keys_public(args: argparse.Namespace) -> int:
+    from huren.wire.gm import GmError, load_platform_key
+
+    try:
+        key = load_platform_key(_settings(args).key_dir)
+    except GmError as exc:
+        print(f"错误：{exc}", file=sys.stderr)
+        return 2
+    print(key.public.to_pem() if args.pem else key.public_hex, end="" if args.pem else "\n")
+    return 0
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, help="数据目录（HUREN_DATA_DIR）：数据库、文件与密钥")
     p.add_argument("--database-url", help="数据库URL（HUREN_DATABASE_URL），默认数据目录下的SQLite")
@@ -224,6 +252,17 @@ def parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--kind", choices=("lab", "exam"), help="只列出一种类型")
     p.set_defaults(func=cmd_catalog_list)
+
+    keys = sub.add_parser("keys", help="平台 SM2 密钥（新疆 SOAP 接口的 strKey 用平台公钥加密）")
+    keyss = keys.add_subparsers(dest="keys_command", required=True)
+    p = keyss.add_parser("init", help="生成平台 SM2 密钥对：数据目录 keys/sm2_private.pem（0600）与 sm2_public.txt")
+    p.add_argument("--data-dir", type=Path, help="数据目录（HUREN_DATA_DIR），密钥在其 keys/ 下")
+    p.add_argument("--force", action="store_true", help="替换已有密钥（旧密钥作废，各医院须换用新公钥）")
+    p.set_defaults(func=cmd_keys_init)
+    p = keyss.add_parser("public", help="打印平台公钥：十六进制 04‖x‖y（130 位）")
+    p.add_argument("--data-dir", type=Path, help="数据目录（HUREN_DATA_DIR），密钥在其 keys/ 下")
+    p.add_argument("--pem", action="store_true", help="改为打印 PEM（SubjectPublicKeyInfo，OpenSSL 可读）")
+    p.set_defaults(func=cmd_keys_public)
     return ap
 
 

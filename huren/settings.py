@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,11 @@ class Settings(BaseSettings):
     max_pdf_bytes: int = 20 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
     timezone: str = "Asia/Shanghai"
+    #: SM2 ciphertext layout of the SOAP ``strKey`` when raw (DER is always accepted): the
+    #: GM/T 0003-2012 order C1C3C2, or the older C1C2C3
+    sm2_cipher_order: Literal["C1C3C2", "C1C2C3"] = "C1C3C2"
+    #: unwrapped SM4 keys kept in memory, keyed by the SHA-256 of the strKey (0 turns it off)
+    sm2_key_cache: int = Field(default=4096, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

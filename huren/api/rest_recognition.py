@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from huren.api.deps import Caller, Services, write
 from huren.api.openapi import op
+from huren.api.responses import Json
 from huren.api.rest_reports import json_body
 from huren.domain.fields import REMINDER_LOG, SEHR_ACCEPT_RECORD, SEHR_QUOTE_RECORD
 from huren.services.recognition import Visit
@@ -59,14 +60,12 @@ async def detail(q: Patient, c: Services, who: Caller) -> dict[str, Any]:
 
 
 @router.post("/recognition/exists", **op(["XJ-1.4.2.2", "XJ-1.4", "HZ-15", "HZ-16"], "开单互认校验：所开项目中哪些有可互认的近期结果"))
-async def exists(q: Order, c: Services, who: Caller) -> dict[str, Any]:
-    res = await run_in_threadpool(
-        lambda: c.recognition.exists(
-            who, q.id_type_code, q.id_no, check=q.check, lab=q.lab, visit=q.visit(), days=q.days,
-            org_code=q.org_code, since=q.since, until=q.until,
-        )
+async def exists(q: Order, c: Services, who: Caller) -> Json:
+    res = await write(
+        c, c.recognition.exists, who, q.id_type_code, q.id_no, check=q.check, lab=q.lab, visit=q.visit(),
+        days=q.days, org_code=q.org_code, since=q.since, until=q.until,
     )
-    return {"code": "ok"} | res
+    return Json({"code": "ok"} | res)
 
 
 @router.post("/recognition/lab-reports", **op(["XJ-1.4.2.4", "XJ-1.3.2.4"], "检验报告结果引用：本机构已采纳的检验报告全文"))

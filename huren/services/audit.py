@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from huren.services.context import Clock, Principal
 from huren.store import audit
@@ -31,21 +32,24 @@ class AuditService:
         """One access-log row per (id_type_code, id_no, target), in one transaction."""
         if not entries:
             return
-        now = self._clock.now()
         with self._db.write() as conn:
-            audit.log_access_many(
-                conn,
-                [
-                    {
-                        "at": now,
-                        "org_code": principal.org_code,
-                        "username": principal.username,
-                        "action": action,
-                        "id_type_code": t,
-                        "id_no": n,
-                        "target": tg,
-                        "remote_addr": principal.remote_addr,
-                    }
-                    for t, n, tg in entries
-                ],
-            )
+            audit.log_access_many(conn, self.rows(principal, action, entries))
+
+    def rows(
+        self, principal: Principal, action: str, entries: Sequence[tuple[str | None, str | None, str | None]]
+    ) -> list[dict[str, Any]]:
+        """Access-log rows, for a service that writes them in its own transaction."""
+        now = self._clock.now()
+        return [
+            {
+                "at": now,
+                "org_code": principal.org_code,
+                "username": principal.username,
+                "action": action,
+                "id_type_code": t,
+                "id_no": n,
+                "target": tg,
+                "remote_addr": principal.remote_addr,
+            }
+            for t, n, tg in entries
+        ]

@@ -31,6 +31,7 @@ from huren.errors import Forbidden, InvalidInput, NotFound
 from huren.services.audit import AuditService
 from huren.services.context import Clock, Principal
 from huren.services.payloads import dump
+from huren.store import audit as audit_store
 from huren.store import catalog as catalog_store
 from huren.store import recognition as rstore
 from huren.store import reports
@@ -143,27 +144,27 @@ class RecognitionService:
     def _org_name(self, code: str) -> str:
         return str(self._ref().orgs.get(code, {}).get("name", ""))
 
-    def _log(self, principal: Principal, visit: Visit, id_type: str, id_no: str, **kw: Any) -> None:
+    def _log(
+        self, principal: Principal, visit: Visit, id_type: str, id_no: str, audit: tuple[str, str], **kw: Any
+    ) -> None:
+        """The reminder shown (XC-P4) and the access-log row, in one transaction."""
+        action, target = audit
+        reminder = {
+            "at": self._clock.now(),
+            "action": "reminder",
+            "source": "platform",
+            "org_code": principal.org_code,
+            "dept_code": visit.dept_code,
+            "dept_std_code": visit.dept_std_code,
+            "doc_code": visit.doc_code,
+            "doc_name": visit.doc_name,
+            "id_type_code": id_type,
+            "id_no": id_no,
+            "event_no": visit.event_no,
+        } | kw
         with self._db.write() as conn:
-            rstore.log_reminders(
-                conn,
-                [
-                    {
-                        "at": self._clock.now(),
-                        "action": "reminder",
-                        "source": "platform",
-                        "org_code": principal.org_code,
-                        "dept_code": visit.dept_code,
-                        "dept_std_code": visit.dept_std_code,
-                        "doc_code": visit.doc_code,
-                        "doc_name": visit.doc_name,
-                        "id_type_code": id_type,
-                        "id_no": id_no,
-                        "event_no": visit.event_no,
-                    }
-                    | kw
-                ],
-            )
+            rstore.log_reminders(conn, [reminder])
+            audit_store.log_access_many(conn, self._audit.rows(principal, action, [(id_type, id_no, target)]))
 
     def _check_patient(self, id_type: str, id_no: str) -> str:
         """The canonical ID number, or InvalidInput."""
@@ -227,8 +228,7 @@ class RecognitionService:
         out.extend(by_report.values())
         out.sort(key=lambda e: (e["dtime"], e["report_id"]), reverse=True)
         n = sum(1 for e in out if e["recognition"] == "1")
-        self._log(principal, visit, id_type, id_no, kind="", ordered=0, recognizable=n)
-        self._audit.record(principal, "recognition_recent", id_type_code=id_type, id_no=id_no, target=f"{len(out)} records")
+        self._log(principal, visit, id_type, id_no, ("recognition_recent", f"{len(out)} records"), kind="", ordered=0, recognizable=n)
         return out
 
     # -- GetCheckLabInfo (XJ-1.3.2.2) --------------------------------------------------------
@@ -250,8 +250,7 @@ class RecognitionService:
                         expiry.setdefault(r["id"], {})[code] = format_value(v.expired_time)
                 out[f"{kind}master"] = self._full(conn, kind, sorted(expiry, reverse=True), expiry)
         n = len(out["exammaster"]) + len(out["labmaster"])
-        self._log(principal, visit, id_type, id_no, kind="", ordered=0, recognizable=n)
-        self._audit.record(principal, "recognition_detail", id_type_code=id_type, id_no=id_no, target=f"{n} reports")
+        self._log(principal, visit, id_type, id_no, ("recognition_detail", f"{n} reports"), kind="", ordered=0, recognizable=n)
         return out
 
     def _full(
@@ -353,10 +352,9 @@ class RecognitionService:
             )
         ordered = len(resolved["exam"]) + len(resolved["lab"])
         self._log(
-            principal, visit, id_type, id_no, kind="", ordered=ordered, recognizable=len(found),
-            item_codes=",".join(sorted(f"{k}:{c}" for k, c in found)),
+            principal, visit, id_type, id_no, ("recognition_exists", f"{len(found)} items"), kind="", ordered=ordered,
+            recognizable=len(found), item_codes=",".join(sorted(f"{k}:{c}" for k, c in found)),
         )
-        self._audit.record(principal, "recognition_exists", id_type_code=id_type, id_no=id_no, target=f"{len(found)} items")
         return {"labmaster": list(labs.values()), "exammaster": exams, "unmapped": unmapped, "ordered": ordered, "recognizable": len(found)}
 
     def _master_attrs(self, r: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, literal, select
+from sqlalchemy import Connection, Select, bindparam, func, insert, literal, select
 
 from huren.store.tables import (
     accept_record,
@@ -43,6 +44,33 @@ def catalog(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute(select(catalog_item)).mappings()]
 
 
+@lru_cache(maxsize=32)
+def _prior_stmt(kind: str, has_codes: bool, has_org: bool, has_until: bool) -> Select[Any]:
+    """The prior-items query, built once per shape with bind parameters (building a 30-column
+    select on every call cost more than running it)."""
+    if kind == "lab":
+        m, i, mcols, icols, code_col = lab_report, lab_item, LAB_MASTER_COLS, LAB_ITEM_COLS, lab_item.c.class_code
+    else:
+        m, i, mcols, icols, code_col = exam_report, exam_item, EXAM_MASTER_COLS, EXAM_ITEM_COLS, exam_item.c.exam_item_code
+    cols = [m.c[c] for c in mcols] + [i.c[c].label(f"i_{c}") for c in icols]
+    q = (
+        select(*cols)
+        .join(i, i.c.report_id == m.c.id)
+        .where(
+            m.c.id_type_code == bindparam("id_type_code"),
+            m.c.id_no == bindparam("id_no"),
+            m.c.authenticator_dtime >= bindparam("since", type_=m.c.authenticator_dtime.type),
+        )
+    )
+    if has_codes:
+        q = q.where(code_col.in_(bindparam("codes", expanding=True)))
+    if has_org:
+        q = q.where(m.c.org_code == bindparam("org_code"))
+    if has_until:
+        q = q.where(m.c.authenticator_dtime < bindparam("until", type_=m.c.authenticator_dtime.type))
+    return q.order_by(m.c.authenticator_dtime.desc(), m.c.id.desc())
+
+
 def prior_items(
     conn: Connection,
     kind: str,
@@ -56,24 +84,17 @@ def prior_items(
     """A patient's report items (joined with their master) authenticated since ``since``,
     optionally only of the given standard codes / institution / until a time. One indexed query:
     (id_type_code, id_no, authenticator_dtime) on the master, then the items by report id."""
-    if kind == "lab":
-        m, i, mcols, icols, code_col = lab_report, lab_item, LAB_MASTER_COLS, LAB_ITEM_COLS, lab_item.c.class_code
-    else:
-        m, i, mcols, icols, code_col = exam_report, exam_item, EXAM_MASTER_COLS, EXAM_ITEM_COLS, exam_item.c.exam_item_code
-    cols = [m.c[c] for c in mcols] + [i.c[c].label(f"i_{c}") for c in icols]
-    q = (
-        select(*cols)
-        .join(i, i.c.report_id == m.c.id)
-        .where(m.c.id_type_code == id_type_code, m.c.id_no == id_no, m.c.authenticator_dtime >= since)
-    )
+    stmt = _prior_stmt(kind, codes is not None, org_code is not None, until is not None)
+    params: dict[str, Any] = {"id_type_code": id_type_code, "id_no": id_no, "since": since}
     if codes is not None:
-        q = q.where(code_col.in_(list(codes)))
+        params["codes"] = list(codes)
     if org_code is not None:
-        q = q.where(m.c.org_code == org_code)
+        params["org_code"] = org_code
     if until is not None:
-        q = q.where(m.c.authenticator_dtime < until)
-    q = q.order_by(m.c.authenticator_dtime.desc(), m.c.id.desc())
-    return [dict(r) for r in conn.execute(q).mappings()]
+        params["until"] = until
+    result = conn.execute(stmt, params)
+    keys = list(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
 
 
 def add_records(conn: Connection, table_name: str, rows: Sequence[dict[str, Any]]) -> None:
