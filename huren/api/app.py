@@ -20,6 +20,7 @@ from huren.api import (
     rest_query,
     rest_recognition,
     rest_reports,
+    soap,
 )
 from huren.api.responses import Json
 from huren.bootstrap import Container
@@ -60,6 +61,7 @@ def create_app(container: Container) -> FastAPI:
     # recognition query itself (bench/recognition.py).
     for module in (rest_directory, rest_reports, rest_query, rest_quality, rest_catalog, rest_masterdata, rest_recognition):
         app.router.routes.extend(module.router.routes)
+    app.router.routes.extend(soap.router.routes)  # /Myhealth: the Xinjiang SOAP profile (WSDL at /Myhealth?wsdl)
 
     @app.get("/healthz", summary="健康检查", include_in_schema=False)
     async def healthz() -> dict[str, Any]:

@@ -127,6 +127,10 @@ def b64e(data: bytes) -> str:
 def b64d(text: str) -> bytes:
     """Strict standard Base64: whitespace (line breaks) ignored, anything else must be valid."""
     try:
+        return base64.b64decode(text, validate=True)  # the usual case: one unbroken line
+    except (ValueError, TypeError):
+        pass
+    try:
         return base64.b64decode("".join(text.split()), validate=True)
     except (ValueError, TypeError) as exc:  # binascii.Error is a ValueError; non-ASCII text too
         raise GmError("invalid Base64") from exc

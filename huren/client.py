@@ -1,0 +1,219 @@
+"""Client SDK: one class speaking huren's Xinjiang SOAP profile (seed 002 §1.2–1.4) and its REST API.
+
+SOAP methods carry the seed's names and take the plain XML of their data parameter
+(``strReportInfo`` / ``strFilter``); the client SM4-encrypts it and the credential with its own
+key, wraps that key with the platform's SM2 public key (``strKey``), posts, and answers the plain
+text: ``ok`` / ``ok:…`` / ``error:…`` for uploads, the decrypted XML (or ``error:…``) for queries::
+
+    from huren.client import HurenClient
+
+    with HurenClient("http://platform:8000", "457759922", "his", "密码", platform_key="04…") as hc:
+        assert hc.ArchiveAutoReport(lab_xml) == "ok"
+        print(hc.GetCheckLabList("<root><id_no>…</id_no><id_type>01</id_type></root>"))
+
+By default one SM4 key serves the client's lifetime (the platform then unwraps it once);
+``fresh_key_per_call=True`` makes a new key, and a new strKey, for every call.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from types import TracebackType
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+import httpx2
+
+from huren.wire import gm
+from huren.wire.soap import METHODS, NS, SOAP11, SOAP12
+from huren.wire.xj_xml import local, safe_parse
+
+QUERIES = frozenset({"GetCheckLabList", "GetCheckLabInfo", "ExistsReCureInfo", "GetLabInfo", "GetExamInfo"})
+_ANSWER_LIMIT = 1 << 30
+
+
+class HurenClientError(Exception):
+    """A REST call answered with an error: ``status`` and the platform's ``{code, message, problems}``."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        message = body.get("message", "") if isinstance(body, dict) else str(body)
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.body = body
+
+
+class HurenClient:
+    def __init__(
+        self,
+        base_url: str,
+        org_code: str,
+        username: str,
+        password: str,
+        *,
+        platform_key: str | gm.Sm2Public | None = None,
+        org_name: str = "",
+        order: gm.CipherOrder = "C1C3C2",
+        soap_version: str = "1.1",
+        fresh_key_per_call: bool = False,
+        path: str = "/Myhealth",
+        timeout: float = 60.0,
+        http: httpx2.Client | None = None,
+    ) -> None:
+        self.org_code, self.username, self.org_name = org_code, username, org_name
+        self._password = password
+        self._public = gm.load_public(platform_key) if isinstance(platform_key, str) else platform_key
+        self._order: gm.CipherOrder = order
+        if soap_version not in ("1.1", "1.2"):
+            raise ValueError("soap_version must be 1.1 or 1.2")
+        self.soap_version = soap_version
+        self.fresh_key_per_call = fresh_key_per_call
+        self.path = path
+        self._own_http = http is None
+        self.http = http if http is not None else httpx2.Client(base_url=base_url, timeout=timeout)
+        self._key: tuple[bytes, str] | None = None
+        self._token: tuple[str, float] | None = None
+
+    # -- lifetime --------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._own_http:
+            self.http.close()
+
+    def __enter__(self) -> HurenClient:
+        return self
+
+    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    # -- SOAP ------------------------------------------------------------------------------------
+    def _sm4_key(self) -> tuple[bytes, str]:
+        """(SM4 key, its strKey): a fresh one per call, or one per client."""
+        if self._public is None:
+            raise ValueError("platform_key (the platform's SM2 public key) is needed for SOAP calls")
+        if self._key is None or self.fresh_key_per_call:
+            key = secrets.token_bytes(16)
+            self._key = key, gm.b64e(gm.sm2_encrypt(self._public, key, self._order))
+        return self._key
+
+    def credential_xml(self) -> str:
+        return (
+            f"<root><org code={quoteattr(self.org_code)}>{escape(self.org_name)}</org>"
+            f"<visitor type=\"0\" code={quoteattr(self.username)} key={quoteattr(self._password)}></visitor></root>"
+        )
+
+    def envelope(self, method: str, params: dict[str, str]) -> bytes:
+        env = SOAP11 if self.soap_version == "1.1" else SOAP12
+        inner = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in params.items())
+        return (
+            f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{env}"><soap:Body>'
+            f'<{method} xmlns="{NS}">{inner}</{method}></soap:Body></soap:Envelope>'
+        ).encode()
+
+    def call(self, method: str, data: str | bytes) -> str:
+        """Call ``method`` with the plain XML ``data``; the plain answer text."""
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method}")
+        key, str_key = self._sm4_key()
+        plain = data.encode("utf-8") if isinstance(data, str) else data
+        params = {
+            METHODS[method][0]: gm.b64e(gm.sm4_encrypt(key, plain)),
+            "strCredential": gm.b64e(gm.sm4_encrypt(key, self.credential_xml().encode("utf-8"))),
+            "strKey": str_key,
+        }
+        answer = self.post(method, self.envelope(method, params))
+        if method in QUERIES and not answer.startswith("error:"):
+            return gm.sm4_decrypt(key, gm.b64d(answer)).decode("utf-8")
+        return answer
+
+    def post(self, method: str, envelope: bytes) -> str:
+        """Post a ready envelope; the text of ``<MethodResult>`` (or of a Fault)."""
+        action = f"{NS}/{method}"
+        if self.soap_version == "1.1":
+            headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{action}"'}
+        else:
+            headers = {"Content-Type": f'application/soap+xml; charset=utf-8; action="{action}"'}
+        r = self.http.post(self.path, content=envelope, headers=headers)
+        return result_text(r.content, method, r.status_code)
+
+    def ArchiveAutoReport(self, strReportInfo: str | bytes) -> str:
+        return self.call("ArchiveAutoReport", strReportInfo)
+
+    def DeleteLabInfo(self, strFilter: str | bytes) -> str:
+        return self.call("DeleteLabInfo", strFilter)
+
+    def DeleteExamInfo(self, strFilter: str | bytes) -> str:
+        return self.call("DeleteExamInfo", strFilter)
+
+    def GetCheckLabList(self, strFilter: str | bytes) -> str:
+        return self.call("GetCheckLabList", strFilter)
+
+    def GetCheckLabInfo(self, strFilter: str | bytes) -> str:
+        return self.call("GetCheckLabInfo", strFilter)
+
+    def ExistsReCureInfo(self, strFilter: str | bytes) -> str:
+        return self.call("ExistsReCureInfo", strFilter)
+
+    def SubmitAccept(self, strReportInfo: str | bytes) -> str:
+        return self.call("SubmitAccept", strReportInfo)
+
+    def SubmitQuote(self, strReportInfo: str | bytes) -> str:
+        return self.call("SubmitQuote", strReportInfo)
+
+    def GetLabInfo(self, strFilter: str | bytes) -> str:
+        return self.call("GetLabInfo", strFilter)
+
+    def GetExamInfo(self, strFilter: str | bytes) -> str:
+        return self.call("GetExamInfo", strFilter)
+
+    # -- REST ------------------------------------------------------------------------------------
+    def token(self) -> str:
+        """A REST access token, fetched again a minute before it expires."""
+        if self._token is None or self._token[1] <= time.monotonic():
+            body = self._rest("POST", "/api/v1/auth/token", {"org_code": self.org_code, "username": self.username, "password": self._password}, auth=False)
+            self._token = str(body["access_token"]), time.monotonic() + max(float(body.get("expires_in", 7200)) - 60, 1)
+        return self._token[0]
+
+    def _rest(self, verb: str, path: str, payload: Any, *, auth: bool = True) -> Any:
+        headers = {"Authorization": f"Bearer {self.token()}"} if auth else {}
+        r = self.http.request(verb, path, json=payload, headers=headers)
+        try:
+            body = r.json()
+        except ValueError:
+            body = r.text
+        if r.status_code >= 400:
+            raise HurenClientError(r.status_code, body)
+        return body
+
+    def rest_register(self, kind: str, payload: dict[str, Any]) -> Any:
+        """Register a lab (``kind="lab"``) or exam report: ``{"labmaster": {…}, "lab_subitem": […]}``."""
+        return self._rest("POST", f"/api/v1/{kind}-reports", payload)
+
+    def rest_void(self, kind: str, filt: dict[str, Any]) -> Any:
+        """Void a report by its key; the answer names the citers, if any (``citations``)."""
+        return self._rest("POST", f"/api/v1/{kind}-reports/void", filt)
+
+    def rest_daily(self, payload: dict[str, Any]) -> Any:
+        """Daily counts: ``{"lab_exam_report": […]}``."""
+        return self._rest("POST", "/api/v1/daily-counts", payload)
+
+    def rest_exists(self, query: dict[str, Any]) -> Any:
+        """Exists-for-order: ``{"id_no", "id_type_code", "check": […], "lab": […], …}``."""
+        return self._rest("POST", "/api/v1/recognition/exists", query)
+
+
+def result_text(body: bytes, method: str, status: int = 200) -> str:
+    """The ``<MethodResult>`` text of an answer envelope; ``error:…`` from a Fault or a non-SOAP answer."""
+    try:
+        env = safe_parse(body, limit=_ANSWER_LIMIT, what="SOAP应答")
+    except Exception:
+        return f"error:HTTP {status}，应答不是SOAP信封"
+    for el in env.iter():
+        if not isinstance(el.tag, str):
+            continue
+        name = local(el.tag)
+        if name == f"{method}Result":
+            return str(el.text or "")
+        if name in ("faultstring", "Text"):
+            text = str(el.text or "")
+            return text if text.startswith("error:") else f"error:{text}"
+    return f"error:HTTP {status}，应答中没有 {method}Result"
