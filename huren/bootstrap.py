@@ -18,6 +18,7 @@ from huren.services.query import QueryService
 from huren.services.recognition import RecognitionService
 from huren.services.registry import RegistryService
 from huren.services.statistics import StatisticsService
+from huren.services.transport import TransportService
 from huren.settings import Settings
 from huren.store import migrate
 from huren.store.blobs import BlobStore
@@ -40,6 +41,7 @@ class Container:
     masterdata: MasterDataService
     recognition: RecognitionService
     statistics: StatisticsService
+    transport: TransportService
 
     def close(self) -> None:
         self.db.dispose()
@@ -81,12 +83,17 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
     audit = AuditService(db, clock)
     registry = RegistryService(db, blobs, clock, settings.max_pdf_bytes)
     recognition = RecognitionService(db, blobs, clock, audit, registry.reject)
+    secret = token_secret(settings)
+    transport = TransportService(
+        db, blobs, clock, audit, secret, settings.key_dir,
+        cipher_order=settings.sm2_cipher_order, key_cache=settings.sm2_key_cache,
+    )
     return Container(
         settings=settings,
         db=db,
         blobs=blobs,
         clock=clock,
-        auth=AuthService(db, token_secret(settings), clock, settings.token_ttl_seconds),
+        auth=AuthService(db, secret, clock, settings.token_ttl_seconds),
         audit=audit,
         registry=registry,
         query=QueryService(db, blobs, clock, audit),
@@ -96,4 +103,5 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         masterdata=MasterDataService(db, clock, audit, registry.reject),
         recognition=recognition,
         statistics=StatisticsService(db, clock),
+        transport=transport,
     )

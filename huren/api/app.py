@@ -20,9 +20,11 @@ from huren.api import (
     rest_query,
     rest_recognition,
     rest_reports,
+    rest_transport,
     soap,
 )
 from huren.api.responses import Json
+from huren.api.signing import SignedTransport
 from huren.bootstrap import Container
 
 DESCRIPTION = """
@@ -55,11 +57,12 @@ def create_app(container: Container) -> FastAPI:
     )
     app.state.container = container
     errors.install(app)
+    app.add_middleware(SignedTransport, container=container)  # signed / SM4 / gzip bodies under /api/v1 (inside BodyLimit)
     app.add_middleware(BodyLimit, limit=container.settings.max_request_bytes)
     # The routers' routes go straight into the app's one flat route list: FastAPI 0.163 walks
     # included routers lazily, one pass per router, which cost more per request than the
     # recognition query itself (bench/recognition.py).
-    for module in (rest_directory, rest_reports, rest_query, rest_quality, rest_catalog, rest_masterdata, rest_recognition):
+    for module in (rest_directory, rest_reports, rest_query, rest_quality, rest_catalog, rest_masterdata, rest_recognition, rest_transport):
         app.router.routes.extend(module.router.routes)
     app.router.routes.extend(soap.router.routes)  # /Myhealth: the Xinjiang SOAP profile (WSDL at /Myhealth?wsdl)
 

@@ -360,3 +360,27 @@ reminder_log = Table(
 )
 
 REPORT_TABLES = {"lab": (lab_report, lab_item), "exam": (exam_report, exam_item)}
+
+# -- signed REST transport (issue #4, BJ-1.3/1.4) ----------------------------------------------
+
+#: An institution's registered SM2 public key and its transport policy (docs/signed-transport.md).
+org_key = Table(
+    "org_key",
+    metadata,
+    Column("org_code", String(128), ForeignKey("org.code"), primary_key=True),
+    Column("public_key_hex", String(130), nullable=False),  # uncompressed 04‖x‖y
+    Column("require_signature", Boolean, nullable=False, default=False),
+    Column("require_encryption", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+#: Nonces of signed requests, kept until their timestamp leaves the replay window.
+used_nonce = Table(
+    "used_nonce",
+    metadata,
+    Column("org_code", String(128), primary_key=True),
+    Column("nonce", String(64), primary_key=True),
+    Column("expires_at", DateTime, nullable=False),
+    Index(None, "expires_at"),
+)

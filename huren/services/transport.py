@@ -1,0 +1,379 @@
+"""Signed REST transport (BJ-1.3/1.4 时间戳、签章、验证、加密、压缩) and signed report-viewing links.
+
+An institution may register an SM2 public key and choose to require signed (and/or SM4-encrypted)
+requests. A signed request carries a timestamp (±300 s of the platform clock), a nonce (never
+accepted twice from one institution) and an SM3withSM2 signature over :func:`string_to_sign`.
+Exactly what is signed, and the header formats, are in docs/signed-transport.md; the HTTP side is
+``huren.api.signing``.
+
+Viewing links are ``<claims>.<mac>`` tokens, HMAC-SHA256 under a key derived from the token
+secret (so an access token is never a valid link, nor a link an access token).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from huren.domain.records import format_value
+from huren.domain.validation import Problem
+from huren.errors import Forbidden, HurenError, InvalidInput, MalformedBody, NotFound, TooLarge, Unauthorized
+from huren.services.audit import AuditService
+from huren.services.context import Clock, Principal
+from huren.store import directory, reports, transport
+from huren.store.blobs import BlobStore
+from huren.store.database import Database
+from huren.wire import gm
+
+log = logging.getLogger("huren.transport")
+
+WINDOW_SECONDS = 300  # replay window: |now - timestamp| ≤ 5 minutes
+NONCE_RE = re.compile(r"[A-Za-z0-9_.:+/=-]{16,64}")
+LINK_TTL_DEFAULT = 900
+LINK_TTL_MAX = 86400
+POLICY_TTL = 5.0  # seconds a worker process trusts its copy of the key table
+PURGE_EVERY = 60.0  # seconds between purges of expired nonces (per process)
+KEY_ROLES = ("hospital", "admin", "supervisor")  # who may set an institution's key (not doctors)
+_LINK_CONTEXT = b"huren/report-link/v1"
+
+
+class LinkExpired(HurenError):
+    """A viewing link whose time is up (its signature is good)."""
+
+    code = "link_expired"
+    status = 410
+
+
+class NotConfigured(HurenError):
+    """The platform SM2 key needed to unwrap SM4 keys is missing (``huren keys init``)."""
+
+    code = "not_configured"
+    status = 503
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """An institution's registered key and what it requires."""
+
+    org_code: str
+    public: gm.Sm2Public
+    require_signature: bool
+    require_encryption: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    token: str
+    kind: str
+    report_id: int
+    expires_at: datetime
+
+
+def string_to_sign(timestamp: str, nonce: str, method: str, target: str, body: bytes) -> bytes:
+    """``timestamp\\nnonce\\nMETHOD\\ntarget\\nsha256hex(body)`` in UTF-8: the header values
+    exactly as sent, the path (+ ``?query``) as received, the body bytes exactly as sent."""
+    return "\n".join((timestamp, nonce, method.upper(), target, hashlib.sha256(body).hexdigest())).encode()
+
+
+def sign_headers(
+    key: gm.Sm2Key, method: str, target: str, body: bytes, *, timestamp: str | None = None, nonce: str | None = None
+) -> dict[str, str]:
+    """The three signature headers for a request (what a hospital's client does)."""
+    ts = timestamp if timestamp is not None else str(int(time.time()))
+    nc = nonce if nonce is not None else secrets.token_urlsafe(24)
+    sig = gm.sm2_sign(key, string_to_sign(ts, nc, method, target, body))
+    return {"X-Huren-Timestamp": ts, "X-Huren-Nonce": nc, "X-Huren-Signature": gm.b64e(sig)}
+
+
+def gunzip(data: bytes, limit: int) -> bytes:
+    """Decompress a gzip body (several members allowed), refusing more than ``limit`` bytes of
+    output (a zip bomb) without ever producing more than ``limit + 1``."""
+    out = bytearray()
+    d = zlib.decompressobj(wbits=31)
+    buf = data
+    try:
+        while True:
+            out += d.decompress(buf, limit + 1 - len(out))
+            if len(out) > limit:
+                raise TooLarge(
+                    f"解压后的请求体超过上限 {limit} 字节",
+                    [Problem("body", "max_size", f"gzip 解压后不能超过 {limit} 字节")],
+                )
+            if d.eof:
+                buf = d.unused_data
+                if not buf:
+                    return bytes(out)
+                d = zlib.decompressobj(wbits=31)
+            elif d.unconsumed_tail:
+                buf = d.unconsumed_tail
+            else:
+                raise MalformedBody("gzip 请求体不完整", [Problem("Content-Encoding", "gzip", "gzip 数据被截断")])
+    except zlib.error as exc:
+        raise MalformedBody("gzip 请求体无法解压", [Problem("Content-Encoding", "gzip", f"gzip 数据无效：{exc}")]) from exc
+
+
+def _b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64u(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _refuse(field: str, rule: str, message: str) -> Unauthorized:
+    return Unauthorized(f"请求签名验证失败：{message}", [Problem(field, rule, message)])
+
+
+class TransportService:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        clock: Clock,
+        audit: AuditService,
+        secret: bytes,
+        key_dir: Path,
+        *,
+        cipher_order: str = "C1C3C2",
+        key_cache: int = 4096,
+    ) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._clock = clock
+        self._audit = audit
+        self._link_key = hmac.new(secret, _LINK_CONTEXT, hashlib.sha256).digest()
+        self._key_dir = key_dir
+        self._cipher_order = cipher_order
+        self._key_cache = key_cache
+        self._platform: gm.Sm2Key | None = None
+        self._unwrapper: gm.KeyUnwrapper | None = None
+        self._lock = threading.Lock()
+        self._policies: dict[str, Policy] = {}
+        self._loaded_at = -1e9
+        self._purged_at = -1e9
+
+    # -- institutions' keys ----------------------------------------------------------------
+    def _target_org(self, principal: Principal, org_code: str | None) -> str:
+        code = org_code or principal.org_code
+        if code != principal.org_code and not principal.is_supervisor:
+            raise Forbidden("只能管理本机构的传输密钥", [Problem("org_code", "ownership", "只有监管机构可以管理其他机构的密钥")])
+        return code
+
+    def put_key(
+        self,
+        principal: Principal,
+        public_key: str,
+        *,
+        require_signature: bool = False,
+        require_encryption: bool = False,
+        org_code: str | None = None,
+    ) -> dict[str, Any]:
+        """Register (or replace) an institution's SM2 public key and its policy."""
+        code = self._target_org(principal, org_code)
+        if principal.role not in KEY_ROLES:
+            raise Forbidden("医生账号不能管理机构传输密钥", [Problem("role", "role", "需要机构系统账号或监管账号")])
+        try:
+            public = gm.load_public(public_key.strip())
+        except gm.GmError as exc:
+            raise InvalidInput("SM2公钥无效", [Problem("public_key", "sm2_public_key", str(exc))]) from exc
+        now = self._clock.now()
+        with self._db.write() as conn:
+            if directory.get_org(conn, code) is None:
+                raise NotFound(f"机构 {code} 不存在")
+            transport.put_key(conn, code, public.hex, require_signature, require_encryption, now)
+        self.invalidate()
+        self._audit.record(
+            principal, "transport_key_set", target=f"{code} sig={int(require_signature)} enc={int(require_encryption)} {public.hex[:18]}…"
+        )
+        return self.get_key(principal, code, audit=False)
+
+    def get_key(self, principal: Principal, org_code: str | None = None, *, audit: bool = True) -> dict[str, Any]:
+        code = self._target_org(principal, org_code)
+        with self._db.read() as conn:
+            row = transport.get_key(conn, code)
+        if row is None:
+            raise NotFound(f"机构 {code} 未登记传输公钥")
+        if audit:
+            self._audit.record(principal, "transport_key_get", target=code)
+        return {
+            "org_code": code,
+            "public_key": row["public_key_hex"],
+            "require_signature": bool(row["require_signature"]),
+            "require_encryption": bool(row["require_encryption"]),
+            "created_at": format_value(row["created_at"]),
+            "updated_at": format_value(row["updated_at"]),
+            "platform_public_key": self.platform_public_hex(),
+        }
+
+    def policy(self, org_code: str) -> Policy | None:
+        """The institution's key and policy, from a per-process copy at most POLICY_TTL old."""
+        now = time.monotonic()
+        if now - self._loaded_at > POLICY_TTL:
+            with self._db.read() as conn:
+                rows = transport.policies(conn)
+            fresh = {}
+            for r in rows:
+                try:
+                    fresh[r["org_code"]] = Policy(
+                        r["org_code"], gm.load_public(r["public_key_hex"]), bool(r["require_signature"]), bool(r["require_encryption"])
+                    )
+                except gm.GmError:  # stored keys were checked on the way in
+                    log.error("unreadable public key stored for %s", r["org_code"])
+            with self._lock:
+                self._policies, self._loaded_at = fresh, now
+        return self._policies.get(org_code)
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._loaded_at = -1e9
+
+    # -- signed requests ---------------------------------------------------------------------
+    def parse_timestamp(self, text: str) -> float:
+        """Epoch seconds, or ``YYYY-MM-DD hh:mm:ss`` in the platform's time zone."""
+        if re.fullmatch(r"\d{1,13}", text):  # 13 digits: milliseconds, refused as out of window
+            return float(text)
+        try:
+            return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=self._clock.tz).timestamp()
+        except ValueError:
+            raise _refuse("X-Huren-Timestamp", "format", "时间戳应为 Unix 秒数或 YYYY-MM-DD hh:mm:ss") from None
+
+    def verify(
+        self, org_code: str, timestamp: str, nonce: str, signature: str, method: str, target: str, body: bytes
+    ) -> None:
+        """Check one signed request; Unauthorized (with the reason) unless it is good and new."""
+        pol = self.policy(org_code)
+        if pol is None:
+            raise _refuse("X-Huren-Signature", "no_key", f"机构 {org_code} 未登记SM2公钥，无法验证签名")
+        if not timestamp or not nonce or not signature:
+            missing = [h for h, v in (("X-Huren-Timestamp", timestamp), ("X-Huren-Nonce", nonce), ("X-Huren-Signature", signature)) if not v]
+            raise _refuse(missing[0], "required", f"缺少签名头 {', '.join(missing)}")
+        ts = self.parse_timestamp(timestamp)
+        now = self._clock.time()
+        if abs(now - ts) > WINDOW_SECONDS:
+            hint = "（应为秒，不是毫秒）" if ts > now + 1e8 else ""
+            raise _refuse("X-Huren-Timestamp", "window", f"时间戳与平台时间相差超过 {WINDOW_SECONDS} 秒{hint}")
+        if not NONCE_RE.fullmatch(nonce):
+            raise _refuse("X-Huren-Nonce", "format", "随机数应为16～64个字母、数字或 _ . : + / = -")
+        try:
+            sig = gm.b64d(signature)
+        except gm.GmError:
+            raise _refuse("X-Huren-Signature", "base64", "签名不是合法的Base64") from None
+        if not gm.sm2_verify(pol.public, string_to_sign(timestamp, nonce, method, target, body), sig):
+            raise _refuse("X-Huren-Signature", "signature", "SM3withSM2 签名与登记的公钥不符（或请求内容被改动）")
+        expires = datetime.fromtimestamp(max(ts, now) + WINDOW_SECONDS + 1, self._clock.tz).replace(tzinfo=None)
+        with self._db.write() as conn:
+            if time.monotonic() - self._purged_at > PURGE_EVERY:
+                self._purged_at = time.monotonic()
+                transport.purge_nonces(conn, self._clock.now())
+            fresh = transport.use_nonce(conn, org_code, nonce, expires)
+        if not fresh:
+            raise _refuse("X-Huren-Nonce", "replay", "随机数已使用过（重放的请求）")
+
+    # -- SM4 bodies --------------------------------------------------------------------------
+    def _platform_key(self) -> gm.Sm2Key:
+        if self._platform is None:
+            try:
+                key = gm.load_platform_key(self._key_dir)
+            except gm.GmError as exc:
+                raise NotConfigured("平台SM2密钥未配置，暂不支持加密传输（huren keys init）") from exc
+            with self._lock:
+                if self._platform is None:
+                    self._platform = key
+                    self._unwrapper = gm.KeyUnwrapper(key, self._cipher_order, self._key_cache)
+        return self._platform
+
+    def platform_public_hex(self) -> str | None:
+        """The platform's SM2 public key (04‖x‖y hex) that wraps SM4 keys, if one is configured."""
+        try:
+            return self._platform_key().public_hex
+        except NotConfigured:
+            return None
+
+    def unwrap(self, key_b64: str) -> bytes:
+        """The SM4 key of ``X-Huren-Key`` (SM2-encrypted with the platform's public key, Base64)."""
+        if not key_b64.strip():
+            raise MalformedBody("缺少 X-Huren-Key", [Problem("X-Huren-Key", "required", "SM4 加密的请求须带 X-Huren-Key")])
+        try:
+            self._platform_key()
+        except NotConfigured as exc:
+            log.error("SM4-encrypted request refused: %s", exc.__cause__)
+            raise
+        try:
+            assert self._unwrapper is not None
+            return self._unwrapper.unwrap(key_b64)
+        except gm.GmError as exc:
+            raise MalformedBody(
+                "X-Huren-Key 解密失败：应为用平台SM2公钥加密的16字节SM4密钥（Base64）", [Problem("X-Huren-Key", "sm2", str(exc))]
+            ) from exc
+
+    @staticmethod
+    def decrypt(key: bytes, body: bytes) -> bytes:
+        try:
+            return gm.sm4_decrypt(key, body)
+        except gm.GmError as exc:
+            raise MalformedBody("请求体SM4解密失败", [Problem("body", "sm4", str(exc))]) from exc
+
+    # -- viewing links -----------------------------------------------------------------------
+    def _mac(self, body: str) -> bytes:
+        return hmac.new(self._link_key, body.encode(), hashlib.sha256).digest()
+
+    def create_link(self, principal: Principal, kind: str, report_id: int, ttl_seconds: int = LINK_TTL_DEFAULT) -> Link:
+        """A token that serves one report's PDF without a bearer token until it expires."""
+        if kind not in ("lab", "exam"):
+            raise InvalidInput("报告类型无效", [Problem("kind", "dictionary", "应为 lab 或 exam")])
+        if not 1 <= ttl_seconds <= LINK_TTL_MAX:
+            raise InvalidInput("链接有效期无效", [Problem("ttl_seconds", "range", f"应为 1～{LINK_TTL_MAX} 秒")])
+        m = self._master(kind, report_id)
+        exp = int(self._clock.time()) + ttl_seconds
+        claims = {"k": kind, "i": report_id, "e": exp, "o": principal.org_code, "u": principal.username, "r": principal.role}
+        body = _b64u(json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode())
+        token = f"{body}.{_b64u(self._mac(body))}"
+        expires_at = datetime.fromtimestamp(exp, self._clock.tz).replace(tzinfo=None)
+        self._audit.record(
+            principal, f"link_create_{kind}", id_type_code=m["id_type_code"], id_no=m["id_no"],
+            target=f"{kind}:{report_id} until {format_value(expires_at)}",
+        )
+        return Link(token, kind, report_id, expires_at)
+
+    def _master(self, kind: str, report_id: int) -> dict[str, Any]:
+        with self._db.read() as conn:
+            m = reports.get_master(conn, kind, report_id)
+        if m is None:
+            raise NotFound(f"报告 {report_id} 不存在")
+        if not m["pdf_sha256"]:
+            raise NotFound(f"报告 {report_id} 没有PDF文件")
+        return m
+
+    def open_link(self, token: str, remote_addr: str | None) -> tuple[str, int, bytes]:
+        """(kind, report_id, PDF) of a good, unexpired link; Forbidden if forged, LinkExpired if late."""
+        try:
+            body, mac = token.split(".")
+            if not hmac.compare_digest(self._mac(body), _unb64u(mac)):
+                raise ValueError("bad mac")
+            claims = json.loads(_unb64u(body))
+            kind, report_id, exp = str(claims["k"]), int(claims["i"]), int(claims["e"])
+            who = Principal(str(claims["o"]), str(claims["u"]), str(claims["r"]), remote_addr)
+        except (ValueError, KeyError, TypeError):
+            log.warning("forged or damaged viewing link from %s", remote_addr)
+            raise Forbidden("报告查看链接无效或已被篡改") from None
+        if self._clock.time() >= exp:
+            self._audit.record(who, f"link_expired_{kind}", target=f"{kind}:{report_id}")
+            raise LinkExpired("报告查看链接已过期，请重新生成")
+        m = self._master(kind, report_id)
+        data = self._blobs.get(m["pdf_sha256"])
+        if data is None:
+            raise NotFound(f"报告 {report_id} 没有PDF文件")
+        self._audit.record(who, f"link_pdf_{kind}", id_type_code=m["id_type_code"], id_no=m["id_no"], target=f"{kind}:{report_id}")
+        return kind, report_id, data
