@@ -8,6 +8,8 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Select, bindparam, func, insert, literal, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from huren.store.tables import (
     accept_record,
@@ -97,10 +99,19 @@ def prior_items(
     return [dict(zip(keys, row, strict=True)) for row in result]
 
 
-def add_records(conn: Connection, table_name: str, rows: Sequence[dict[str, Any]]) -> None:
+RECORD_KEY = ("org_code", "new_event_no", "hr_org_code", "hr_report_form_no", "code", "id_type_code", "id_no", "record_time")
+
+
+def add_records(conn: Connection, table_name: str, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert accept / quote records; one already stored (same institution, visit, prior item,
+    record time and verdict — a resent upload) is skipped. Returns how many were new."""
     table = accept_record if table_name == "accept" else quote_record
-    if rows:
-        conn.execute(insert(table), list(rows))
+    if not rows:
+        return 0
+    ins: Any = sqlite_insert(table) if conn.dialect.name == "sqlite" else pg_insert(table)
+    key = [*RECORD_KEY, "is_accept"] if table_name == "accept" else list(RECORD_KEY)
+    stmt = ins.on_conflict_do_nothing(index_elements=key).returning(table.c.id)
+    return sum(1 for r in rows if conn.execute(stmt, r).first() is not None)
 
 
 def accepted_report_ids(

@@ -315,6 +315,11 @@ accept_record = Table(
     Index(None, "hr_org_code", "hr_report_form_no"),
     Index(None, "org_code", "record_time"),
     Index(None, "id_type_code", "id_no", "new_event_no"),
+    # one decision per institution, visit, prior item, moment and verdict: a resent upload is not doubled
+    UniqueConstraint(
+        "org_code", "new_event_no", "hr_org_code", "hr_report_form_no", "code", "id_type_code", "id_no", "record_time",
+        "is_accept", name="uq_accept_record_visit_item",
+    ),
 )
 
 #: sehr_quote_record: a prior result cited into the medical record.
@@ -330,6 +335,10 @@ quote_record = Table(
     Index(None, "hr_org_code", "hr_report_form_no"),
     Index(None, "report_kind", "report_id"),
     Index(None, "org_code", "record_time"),
+    UniqueConstraint(
+        "org_code", "new_event_no", "hr_org_code", "hr_report_form_no", "code", "id_type_code", "id_no", "record_time",
+        name="uq_quote_record_visit_item",
+    ),
 )
 
 #: Reminders shown to doctors and reports viewed (XC-P4): by the platform when it answers a

@@ -262,3 +262,14 @@ def test_reminder_logs_and_statistics(api_a: Api, api_b: Api, api_sup: Api, cont
     assert api_a.get("/api/v1/statistics/recognition", params={"org_code": ORG_B[0]}).status_code == 403
     sup = api_sup.get("/api/v1/statistics/recognition", params={"day_from": day, "day_to": day}).json()
     assert sup["total"]["accepted"] == 1 and SUPERVISOR[0] not in {r["key"] for r in sup["rows"]}
+
+
+def test_a_resent_decision_is_not_doubled(api_a: Api, api_b: Api, container: Container, catalog: None) -> None:
+    api_a.post("/api/v1/lab-reports", recent_lab(container))
+    body = {"sehr_accept_record": [decision(LAB_CODE, "14437173", "2", "1")]}
+    assert api_b.post("/api/v1/recognition/accept", body).status_code == 200
+    assert api_b.post("/api/v1/recognition/accept", body).status_code == 200  # the gateway retried
+    assert len(api_b.get("/api/v1/recognition/accept").json()["records"]) == 1
+    later = {"sehr_accept_record": [decision(LAB_CODE, "14437173", "2", "2", "1", record_time="2026-11-20 13:25:00")]}
+    assert api_b.post("/api/v1/recognition/accept", later).status_code == 200  # a new decision is kept
+    assert len(api_b.get("/api/v1/recognition/accept").json()["records"]) == 2
