@@ -1,5 +1,5 @@
 """Command line: ``huren serve | db upgrade | demo | org add | org list | catalog import | export | list
-| keys init | keys public``.
+| keys init | keys public | gateway run | status | backfill | retry-dead``.
 
 Every command reads settings from ``HUREN_*`` environment variables; the options given here
 override them (``--data-dir`` ↔ ``HUREN_DATA_DIR``, ``--host`` ↔ ``HUREN_HOST`` …).
@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +79,19 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from huren.bootstrap import build
     from huren.demo.loader import load_demo
+    from huren.gateway import demo_hospital
 
-    container = build(_settings(args), upgrade=True)
+    if args.hospital is not None and (args.hospital / demo_hospital.DB).exists():
+        print(f"错误：{args.hospital / demo_hospital.DB} already exists: choose an empty folder for the demo hospital", file=sys.stderr)
+        return 2
+    settings = _settings(args)
+    container = build(settings, upgrade=True)
     summary = load_demo(container, reports=args.reports, seed=args.seed, if_empty=args.if_empty)
-    print(json.dumps(summary, ensure_ascii=False, indent=2))
     container.close()
+    if args.hospital is not None:  # in addition to the platform's demo data: the hospital needs its account
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        summary["hospital"] = demo_hospital.create(args.hospital, platform_url=f"http://{host}:{settings.port}")
+    print(json.dumps(summary, ensure_ascii=False, indent=2))
     return 0
 
 
@@ -190,6 +199,64 @@ def cmd_keys_public(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gateway_run(args: argparse.Namespace) -> int:
+    from huren.gateway import cli
+
+    return cli.run(args.config)
+
+
+def cmd_gateway_status(args: argparse.Namespace) -> int:
+    from huren.gateway import cli
+
+    return cli.status(args.config, as_json=args.json)
+
+
+def cmd_gateway_backfill(args: argparse.Namespace) -> int:
+    from huren.gateway import cli
+
+    return cli.backfill(args.config, args.since, args.source or (), resend=args.resend)
+
+
+def cmd_gateway_retry_dead(args: argparse.Namespace) -> int:
+    from huren.gateway import cli
+
+    return cli.retry_dead(args.config, args.ids, all_dead=args.all)
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("日期格式应为 YYYY-MM-DD") from None
+
+
+def _gateway(sub: Any) -> None:
+    gw = sub.add_parser("gateway", help="医院前置机：从院内系统抽取数据，经持久队列上传平台")
+    gws = gw.add_subparsers(dest="gateway_command", required=True)
+
+    def config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", type=Path, default=Path("gateway.toml"), help="配置文件（TOML），默认 gateway.toml")
+
+    p = gws.add_parser("run", help="运行前置机：轮询来源、上传、日报、定时推送（SIGTERM 优雅停止）")
+    config(p)
+    p.set_defaults(func=cmd_gateway_run)
+    p = gws.add_parser("status", help="各来源的水位、待上传数、上次成功、失败次数与死信")
+    config(p)
+    p.add_argument("--json", action="store_true", help="以 JSON 输出")
+    p.set_defaults(func=cmd_gateway_status)
+    p = gws.add_parser("backfill", help="从某日起重新读取来源（补传），显示进度")
+    config(p)
+    p.add_argument("--since", type=_day, required=True, help="开始日期 YYYY-MM-DD")
+    p.add_argument("--source", action="append", help="只补传这个来源（可重复），默认全部")
+    p.add_argument("--resend", action="store_true", help="已上传且未变的记录也重新上传（如平台数据丢失后）")
+    p.set_defaults(func=cmd_gateway_backfill)
+    p = gws.add_parser("retry-dead", help="修正原因后重新上传死信")
+    config(p)
+    p.add_argument("--all", action="store_true", help="重试全部死信")
+    p.add_argument("ids", nargs="*", type=int, help="死信编号（见 gateway status）")
+    p.set_defaults(func=cmd_gateway_retry_dead)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, help="数据目录（HUREN_DATA_DIR）：数据库、文件与密钥")
     p.add_argument("--database-url", help="数据库URL（HUREN_DATABASE_URL），默认数据目录下的SQLite")
@@ -217,6 +284,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reports", type=int, default=200, help="报告份数（检验与检查合计），默认200")
     p.add_argument("--seed", type=int, default=20241122, help="随机种子")
     p.add_argument("--if-empty", action="store_true", help="数据库中已有机构时不再生成")
+    p.add_argument(
+        "--hospital",
+        type=Path,
+        metavar="DIR",
+        help="另在 DIR 生成一家演示医院（第一家演示机构）：LIS/PACS/HIS 的 SQLite 视图 his.db、投递目录 drop/ 与前置机配置 gateway.toml",
+    )
     p.set_defaults(func=cmd_demo, demo_mode=True)
 
     org = sub.add_parser("org", help="医疗机构")
@@ -263,6 +336,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, help="数据目录（HUREN_DATA_DIR），密钥在其 keys/ 下")
     p.add_argument("--pem", action="store_true", help="改为打印 PEM（SubjectPublicKeyInfo，OpenSSL 可读）")
     p.set_defaults(func=cmd_keys_public)
+
+    _gateway(sub)
     return ap
 
 

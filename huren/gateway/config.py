@@ -1,0 +1,210 @@
+"""The gateway's one TOML file (``huren gateway run --config gateway.toml``); see
+``docs/gateway.example.toml`` for an annotated example.
+
+``[platform]`` where and as whom to upload; ``[outbox]`` the durable SQLite queue; ``[schedule]``
+daily counts and accept / quote pushes; ``[[source]]`` one table per hospital source, handed as a
+dict to ``huren.gateway.sources.build`` (or, with ``factory = "module:callable"``, to that
+callable); ``[preload]`` kept as a dict for the preload cache; ``[mapping]`` (local codes → standard, see
+``huren.gateway.mapping``) likewise; ``[log]`` the log level. ``[[sources]]`` is read as
+``[[source]]``.
+Relative paths (the outbox) are taken from the config file's directory.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tomllib
+from dataclasses import dataclass, field
+from datetime import time as dtime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from huren.gateway.model import Source
+
+if TYPE_CHECKING:
+    from huren.client import HurenClient
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, malformed or incomplete; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    base_url: str
+    org_code: str
+    username: str
+    password: str
+    timeout_seconds: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxConf:
+    path: Path
+    batch_size: int = 200
+    max_backoff_seconds: float = 300.0
+    max_batch_bytes: int = 32 * 1024 * 1024
+    keep_done_days: int = 7
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    daily_at: dtime = dtime(3, 0)
+    daily_counts: str = "computed"  # computed | source | off
+    push_every_seconds: float = 300.0
+    poll_every_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    platform: Platform
+    outbox: OutboxConf
+    schedule: Schedule = field(default_factory=Schedule)
+    sources: tuple[dict[str, Any], ...] = ()
+    preload: dict[str, Any] = field(default_factory=dict)
+    mapping: dict[str, Any] = field(default_factory=dict)
+    log_level: str = "INFO"
+    base_dir: Path = field(default_factory=Path.cwd)
+
+
+def _table(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    value = doc.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    return value
+
+
+def _str(t: dict[str, Any], section: str, key: str, default: str | None = None) -> str:
+    value = t.get(key, default)
+    if not isinstance(value, str) or (default is None and not value):
+        raise ConfigError(f"[{section}] {key} is required (a non-empty string)")
+    return value
+
+
+def _num(t: dict[str, Any], section: str, key: str, default: float, minimum: float) -> float:
+    value = t.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise ConfigError(f"[{section}] {key} must be a number ≥ {minimum}")
+    return float(value)
+
+
+def _password(t: dict[str, Any]) -> str:
+    if "password_env" in t:
+        name = _str(t, "platform", "password_env")
+        value = os.environ.get(name)
+        if not value:
+            raise ConfigError(f"[platform] password_env: environment variable {name} is not set")
+        return value
+    return _str(t, "platform", "password")
+
+
+def _daily_at(value: Any) -> dtime:
+    if isinstance(value, dtime):
+        return value
+    try:
+        hh, mm = str(value).split(":")
+        return dtime(int(hh), int(mm))
+    except ValueError:
+        raise ConfigError('[schedule] daily_at must be "HH:MM"') from None
+
+
+def parse(doc: dict[str, Any], base_dir: Path) -> GatewayConfig:
+    """A ``GatewayConfig`` from the parsed TOML document; relative paths against ``base_dir``."""
+    p = _table(doc, "platform")
+    platform = Platform(
+        base_url=_str(p, "platform", "base_url").rstrip("/"),
+        org_code=_str(p, "platform", "org_code"),
+        username=_str(p, "platform", "username"),
+        password=_password(p),
+        timeout_seconds=_num(p, "platform", "timeout_seconds", 60.0, 1.0),
+    )
+    o = _table(doc, "outbox")
+    path = Path(_str(o, "outbox", "path", "gateway-outbox.db"))
+    outbox = OutboxConf(
+        path=path if path.is_absolute() else base_dir / path,
+        batch_size=int(_num(o, "outbox", "batch_size", 200, 1)),
+        max_backoff_seconds=_num(o, "outbox", "max_backoff_seconds", 300.0, 1.0),
+        max_batch_bytes=int(_num(o, "outbox", "max_batch_bytes", 32 * 1024 * 1024, 1024)),
+        keep_done_days=int(_num(o, "outbox", "keep_done_days", 7, 0)),
+    )
+    s = _table(doc, "schedule")
+    daily_counts = _str(s, "schedule", "daily_counts", "computed")
+    if daily_counts not in ("computed", "source", "off"):
+        raise ConfigError('[schedule] daily_counts must be "computed", "source" or "off"')
+    schedule = Schedule(
+        daily_at=_daily_at(s.get("daily_at", "03:00")),
+        daily_counts=daily_counts,
+        push_every_seconds=_num(s, "schedule", "push_every_seconds", 300.0, 0.1),
+        poll_every_seconds=_num(s, "schedule", "poll_every_seconds", 10.0, 0.1),
+    )
+    raw_sources = [*doc.get("source", []), *doc.get("sources", [])]  # either spelling
+    if not all(isinstance(x, dict) for x in raw_sources):
+        raise ConfigError("[[source]] must be an array of tables")
+    names: set[str] = set()
+    for i, src in enumerate(raw_sources):
+        name = _str(src, f"source #{i + 1}", "name")
+        if "type" not in src and "factory" not in src:
+            raise ConfigError(f"[[source]] {name}: type is required")
+        if name in names:
+            raise ConfigError(f"[[source]] name {name!r} is used twice")
+        names.add(name)
+    log = _table(doc, "log")
+    return GatewayConfig(
+        platform=platform,
+        outbox=outbox,
+        schedule=schedule,
+        sources=tuple(dict(x) for x in raw_sources),
+        preload=dict(_table(doc, "preload")),
+        mapping=dict(_table(doc, "mapping")),
+        log_level=_str(log, "log", "level", "INFO").upper(),
+        base_dir=base_dir,
+    )
+
+
+def load(path: str | Path) -> GatewayConfig:
+    """Read and check the TOML file at ``path``."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return parse(doc, path.resolve().parent)
+
+
+def build_source(conf: dict[str, Any], *, base_dir: Path | None = None, mapper: Any = None) -> Source:
+    """The source a ``[[source]]`` table describes: ``factory = "module:callable"`` (a site's own
+    source, called with the table) or one of huren's source types (``huren.gateway.sources.build``,
+    with the config file's directory for relative paths and the code ``mapper``)."""
+    factory = conf.get("factory")
+    if factory:
+        module, _, attr = str(factory).partition(":")
+        try:
+            fn = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"[[source]] {conf.get('name')}: cannot load factory {factory!r}: {exc}") from exc
+        source: Source = fn(conf)
+        return source
+    from huren.gateway import sources
+
+    try:
+        built: Source = sources.build(conf, base_dir=base_dir, mapper=mapper)
+    except ValueError as exc:  # the sources' own ConfigError included
+        raise ConfigError(str(exc)) from exc
+    return built
+
+
+def build_sources(config: GatewayConfig, client: HurenClient | None = None) -> list[Source]:
+    """Every configured source; with ``[mapping]``, one code mapper shared by them (``client``
+    fetches the platform's table when ``source = "platform"``)."""
+    mapper = None
+    if config.mapping:
+        from huren.gateway.mapping import from_config
+
+        try:
+            mapper = from_config(config.mapping, client=client, base_dir=config.base_dir)
+        except ValueError as exc:
+            raise ConfigError(f"[mapping] {exc}") from exc
+    return [build_source(c, base_dir=config.base_dir, mapper=mapper) for c in config.sources]

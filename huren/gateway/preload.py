@@ -1,0 +1,354 @@
+"""The gateway's local API for the HIS and the doctor panel (XJ-1.3 预加载模式, XC-L-note).
+
+Served by the gateway on the hospital's network (``[preload] listen``, default 127.0.0.1:8765):
+
+============================  ===================================================================
+``POST /swipe``               card swipe: fetch the patient's recent records and recognizable
+                              detail from the platform into the cache; answer the recent list
+``POST /recent``              the recent list (30 / 90 days), from the cache while fresh
+``POST /detail``              the recognizable detail (full reports, ``expired_time`` per item)
+``POST /exists``              exists-for-order, answered locally from the cached detail, in the
+                              platform's answer shape (``/api/v1/recognition/exists``)
+``POST /accept``              ``{"sehr_accept_record": [...]}``: validated here, kept, queued
+``POST /quote``               ``{"sehr_quote_record": [...]}``: validated here, kept, queued
+``GET  /decisions``           the decisions kept for a patient (and visit)
+``GET  /healthz``             liveness, cache size, whether the platform answered last time
+============================  ===================================================================
+
+Every answer drawn from the cache says ``"stale": true`` when it is past its freshness because the
+platform could not be reached (the hospital keeps working while the platform is down, XC-E-note),
+with ``fetched_at``; ``"source"`` is ``"platform"`` when the platform was asked for this answer,
+``"cache"`` otherwise. Errors are the platform's form, in Chinese: ``{code, message, problems}``.
+
+Decisions are validated against the seed's field table (``huren.domain.validation.check_record``)
+so a bad decision is refused at the hospital, before it is queued; a good one becomes one
+``Record`` of kind ``accept`` / ``quote`` handed to ``enqueue`` (the outbox, which uploads it on
+the gateway's schedule).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+import uvicorn
+from fastapi import FastAPI, Query, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from huren.api.errors import install
+from huren.api.responses import Json
+from huren.client import HurenClient
+from huren.domain.fields import SEHR_ACCEPT_RECORD, SEHR_QUOTE_RECORD
+from huren.domain.records import to_text
+from huren.domain.validation import Problem, canonical_id, check_identity, check_record
+from huren.errors import InvalidInput, MalformedBody, TooLarge
+from huren.gateway.model import Record
+from huren.gateway.preload_cache import WINDOWS, Entry, PreloadCache, Visit, patient_key
+
+if TYPE_CHECKING:
+    from huren.gateway.config import GatewayConfig
+
+log = logging.getLogger("huren.gateway.preload")
+
+SOURCE = "preload"
+MAX_BODY = 1 << 20
+NODES = {"accept": ("sehr_accept_record", SEHR_ACCEPT_RECORD), "quote": ("sehr_quote_record", SEHR_QUOTE_RECORD)}
+KIND_OF_TYPE = {"1": "exam", "2": "lab"}
+
+
+class Patient(BaseModel):
+    id_type_code: str = Field("01", description="身份证件类别代码（STD_ID_TYPE）", max_length=2)
+    id_no: str = Field(..., description="身份证件号码", min_length=1, max_length=128)
+    days: Literal[30, 90] | None = Field(None, description="近期时间窗：30 或 90 天；默认为缓存的时间窗")
+    event_no: str = Field("", description="本次就诊事件号（门诊/住院流水号），可空", max_length=128)
+    dept_code: str = Field("", description="院内科室编码", max_length=128)
+    dept_name: str = Field("", description="院内科室名称", max_length=128)
+    dept_std_code: str = Field("", description="标准科室编码", max_length=128)
+    dept_std_name: str = Field("", description="标准科室名称", max_length=128)
+    doc_code: str = Field("", description="医生编码", max_length=128)
+    doc_name: str = Field("", description="医生姓名", max_length=128)
+
+    def visit(self) -> Visit:
+        return Visit(
+            self.event_no, self.dept_code, self.dept_name, self.dept_std_code, self.dept_std_name, self.doc_code, self.doc_name
+        )
+
+
+class Order(Patient):
+    check: list[str] = Field(default_factory=list, description="所开检查项目编码（exam_item_code，标准或本院编码）")
+    lab: list[str] = Field(default_factory=list, description="所开检验子项编码（class_code，标准或本院编码）")
+    org_code: str | None = Field(None, description="只看某机构的结果")
+    since: datetime | None = Field(None, description="结果时间不早于")
+    until: datetime | None = Field(None, description="结果时间早于")
+
+
+def _about(cache: PreloadCache, entry: Entry) -> dict[str, Any]:
+    return {"stale": entry.stale, "source": entry.source, "fetched_at": entry.fetched_text(cache.clock)}
+
+
+def check_decisions(
+    cache: PreloadCache, table: str, payload: Any
+) -> list[dict[str, str]]:
+    """Validate accept (``table="accept"``) or quote rows as the platform does, as far as the
+    hospital can know: the seed's field table, the ID number, a reason for a rejection, and — when
+    the cache holds the report — that the item is one of the report's. All or nothing: the rows in
+    the seed's text form, or InvalidInput naming every problem."""
+    node, spec = NODES[table]
+    rows = payload.get(node) if isinstance(payload, dict) else None
+    problems: list[Problem] = []
+    out: list[dict[str, str]] = []
+    if not isinstance(rows, list) or not rows:
+        problems.append(Problem(node, "node", f"缺少 {node} 节点，或其中没有任何记录"))
+        rows = []
+    for i, raw in enumerate(rows):
+        where = f"{node}[{i}]"
+        if not isinstance(raw, dict):
+            problems.append(Problem(where, "node", "记录应为一个对象"))
+            continue
+        before = len(problems)
+        rec = check_record(raw, spec, where, problems)
+        check_identity(rec["id_type_code"], rec["id_no"], f"{where}.id_no", problems)
+        rec["id_no"] = canonical_id(rec["id_type_code"], rec["id_no"])
+        if table == "accept":
+            if rec["is_accept"] == "2" and not rec["reason"]:
+                problems.append(Problem(f"{where}.reason", "required", "不采纳（is_accept=2）时必须填写不互认理由编码"))
+            if rec["is_accept"] == "1":
+                rec["reason"] = None
+        if len(problems) > before:
+            continue
+        kind = KIND_OF_TYPE[rec["type"]]
+        codes = cache.report_items(cache.load(rec["id_type_code"], rec["id_no"]), kind, rec["hr_org_code"], rec["hr_report_form_no"])
+        if codes is not None and rec["code"] not in codes:
+            problems.append(Problem(f"{where}.code", "unknown_item", f"报告“{rec['hr_report_form_no']}”中没有项目编码“{rec['code']}”"))
+            continue
+        out.append(to_text(rec, spec))
+    if problems:
+        what = "互认" if table == "accept" else "引用"
+        raise InvalidInput(f"{what}记录未通过校验，未保存也未上传，请修改后重新提交", problems)
+    return out
+
+
+def decision_records(table: str, rows: list[dict[str, str]]) -> list[Record]:
+    """One outbox record per decision; the key names the decision (report, item, patient, visit)."""
+    node, _ = NODES[table]
+    return [
+        Record(
+            kind=table,
+            key=f"{table}:" + "|".join(r[k] for k in ("hr_org_code", "hr_report_form_no", "code", "id_type_code", "id_no", "new_event_no")),
+            payload={node: [r]},
+            source=SOURCE,
+        )
+        for r in rows
+    ]
+
+
+async def _json(request: Request) -> Any:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_BODY:
+        raise TooLarge(f"请求体超过上限 {MAX_BODY} 字节")
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise TooLarge(f"请求体超过上限 {MAX_BODY} 字节")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBody("请求体不是合法的JSON", [Problem("body", "json", f"JSON解析失败：第{exc.lineno}行第{exc.colno}列")]) from exc
+
+
+def create_preload_app(cache: PreloadCache, *, enqueue: Callable[[list[Record]], None]) -> FastAPI:
+    """The local API over ``cache``; accepted decisions are handed to ``enqueue`` as Records."""
+    app = FastAPI(
+        title="huren 前置机本地接口（预加载缓存）",
+        description=__doc__,
+        version="1",
+        docs_url="/docs",
+        redoc_url=None,
+        default_response_class=Json,
+    )
+    install(app)
+    app.state.cache = cache
+    write_lock = threading.Lock()  # decisions: kept and queued together, one batch at a time
+
+    @app.post("/swipe", summary="刷卡预加载：从平台获取患者近期记录与可互认明细到本地缓存")
+    def swipe(q: Patient) -> dict[str, Any]:
+        cache.purge()
+        entry = cache.get(q.id_type_code, q.id_no, visit=q.visit(), refresh=True)
+        items = cache.recent(entry, q.days)
+        reports = sum(len(v) for v in cache.detail(entry).values())
+        return {"code": "ok", "count": len(items), "item": items, "reports": reports} | _about(cache, entry)
+
+    @app.post("/recent", summary="患者近期检查检验记录（★可互认），缓存有效期内本地应答")
+    def recent(q: Patient) -> dict[str, Any]:
+        entry = cache.get(q.id_type_code, q.id_no, visit=q.visit())
+        items = cache.recent(entry, q.days)
+        return {"code": "ok", "count": len(items), "item": items} | _about(cache, entry)
+
+    @app.post("/detail", summary="患者近期可互认报告明细，缓存有效期内本地应答")
+    def detail(q: Patient) -> dict[str, Any]:
+        entry = cache.get(q.id_type_code, q.id_no, visit=q.visit())
+        return {"code": "ok"} | cache.detail(entry, q.days) | _about(cache, entry)
+
+    @app.post("/exists", summary="开单互认校验：由本地缓存应答（与平台 /api/v1/recognition/exists 同形）")
+    def exists(q: Order) -> dict[str, Any]:
+        patient_key(q.id_type_code, q.id_no)
+        if not q.check and not q.lab:
+            raise InvalidInput("没有所开项目", [Problem("check", "required", "检查项目（check）与检验子项（lab）不能同时为空")])
+        entry = cache.get(q.id_type_code, q.id_no, visit=q.visit())
+        res = cache.exists(entry, check=q.check, lab=q.lab, days=q.days, org_code=q.org_code, since=q.since, until=q.until)
+        return {"code": "ok"} | res | _about(cache, entry)
+
+    def submit(table: str, payload: Any) -> dict[str, Any]:
+        rows = check_decisions(cache, table, payload)
+        records = decision_records(table, rows)
+        with write_lock:
+            ids = cache.add_decisions(table, rows)
+            try:
+                enqueue(records)
+            except BaseException:
+                cache.remove_decisions(ids)
+                raise
+        return {"code": "ok", "message": "ok", "rows": len(rows), "queued": len(records)}
+
+    @app.post("/accept", summary="提交互认结果（采纳 1 / 不采纳 2，须填理由）：本地校验、保存，按计划上传")
+    async def accept(request: Request) -> dict[str, Any]:
+        payload = await _json(request)
+        return await run_in_threadpool(submit, "accept", payload)
+
+    @app.post("/quote", summary="提交引用结果：本地校验、保存，按计划上传")
+    async def quote(request: Request) -> dict[str, Any]:
+        payload = await _json(request)
+        return await run_in_threadpool(submit, "quote", payload)
+
+    @app.get("/decisions", summary="本地保存的互认与引用记录（按患者，可按就诊事件号）")
+    def decisions(
+        id_no: str = Query(..., description="身份证件号码"),
+        id_type_code: str = Query("01", description="身份证件类别代码"),
+        event_no: str = Query("", description="本次就诊事件号"),
+    ) -> dict[str, Any]:
+        key = patient_key(id_type_code, id_no)
+        rows = cache.decisions(*key, event_no)
+        return {"code": "ok", "count": len(rows), "records": rows}
+
+    @app.get("/healthz", summary="健康检查")
+    def healthz() -> dict[str, Any]:
+        return {
+            "code": "ok",
+            "platform": "down" if cache.last_platform_error else "ok",
+            "last_platform_error": cache.last_platform_error,
+            "ttl_seconds": cache.ttl_seconds,
+            "days": cache.days,
+        } | cache.stats()
+
+    return app
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:8765"`` → (host, port); ``"[::1]:8765"`` for IPv6."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"preload listen must be host:port, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def preload_server(app: FastAPI, listen: str = "127.0.0.1:8765") -> uvicorn.Server:
+    """A uvicorn server for the local API; the runner calls ``serve()`` / ``run()`` (in a thread
+    or its event loop) and sets ``should_exit`` to stop it."""
+    host, port = parse_listen(listen)
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"))
+
+
+@dataclass(frozen=True, slots=True)
+class PreloadConf:
+    """``[preload]`` of the gateway's TOML file."""
+
+    listen: str = "127.0.0.1:8765"
+    path: Path = Path("preload.db")
+    ttl_seconds: float = 600.0
+    days: int = 90
+    keep_seconds: float = 86400.0
+    retry_seconds: float = 30.0
+    timeout_seconds: float = 10.0
+
+
+def preload_conf(table: dict[str, Any], outbox_path: Path, base_dir: Path) -> PreloadConf:
+    """Check ``[preload]``: ``listen`` (host:port), ``path`` (default ``preload.db`` beside the
+    outbox; relative to the config file), ``ttl_seconds``, ``days`` (30 / 90), ``keep_seconds``,
+    ``retry_seconds``, ``timeout_seconds``. ValueError naming the key."""
+    from huren.gateway.config import ConfigError
+
+    def num(key: str, default: float, minimum: float) -> float:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            raise ConfigError(f"[preload] {key} must be a number ≥ {minimum}")
+        return float(value)
+
+    listen = table.get("listen", "127.0.0.1:8765")
+    try:
+        parse_listen(str(listen))
+    except ValueError:
+        raise ConfigError('[preload] listen must be "host:port", e.g. "127.0.0.1:8765"') from None
+    days = table.get("days", 90)
+    if days not in WINDOWS:
+        raise ConfigError("[preload] days must be 30 or 90")
+    raw = table.get("path")
+    if raw is not None and (not isinstance(raw, str) or not raw):
+        raise ConfigError("[preload] path must be a file path")
+    path = Path(raw) if raw else outbox_path.parent / "preload.db"
+    return PreloadConf(
+        listen=str(listen),
+        path=path if path.is_absolute() else base_dir / path,
+        ttl_seconds=num("ttl_seconds", 600.0, 1.0),
+        days=int(days),
+        keep_seconds=num("keep_seconds", 86400.0, 0.0),
+        retry_seconds=num("retry_seconds", 30.0, 0.0),
+        timeout_seconds=num("timeout_seconds", 10.0, 0.5),
+    )
+
+
+class PreloadService:
+    """The local API served by uvicorn in a thread; ``stop()`` ends it and closes its client."""
+
+    def __init__(self, server: uvicorn.Server, client: HurenClient) -> None:
+        self.server = server
+        self.client = client
+        self.thread = threading.Thread(target=server.run, name="preload-api", daemon=True)
+
+    def start(self, wait: float = 10.0) -> PreloadService:
+        self.thread.start()
+        deadline = time.monotonic() + wait
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("预加载本地接口未能启动（端口被占用或地址无效？）")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.thread.is_alive():
+            self.thread.join(10.0)
+        self.client.close()
+
+
+def start(config: GatewayConfig, enqueue: Callable[[Iterable[Record]], None]) -> PreloadService:
+    """Start the local API for ``config`` (its ``[preload]`` table), handing decisions to
+    ``enqueue`` (the outbox); what the gateway runner calls."""
+    conf = preload_conf(config.preload, config.outbox.path, config.base_dir)
+    p = config.platform
+    client = HurenClient(p.base_url, p.org_code, p.username, p.password, timeout=p.timeout_seconds)
+    cache = PreloadCache(
+        conf.path, client, ttl_seconds=conf.ttl_seconds, days=conf.days, keep_seconds=conf.keep_seconds,
+        retry_seconds=conf.retry_seconds, timeout=conf.timeout_seconds,
+    )
+    cache.purge()
+    service = PreloadService(preload_server(create_preload_app(cache, enqueue=enqueue), conf.listen), client).start()
+    log.info("preload API started", extra={"listen": conf.listen, "cache": str(conf.path)})
+    return service
