@@ -173,6 +173,10 @@ class HurenClient:
             self._token = str(body["access_token"]), time.monotonic() + max(float(body.get("expires_in", 7200)) - 60, 1)
         return self._token[0]
 
+    def reset_token(self) -> None:
+        """Forget the cached token (e.g. after a 401): the next REST call logs in again."""
+        self._token = None
+
     def _rest(self, verb: str, path: str, payload: Any, *, auth: bool = True) -> Any:
         headers = {"Authorization": f"Bearer {self.token()}"} if auth else {}
         r = self.http.request(verb, path, json=payload, headers=headers)

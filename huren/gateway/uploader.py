@@ -97,7 +97,7 @@ class Uploader:
         except orjson.JSONDecodeError:
             answer = r.text
         if r.status_code == 401:
-            self.client._token = None  # fetch a new token next time
+            self.client.reset_token()  # fetch a new token next time
         if r.status_code >= 500 or r.status_code in TRANSIENT_STATUS:
             raise Unavailable(f"HTTP {r.status_code}: {str(answer)[:300]}")
         if r.status_code >= 400:
