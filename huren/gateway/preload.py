@@ -20,7 +20,7 @@ platform could not be reached (the hospital keeps working while the platform is 
 with ``fetched_at``; ``"source"`` is ``"platform"`` when the platform was asked for this answer,
 ``"cache"`` otherwise. Errors are the platform's form, in Chinese: ``{code, message, problems}``.
 
-Decisions are validated against the seed's field table (``huren.domain.validation.check_record``)
+Decisions are validated as the platform validates them (``huren.domain.decisions``)
 so a bad decision is refused at the hospital, before it is queued; a good one becomes one
 ``Record`` of kind ``accept`` / ``quote`` handed to ``enqueue`` (the outbox, which uploads it on
 the gateway's schedule).
@@ -46,9 +46,9 @@ from starlette.concurrency import run_in_threadpool
 from huren.api.errors import install
 from huren.api.responses import Json
 from huren.client import HurenClient
-from huren.domain.fields import SEHR_ACCEPT_RECORD, SEHR_QUOTE_RECORD
+from huren.domain import decisions
 from huren.domain.records import to_text
-from huren.domain.validation import Problem, canonical_id, check_identity, check_record
+from huren.domain.validation import Problem
 from huren.errors import InvalidInput, MalformedBody, TooLarge
 from huren.gateway.model import Record
 from huren.gateway.preload_cache import WINDOWS, Entry, PreloadCache, Visit, patient_key
@@ -60,8 +60,6 @@ log = logging.getLogger("huren.gateway.preload")
 
 SOURCE = "preload"
 MAX_BODY = 1 << 20
-NODES = {"accept": ("sehr_accept_record", SEHR_ACCEPT_RECORD), "quote": ("sehr_quote_record", SEHR_QUOTE_RECORD)}
-KIND_OF_TYPE = {"1": "exam", "2": "lab"}
 
 
 class Patient(BaseModel):
@@ -98,38 +96,20 @@ def check_decisions(
     cache: PreloadCache, table: str, payload: Any
 ) -> list[dict[str, str]]:
     """Validate accept (``table="accept"``) or quote rows as the platform does, as far as the
-    hospital can know: the seed's field table, the ID number, a reason for a rejection, and — when
-    the cache holds the report — that the item is one of the report's. All or nothing: the rows in
-    the seed's text form, or InvalidInput naming every problem."""
-    node, spec = NODES[table]
-    rows = payload.get(node) if isinstance(payload, dict) else None
-    problems: list[Problem] = []
-    out: list[dict[str, str]] = []
-    if not isinstance(rows, list) or not rows:
-        problems.append(Problem(node, "node", f"缺少 {node} 节点，或其中没有任何记录"))
-        rows = []
-    for i, raw in enumerate(rows):
-        where = f"{node}[{i}]"
-        if not isinstance(raw, dict):
-            problems.append(Problem(where, "node", "记录应为一个对象"))
-            continue
-        before = len(problems)
-        rec = check_record(raw, spec, where, problems)
-        check_identity(rec["id_type_code"], rec["id_no"], f"{where}.id_no", problems)
-        rec["id_no"] = canonical_id(rec["id_type_code"], rec["id_no"])
-        if table == "accept":
-            if rec["is_accept"] == "2" and not rec["reason"]:
-                problems.append(Problem(f"{where}.reason", "required", "不采纳（is_accept=2）时必须填写不互认理由编码"))
-            if rec["is_accept"] == "1":
-                rec["reason"] = None
-        if len(problems) > before:
-            continue
-        kind = KIND_OF_TYPE[rec["type"]]
+    hospital can know: the seed's field table, the ID number, a reason for a rejection (all in
+    ``huren.domain.decisions``), and — when the cache holds the report — that the item is one of
+    the report's. All or nothing: the rows in the seed's text form, or InvalidInput naming every
+    problem."""
+    _, spec = decisions.NODES[table]
+
+    def locate(where: str, kind: str, rec: dict[str, Any]) -> Problem | None:
         codes = cache.report_items(cache.load(rec["id_type_code"], rec["id_no"]), kind, rec["hr_org_code"], rec["hr_report_form_no"])
         if codes is not None and rec["code"] not in codes:
-            problems.append(Problem(f"{where}.code", "unknown_item", f"报告“{rec['hr_report_form_no']}”中没有项目编码“{rec['code']}”"))
-            continue
-        out.append(to_text(rec, spec))
+            return Problem(f"{where}.code", "unknown_item", f"报告“{rec['hr_report_form_no']}”中没有项目编码“{rec['code']}”")
+        return None
+
+    records, problems = decisions.check_decisions(table, payload, locate)
+    out = [to_text(rec, spec) for rec in records]
     if problems:
         what = "互认" if table == "accept" else "引用"
         raise InvalidInput(f"{what}记录未通过校验，未保存也未上传，请修改后重新提交", problems)
@@ -138,7 +118,7 @@ def check_decisions(
 
 def decision_records(table: str, rows: list[dict[str, str]]) -> list[Record]:
     """One outbox record per decision; the key names the decision (report, item, patient, visit)."""
-    node, _ = NODES[table]
+    node, _ = decisions.NODES[table]
     return [
         Record(
             kind=table,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from huren.domain.decisions import KIND_OF_TYPE, check_decisions
 from huren.domain.fields import (
     EXAM_SUBITEM,
     EXAMMASTER,
@@ -41,7 +42,6 @@ from huren.store.database import Database
 Reject = Callable[[Principal, str, str, Sequence[Problem], bytes | None, str | None], int]
 WINDOWS = (30, 90)
 RECORD_NODES = {"accept": ("sehr_accept_record", SEHR_ACCEPT_RECORD), "quote": ("sehr_quote_record", SEHR_QUOTE_RECORD)}
-KIND_OF_TYPE = {"1": "exam", "2": "lab"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,42 +413,23 @@ class RecognitionService:
     ) -> int:
         """Store accept (``table="accept"``) or quote records; all or nothing. Each must name a
         registered report of that patient and an item of it; a rejection needs a reason."""
-        node, spec = RECORD_NODES[table]
-        rows = payload.get(node) if isinstance(payload, dict) else None
-        problems: list[Problem] = []
-        records: list[dict[str, Any]] = []
-        if not isinstance(rows, list) or not rows:
-            problems.append(Problem(node, "node", f"缺少 {node} 节点，或其中没有任何记录"))
-            rows = []
         now = self._clock.now()
         with self._db.read() as conn:
-            for i, raw_row in enumerate(rows):
-                where = f"{node}[{i}]"
-                if not isinstance(raw_row, dict):
-                    problems.append(Problem(where, "node", "记录应为一个对象"))
-                    continue
-                before = len(problems)
-                rec = check_record(raw_row, spec, where, problems)
-                check_identity(rec["id_type_code"], rec["id_no"], f"{where}.id_no", problems)
-                rec["id_no"] = canonical_id(rec["id_type_code"], rec["id_no"])
-                if table == "accept":
-                    if rec["is_accept"] == "2" and not rec["reason"]:
-                        problems.append(Problem(f"{where}.reason", "required", "不采纳（is_accept=2）时必须填写不互认理由编码"))
-                    if rec["is_accept"] == "1":
-                        rec["reason"] = None
-                if len(problems) > before:
-                    continue
-                kind = KIND_OF_TYPE[rec["type"]]
+
+            def locate(where: str, kind: str, rec: dict[str, Any]) -> Problem | None:
                 rid = rstore.find_report(conn, kind, rec["hr_org_code"], rec["hr_report_form_no"], rec["id_type_code"], rec["id_no"])
                 if rid is None:
-                    problems.append(
-                        Problem(f"{where}.hr_report_form_no", "not_found", f"未找到该患者在机构“{rec['hr_org_code']}”的{'检验' if kind == 'lab' else '检查'}报告“{rec['hr_report_form_no']}”")
+                    return Problem(
+                        f"{where}.hr_report_form_no",
+                        "not_found",
+                        f"未找到该患者在机构“{rec['hr_org_code']}”的{'检验' if kind == 'lab' else '检查'}报告“{rec['hr_report_form_no']}”",
                     )
-                    continue
                 if rec["code"] not in rstore.item_codes(conn, kind, rid):
-                    problems.append(Problem(f"{where}.code", "unknown_item", f"报告中没有项目编码“{rec['code']}”"))
-                    continue
-                records.append(rec | {"org_code": principal.org_code, "report_kind": kind, "report_id": rid, "received_at": now})
+                    return Problem(f"{where}.code", "unknown_item", f"报告中没有项目编码“{rec['code']}”")
+                rec.update(org_code=principal.org_code, report_kind=kind, report_id=rid, received_at=now)
+                return None
+
+            records, problems = check_decisions(table, payload, locate)
         if problems:
             rid_kept = self._reject(principal, table, channel, problems, raw or dump(payload), None)
             raise InvalidInput(f"{'互认' if table == 'accept' else '引用'}记录未通过校验（已保存为被拒提交 #{rid_kept}）", problems)

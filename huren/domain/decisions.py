@@ -1,0 +1,59 @@
+"""Doctors' decisions on prior results: accept / reject (sehr_accept_record) and citations
+(sehr_quote_record), checked the same way by the platform and by the hospital's gateway.
+
+A rejection (is_accept 2) needs a reason from §3.13; an acceptance carries none. Where the prior
+report lives is the caller's to check (``locate``): the platform looks in its store, the gateway
+in its preload cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from huren.domain.fields import SEHR_ACCEPT_RECORD, SEHR_QUOTE_RECORD, Field
+from huren.domain.validation import Problem, canonical_id, check_identity, check_record
+
+NODES: dict[str, tuple[str, tuple[Field, ...]]] = {
+    "accept": ("sehr_accept_record", SEHR_ACCEPT_RECORD),
+    "quote": ("sehr_quote_record", SEHR_QUOTE_RECORD),
+}
+#: sehr_*_record.type → report kind.
+KIND_OF_TYPE = {"1": "exam", "2": "lab"}
+
+#: ``locate(where, kind, record)`` → a problem with the prior report or item, or None when fine
+#: (it may also annotate ``record``, e.g. with the report id it found).
+Locate = Callable[[str, str, dict[str, Any]], Problem | None]
+
+
+def check_decisions(table: str, payload: Any, locate: Locate) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """Every record of a ``{"sehr_accept_record": [...]}`` / ``{"sehr_quote_record": [...]}``
+    payload, normalised, and every problem at once (all or nothing is the caller's rule)."""
+    node, spec = NODES[table]
+    rows = payload.get(node) if isinstance(payload, dict) else None
+    problems: list[Problem] = []
+    records: list[dict[str, Any]] = []
+    if not isinstance(rows, list) or not rows:
+        return [], [Problem(node, "node", f"缺少 {node} 节点，或其中没有任何记录")]
+    for i, raw in enumerate(rows):
+        where = f"{node}[{i}]"
+        if not isinstance(raw, dict):
+            problems.append(Problem(where, "node", "记录应为一个对象"))
+            continue
+        before = len(problems)
+        rec = check_record(raw, spec, where, problems)
+        check_identity(rec["id_type_code"], rec["id_no"], f"{where}.id_no", problems)
+        rec["id_no"] = canonical_id(rec["id_type_code"], rec["id_no"])
+        if table == "accept":
+            if rec["is_accept"] == "2" and not rec["reason"]:
+                problems.append(Problem(f"{where}.reason", "required", "不采纳（is_accept=2）时必须填写不互认理由编码"))
+            if rec["is_accept"] == "1":
+                rec["reason"] = None
+        if len(problems) > before:
+            continue
+        problem = locate(where, KIND_OF_TYPE[rec["type"]], rec)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        records.append(rec)
+    return records, problems
