@@ -113,7 +113,8 @@ class GatewayProc:
             f'[platform]\nbase_url = "http://127.0.0.1:{port}"\norg_code = "{ORG.code}"\nusername = "his"\n'
             'password_env = "HUREN_GATEWAY_PASSWORD"\ntimeout_seconds = 10\n'
             f'[outbox]\npath = "outbox.db"\nbatch_size = {batch_size}\nmax_backoff_seconds = 1\n'
-            '[schedule]\npoll_every_seconds = 0.2\n'
+            # daily counts off: they would add a record after 03:00 (covered in test_gateway_outbox.py)
+            '[schedule]\npoll_every_seconds = 0.2\ndaily_counts = "off"\n'
             f'[[source]]\nname = "lis"\nfactory = "tests.e2e.gateway_source:build"\npath = "{self.source}"\n',
             "utf-8",
         )
