@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from huren.bootstrap import Container
 from huren.domain.validation import Problem
-from huren.errors import HurenError, InvalidInput, NotFound, TooLarge, Unauthorized
+from huren.errors import HurenError, InvalidInput, TooLarge, Unauthorized
 from huren.services.context import Principal
 from huren.services.recognition import Visit
 from huren.wire import gm, xj_xml
@@ -260,15 +260,6 @@ def _info(kind: str) -> Callable[[_Call, str], str]:
     def run(x: _Call, what: str) -> str:
         f = xj_xml.fields(x.xml(what))
         rows = x.c.recognition.accepted_reports(x.who, kind, xj_xml.id_type(f), f.get("id_no", ""), f.get("event_no", ""))
-        regions: dict[str, str] = {}
-        for row in rows:
-            code = str(row.get("org_code", ""))
-            if code not in regions:
-                try:
-                    regions[code] = str(x.c.directory.get_org(code).get("region_code", ""))
-                except NotFound:
-                    regions[code] = ""
-            row.setdefault("area_code", regions[code])
         x.absolute(rows)
         return x.encrypted(xj_xml.render_lab_info(rows) if kind == "lab" else xj_xml.render_exam_info(rows))
 

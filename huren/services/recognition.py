@@ -266,7 +266,13 @@ class RecognitionService:
             exp = (expiry or {}).get(rid, {})
             code_key = "class_code" if kind == "lab" else "exam_item_code"
             out.append(
-                {"report_id": rid, "org_name": self._org_name(m["org_code"])}
+                {
+                    "report_id": rid,
+                    "org_name": self._org_name(m["org_code"]),
+                    # seed 002 §1.4.2.4/5 answers carry the institution's region and the upload time
+                    "area_code": str(self._ref().orgs.get(m["org_code"], {}).get("region_code", "")),
+                    "create_at": format_value(m["received_at"]),
+                }
                 | to_text(m, mspec)
                 | {"url": report_url(kind, rid), "pdf_url": pdf_url(kind, rid) if m["pdf_sha256"] else ""}
                 | {"item": [to_text(i, ispec) | {"expired_time": exp.get(i[code_key], "")} for i in items[rid]]}

@@ -422,6 +422,7 @@ def test_queries_and_decisions_answer_in_the_seed_layouts(connect: Connect, cont
     assert master.tag == "labmaster"
     assert_seed_order(names(master), names(seed[0]))
     assert master.get("area_code") == ORG_A[2] and master.get("pdf_url").endswith("/pdf")
+    assert len(master.get("create_at", "")) == 19  # the upload time, as the seed's answer carries it
     items = {i.get("class_code"): i for i in master}
     assert set(items) == {"AG", LAB_CODE, LAB_CODE_2}
     assert_seed_order(names(items["AG"]), names(seed[0][0]))
