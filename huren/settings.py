@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     demo: bool = False
     token_ttl_seconds: int = 7200
+    #: browser sessions of the pages: expire after this long unused, and this long after login
+    web_session_idle_seconds: int = Field(default=1800, ge=60)
+    web_session_max_seconds: int = Field(default=8 * 3600, ge=60)
     max_pdf_bytes: int = 20 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
     timezone: str = "Asia/Shanghai"

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from huren import __version__
+from huren import __version__, web
 from huren.api import (
     errors,
     rest_catalog,
@@ -65,6 +65,8 @@ def create_app(container: Container) -> FastAPI:
     for module in (rest_directory, rest_reports, rest_query, rest_quality, rest_catalog, rest_masterdata, rest_recognition, rest_transport):
         app.router.routes.extend(module.router.routes)
     app.router.routes.extend(soap.router.routes)  # /Myhealth: the Xinjiang SOAP profile (WSDL at /Myhealth?wsdl)
+
+    web.install(app, container)  # the pages under /ui (login, doctor side, supervision side)
 
     @app.get("/healthz", summary="健康检查", include_in_schema=False)
     async def healthz() -> dict[str, Any]:

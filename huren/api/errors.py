@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from huren.api.responses import Json
@@ -21,29 +22,48 @@ def error_body(code: str, message: str, problems: list[dict[str, str]] | None = 
     return {"code": code, "message": message, "problems": problems or []}
 
 
+def _page(request: Request) -> bool:
+    """Pages (/ui) answer errors as Chinese HTML pages, not JSON."""
+    return request.url.path.startswith("/ui")
+
+
 def install(app: FastAPI) -> None:
+    from huren.web.render import LoginRequired, error_page, html_error
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, exc: LoginRequired) -> Response:
+        return html_error(request, exc)
+
     @app.exception_handler(HurenError)
-    async def _huren(_: Request, exc: HurenError) -> Json:
+    async def _huren(request: Request, exc: HurenError) -> Response:
+        if _page(request):
+            return html_error(request, exc)
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
         return Json(
             error_body(exc.code, exc.message, [p.as_dict() for p in exc.problems]), exc.status, headers=headers
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> Json:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         problems = []
         for e in exc.errors():
             loc = [str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path", "header")]
             problems.append({"field": ".".join(loc), "rule": str(e.get("type", "invalid")), "message": _zh(e)})
+        if _page(request):
+            return error_page(request, 422, "请求参数无效", problems)
         return Json(error_body("invalid_input", "请求参数无效", problems), 422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> Json:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         msg = _HTTP_MESSAGES.get(exc.status_code, str(exc.detail))
+        if _page(request):
+            return error_page(request, exc.status_code, "页面不存在" if exc.status_code == 404 else msg)
         return Json(error_body("http_error", msg), exc.status_code)
 
     @app.exception_handler(Exception)
-    async def _crash(_: Request, exc: Exception) -> Json:
+    async def _crash(request: Request, exc: Exception) -> Response:
+        if _page(request):
+            return html_error(request, exc)
         log.exception("unhandled error", exc_info=exc)
         return Json(error_body("internal_error", "服务器内部错误，请稍后重试"), 500)
 

@@ -1,4 +1,4 @@
-"""REST: daily counts upload, completeness check, rejected submissions."""
+"""REST: daily counts upload, completeness check, upload timeliness, rejected submissions."""
 
 from __future__ import annotations
 
@@ -32,6 +32,21 @@ async def completeness(
     day_to: date | None = Query(None, description="结束日期（含）YYYY-MM-DD，默认昨天"),
 ) -> dict[str, Any]:
     res = await run_in_threadpool(lambda: c.quality.completeness(who, org_code=org_code, day_from=day_from, day_to=day_to))
+    return {"code": "ok"} | res
+
+
+@router.get("/quality/timeliness", **op(["XC-P5"], "上传及时性：报告审核到上传平台的时延"))
+async def timeliness(
+    c: Services,
+    who: Caller,
+    org_code: str | None = Query(None, description="机构编码（监管用户可查任意机构）"),
+    day_from: date | None = Query(None, description="开始日期（报告审核日期）YYYY-MM-DD，默认结束日期前6天"),
+    day_to: date | None = Query(None, description="结束日期（含）YYYY-MM-DD，默认昨天"),
+    late_hours: float = Query(24, gt=0, le=24 * 366, description="超时阈值（小时）：审核后超过该时长才上传的报告计为超时"),
+) -> dict[str, Any]:
+    res = await run_in_threadpool(
+        lambda: c.quality.timeliness(who, org_code=org_code, day_from=day_from, day_to=day_to, late_hours=late_hours)
+    )
     return {"code": "ok"} | res
 
 

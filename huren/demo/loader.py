@@ -33,6 +33,7 @@ def load_demo(c: Container, *, reports: int = 200, seed: int = 20241122, if_empt
     )
     for o in orgs:
         c.directory.add_org(o.code, o.name, o.region_code, f"{o.level}{o.grade}", user=o.user, password=o.password)
+        _staff_and_accounts(c, o)
     s = SUPERVISOR
     c.directory.add_org(s.code, s.name, s.region_code, s.level, user=s.user, password=s.password, role="supervisor")
 
@@ -103,8 +104,31 @@ def load_demo(c: Container, *, reports: int = 200, seed: int = 20241122, if_empt
             {"org_code": o.code, "name": o.name, "username": o.user, "password": o.password, "role": "hospital"}
             for o in orgs
         ]
+        + [
+            {"org_code": o.code, "name": o.name, "username": user, "password": o.password, "role": role}
+            for o in orgs
+            for user, role in (("admin", "admin"), (DEMO_DOCTORS[0][0], "doctor"))
+        ]
         + [{"org_code": s.code, "name": s.name, "username": s.user, "password": s.password, "role": "supervisor"}],
     }
+
+
+#: departments (local code, name, STD_DEPT) and doctors (staff code, name, department) of every demo hospital
+DEMO_DEPTS = (("0101", "内科门诊", "A03"), ("0301", "外科门诊", "A04"), ("2001", "急诊科", "A20"))
+DEMO_DOCTORS = (("D1001", "王建国", "0101"), ("D1002", "李秀英", "0301"), ("D1003", "阿不都热依木·买买提", "2001"))
+
+
+def _staff_and_accounts(c: Container, o: DemoOrg) -> None:
+    """A hospital's departments and doctors (HZ-1/HZ-3) and its page accounts: an administrator
+    ("admin") and one login per doctor (the staff code), all with the institution's demo password."""
+    who = Principal(o.code, o.user, "hospital")
+    c.masterdata.upload("dept", {"dept": [{"dept_code": d, "dept_name": n, "dept_std_code": std} for d, n, std in DEMO_DEPTS]}, who)
+    c.masterdata.upload(
+        "staff", {"staff": [{"staff_code": code, "name": name, "dept_code": dept, "title": "主治医师"} for code, name, dept in DEMO_DOCTORS]}, who
+    )
+    c.directory.add_credential(o.code, "admin", o.password, role="admin")
+    for code, _, _ in DEMO_DOCTORS:
+        c.directory.add_credential(o.code, code, o.password, role="doctor")
 
 
 def _doctor_decisions(

@@ -13,6 +13,8 @@ Served by the gateway on the hospital's network (``[preload] listen``, default 1
 ``POST /quote``               ``{"sehr_quote_record": [...]}``: validated here, kept, queued
 ``GET  /decisions``           the decisions kept for a patient (and visit)
 ``GET  /healthz``             liveness, cache size, whether the platform answered last time
+``GET  /ui/…``                the doctor's pages (widget, panel, decision dialog, report view),
+                              when ``[preload] page_token`` is set: ``?token=<page_token>``
 ============================  ===================================================================
 
 Every answer drawn from the cache says ``"stale": true`` when it is past its freshness because the
@@ -130,6 +132,27 @@ def decision_records(table: str, rows: list[dict[str, str]]) -> list[Record]:
     ]
 
 
+class DecisionDesk:
+    """Decisions taken at the hospital: validated, kept in the cache and queued for upload together."""
+
+    def __init__(self, cache: PreloadCache, enqueue: Callable[[list[Record]], None]) -> None:
+        self.cache = cache
+        self.enqueue = enqueue
+        self._lock = threading.Lock()  # kept and queued together, one batch at a time
+
+    def submit(self, table: str, payload: Any) -> dict[str, Any]:
+        rows = check_decisions(self.cache, table, payload)
+        records = decision_records(table, rows)
+        with self._lock:
+            ids = self.cache.add_decisions(table, rows)
+            try:
+                self.enqueue(records)
+            except BaseException:
+                self.cache.remove_decisions(ids)
+                raise
+        return {"code": "ok", "message": "ok", "rows": len(rows), "queued": len(records)}
+
+
 async def _json(request: Request) -> Any:
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > MAX_BODY:
@@ -143,8 +166,11 @@ async def _json(request: Request) -> Any:
         raise MalformedBody("请求体不是合法的JSON", [Problem("body", "json", f"JSON解析失败：第{exc.lineno}行第{exc.colno}列")]) from exc
 
 
-def create_preload_app(cache: PreloadCache, *, enqueue: Callable[[list[Record]], None]) -> FastAPI:
-    """The local API over ``cache``; accepted decisions are handed to ``enqueue`` as Records."""
+def create_preload_app(
+    cache: PreloadCache, *, enqueue: Callable[[list[Record]], None], pages: tuple[str, str] | None = None
+) -> FastAPI:
+    """The local API over ``cache``; accepted decisions are handed to ``enqueue`` as Records.
+    ``pages`` = (institution code, page token) also serves the doctor's pages under /ui."""
     app = FastAPI(
         title="huren 前置机本地接口（预加载缓存）",
         description=__doc__,
@@ -155,7 +181,12 @@ def create_preload_app(cache: PreloadCache, *, enqueue: Callable[[list[Record]],
     )
     install(app)
     app.state.cache = cache
-    write_lock = threading.Lock()  # decisions: kept and queued together, one batch at a time
+    desk = DecisionDesk(cache, enqueue)
+    if pages is not None:
+        from huren.gateway.pages import GatewayBackend
+        from huren.web import install_doctor_pages
+
+        install_doctor_pages(app, GatewayBackend(cache, desk, *pages))
 
     @app.post("/swipe", summary="刷卡预加载：从平台获取患者近期记录与可互认明细到本地缓存")
     def swipe(q: Patient) -> dict[str, Any]:
@@ -185,17 +216,7 @@ def create_preload_app(cache: PreloadCache, *, enqueue: Callable[[list[Record]],
         res = cache.exists(entry, check=q.check, lab=q.lab, days=q.days, org_code=q.org_code, since=q.since, until=q.until)
         return {"code": "ok"} | res | _about(cache, entry)
 
-    def submit(table: str, payload: Any) -> dict[str, Any]:
-        rows = check_decisions(cache, table, payload)
-        records = decision_records(table, rows)
-        with write_lock:
-            ids = cache.add_decisions(table, rows)
-            try:
-                enqueue(records)
-            except BaseException:
-                cache.remove_decisions(ids)
-                raise
-        return {"code": "ok", "message": "ok", "rows": len(rows), "queued": len(records)}
+    submit = desk.submit
 
     @app.post("/accept", summary="提交互认结果（采纳 1 / 不采纳 2，须填理由）：本地校验、保存，按计划上传")
     async def accept(request: Request) -> dict[str, Any]:
@@ -256,12 +277,14 @@ class PreloadConf:
     keep_seconds: float = 86400.0
     retry_seconds: float = 30.0
     timeout_seconds: float = 10.0
+    page_token: str = ""
 
 
 def preload_conf(table: dict[str, Any], outbox_path: Path, base_dir: Path) -> PreloadConf:
     """Check ``[preload]``: ``listen`` (host:port), ``path`` (default ``preload.db`` beside the
     outbox; relative to the config file), ``ttl_seconds``, ``days`` (30 / 90), ``keep_seconds``,
-    ``retry_seconds``, ``timeout_seconds``. ValueError naming the key."""
+    ``retry_seconds``, ``timeout_seconds``, ``page_token`` (serves the doctor's pages under /ui).
+    ValueError naming the key."""
     from huren.gateway.config import ConfigError
 
     def num(key: str, default: float, minimum: float) -> float:
@@ -282,6 +305,9 @@ def preload_conf(table: dict[str, Any], outbox_path: Path, base_dir: Path) -> Pr
     if raw is not None and (not isinstance(raw, str) or not raw):
         raise ConfigError("[preload] path must be a file path")
     path = Path(raw) if raw else outbox_path.parent / "preload.db"
+    page_token = table.get("page_token", "")
+    if not isinstance(page_token, str) or (page_token and len(page_token) < 24):
+        raise ConfigError("[preload] page_token must be a string of at least 24 characters (it opens the doctor's pages)")
     return PreloadConf(
         listen=str(listen),
         path=path if path.is_absolute() else base_dir / path,
@@ -290,6 +316,7 @@ def preload_conf(table: dict[str, Any], outbox_path: Path, base_dir: Path) -> Pr
         keep_seconds=num("keep_seconds", 86400.0, 0.0),
         retry_seconds=num("retry_seconds", 30.0, 0.0),
         timeout_seconds=num("timeout_seconds", 10.0, 0.5),
+        page_token=page_token,
     )
 
 
@@ -329,6 +356,8 @@ def start(config: GatewayConfig, enqueue: Callable[[Iterable[Record]], None]) ->
         retry_seconds=conf.retry_seconds, timeout=conf.timeout_seconds,
     )
     cache.purge()
-    service = PreloadService(preload_server(create_preload_app(cache, enqueue=enqueue), conf.listen), client).start()
+    pages = (p.org_code, conf.page_token) if conf.page_token else None
+    app = create_preload_app(cache, enqueue=enqueue, pages=pages)
+    service = PreloadService(preload_server(app, conf.listen), client).start()
     log.info("preload API started", extra={"listen": conf.listen, "cache": str(conf.path)})
     return service

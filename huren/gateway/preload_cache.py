@@ -323,6 +323,34 @@ class PreloadCache:
         self.last_platform_error = ""
         return body
 
+    def platform_get(self, path: str) -> httpx2.Response | None:
+        """A GET to the platform with the gateway's token, the raw answer; None when the platform
+        does not answer (then it is not asked again for ``retry_seconds``)."""
+        now = self.clock.time()
+        if now < self._down_until:
+            return None
+        self.platform_calls += 1
+        try:
+            http = self.client.http
+            r = http.send(http.build_request("GET", path, headers={"Authorization": f"Bearer {self.client.token()}"}, timeout=self.timeout))
+        except (httpx2.TransportError, HurenClientError) as exc:
+            self._down(f"{exc.__class__.__name__}: {exc}")
+            return None
+        if r.status_code >= 500:
+            self._down(f"HTTP {r.status_code}")
+            return None
+        return r
+
+    def find_report(self, kind: str, report_id: int) -> dict[str, Any] | None:
+        """A platform report held in any cached entry's detail (by the platform's report id)."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT detail FROM patient").fetchall()
+        for (detail,) in rows:
+            for m in json.loads(detail).get(f"{kind}master", []):
+                if m.get("report_id") == report_id:
+                    return dict(m)
+        return None
+
     def _down(self, reason: str) -> _Down:
         self.last_platform_error = reason
         self._down_until = self.clock.time() + self.retry_seconds
@@ -379,16 +407,18 @@ class PreloadCache:
         return (float(row[0]), json.loads(row[1])) if row else None
 
     def reference(self) -> dict[str, Any] | None:
-        """{"catalog": {kind: [codes]}, "code_map": {kind: {local: std}}}, fetched again when
-        older than ``ttl_seconds``; None if never fetched. _Down / PlatformRefused when a fetch fails."""
+        """{"catalog": {kind: [codes]}, "code_map": {kind: {local: std}}, "names": {kind: {code: name}}},
+        fetched again when older than ``ttl_seconds``; None if never fetched. _Down /
+        PlatformRefused when a fetch fails."""
         held = self._ref_load("codes")
         if held is not None and self.clock.time() - held[0] < self.ttl_seconds:
             return dict(held[1])
         catalog = self._call("GET", "/api/v1/catalog")
         maps = self._call("GET", "/api/v1/code-map")
-        body: dict[str, Any] = {"catalog": {"lab": [], "exam": []}, "code_map": {"lab": {}, "exam": {}}}
+        body: dict[str, Any] = {"catalog": {"lab": [], "exam": []}, "code_map": {"lab": {}, "exam": {}}, "names": {"lab": {}, "exam": {}}}
         for item in catalog.get("items") or []:
             body["catalog"].setdefault(str(item["kind"]), []).append(str(item["code"]))
+            body["names"].setdefault(str(item["kind"]), {})[str(item["code"])] = str(item.get("name") or "")
         for m in maps.get("mappings") or []:
             body["code_map"].setdefault(str(m["kind"]), {})[str(m["local_code"])] = str(m["std_code"])
         with self._connect() as conn:

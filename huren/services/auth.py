@@ -60,6 +60,11 @@ class AuthService:
         self._clock = clock
         self.ttl = ttl_seconds
 
+    @property
+    def secret(self) -> bytes:
+        """The platform secret (other signers derive their own keys from it)."""
+        return self._secret
+
     def authenticate(self, org_code: str, username: str, password: str) -> Principal:
         """Check an institution's credentials; Unauthorized with one message for every failure."""
         with self._db.read() as conn:

@@ -30,7 +30,7 @@ RejectFn = Callable[[Principal, str, str, Sequence[Problem], bytes | None, str |
 #: Equality filters each kind accepts when read.
 FILTERS: dict[str, tuple[str, ...]] = {
     "dept": ("dept_code", "dept_std_code"),
-    "staff": ("dept_code",),
+    "staff": ("staff_code", "dept_code"),
     "patient": ("patient_id",),
     "device": ("dept_code",),
     "qc_record": ("device_code", "item_code", "in_control"),

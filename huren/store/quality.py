@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
 
-from huren.store.tables import daily_count, metadata, rejected_submission
+from huren.store.tables import REPORT_TABLES, daily_count, metadata, rejected_submission
 
 
 def upsert_daily(conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetime, actor: str) -> None:
@@ -68,3 +68,20 @@ def uploaded_since(conn: Connection, table_name: str, time_column: str, org_code
     table = metadata.tables[table_name]
     q = select(table.c[time_column]).where(table.c.org_code == org_code, table.c[time_column] >= since).limit(1)
     return conn.execute(q).first() is not None
+
+
+def report_delays(
+    conn: Connection, kind: str, org_codes: Sequence[str] | None, start: datetime, end: datetime
+) -> list[tuple[str, datetime, datetime]]:
+    """(org_code, authenticator_dtime, received_at) of the reports (not voided) of ``kind``
+    approved in [start, end). The delays are computed by the caller: date arithmetic differs
+    between SQLite and PostgreSQL."""
+    master_t, _ = REPORT_TABLES[kind]
+    q = select(master_t.c.org_code, master_t.c.authenticator_dtime, master_t.c.received_at).where(
+        master_t.c.authenticator_dtime >= start,
+        master_t.c.authenticator_dtime < end,
+        master_t.c.voided.is_(False),
+    )
+    if org_codes is not None:
+        q = q.where(master_t.c.org_code.in_(list(org_codes)))
+    return [(str(o), a, r) for o, a, r in conn.execute(q)]

@@ -145,8 +145,12 @@ def test_demo_then_if_empty(tmp_path: Path) -> None:
     assert summary["reports_registered"] == 30
     assert summary["rejected_examples"] == 2
     creds = summary["credentials"]
-    assert len(creds) == summary["institutions"]
-    assert {c["role"] for c in creds} == {"hospital", "supervisor"}
+    # one system account per institution (hospitals and the supervisor), plus page accounts for each hospital
+    system = [c for c in creds if c["role"] in ("hospital", "supervisor")]
+    assert len(system) == summary["institutions"]
+    assert {c["role"] for c in creds} == {"hospital", "supervisor", "admin", "doctor"}
+    hospitals = {c["org_code"] for c in creds if c["role"] == "hospital"}
+    assert {c["org_code"] for c in creds if c["role"] in ("admin", "doctor")} == hospitals
     assert all(c["org_code"] and c["username"] and len(c["password"]) >= 8 for c in creds)
 
     again = json.loads(ok(huren("demo", "--if-empty", "--reports", "30", data_dir=data)))
@@ -154,4 +158,4 @@ def test_demo_then_if_empty(tmp_path: Path) -> None:
     assert again["reason"]
 
     listed = _listed(ok(huren("org", "list", data_dir=data)))
-    assert sorted(r[0] for r in listed) == sorted(c["org_code"] for c in creds)  # nothing added twice
+    assert sorted(r[0] for r in listed) == sorted(c["org_code"] for c in system)  # nothing added twice

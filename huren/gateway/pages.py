@@ -1,0 +1,109 @@
+"""The doctor's pages served by the gateway for local use (issue #6): the same widget, reminder
+panel, decision dialog and report view as the platform's, answered from the preload cache.
+
+Enabled by ``[preload] page_token`` (at least 24 characters): the HIS opens
+``http://<gateway>/ui/widget?id_type_code=01&id_no=…&token=<page_token>`` on the hospital's
+network. Recent records and exists-for-order come from the cache (fetched from the platform
+while it answers, stale but available when it does not); decisions are validated, kept and
+queued in the outbox exactly as the local API's ``/accept`` and ``/quote``; a report is read
+through the platform (its view is logged there) or, while the platform is down, from the cached
+recognizable detail; a PDF only through the platform.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_SUBITEM, LABMASTER
+from huren.errors import NotFound, Unauthorized
+from huren.gateway.preload import DecisionDesk
+from huren.gateway.preload_cache import PreloadCache, Visit
+from huren.services.context import Principal
+
+MIN_TOKEN = 24
+
+
+class GatewayBackend:
+    """``huren.web.backend.DoctorBackend`` over the gateway's preload cache and outbox."""
+
+    where = "gateway"
+
+    def __init__(self, cache: PreloadCache, desk: DecisionDesk, org_code: str, page_token: str) -> None:
+        if len(page_token) < MIN_TOKEN:
+            raise ValueError(f"[preload] page_token must be at least {MIN_TOKEN} characters")
+        self.cache = cache
+        self.desk = desk
+        self.org_code = org_code
+        self._token = page_token
+
+    def verify_token(self, token: str) -> Principal:
+        if not hmac.compare_digest(token.encode(), self._token.encode()):
+            raise Unauthorized("页面令牌无效：请使用前置机配置的 page_token 打开本页面")
+        return Principal(self.org_code, "his", "hospital")
+
+    def now_text(self) -> str:
+        return self.cache.clock.now().strftime("%Y-%m-%d %H:%M:%S")
+
+    def staff_visit(self, principal: Principal) -> dict[str, str]:
+        return {}  # the HIS passes the visit (doctor, department) in the page's URL
+
+    def catalog(self, kind: str) -> list[dict[str, Any]]:
+        ref = self.cache.held_reference() or {}
+        names = ref.get("names", {}).get(kind, {})
+        return [{"kind": kind, "code": c, "name": names.get(c, c)} for c in ref.get("catalog", {}).get(kind, [])]
+
+    @staticmethod
+    def _visit(v: dict[str, str]) -> Visit:
+        return Visit(**{k: v.get(k, "") for k in Visit.__slots__})
+
+    def recent(self, principal: Principal, id_type: str, id_no: str, visit: dict[str, str]) -> list[dict[str, Any]]:
+        entry = self.cache.get(id_type, id_no, visit=self._visit(visit))
+        return self.cache.recent(entry)
+
+    def exists(
+        self, principal: Principal, id_type: str, id_no: str, check: list[str], lab: list[str], visit: dict[str, str]
+    ) -> dict[str, Any]:
+        entry = self.cache.get(id_type, id_no, visit=self._visit(visit))
+        return self.cache.exists(entry, check=check, lab=lab)
+
+    def submit(self, table: str, payload: Any, principal: Principal) -> int:
+        return int(self.desk.submit(table, payload)["rows"])
+
+    def report(self, kind: str, report_id: int, principal: Principal) -> dict[str, Any]:
+        r = self.cache.platform_get(f"/api/v1/{kind}-reports/{report_id}")
+        if r is not None and r.status_code == 200:
+            body: dict[str, Any] = r.json()["report"]
+            return body
+        if r is not None and r.status_code == 404:
+            raise NotFound(f"报告 {report_id} 不存在")
+        m = self.cache.find_report(kind, report_id)
+        if m is None:
+            raise NotFound("互认平台暂时无法访问，本地缓存中也没有这份报告，请稍后重试")
+        return cached_report(kind, m)
+
+    def pdf(self, kind: str, report_id: int, principal: Principal) -> bytes:
+        r = self.cache.platform_get(f"/api/v1/{kind}-reports/{report_id}/pdf")
+        if r is None:
+            raise NotFound("互认平台暂时无法访问，PDF 需从平台调阅，请稍后重试")
+        if r.status_code != 200:
+            raise NotFound(f"报告 {report_id} 没有PDF文件")
+        return r.content
+
+
+def cached_report(kind: str, m: dict[str, Any]) -> dict[str, Any]:
+    """A cached recognizable-detail report in the platform's report shape (master + items)."""
+    mspec, ispec = (LABMASTER, LAB_SUBITEM) if kind == "lab" else (EXAMMASTER, EXAM_SUBITEM)
+    master = {f.name: m.get(f.name) for f in mspec}
+    items = [{f.name: i.get(f.name) for f in ispec} for i in m.get("item", [])]
+    return {
+        "report_id": m.get("report_id"),
+        "kind": kind,
+        "org_name": m.get("org_name", ""),
+        "voided": False,
+        "has_pdf": bool(m.get("pdf_url")),
+        "received_at": m.get("create_at", ""),
+        "cached": True,
+        f"{kind}master": master,
+        "lab_subitem" if kind == "lab" else "exam_subitem": items,
+    }

@@ -1,0 +1,391 @@
+"""The doctor's side of the pages (issue #6): the status widget a HIS embeds, the 450×500
+reminder panel, the decision dialog for ordered items, the report view with citing, and the
+embedding notes for HIS vendors.
+
+Embedded pages (widget, panel, dialog, report) work with the doctor's API token (``token``),
+carried on in every link and form; the same pages also work inside a logged-in session, where
+forms carry the session's CSRF token. Visit parameters a HIS may pass (``event_no`` …) win over
+what the platform knows of the logged-in doctor (staff and department directory).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import partial
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from huren.domain import dictionaries
+from huren.errors import InvalidInput
+from huren.web.render import DOCTOR_ROLES, MENU, Caller, backend, caller, form_caller, invalid, page
+
+router = APIRouter(include_in_schema=False)
+T = TypeVar("T")
+
+#: visit parameters a HIS may pass in the URL (they win over the directory's defaults)
+VISIT_PARAMS = ("event_no", "event_type", "dept_code", "dept_name", "dept_std_code", "dept_std_name", "doc_code", "doc_name")
+VISIT_LABELS = {
+    "event_no": "就诊流水号",
+    "event_type": "就诊类型",
+    "dept_code": "科室编码",
+    "dept_name": "科室名称",
+    "dept_std_code": "标准科室",
+    "dept_std_name": "标准科室名称",
+    "doc_code": "医生编码",
+    "doc_name": "医生姓名",
+}
+#: what one row of the decision dialog carries (hidden, as JSON) from the GET to the POST
+ROW_KEYS = (
+    "type", "hr_org_code", "hr_report_form_no", "code", "name", "org_name", "dtime", "pacs_url", "report_id",
+    "result", "unit", "ref", "flag",
+)
+KINDS = {"lab": "检验", "exam": "检查"}
+EMBED_ROLES = tuple(dict.fromkeys(r for m in MENU if m.path == "/ui/embed" for r in m.roles))
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _doctor(who: Caller) -> None:
+    who.require(DOCTOR_ROLES, "医生工作台页面")
+
+
+def _given(params: Any) -> dict[str, str]:
+    """The visit parameters the HIS passed (query string or form), trimmed."""
+    out: dict[str, str] = {}
+    for k in VISIT_PARAMS:
+        v = params.get(k)
+        if isinstance(v, str) and v.strip():
+            out[k] = v.strip()[:128]
+    return out
+
+
+def _visit(request: Request, who: Caller, given: dict[str, str]) -> dict[str, str]:
+    """The visit of the page: directory defaults, then the HIS's parameters on top."""
+    v = {k: "" for k in VISIT_PARAMS} | {"event_type": "1"} | backend(request).staff_visit(who.principal) | given
+    if v["dept_std_code"] and not given.get("dept_std_name"):
+        v["dept_std_name"] = v["dept_std_name"] or dictionaries.load("STD_DEPT").get(v["dept_std_code"], "")
+    return v
+
+
+def _patient(params: Any) -> tuple[str, str]:
+    id_type = str(params.get("id_type_code") or "01").strip()
+    id_no = str(params.get("id_no") or "").strip()
+    if id_type not in dictionaries.load("STD_ID_TYPE"):
+        raise invalid("id_type_code", "dictionary", f"证件类型“{id_type}”无效")
+    if not id_no:
+        raise invalid("id_no", "required", "请填写患者证件号码")
+    return id_type, id_no
+
+
+def _catalog(request: Request) -> dict[str, list[dict[str, Any]]]:
+    b = backend(request)
+    return {kind: b.catalog(kind) for kind in ("exam", "lab")}
+
+
+def _split(recent: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    return [r for r in recent if r["type"] == "check"], [r for r in recent if r["type"] == "lab"]
+
+
+def _missing_visit(v: dict[str, str]) -> list[str]:
+    return [k for k in VISIT_PARAMS if not v.get(k)]
+
+
+def _now(request: Request) -> str:
+    return backend(request).now_text()
+
+
+async def _call(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+    """A backend call off the event loop (the gateway's may wait on the platform)."""
+    return await run_in_threadpool(partial(fn, *args, **kw))
+
+
+def _list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+# -- 1. patient lookup for a logged-in doctor ----------------------------------------------------
+@router.get("/ui/doctor")
+async def doctor_home(request: Request, who: Annotated[Caller, Depends(caller)]) -> Response:
+    _doctor(who)
+    q = request.query_params
+    given = _given(q)
+    id_type = q.get("id_type_code", "01")
+    id_no = q.get("id_no", "").strip()
+    error = ""
+    recent: list[dict[str, Any]] | None = None
+    if id_no:
+        try:
+            id_type, id_no = _patient(q)
+            recent = await _call(backend(request).recent, who.principal, id_type, id_no, _visit(request, who, given))
+        except InvalidInput as exc:
+            error = "；".join([exc.message, *(p.message for p in exc.problems)])
+    exams, labs = _split(recent or [])
+    return page(
+        request, who, "doctor/lookup.html", title="患者互认查询",
+        id_types=dictionaries.load("STD_ID_TYPE"), id_type=id_type, id_no=id_no, error=error, searched=recent is not None,
+        exams=exams, labs=labs, catalog=_catalog(request) if recent is not None else {}, given=given,
+        starred={r["item_code"] for r in exams if r["recognition"] == "1"},
+    )
+
+
+# -- 2. the status widget ------------------------------------------------------------------------
+@router.get("/ui/widget")
+async def widget(request: Request, who: Annotated[Caller, Depends(caller)]) -> Response:
+    """Green icon with the number of recognizable results (entries with recognition "1" of the
+    90-day recent list), grey and inert when there are none."""
+    _doctor(who)
+    q = request.query_params
+    id_type, id_no = _patient(q)
+    given = _given(q)
+    recent = await _call(backend(request).recent, who.principal, id_type, id_no, _visit(request, who, given))
+    count = sum(1 for r in recent if r["recognition"] == "1")
+    panel = who.url("/ui/panel", id_type_code=id_type, id_no=id_no, **given)
+    return page(request, who, "doctor/widget.html", title="互认提醒", count=count, total=len(recent), panel_url=panel,
+                embedded=q.get("embed") == "script")
+
+
+# -- 4. the reminder panel -----------------------------------------------------------------------
+@router.get("/ui/panel")
+async def panel(request: Request, who: Annotated[Caller, Depends(caller)]) -> Response:
+    _doctor(who)
+    q = request.query_params
+    id_type, id_no = _patient(q)
+    given = _given(q)
+    recent = await _call(backend(request).recent, who.principal, id_type, id_no, _visit(request, who, given))
+    exams, labs = _split(recent)
+    return page(
+        request, who, "doctor/panel.html", title="检查检验结果互认提醒", id_type=id_type, id_no=id_no,
+        exams=exams, labs=labs, catalog=_catalog(request), given=given,
+        starred={r["item_code"] for r in exams if r["recognition"] == "1"},
+    )
+
+
+# -- 5. the decision dialog ----------------------------------------------------------------------
+def _rows(answer: dict[str, Any]) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for m in answer["exammaster"]:
+        rows.append({
+            "type": "1", "hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "code": m["item_code"],
+            "name": m["item_name"], "org_name": m["org_name"], "dtime": m["dtime"], "pacs_url": m.get("pacs_url") or "",
+            "report_id": str(m["report_id"]), "result": m.get("conclusion") or "", "unit": "", "ref": "", "flag": "",
+        })
+    for m in answer["labmaster"]:
+        for i in m["item"]:
+            lo, hi = i.get("lower_value") or "", i.get("upper_value") or ""
+            rows.append({
+                "type": "2", "hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "code": i["item_code"],
+                "name": i["item_name"], "org_name": m["org_name"], "dtime": m["dtime"], "pacs_url": "",
+                "report_id": str(m["report_id"]), "result": str(i.get("result_value") or ""), "unit": i.get("result_unit") or "",
+                "ref": f"{lo}–{hi}" if lo or hi else "", "flag": i.get("result_interpre") or "",
+            })
+    return rows
+
+
+def _dialog(
+    request: Request, who: Caller, *, id_type: str, id_no: str, rows: list[dict[str, str]], visit: dict[str, str],
+    given: dict[str, str], decided: dict[int, tuple[str, str]] | None = None, errors: list[str] | None = None,
+    unmapped: list[dict[str, str]] | None = None, status: int = 200,
+) -> Response:
+    return page(
+        request, who, "doctor/decide.html", status, title="检查检验结果互认确认", id_type=id_type, id_no=id_no,
+        rows=[(i, r, json.dumps(r, ensure_ascii=False)) for i, r in enumerate(rows)],
+        exam_rows=[(i, r) for i, r in enumerate(rows) if r["type"] == "1"],
+        lab_rows=[(i, r) for i, r in enumerate(rows) if r["type"] == "2"],
+        visit=visit, missing=_missing_visit(visit), given=given, decided=decided or {}, errors=errors or [],
+        unmapped=unmapped or [], reasons=dictionaries.load("REJECT_REASON"), visit_labels=VISIT_LABELS,
+        event_types=dictionaries.load("STD_EVENT_TYPE"), std_depts=dictionaries.load("STD_DEPT"),
+    )
+
+
+@router.get("/ui/decide")
+async def decide_form(request: Request, who: Annotated[Caller, Depends(caller)]) -> Response:
+    _doctor(who)
+    q = request.query_params
+    id_type, id_no = _patient(q)
+    given = _given(q)
+    visit = _visit(request, who, given)
+    check = [c.strip() for c in q.getlist("check") if c.strip()]
+    lab = [c.strip() for c in q.getlist("lab") if c.strip()]
+    if not check and not lab:
+        raise invalid("check", "required", "请至少选择一个要开立的检查或检验项目")
+    answer = await _call(backend(request).exists, who.principal, id_type, id_no, check, lab, visit)
+    return _dialog(request, who, id_type=id_type, id_no=id_no, rows=_rows(answer), visit=visit, given=given,
+                   unmapped=answer["unmapped"])
+
+
+def _posted_rows(form: dict[str, Any]) -> list[dict[str, str]]:
+    rows = []
+    for raw in _list(form.get("row")):
+        try:
+            r = json.loads(raw)
+        except ValueError:
+            raise invalid("row", "format", "表单数据已损坏，请重新打开互认确认页面") from None
+        if not isinstance(r, dict) or r.get("type") not in ("1", "2"):
+            raise invalid("row", "format", "表单数据已损坏，请重新打开互认确认页面")
+        rows.append({k: str(r.get(k) or "")[:4000] for k in ROW_KEYS})
+    if not rows:
+        raise invalid("row", "required", "没有需要确认的项目")
+    return rows
+
+
+def _form_visit(form: dict[str, Any]) -> dict[str, str]:
+    v = {k: str(form.get(k) or "").strip()[:128] for k in VISIT_PARAMS}
+    if v["dept_std_code"] and not v["dept_std_name"]:
+        v["dept_std_name"] = dictionaries.load("STD_DEPT").get(v["dept_std_code"], "")
+    return v
+
+
+def _visit_errors(v: dict[str, str]) -> list[str]:
+    errors = [f"请填写{VISIT_LABELS[k]}" for k in _missing_visit(v)]
+    if v["event_type"] and v["event_type"] not in dictionaries.load("STD_EVENT_TYPE"):
+        errors.append("就诊类型无效")
+    if v["dept_std_code"] and v["dept_std_code"] not in dictionaries.load("STD_DEPT"):
+        errors.append(f"标准科室编码“{v['dept_std_code']}”无效")
+    return errors
+
+
+def _record(r: dict[str, str], v: dict[str, str], id_type: str, id_no: str, when: str) -> dict[str, str]:
+    return {
+        "new_event_no": v["event_no"], "new_event_type": v["event_type"], "hr_org_code": r["hr_org_code"],
+        "hr_report_form_no": r["hr_report_form_no"], "code": r["code"], "id_no": id_no, "id_type_code": id_type,
+        "record_time": when, "type": r["type"], "dept_code": v["dept_code"], "dept_name": v["dept_name"],
+        "dept_std_code": v["dept_std_code"], "dept_std_name": v["dept_std_name"], "doc_code": v["doc_code"],
+        "doc_name": v["doc_name"],
+    }
+
+
+@router.post("/ui/decide")
+async def decide_save(request: Request) -> Response:
+    who, form = await form_caller(request)
+    _doctor(who)
+    id_type, id_no = _patient(form)
+    rows = _posted_rows(form)
+    visit = _form_visit(form)
+    given = _given(form)
+    reasons = dictionaries.load("REJECT_REASON")
+    decided: dict[int, tuple[str, str]] = {}
+    errors: list[str] = []
+    for i, r in enumerate(rows):
+        acc = str(form.get(f"is_accept_{i}") or "")
+        reason = str(form.get(f"reason_{i}") or "") if acc == "2" else ""
+        decided[i] = (acc, reason)
+        label = f"第 {i + 1} 行“{r['name']}”（{r['org_name']}）"
+        if acc not in ("1", "2"):
+            errors.append(f"{label}尚未选择“互认”或“不互认”")
+        elif acc == "2" and reason not in reasons:
+            errors.append(f"{label}选择了“不互认”，请选择不互认理由")
+    errors += _visit_errors(visit)
+
+    def again(msgs: list[str]) -> Response:
+        return _dialog(request, who, id_type=id_type, id_no=id_no, rows=rows, visit=visit, given=given,
+                       decided=decided, errors=msgs, status=422)
+
+    if errors:
+        return again(errors)
+    when = _now(request)
+    records = [
+        _record(r, visit, id_type, id_no, when) | {"is_accept": decided[i][0], "reason": decided[i][1]}
+        for i, r in enumerate(rows)
+    ]
+    try:
+        n = await _call(backend(request).submit, "accept", {"sehr_accept_record": records}, who.principal)
+    except InvalidInput as exc:
+        return again([exc.message, *(p.message for p in exc.problems)])
+    saved = [(r, decided[i]) for i, r in enumerate(rows)]
+    return page(request, who, "doctor/decided.html", title="互认记录已保存", n=n, saved=saved, reasons=reasons,
+                back=who.url("/ui/panel", id_type_code=id_type, id_no=id_no, **given))
+
+
+# -- 6. the report view, its PDF and citing --------------------------------------------------------
+def _kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise invalid("kind", "dictionary", "报告类型应为 lab（检验）或 exam（检查）")
+    return kind
+
+
+@router.get("/ui/report/{kind}/{report_id}")
+async def report_view(request: Request, kind: str, report_id: int, who: Annotated[Caller, Depends(caller)]) -> Response:
+    _doctor(who)
+    _kind(kind)
+    rep = await _call(backend(request).report, kind, report_id, who.principal)
+    given = _given(request.query_params)
+    visit = _visit(request, who, given)
+    return _report_page(request, who, kind, rep, visit, given)
+
+
+def _report_page(
+    request: Request, who: Caller, kind: str, rep: dict[str, Any], visit: dict[str, str], given: dict[str, str],
+    *, quoted: int = 0, errors: list[str] | None = None, status: int = 200,
+) -> Response:
+    master = rep[f"{kind}master"]
+    items = rep["lab_subitem" if kind == "lab" else "exam_subitem"]
+    return page(
+        request, who, "doctor/report.html", status, title=f"{KINDS[kind]}报告", kind=kind, kind_name=KINDS[kind], rep=rep,
+        m=master, items=items, visit=visit, missing=_missing_visit(visit), given=given, quoted=quoted, errors=errors or [],
+        interpret=dictionaries.load("STD_OBSERVATION_INTERPRET"), visit_labels=VISIT_LABELS,
+        event_types=dictionaries.load("STD_EVENT_TYPE"), std_depts=dictionaries.load("STD_DEPT"),
+        pdf_url=who.url(f"/ui/report/{kind}/{rep['report_id']}/pdf") if rep.get("has_pdf") else "",
+        back=who.url("/ui/panel", id_type_code=master["id_type_code"], id_no=master["id_no"], **given),
+    )
+
+
+@router.get("/ui/report/{kind}/{report_id}/pdf")
+async def report_pdf(request: Request, kind: str, report_id: int, who: Annotated[Caller, Depends(caller)]) -> Response:
+    _doctor(who)
+    data = await _call(backend(request).pdf, _kind(kind), report_id, who.principal)
+    return Response(
+        data, media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'inline; filename="{kind}-{report_id}.pdf"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@router.post("/ui/quote")
+async def quote(request: Request) -> Response:
+    """Cite a report in the medical record: one quote record per item of the report."""
+    who, form = await form_caller(request)
+    _doctor(who)
+    kind = _kind(str(form.get("kind") or ""))
+    try:
+        report_id = int(str(form.get("report_id") or ""))
+    except ValueError:
+        raise invalid("report_id", "format", "报告编号无效") from None
+    b = backend(request)
+    rep = await _call(b.report, kind, report_id, who.principal)
+    visit = _form_visit(form)
+    given = _given(form)
+    m = rep[f"{kind}master"]
+    errors = _visit_errors(visit)
+    if not errors:
+        code_key = "class_code" if kind == "lab" else "exam_item_code"
+        node = rep["lab_subitem" if kind == "lab" else "exam_subitem"]
+        type_ = "2" if kind == "lab" else "1"
+        when = _now(request)
+        row = {"hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "type": type_}
+        records = [
+            _record(row | {"code": i[code_key]}, visit, m["id_type_code"], m["id_no"], when)
+            for i in node
+        ]
+        try:
+            n = await _call(b.submit, "quote", {"sehr_quote_record": records}, who.principal)
+        except InvalidInput as exc:
+            errors = [exc.message, *(p.message for p in exc.problems)]
+        else:
+            return _report_page(request, who, kind, rep, visit, given, quoted=n)
+    return _report_page(request, who, kind, rep, visit, given, errors=errors, status=422)
+
+
+# -- 7. notes for HIS vendors ------------------------------------------------------------------------
+@router.get("/ui/embed")
+async def embed(request: Request, who: Annotated[Caller, Depends(caller)]) -> Response:
+    who.require(EMBED_ROLES, "HIS 嵌入说明")
+    base = str(request.base_url).rstrip("/")
+    return page(request, who, "doctor/embed.html", title="HIS 嵌入说明", base=base, visit_labels=VISIT_LABELS)

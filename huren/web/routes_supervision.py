@@ -1,0 +1,420 @@
+"""The supervision pages (issue #6): data completeness (declared vs received), upload timeliness,
+rectification of rejected submissions, recognition statistics with charts, and the item catalog
+with each institution's code mapping (download / upload as Excel or CSV).
+
+Supervisors see every institution (and may pick one); hospital administrators and institution
+accounts see their own only — the services enforce that scope, the pages just pass ``org_code``.
+Doctors are refused. Charts are SVG drawn by :mod:`huren.web.charts`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from huren.domain.validation import Problem
+from huren.errors import InvalidInput, TooLarge
+from huren.web import charts
+from huren.web.render import SUPERVISION_ROLES, Caller, caller, container, form_caller, invalid, page
+
+router = APIRouter(include_in_schema=False)
+
+T = TypeVar("T")
+
+#: what a rejected submission was (``rejected_submission.kind``)
+KIND_NAMES = {
+    "lab": "检验报告",
+    "exam": "检查报告",
+    "pdf": "报告PDF",
+    "void_lab": "检验报告作废",
+    "void_exam": "检查报告作废",
+    "daily": "检查检验日报",
+    "dept": "科室信息",
+    "staff": "人员信息",
+    "patient": "患者信息",
+    "device": "设备信息",
+    "qc_record": "质控记录",
+    "accept": "互认记录",
+    "quote": "引用记录",
+    "reminder_log": "提醒日志",
+}
+CHANNEL_NAMES = {"rest": "REST 接口", "soap": "WebService（SOAP）", "gateway": "前置机"}
+GROUP_NAMES = {"org": "机构", "dept": "科室", "item": "项目", "day": "日期"}
+CATALOG_KINDS = {"lab": "检验", "exam": "检查"}
+#: at most this many days on a statistics page (one point per day in the trend chart)
+MAX_DAYS = 366
+#: catalog rows shown at once (the filter narrows it down)
+CATALOG_SHOWN = 300
+
+
+async def _call(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+    return await run_in_threadpool(lambda: fn(*args, **kw))
+
+
+def _day(value: str, field: str, label: str) -> date | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise invalid(field, "date_format", f"{label}格式应为 YYYY-MM-DD，而不是“{value}”") from None
+
+
+def _org_names(request: Request) -> dict[str, str]:
+    return {str(o["code"]): str(o["name"]) for o in container(request).directory.list_orgs()}
+
+
+def _base(request: Request, who: Caller, what: str) -> dict[str, Any]:
+    """Checks the role; the context every supervision page has."""
+    who.require(SUPERVISION_ROLES, what)
+    names = _org_names(request)
+    return {
+        "org_names": names,
+        "orgs": sorted(names.items()) if who.principal.is_supervisor else [],
+        "is_supervisor": who.principal.is_supervisor,
+    }
+
+
+def _problems(exc: InvalidInput) -> list[dict[str, str]]:
+    return [p.as_dict() for p in exc.problems]
+
+
+# -- completeness -------------------------------------------------------------------------------
+
+
+@router.get("/ui/quality/completeness")
+async def completeness(
+    request: Request,
+    who: Annotated[Caller, Depends(caller)],
+    org_code: str = "",
+    day_from: str = "",
+    day_to: str = "",
+) -> Response:
+    ctx = _base(request, who, "数据完整性页面")
+    form = {"org_code": org_code, "day_from": day_from, "day_to": day_to}
+    c = container(request)
+    try:
+        res = await _call(
+            c.quality.completeness, who.principal, org_code=org_code or None,
+            day_from=_day(day_from, "day_from", "开始日期"), day_to=_day(day_to, "day_to", "结束日期"),
+        )
+    except InvalidInput as exc:
+        return page(request, who, "supervision/completeness.html", 422, **ctx, form=form, res=None,
+                    error=exc.message, problems=_problems(exc))
+    rows = res["rows"]
+    per_day: dict[str, dict[str, int]] = {}
+    for r in rows:
+        d = per_day.setdefault(r["date_t"], {"declared": 0, "received": 0})
+        d["declared"] += (r["lab_num"] or 0) + (r["exam_num"] or 0)
+        d["received"] += r["received_lab"] + r["received_exam"]
+    days = sorted(per_day)
+    chart = charts.bar_chart(
+        [d[5:] for d in days],
+        [charts.Series("申报数量", [per_day[d]["declared"] for d in days]),
+         charts.Series("实收数量", [per_day[d]["received"] for d in days])],
+        title="每日申报数量与实收数量（检验+检查）", y_label="报告数",
+    ) if days else ""
+    kpis = {
+        "orgs": len({r["org_code"] for r in rows}),
+        "declared_days": len({(r["org_code"], r["date_t"]) for r in rows if r["declared"]}),
+        "differences": len(res["differences"]),
+        "undeclared": sum(1 for r in rows if not r["declared"]),
+    }
+    return page(request, who, "supervision/completeness.html", **ctx, form=form, res=res, kpis=kpis, chart=chart)
+
+
+# -- timeliness ---------------------------------------------------------------------------------
+
+
+@router.get("/ui/quality/timeliness")
+async def timeliness(
+    request: Request,
+    who: Annotated[Caller, Depends(caller)],
+    org_code: str = "",
+    day_from: str = "",
+    day_to: str = "",
+    late_hours: str = "24",
+) -> Response:
+    ctx = _base(request, who, "上传及时性页面")
+    form = {"org_code": org_code, "day_from": day_from, "day_to": day_to, "late_hours": late_hours}
+    c = container(request)
+    try:
+        try:
+            late = float(late_hours.strip() or "24")
+        except ValueError:
+            raise invalid("late_hours", "number", f"超时阈值应为小时数，而不是“{late_hours}”") from None
+        if not 0 < late <= 24 * MAX_DAYS:
+            raise invalid("late_hours", "range", f"超时阈值应在 0 到 {24 * MAX_DAYS} 小时之间")
+        res = await _call(
+            c.quality.timeliness, who.principal, org_code=org_code or None,
+            day_from=_day(day_from, "day_from", "开始日期"), day_to=_day(day_to, "day_to", "结束日期"), late_hours=late,
+        )
+    except InvalidInput as exc:
+        return page(request, who, "supervision/timeliness.html", 422, **ctx, form=form, res=None,
+                    error=exc.message, problems=_problems(exc))
+    days = res["days"]
+    labels = [d["date_t"][5:] for d in days]
+    late_text = charts.number(res["late_hours"])
+    delay_chart = charts.line_chart(
+        labels,
+        [charts.Series("平均时延", [d["avg_hours"] for d in days]),
+         charts.Series("中位时延", [d["median_hours"] for d in days]),
+         charts.Series("最长时延", [d["max_hours"] for d in days])],
+        title="每日上传时延（小时，按报告审核日期）", y_label="小时",
+    ) if days else ""
+    late_chart = charts.bar_chart(
+        labels,
+        [charts.Series("按时上传", [d["reports"] - d["late"] for d in days], charts.PALETTE[1]),
+         charts.Series(f"超时（>{late_text} 小时）", [d["late"] for d in days], charts.PALETTE[2])],
+        title="每日按时与超时上传的报告数", stacked=True, y_label="报告数",
+    ) if days else ""
+    return page(request, who, "supervision/timeliness.html", **ctx, form=form, res=res, late_text=late_text,
+                delay_chart=delay_chart, late_chart=late_chart)
+
+
+# -- rectification (rejected submissions) --------------------------------------------------------
+
+
+@router.get("/ui/quality/rejected")
+async def rejected(
+    request: Request,
+    who: Annotated[Caller, Depends(caller)],
+    org_code: str = "",
+    only_open: str = "",
+    page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
+) -> Response:
+    ctx = _base(request, who, "整改进度页面")
+    size = 50
+    open_only = only_open in ("1", "on", "true")
+    c = container(request)
+    rows = await _call(
+        c.quality.rejected, who.principal, org_code=org_code or None, only_open=open_only,
+        limit=size + 1, offset=(page_no - 1) * size,
+    )
+    more = len(rows) > size
+    rows = rows[:size]
+    form = {"org_code": org_code, "only_open": "1" if open_only else ""}
+    return page(
+        request, who, "supervision/rejected.html", **ctx, form=form, rows=rows, page_no=page_no, more=more,
+        kind_names=KIND_NAMES, channel_names=CHANNEL_NAMES,
+        open_count=sum(1 for r in rows if not r["fixed"]), fixed_count=sum(1 for r in rows if r["fixed"]),
+    )
+
+
+@router.get("/ui/quality/rejected/{rejected_id}/payload")
+async def rejected_payload(request: Request, rejected_id: int, who: Annotated[Caller, Depends(caller)]) -> Response:
+    who.require(SUPERVISION_ROLES, "被拒提交的原始内容")
+    data = await _call(container(request).quality.rejected_payload, who.principal, rejected_id)
+    head = data.lstrip()[:1]
+    ext, media = (("xml", "application/xml") if head == b"<" else ("json", "application/json") if head in (b"{", b"[")
+                  else ("pdf", "application/pdf") if data.startswith(b"%PDF") else ("bin", "application/octet-stream"))
+    return Response(data, media_type=media, headers={
+        "Content-Disposition": f'attachment; filename="rejected-{rejected_id}.{ext}"',
+        "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+    })
+
+
+# -- recognition statistics -------------------------------------------------------------------
+
+
+def _rate_note(r: dict[str, Any]) -> str:
+    return f"接受 {r['accepted']} / 决定 {r['accepted'] + r['rejected']}"
+
+
+@router.get("/ui/stats")
+async def stats(
+    request: Request,
+    who: Annotated[Caller, Depends(caller)],
+    by: str = "org",
+    org_code: str = "",
+    day_from: str = "",
+    day_to: str = "",
+) -> Response:
+    ctx = _base(request, who, "互认统计页面")
+    form = {"by": by, "org_code": org_code, "day_from": day_from, "day_to": day_to}
+    c = container(request)
+    try:
+        if by not in GROUP_NAMES:
+            raise invalid("by", "dictionary", "分组方式应为 机构、科室、项目 或 日期")
+        d_from, d_to = _day(day_from, "day_from", "开始日期"), _day(day_to, "day_to", "结束日期")
+        if d_from and d_to and (d_to - d_from).days >= MAX_DAYS:
+            raise invalid("day_to", "range", f"日期范围不能超过 {MAX_DAYS} 天")
+        res = await _call(c.statistics.recognition, who.principal, by=by, day_from=d_from, day_to=d_to,
+                          org_code=org_code or None)
+        trend = res if by == "day" else await _call(
+            c.statistics.recognition, who.principal, by="day", day_from=d_from, day_to=d_to, org_code=org_code or None
+        )
+        if (date.fromisoformat(res["day_to"]) - date.fromisoformat(res["day_from"])).days >= MAX_DAYS:
+            raise invalid("day_from", "range", f"日期范围不能超过 {MAX_DAYS} 天")
+    except InvalidInput as exc:
+        return page(request, who, "supervision/stats.html", 422, **ctx, form=form, res=None, group_names=GROUP_NAMES,
+                    error=exc.message, problems=_problems(exc))
+    rows = res["rows"]
+    group = GROUP_NAMES[by]
+    charts_out: list[str] = []
+    # over time: every day of the range, a gap where nothing was decided
+    by_day = {r["key"][:10]: r for r in trend["rows"]}
+    first, last = date.fromisoformat(res["day_from"]), date.fromisoformat(res["day_to"])
+    days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    labels = [d[5:] for d in days]
+    if by_day:
+        charts_out.append(charts.line_chart(
+            labels, [charts.Series("互认率", [by_day[d]["recognition_rate"] if d in by_day else None for d in days])],
+            title="互认率趋势（按日）", fmt=charts.percent, max_value=1.0, y_label="互认率",
+        ))
+        charts_out.append(charts.bar_chart(
+            labels,
+            [charts.Series("接受互认", [by_day[d]["accepted"] if d in by_day else 0 for d in days], charts.PALETTE[1]),
+             charts.Series("不予互认", [by_day[d]["rejected"] if d in by_day else 0 for d in days], charts.PALETTE[2])],
+            title="每日互认决定数", stacked=True, y_label="项次",
+        ))
+    if by != "day":
+        decided = [r for r in rows if r["accepted"] + r["rejected"]]
+        decided.sort(key=lambda r: (-(r["recognition_rate"] or 0), -(r["accepted"] + r["rejected"]), r["key"]))
+        shown = decided[:30]
+        charts_out.append(charts.hbar_chart(
+            [(_row_label(r, by), r["recognition_rate"]) for r in shown], title=f"各{group}互认率",
+            fmt=charts.percent, max_value=1.0, notes=[_rate_note(r) for r in shown],
+            empty=f"所选期间没有按{group}统计的互认决定",
+        ))
+    reasons: dict[str, int] = {}
+    for r in rows:
+        for x in r["rejected_by_reason"]:
+            reasons[x["name"]] = reasons.get(x["name"], 0) + x["count"]
+    reason_items = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+    charts_out.append(charts.hbar_chart(
+        reason_items, title="不予互认的理由", color=charts.PALETTE[2], empty="所选期间没有不予互认的决定",
+    ))
+    return page(
+        request, who, "supervision/stats.html", **ctx, form=form, res=res, group=group, group_names=GROUP_NAMES,
+        charts=charts_out, reasons=reason_items, row_label=lambda r: _row_label(r, by),
+    )
+
+
+def _row_label(r: dict[str, Any], by: str) -> str:
+    key, name = str(r.get("key") or ""), str(r.get("name") or "")
+    if by == "day":
+        return key[:10]
+    if not key or name == key:
+        return name or "（未填写）"
+    return f"{name}（{key}）"
+
+
+# -- catalog and code mapping -------------------------------------------------------------------
+
+
+def _catalog_ctx(request: Request, who: Caller, kind: str, q: str) -> dict[str, Any]:
+    c = container(request)
+    items = c.catalog.list(kind or None)
+    needle = q.strip().lower()
+    if needle:
+        items = [i for i in items if needle in i["code"].lower() or needle in i["name"].lower()]
+    maps = c.catalog.mappings(who.principal) if not who.principal.is_supervisor else []
+    return {
+        "items": items[:CATALOG_SHOWN], "total_items": len(items), "all_items": c.catalog.count(),
+        "shown_max": CATALOG_SHOWN, "maps": maps, "kinds": CATALOG_KINDS, "filter": {"kind": kind, "q": q},
+        "level_names": {1: "一级", 2: "二级", 3: "三级"},
+    }
+
+
+@router.get("/ui/catalog")
+async def catalog(request: Request, who: Annotated[Caller, Depends(caller)], kind: str = "", q: str = "") -> Response:
+    ctx = _base(request, who, "项目目录与编码对照页面")
+    if kind not in ("", *CATALOG_KINDS):
+        raise invalid("kind", "dictionary", "类型应为 检验 或 检查")
+    more = await run_in_threadpool(_catalog_ctx, request, who, kind, q)
+    return page(request, who, "supervision/catalog.html", **ctx, **more, result=None, result_of="")
+
+
+def _download(data: bytes, fmt: str, stem: str) -> Response:
+    media = {"csv": "text/csv; charset=utf-8",
+             "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}[fmt]
+    return Response(data, media_type=media, headers={
+        "Content-Disposition": f'attachment; filename="{stem}.{fmt}"', "Cache-Control": "no-store",
+    })
+
+
+def _check_download(fmt: str, kind: str) -> None:
+    if fmt not in ("csv", "xlsx"):
+        raise invalid("format", "dictionary", "下载格式应为 xlsx（Excel）或 csv")
+    if kind not in ("", *CATALOG_KINDS):
+        raise invalid("kind", "dictionary", "类型应为 检验 或 检查")
+
+
+@router.get("/ui/catalog/download")
+async def catalog_download(
+    request: Request, who: Annotated[Caller, Depends(caller)], format: str = "xlsx", kind: str = ""
+) -> Response:
+    who.require(SUPERVISION_ROLES, "项目目录下载")
+    _check_download(format, kind)
+    data = await _call(container(request).catalog.export, format, kind or None)
+    return _download(data, format, f"catalog-{kind}" if kind else "catalog")
+
+
+@router.get("/ui/catalog/mappings/download")
+async def mappings_download(
+    request: Request, who: Annotated[Caller, Depends(caller)], format: str = "xlsx", kind: str = ""
+) -> Response:
+    who.require(SUPERVISION_ROLES, "编码对照下载")
+    _check_download(format, kind)
+    data = await _call(container(request).catalog.export_mappings, who.principal, format, kind or None)
+    return _download(data, format, f"code-map-{who.principal.org_code}")
+
+
+async def _uploaded(request: Request, form: dict[str, Any]) -> tuple[bytes, str, str | None]:
+    f = form.get("file")
+    if not isinstance(f, UploadFile) or not f.filename:
+        raise invalid("file", "required", "请选择要上传的文件（.xlsx 或 .csv）")
+    limit = container(request).settings.max_request_bytes
+    data = await f.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(f"文件超过上限 {limit} 字节", [Problem("file", "max_size", f"文件不能超过 {limit} 字节")])
+    if not data:
+        raise invalid("file", "required", "上传的文件是空的")
+    return data, f.filename, f.content_type
+
+
+async def _upload(request: Request, target: str) -> Response:
+    # Starlette caches the parsed form on the request (form_caller reads the same one); its
+    # spooled files are closed here whatever happens, a refused CSRF token included.
+    parsed = await request.form()
+    try:
+        return await _handle_upload(request, target)
+    finally:
+        await parsed.close()
+
+
+async def _handle_upload(request: Request, target: str) -> Response:
+    who, form = await form_caller(request)
+    ctx = _base(request, who, "项目目录与编码对照页面")
+    kind = str(form.get("kind") or "")
+    c = container(request)
+    status, result, problems, error = 200, None, [], None
+    try:
+        if kind not in ("", *CATALOG_KINDS):
+            raise invalid("kind", "dictionary", "类型应为 检验 或 检查")
+        data, filename, content_type = await _uploaded(request, form)
+        fn = c.catalog.import_file if target == "catalog" else c.catalog.upload_mapping_file
+        result = await _call(fn, data, filename, who.principal, kind=kind or None, content_type=content_type)
+    except InvalidInput as exc:
+        status, error, problems = 422, exc.message, _problems(exc)
+    more = await run_in_threadpool(_catalog_ctx, request, who, "", "")
+    return page(request, who, "supervision/catalog.html", status, **ctx, **more, result=result, result_of=target,
+                error=error, problems=problems)
+
+
+@router.post("/ui/catalog/upload")
+async def catalog_upload(request: Request) -> Response:
+    return await _upload(request, "catalog")
+
+
+@router.post("/ui/catalog/mappings/upload")
+async def mappings_upload(request: Request) -> Response:
+    return await _upload(request, "mappings")

@@ -1,0 +1,193 @@
+"""The doctor's flow in a real browser (issue #6): widget → reminder panel → order → decision
+dialog (save refused until every row is decided) → saved decisions → report view; and the
+one-line script embedding on a HIS page."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx2
+
+from tests.browser.conftest import account, login, shot
+from tests.e2e.test_serve import Server
+
+EVENT_NO = "MZBROWSER01"
+
+
+def _token(http: httpx2.Client, cred: dict[str, str]) -> str:
+    r = http.post("/api/v1/auth/token", json={k: cred[k] for k in ("org_code", "username", "password")})
+    assert r.status_code == 200, r.text
+    token: str = r.json()["access_token"]
+    return token
+
+
+def _patients(http: httpx2.Client, token: str) -> list[tuple[str, str]]:
+    """Every demo patient, read from the registered reports (ids are sequential)."""
+    h = {"Authorization": f"Bearer {token}"}
+    found: dict[tuple[str, str], None] = {}
+    for kind in ("lab", "exam"):
+        misses = 0
+        for rid in range(1, 200):
+            r = http.get(f"/api/v1/{kind}-reports/{rid}", headers=h)
+            if r.status_code != 200:
+                misses += 1
+                if misses > 5:
+                    break
+                continue
+            m = r.json()["report"][f"{kind}master"]
+            found[(m["id_type_code"], m["id_no"])] = None
+    return list(found)
+
+
+def _pick(http: httpx2.Client, token: str, doctor_org: str) -> dict[str, Any]:
+    """A patient with at least two recognizable items held by other hospitals (an exam item or lab
+    sub-items), as the doctor's hospital sees them."""
+    h = {"Authorization": f"Bearer {token}"}
+    for id_type, id_no in _patients(http, token):
+        answer = http.post("/api/v1/recognition/detail", json={"id_type_code": id_type, "id_no": id_no}, headers=h)
+        assert answer.status_code == 200, answer.text
+        detail = answer.json()
+        exams = [(m, i) for m in detail["exammaster"] if m["org_code"] != doctor_org for i in m["item"] if i["expired_time"]]
+        labs = [(m, i) for m in detail["labmaster"] if m["org_code"] != doctor_org for i in m["item"] if i["expired_time"]]
+        if len(exams) + len(labs) >= 2 and (exams or len(labs) >= 2):
+            recent = http.post("/api/v1/recognition/recent", json={"id_type_code": id_type, "id_no": id_no}, headers=h).json()
+            return {
+                "id_type": id_type, "id_no": id_no,
+                "check": sorted({i["exam_item_code"] for _, i in exams})[:2],
+                "lab": sorted({i["class_code"] for _, i in labs})[:3],
+                "count": sum(1 for e in recent["item"] if e["recognition"] == "1"),
+                "report": ("exam", exams[0][0]["report_id"]) if exams else ("lab", labs[0][0]["report_id"]),
+            }
+    raise AssertionError("no demo patient with recognizable results at other hospitals")
+
+
+def test_doctor_decides_on_recognizable_results(demo_server: Server, context: Any) -> None:
+    base = demo_server.base_url
+    doctor = account(demo_server, "doctor", 1)
+    his = account(demo_server, "hospital", 1)
+    with httpx2.Client(base_url=base, timeout=20.0) as http:
+        his_token = _token(http, his)
+        p = _pick(http, his_token, his["org_code"])
+        token = _token(http, doctor)
+
+    # the hospital's administrator watches the recognition statistics
+    admin = context.new_page()
+    login(admin, demo_server, account(demo_server, "admin", 1), "/ui/stats")
+
+    def kpi(name: str) -> int:
+        admin.reload()
+        return int(admin.locator(f'[data-kpi="{name}"] .v').inner_text())
+
+    accepted0, rejected0 = kpi("accepted"), kpi("rejected")
+
+    # the widget: green, with the service's count
+    page = context.new_page()
+    patient = {"id_type_code": p["id_type"], "id_no": p["id_no"], "token": token}
+    page.goto(f"{base}/ui/widget?{urlencode(patient)}")
+    w = page.locator("#huren-widget")
+    assert w.get_attribute("data-count") == str(p["count"]) and p["count"] > 0
+    assert w.get_attribute("aria-disabled") is None
+    shot(page, "doctor-widget")
+
+    # a click opens the 450×500 reminder panel
+    with context.expect_page() as popup:
+        w.click()
+    panel = popup.value
+    panel.wait_for_load_state()
+    assert "/ui/panel?" in panel.url
+    assert panel.locator("h1").inner_text() == "检查检验结果互认提醒"
+    box = panel.locator("#huren-panel").bounding_box()
+    assert box and round(box["width"]) == 450 and round(box["height"]) == 500
+    assert panel.locator("#recent-exams, #recent-labs").count() >= 1 and panel.locator(".star").count() >= 1
+    shot(panel, "doctor-panel")
+
+    # order the recognizable items
+    for code in p["check"]:
+        panel.check(f'#pick-exam input[value="{code}"]')
+    for code in p["lab"]:
+        panel.check(f'#pick-lab input[value="{code}"]')
+    panel.click("#order-submit")
+    panel.wait_for_url("**/ui/decide?**")
+    panel.set_viewport_size({"width": 1100, "height": 800})
+    rows = panel.locator("tr[data-row]")
+    n = rows.count()
+    assert n >= 2
+    save = panel.locator("#decide-save")
+    assert save.is_disabled()
+    assert f"还有 {n} 项未选择是否互认" in panel.inner_text("#decide-hint")
+    shot(panel, "doctor-decide-before")
+
+    # a forced submit is refused by the server, in Chinese
+    panel.evaluate("() => { const b = document.getElementById('decide-save'); b.disabled = false; b.click(); }")
+    panel.wait_for_selector("#decide-errors")
+    errors = panel.inner_text("#decide-errors")
+    assert "第 1 行" in errors and "尚未选择" in errors
+    shot(panel, "doctor-decide-refused")
+
+    # reject the first row with a reason, accept the rest
+    panel.fill('input[name="event_no"]', EVENT_NO)
+    panel.check('input[name="is_accept_0"][value="2"]')
+    assert save.is_disabled()  # a rejection needs its reason
+    panel.select_option('select[name="reason_0"]', "5")
+    for i in range(1, n):
+        assert save.is_disabled()
+        panel.check(f'input[name="is_accept_{i}"][value="1"]')
+    assert save.is_enabled()
+    assert "已全部选择" in panel.inner_text("#decide-hint")
+    shot(panel, "doctor-decide-after")
+    save.click()
+    panel.wait_for_selector("#decided-ok")
+    assert f"已保存 {n} 条互认记录" in panel.inner_text("#decided-ok")
+    shot(panel, "doctor-decided")
+
+    # both kinds of decision are in the platform, for the doctor's hospital
+    with httpx2.Client(base_url=base, timeout=20.0) as http:
+        r = http.get("/api/v1/recognition/accept", headers={"Authorization": f"Bearer {his_token}"})
+    mine = [x for x in r.json()["records"] if x["new_event_no"] == EVENT_NO]
+    assert len(mine) == n
+    assert sorted(x["is_accept"] for x in mine) == ["1"] * (n - 1) + ["2"]
+    assert next(x for x in mine if x["is_accept"] == "2")["reason"] == "5"
+    assert all(x["doc_code"] == doctor["username"] and x["dept_std_code"] for x in mine)
+
+    # … and finds both decisions in the statistics page
+    assert (kpi("accepted"), kpi("rejected")) == (accepted0 + n - 1, rejected0 + 1)
+    assert "认为原检查诊断结果有疑的" in admin.inner_text("body")  # reason 5 among the reasons of non-recognition
+    shot(admin, "doctor-decisions-in-statistics")
+
+    # the report view
+    kind, rid = p["report"]
+    panel.goto(f"{base}/ui/report/{kind}/{rid}?{urlencode({'token': token})}")
+    assert panel.locator("dl.report-head").inner_text()
+    assert panel.locator("#report-pdf").count() == 1
+    if kind == "exam":
+        assert panel.inner_text("#conclusion").strip()
+    shot(panel, "doctor-report")
+
+
+def test_script_tag_embedding(demo_server: Server, context: Any) -> None:
+    """The one-line script on a HIS page: the widget iframe, then the panel at the bottom right."""
+    base = demo_server.base_url
+    doctor = account(demo_server, "doctor", 2)
+    his = account(demo_server, "hospital", 2)
+    with httpx2.Client(base_url=base, timeout=20.0) as http:
+        p = _pick(http, _token(http, his), his["org_code"])
+        token = _token(http, doctor)
+    page = context.new_page()
+    page.set_content(
+        "<html><body><h3>HIS 医生工作站</h3><p>患者：演示 "
+        f'<script src="{base}/ui/static/widget.js" data-id-type-code="{p["id_type"]}" data-id-no="{p["id_no"]}" '
+        f'data-token="{token}"></script></p></body></html>'
+    )
+    frame = page.frame_locator('iframe[title="检查检验结果互认"]')
+    assert frame.locator("#huren-widget").get_attribute("data-count") == str(p["count"])
+    frame.locator("#huren-widget").click()
+    dialog = page.locator('div[role="dialog"]')
+    dialog.wait_for()
+    box = dialog.bounding_box()
+    assert box and round(box["width"]) >= 450 and box["y"] + box["height"] > 700  # bottom right
+    panel = page.frame_locator('iframe[title="检查检验结果互认提醒"]')
+    assert panel.locator("h1").inner_text() == "检查检验结果互认提醒"
+    shot(page, "doctor-script-embed")
+    dialog.get_by_text("关闭").click()
+    assert page.locator('div[role="dialog"]').count() == 0

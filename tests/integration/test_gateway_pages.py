@@ -1,0 +1,109 @@
+"""The doctor's pages served by the gateway for local use (issue #6): the same widget, panel,
+decision dialog and report view as the platform's, answered from the preload cache; decisions
+kept and queued in the outbox; a down platform still answered from the cache."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from huren.bootstrap import Container
+from huren.client import HurenClient
+from huren.gateway.model import Record
+from huren.gateway.preload import create_preload_app, preload_conf
+from huren.gateway.preload_cache import PreloadCache
+from huren.services.context import Clock
+from tests import samples
+from tests.conftest import ORG_B, Api
+from tests.integration import test_gateway_preload
+from tests.integration.test_api_recognition import EXAM_CODE, LAB_CODE, VISIT
+from tests.integration.test_gateway_preload import Gateway, Platform, _reports
+
+catalog = test_gateway_preload.catalog  # the platform's catalog and ORG_B's code map, as a fixture here too
+PAGE_TOKEN = "local-his-page-token-0123456789"
+PATIENT = {"id_type_code": "01", "id_no": samples.ID_NO}
+
+
+@pytest.fixture
+def gateway(client: TestClient, tmp_path: Path, catalog: None) -> Iterator[Gateway]:
+    platform = Platform(client)
+    hc = HurenClient("http://testserver", ORG_B[0], ORG_B[4], ORG_B[5], http=client)
+    clock = Clock()
+    cache = PreloadCache(tmp_path / "gw" / "preload.db", hc, ttl_seconds=600, days=90, retry_seconds=30, clock=clock)
+    queued: list[Record] = []
+    app = create_preload_app(cache, enqueue=queued.extend, pages=(ORG_B[0], PAGE_TOKEN))
+    with TestClient(app) as http:
+        yield Gateway(cache, http, queued, platform, clock)
+
+
+def _q(**kw: str) -> dict[str, str]:
+    return PATIENT | {"token": PAGE_TOKEN} | kw
+
+
+def test_widget_and_panel_from_the_cache(gateway: Gateway, api_a: Api, container: Container) -> None:
+    _reports(api_a, container)
+    r = gateway.http.get("/ui/widget", params=_q())
+    assert r.status_code == 200, r.text
+    assert re.search(r'id="huren-widget"[^>]*data-count="2"', r.text), r.text
+    calls = gateway.calls()
+    panel = gateway.http.get("/ui/panel", params=_q())
+    assert panel.status_code == 200
+    assert "近期检查记录" in panel.text and "近期检验记录" in panel.text and "★" in panel.text
+    assert gateway.calls() == calls  # answered from the fresh cache
+
+
+def test_pages_need_the_page_token(gateway: Gateway) -> None:
+    r = gateway.http.get("/ui/widget", params=PATIENT)
+    assert r.status_code == 401
+    assert "页面令牌" in r.text and "Traceback" not in r.text
+    r = gateway.http.get("/ui/widget", params=PATIENT | {"token": "x" * 40})
+    assert r.status_code == 401
+    assert "页面令牌无效" in r.text
+
+
+def test_decisions_are_kept_and_queued(gateway: Gateway, api_a: Api, container: Container) -> None:
+    _reports(api_a, container)
+    r = gateway.http.get("/ui/decide", params=[*_q().items(), ("check", EXAM_CODE), ("lab", LAB_CODE), *VISIT.items()])
+    assert r.status_code == 200, r.text
+    rows = re.findall(r'name="row" value="([^"]+)"', r.text)
+    assert len(rows) == 2
+    form: dict[str, str | list[str]] = {"token": PAGE_TOKEN, **PATIENT, **VISIT, "event_type": "1", "row": [html.unescape(v) for v in rows]}
+    refused = gateway.http.post("/ui/decide", data=form | {"is_accept_0": "1"})
+    assert refused.status_code == 422
+    assert "尚未选择" in refused.text
+    assert gateway.queued == []
+    ok = gateway.http.post("/ui/decide", data=form | {"is_accept_0": "1", "is_accept_1": "2", "reason_1": "8"})
+    assert ok.status_code == 200, ok.text
+    assert "已保存 2 条互认记录" in ok.text
+    assert sorted(rec.kind for rec in gateway.queued) == ["accept", "accept"]
+    kept = gateway.cache.decisions("01", samples.ID_NO)
+    assert sorted((d["is_accept"], d["reason"] or "") for d in kept) == [("1", ""), ("2", "8")]
+
+
+def test_report_view_falls_back_to_the_cache_when_the_platform_is_down(gateway: Gateway, api_a: Api, container: Container) -> None:
+    _reports(api_a, container)
+    assert gateway.http.get("/ui/panel", params=_q()).status_code == 200  # fills the cache
+    lab = gateway.cache.load("01", samples.ID_NO)
+    assert lab is not None
+    report_id = lab.detail["labmaster"][0]["report_id"]
+    up = gateway.http.get(f"/ui/report/lab/{report_id}", params={"token": PAGE_TOKEN})
+    assert up.status_code == 200, up.text
+    assert "g/L" in up.text
+    gateway.platform.down = True
+    down = gateway.http.get(f"/ui/report/lab/{report_id}", params={"token": PAGE_TOKEN})
+    assert down.status_code == 200, down.text
+    assert "g/L" in down.text
+    pdf = gateway.http.get(f"/ui/report/lab/{report_id}/pdf", params={"token": PAGE_TOKEN})
+    assert pdf.status_code == 404
+    assert "互认平台暂时无法访问" in pdf.text
+
+
+def test_page_token_must_be_long(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="page_token"):
+        preload_conf({"page_token": "short"}, tmp_path / "outbox.db", tmp_path)
+    assert preload_conf({"page_token": PAGE_TOKEN}, tmp_path / "outbox.db", tmp_path).page_token == PAGE_TOKEN

@@ -1,0 +1,331 @@
+"""Doctor pages (issue #6): widget, reminder panel, decision dialog, report view, quote, embedding
+notes; token mode and session mode with CSRF; roles; errors in Chinese. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, timedelta
+from html import unescape
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from huren.bootstrap import Container
+from huren.domain import idcard
+from huren.services.context import Principal
+from huren.store import catalog as catalog_store
+from tests import samples
+from tests.conftest import ORG_A, ORG_B, SUPERVISOR, Api, login
+from tests.web.test_login import web_login
+
+EXAM_CODE = "115"
+ALB = "250301002"  # 血清白蛋白测定
+TP = "250301001"  # 血清总蛋白测定
+DOCTOR = (ORG_B[0], ORG_B[1], ORG_B[2], ORG_B[3], "D1001", "doctor-pass-b")
+NOBODY = idcard.make("650102", date(1980, 5, 6), 77)  # a patient without records
+
+
+def _shift(payload: dict[str, Any], old_day: str, new_day: str) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(payload, ensure_ascii=False).replace(old_day, new_day))
+    return out
+
+
+def lab_report(c: Container) -> dict[str, Any]:
+    """A's lab report of yesterday: 总蛋白 (high, recognizable) and 白蛋白 (recognizable)."""
+    day = (c.clock.now() - timedelta(days=1)).date().isoformat()
+    p = _shift(samples.lab(), "2024-03-11", day)
+    ag = p["lab_subitem"][0]
+    ag.update(class_code=TP, class_name="总蛋白(TP)", class_local_name="总蛋白", result_value="90.1", result_unit="g/L",
+              norm_lower_limit="65", norm_upper_limit="85", result_interpre="H", recognition="1")
+    return p
+
+
+def exam_report(c: Container) -> dict[str, Any]:
+    day = (c.clock.now() - timedelta(days=2)).date().isoformat()
+    p = _shift(samples.exam(), "2024-05-11", day)
+    p["exam_subitem"][0]["recognition"] = "1"
+    return p
+
+
+@pytest.fixture
+def world(container: Container, api_a: Api, client: TestClient) -> dict[str, Any]:
+    """Catalog, A's reports of the sample patient, and a doctor at B with department and staff rows."""
+    now = container.clock.now()
+    with container.db.write() as conn:
+        catalog_store.upsert_items(
+            conn,
+            [
+                {"kind": "lab", "code": ALB, "name": "血清白蛋白测定", "unit": "g/L", "recognizable": True,
+                 "validity_days": 30, "min_level": 2, "region_scope": "", "source_note": ""},
+                {"kind": "lab", "code": TP, "name": "血清总蛋白测定", "unit": "g/L", "recognizable": True,
+                 "validity_days": 30, "min_level": 2, "region_scope": "", "source_note": ""},
+                {"kind": "exam", "code": EXAM_CODE, "name": "CT平扫+三维重建", "unit": "", "recognizable": True,
+                 "validity_days": 90, "min_level": 2, "region_scope": "", "source_note": ""},
+            ],
+            now=now,
+        )
+    container.recognition.invalidate()
+    assert api_a.post("/api/v1/lab-reports", lab_report(container)).status_code == 200
+    assert api_a.post("/api/v1/exam-reports", exam_report(container)).status_code == 200
+    b = Principal(ORG_B[0], ORG_B[4], "hospital")
+    container.masterdata.upload("dept", {"dept": [{"dept_code": "0101", "dept_name": "内科门诊", "dept_std_code": "A03"}]}, b)
+    container.masterdata.upload("staff", {"staff": [{"staff_code": "D1001", "name": "王建国", "dept_code": "0101"}]}, b)
+    container.directory.add_credential(ORG_B[0], "D1001", DOCTOR[5], role="doctor")
+    token = client.post(
+        "/api/v1/auth/token", json={"org_code": DOCTOR[0], "username": DOCTOR[4], "password": DOCTOR[5]}
+    ).json()["access_token"]
+    return {"token": token, "b": b}
+
+
+def q(token: str, **kw: Any) -> dict[str, Any]:
+    return {"id_type_code": "01", "id_no": samples.ID_NO, "token": token} | kw
+
+
+def _texts(html: str, selector_id: str) -> str:
+    """The text of the element with that id (a rough cut, enough for assertions)."""
+    m = re.search(rf'<(\w+)[^>]*\bid="{selector_id}"(.*?)</\1>', html, re.S)
+    assert m, f"#{selector_id} missing"
+    return unescape(re.sub(r"<[^>]+>", " ", m.group(2)))
+
+
+def _rows(html: str) -> list[str]:
+    return [unescape(v) for v in re.findall(r'name="row" value="([^"]+)"', html)]
+
+
+def _decide(client: TestClient, token: str) -> str:
+    r = client.get("/ui/decide", params=q(token, check=[EXAM_CODE], lab=[TP, ALB]))
+    assert r.status_code == 200, r.text
+    return r.text
+
+
+def _form(html: str, token: str, decisions: dict[int, tuple[str, str]], **extra: str) -> dict[str, Any]:
+    data = [("token", token), ("id_type_code", "01"), ("id_no", samples.ID_NO), ("event_type", "1")]
+    data += [("row", v) for v in _rows(html)]
+    for k in ("dept_code", "dept_name", "dept_std_code", "dept_std_name", "doc_code", "doc_name"):
+        m = re.search(rf'type="hidden" name="{k}" value="([^"]*)"', html)
+        if m:
+            data.append((k, unescape(m.group(1))))
+    data += list(extra.items())
+    for i, (acc, reason) in decisions.items():
+        if acc:
+            data.append((f"is_accept_{i}", acc))
+        data.append((f"reason_{i}", reason))
+    out: dict[str, Any] = {}
+    for k, v in data:
+        out[k] = [*out[k], v] if k in out and isinstance(out[k], list) else ([out[k], v] if k in out else v)
+    if isinstance(out.get("row"), str):
+        out["row"] = [out["row"]]
+    return out
+
+
+def _accepts(api: Api) -> list[dict[str, Any]]:
+    r = api.get("/api/v1/recognition/accept")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    out: list[dict[str, Any]] = body["records"]
+    return out
+
+
+# -- widget --------------------------------------------------------------------------------------
+def test_widget_count_is_the_services_recognizable_count(client: TestClient, container: Container, world: dict[str, Any]) -> None:
+    expected = sum(1 for r in container.recognition.recent(world["b"], "01", samples.ID_NO) if r["recognition"] == "1")
+    assert expected == 2  # the exam item and the lab report
+    r = client.get("/ui/widget", params=q(world["token"]))
+    assert r.status_code == 200, r.text
+    assert f'data-count="{expected}"' in r.text
+    assert 'class="huren-widget on"' in r.text and "aria-disabled" not in r.text
+    assert "/ui/panel?" in r.text and "topbar" not in r.text  # no chrome in the widget
+    grey = client.get("/ui/widget", params=q(world["token"], id_no=NOBODY)).text
+    assert 'data-count="0"' in grey and 'aria-disabled="true"' in grey and "huren-widget off" in grey
+    assert "href=" not in grey.split('id="huren-widget"', 1)[1].split("</span>", 1)[0]  # inert: no link
+
+
+# -- panel ---------------------------------------------------------------------------------------
+def test_panel_lists_recent_exams_and_labs_with_stars(client: TestClient, world: dict[str, Any]) -> None:
+    r = client.get("/ui/panel", params=q(world["token"], event_no="MZ123"))
+    assert r.status_code == 200, r.text
+    assert "检查检验结果互认提醒" in r.text and "topbar" not in r.text
+    exams = _texts(r.text, "recent-exams")
+    labs = _texts(r.text, "recent-labs")
+    assert "CT平扫+三维重建" in exams and ORG_A[1] in exams and "★" in exams
+    assert "常规报告" in labs and "★" in labs
+    # rows link to the report view keeping the token and the visit
+    assert re.search(r'href="/ui/report/exam/\d+\?event_no=MZ123&amp;token=', r.text)
+    # the ordering form lists the catalog
+    assert 'name="check" value="115"' in r.text and f'name="lab" value="{ALB}"' in r.text
+    empty = client.get("/ui/panel", params=q(world["token"], id_no=NOBODY)).text
+    assert "该患者近 90 天内没有检查检验记录" in empty
+
+
+def test_doctor_lookup_page_in_session(client: TestClient, world: dict[str, Any]) -> None:
+    web_login(client, DOCTOR, next_url="/ui/doctor")
+    r = client.get("/ui/doctor", params={"id_type_code": "01", "id_no": samples.ID_NO})
+    assert r.status_code == 200
+    assert "CT平扫+三维重建" in r.text and "开立项目" in r.text and "患者互认查询" in r.text
+    assert "该患者近 90 天内没有检查检验记录" in client.get("/ui/doctor", params={"id_no": NOBODY}).text
+    bad = client.get("/ui/doctor", params={"id_no": "123"})
+    assert bad.status_code == 200 and "alert error" in bad.text and "Traceback" not in bad.text
+
+
+# -- decision dialog -----------------------------------------------------------------------------
+def test_decide_lists_exam_and_lab_rows(client: TestClient, world: dict[str, Any]) -> None:
+    html = _decide(client, world["token"])
+    exam = _texts(html, "exam-rows")
+    lab = _texts(html, "lab-rows")
+    for col in ("项目名称", "医院", "日期", "影像调阅", "是否互认"):
+        assert col in exam
+    for col in ("结果值", "参考值"):
+        assert col in lab
+    assert "查看影像" in exam and "CT平扫+三维重建" in exam
+    assert "90.1" in lab and "65–85" in lab and "白蛋白(ALB)" in lab
+    assert len(_rows(html)) == 3
+    assert html.count("不互认理由") >= 3 and "因病情变化" in html
+    assert 'id="decide-save"' in html
+    # the visit comes from the directory (doctor D1001, 内科门诊); the missing 就诊流水号 is asked for
+    assert 'name="doc_name" value="王建国"' in html and 'name="dept_std_code" value="A03"' in html
+    assert 'name="event_no" value=""' in html and "就诊流水号" in html
+
+
+def test_decide_nothing_recognizable(client: TestClient, world: dict[str, Any]) -> None:
+    r = client.get("/ui/decide", params=q(world["token"], id_no=NOBODY, check=[EXAM_CODE], lab=["LOCAL-X"]))
+    assert r.status_code == 200
+    assert "所开项目在近 90 天内没有可互认的结果，可直接开立" in r.text
+    assert "LOCAL-X" in r.text  # unmapped code listed
+    r = client.get("/ui/decide", params=q(world["token"]))
+    assert r.status_code == 422 and "请至少选择一个" in r.text
+
+
+def test_undecided_row_is_refused_and_nothing_saved(client: TestClient, api_b: Api, world: dict[str, Any]) -> None:
+    html = _decide(client, world["token"])
+    r = client.post("/ui/decide", data=_form(html, world["token"], {0: ("1", ""), 1: ("", "")}, event_no="MZ1"))
+    assert r.status_code == 422
+    msg = _texts(r.text, "decide-errors")
+    assert "第 2 行" in msg and "尚未选择" in msg and "第 3 行" in msg
+    assert 'value="1" checked' in r.text  # the doctor's choices are kept
+    assert _accepts(api_b) == []
+
+
+def test_reject_without_reason_is_refused(client: TestClient, api_b: Api, world: dict[str, Any]) -> None:
+    html = _decide(client, world["token"])
+    data = _form(html, world["token"], {0: ("2", ""), 1: ("1", ""), 2: ("1", "")}, event_no="MZ1")
+    r = client.post("/ui/decide", data=data)
+    assert r.status_code == 422
+    assert "请选择不互认理由" in _texts(r.text, "decide-errors")
+    assert _accepts(api_b) == []
+    # a missing visit number is refused too
+    data = _form(html, world["token"], {0: ("2", "5"), 1: ("1", ""), 2: ("1", "")})
+    r = client.post("/ui/decide", data=data)
+    assert r.status_code == 422 and "请填写就诊流水号" in r.text
+
+
+def test_accept_and_reject_are_saved(client: TestClient, api_b: Api, world: dict[str, Any]) -> None:
+    html = _decide(client, world["token"])
+    rows = [json.loads(v) for v in _rows(html)]
+    data = _form(html, world["token"], {0: ("2", "5"), 1: ("1", ""), 2: ("1", "")}, event_no="MZ20240001")
+    r = client.post("/ui/decide", data=data)
+    assert r.status_code == 200, r.text
+    assert "已保存 3 条互认记录" in r.text
+    saved = {(a["type"], a["code"]): a for a in _accepts(api_b)}
+    assert len(saved) == 3
+    exam = saved[("1", EXAM_CODE)]
+    assert exam["is_accept"] == "2" and exam["reason"] == "5"
+    assert exam["hr_org_code"] == ORG_A[0] and exam["hr_report_form_no"] == rows[0]["hr_report_form_no"]
+    assert exam["new_event_no"] == "MZ20240001" and exam["doc_code"] == "D1001" and exam["dept_std_code"] == "A03"
+    assert saved[("2", TP)]["is_accept"] == "1" and not saved[("2", TP)]["reason"]
+
+
+def test_session_post_needs_csrf(client: TestClient, api_b: Api, world: dict[str, Any]) -> None:
+    csrf = web_login(client, DOCTOR, next_url="/ui/doctor")
+    r = client.get("/ui/decide", params={"id_type_code": "01", "id_no": samples.ID_NO, "check": EXAM_CODE})
+    assert r.status_code == 200 and f'name="csrf_token" value="{csrf}"' in r.text
+    data = {k: v for k, v in _form(r.text, "", {0: ("1", "")}, event_no="MZ9").items() if k != "token"}
+    refused = client.post("/ui/decide", data=data)
+    assert refused.status_code == 403 and "CSRF" in refused.text
+    assert _accepts(api_b) == []
+    ok = client.post("/ui/decide", data=data | {"csrf_token": csrf})
+    assert ok.status_code == 200 and "已保存 1 条互认记录" in ok.text
+
+
+# -- auth and roles ------------------------------------------------------------------------------
+def test_token_mode_needs_no_session_and_bad_tokens_are_chinese(client: TestClient, world: dict[str, Any]) -> None:
+    client.cookies.clear()
+    assert client.get("/ui/panel", params=q(world["token"])).status_code == 200
+    r = client.get("/ui/widget", params=q("not-a-token"), follow_redirects=False)
+    assert r.status_code == 401
+    assert "请在 HIS 中重新打开本页面" in r.text and "Traceback" not in r.text
+    # without token nor session: to the login page
+    r = client.get("/ui/panel", params={"id_no": samples.ID_NO}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/ui/login")
+
+
+def test_expired_token_is_refused_in_chinese(client: TestClient, container: Container, world: dict[str, Any]) -> None:
+    container.clock.offset = 7201
+    r = client.get("/ui/widget", params=q(world["token"]))
+    assert r.status_code == 401 and "过期" in r.text
+
+
+def test_supervisor_is_refused(client: TestClient, world: dict[str, Any]) -> None:
+    sup = login(client, SUPERVISOR).headers["Authorization"].split()[1]
+    for path in ("/ui/widget", "/ui/panel", "/ui/decide"):
+        r = client.get(path, params=q(sup, check=EXAM_CODE))
+        assert r.status_code == 403, path
+        assert "无权访问" in r.text
+    assert client.get("/ui/embed", params={"token": sup}).status_code == 200  # the notes are for everybody
+
+
+def test_bad_patient_id_is_a_chinese_error(client: TestClient, world: dict[str, Any]) -> None:
+    r = client.get("/ui/panel", params=q(world["token"], id_no="12345"))
+    assert r.status_code == 422 and "输入有误" in r.text and "Traceback" not in r.text
+
+
+# -- report view, PDF, quote ---------------------------------------------------------------------
+def _report_id(container: Container, principal: Principal, kind: str) -> int:
+    return next(int(r["report_id"]) for r in container.recognition.recent(principal, "01", samples.ID_NO)
+                if r["type"] == ("lab" if kind == "lab" else "check"))
+
+
+def test_report_view_marks_and_pdf(client: TestClient, container: Container, world: dict[str, Any]) -> None:
+    rid = _report_id(container, world["b"], "lab")
+    r = client.get(f"/ui/report/lab/{rid}", params={"token": world["token"]})
+    assert r.status_code == 200, r.text
+    items = _texts(r.text, "lab-items")
+    assert "90.1" in items and "g/L" in items and "65–85" in items
+    assert 'class="flag-H"' in r.text
+    assert ORG_A[1] in r.text and "14437173" in r.text and "张三" in r.text
+    assert f'src="/ui/report/lab/{rid}/pdf?token=' in r.text
+    pdf = client.get(f"/ui/report/lab/{rid}/pdf", params={"token": world["token"]})
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.headers["content-disposition"].startswith("inline") and pdf.content.startswith(b"%PDF")
+    eid = _report_id(container, world["b"], "exam")
+    e = client.get(f"/ui/report/exam/{eid}", params={"token": world["token"]}).text
+    assert "鼻息肉" in _texts(e, "conclusion") and "上颌窦" in _texts(e, "findings")
+    assert 'id="pacs-link" href="https://pacs.example.invalid/view?study=1"' in e
+    assert client.get("/ui/report/lab/999999", params={"token": world["token"]}).status_code == 404
+    assert client.get("/ui/report/xray/1", params={"token": world["token"]}).status_code == 422
+
+
+def test_quote_is_recorded(client: TestClient, container: Container, world: dict[str, Any]) -> None:
+    rid = _report_id(container, world["b"], "exam")
+    page = client.get(f"/ui/report/exam/{rid}", params={"token": world["token"], "event_no": "MZ77"}).text
+    assert 'name="event_no" value="MZ77"' in page and "引用" in page
+    data = {"token": world["token"], "kind": "exam", "report_id": str(rid), "event_no": "MZ77", "event_type": "1",
+            "dept_code": "0101", "dept_name": "内科门诊", "dept_std_code": "A03", "dept_std_name": "内科",
+            "doc_code": "D1001", "doc_name": "王建国"}
+    r = client.post("/ui/quote", data=data)
+    assert r.status_code == 200, r.text
+    assert "已引用 1 项结果" in r.text and "已引用" in _texts(r.text, "quote-button")
+    quotes = container.recognition.records(world["b"], "quote")
+    assert [(x["code"], x["new_event_no"], x["type"]) for x in quotes] == [(EXAM_CODE, "MZ77", "1")]
+    missing = client.post("/ui/quote", data=data | {"event_no": ""})
+    assert missing.status_code == 422 and "请填写就诊流水号" in missing.text
+
+
+def test_embed_notes_use_the_platform_url(client: TestClient, world: dict[str, Any]) -> None:
+    r = client.get("/ui/embed", params={"token": world["token"]})
+    assert r.status_code == 200
+    assert "http://testserver/ui/static/widget.js" in r.text and "http://testserver/ui/widget?" in r.text
+    assert "7200" in r.text and "data-id-no" in r.text
+    js = client.get("/ui/static/widget.js")
+    assert js.status_code == 200 and "huren:open-panel" in js.text
