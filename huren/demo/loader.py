@@ -21,6 +21,15 @@ def _day(payload: dict[str, Any]) -> date:
     return datetime.fromisoformat(master["authenticator_dtime"]).date()
 
 
+def _decision_time(rng: random.Random, master: dict[str, Any], now: datetime) -> str:
+    """When the demo doctor decided: after the prior report was approved, within the last two weeks,
+    so that the statistics pages show a trend rather than a single day."""
+    approved = datetime.fromisoformat(master["authenticator_dtime"])
+    start = max(approved, now - timedelta(days=14))
+    span = max(0, int((now - start).total_seconds()))
+    return (start + timedelta(seconds=rng.randint(0, span))).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def load_demo(c: Container, *, reports: int = 200, seed: int = 20241122, if_empty: bool = False) -> dict[str, Any]:
     """Institutions with credentials, patients, lab and exam reports with PDFs, daily counts
     (one institution under-declares a day, one forgets a day), and a few rejected submissions."""
@@ -152,7 +161,8 @@ def _doctor_decisions(
         counts["asked"] += 1
         base = {
             "id_no": master["id_no"], "id_type_code": master["id_type_code"],
-            "record_time": now.strftime("%Y-%m-%d %H:%M:%S"), "new_event_no": visit_no, "new_event_type": "1",
+            "record_time": _decision_time(rng, master, now),
+            "new_event_no": visit_no, "new_event_type": "1",
             "dept_code": dept[0], "dept_name": dept[1], "dept_std_code": dept[2], "dept_std_name": dept[3],
             "doc_code": doctor[0], "doc_name": doctor[1],
         }
