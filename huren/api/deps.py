@@ -15,6 +15,9 @@ from huren.domain.validation import Problem
 from huren.errors import MalformedBody, TooLarge, Unauthorized
 from huren.services.context import Principal
 
+#: request-state key under which ``api.signing`` leaves the (token, principal) it verified
+VERIFIED_TOKEN = "huren.verified_token"
+
 
 async def container(request: Request) -> Container:
     c: Container = request.app.state.container
@@ -27,8 +30,13 @@ async def principal(request: Request) -> Principal:
     token = header[7:].strip() if header[:7].lower() == "bearer " else request.headers.get("x-access-token", "")
     if not token:
         raise Unauthorized("缺少访问令牌：请先调用 /api/v1/auth/token 获取，并放在 Authorization: Bearer 头中")
-    c: Container = request.app.state.container
-    p = c.auth.verify(token)
+    state = request.scope.get("state")
+    verified = state.get(VERIFIED_TOKEN) if state else None
+    if verified is not None and verified[0] == token:  # already verified by the transport middleware
+        p = verified[1]
+    else:
+        c: Container = request.app.state.container
+        p = c.auth.verify(token)
     client = request.client.host if request.client else None
     return Principal(p.org_code, p.username, p.role, client)
 

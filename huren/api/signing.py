@@ -23,7 +23,7 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from huren.api.deps import write
+from huren.api.deps import VERIFIED_TOKEN, write
 from huren.api.errors import error_body
 from huren.api.responses import Json
 from huren.bootstrap import Container
@@ -56,7 +56,7 @@ class SignedTransport:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        org_code = self._org(headers)
+        org_code = self._org(scope, headers)
         if org_code is None:
             await self.app(scope, receive, send)
             return
@@ -82,16 +82,19 @@ class SignedTransport:
         inner = dict(scope, headers=[*kept, (b"content-length", str(len(body)).encode())])
         await self.app(inner, _replay(body, receive), _encrypting(send, key) if key else send)
 
-    def _org(self, headers: Headers) -> str | None:
-        """The institution of the request's access token (as ``deps.principal`` reads it), or None."""
+    def _org(self, scope: Scope, headers: Headers) -> str | None:
+        """The institution of the request's access token (as ``deps.principal`` reads it), or None.
+        The verified token is kept in the request state, so ``deps.principal`` does not verify it twice."""
         auth = headers.get("authorization", "")
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else headers.get("x-access-token", "")
         if not token:
             return None
         try:
-            return self.c.auth.verify(token).org_code
+            principal = self.c.auth.verify(token)
         except Unauthorized:
             return None
+        scope.setdefault("state", {})[VERIFIED_TOKEN] = (token, principal)
+        return principal.org_code
 
     async def _decode(
         self, scope: Scope, receive: Receive, headers: Headers, org_code: str,

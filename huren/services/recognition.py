@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Connection
+
 from huren.domain.decisions import KIND_OF_TYPE, check_decisions
 from huren.domain.fields import (
     EXAM_SUBITEM,
@@ -145,9 +147,11 @@ class RecognitionService:
         return str(self._ref().orgs.get(code, {}).get("name", ""))
 
     def _log(
-        self, principal: Principal, visit: Visit, id_type: str, id_no: str, audit: tuple[str, str], **kw: Any
+        self, principal: Principal, visit: Visit, id_type: str, id_no: str, audit: tuple[str, str],
+        conn: Connection | None = None, **kw: Any,
     ) -> None:
-        """The reminder shown (XC-P4) and the access-log row, in one transaction."""
+        """The reminder shown (XC-P4) and the access-log row, in one transaction: the caller's
+        (``conn``, committed before its answer leaves) or a new one."""
         action, target = audit
         reminder = {
             "at": self._clock.now(),
@@ -162,6 +166,10 @@ class RecognitionService:
             "id_no": id_no,
             "event_no": visit.event_no,
         } | kw
+        if conn is not None:
+            rstore.log_reminders(conn, [reminder])
+            audit_store.log_access_many(conn, self._audit.rows(principal, action, [(id_type, id_no, target)]))
+            return
         with self._db.write() as conn:
             rstore.log_reminders(conn, [reminder])
             audit_store.log_access_many(conn, self._audit.rows(principal, action, [(id_type, id_no, target)]))
@@ -304,7 +312,9 @@ class RecognitionService:
         resolved: dict[str, dict[str, str]] = {}
         unmapped: list[dict[str, str]] = []
         ref = self._ref()
-        with self._db.read() as conn:
+        # one connection for the reads and the log rows (one pool checkout, one commit); the
+        # answer is returned only once its reminder and access-log rows are committed
+        with self._db.write() as conn:
             for kind, codes in (("exam", check), ("lab", lab)):
                 local = [c for c in dict.fromkeys(codes) if (kind, c) not in ref.rules]
                 mapped = catalog_store.resolve(conn, principal.org_code, kind, local)
@@ -319,48 +329,48 @@ class RecognitionService:
                 else []
                 for kind in ("exam", "lab")
             }
-        std_to_ordered = {kind: {s: c for c, s in resolved[kind].items() if s} for kind in resolved}
-        found: set[tuple[str, str]] = set()
-        exams: list[dict[str, Any]] = []
-        for r, v in zip(rows["exam"], self._verdicts("exam", rows["exam"], set()), strict=True):
-            if not v.recognizable:
-                continue
-            found.add(("exam", r["i_exam_item_code"]))
-            exams.append(
-                self._master_attrs(r, "exam")
-                | {
-                    "item_code": r["i_exam_item_code"],
-                    "item_name": r["i_exam_item_name"],
-                    "ordered_code": std_to_ordered["exam"].get(r["i_exam_item_code"], ""),
-                    "expired_time": format_value(v.expired_time),
-                    "pacs_url": r["pacs_url"] or "",
-                    "conclusion": r["conclusion"] or "",
-                }
+            std_to_ordered = {kind: {s: c for c, s in resolved[kind].items() if s} for kind in resolved}
+            found: set[tuple[str, str]] = set()
+            exams: list[dict[str, Any]] = []
+            for r, v in zip(rows["exam"], self._verdicts("exam", rows["exam"], set()), strict=True):
+                if not v.recognizable:
+                    continue
+                found.add(("exam", r["i_exam_item_code"]))
+                exams.append(
+                    self._master_attrs(r, "exam")
+                    | {
+                        "item_code": r["i_exam_item_code"],
+                        "item_name": r["i_exam_item_name"],
+                        "ordered_code": std_to_ordered["exam"].get(r["i_exam_item_code"], ""),
+                        "expired_time": format_value(v.expired_time),
+                        "pacs_url": r["pacs_url"] or "",
+                        "conclusion": r["conclusion"] or "",
+                    }
+                )
+            labs: dict[int, dict[str, Any]] = {}
+            for r, v in zip(rows["lab"], self._verdicts("lab", rows["lab"], set()), strict=True):
+                if not v.recognizable:
+                    continue
+                found.add(("lab", r["i_class_code"]))
+                entry = labs.setdefault(r["id"], self._master_attrs(r, "lab") | {"class_name": r["class_name"], "item": []})
+                entry["item"].append(
+                    {
+                        "item_code": r["i_class_code"],
+                        "item_name": r["i_class_name"],
+                        "ordered_code": std_to_ordered["lab"].get(r["i_class_code"], ""),
+                        "result_value": r["i_result_value"],
+                        "lower_value": r["i_norm_lower_limit"] or "",
+                        "upper_value": r["i_norm_upper_limit"] or "",
+                        "result_unit": r["i_result_unit"] or "",
+                        "result_interpre": r["i_result_interpre"],
+                        "expired_time": format_value(v.expired_time),
+                    }
+                )
+            ordered = len(resolved["exam"]) + len(resolved["lab"])
+            self._log(
+                principal, visit, id_type, id_no, ("recognition_exists", f"{len(found)} items"), kind="", ordered=ordered,
+                recognizable=len(found), item_codes=",".join(sorted(f"{k}:{c}" for k, c in found)), conn=conn,
             )
-        labs: dict[int, dict[str, Any]] = {}
-        for r, v in zip(rows["lab"], self._verdicts("lab", rows["lab"], set()), strict=True):
-            if not v.recognizable:
-                continue
-            found.add(("lab", r["i_class_code"]))
-            entry = labs.setdefault(r["id"], self._master_attrs(r, "lab") | {"class_name": r["class_name"], "item": []})
-            entry["item"].append(
-                {
-                    "item_code": r["i_class_code"],
-                    "item_name": r["i_class_name"],
-                    "ordered_code": std_to_ordered["lab"].get(r["i_class_code"], ""),
-                    "result_value": r["i_result_value"],
-                    "lower_value": r["i_norm_lower_limit"] or "",
-                    "upper_value": r["i_norm_upper_limit"] or "",
-                    "result_unit": r["i_result_unit"] or "",
-                    "result_interpre": r["i_result_interpre"],
-                    "expired_time": format_value(v.expired_time),
-                }
-            )
-        ordered = len(resolved["exam"]) + len(resolved["lab"])
-        self._log(
-            principal, visit, id_type, id_no, ("recognition_exists", f"{len(found)} items"), kind="", ordered=ordered,
-            recognizable=len(found), item_codes=",".join(sorted(f"{k}:{c}" for k, c in found)),
-        )
         return {"labmaster": list(labs.values()), "exammaster": exams, "unmapped": unmapped, "ordered": ordered, "recognizable": len(found)}
 
     def _master_attrs(self, r: dict[str, Any], kind: str) -> dict[str, Any]:

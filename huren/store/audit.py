@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
+from sqlalchemy.engine import Dialect
 
+from huren.store.direct import DirectInsert
 from huren.store.tables import access_log
 
 
@@ -14,8 +17,15 @@ def log_access(conn: Connection, row: dict[str, Any]) -> None:
     conn.execute(insert(access_log).values(row))
 
 
+@lru_cache(maxsize=4)
+def _access_insert(dialect: Dialect) -> DirectInsert:
+    return DirectInsert(access_log, dialect)
+
+
 def log_access_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    conn.execute(insert(access_log), rows)
+    """Access-log rows in the caller's transaction, on the DBAPI cursor (written on every read
+    of a patient's data, so on the hot paths)."""
+    _access_insert(conn.dialect).run(conn, rows)
 
 
 def list_access(

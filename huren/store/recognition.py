@@ -7,10 +7,12 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, func, insert, literal, select
+from sqlalchemy import Connection, bindparam, func, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect
 
+from huren.store.direct import DirectInsert, DirectSelect
 from huren.store.tables import (
     accept_record,
     catalog_item,
@@ -46,31 +48,34 @@ def catalog(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute(select(catalog_item)).mappings()]
 
 
-@lru_cache(maxsize=32)
-def _prior_stmt(kind: str, has_codes: bool, has_org: bool, has_until: bool) -> Select[Any]:
-    """The prior-items query, built once per shape with bind parameters (building a 30-column
-    select on every call cost more than running it)."""
+@lru_cache(maxsize=256)
+def _prior_query(dialect: Dialect, kind: str, n_codes: int | None, has_org: bool, has_until: bool) -> DirectSelect:
+    """The prior-items query, built and compiled once per dialect and shape (how many codes,
+    whether an institution and an end time are given), run on the DBAPI cursor: building a
+    30-column select on every call cost more than running it, and Core's per-call result
+    handling was the rest of the service's overhead over the SQL (docs/performance.md)."""
     if kind == "lab":
         m, i, mcols, icols, code_col = lab_report, lab_item, LAB_MASTER_COLS, LAB_ITEM_COLS, lab_item.c.class_code
     else:
         m, i, mcols, icols, code_col = exam_report, exam_item, EXAM_MASTER_COLS, EXAM_ITEM_COLS, exam_item.c.exam_item_code
     cols = [m.c[c] for c in mcols] + [i.c[c].label(f"i_{c}") for c in icols]
+    when = m.c.authenticator_dtime.type
     q = (
         select(*cols)
         .join(i, i.c.report_id == m.c.id)
         .where(
-            m.c.id_type_code == bindparam("id_type_code"),
-            m.c.id_no == bindparam("id_no"),
-            m.c.authenticator_dtime >= bindparam("since", type_=m.c.authenticator_dtime.type),
+            m.c.id_type_code == bindparam("id_type_code", type_=m.c.id_type_code.type),
+            m.c.id_no == bindparam("id_no", type_=m.c.id_no.type),
+            m.c.authenticator_dtime >= bindparam("since", type_=when),
         )
     )
-    if has_codes:
-        q = q.where(code_col.in_(bindparam("codes", expanding=True)))
+    if n_codes is not None:
+        q = q.where(code_col.in_([bindparam(f"code_{n}", type_=code_col.type) for n in range(n_codes)]))
     if has_org:
-        q = q.where(m.c.org_code == bindparam("org_code"))
+        q = q.where(m.c.org_code == bindparam("org_code", type_=m.c.org_code.type))
     if has_until:
-        q = q.where(m.c.authenticator_dtime < bindparam("until", type_=m.c.authenticator_dtime.type))
-    return q.order_by(m.c.authenticator_dtime.desc(), m.c.id.desc())
+        q = q.where(m.c.authenticator_dtime < bindparam("until", type_=when))
+    return DirectSelect(q.order_by(m.c.authenticator_dtime.desc(), m.c.id.desc()), dialect)
 
 
 def prior_items(
@@ -86,17 +91,17 @@ def prior_items(
     """A patient's report items (joined with their master) authenticated since ``since``,
     optionally only of the given standard codes / institution / until a time. One indexed query:
     (id_type_code, id_no, authenticator_dtime) on the master, then the items by report id."""
-    stmt = _prior_stmt(kind, codes is not None, org_code is not None, until is not None)
+    if codes is not None and not codes:
+        return []
+    query = _prior_query(conn.dialect, kind, None if codes is None else len(codes), org_code is not None, until is not None)
     params: dict[str, Any] = {"id_type_code": id_type_code, "id_no": id_no, "since": since}
     if codes is not None:
-        params["codes"] = list(codes)
+        params.update((f"code_{n}", c) for n, c in enumerate(codes))
     if org_code is not None:
         params["org_code"] = org_code
     if until is not None:
         params["until"] = until
-    result = conn.execute(stmt, params)
-    keys = list(result.keys())
-    return [dict(zip(keys, row, strict=True)) for row in result]
+    return query.all(conn, params)
 
 
 RECORD_KEY = ("org_code", "new_event_no", "hr_org_code", "hr_report_form_no", "code", "id_type_code", "id_no", "record_time")
@@ -175,9 +180,15 @@ def list_records(
     return [dict(r) for r in conn.execute(q.order_by(table.c.id.desc()).limit(limit)).mappings()]
 
 
+@lru_cache(maxsize=4)
+def _reminder_insert(dialect: Dialect) -> DirectInsert:
+    return DirectInsert(reminder_log, dialect)
+
+
 def log_reminders(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(insert(reminder_log), list(rows))
+    """Reminders shown and reports viewed (XC-P4), in the caller's transaction. Written on the
+    DBAPI cursor: one is written on every exists-for-order call."""
+    _reminder_insert(conn.dialect).run(conn, rows)
 
 
 def _group(table: Any, by: str, time_col: Any) -> Any:
