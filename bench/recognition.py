@@ -485,13 +485,21 @@ def breakdown(c: Container, asks: list[Ask], who: Principal) -> None:
 # -- HTTP -------------------------------------------------------------------------------------
 
 
-def _client(port: int, token: str, bodies: list[bytes], out: list[float], errors: list[int]) -> None:
+EXISTS_PATH = "/api/v1/recognition/exists"
+FLOOR_PATH = "/healthz"  # no auth, no body, no database: what the HTTP stack and the load generator cost alone
+
+
+def _client(port: int, token: str, bodies: list[bytes | None], out: list[float], errors: list[int]) -> None:
+    """One keep-alive client: POSTs each body to exists-for-order (None: GET the no-op /healthz)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     perf = time.perf_counter
     for b in bodies:
         t0 = perf()
-        conn.request("POST", "/api/v1/recognition/exists", body=b, headers=headers)
+        if b is None:
+            conn.request("GET", FLOOR_PATH)
+        else:
+            conn.request("POST", EXISTS_PATH, body=b, headers=headers)
         resp = conn.getresponse()
         resp.read()
         out.append((perf() - t0) * 1000)
@@ -500,7 +508,7 @@ def _client(port: int, token: str, bodies: list[bytes], out: list[float], errors
     conn.close()
 
 
-def _proc(port: int, token: str, shards: list[list[bytes]], q: Any) -> None:
+def _proc(port: int, token: str, shards: list[list[bytes | None]], q: Any) -> None:
     errors: list[int] = []
     lat: list[list[float]] = [[] for _ in shards]
     threads = [threading.Thread(target=_client, args=(port, token, s, lat[i], errors)) for i, s in enumerate(shards)]
@@ -510,6 +518,33 @@ def _proc(port: int, token: str, shards: list[list[bytes]], q: Any) -> None:
     for t in threads:
         t.join()
     q.put(([x for part in lat for x in part], errors, time.process_time() - cpu0))
+
+
+def _closed_loop(port: int, token: str, server_pid: int, bodies: list[bytes | None], clients: int) -> dict[str, Any]:
+    """``clients`` keep-alive clients (2 processes x threads), each sending its next request when
+    its answer arrives; latencies, throughput and CPU per request of the server and the clients."""
+    shards = [bodies[i::clients] for i in range(clients)]
+    procs_n = 2 if clients > 1 else 1
+    q: Any = mp.Queue()
+    server_cpu0 = cpu_seconds(server_pid)
+    t0 = time.perf_counter()
+    procs = [mp.Process(target=_proc, args=(port, token, shards[i::procs_n], q)) for i in range(procs_n)]
+    for p in procs:
+        p.start()
+    results = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    wall = time.perf_counter() - t0
+    server_cpu = cpu_seconds(server_pid) - server_cpu0
+    lat = [x for r in results for x in r[0]]
+    errors = [e for r in results for e in r[1]]
+    if errors:
+        raise RuntimeError(f"{len(errors)} HTTP errors, e.g. {errors[:5]}")
+    client_cpu = sum(r[2] for r in results)
+    return {
+        "ms": lat, "rps": len(lat) / wall, "n": len(lat),
+        "server_cpu_ms": server_cpu / len(lat) * 1000, "client_cpu_ms": client_cpu / len(lat) * 1000,
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -537,36 +572,17 @@ def bench_http(
     port = free_port()
     server = start_server(data_dir, port, workers=workers, env_extra={"HUREN_DATABASE_URL": url} if url else None)
     try:
-        bodies = [a.body() for a in asks]
+        bodies: list[bytes | None] = [a.body() for a in asks]
         _client(port, token, bodies[:50], [], [])  # warm up (connections, caches)
         bodies = bodies[50:]
         single: list[float] = []
         _client(port, token, bodies[: min(500, len(bodies) // 4)], single, [])  # one client: no queueing
-        shards = [bodies[i::clients] for i in range(clients)]
-        procs_n = 2 if clients > 1 else 1
-        q: Any = mp.Queue()
-        server_cpu0 = cpu_seconds(server.pid)
-        t0 = time.perf_counter()
-        procs = [mp.Process(target=_proc, args=(port, token, shards[i::procs_n], q)) for i in range(procs_n)]
-        for p in procs:
-            p.start()
-        results = [q.get() for _ in procs]
-        for p in procs:
-            p.join()
-        wall = time.perf_counter() - t0
-        server_cpu = cpu_seconds(server.pid) - server_cpu0
+        out = _closed_loop(port, token, server.pid, bodies, clients)
+        floor = _closed_loop(port, token, server.pid, [None] * len(bodies), clients)
     finally:
         server.terminate()
         server.wait(10)
-    lat = [x for r in results for x in r[0]]
-    errors = [e for r in results for e in r[1]]
-    if errors:
-        raise RuntimeError(f"{len(errors)} HTTP errors, e.g. {errors[:5]}")
-    client_cpu = sum(r[2] for r in results)
-    return {
-        "ms": lat, "rps": len(lat) / wall, "n": len(lat), "single_ms": single,
-        "server_cpu_ms": server_cpu / len(lat) * 1000, "client_cpu_ms": client_cpu / len(lat) * 1000,
-    }
+    return out | {"single_ms": single, "floor": floor}
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -648,8 +664,13 @@ def main() -> None:
             cpu_per = http["server_cpu_ms"] + http["client_cpu_ms"]
             print(f"  CPU per request: server {http['server_cpu_ms']:.2f} ms + load generator {http['client_cpu_ms']:.2f} ms"
                   f" = {cpu_per:.2f} ms -> {os.cpu_count()} cores cap at ~{(os.cpu_count() or 1) * 1000 / cpu_per:.0f} req/s")
+            fl = http["floor"]
+            print(f"  floor: the same clients on GET {FLOOR_PATH} (no auth, no body, no database): {fmt(summary(fl['ms']))}"
+                  f"   {fl['rps']:7.0f} req/s, server CPU {fl['server_cpu_ms']:.2f} ms/req")
         hs = summary(http["ms"])
         h1 = summary(http.get("single_ms") or [float("nan")])
+        floor = http.get("floor") or {"ms": [float("nan")], "rps": float("nan"), "server_cpu_ms": float("nan")}
+        fls, fl_rps, fl_cpu = summary(floor["ms"]), floor["rps"], floor["server_cpu_ms"]
         c.close()
     finally:
         if temp and not args.keep:
@@ -673,6 +694,8 @@ def main() -> None:
         "http_single_p50_ms": r3(h1["p50"]), "http_single_p99_ms": r3(h1["p99"]),
         "http_server_cpu_ms_per_req": r3(http.get("server_cpu_ms", float("nan"))),
         "http_client_cpu_ms_per_req": r3(http.get("client_cpu_ms", float("nan"))),
+        "floor_p50_ms": r3(fls["p50"]), "floor_p99_ms": r3(fls["p99"]), "floor_rps": r3(fl_rps),
+        "floor_server_cpu_ms_per_req": r3(fl_cpu),
         "mismatches": len(mism),
     }))
     if mism:

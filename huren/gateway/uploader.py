@@ -22,7 +22,6 @@ the bad ones are refused.
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Any
 
 import httpx2
 import orjson
+import pybase64
 
 from huren.client import HurenClient, HurenClientError
 from huren.gateway.outbox import Item
@@ -206,5 +206,5 @@ def report_body(it: Item) -> bytes:
     doc = orjson.loads(it.payload)
     master = doc.get(f"{it.kind}master")
     if isinstance(master, dict) and not master.get("pdf"):
-        master["pdf"] = base64.b64encode(pdf).decode("ascii")
+        master["pdf"] = pybase64.b64encode_as_string(pdf)
     return orjson.dumps(doc)
