@@ -17,6 +17,10 @@ Served by the gateway on the hospital's network (``[preload] listen``, default 1
                               when ``[preload] page_token`` is set: ``?token=<page_token>``
 ============================  ===================================================================
 
+With ``[preload] api_token`` set, every call but ``/healthz`` must carry it, as
+``Authorization: Bearer <api_token>`` or ``X-Access-Token: <api_token>`` (401 otherwise). It is
+required when ``listen`` is not a loopback address: the answers are patients' results.
+
 Every answer drawn from the cache says ``"stale": true`` when it is past its freshness because the
 platform could not be reached (the hospital keeps working while the platform is down, XC-E-note),
 with ``fetched_at``; ``"source"`` is ``"platform"`` when the platform was asked for this answer,
@@ -30,10 +34,12 @@ the gateway's schedule).
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -41,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 import uvicorn
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -51,7 +57,7 @@ from huren.client import HurenClient
 from huren.domain import decisions
 from huren.domain.records import to_text
 from huren.domain.validation import Problem
-from huren.errors import InvalidInput, MalformedBody, TooLarge
+from huren.errors import InvalidInput, MalformedBody, TooLarge, Unauthorized
 from huren.gateway.model import Record
 from huren.gateway.preload_cache import WINDOWS, Entry, PreloadCache, Visit, patient_key
 
@@ -166,11 +172,37 @@ async def _json(request: Request) -> Any:
         raise MalformedBody("请求体不是合法的JSON", [Problem("body", "json", f"JSON解析失败：第{exc.lineno}行第{exc.colno}列")]) from exc
 
 
+def token_guard(api_token: str | None) -> Callable[[Request], Awaitable[None]]:
+    """A dependency refusing a call without ``api_token`` (``Authorization: Bearer …`` or
+    ``X-Access-Token``); with no token configured, every call passes (loopback only, see
+    ``preload_conf``)."""
+    want = api_token.encode() if api_token else None
+
+    async def check(request: Request) -> None:
+        if want is None:
+            return
+        header = request.headers.get("authorization", "")
+        got = header[7:].strip() if header[:7].lower() == "bearer " else request.headers.get("x-access-token", "")
+        if not got:
+            raise Unauthorized(
+                "缺少前置机接口令牌", [Problem("Authorization", "required", "请在 Authorization: Bearer 头中带上前置机接口令牌（api_token）")]
+            )
+        if not hmac.compare_digest(got.encode(), want):
+            raise Unauthorized("前置机接口令牌无效", [Problem("Authorization", "token", "令牌与前置机配置的 api_token 不符")])
+
+    return check
+
+
 def create_preload_app(
-    cache: PreloadCache, *, enqueue: Callable[[list[Record]], None], pages: tuple[str, str] | None = None
+    cache: PreloadCache,
+    *,
+    enqueue: Callable[[list[Record]], None],
+    pages: tuple[str, str] | None = None,
+    api_token: str | None = None,
 ) -> FastAPI:
     """The local API over ``cache``; accepted decisions are handed to ``enqueue`` as Records.
-    ``pages`` = (institution code, page token) also serves the doctor's pages under /ui."""
+    ``pages`` = (institution code, page token) also serves the doctor's pages under /ui;
+    ``api_token``, when given, is required on every call of the JSON API but /healthz."""
     app = FastAPI(
         title="huren 前置机本地接口（预加载缓存）",
         description=__doc__,
@@ -182,13 +214,14 @@ def create_preload_app(
     install(app)
     app.state.cache = cache
     desk = DecisionDesk(cache, enqueue)
+    guard = [Depends(token_guard(api_token))]
     if pages is not None:
         from huren.gateway.pages import GatewayBackend
         from huren.web import install_doctor_pages
 
         install_doctor_pages(app, GatewayBackend(cache, desk, *pages))
 
-    @app.post("/swipe", summary="刷卡预加载：从平台获取患者近期记录与可互认明细到本地缓存")
+    @app.post("/swipe", summary="刷卡预加载：从平台获取患者近期记录与可互认明细到本地缓存", dependencies=guard)
     def swipe(q: Patient) -> dict[str, Any]:
         cache.purge()
         entry = cache.get(q.id_type_code, q.id_no, visit=q.visit(), refresh=True)
@@ -196,18 +229,18 @@ def create_preload_app(
         reports = sum(len(v) for v in cache.detail(entry).values())
         return {"code": "ok", "count": len(items), "item": items, "reports": reports} | _about(cache, entry)
 
-    @app.post("/recent", summary="患者近期检查检验记录（★可互认），缓存有效期内本地应答")
+    @app.post("/recent", summary="患者近期检查检验记录（★可互认），缓存有效期内本地应答", dependencies=guard)
     def recent(q: Patient) -> dict[str, Any]:
         entry = cache.get(q.id_type_code, q.id_no, visit=q.visit())
         items = cache.recent(entry, q.days)
         return {"code": "ok", "count": len(items), "item": items} | _about(cache, entry)
 
-    @app.post("/detail", summary="患者近期可互认报告明细，缓存有效期内本地应答")
+    @app.post("/detail", summary="患者近期可互认报告明细，缓存有效期内本地应答", dependencies=guard)
     def detail(q: Patient) -> dict[str, Any]:
         entry = cache.get(q.id_type_code, q.id_no, visit=q.visit())
         return {"code": "ok"} | cache.detail(entry, q.days) | _about(cache, entry)
 
-    @app.post("/exists", summary="开单互认校验：由本地缓存应答（与平台 /api/v1/recognition/exists 同形）")
+    @app.post("/exists", summary="开单互认校验：由本地缓存应答（与平台 /api/v1/recognition/exists 同形）", dependencies=guard)
     def exists(q: Order) -> dict[str, Any]:
         patient_key(q.id_type_code, q.id_no)
         if not q.check and not q.lab:
@@ -218,17 +251,17 @@ def create_preload_app(
 
     submit = desk.submit
 
-    @app.post("/accept", summary="提交互认结果（采纳 1 / 不采纳 2，须填理由）：本地校验、保存，按计划上传")
+    @app.post("/accept", summary="提交互认结果（采纳 1 / 不采纳 2，须填理由）：本地校验、保存，按计划上传", dependencies=guard)
     async def accept(request: Request) -> dict[str, Any]:
         payload = await _json(request)
         return await run_in_threadpool(submit, "accept", payload)
 
-    @app.post("/quote", summary="提交引用结果：本地校验、保存，按计划上传")
+    @app.post("/quote", summary="提交引用结果：本地校验、保存，按计划上传", dependencies=guard)
     async def quote(request: Request) -> dict[str, Any]:
         payload = await _json(request)
         return await run_in_threadpool(submit, "quote", payload)
 
-    @app.get("/decisions", summary="本地保存的互认与引用记录（按患者，可按就诊事件号）")
+    @app.get("/decisions", summary="本地保存的互认与引用记录（按患者，可按就诊事件号）", dependencies=guard)
     def decisions(
         id_no: str = Query(..., description="身份证件号码"),
         id_type_code: str = Query("01", description="身份证件类别代码"),
@@ -278,12 +311,14 @@ class PreloadConf:
     retry_seconds: float = 30.0
     timeout_seconds: float = 10.0
     page_token: str = ""
+    api_token: str = ""
 
 
 def preload_conf(table: dict[str, Any], outbox_path: Path, base_dir: Path) -> PreloadConf:
     """Check ``[preload]``: ``listen`` (host:port), ``path`` (default ``preload.db`` beside the
     outbox; relative to the config file), ``ttl_seconds``, ``days`` (30 / 90), ``keep_seconds``,
-    ``retry_seconds``, ``timeout_seconds``, ``page_token`` (serves the doctor's pages under /ui).
+    ``retry_seconds``, ``timeout_seconds``, ``page_token`` (serves the doctor's pages under /ui),
+    ``api_token`` (required on the JSON API; must be set unless ``listen`` is a loopback address).
     ValueError naming the key."""
     from huren.gateway.config import ConfigError
 
@@ -308,6 +343,14 @@ def preload_conf(table: dict[str, Any], outbox_path: Path, base_dir: Path) -> Pr
     page_token = table.get("page_token", "")
     if not isinstance(page_token, str) or (page_token and len(page_token) < 24):
         raise ConfigError("[preload] page_token must be a string of at least 24 characters (it opens the doctor's pages)")
+    api_token = table.get("api_token", "")
+    if not isinstance(api_token, str) or (api_token and len(api_token) < 24):
+        raise ConfigError("[preload] api_token must be a string of at least 24 characters (the HIS sends it with every call)")
+    if not api_token and not _loopback(parse_listen(str(listen))[0]):
+        raise ConfigError(
+            f"[preload] api_token is required when listen ({listen}) is not a loopback address: "
+            "the local API answers with patients' results"
+        )
     return PreloadConf(
         listen=str(listen),
         path=path if path.is_absolute() else base_dir / path,
@@ -317,7 +360,17 @@ def preload_conf(table: dict[str, Any], outbox_path: Path, base_dir: Path) -> Pr
         retry_seconds=num("retry_seconds", 30.0, 0.0),
         timeout_seconds=num("timeout_seconds", 10.0, 0.5),
         page_token=page_token,
+        api_token=api_token,
     )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: reachable from elsewhere as far as we know
+        return False
 
 
 class PreloadService:
@@ -357,7 +410,7 @@ def start(config: GatewayConfig, enqueue: Callable[[Iterable[Record]], None]) ->
     )
     cache.purge()
     pages = (p.org_code, conf.page_token) if conf.page_token else None
-    app = create_preload_app(cache, enqueue=enqueue, pages=pages)
+    app = create_preload_app(cache, enqueue=enqueue, pages=pages, api_token=conf.api_token or None)
     service = PreloadService(preload_server(app, conf.listen), client).start()
     log.info("preload API started", extra={"listen": conf.listen, "cache": str(conf.path)})
     return service

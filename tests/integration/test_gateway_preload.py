@@ -315,6 +315,9 @@ def test_purge_and_listen(gateway: Gateway, api_a: Api, container: Container) ->
         parse_listen("localhost")
 
 
+API_TOKEN = "hospital-his-preload-token-2026"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -328,16 +331,22 @@ def test_the_runner_starts_and_stops_the_local_api(tmp_path: Path) -> None:
     doc = {
         "platform": {"base_url": "http://127.0.0.1:1", "org_code": ORG_B[0], "username": ORG_B[4], "password": ORG_B[5]},
         "outbox": {"path": "box/outbox.db"},
-        "preload": {"listen": f"127.0.0.1:{port}", "ttl_seconds": 60, "days": 30, "timeout_seconds": 2},
+        "preload": {"listen": f"127.0.0.1:{port}", "ttl_seconds": 60, "days": 30, "timeout_seconds": 2, "api_token": API_TOKEN},
     }
     config = gateway_config.parse(doc, tmp_path)
     assert preload_conf(config.preload, config.outbox.path, tmp_path).path == tmp_path / "box" / "preload.db"
     queued: list[Record] = []
     service = start(config, queued.extend)
     try:
-        with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            health = http.get("/healthz").json()
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as anonymous:
+            health = anonymous.get("/healthz").json()  # liveness needs no token
             assert (health["code"], health["days"], health["ttl_seconds"]) == ("ok", 30, 60.0)
+            for path, headers in (("/recent", {}), ("/exists", {"Authorization": "Bearer " + "x" * 32}),
+                                  ("/decisions", {"X-Access-Token": API_TOKEN[:-1]})):
+                r = anonymous.request("GET" if path == "/decisions" else "POST", path, json=patient(), headers=headers)
+                assert r.status_code == 401, (path, r.text)
+                assert r.json()["problems"][0]["field"] == "Authorization" and CJK.search(r.json()["message"])
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, headers={"Authorization": f"Bearer {API_TOKEN}"}) as http:
             swipe = http.post("/swipe", json=patient())
             assert swipe.status_code == 503 and CJK.search(swipe.json()["message"])
             r = http.post("/accept", json={"sehr_accept_record": [decision(LAB_CODE, "14437173", "2", "1")]})
@@ -346,6 +355,10 @@ def test_the_runner_starts_and_stops_the_local_api(tmp_path: Path) -> None:
         service.stop()
     assert [rec.kind for rec in queued] == ["accept"]
     assert (tmp_path / "box" / "preload.db").exists()
-    for bad in ({"days": 60}, {"listen": "nowhere"}, {"ttl_seconds": 0}, {"path": 3}):
+    for bad in ({"days": 60}, {"listen": "nowhere"}, {"ttl_seconds": 0}, {"path": 3}, {"api_token": "short"},
+                {"listen": "0.0.0.0:8765"}, {"listen": "his-gw.hospital.local:8765"}):
         with pytest.raises(ValueError, match=r"\[preload\]"):
             preload_conf(bad, config.outbox.path, tmp_path)
+    # beyond loopback the token is required; on loopback it is optional (the HIS on the same machine)
+    assert preload_conf({"listen": "0.0.0.0:8765", "api_token": API_TOKEN}, config.outbox.path, tmp_path).api_token == API_TOKEN
+    assert preload_conf({"listen": "[::1]:8765"}, config.outbox.path, tmp_path).api_token == ""
