@@ -30,6 +30,34 @@ def _decision_time(rng: random.Random, master: dict[str, Any], now: datetime) ->
     return (start + timedelta(seconds=rng.randint(0, span))).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _register_as_received(
+    c: Container, rng: random.Random, orgs: list[DemoOrg], by_org: dict[str, list[dict[str, Any]]],
+    kinds: dict[str, list[str]], now: datetime,
+) -> int:
+    """Register every demo report at the time its hospital would have sent it: most within hours
+    of approval, about one in ten a day or more late, so the timeliness page has something to
+    show. The platform's clock is moved for each registration and put back afterwards."""
+    timeline = []
+    for org in orgs:
+        for p, kind in zip(by_org.get(org.code, []), kinds[org.code], strict=True):
+            approved = datetime.fromisoformat((p.get("labmaster") or p["exammaster"])["authenticator_dtime"])
+            late = rng.random() < 0.1
+            delay = timedelta(hours=rng.uniform(24.5, 72)) if late else timedelta(minutes=rng.uniform(5, 360))
+            timeline.append((min(approved + delay, now), org, kind, p))
+    timeline.sort(key=lambda t: t[0])
+    registered = 0
+    base = c.clock.offset
+    try:
+        for at, org, kind, payload in timeline:
+            c.clock.offset = base + (at - now).total_seconds()
+            who = Principal(org.code, org.user, "hospital")
+            c.registry.register(kind, payload, who, channel="gateway")
+            registered += 1
+    finally:
+        c.clock.offset = base
+    return registered
+
+
 def load_demo(c: Container, *, reports: int = 200, seed: int = 20241122, if_empty: bool = False) -> dict[str, Any]:
     """Institutions with credentials, patients, lab and exam reports with PDFs, daily counts
     (one institution under-declares a day, one forgets a day), and a few rejected submissions."""
@@ -62,14 +90,10 @@ def load_demo(c: Container, *, reports: int = 200, seed: int = 20241122, if_empt
             by_org[org.code].append(make_exam_report(rng, org, patient, when))
             kinds[org.code].append("exam")
 
-    registered = 0
+    registered = _register_as_received(c, rng, orgs, by_org, kinds, now)
     for org in orgs:
         who = Principal(org.code, org.user, "hospital")
         payloads = by_org.get(org.code, [])
-        for kind in ("lab", "exam"):
-            batch = [p for p, k in zip(payloads, kinds[org.code], strict=True) if k == kind]
-            if batch:
-                registered += sum(1 for o in c.registry.register_many(kind, batch, who, channel="gateway") if o.registered)
 
         # daily counts per day; the first institution under-declares one day, the second skips one
         days: dict[date, list[dict[str, Any]]] = defaultdict(list)
