@@ -24,6 +24,7 @@ KINDS = (
     "patient",  # (HZ-1): {"patient": [...]}
     "accept",  # doctors' decisions taken locally: {"sehr_accept_record": [...]}
     "quote",  # citations taken locally: {"sehr_quote_record": [...]}
+    "reminder",  # reminders shown from the preload cache (XC-P4): {"reminder_log": [...]}
 )
 
 

@@ -29,7 +29,7 @@ from huren.gateway.model import Record
 
 PENDING, DONE, DEAD = "pending", "done", "dead"
 #: Kinds held back until the scheduled push (XJ-1.3.2.5-6).
-PUSHED_KINDS = ("accept", "quote")
+PUSHED_KINDS = ("accept", "quote", "reminder")  # sent on the push schedule, not as they come
 REPORT_KINDS = ("lab", "exam")
 _KEY_FIELDS = ("org_code", "report_form_no", "patient_id", "event_type", "event_no")
 

@@ -64,8 +64,9 @@ class GatewayBackend:
     def exists(
         self, principal: Principal, id_type: str, id_no: str, check: list[str], lab: list[str], visit: dict[str, str]
     ) -> dict[str, Any]:
-        entry = self.cache.get(id_type, id_no, visit=self._visit(visit))
-        return self.cache.exists(entry, check=check, lab=lab)
+        v = self._visit(visit)
+        entry = self.cache.get(id_type, id_no, visit=v)
+        return self.desk.exists(entry, v, check=check, lab=lab)
 
     def submit(self, table: str, payload: Any, principal: Principal) -> int:
         return int(self.desk.submit(table, payload)["rows"])

@@ -39,6 +39,7 @@ import ipaddress
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,7 +56,7 @@ from huren.api.errors import install
 from huren.api.responses import Json
 from huren.client import HurenClient
 from huren.domain import decisions
-from huren.domain.records import to_text
+from huren.domain.records import format_value, to_text
 from huren.domain.validation import Problem
 from huren.errors import InvalidInput, MalformedBody, TooLarge, Unauthorized
 from huren.gateway.model import Record
@@ -138,8 +139,24 @@ def decision_records(table: str, rows: list[dict[str, str]]) -> list[Record]:
     ]
 
 
+def reminder_record(entry: Entry, visit: Visit, answer: dict[str, Any], at: str) -> Record:
+    """The reminder a doctor was shown by the gateway (exists-for-order answered from the cache),
+    as the platform logs its own (XC-P4): the ordered and recognizable counts and the items."""
+    items = sorted({f"exam:{m['item_code']}" for m in answer["exammaster"]} | {
+        f"lab:{i['item_code']}" for m in answer["labmaster"] for i in m["item"]
+    })
+    row = {
+        "action": "reminder", "at": at, "id_type_code": entry.id_type_code, "id_no": entry.id_no,
+        "event_no": visit.event_no, "dept_code": visit.dept_code, "dept_std_code": visit.dept_std_code,
+        "doc_code": visit.doc_code, "doc_name": visit.doc_name, "item_codes": ",".join(items),
+        "ordered": str(answer["ordered"]), "recognizable": str(answer["recognizable"]),
+    }
+    return Record(kind="reminder", key=f"reminder:{uuid.uuid4().hex}", payload={"reminder_log": [row]}, source=SOURCE)
+
+
 class DecisionDesk:
-    """Decisions taken at the hospital: validated, kept in the cache and queued for upload together."""
+    """Decisions taken at the hospital: validated, kept in the cache and queued for upload
+    together; and the reminders shown from the cache, queued for the platform's reminder log."""
 
     def __init__(self, cache: PreloadCache, enqueue: Callable[[list[Record]], None]) -> None:
         self.cache = cache
@@ -157,6 +174,13 @@ class DecisionDesk:
                 self.cache.remove_decisions(ids)
                 raise
         return {"code": "ok", "message": "ok", "rows": len(rows), "queued": len(records)}
+
+    def exists(self, entry: Entry, visit: Visit, **order: Any) -> dict[str, Any]:
+        """Exists-for-order answered from ``entry``; the reminder it shows is queued for the
+        platform (a failing outbox fails the question: no reminder goes unrecorded)."""
+        answer = self.cache.exists(entry, **order)
+        self.enqueue([reminder_record(entry, visit, answer, format_value(self.cache.clock.now()))])
+        return answer
 
 
 async def _json(request: Request) -> Any:
@@ -245,8 +269,9 @@ def create_preload_app(
         patient_key(q.id_type_code, q.id_no)
         if not q.check and not q.lab:
             raise InvalidInput("没有所开项目", [Problem("check", "required", "检查项目（check）与检验子项（lab）不能同时为空")])
-        entry = cache.get(q.id_type_code, q.id_no, visit=q.visit())
-        res = cache.exists(entry, check=q.check, lab=q.lab, days=q.days, org_code=q.org_code, since=q.since, until=q.until)
+        visit = q.visit()
+        entry = cache.get(q.id_type_code, q.id_no, visit=visit)
+        res = desk.exists(entry, visit, check=q.check, lab=q.lab, days=q.days, org_code=q.org_code, since=q.since, until=q.until)
         return {"code": "ok"} | res | _about(cache, entry)
 
     submit = desk.submit

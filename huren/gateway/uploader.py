@@ -11,6 +11,8 @@ kind                           call
 ``dept`` / ``staff`` /         ``POST /api/v1/directory/{depts,staff,patients}``, the rows of
 ``patient``                    several records in one request
 ``accept`` / ``quote``         ``POST /api/v1/recognition/{accept,quote}``, likewise
+``reminder``                   ``POST /api/v1/reminder-logs``, likewise (reminders the preload
+                               cache showed, XC-P4)
 =============================  =================================================================
 
 Outcomes: accepted (``done``); refused — a 4xx with the platform's reason, or a per-report
@@ -45,6 +47,7 @@ MERGED = {
     "patient": ("/api/v1/directory/patients", "patient"),
     "accept": ("/api/v1/recognition/accept", "sehr_accept_record"),
     "quote": ("/api/v1/recognition/quote", "sehr_quote_record"),
+    "reminder": ("/api/v1/reminder-logs", "reminder_log"),
 }
 SINGLE = {"daily": "/api/v1/daily-counts", **VOIDS}
 TRANSIENT_STATUS = frozenset({401, 408, 425, 429})

@@ -36,6 +36,8 @@ from huren.gateway.ingest import ingest
 from huren.gateway.model import Record
 from huren.gateway.outbox import PUSHED_KINDS, Outbox
 from huren.gateway.runner import Gateway
+from huren.services.context import Principal
+from tests import samples
 from tests.e2e.gateway_source import ORG, PASSWORD, JsonlSource, append, line, stream, void_filter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -333,6 +335,26 @@ def test_accept_and_quote_wait_for_the_push(tmp_path: Path, platform: Container,
     assert "/api/v1/recognition/accept" in switch.paths
     [dead] = gw.box.dead()
     assert dead["kind"] == "accept" and json.loads(dead["error"])["status"] == 422
+    gw.close()
+
+
+def test_reminders_shown_locally_reach_the_platform_log(tmp_path: Path, platform: Container, switch: Switch) -> None:
+    """Reminders the preload cache showed are pushed with the decisions into the platform's
+    reminder log (XC-P4), where its statistics count them."""
+    gw = _gateway(tmp_path, switch, ListSource([]))
+    who = Principal(ORG.code, "his", "hospital")
+    shown = platform.statistics.recognition(who, by="all")["rows"]
+    before = shown[0]["reminders"] if shown else 0
+    now = platform.clock.now().strftime("%Y-%m-%d %H:%M:%S")
+    row = {"action": "reminder", "at": now, "id_type_code": "01", "id_no": samples.ID_NO, "doc_code": "D1001",
+           "item_codes": "lab:250301002", "ordered": "3", "recognizable": "1"}
+    gw.enqueue([Record("reminder", f"reminder:{i}", {"reminder_log": [row]}, "preload") for i in range(3)])
+    assert gw.drain() == (0, "empty") and gw.box.pending() == 3  # waits for the push
+    assert gw.drain(PUSHED_KINDS) == (3, "empty")
+    assert switch.paths.count("/api/v1/reminder-logs") == 1  # the three in one request
+    after = platform.statistics.recognition(who, by="all")["rows"][0]
+    assert (after["reminders"], after["recognizable"] >= 3) == (before + 3, True)
+    assert gw.box.dead() == []
     gw.close()
 
 

@@ -76,11 +76,14 @@ def test_decisions_are_kept_and_queued(gateway: Gateway, api_a: Api, container: 
     refused = gateway.http.post("/ui/decide", data=form | {"is_accept_0": "1"})
     assert refused.status_code == 422
     assert "尚未选择" in refused.text
-    assert gateway.queued == []
+    # the dialog is a reminder shown from the cache: queued for the platform's reminder log
+    assert {rec.kind for rec in gateway.queued} == {"reminder"}
+    [row] = gateway.queued[0].payload["reminder_log"]
+    assert (row["ordered"], row["recognizable"], row["doc_code"]) == ("2", "2", VISIT["doc_code"])
     ok = gateway.http.post("/ui/decide", data=form | {"is_accept_0": "1", "is_accept_1": "2", "reason_1": "8"})
     assert ok.status_code == 200, ok.text
     assert "已保存 2 条互认记录" in ok.text
-    assert sorted(rec.kind for rec in gateway.queued) == ["accept", "accept"]
+    assert sorted(rec.kind for rec in gateway.queued if rec.kind != "reminder") == ["accept", "accept"]
     kept = gateway.cache.decisions("01", samples.ID_NO)
     assert sorted((d["is_accept"], d["reason"] or "") for d in kept) == [("1", ""), ("2", "8")]
 

@@ -167,6 +167,20 @@ def test_exists_is_answered_locally_as_the_platform_answers(gateway: Gateway, ap
     nothing = gateway.post("/exists", patient())
     assert nothing.status_code == 422 and CJK.search(nothing.json()["message"])
 
+    # every reminder shown from the cache is queued for the platform's reminder log (XC-P4) ...
+    reminders = [rec for rec in gateway.queued if rec.kind == "reminder"]
+    assert len(reminders) == len(orders) + 1 and len({rec.key for rec in reminders}) == len(reminders)
+    [row] = reminders[0].payload["reminder_log"]
+    assert (row["action"], row["id_no"], row["ordered"], row["recognizable"]) == ("reminder", samples.ID_NO, "4", "2")
+    assert (row["doc_code"], row["event_no"]) == (VISIT["doc_code"], VISIT["event_no"])
+    assert row["item_codes"] == f"exam:{EXAM_CODE},lab:{LAB_CODE}"
+    # ... and is what the platform takes: its statistics count them
+    stats = {"by": "all", "org_code": ORG_B[0]}
+    shown = api_b.get("/api/v1/statistics/recognition", params=stats).json()["rows"][0]["reminders"]
+    up = api_b.post("/api/v1/reminder-logs", {"reminder_log": [r for rec in reminders for r in rec.payload["reminder_log"]]})
+    assert up.status_code == 200 and up.json()["rows"] == len(reminders), up.text
+    assert api_b.get("/api/v1/statistics/recognition", params=stats).json()["rows"][0]["reminders"] == shown + len(reminders)
+
     # time passes at the gateway: the lab result (30 validity days) expires locally, the CT (90) does not
     gateway.cache.ttl_seconds = 10**9
     gateway.clock.offset = timedelta(days=31).total_seconds()
