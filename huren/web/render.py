@@ -146,13 +146,17 @@ async def form_caller(request: Request) -> tuple[Caller, dict[str, Any]]:
     for k, v in form.multi_items():
         data.setdefault(k, []).append(v)
     flat = {k: (v[0] if len(v) == 1 else v) for k, v in data.items()}
-    token = str(flat.get("token") or request.query_params.get("token", ""))
-    if token:
-        return Caller(_client(request, backend(request).verify_token(token)), token=token), flat
-    c = await caller(request)
-    sent = str(flat.get("csrf_token") or request.headers.get("x-csrf-token", ""))
-    if not same(sent, c.csrf):
-        raise Forbidden("表单已失效（CSRF 校验未通过），请刷新页面后重试", [Problem("csrf_token", "csrf", "缺少或不匹配的表单令牌")])
+    try:
+        token = str(flat.get("token") or request.query_params.get("token", ""))
+        if token:
+            return Caller(_client(request, backend(request).verify_token(token)), token=token), flat
+        c = await caller(request)
+        sent = str(flat.get("csrf_token") or request.headers.get("x-csrf-token", ""))
+        if not same(sent, c.csrf):
+            raise Forbidden("表单已失效（CSRF 校验未通过），请刷新页面后重试", [Problem("csrf_token", "csrf", "缺少或不匹配的表单令牌")])
+    except BaseException:
+        await form.close()  # a refused form's uploaded files are not kept open
+        raise
     return c, flat
 
 
