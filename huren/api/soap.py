@@ -26,10 +26,10 @@ from lxml import etree  # type: ignore[import-untyped]
 from starlette.concurrency import run_in_threadpool
 
 from huren.bootstrap import Container
+from huren.domain.recognition import Visit
 from huren.domain.validation import Problem
 from huren.errors import HurenError, InvalidInput, TooLarge, Unauthorized
 from huren.services.context import Principal
-from huren.services.recognition import Visit
 from huren.wire import gm, xj_xml
 from huren.wire.soap import CONTENT_TYPES, METHODS, SoapCall, fault, guess_call, parse_request, response, wsdl
 

@@ -35,6 +35,23 @@ REASONS = {
 
 
 @dataclass(frozen=True, slots=True)
+class Visit:
+    """The doctor's side of a question: where and by whom the order is being written (kept in
+    the reminder log, XC-P4, by the platform and by the gateway)."""
+
+    event_no: str = ""
+    dept_code: str = ""
+    dept_name: str = ""
+    dept_std_code: str = ""
+    dept_std_name: str = ""
+    doc_code: str = ""
+    doc_name: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
 class CatalogRule:
     """What the catalog says of one standard code."""
 

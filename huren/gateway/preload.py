@@ -42,25 +42,26 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 import uvicorn
 from fastapi import Depends, FastAPI, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
+from huren.api import models
 from huren.api.errors import install
 from huren.api.responses import Json
 from huren.client import HurenClient
 from huren.domain import decisions
+from huren.domain.recognition import Visit
 from huren.domain.records import format_value, to_text
 from huren.domain.validation import Problem
 from huren.errors import InvalidInput, MalformedBody, TooLarge, Unauthorized
 from huren.gateway.model import Record
-from huren.gateway.preload_cache import WINDOWS, Entry, PreloadCache, Visit, patient_key
+from huren.gateway.preload_cache import WINDOWS, Entry, PreloadCache, patient_key
 
 if TYPE_CHECKING:
     from huren.gateway.config import GatewayConfig
@@ -71,30 +72,12 @@ SOURCE = "preload"
 MAX_BODY = 1 << 20
 
 
-class Patient(BaseModel):
-    id_type_code: str = Field("01", description="身份证件类别代码（STD_ID_TYPE）", max_length=2)
-    id_no: str = Field(..., description="身份证件号码", min_length=1, max_length=128)
-    days: Literal[30, 90] | None = Field(None, description="近期时间窗：30 或 90 天；默认为缓存的时间窗")
-    event_no: str = Field("", description="本次就诊事件号（门诊/住院流水号），可空", max_length=128)
-    dept_code: str = Field("", description="院内科室编码", max_length=128)
-    dept_name: str = Field("", description="院内科室名称", max_length=128)
-    dept_std_code: str = Field("", description="标准科室编码", max_length=128)
-    dept_std_name: str = Field("", description="标准科室名称", max_length=128)
-    doc_code: str = Field("", description="医生编码", max_length=128)
-    doc_name: str = Field("", description="医生姓名", max_length=128)
-
-    def visit(self) -> Visit:
-        return Visit(
-            self.event_no, self.dept_code, self.dept_name, self.dept_std_code, self.dept_std_name, self.doc_code, self.doc_name
-        )
+class Patient(models.Patient):
+    days: Literal[30, 90] | None = Field(None, description="近期时间窗：30 或 90 天；默认为缓存的时间窗")  # type: ignore[assignment]
 
 
-class Order(Patient):
-    check: list[str] = Field(default_factory=list, description="所开检查项目编码（exam_item_code，标准或本院编码）")
-    lab: list[str] = Field(default_factory=list, description="所开检验子项编码（class_code，标准或本院编码）")
-    org_code: str | None = Field(None, description="只看某机构的结果")
-    since: datetime | None = Field(None, description="结果时间不早于")
-    until: datetime | None = Field(None, description="结果时间早于")
+class Order(models.Order):
+    days: Literal[30, 90] | None = Field(None, description="近期时间窗：30 或 90 天；默认为缓存的时间窗")  # type: ignore[assignment]
 
 
 def _about(cache: PreloadCache, entry: Entry) -> dict[str, Any]:

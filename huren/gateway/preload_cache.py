@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import httpx2
 
 from huren.client import HurenClient, HurenClientError
-from huren.domain.recognition import CatalogRule, PriorItem, judge
+from huren.domain.recognition import CatalogRule, PriorItem, Visit, judge
 from huren.domain.records import format_value
 from huren.domain.validation import Problem, canonical_id, check_identity
 from huren.errors import HurenError, InvalidInput
@@ -105,22 +105,6 @@ class TimeSource(Protocol):
     def time(self) -> float: ...
 
     def now(self) -> datetime: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Visit:
-    """The doctor's side of a question, passed on to the platform (its reminder log, XC-P4)."""
-
-    event_no: str = ""
-    dept_code: str = ""
-    dept_name: str = ""
-    dept_std_code: str = ""
-    dept_std_name: str = ""
-    doc_code: str = ""
-    doc_name: str = ""
-
-    def as_dict(self) -> dict[str, str]:
-        return {k: getattr(self, k) for k in self.__slots__}
 
 
 @dataclass(frozen=True, slots=True)

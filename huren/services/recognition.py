@@ -27,7 +27,7 @@ from huren.domain.fields import (
     SEHR_ACCEPT_RECORD,
     SEHR_QUOTE_RECORD,
 )
-from huren.domain.recognition import CatalogRule, PriorItem, Verdict, judge, parse_scope
+from huren.domain.recognition import CatalogRule, PriorItem, Verdict, Visit, judge, parse_scope
 from huren.domain.records import format_value, to_text
 from huren.domain.validation import Problem, canonical_id, check_identity, check_record
 from huren.errors import Forbidden, InvalidInput, NotFound
@@ -44,19 +44,6 @@ from huren.store.database import Database
 Reject = Callable[[Principal, str, str, Sequence[Problem], bytes | None, str | None], int]
 WINDOWS = (30, 90)
 RECORD_NODES = {"accept": ("sehr_accept_record", SEHR_ACCEPT_RECORD), "quote": ("sehr_quote_record", SEHR_QUOTE_RECORD)}
-
-
-@dataclass(frozen=True, slots=True)
-class Visit:
-    """The doctor's side of a question: where and by whom the order is being written."""
-
-    event_no: str = ""
-    dept_code: str = ""
-    dept_name: str = ""
-    dept_std_code: str = ""
-    dept_std_name: str = ""
-    doc_code: str = ""
-    doc_name: str = ""
 
 
 @dataclass(slots=True)
