@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from huren import __version__, web
@@ -48,7 +49,9 @@ def create_app(container: Container) -> FastAPI:
         yield
         container.db.stop_checkpointer()
 
-    app = FastAPI(
+    # /docs and /redoc with their scripts served from the installed fastapi-offline package, not
+    # a CDN: hospitals' and health commissions' networks often have no Internet access
+    app = FastAPIOffline(
         lifespan=lifespan,
         title="huren 互认平台",
         version=__version__,

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 import uvicorn
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi_offline import FastAPIOffline
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
@@ -210,7 +211,7 @@ def create_preload_app(
     """The local API over ``cache``; accepted decisions are handed to ``enqueue`` as Records.
     ``pages`` = (institution code, page token) also serves the doctor's pages under /ui;
     ``api_token``, when given, is required on every call of the JSON API but /healthz."""
-    app = FastAPI(
+    app = FastAPIOffline(  # its /docs works without Internet access, as on the platform
         title="huren 前置机本地接口（预加载缓存）",
         description=__doc__,
         version="1",

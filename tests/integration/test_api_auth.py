@@ -63,3 +63,15 @@ def test_passwords_stored_with_kdf(container: Container) -> None:
         cred = directory.get_credential(conn, ORG_A[0], ORG_A[4])
     assert cred is not None
     assert cred["password_hash"].startswith("scrypt$") and ORG_A[5] not in cred["password_hash"]
+
+
+def test_api_documentation_works_without_internet(client: TestClient) -> None:
+    """/docs and /redoc load their scripts from the platform itself, never from a CDN."""
+    for path, script in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert "cdn.jsdelivr.net" not in page.text and "unpkg.com" not in page.text
+        assert f"/static-offline-docs/{script}" in page.text
+        asset = client.get(f"/static-offline-docs/{script}")
+        assert asset.status_code == 200 and len(asset.content) > 100_000
+    assert client.get("/openapi.json").json()["info"]["title"] == "huren 互认平台"

@@ -327,6 +327,8 @@ def test_purge_and_listen(gateway: Gateway, api_a: Api, container: Container) ->
     assert parse_listen("[::1]:9000") == ("::1", 9000)
     with pytest.raises(ValueError):
         parse_listen("localhost")
+    docs = gateway.http.get("/docs")  # the local API's documentation needs no Internet access either
+    assert docs.status_code == 200 and "/static-offline-docs/swagger-ui-bundle.js" in docs.text
 
 
 API_TOKEN = "hospital-his-preload-token-2026"
