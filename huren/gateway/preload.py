@@ -70,6 +70,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("huren.gateway.preload")
 
 SOURCE = "preload"
+#: report kind → the seed's record type (RECORD_TYPE: 1 exam, 2 lab)
+TYPE_OF_KIND = {kind: type_ for type_, kind in decisions.KIND_OF_TYPE.items()}
 MAX_BODY = 1 << 20
 
 
@@ -138,6 +140,17 @@ def reminder_record(entry: Entry, visit: Visit, answer: dict[str, Any], at: str)
     return Record(kind="reminder", key=f"reminder:{uuid.uuid4().hex}", payload={"reminder_log": [row]}, source=SOURCE)
 
 
+def view_record(kind: str, master: dict[str, Any], at: str) -> Record:
+    """A report the gateway showed from its cache (the platform unreachable), for the
+    platform's reminder log as a view (XC-P4)."""
+    row = {
+        "action": "view", "at": at, "id_type_code": str(master.get("id_type_code", "")), "id_no": str(master.get("id_no", "")),
+        "hr_org_code": str(master.get("org_code", "")), "hr_report_form_no": str(master.get("report_form_no", "")),
+        "type": TYPE_OF_KIND[kind],
+    }
+    return Record(kind="reminder", key=f"reminder:{uuid.uuid4().hex}", payload={"reminder_log": [row]}, source=SOURCE)
+
+
 class DecisionDesk:
     """Decisions taken at the hospital: validated, kept in the cache and queued for upload
     together; and the reminders shown from the cache, queued for the platform's reminder log."""
@@ -165,6 +178,10 @@ class DecisionDesk:
         answer = self.cache.exists(entry, **order)
         self.enqueue([reminder_record(entry, visit, answer, format_value(self.cache.clock.now()))])
         return answer
+
+    def viewed(self, kind: str, master: dict[str, Any]) -> None:
+        """A report shown from the cache: queued as a view for the platform's log."""
+        self.enqueue([view_record(kind, master, format_value(self.cache.clock.now()))])
 
 
 async def _json(request: Request) -> Any:

@@ -88,7 +88,9 @@ def test_decisions_are_kept_and_queued(gateway: Gateway, api_a: Api, container: 
     assert sorted((d["is_accept"], d["reason"] or "") for d in kept) == [("1", ""), ("2", "8")]
 
 
-def test_report_view_falls_back_to_the_cache_when_the_platform_is_down(gateway: Gateway, api_a: Api, container: Container) -> None:
+def test_report_view_falls_back_to_the_cache_when_the_platform_is_down(
+    gateway: Gateway, api_a: Api, api_b: Api, container: Container
+) -> None:
     _reports(api_a, container)
     assert gateway.http.get("/ui/panel", params=_q()).status_code == 200  # fills the cache
     lab = gateway.cache.load("01", samples.ID_NO)
@@ -97,10 +99,21 @@ def test_report_view_falls_back_to_the_cache_when_the_platform_is_down(gateway: 
     up = gateway.http.get(f"/ui/report/lab/{report_id}", params={"token": PAGE_TOKEN})
     assert up.status_code == 200, up.text
     assert "g/L" in up.text
+    assert gateway.queued == []  # the platform served (and logged) that view itself
     gateway.platform.down = True
     down = gateway.http.get(f"/ui/report/lab/{report_id}", params={"token": PAGE_TOKEN})
     assert down.status_code == 200, down.text
     assert "g/L" in down.text
+    # the view served from the cache is queued for the platform's log (XC-P4), which takes it
+    [view] = gateway.queued
+    [row] = view.payload["reminder_log"]
+    master = lab.detail["labmaster"][0]
+    assert (view.kind, row["action"], row["type"]) == ("reminder", "view", "2")
+    assert (row["hr_org_code"], row["hr_report_form_no"], row["id_no"]) == (master["org_code"], master["report_form_no"], samples.ID_NO)
+    gateway.platform.down = False
+    stored = api_b.post("/api/v1/reminder-logs", view.payload)
+    assert stored.status_code == 200 and stored.json()["rows"] == 1, stored.text
+    gateway.platform.down = True
     pdf = gateway.http.get(f"/ui/report/lab/{report_id}/pdf", params={"token": PAGE_TOKEN})
     assert pdf.status_code == 404
     assert "互认平台暂时无法访问" in pdf.text
