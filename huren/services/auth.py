@@ -13,6 +13,7 @@ from huren.errors import Unauthorized
 from huren.services.context import Clock, Principal
 from huren.store import directory
 from huren.store.database import Database
+from huren.wire import b64url
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 
@@ -34,14 +35,6 @@ def verify_password(password: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(got, base64.b64decode(digest))
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +72,14 @@ class AuthService:
 
     def sign(self, principal: Principal) -> str:
         exp = int(self._clock.time()) + self.ttl
-        body = _b64(
+        body = b64url.encode(
             json.dumps(
                 {"o": principal.org_code, "u": principal.username, "r": principal.role, "e": exp},
                 separators=(",", ":"),
                 ensure_ascii=False,
             ).encode()
         )
-        mac = _b64(hmac.new(self._secret, body.encode(), hashlib.sha256).digest())
+        mac = b64url.encode(hmac.new(self._secret, body.encode(), hashlib.sha256).digest())
         return f"{body}.{mac}"
 
     def verify(self, token: str) -> Principal:
@@ -94,9 +87,9 @@ class AuthService:
         try:
             body, mac = token.split(".")
             want = hmac.new(self._secret, body.encode(), hashlib.sha256).digest()
-            if not hmac.compare_digest(want, _unb64(mac)):
+            if not hmac.compare_digest(want, b64url.decode(mac)):
                 raise Unauthorized("访问令牌无效")
-            claims = json.loads(_unb64(body))
+            claims = json.loads(b64url.decode(body))
             exp = int(claims["e"])
             principal = Principal(str(claims["o"]), str(claims["u"]), str(claims["r"]))
         except Unauthorized:

@@ -12,7 +12,6 @@ secret (so an access token is never a valid link, nor a link an access token).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -35,7 +34,7 @@ from huren.services.context import Clock, Principal
 from huren.store import directory, reports, transport
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
-from huren.wire import gm
+from huren.wire import b64url, gm
 
 log = logging.getLogger("huren.transport")
 
@@ -122,14 +121,6 @@ def gunzip(data: bytes, limit: int) -> bytes:
                 raise MalformedBody("gzip 请求体不完整", [Problem("Content-Encoding", "gzip", "gzip 数据被截断")])
     except zlib.error as exc:
         raise MalformedBody("gzip 请求体无法解压", [Problem("Content-Encoding", "gzip", f"gzip 数据无效：{exc}")]) from exc
-
-
-def _b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64u(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _refuse(field: str, rule: str, message: str) -> Unauthorized:
@@ -338,8 +329,8 @@ class TransportService:
         m = self._master(kind, report_id)
         exp = int(self._clock.time()) + ttl_seconds
         claims = {"k": kind, "i": report_id, "e": exp, "o": principal.org_code, "u": principal.username, "r": principal.role}
-        body = _b64u(json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode())
-        token = f"{body}.{_b64u(self._mac(body))}"
+        body = b64url.encode(json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode())
+        token = f"{body}.{b64url.encode(self._mac(body))}"
         expires_at = datetime.fromtimestamp(exp, self._clock.tz).replace(tzinfo=None)
         self._audit.record(
             principal, f"link_create_{kind}", id_type_code=m["id_type_code"], id_no=m["id_no"],
@@ -360,9 +351,9 @@ class TransportService:
         """(kind, report_id, PDF) of a good, unexpired link; Forbidden if forged, LinkExpired if late."""
         try:
             body, mac = token.split(".")
-            if not hmac.compare_digest(self._mac(body), _unb64u(mac)):
+            if not hmac.compare_digest(self._mac(body), b64url.decode(mac)):
                 raise ValueError("bad mac")
-            claims = json.loads(_unb64u(body))
+            claims = json.loads(b64url.decode(body))
             kind, report_id, exp = str(claims["k"]), int(claims["i"]), int(claims["e"])
             who = Principal(str(claims["o"]), str(claims["u"]), str(claims["r"]), remote_addr)
         except (ValueError, KeyError, TypeError):

@@ -12,7 +12,6 @@ double-submit cookie (``huren_login_csrf``) instead.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -20,17 +19,10 @@ import secrets
 from dataclasses import dataclass
 
 from huren.services.context import Clock, Principal
+from huren.wire import b64url
 
 COOKIE = "huren_session"
 LOGIN_CSRF_COOKIE = "huren_login_csrf"
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,23 +47,23 @@ class SessionCodec:
 
     def encode(self, s: Session) -> str:
         p = s.principal
-        body = _b64(
+        body = b64url.encode(
             json.dumps(
                 {"o": p.org_code, "u": p.username, "r": p.role, "c": s.csrf, "i": s.issued, "l": s.last},
                 separators=(",", ":"),
                 ensure_ascii=False,
             ).encode()
         )
-        return f"{body}.{_b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())}"
+        return f"{body}.{b64url.encode(hmac.new(self._key, body.encode(), hashlib.sha256).digest())}"
 
     def decode(self, value: str) -> Session | None:
         """The session of a cookie value, or None when forged, malformed or expired."""
         try:
             body, mac = value.split(".")
             want = hmac.new(self._key, body.encode(), hashlib.sha256).digest()
-            if not hmac.compare_digest(want, _unb64(mac)):
+            if not hmac.compare_digest(want, b64url.decode(mac)):
                 return None
-            c = json.loads(_unb64(body))
+            c = json.loads(b64url.decode(body))
             s = Session(Principal(str(c["o"]), str(c["u"]), str(c["r"])), str(c["c"]), int(c["i"]), int(c["l"]))
         except (ValueError, KeyError, TypeError):
             return None
