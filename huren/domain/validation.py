@@ -217,7 +217,7 @@ def decode_pdf(text: Any, path: str, max_bytes: int, problems: list[Problem]) ->
         problems.append(Problem(path, "pdf_size", f"报告单据PDF（pdf）超过大小上限 {max_bytes} 字节"))
         return None
     try:
-        try:  # the usual case: one unbroken line; pybase64 is ~50x the standard library here
+        try:  # the usual case: one unbroken line (pybase64: SIMD, far faster than binascii on a PDF)
             data = pybase64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
             data = pybase64.b64decode("".join(text.split()), validate=True)
