@@ -30,8 +30,8 @@ class Patient(BaseModel):
 
 
 class Order(Patient):
-    check: list[str] = Field(default_factory=list, description="所开检查项目编码（exam_item_code，标准或本院编码）")
-    lab: list[str] = Field(default_factory=list, description="所开检验子项编码（class_code，标准或本院编码）")
+    check: list[str] = Field(default_factory=list, description="所开检查项目编码（exam_item_code，标准或本院编码）", max_length=200)
+    lab: list[str] = Field(default_factory=list, description="所开检验子项编码（class_code，标准或本院编码）", max_length=200)
     org_code: str | None = Field(None, description="只看某机构的结果（精准互认查询，HZ-15）")
     since: datetime | None = Field(None, description="结果时间不早于（HZ-15）")
     until: datetime | None = Field(None, description="结果时间早于（HZ-15）")

@@ -43,6 +43,8 @@ from huren.store.database import Database
 
 Reject = Callable[[Principal, str, str, Sequence[Problem], bytes | None, str | None], int]
 WINDOWS = (30, 90)
+#: the most ordered items one exists-for-order question may carry (a prescription, not a catalog)
+MAX_ORDERED = 200
 RECORD_NODES = {"accept": ("sehr_accept_record", SEHR_ACCEPT_RECORD), "quote": ("sehr_quote_record", SEHR_QUOTE_RECORD)}
 
 
@@ -295,6 +297,10 @@ class RecognitionService:
         id_no = self._check_patient(id_type, id_no)
         if not check and not lab:
             raise InvalidInput("没有所开项目", [Problem("check", "required", "检查项目（check）与检验子项（lab）不能同时为空")])
+        if len(check) + len(lab) > MAX_ORDERED:
+            raise InvalidInput(
+                "所开项目过多", [Problem("check", "max_items", f"一次最多查询 {MAX_ORDERED} 个项目（检查项目与检验子项合计）")]
+            )
         start = max(self._window(days), since) if since else self._window(days)
         resolved: dict[str, dict[str, str]] = {}
         unmapped: list[dict[str, str]] = []

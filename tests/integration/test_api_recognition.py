@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from huren.bootstrap import Container
+from huren.errors import InvalidInput
+from huren.services.context import Principal
 from huren.store import catalog as catalog_store
 from huren.store import recognition as rstore
 from tests import samples
@@ -122,6 +124,14 @@ def test_exists_for_order_with_local_codes(api_a: Api, api_b: Api, container: Co
         stats = rstore.statistics(conn, "org", [ORG_B[0]], container.clock.now() - timedelta(days=1), container.clock.now() + timedelta(days=1))
     assert stats[ORG_B[0]]["reminders"] == 1 and stats[ORG_B[0]]["recognizable"] == 2
     assert api_b.post("/api/v1/recognition/exists", patient()).status_code == 422  # nothing ordered
+    # a question carries a prescription, not a catalog: more than 200 ordered items is refused
+    too_many = api_b.post("/api/v1/recognition/exists", patient(lab=[f"L{i}" for i in range(201)]))
+    assert too_many.status_code == 422 and too_many.json()["problems"][0]["field"].endswith("lab"), too_many.text
+    with pytest.raises(InvalidInput) as refused:  # the same limit in the service, for the SOAP profile
+        container.recognition.exists(
+            Principal(ORG_B[0], ORG_B[4], "hospital"), "01", samples.ID_NO, check=[EXAM_CODE] * 100, lab=[LAB_CODE] * 101
+        )
+    assert refused.value.problems[0].rule == "max_items"
 
 
 def test_exists_honours_the_rule(api_a: Api, api_b: Api, container: Container, catalog: None) -> None:
