@@ -20,6 +20,8 @@ NODES: dict[str, tuple[str, tuple[Field, ...]]] = {
 }
 #: sehr_*_record.type → report kind.
 KIND_OF_TYPE = {"1": "exam", "2": "lab"}
+#: report kind → record type
+TYPE_OF_KIND = {kind: type_ for type_, kind in KIND_OF_TYPE.items()}
 
 #: ``locate(where, kind, record)`` → a problem with the prior report or item, or None when fine
 #: (it may also annotate ``record``, e.g. with the report id it found).

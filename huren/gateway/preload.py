@@ -70,8 +70,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("huren.gateway.preload")
 
 SOURCE = "preload"
-#: report kind → the seed's record type (RECORD_TYPE: 1 exam, 2 lab)
-TYPE_OF_KIND = {kind: type_ for type_, kind in decisions.KIND_OF_TYPE.items()}
 MAX_BODY = 1 << 20
 
 
@@ -146,7 +144,7 @@ def view_record(kind: str, master: dict[str, Any], at: str) -> Record:
     row = {
         "action": "view", "at": at, "id_type_code": str(master.get("id_type_code", "")), "id_no": str(master.get("id_no", "")),
         "hr_org_code": str(master.get("org_code", "")), "hr_report_form_no": str(master.get("report_form_no", "")),
-        "type": TYPE_OF_KIND[kind],
+        "type": decisions.TYPE_OF_KIND[kind],
     }
     return Record(kind="reminder", key=f"reminder:{uuid.uuid4().hex}", payload={"reminder_log": [row]}, source=SOURCE)
 

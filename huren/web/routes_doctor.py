@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from huren.domain import dictionaries
+from huren.domain.decisions import KIND_OF_TYPE, TYPE_OF_KIND
 from huren.errors import InvalidInput
 from huren.web.render import DOCTOR_ROLES, MENU, Caller, backend, caller, form_caller, invalid, page
 
@@ -170,7 +171,7 @@ def _rows(answer: dict[str, Any]) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = []
     for m in answer["exammaster"]:
         rows.append({
-            "type": "1", "hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "code": m["item_code"],
+            "type": TYPE_OF_KIND["exam"], "hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "code": m["item_code"],
             "name": m["item_name"], "org_name": m["org_name"], "dtime": m["dtime"], "pacs_url": m.get("pacs_url") or "",
             "report_id": str(m["report_id"]), "result": m.get("conclusion") or "", "unit": "", "ref": "", "flag": "",
         })
@@ -178,7 +179,7 @@ def _rows(answer: dict[str, Any]) -> list[dict[str, str]]:
         for i in m["item"]:
             lo, hi = i.get("lower_value") or "", i.get("upper_value") or ""
             rows.append({
-                "type": "2", "hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "code": i["item_code"],
+                "type": TYPE_OF_KIND["lab"], "hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "code": i["item_code"],
                 "name": i["item_name"], "org_name": m["org_name"], "dtime": m["dtime"], "pacs_url": "",
                 "report_id": str(m["report_id"]), "result": str(i.get("result_value") or ""), "unit": i.get("result_unit") or "",
                 "ref": f"{lo}–{hi}" if lo or hi else "", "flag": i.get("result_interpre") or "",
@@ -194,8 +195,8 @@ def _dialog(
     return page(
         request, who, "doctor/decide.html", status, title="检查检验结果互认确认", id_type=id_type, id_no=id_no,
         rows=[(i, r, json.dumps(r, ensure_ascii=False)) for i, r in enumerate(rows)],
-        exam_rows=[(i, r) for i, r in enumerate(rows) if r["type"] == "1"],
-        lab_rows=[(i, r) for i, r in enumerate(rows) if r["type"] == "2"],
+        exam_rows=[(i, r) for i, r in enumerate(rows) if r["type"] == TYPE_OF_KIND["exam"]],
+        lab_rows=[(i, r) for i, r in enumerate(rows) if r["type"] == TYPE_OF_KIND["lab"]],
         visit=visit, missing=_missing_visit(visit), given=given, decided=decided or {}, errors=errors or [],
         unmapped=unmapped or [], reasons=dictionaries.load("REJECT_REASON"), visit_labels=VISIT_LABELS,
         event_types=dictionaries.load("STD_EVENT_TYPE"), std_depts=dictionaries.load("STD_DEPT"),
@@ -225,7 +226,7 @@ def _posted_rows(form: dict[str, Any]) -> list[dict[str, str]]:
             r = json.loads(raw)
         except ValueError:
             raise invalid("row", "format", "表单数据已损坏，请重新打开互认确认页面") from None
-        if not isinstance(r, dict) or r.get("type") not in ("1", "2"):
+        if not isinstance(r, dict) or r.get("type") not in KIND_OF_TYPE:
             raise invalid("row", "format", "表单数据已损坏，请重新打开互认确认页面")
         rows.append({k: str(r.get(k) or "")[:4000] for k in ROW_KEYS})
     if not rows:
@@ -367,7 +368,7 @@ async def quote(request: Request) -> Response:
     if not errors:
         code_key = "class_code" if kind == "lab" else "exam_item_code"
         node = rep["lab_subitem" if kind == "lab" else "exam_subitem"]
-        type_ = "2" if kind == "lab" else "1"
+        type_ = TYPE_OF_KIND[kind]
         when = _now(request)
         row = {"hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "type": type_}
         records = [
