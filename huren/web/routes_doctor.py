@@ -53,13 +53,26 @@ def _doctor(who: Caller) -> None:
     who.require(DOCTOR_ROLES, "医生工作台页面")
 
 
+#: the longest visit value kept (the reminder log's and the decision records' column size)
+MAX_VISIT = 128
+
+
+def _visit_value(k: str, v: Any) -> str:
+    """A visit parameter, trimmed; too long is refused, never cut (a cut visit number would
+    name another visit)."""
+    text = v.strip() if isinstance(v, str) else ""
+    if len(text) > MAX_VISIT:
+        raise invalid(k, "max_length", f"{VISIT_LABELS[k]}（{k}）不能超过 {MAX_VISIT} 个字符")
+    return text
+
+
 def _given(params: Any) -> dict[str, str]:
     """The visit parameters the HIS passed (query string or form), trimmed."""
     out: dict[str, str] = {}
     for k in VISIT_PARAMS:
-        v = params.get(k)
-        if isinstance(v, str) and v.strip():
-            out[k] = v.strip()[:128]
+        v = _visit_value(k, params.get(k))
+        if v:
+            out[k] = v
     return out
 
 
@@ -235,7 +248,7 @@ def _posted_rows(form: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def _form_visit(form: dict[str, Any]) -> dict[str, str]:
-    v = {k: str(form.get(k) or "").strip()[:128] for k in VISIT_PARAMS}
+    v = {k: _visit_value(k, form.get(k)) for k in VISIT_PARAMS}
     if v["dept_std_code"] and not v["dept_std_name"]:
         v["dept_std_name"] = dictionaries.load("STD_DEPT").get(v["dept_std_code"], "")
     return v

@@ -278,6 +278,10 @@ def test_supervisor_is_refused(client: TestClient, world: dict[str, Any]) -> Non
 def test_bad_patient_id_is_a_chinese_error(client: TestClient, world: dict[str, Any]) -> None:
     r = client.get("/ui/panel", params=q(world["token"], id_no="12345"))
     assert r.status_code == 422 and "输入有误" in r.text and "Traceback" not in r.text
+    # a visit number too long for the records is refused by name, never cut to another visit's number
+    long = client.get("/ui/panel", params=q(world["token"], event_no="MZ" + "9" * 127))
+    assert long.status_code == 422 and "就诊流水号（event_no）不能超过 128 个字符" in long.text
+    assert client.get("/ui/panel", params=q(world["token"], event_no="MZ" + "9" * 126)).status_code == 200
 
 
 # -- report view, PDF, quote ---------------------------------------------------------------------
