@@ -30,8 +30,8 @@ from sqlalchemy import insert, text
 
 from bench._common import free_port, lab_payloads, start_server
 from huren.bootstrap import build
+from huren.context import Principal
 from huren.domain.validation import validate_report
-from huren.services.context import Principal
 from huren.settings import Settings
 from huren.store.tables import lab_item, lab_report
 

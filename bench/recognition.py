@@ -58,8 +58,8 @@ from sqlalchemy import func, select
 from bench._bulk import fill, make_orgs, reset
 from bench._common import free_port, start_server
 from huren.bootstrap import Container, build
+from huren.context import Clock, Principal
 from huren.errors import Conflict
-from huren.services.context import Clock, Principal
 from huren.settings import Settings
 from huren.store import recognition as rstore
 from huren.store.tables import catalog_item, exam_item, exam_report, lab_item, lab_report

@@ -2,7 +2,7 @@
 
 Measures, single-threaded, on this machine:
 
-  1. SM2 encrypt+decrypt of a 16-byte SM4 key per second through ``huren.wire.gm`` (gmssl-pyx:
+  1. SM2 encrypt+decrypt of a 16-byte SM4 key per second through ``huren.crypto.gm`` (gmssl-pyx:
      raw C1C3C2 and DER), and the bare library calls; for comparison, when importable, Tongsuo via
      tongsuopy (its SM2 encryption is reachable only through the private cffi binding) and
      pure-Python gmalg;
@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from huren.wire import gm
+from huren.crypto import gm
 
 
 def rate(fn: Callable[[], object], seconds: float) -> float:

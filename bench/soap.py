@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import free_port, start_server
 from huren.bootstrap import build
 from huren.client import HurenClient
+from huren.crypto import gm
 from huren.settings import Settings
-from huren.wire import gm
 from tests import samples
 
 SECRET = "bench-" + "k" * 40

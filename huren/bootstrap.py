@@ -7,10 +7,10 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from huren.context import Clock
 from huren.services.audit import AuditService
 from huren.services.auth import AuthService
 from huren.services.catalog import CatalogService
-from huren.services.context import Clock
 from huren.services.directory import DirectoryService
 from huren.services.masterdata import MasterDataService
 from huren.services.quality import QualityService

@@ -120,9 +120,8 @@ def cmd_org_list(args: argparse.Namespace) -> int:
 
 def cmd_catalog_import(args: argparse.Namespace) -> int:
     from huren.bootstrap import build
-    from huren.domain.validation import Problem
-    from huren.errors import InvalidInput
-    from huren.services.context import Principal
+    from huren.context import Principal
+    from huren.errors import InvalidInput, Problem
 
     path: Path = args.file
     try:
@@ -141,8 +140,7 @@ def cmd_catalog_import(args: argparse.Namespace) -> int:
 
 def cmd_catalog_export(args: argparse.Namespace) -> int:
     from huren.bootstrap import build
-    from huren.domain.validation import Problem
-    from huren.errors import InvalidInput
+    from huren.errors import InvalidInput, Problem
 
     path: Path = args.file
     fmt = path.suffix.lower().lstrip(".")
@@ -173,7 +171,7 @@ def cmd_catalog_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
-    from huren.wire.gm import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, GmError, init_platform_key
+    from huren.crypto.gm import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, GmError, init_platform_key
 
     key_dir = _settings(args).key_dir
     try:
@@ -188,7 +186,7 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_public(args: argparse.Namespace) -> int:
-    from huren.wire.gm import GmError, load_platform_key
+    from huren.crypto.gm import GmError, load_platform_key
 
     try:
         key = load_platform_key(_settings(args).key_dir)
@@ -346,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except HurenError as exc:
-        print(f"错误：{exc.message}", file=sys.stderr)
+        print(f"错误：{exc.text()}", file=sys.stderr)
         for p in exc.problems:
             print(f"  - {p.field}: {p.message}", file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import httpx2
 
-from huren.wire import gm
+from huren.crypto import gm
 from huren.wire.soap import METHODS, NS, SOAP11, SOAP12
 from huren.wire.xj_xml import local, safe_parse
 

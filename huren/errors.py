@@ -1,31 +1,65 @@
-"""The one error hierarchy of huren. Each transport maps it to its own error form in one place
-(REST: JSON ``{code, message, problems}`` + status; SOAP: ``error:原因``; pages: a message).
+"""The one error hierarchy of huren, and the ``Problem`` every refusal is made of. Each transport
+maps it to its own error form in one place (REST: JSON ``{code, message, problems, rejected_id}``
++ status; SOAP: ``error:原因``; pages: a message).
 
     HurenError
-     ├── InvalidInput        bad input; carries the problems (field, rule, message)
- │    └── MalformedBody   the body is not parseable at all (bad JSON / XML)
-     ├── Unauthorized        no, bad or expired credentials / token
-     ├── Forbidden           authenticated, but not allowed (another institution's data)
-     ├── NotFound            the thing asked for does not exist
-     ├── Conflict            the request contradicts stored state
-     └── TooLarge            the request or file is over a size limit
+     ├── InvalidInput          bad input; carries the problems (field, rule, message)
+     │    └── MalformedBody     the body is not parseable at all (bad JSON / XML)
+     ├── Unauthorized          no, bad or expired credentials / token
+     ├── Forbidden             authenticated, but not allowed (another institution's data, a role)
+     ├── NotFound              the thing asked for does not exist
+     ├── Conflict              the request contradicts stored state (a stale version, a duplicate)
+     ├── TooLarge              the request or file is over a size limit
+     ├── TooMany               a rate limit or a lock (failed logins, reads per minute)
+     ├── UnsupportedEncoding   a Content-Encoding / Content-Type the channel does not take
+     ├── LinkExpired           a signed viewing link whose time is up
+     ├── NotConfigured         the platform lacks a key or setting the call needs
+     ├── PlatformUnavailable   (client side) the platform could not be reached
+     └── PlatformRefused       (client side) the platform answered with an error
+
+A refused submission that was kept carries the id it was kept under (``rejected_id``), a field,
+never text glued to the message; transports render it with :meth:`HurenError.text`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from huren.domain.validation import Problem
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One broken rule: the field (as the documents spell it), the rule, a Chinese message."""
+
+    field: str
+    rule: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "rule": self.rule, "message": self.message}
 
 
 class HurenError(Exception):
     code = "error"
     status = 500
 
-    def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
+    def __init__(self, message: str, problems: Sequence[Problem] = (), *, rejected_id: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.problems = list(problems)
+        self.rejected_id = rejected_id
+
+    def kept(self, rejected_id: int) -> HurenError:
+        """Record that the refused submission was kept as rejected submission ``rejected_id``."""
+        self.rejected_id = rejected_id
+        return self
+
+    def text(self) -> str:
+        """The message a person reads, naming the kept submission when there is one."""
+        if self.rejected_id is None:
+            return self.message
+        return f"{self.message}（已保存为被拒提交 #{self.rejected_id}）"
 
 
 class InvalidInput(HurenError):
@@ -50,7 +84,7 @@ class Unauthorized(HurenError):
 
 
 class Forbidden(HurenError):
-    """Raised when an institution touches what is not its own."""
+    """Raised when a caller touches what is not its own, or what its role may not do."""
 
     code = "forbidden"
     status = 403
@@ -64,7 +98,7 @@ class NotFound(HurenError):
 
 
 class Conflict(HurenError):
-    """Raised when a request contradicts stored state (e.g. a duplicate institution code)."""
+    """Raised when a request contradicts stored state (a stale version, a duplicate code)."""
 
     code = "conflict"
     status = 409
@@ -75,3 +109,57 @@ class TooLarge(HurenError):
 
     code = "too_large"
     status = 413
+
+
+class TooMany(HurenError):
+    """Raised when a caller is over a rate limit or locked out for a while."""
+
+    code = "too_many"
+    status = 429
+
+    def __init__(self, message: str, problems: Sequence[Problem] = (), *, retry_after: int | None = None) -> None:
+        super().__init__(message, problems)
+        self.retry_after = retry_after
+
+
+class UnsupportedEncoding(HurenError):
+    """Raised for a Content-Encoding or Content-Type the channel does not accept."""
+
+    code = "unsupported_encoding"
+    status = 415
+
+
+class LinkExpired(HurenError):
+    """A viewing link whose time is up (its signature is good)."""
+
+    code = "link_expired"
+    status = 410
+
+
+class NotConfigured(HurenError):
+    """The platform lacks a key or setting the call needs (e.g. the SM2 key: ``huren keys init``)."""
+
+    code = "not_configured"
+    status = 503
+
+
+class PlatformUnavailable(HurenError):
+    """The platform could not be reached and nothing is cached for the question."""
+
+    code = "platform_unavailable"
+    status = 503
+
+
+class PlatformRefused(HurenError):
+    """The platform answered the question with an error (its status, code and problems relayed)."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        message = body.get("message", "") if isinstance(body, dict) else str(body)[:200]
+        problems = []
+        if isinstance(body, dict):
+            for p in body.get("problems") or []:
+                if isinstance(p, dict):
+                    problems.append(Problem(str(p.get("field", "")), str(p.get("rule", "")), str(p.get("message", ""))))
+        super().__init__(f"平台拒绝了请求：{message}" if message else f"平台拒绝了请求（HTTP {status}）", problems)
+        self.status = status
+        self.code = str(body.get("code", "platform_error")) if isinstance(body, dict) else "platform_error"

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from huren.api.app import create_app
 from huren.bootstrap import Container, build
-from huren.services.context import Clock
+from huren.context import Clock
 from huren.settings import Settings
 from huren.store import migrate
 from huren.store.database import make_engine

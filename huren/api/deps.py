@@ -11,9 +11,8 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from huren.bootstrap import Container
-from huren.domain.validation import Problem
-from huren.errors import MalformedBody, TooLarge, Unauthorized
-from huren.services.context import Principal
+from huren.context import Principal
+from huren.errors import MalformedBody, Problem, TooLarge, Unauthorized
 
 #: request-state key under which ``api.signing`` leaves the (token, principal) it verified
 VERIFIED_TOKEN = "huren.verified_token"

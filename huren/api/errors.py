@@ -18,8 +18,18 @@ log = logging.getLogger("huren.api")
 _HTTP_MESSAGES = {404: "接口不存在", 405: "不支持该请求方法", 413: "请求体过大"}
 
 
-def error_body(code: str, message: str, problems: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    return {"code": code, "message": message, "problems": problems or []}
+def error_body(
+    code: str, message: str, problems: list[dict[str, str]] | None = None, rejected_id: int | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message, "problems": problems or []}
+    if rejected_id is not None:
+        body["rejected_id"] = rejected_id
+    return body
+
+
+def huren_error_body(exc: HurenError) -> dict[str, Any]:
+    """The REST error form of a HurenError (the kept submission's id as a field of its own)."""
+    return error_body(exc.code, exc.text(), [p.as_dict() for p in exc.problems], exc.rejected_id)
 
 
 def _page(request: Request) -> bool:
@@ -40,7 +50,7 @@ def install(app: FastAPI) -> None:
             return html_error(request, exc)
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
         return Json(
-            error_body(exc.code, exc.message, [p.as_dict() for p in exc.problems]), exc.status, headers=headers
+            huren_error_body(exc), exc.status, headers=headers
         )
 
     @app.exception_handler(RequestValidationError)

@@ -12,8 +12,8 @@ from starlette.concurrency import run_in_threadpool
 
 from huren.api.deps import Caller, Services
 from huren.api.openapi import op
-from huren.domain.validation import Problem, check_identity
-from huren.errors import InvalidInput
+from huren.domain.validation import check_identity
+from huren.errors import InvalidInput, Problem
 
 router = APIRouter(prefix="/api/v1/query")
 

@@ -10,8 +10,8 @@ from starlette.concurrency import run_in_threadpool
 from huren.api.deps import Caller, Services, parse_json, read_body, write
 from huren.api.openapi import op
 from huren.bootstrap import Container
+from huren.context import Principal
 from huren.errors import HurenError, InvalidInput
-from huren.services.context import Principal
 from huren.wire.json_schema import body, report_schema, void_schema
 
 router = APIRouter(prefix="/api/v1")
@@ -42,7 +42,7 @@ async def json_body(request: Request, c: Container, who: Principal, kind: str) -
         return parse_json(raw), raw
     except InvalidInput as exc:
         rid = await run_in_threadpool(c.registry.reject, who, kind, "rest", exc.problems, raw)
-        exc.message += f"（已保存为被拒提交 #{rid}）"
+        exc.kept(rid)
         raise
 
 

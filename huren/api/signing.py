@@ -24,22 +24,16 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from huren.api.deps import VERIFIED_TOKEN, write
-from huren.api.errors import error_body
+from huren.api.errors import huren_error_body
 from huren.api.responses import Json
 from huren.bootstrap import Container
-from huren.domain.validation import Problem
-from huren.errors import HurenError, MalformedBody, TooLarge, Unauthorized
+from huren.crypto import gm
+from huren.errors import HurenError, MalformedBody, Problem, TooLarge, Unauthorized, UnsupportedEncoding
 from huren.services.transport import TransportService, gunzip
-from huren.wire import gm
 
 PREFIX = "/api/v1/"
 _SIGNATURE_HEADERS = ("x-huren-signature", "x-huren-timestamp", "x-huren-nonce")
 _DROP = {b"content-encoding", b"content-length", b"transfer-encoding"}
-
-
-class UnsupportedEncoding(HurenError):
-    code = "unsupported_encoding"
-    status = 415
 
 
 class _Disconnected(Exception):
@@ -75,7 +69,7 @@ class SignedTransport:
             return
         except HurenError as exc:
             extra = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-            body_json = error_body(exc.code, exc.message, [p.as_dict() for p in exc.problems])
+            body_json = huren_error_body(exc)
             await Json(body_json, exc.status, headers=extra)(scope, receive, send)
             return
         kept = [(k, v) for k, v in scope["headers"] if k not in _DROP]

@@ -26,11 +26,11 @@ from lxml import etree  # type: ignore[import-untyped]
 from starlette.concurrency import run_in_threadpool
 
 from huren.bootstrap import Container
+from huren.context import Principal
+from huren.crypto import gm
 from huren.domain.recognition import Visit
-from huren.domain.validation import Problem
-from huren.errors import HurenError, InvalidInput, TooLarge, Unauthorized
-from huren.services.context import Principal
-from huren.wire import gm, xj_xml
+from huren.errors import HurenError, InvalidInput, Problem, TooLarge, Unauthorized
+from huren.wire import xj_xml
 from huren.wire.soap import CONTENT_TYPES, METHODS, SoapCall, fault, guess_call, parse_request, response, wsdl
 
 log = logging.getLogger("huren.soap")
@@ -154,7 +154,7 @@ class _Call:
     def keep(self, kind: str, exc: HurenError) -> None:
         problems = exc.problems or [Problem("", exc.code, exc.message)]
         rid = self.c.registry.reject(self.who, kind, "soap", problems, self.raw)
-        exc.message = f"{exc.message}（已保存为被拒提交 #{rid}）"
+        exc.kept(rid)
 
     def encrypted(self, text: str) -> str:
         return gm.b64e(gm.sm4_encrypt(self.key, text.encode("utf-8")))
@@ -283,7 +283,7 @@ assert set(HANDLERS) == set(METHODS)
 
 def error_text(exc: HurenError) -> str:
     """``error:原因`` with the first problems named."""
-    text = "error:" + exc.message
+    text = "error:" + exc.text()
     details = [f"{p.field}：{p.message}" if p.field else p.message for p in exc.problems if p.message]
     if details:
         more = f"……等共{len(details)}项" if len(details) > _MAX_PROBLEMS else ""

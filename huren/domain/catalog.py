@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from huren.domain.validation import Problem
+from huren.errors import Problem
 
 KINDS = ("lab", "exam")
 KIND_NAMES = {"lab": "检验", "exam": "检查"}

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from huren.domain.fields import SEHR_ACCEPT_RECORD, SEHR_QUOTE_RECORD, Field
-from huren.domain.validation import Problem, canonical_id, check_identity, check_record
+from huren.domain.validation import canonical_id, check_identity, check_record
+from huren.errors import Problem
 
 NODES: dict[str, tuple[str, tuple[Field, ...]]] = {
     "accept": ("sehr_accept_record", SEHR_ACCEPT_RECORD),

@@ -27,7 +27,8 @@ from typing import Any
 
 from huren.domain import dictionaries
 from huren.domain.fields import Field
-from huren.domain.validation import Problem, canonical_id, check_identity, check_record
+from huren.domain.validation import canonical_id, check_identity, check_record
+from huren.errors import Problem
 
 
 def _f(name: str, title: str, kind: str, size: int = 0, req: bool = True, dic: str | None = None) -> Field:

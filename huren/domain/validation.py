@@ -27,18 +27,9 @@ from huren.domain.fields import (
     VOID_FILTER,
     Field,
 )
+from huren.errors import Problem
 
 PDF_MAGIC = b"%PDF-"
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    field: str
-    rule: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "rule": self.rule, "message": self.message}
 
 
 @dataclass(slots=True)

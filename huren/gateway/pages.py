@@ -15,12 +15,12 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from huren.context import Principal
 from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_SUBITEM, LABMASTER
 from huren.domain.recognition import Visit
 from huren.errors import NotFound, Unauthorized
 from huren.gateway.preload import DecisionDesk
 from huren.gateway.preload_cache import PreloadCache
-from huren.services.context import Principal
 
 MIN_TOKEN = 24
 

@@ -59,8 +59,7 @@ from huren.client import HurenClient
 from huren.domain import decisions
 from huren.domain.recognition import Visit
 from huren.domain.records import format_value, to_text
-from huren.domain.validation import Problem
-from huren.errors import InvalidInput, MalformedBody, TooLarge, Unauthorized
+from huren.errors import InvalidInput, MalformedBody, Problem, TooLarge, Unauthorized
 from huren.gateway.model import Record
 from huren.gateway.preload_cache import WINDOWS, Entry, PreloadCache, patient_key
 

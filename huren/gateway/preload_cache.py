@@ -19,7 +19,7 @@ Accept / reject / quote decisions taken at the hospital are kept here too (``dec
 the outbox that uploads them.
 
 Times: the platform's documents carry naive local times (Asia/Shanghai); the cache's clock is the
-same kind (``huren.services.context.Clock``), and its ``time()`` stamps the entries.
+same kind (``huren.context.Clock``), and its ``time()`` stamps the entries.
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ from typing import Any, Protocol
 import httpx2
 
 from huren.client import HurenClient, HurenClientError
+from huren.context import Clock
 from huren.domain.recognition import CatalogRule, PriorItem, Visit, judge
 from huren.domain.records import format_value
-from huren.domain.validation import Problem, canonical_id, check_identity
-from huren.errors import HurenError, InvalidInput
-from huren.services.context import Clock
+from huren.domain.validation import canonical_id, check_identity
+from huren.errors import InvalidInput, PlatformRefused, PlatformUnavailable, Problem
 
 WINDOWS = (30, 90)
 _DT = "%Y-%m-%d %H:%M:%S"
@@ -73,28 +73,6 @@ CREATE TABLE IF NOT EXISTS decision (
 );
 CREATE INDEX IF NOT EXISTS decision_patient ON decision (id_type_code, id_no, new_event_no);
 """
-
-
-class PlatformUnavailable(HurenError):
-    """The platform could not be reached and nothing is cached for the question."""
-
-    code = "platform_unavailable"
-    status = 503
-
-
-class PlatformRefused(HurenError):
-    """The platform answered the question with an error (its status, code and problems relayed)."""
-
-    def __init__(self, status: int, body: Any) -> None:
-        message = body.get("message", "") if isinstance(body, dict) else str(body)[:200]
-        problems = []
-        if isinstance(body, dict):
-            for p in body.get("problems") or []:
-                if isinstance(p, dict):
-                    problems.append(Problem(str(p.get("field", "")), str(p.get("rule", "")), str(p.get("message", ""))))
-        super().__init__(f"平台拒绝了请求：{message}" if message else f"平台拒绝了请求（HTTP {status}）", problems)
-        self.status = status
-        self.code = str(body.get("code", "platform_error")) if isinstance(body, dict) else "platform_error"
 
 
 class _Down(Exception):

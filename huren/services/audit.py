@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from huren.services.context import Clock, Principal
+from huren.context import Clock, Principal
 from huren.store import audit
 from huren.store.database import Database
 

@@ -9,11 +9,11 @@ import json
 import secrets
 from dataclasses import dataclass
 
+from huren.context import Clock, Principal
+from huren.crypto import b64url
 from huren.errors import Unauthorized
-from huren.services.context import Clock, Principal
 from huren.store import directory
 from huren.store.database import Database
-from huren.wire import b64url
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 

@@ -15,10 +15,9 @@ from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any
 
+from huren.context import Clock, Principal
 from huren.domain import catalog as rows
-from huren.domain.validation import Problem
-from huren.errors import Forbidden, InvalidInput
-from huren.services.context import Clock, Principal
+from huren.errors import Forbidden, InvalidInput, Problem
 from huren.store import catalog as store
 from huren.store.database import Database
 from huren.wire import tabular

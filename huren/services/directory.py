@@ -7,10 +7,9 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from huren.domain.validation import Problem
-from huren.errors import Conflict, InvalidInput, NotFound
+from huren.context import ROLES, Clock
+from huren.errors import Conflict, InvalidInput, NotFound, Problem
 from huren.services.auth import hash_password
-from huren.services.context import ROLES, Clock
 from huren.store import directory
 from huren.store.database import Database
 

@@ -15,12 +15,11 @@ from typing import Any, NoReturn
 
 import orjson
 
+from huren.context import Clock, Principal
 from huren.domain.masterdata import KINDS, Kind, check_org, validate_rows
 from huren.domain.records import format_value
-from huren.domain.validation import Problem
-from huren.errors import Forbidden, HurenError, InvalidInput, NotFound
+from huren.errors import Forbidden, HurenError, InvalidInput, NotFound, Problem
 from huren.services.audit import AuditService
-from huren.services.context import Clock, Principal
 from huren.store import masterdata as store
 from huren.store.database import Database
 
@@ -96,7 +95,7 @@ class MasterDataService:
             except TypeError:
                 raw = repr(payload).encode()
         rid = self._reject(principal, kind.node, channel, error.problems, raw, None)
-        error.message = f"{error.message}（已保存为被拒提交 #{rid}）"
+        error.kept(rid)
         raise error
 
     # -- read ---------------------------------------------------------------------------------

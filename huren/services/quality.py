@@ -7,10 +7,9 @@ from datetime import date, datetime, timedelta
 from statistics import median
 from typing import Any
 
+from huren.context import Clock, Principal
 from huren.domain.records import format_value
-from huren.domain.validation import Problem
-from huren.errors import Forbidden, InvalidInput, NotFound
-from huren.services.context import Clock, Principal
+from huren.errors import Forbidden, InvalidInput, NotFound, Problem
 from huren.store import quality, reports
 from huren.store.blobs import BlobStore
 from huren.store.database import Database

@@ -8,12 +8,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from huren.context import Clock, Principal
 from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_SUBITEM, LABMASTER
 from huren.domain.records import format_value, to_text
-from huren.domain.validation import Problem, canonical_id
-from huren.errors import Forbidden, InvalidInput, NotFound
+from huren.domain.validation import canonical_id
+from huren.errors import Forbidden, InvalidInput, NotFound, Problem
 from huren.services.audit import AuditService
-from huren.services.context import Clock, Principal
 from huren.store import directory, recognition, reports
 from huren.store.blobs import BlobStore
 from huren.store.database import Database

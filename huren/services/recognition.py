@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from huren.context import Clock, Principal
 from huren.domain.decisions import KIND_OF_TYPE, check_decisions
 from huren.domain.fields import (
     EXAM_SUBITEM,
@@ -29,10 +30,9 @@ from huren.domain.fields import (
 )
 from huren.domain.recognition import CatalogRule, PriorItem, Verdict, Visit, judge, parse_scope
 from huren.domain.records import format_value, to_text
-from huren.domain.validation import Problem, canonical_id, check_identity, check_record
-from huren.errors import Forbidden, InvalidInput, NotFound
+from huren.domain.validation import canonical_id, check_identity, check_record
+from huren.errors import Forbidden, InvalidInput, NotFound, Problem
 from huren.services.audit import AuditService
-from huren.services.context import Clock, Principal
 from huren.services.payloads import dump
 from huren.store import audit as audit_store
 from huren.store import catalog as catalog_store
@@ -441,7 +441,7 @@ class RecognitionService:
             records, problems = check_decisions(table, payload, locate)
         if problems:
             rid_kept = self._reject(principal, table, channel, problems, raw or dump(payload), None)
-            raise InvalidInput(f"{'互认' if table == 'accept' else '引用'}记录未通过校验（已保存为被拒提交 #{rid_kept}）", problems)
+            raise InvalidInput(f"{'互认' if table == 'accept' else '引用'}记录未通过校验", problems, rejected_id=rid_kept)
         with self._db.write() as conn:
             rstore.add_records(conn, table, records)
         return len(records)
@@ -509,7 +509,7 @@ class RecognitionService:
             )
         if problems:
             kept = self._reject(principal, "reminder_log", channel, problems, raw or dump(payload), None)
-            raise InvalidInput(f"提醒与调阅记录未通过校验（已保存为被拒提交 #{kept}）", problems)
+            raise InvalidInput("提醒与调阅记录未通过校验", problems, rejected_id=kept)
         with self._db.write() as conn:
             rstore.log_reminders(conn, out)
         return len(out)

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from huren.context import Clock, Principal
 from huren.domain.records import format_value, report_key_text
 from huren.domain.validation import (
-    Problem,
     Report,
     canonical_id,
     check_identity,
@@ -22,8 +22,7 @@ from huren.domain.validation import (
     validate_report,
     validate_void,
 )
-from huren.errors import Forbidden, HurenError, InvalidInput, NotFound
-from huren.services.context import Clock, Principal
+from huren.errors import Forbidden, HurenError, InvalidInput, NotFound, Problem
 from huren.services.payloads import dump
 from huren.store import quality, recognition, reports
 from huren.store.blobs import BlobStore
@@ -104,7 +103,7 @@ class RegistryService:
             raw = dump(payload)
         problems = error.problems or [Problem("", error.code, error.message)]
         rid = self.reject(principal, kind, channel, problems, raw, report_key)
-        error.message = f"{error.message}（已保存为被拒提交 #{rid}）"
+        error.kept(rid)
         raise error
 
     # -- reports --------------------------------------------------------------------------
@@ -127,7 +126,7 @@ class RegistryService:
         if outcome.registered is None:
             err_cls = Forbidden if outcome.status == 403 else InvalidInput
             msg = "只能提交本机构的报告" if outcome.status == 403 else "提交的数据未通过校验"
-            raise err_cls(f"{msg}（已保存为被拒提交 #{outcome.rejected_id}）", outcome.problems)
+            raise err_cls(msg, outcome.problems, rejected_id=outcome.rejected_id)
         return outcome.registered
 
     def register_many(
@@ -221,7 +220,7 @@ class RegistryService:
         if not check_pdf(data, "pdf", self.max_pdf_bytes, problems):
             keytext = report_key_text(kind, [row[c] for c in reports.KEY_COLUMNS])
             rid = self.reject(principal, "pdf", channel, problems, data[: self.max_pdf_bytes], keytext)
-            raise InvalidInput(f"PDF文件未通过校验（已保存为被拒提交 #{rid}）", problems)
+            raise InvalidInput("PDF文件未通过校验", problems, rejected_id=rid)
         sha = self._blobs.put(data)
         with self._db.write() as conn:
             reports.set_pdf(conn, kind, report_id, sha, len(data), now=self._clock.now())

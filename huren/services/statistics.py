@@ -7,10 +7,9 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from huren.context import Clock, Principal
 from huren.domain import dictionaries
-from huren.domain.validation import Problem
-from huren.errors import Forbidden, InvalidInput
-from huren.services.context import Clock, Principal
+from huren.errors import Forbidden, InvalidInput, Problem
 from huren.store import recognition as rstore
 from huren.store.database import Database
 

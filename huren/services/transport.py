@@ -26,15 +26,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from huren.context import Clock, Principal
+from huren.crypto import b64url, gm
 from huren.domain.records import format_value
-from huren.domain.validation import Problem
-from huren.errors import Forbidden, HurenError, InvalidInput, MalformedBody, NotFound, TooLarge, Unauthorized
+from huren.errors import (
+    Forbidden,
+    InvalidInput,
+    LinkExpired,
+    MalformedBody,
+    NotConfigured,
+    NotFound,
+    Problem,
+    TooLarge,
+    Unauthorized,
+)
 from huren.services.audit import AuditService
-from huren.services.context import Clock, Principal
 from huren.store import directory, reports, transport
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
-from huren.wire import b64url, gm
 
 log = logging.getLogger("huren.transport")
 
@@ -46,20 +55,6 @@ POLICY_TTL = 5.0  # seconds a worker process trusts its copy of the key table
 PURGE_EVERY = 60.0  # seconds between purges of expired nonces (per process)
 KEY_ROLES = ("hospital", "admin", "supervisor")  # who may set an institution's key (not doctors)
 _LINK_CONTEXT = b"huren/report-link/v1"
-
-
-class LinkExpired(HurenError):
-    """A viewing link whose time is up (its signature is good)."""
-
-    code = "link_expired"
-    status = 410
-
-
-class NotConfigured(HurenError):
-    """The platform SM2 key needed to unwrap SM4 keys is missing (``huren keys init``)."""
-
-    code = "not_configured"
-    status = 503
 
 
 @dataclass(frozen=True, slots=True)

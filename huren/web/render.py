@@ -20,9 +20,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from huren import __version__
 from huren.bootstrap import Container
-from huren.domain.validation import Problem
-from huren.errors import Forbidden, HurenError, InvalidInput, Unauthorized
-from huren.services.context import Principal
+from huren.context import Principal
+from huren.errors import Forbidden, HurenError, InvalidInput, Problem, Unauthorized
 from huren.web.backend import DoctorBackend
 from huren.web.session import COOKIE, Session, SessionCodec, same
 
@@ -205,8 +204,8 @@ def html_error(request: Request, exc: Exception) -> Response:
         return RedirectResponse(f"/ui/login?{urlencode({'next': exc.next_url})}", 303)
     if isinstance(exc, HurenError):
         if isinstance(exc, Unauthorized) and request.query_params.get("token"):
-            return error_page(request, 401, f"{exc.message}。请在 HIS 中重新打开本页面。")
-        return error_page(request, exc.status, exc.message, [p.as_dict() for p in exc.problems])
+            return error_page(request, 401, f"{exc.text()}。请在 HIS 中重新打开本页面。")
+        return error_page(request, exc.status, exc.text(), [p.as_dict() for p in exc.problems])
     log.exception("unhandled error on a page", exc_info=exc)
     return error_page(request, 500, "服务器内部错误，请稍后重试；如持续出现请联系平台运维。")
 

@@ -65,7 +65,7 @@ async def login(
     try:
         principal = c.auth.authenticate(org_code.strip(), username.strip(), password)
     except Unauthorized as exc:
-        return again(exc.message, 401)
+        return again(exc.text(), 401)
     c.audit.record(principal, "web_login")
     resp = RedirectResponse(target, 303)
     sc = codec(request)

@@ -137,7 +137,7 @@ async def doctor_home(request: Request, who: Annotated[Caller, Depends(caller)])
             id_type, id_no = _patient(q)
             recent = await _call(backend(request).recent, who.principal, id_type, id_no, _visit(request, who, given))
         except InvalidInput as exc:
-            error = "；".join([exc.message, *(p.message for p in exc.problems)])
+            error = "；".join([exc.text(), *(p.message for p in exc.problems)])
     exams, labs = _split(recent or [])
     return page(
         request, who, "doctor/lookup.html", title="患者互认查询",
@@ -309,7 +309,7 @@ async def decide_save(request: Request) -> Response:
     try:
         n = await _call(backend(request).submit, "accept", {"sehr_accept_record": records}, who.principal)
     except InvalidInput as exc:
-        return again([exc.message, *(p.message for p in exc.problems)])
+        return again([exc.text(), *(p.message for p in exc.problems)])
     saved = [(r, decided[i]) for i, r in enumerate(rows)]
     return page(request, who, "doctor/decided.html", title="互认记录已保存", n=n, saved=saved, reasons=reasons,
                 back=who.url("/ui/panel", id_type_code=id_type, id_no=id_no, **given))
@@ -391,7 +391,7 @@ async def quote(request: Request) -> Response:
         try:
             n = await _call(b.submit, "quote", {"sehr_quote_record": records}, who.principal)
         except InvalidInput as exc:
-            errors = [exc.message, *(p.message for p in exc.problems)]
+            errors = [exc.text(), *(p.message for p in exc.problems)]
         else:
             return _report_page(request, who, kind, rep, visit, given, quoted=n)
     return _report_page(request, who, kind, rep, visit, given, errors=errors, status=422)

@@ -18,8 +18,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from huren.domain.validation import Problem
-from huren.errors import InvalidInput, TooLarge
+from huren.errors import InvalidInput, Problem, TooLarge
 from huren.web import charts
 from huren.web.render import SUPERVISION_ROLES, Caller, caller, container, form_caller, invalid, page
 
@@ -107,7 +106,7 @@ async def completeness(
         )
     except InvalidInput as exc:
         return page(request, who, "supervision/completeness.html", 422, **ctx, form=form, res=None,
-                    error=exc.message, problems=_problems(exc))
+                    error=exc.text(), problems=_problems(exc))
     rows = res["rows"]
     per_day: dict[str, dict[str, int]] = {}
     for r in rows:
@@ -158,7 +157,7 @@ async def timeliness(
         )
     except InvalidInput as exc:
         return page(request, who, "supervision/timeliness.html", 422, **ctx, form=form, res=None,
-                    error=exc.message, problems=_problems(exc))
+                    error=exc.text(), problems=_problems(exc))
     days = res["days"]
     labels = [d["date_t"][5:] for d in days]
     late_text = charts.number(res["late_hours"])
@@ -255,7 +254,7 @@ async def stats(
             raise invalid("day_from", "range", f"日期范围不能超过 {MAX_DAYS} 天")
     except InvalidInput as exc:
         return page(request, who, "supervision/stats.html", 422, **ctx, form=form, res=None, group_names=GROUP_NAMES,
-                    error=exc.message, problems=_problems(exc))
+                    error=exc.text(), problems=_problems(exc))
     rows = res["rows"]
     group = GROUP_NAMES[by]
     charts_out: list[str] = []
@@ -404,7 +403,7 @@ async def _handle_upload(request: Request, target: str) -> Response:
         fn = c.catalog.import_file if target == "catalog" else c.catalog.upload_mapping_file
         result = await _call(fn, data, filename, who.principal, kind=kind or None, content_type=content_type)
     except InvalidInput as exc:
-        status, error, problems = 422, exc.message, _problems(exc)
+        status, error, problems = 422, exc.text(), _problems(exc)
     more = await run_in_threadpool(_catalog_ctx, request, who, "", "")
     return page(request, who, "supervision/catalog.html", status, **ctx, **more, result=result, result_of=target,
                 error=error, problems=problems)

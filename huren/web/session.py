@@ -18,8 +18,8 @@ import json
 import secrets
 from dataclasses import dataclass
 
-from huren.services.context import Clock, Principal
-from huren.wire import b64url
+from huren.context import Clock, Principal
+from huren.crypto import b64url
 
 COOKIE = "huren_session"
 LOGIN_CSRF_COOKIE = "huren_login_csrf"

@@ -13,8 +13,7 @@ import re
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-from huren.domain.validation import Problem
-from huren.errors import MalformedBody
+from huren.errors import MalformedBody, Problem
 from huren.wire.xj_xml import local, safe_parse
 
 NS = "http://huren.platform/Myhealth"

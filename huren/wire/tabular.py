@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-from huren.domain.validation import Problem
-from huren.errors import InvalidInput
+from huren.errors import InvalidInput, Problem
 
 CSV_TYPE = "text/csv"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

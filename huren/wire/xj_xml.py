@@ -20,8 +20,7 @@ from typing import Any
 from lxml import etree  # type: ignore[import-untyped]
 
 from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_SUBITEM, LABMASTER
-from huren.domain.validation import Problem
-from huren.errors import InvalidInput, MalformedBody, TooLarge
+from huren.errors import InvalidInput, MalformedBody, Problem, TooLarge
 
 _DOCTYPE = re.compile(rb"<!\s*(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")

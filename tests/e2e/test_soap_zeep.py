@@ -31,8 +31,8 @@ import zeep
 from lxml import etree
 
 from huren.bootstrap import build
+from huren.crypto import gm
 from huren.settings import Settings
-from huren.wire import gm
 from huren.wire.soap import METHODS
 from tests import samples
 from tests.conftest import ORG_A, ORG_B, SECRET

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from huren.bootstrap import Container, build
+from huren.context import Principal
 from huren.errors import Forbidden, InvalidInput
 from huren.services.catalog import CatalogService
-from huren.services.context import Principal
 from huren.settings import Settings
 from huren.wire import tabular
 from tests.conftest import ORG_A, ORG_B, SUPERVISOR, Api
@@ -29,7 +29,7 @@ HOSPITAL_A = Principal(ORG_A[0], ORG_A[4], "hospital")
 def _problems(resp: Any, status: int) -> set[tuple[str, str]]:
     assert resp.status_code == status, resp.text
     body = resp.json()
-    assert set(body) == {"code", "message", "problems"}, body
+    assert {"code", "message", "problems"} <= set(body) <= {"code", "message", "problems", "rejected_id"}, body
     assert all(p["message"] for p in body["problems"]), body
     return {(p["field"], p["rule"]) for p in body["problems"]}
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from huren.bootstrap import Container
+from huren.context import Principal
 from huren.domain import idcard
-from huren.services.context import Principal
 from huren.store import audit
 from tests.conftest import ORG_A, ORG_B, SUPERVISOR, Api
 
@@ -78,7 +78,7 @@ def rejected(api: Api) -> list[dict[str, Any]]:
 
 def problem(resp: Any, field: str, rule: str) -> dict[str, str]:
     body = resp.json()
-    assert set(body) == {"code", "message", "problems"}, body
+    assert {"code", "message", "problems"} <= set(body) <= {"code", "message", "problems", "rejected_id"}, body
     hits = [p for p in body["problems"] if p["field"] == field and p["rule"] == rule]
     assert hits, body
     assert hits[0]["message"]

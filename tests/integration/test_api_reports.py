@@ -19,7 +19,9 @@ def _rejected(api: Api) -> list[dict]:
 
 def _problem(resp, field: str, rule: str) -> dict:
     body = resp.json()
-    assert set(body) == {"code", "message", "problems"}, body
+    assert {"code", "message", "problems"} <= set(body) <= {"code", "message", "problems", "rejected_id"}, body
+    if "rejected_id" in body:  # a kept submission is named by a field and in the message
+        assert isinstance(body["rejected_id"], int) and f"#{body['rejected_id']}" in body["message"], body
     hits = [p for p in body["problems"] if p["field"] == field and p["rule"] == rule]
     assert hits, body
     assert hits[0]["message"], hits

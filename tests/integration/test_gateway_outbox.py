@@ -28,6 +28,7 @@ from sqlalchemy import text
 from huren.bootstrap import Container
 from huren.cli import main as huren_main
 from huren.client import HurenClient
+from huren.context import Principal
 from huren.demo.generator import make_lab_report, make_patients
 from huren.gateway import cli as gwcli
 from huren.gateway import logs
@@ -36,7 +37,6 @@ from huren.gateway.ingest import ingest
 from huren.gateway.model import Record
 from huren.gateway.outbox import PUSHED_KINDS, Outbox
 from huren.gateway.runner import Gateway
-from huren.services.context import Principal
 from tests import samples
 from tests.e2e.gateway_source import ORG, PASSWORD, JsonlSource, append, line, stream, void_filter
 

@@ -24,13 +24,13 @@ from sqlalchemy import text
 
 from huren.bootstrap import Container
 from huren.client import HurenClient
+from huren.context import Principal
 from huren.demo.generator import demo_orgs
 from huren.gateway import demo_hospital, mapping
 from huren.gateway.config import load
 from huren.gateway.model import Record
 from huren.gateway.sources import build
 from huren.gateway.sources.folder import DropFolder
-from huren.services.context import Principal
 from tests.conftest import SUPERVISOR, Api, login
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""huren.wire.gm against independent peers, both ways: the OpenSSL command line (SM4-ECB, SM2
+"""huren.crypto.gm against independent peers, both ways: the OpenSSL command line (SM4-ECB, SM2
 ``pkeyutl`` encryption in DER, SM3withSM2 signatures, PEM key files) and pure-Python gmalg (raw
 C1C3C2 with the 04 prefix, compressed C1, r/s signatures). Also the ``huren keys`` command line.
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from huren.wire import gm
-from huren.wire.gm import Sm2Key
+from huren.crypto import gm
+from huren.crypto.gm import Sm2Key
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRE_ALL = os.environ.get("HUREN_REQUIRE_ALL") == "1"

@@ -22,10 +22,10 @@ from lxml import etree
 
 from huren.bootstrap import Container
 from huren.client import HurenClient, HurenClientError
+from huren.crypto import gm
 from huren.domain import idcard
 from huren.store import catalog as catalog_store
 from huren.store import reports
-from huren.wire import gm
 from huren.wire.soap import METHODS, NS
 from tests import samples
 from tests.conftest import ORG_A, ORG_B

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from huren.domain import catalog as rows
-from huren.domain.validation import Problem
-from huren.errors import InvalidInput
+from huren.errors import InvalidInput, Problem
 from huren.store.tables import catalog_item, code_map
 from huren.wire import tabular
 

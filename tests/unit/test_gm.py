@@ -1,4 +1,4 @@
-"""huren.wire.gm: SM4 (GB/T 32907 vector, padding), Base64, SM2 formats, tampering, keys, signatures,
+"""huren.crypto.gm: SM4 (GB/T 32907 vector, padding), Base64, SM2 formats, tampering, keys, signatures,
 the strKey unwrapper and its cache, key files."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes
 
-from huren.wire import gm
-from huren.wire.gm import GmError, KeyUnwrapper, Sm2Key
+from huren.crypto import gm
+from huren.crypto.gm import GmError, KeyUnwrapper, Sm2Key
 
 VECTOR_KEY = bytes.fromhex("0123456789abcdeffedcba9876543210")
 VECTOR_CT = bytes.fromhex("681edf34d206965e86b3e94f536e4246")

@@ -10,7 +10,7 @@ import pytest
 
 from huren.domain import idcard
 from huren.domain.masterdata import BY_PATH, KINDS, Kind, check_org, validate_rows
-from huren.domain.validation import Problem
+from huren.errors import Problem
 
 ID_NO = idcard.make("650102", date(1980, 5, 17), 11)
 

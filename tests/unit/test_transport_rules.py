@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from huren.api.signing import _target
+from huren.context import Clock
+from huren.crypto import gm
 from huren.errors import MalformedBody, TooLarge, Unauthorized
-from huren.services.context import Clock
 from huren.services.transport import NONCE_RE, TransportService, gunzip, sign_headers, string_to_sign
-from huren.wire import gm
 
 
 def test_string_to_sign_layout() -> None:

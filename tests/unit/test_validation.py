@@ -21,7 +21,6 @@ from huren.domain.fields import (
     Field,
 )
 from huren.domain.validation import (
-    Problem,
     Report,
     check_record,
     raw_key,
@@ -29,6 +28,7 @@ from huren.domain.validation import (
     validate_report,
     validate_void,
 )
+from huren.errors import Problem
 from tests import samples
 
 MAX_PDF = 1024 * 1024

@@ -90,7 +90,7 @@ def parse_index(path: Path, data: bytes) -> tuple[str, dict[str, Any]]:
         try:
             return xj_xml.report(xj_xml.safe_parse(data, limit=MAX_INDEX_BYTES, what=path.name))
         except HurenError as exc:
-            raise BadIndex("；".join([exc.message, *(p.message for p in exc.problems)])) from exc
+            raise BadIndex("；".join([exc.text(), *(p.message for p in exc.problems)])) from exc
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
