@@ -30,10 +30,10 @@ from typing import Any, cast
 
 from sqlalchemy import DateTime, Table, text
 
-from huren.bootstrap import Container
 from huren.demo.generator import demo_orgs, load_catalog, make_exam_report, make_lab_report, make_patients
 from huren.domain import idcard
 from huren.domain.validation import validate_report
+from huren.services.container import Container
 from huren.store import catalog as catalog_store
 from huren.store.tables import exam_item, exam_report, lab_item, lab_report
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from huren.context import Clock
 from huren.services.audit import AuditService
 from huren.services.auth import AuthService
 from huren.services.catalog import CatalogService
+from huren.services.container import Container
 from huren.services.directory import DirectoryService
 from huren.services.masterdata import MasterDataService
 from huren.services.quality import QualityService
@@ -24,27 +25,8 @@ from huren.store import migrate
 from huren.store.blobs import BlobStore
 from huren.store.database import Database, make_engine
 
-
-@dataclass
-class Container:
-    settings: Settings
-    db: Database
-    blobs: BlobStore
-    clock: Clock
-    auth: AuthService
-    audit: AuditService
-    registry: RegistryService
-    query: QueryService
-    quality: QualityService
-    directory: DirectoryService
-    catalog: CatalogService
-    masterdata: MasterDataService
-    recognition: RecognitionService
-    statistics: StatisticsService
-    transport: TransportService
-
-    def close(self) -> None:
-        self.db.dispose()
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def token_secret(settings: Settings) -> bytes:
@@ -105,3 +87,10 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         statistics=StatisticsService(db, clock),
         transport=transport,
     )
+
+
+def app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory`` worker processes: settings from ``HUREN_*``."""
+    from huren.api.app import create_app
+
+    return create_app(build())

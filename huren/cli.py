@@ -52,7 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             }
         )
         uvicorn.run(
-            "huren.api.app:app_from_env",
+            "huren.bootstrap:app_from_env",
             factory=True,
             host=settings.host,
             port=settings.port,

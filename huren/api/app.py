@@ -26,7 +26,7 @@ from huren.api import (
 )
 from huren.api.responses import Json
 from huren.api.signing import SignedTransport
-from huren.bootstrap import Container
+from huren.services.container import Container
 
 DESCRIPTION = """
 huren（互认）检查检验结果互认共享平台 REST 接口。
@@ -83,12 +83,6 @@ def create_app(container: Container) -> FastAPI:
 
     return app
 
-
-def app_from_env() -> FastAPI:
-    """App factory for ``uvicorn --factory`` worker processes: settings from ``HUREN_*``."""
-    from huren.bootstrap import build
-
-    return create_app(build())
 
 
 class BodyLimit:

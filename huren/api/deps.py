@@ -10,9 +10,9 @@ import orjson
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from huren.bootstrap import Container
 from huren.context import Principal
 from huren.errors import MalformedBody, Problem, TooLarge, Unauthorized
+from huren.services.container import Container
 
 #: request-state key under which ``api.signing`` leaves the (token, principal) it verified
 VERIFIED_TOKEN = "huren.verified_token"

@@ -13,9 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from huren.api.deps import Caller, Services, write
 from huren.api.openapi import op
 from huren.api.rest_reports import json_body
-from huren.bootstrap import Container
 from huren.context import Principal
 from huren.domain.masterdata import KINDS, Kind
+from huren.services.container import Container
 from huren.wire.json_schema import body, node_schema
 
 router = APIRouter(prefix="/api/v1/directory")

@@ -9,9 +9,9 @@ from starlette.concurrency import run_in_threadpool
 
 from huren.api.deps import Caller, Services, parse_json, read_body, write
 from huren.api.openapi import op
-from huren.bootstrap import Container
 from huren.context import Principal
 from huren.errors import HurenError, InvalidInput
+from huren.services.container import Container
 from huren.wire.json_schema import body, report_schema, void_schema
 
 router = APIRouter(prefix="/api/v1")

@@ -26,9 +26,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from huren.api.deps import VERIFIED_TOKEN, write
 from huren.api.errors import huren_error_body
 from huren.api.responses import Json
-from huren.bootstrap import Container
 from huren.crypto import gm
 from huren.errors import HurenError, MalformedBody, Problem, TooLarge, Unauthorized, UnsupportedEncoding
+from huren.services.container import Container
 from huren.services.transport import TransportService, gunzip
 
 PREFIX = "/api/v1/"

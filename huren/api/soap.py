@@ -25,11 +25,11 @@ from fastapi import APIRouter, Request, Response
 from lxml import etree  # type: ignore[import-untyped]
 from starlette.concurrency import run_in_threadpool
 
-from huren.bootstrap import Container
 from huren.context import Principal
 from huren.crypto import gm
 from huren.domain.recognition import Visit
 from huren.errors import HurenError, InvalidInput, Problem, TooLarge, Unauthorized
+from huren.services.container import Container
 from huren.wire import xj_xml
 from huren.wire.soap import CONTENT_TYPES, METHODS, SoapCall, fault, guess_call, parse_request, response, wsdl
 

@@ -7,10 +7,10 @@ from collections import defaultdict
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from huren.bootstrap import Container
 from huren.context import Principal
 from huren.demo.generator import DemoOrg, demo_orgs, make_daily_counts, make_exam_report, make_lab_report, make_patients
 from huren.errors import HurenError
+from huren.services.container import Container
 
 #: The city's health commission: a supervisor account (demo only).
 SUPERVISOR = DemoOrg("650100000", "乌鲁木齐市卫生健康委员会", "650100", 3, "", "admin", "huren-demo-admin")

@@ -18,7 +18,7 @@ from huren.web.render import HERE
 from huren.web.session import SessionCodec
 
 if TYPE_CHECKING:
-    from huren.bootstrap import Container
+    from huren.services.container import Container
     from huren.web.backend import DoctorBackend
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from huren.bootstrap import Container
 from huren.context import Principal
 from huren.domain import dictionaries
 from huren.domain.recognition import Visit
 from huren.errors import HurenError
+from huren.services.container import Container
 
 #: the visit fields (seed 002 sehr_accept_record) a page carries
 VISIT_FIELDS = ("event_no", "dept_code", "dept_name", "dept_std_code", "dept_std_name", "doc_code", "doc_name")

@@ -19,9 +19,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from huren import __version__
-from huren.bootstrap import Container
 from huren.context import Principal
 from huren.errors import Forbidden, HurenError, InvalidInput, Problem, Unauthorized
+from huren.services.container import Container
 from huren.web.backend import DoctorBackend
 from huren.web.session import COOKIE, Session, SessionCodec, same
 

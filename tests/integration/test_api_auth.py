@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from huren.bootstrap import Container
+from huren.services.container import Container
 from tests import samples
 from tests.conftest import ORG_A, Api
 

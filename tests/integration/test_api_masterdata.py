@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from huren.bootstrap import Container
 from huren.context import Principal
 from huren.domain import idcard
+from huren.services.container import Container
 from huren.store import audit
 from tests.conftest import ORG_A, ORG_B, SUPERVISOR, Api
 

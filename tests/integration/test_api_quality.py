@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from huren.bootstrap import Container
+from huren.services.container import Container
 from huren.store import audit
 from tests import samples
 from tests.conftest import ORG_A, ORG_B, Api

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from huren.bootstrap import Container
 from huren.context import Principal
 from huren.errors import InvalidInput
+from huren.services.container import Container
 from huren.store import catalog as catalog_store
 from huren.store import recognition as rstore
 from tests import samples

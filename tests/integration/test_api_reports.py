@@ -6,7 +6,7 @@ import base64
 
 from fastapi.testclient import TestClient
 
-from huren.bootstrap import Container
+from huren.services.container import Container
 from tests import samples
 from tests.conftest import ORG_A, Api
 

@@ -25,7 +25,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from huren.bootstrap import Container
 from huren.cli import main as huren_main
 from huren.client import HurenClient
 from huren.context import Principal
@@ -37,6 +36,7 @@ from huren.gateway.ingest import ingest
 from huren.gateway.model import Record
 from huren.gateway.outbox import PUSHED_KINDS, Outbox
 from huren.gateway.runner import Gateway
+from huren.services.container import Container
 from tests import samples
 from tests.e2e.gateway_source import ORG, PASSWORD, JsonlSource, append, line, stream, void_filter
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from huren.bootstrap import Container
 from huren.client import HurenClient
 from huren.context import Clock
 from huren.gateway.model import Record
 from huren.gateway.preload import create_preload_app, preload_conf
 from huren.gateway.preload_cache import PreloadCache
+from huren.services.container import Container
 from tests import samples
 from tests.conftest import ORG_B, Api
 from tests.integration import test_gateway_preload

@@ -18,7 +18,6 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
-from huren.bootstrap import Container
 from huren.client import HurenClient
 from huren.context import Clock
 from huren.domain import idcard
@@ -26,6 +25,7 @@ from huren.gateway import config as gateway_config
 from huren.gateway.model import Record
 from huren.gateway.preload import create_preload_app, parse_listen, preload_conf, start
 from huren.gateway.preload_cache import PreloadCache
+from huren.services.container import Container
 from huren.store import catalog as catalog_store
 from tests import samples
 from tests.conftest import ORG_A, ORG_B, Api

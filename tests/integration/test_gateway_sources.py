@@ -22,7 +22,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from huren.bootstrap import Container
 from huren.client import HurenClient
 from huren.context import Principal
 from huren.demo.generator import demo_orgs
@@ -31,6 +30,7 @@ from huren.gateway.config import load
 from huren.gateway.model import Record
 from huren.gateway.sources import build
 from huren.gateway.sources.folder import DropFolder
+from huren.services.container import Container
 from tests.conftest import SUPERVISOR, Api, login
 
 ROOT = Path(__file__).resolve().parents[2]

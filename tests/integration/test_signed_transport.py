@@ -18,8 +18,8 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from huren.bootstrap import Container
 from huren.crypto import gm
+from huren.services.container import Container
 from huren.services.transport import sign_headers, string_to_sign
 from huren.store import audit
 from tests import samples

@@ -20,10 +20,10 @@ import pytest
 from fastapi.testclient import TestClient
 from lxml import etree
 
-from huren.bootstrap import Container
 from huren.client import HurenClient, HurenClientError
 from huren.crypto import gm
 from huren.domain import idcard
+from huren.services.container import Container
 from huren.store import catalog as catalog_store
 from huren.store import reports
 from huren.wire.soap import METHODS, NS

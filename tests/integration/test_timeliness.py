@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from huren.bootstrap import Container
 from huren.context import Principal
 from huren.errors import Forbidden, InvalidInput
+from huren.services.container import Container
 from huren.store.tables import REPORT_TABLES
 from tests.conftest import ORG_A, ORG_B, SUPERVISOR, Api
 from tests.integration.test_api_recognition import recent_exam, recent_lab

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from huren.bootstrap import Container
 from huren.context import Principal
 from huren.domain import idcard
+from huren.services.container import Container
 from huren.store import catalog as catalog_store
 from tests import samples
 from tests.conftest import ORG_A, ORG_B, SUPERVISOR, Api, login

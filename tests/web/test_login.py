@@ -7,7 +7,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from huren.bootstrap import Container
+from huren.services.container import Container
 from tests.conftest import ORG_A, SUPERVISOR
 
 

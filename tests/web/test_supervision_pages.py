@@ -10,8 +10,8 @@ from importlib import resources
 import pytest
 from fastapi.testclient import TestClient
 
-from huren.bootstrap import Container
 from huren.context import Principal
+from huren.services.container import Container
 from huren.store import catalog as catalog_store
 from tests import samples
 from tests.conftest import ORG_A, ORG_B, SUPERVISOR, Api

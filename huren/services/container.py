@@ -1,0 +1,43 @@
+"""The services a transport is handed: built by ``huren.bootstrap``, never imported from there."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from huren.context import Clock
+from huren.services.audit import AuditService
+from huren.services.auth import AuthService
+from huren.services.catalog import CatalogService
+from huren.services.directory import DirectoryService
+from huren.services.masterdata import MasterDataService
+from huren.services.quality import QualityService
+from huren.services.query import QueryService
+from huren.services.recognition import RecognitionService
+from huren.services.registry import RegistryService
+from huren.services.statistics import StatisticsService
+from huren.services.transport import TransportService
+from huren.settings import Settings
+from huren.store.blobs import BlobStore
+from huren.store.database import Database
+
+
+@dataclass
+class Container:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    clock: Clock
+    auth: AuthService
+    audit: AuditService
+    registry: RegistryService
+    query: QueryService
+    quality: QualityService
+    directory: DirectoryService
+    catalog: CatalogService
+    masterdata: MasterDataService
+    recognition: RecognitionService
+    statistics: StatisticsService
+    transport: TransportService
+
+    def close(self) -> None:
+        self.db.dispose()
