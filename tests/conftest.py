@@ -22,8 +22,8 @@ from sqlalchemy.engine import make_url
 from huren.api.app import create_app
 from huren.bootstrap import Container, build
 from huren.context import Clock
+from huren.errors import NotFound
 from huren.settings import Settings
-from huren.store import migrate
 from huren.store.database import make_engine
 
 PG_URL = os.environ.get("HUREN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -35,6 +35,27 @@ ORG_B = ("457759933", "沙依巴克区人民医院", "650103", "2甲", "lis", "p
 SUPERVISOR = ("650100000", "乌鲁木齐市卫生健康委员会", "650100", "3", "admin", "password-s")
 
 
+FIXTURE_ORGS = (ORG_A, ORG_B, SUPERVISOR)
+
+
+def add_fixture_orgs(c: Container) -> None:
+    """The three institutions every test starts with (hospital A, hospital B, the supervisor)."""
+    for code, name, region, level, user, pw in FIXTURE_ORGS:
+        role = "supervisor" if code == SUPERVISOR[0] else "hospital"
+        c.directory.add_org(code, name, region, level, user=user, password=pw, role=role)
+
+
+def seed_template(url: str, tmp: Path) -> None:
+    """Migrate a template database and add the fixture institutions once (their password hashes are
+    the costly part of a test's setup), so each test copies a ready database."""
+    settings = Settings(data_dir=tmp, database_url=url, secret_key=SECRET)
+    c = build(settings, clock=Clock(), upgrade=True)
+    try:
+        add_fixture_orgs(c)
+    finally:
+        c.close()
+
+
 def missing(reason: str) -> None:
     if REQUIRE_ALL:
         pytest.fail(f"HUREN_REQUIRE_ALL=1 but {reason}")
@@ -42,7 +63,7 @@ def missing(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_template() -> Iterator[str]:
+def pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated template database on the PostgreSQL server; each test copies it."""
     admin_url = make_url(PG_URL)
     try:
@@ -54,9 +75,7 @@ def pg_template() -> Iterator[str]:
     name = f"huren_tpl_{uuid.uuid4().hex[:8]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(admin_url.set(database=name).render_as_string(hide_password=False))
-    migrate.upgrade(engine)
-    engine.dispose()
+    seed_template(admin_url.set(database=name).render_as_string(hide_password=False), tmp_path_factory.mktemp("pgtpl"))
     yield name
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -65,9 +84,10 @@ def pg_template() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tpl") / "huren.db"
+    tmp = tmp_path_factory.mktemp("tpl")
+    path = tmp / "huren.db"
+    seed_template(f"sqlite:///{path}", tmp / "data")
     engine = make_engine(f"sqlite:///{path}")
-    migrate.upgrade(engine)
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
@@ -98,10 +118,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 def container(database_url: str, tmp_path: Path) -> Iterator[Container]:
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url, secret_key=SECRET, max_pdf_bytes=64 * 1024)
     c = build(settings, clock=Clock())
-    for code, name, region, level, user, pw in (ORG_A, ORG_B):
-        c.directory.add_org(code, name, region, level, user=user, password=pw)
-    code, name, region, level, user, pw = SUPERVISOR
-    c.directory.add_org(code, name, region, level, user=user, password=pw, role="supervisor")
+    # the databases of database_url are copies of a template that holds the fixture institutions;
+    # a test module that brings a database of its own gets them added here
+    try:
+        c.directory.get_org(ORG_A[0])
+    except NotFound:
+        add_fixture_orgs(c)
     yield c
     c.close()
 
