@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.types import TypeEngine
 
@@ -83,6 +84,7 @@ org = Table(
     Column("grade", String(8), nullable=False, default=""),
     Column("platform", String(64), nullable=False, default=""),
     Column("created_at", DateTime, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False, server_default=false()),
     Index(None, "region_code"),
 )
 
@@ -95,7 +97,32 @@ credential = Table(
     Column("password_hash", String(256), nullable=False),
     Column("role", String(32), nullable=False),
     Column("created_at", DateTime, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False, server_default=false()),
+    #: carried in tokens and sessions; bumped when the user or institution is disabled or
+    #: enabled, or the password changes, so what was issued before is refused on use
+    Column("cred_version", Integer, nullable=False, default=1, server_default="1"),
+    Column("updated_at", DateTime),
     UniqueConstraint("org_code", "username"),
+)
+
+#: Failed logins per key ("a:<org>/<user>" for an account, "ip:<address>" for a client address).
+login_failure = Table(
+    "login_failure",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_at", BigInteger, nullable=False),  # epoch seconds
+    Column("locked_until", BigInteger, nullable=False),  # epoch seconds; 0 when not locked
+    Index(None, "last_at"),
+)
+
+#: Page sessions ended by logout, kept until they would have expired anyway.
+revoked_session = Table(
+    "revoked_session",
+    metadata,
+    Column("nonce", String(64), primary_key=True),
+    Column("expires_at", BigInteger, nullable=False),  # epoch seconds
+    Index(None, "expires_at"),
 )
 
 lab_report = Table(
