@@ -303,9 +303,12 @@ def test_daily_counts_for_the_previous_day(tmp_path: Path, platform: Container, 
     gw = _gateway(tmp_path, switch, ListSource(lines))
     gw.poll()
     gw.drain()
-    now = datetime.now()
-    assert gw.run_daily(now.replace(hour=2, minute=59)) == [] or now.time() >= gw.config.schedule.daily_at
-    at = datetime.combine(date.today(), datetime.min.time()) + timedelta(hours=3, minutes=5)
+    # a controlled clock: the times are handed to run_daily, never read from the wall clock
+    midnight = datetime.combine(date.today(), datetime.min.time())
+    assert gw.config.schedule.daily_at.isoformat() == "03:00:00"
+    assert gw.run_daily(midnight + timedelta(hours=2, minutes=59, seconds=59)) == []  # not yet due
+    assert gw.box.meta("daily_last_day") == ""  # and nothing was marked done
+    at = midnight + timedelta(hours=3, minutes=5)
     yesterday = date.today() - timedelta(days=1)
     gw.box.write([], meta={"daily_last_day": ""})
     assert gw.run_daily(at) == [yesterday]
