@@ -8,13 +8,15 @@ speak only to this interface.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from huren.context import Principal
 from huren.domain import dictionaries
 from huren.domain.recognition import Visit
 from huren.errors import HurenError
-from huren.services.container import Container
+
+if TYPE_CHECKING:
+    from huren.services.container import Container
 
 #: the visit fields (seed 002 sehr_accept_record) a page carries
 VISIT_FIELDS = ("event_no", "dept_code", "dept_name", "dept_std_code", "dept_std_name", "doc_code", "doc_name")

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from fastapi import Request
@@ -21,9 +21,11 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from huren import __version__
 from huren.context import Principal
 from huren.errors import Forbidden, HurenError, InvalidInput, Problem, Unauthorized
-from huren.services.container import Container
 from huren.web.backend import DoctorBackend
 from huren.web.session import COOKIE, Session, SessionCodec, same
+
+if TYPE_CHECKING:
+    from huren.services.container import Container
 
 log = logging.getLogger("huren.web")
 
