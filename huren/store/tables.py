@@ -111,6 +111,7 @@ login_failure = Table(
     metadata,
     Column("key", String(300), primary_key=True),
     Column("failures", Integer, nullable=False),
+    Column("first_at", BigInteger, nullable=False),  # epoch seconds: the counting window's start
     Column("last_at", BigInteger, nullable=False),  # epoch seconds
     Column("locked_until", BigInteger, nullable=False),  # epoch seconds; 0 when not locked
     Index(None, "last_at"),
