@@ -32,48 +32,34 @@ def huren_error_body(exc: HurenError) -> dict[str, Any]:
     return error_body(exc.code, exc.text(), [p.as_dict() for p in exc.problems], exc.rejected_id)
 
 
-def _page(request: Request) -> bool:
-    """Pages (/ui) answer errors as Chinese HTML pages, not JSON."""
-    return request.url.path.startswith("/ui")
+def validation_problems(exc: RequestValidationError) -> list[dict[str, str]]:
+    """The problems of a request that failed FastAPI's parameter validation, each naming its field."""
+    problems = []
+    for e in exc.errors():
+        loc = [str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path", "header")]
+        problems.append({"field": ".".join(loc), "rule": str(e.get("type", "invalid")), "message": _zh(e)})
+    return problems
 
 
 def install(app: FastAPI) -> None:
-    from huren.web.render import LoginRequired, error_page, html_error
-
-    @app.exception_handler(LoginRequired)
-    async def _login(request: Request, exc: LoginRequired) -> Response:
-        return html_error(request, exc)
+    """The REST error form on an app (the pages under /ui are a sub-application with their own)."""
 
     @app.exception_handler(HurenError)
     async def _huren(request: Request, exc: HurenError) -> Response:
-        if _page(request):
-            return html_error(request, exc)
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-        return Json(
-            huren_error_body(exc), exc.status, headers=headers
-        )
+        return Json(huren_error_body(exc), exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        problems = []
-        for e in exc.errors():
-            loc = [str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path", "header")]
-            problems.append({"field": ".".join(loc), "rule": str(e.get("type", "invalid")), "message": _zh(e)})
-        if _page(request):
-            return error_page(request, 422, "请求参数无效", problems)
-        return Json(error_body("invalid_input", "请求参数无效", problems), 422)
+        return Json(error_body("invalid_input", "请求参数无效", validation_problems(exc)), 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         msg = _HTTP_MESSAGES.get(exc.status_code, str(exc.detail))
-        if _page(request):
-            return error_page(request, exc.status_code, "页面不存在" if exc.status_code == 404 else msg)
         return Json(error_body("http_error", msg), exc.status_code)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> Response:
-        if _page(request):
-            return html_error(request, exc)
         log.exception("unhandled error", exc_info=exc)
         return Json(error_body("internal_error", "服务器内部错误，请稍后重试"), 500)
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from huren.web.render import HERE
 from huren.web.session import SessionCodec
@@ -21,27 +23,58 @@ if TYPE_CHECKING:
     from huren.services.container import Container
     from huren.web.backend import DoctorBackend
 
+PREFIX = "/ui"
+
+
+class Pages(BaseRoute):
+    """Everything under /ui goes, path unchanged, to the pages' own application, which answers its
+    errors as Chinese pages (huren.web.errors) while the host app keeps its own error form."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path == PREFIX or path.startswith(PREFIX + "/"):
+                return Match.FULL, {}
+        return Match.NONE, {}
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+def _pages_app(backend: DoctorBackend, sessions: SessionCodec | None) -> FastAPI:
+    from huren.web import errors
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.web_sessions = sessions
+    app.state.doctor_backend = backend
+    errors.install(app)
+    app.mount(PREFIX + "/static", StaticFiles(directory=HERE / "static"), name="ui-static")
+    return app
+
 
 def install(app: FastAPI, container: Container) -> None:
-    """Mount every page under /ui on the platform's app."""
+    """Serve every page under /ui on the platform's app."""
     from huren.web import routes_auth, routes_doctor, routes_supervision
     from huren.web.backend import PlatformBackend
 
-    app.state.web_sessions = SessionCodec(
+    sessions = SessionCodec(
         container.auth.secret, container.clock,
         idle=container.settings.web_session_idle_seconds, absolute=container.settings.web_session_max_seconds,
     )
-    app.state.doctor_backend = PlatformBackend(container)
-    app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
+    pages = _pages_app(PlatformBackend(container), sessions)
+    pages.state.container = container
     for module in (routes_auth, routes_doctor, routes_supervision):
-        app.router.routes.extend(module.router.routes)
+        pages.router.routes.extend(module.router.routes)
+    app.router.routes.append(Pages(pages))
 
 
 def install_doctor_pages(app: FastAPI, backend: DoctorBackend) -> None:
-    """Mount the doctor's pages (token only, no login) on another app: the gateway's local API."""
+    """Serve the doctor's pages (token only, no login) on another app: the gateway's local API."""
     from huren.web import routes_doctor
 
-    app.state.web_sessions = None
-    app.state.doctor_backend = backend
-    app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
-    app.router.routes.extend(routes_doctor.router.routes)
+    pages = _pages_app(backend, None)
+    pages.router.routes.extend(routes_doctor.router.routes)
+    app.router.routes.append(Pages(pages))
