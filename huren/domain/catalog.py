@@ -35,22 +35,20 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from huren.domain.regions import LEVELS as REGION_LEVELS
+from huren.domain.regions import parse_min_level, parse_scope
 from huren.errors import Problem
 
 KINDS = ("lab", "exam")
 KIND_NAMES = {"lab": "检验", "exam": "检查"}
 _KIND_VALUES = {"lab": "lab", "exam": "exam", "检验": "lab", "检查": "exam"}
 
-LEVELS = (1, 2, 3)
-DEFAULT_MIN_LEVEL = 2
+LEVELS = tuple(REGION_LEVELS)
 MAX_VALIDITY_DAYS = 36500
 MAX_ROWS = 100_000
 
 _TRUE = {"1", "是", "true", "t", "yes", "y", "互认"}
 _FALSE = {"0", "否", "false", "f", "no", "n", "不互认"}
-_LEVEL_TEXT = re.compile(r"^(?P<level>[123一二三])(?:级)?(?:及以上)?$")
-_SCOPE_SPLIT = re.compile(r"[\s,;，；、]+")
-_DIVISION = re.compile(r"^\d{2}(?:\d{2}){0,2}$|^\d{9}$|^\d{12}$")
 _DAYS = re.compile(r"^[+]?\d+(?:天)?$")
 #: Characters a spreadsheet cannot hold (XML 1.0 forbids them): refused so every import exports.
 _ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -286,28 +284,7 @@ def _level(value: Any) -> int | None:
         return None
     if isinstance(value, (int, float)):
         return int(value) if value in LEVELS else None
-    s = text(value)
-    if not s:
-        return DEFAULT_MIN_LEVEL
-    m = _LEVEL_TEXT.match(s)
-    if not m:
-        return None
-    return {"一": 1, "二": 2, "三": 3}.get(m["level"]) or int(m["level"])
-
-
-def parse_scope(value: Any) -> tuple[list[str], list[str]]:
-    """'65, 650100;6523' → (['65', '650100', '6523'], bad tokens)."""
-    good: list[str] = []
-    bad: list[str] = []
-    for token in _SCOPE_SPLIT.split(text(value)):
-        if not token:
-            continue
-        if _DIVISION.match(token):
-            if token not in good:
-                good.append(token)
-        else:
-            bad.append(token)
-    return good, bad
+    return parse_min_level(text(value))
 
 
 # -- catalog rows ---------------------------------------------------------------------------
@@ -340,7 +317,7 @@ def parse_catalog(records: Sequence[Record], *, kind: str | None = None) -> tupl
         level = _level(rec.values.get("min_level"))
         if level is None:
             r.fail("min_level", "dictionary", f"最低机构等级（min_level）应为 1、2 或 3（一级/二级/三级），而不是“{text(rec.values.get('min_level'))}”")
-        scope, bad = parse_scope(rec.values.get("region_scope"))
+        scope, bad = parse_scope(text(rec.values.get("region_scope")))
         if bad:
             r.fail(
                 "region_scope",

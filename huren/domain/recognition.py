@@ -17,9 +17,11 @@ version is the one judged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from huren.domain.regions import in_scope
 
 #: Reasons a prior item is not recognizable (also shown to operators, so the text is Chinese).
 REASONS = {
@@ -86,26 +88,6 @@ class Verdict:
     @property
     def reason_text(self) -> str:
         return REASONS[self.reason] if self.reason else ""
-
-
-def parse_scope(text: str) -> tuple[str, ...]:
-    """'65, 650100;6523' → ('65', '650100', '6523')."""
-    for sep in (";", "；", "，", "、", " ", "\t"):
-        text = text.replace(sep, ",")
-    parts = text.split(",")
-    return tuple(p.strip() for p in parts if p.strip())
-
-
-def in_scope(region: str, scope: Sequence[str]) -> bool:
-    if not scope:
-        return True
-    return any(region.startswith(_prefix(s)) for s in scope)
-
-
-def _prefix(code: str) -> str:
-    while len(code) > 2 and code.endswith("00"):
-        code = code[:-2]
-    return code
 
 
 def expired_time(item: PriorItem, rule: CatalogRule) -> datetime:

@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
 from huren.context import ROLES, Clock
+from huren.domain.regions import division_prefix, is_org_region, level_name, parse_level
 from huren.errors import Conflict, InvalidInput, NotFound, Problem
 from huren.services.auth import hash_password
 from huren.store import directory
 from huren.store.database import Database
-
-LEVELS = {1: "一级", 2: "二级", 3: "三级"}
-GRADES = ("甲", "乙", "丙", "")
-_LEVEL_TEXT = re.compile(r"^(?P<level>[123一二三])级?(?P<grade>[甲乙丙]?)等?$")
-
-
-def parse_level(text: str) -> tuple[int, str]:
-    """'3', '3甲', '三级甲等', '二级' → (level, grade)."""
-    m = _LEVEL_TEXT.match(text.strip())
-    if not m:
-        raise InvalidInput("医疗机构等级无效", [Problem("level", "format", "等级应为 1/2/3，可带甲乙丙，例如“3甲”或“三级甲等”")])
-    level = {"一": 1, "二": 2, "三": 3}.get(m["level"]) or int(m["level"])
-    return level, m["grade"]
-
-
-def region_prefix(code: str) -> str:
-    """An administrative division code → the prefix its subordinate codes share (650100 → 6501)."""
-    code = code.strip()
-    while len(code) > 2 and code.endswith("00"):
-        code = code[:-2]
-    return code
 
 
 def org_out(o: dict[str, Any]) -> dict[str, Any]:
@@ -42,7 +21,7 @@ def org_out(o: dict[str, Any]) -> dict[str, Any]:
         "region_code": o["region_code"],
         "level": o["level"],
         "grade": o["grade"],
-        "level_name": LEVELS.get(o["level"], "未定级") + (f"{o['grade']}等" if o["grade"] else ""),
+        "level_name": level_name(o["level"], o["grade"]),
     }
 
 
@@ -67,7 +46,7 @@ class DirectoryService:
             problems.append(Problem("code", "required", "机构编码不能为空且不超过128个字符"))
         if not name:
             problems.append(Problem("name", "required", "机构名称不能为空"))
-        if not re.fullmatch(r"\d{6}(\d{3}|\d{6})?", region_code):
+        if not is_org_region(region_code):
             problems.append(Problem("region", "format", "行政区划代码应为6位（或9/12位）数字"))
         if user is not None and (not password or len(password) < 8):
             problems.append(Problem("password", "min_length", "密码至少8个字符"))
@@ -101,7 +80,7 @@ class DirectoryService:
             raise Conflict(f"用户“{user}”已存在") from exc
 
     def list_orgs(self, region: str | None = None) -> list[dict[str, Any]]:
-        prefix = region_prefix(region) if region else None
+        prefix = division_prefix(region) if region else None
         with self._db.read() as conn:
             return [org_out(o) for o in directory.list_orgs(conn, prefix)]
 

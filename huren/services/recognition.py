@@ -28,7 +28,8 @@ from huren.domain.fields import (
     SEHR_ACCEPT_RECORD,
     SEHR_QUOTE_RECORD,
 )
-from huren.domain.recognition import CatalogRule, PriorItem, Verdict, Visit, judge, parse_scope
+from huren.domain.recognition import CatalogRule, PriorItem, Verdict, Visit, judge
+from huren.domain.regions import split_scope
 from huren.domain.records import format_value, to_text
 from huren.domain.validation import canonical_id, check_identity, check_record
 from huren.errors import Forbidden, InvalidInput, NotFound, Problem
@@ -98,7 +99,7 @@ class RecognitionService:
         rules = {
             (r["kind"], r["code"]): CatalogRule(
                 r["kind"], r["code"], r["name"], bool(r["recognizable"]), int(r["validity_days"]),
-                int(r["min_level"]), parse_scope(r["region_scope"] or ""),
+                int(r["min_level"]), split_scope(r["region_scope"] or ""),
             )
             for r in rows
         }

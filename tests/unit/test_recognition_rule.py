@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from huren.domain.recognition import REASONS, CatalogRule, PriorItem, judge, parse_scope, recognizable_codes
+from huren.domain.recognition import REASONS, CatalogRule, PriorItem, judge, recognizable_codes
+from huren.domain.regions import split_scope
 
 T0 = datetime(2026, 11, 1, 9, 30, 0)
 RULE = CatalogRule("lab", "250301002", "血清白蛋白测定", True, 30, 2, ("65",))
@@ -60,10 +61,10 @@ def test_level_equal_to_minimum_is_enough() -> None:
 def test_empty_scope_is_anywhere_and_prefixes_are_normalised() -> None:
     anywhere = replace(RULE, region_scope=())
     assert judge(replace(ITEM, org_region="110105"), anywhere, T0).recognizable
-    city = replace(RULE, region_scope=parse_scope("650100"))  # a city code covers its districts
+    city = replace(RULE, region_scope=split_scope("650100"))  # a city code covers its districts
     assert judge(replace(ITEM, org_region="650102"), city, T0).recognizable
     assert not judge(replace(ITEM, org_region="652301"), city, T0).recognizable
-    assert parse_scope("65, 650100;6523 ，652900；6501、6502") == ("65", "650100", "6523", "652900", "6501", "6502")
+    assert split_scope("65, 650100;6523 ，652900；6501、6502") == ("65", "650100", "6523", "652900", "6501", "6502")
 
 
 def test_partial_panel() -> None:
