@@ -8,12 +8,15 @@ Registers N lab reports of 15 items each
      against ``huren serve`` (uvicorn, one worker process, then two: ``--workers 2``).
 
 Prints reports/s for each and the service/raw ratio; the last line is one JSON object.
-Run: ``.venv/bin/python bench/ingest.py [--reports 5000] [--http-reports 4000] [--database-url URL]``.
+``--pdf`` gives every report its own PDF sheet (huren.demo.pdf, a few kB), so the cost of
+writing (and syncing) the PDF files is measured too.
+Run: ``.venv/bin/python bench/ingest.py [--reports 5000] [--http-reports 4000] [--pdf] [--database-url URL]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import json
 import multiprocessing as mp
@@ -74,7 +77,7 @@ def bench_raw(tmp: Path, url: str | None, payloads: list[dict[str, Any]], batch:
     now = c.clock.now()
     masters, items = [], []
     for rid, p in enumerate(payloads, start=1):
-        r, problems = validate_report("lab", p, max_pdf_bytes=1)
+        r, problems = validate_report("lab", p, max_pdf_bytes=1 << 24)
         assert r is not None, problems
         masters.append(r.master | {"id": rid, "pdf_sha256": None, "pdf_size": None, "version": 1, "voided": False,
                                    "voided_at": None, "voided_by": None, "received_at": now, "updated_at": now})
@@ -151,9 +154,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--database-url", default=None, help="default: a fresh SQLite file per run")
+    ap.add_argument("--pdf", action="store_true", help="each report with its own PDF sheet")
     args = ap.parse_args()
 
     org, payloads = lab_payloads(max(args.reports, args.http_reports))
+    if args.pdf:
+        from huren.demo.pdf import render_lab_pdf
+
+        for p in payloads:
+            p["labmaster"]["pdf"] = base64.b64encode(render_lab_pdf(p["labmaster"], p["lab_subitem"])).decode()
     with tempfile.TemporaryDirectory(prefix="huren-bench-") as d:
         tmp = Path(d)
         raw = bench_raw(tmp, args.database_url, payloads[: args.reports], args.batch)
@@ -173,7 +182,7 @@ def main() -> None:
         "service_rps": round(svc["service_rps"], 1), "service_single_rps": round(svc["service_single_rps"], 1),
         "raw_rps": round(raw, 1), "ratio": round(ratio, 3), "http_rps": round(http_rps, 1),
         "http_rps_2_workers": round(http2, 1),
-        "http_clients": args.clients, "http_reports": args.http_reports,
+        "http_clients": args.clients, "http_reports": args.http_reports, "pdf": args.pdf,
     }))
 
 

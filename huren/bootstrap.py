@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from huren.context import Clock
+from huren.files import private_dir
 from huren.services.audit import AuditService
 from huren.services.auth import AuthService
 from huren.services.catalog import CatalogService
@@ -24,39 +22,30 @@ from huren.settings import Settings
 from huren.store import migrate
 from huren.store.blobs import BlobStore
 from huren.store.database import Database, make_engine
+from huren.store.keys import Keyring
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 
+def keyring(settings: Settings) -> Keyring:
+    """The keyring of an installation: the files under ``settings.key_dir`` (and HUREN_SECRET_KEY)."""
+    return Keyring(
+        settings.key_dir,
+        secret_key=settings.secret_key,
+        cipher_order=settings.sm2_cipher_order,
+        key_cache=settings.sm2_key_cache,
+    )
+
+
 def token_secret(settings: Settings) -> bytes:
     """The token signing secret: HUREN_SECRET_KEY, or one generated once into keys/token.key (0600)."""
-    if settings.secret_key:
-        return settings.secret_key.encode()
-    path: Path = settings.key_dir / "token.key"
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not path.exists():
-        # write a temporary file, then link it into place: a reader never sees a half-written key,
-        # and of two processes racing, the first link wins and both use its key
-        tmp = path.with_name(f".token.key.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_hex(32).encode())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
-    value = path.read_bytes().strip()
-    if len(value) < 32:
-        raise RuntimeError(f"{path} holds no usable secret (at least 32 bytes); delete it or set HUREN_SECRET_KEY")
-    return value
+    return keyring(settings).token_secret()
 
 
 def build(settings: Settings | None = None, *, clock: Clock | None = None, upgrade: bool = False) -> Container:
     settings = settings or Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     db = Database(make_engine(settings.db_url))
     if upgrade:
         migrate.upgrade(db.engine)
@@ -65,11 +54,9 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
     audit = AuditService(db, clock)
     registry = RegistryService(db, blobs, clock, settings.max_pdf_bytes)
     recognition = RecognitionService(db, blobs, clock, audit, registry.reject)
-    secret = token_secret(settings)
-    transport = TransportService(
-        db, blobs, clock, audit, secret, settings.key_dir,
-        cipher_order=settings.sm2_cipher_order, key_cache=settings.sm2_key_cache,
-    )
+    keys = keyring(settings)  # the one keyring: transport, SOAP and tokens take their keys from it
+    secret = keys.token_secret()
+    transport = TransportService(db, blobs, clock, audit, secret, keys)
     return Container(
         settings=settings,
         db=db,
@@ -86,6 +73,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         recognition=recognition,
         statistics=StatisticsService(db, clock),
         transport=transport,
+        keys=keys,
     )
 
 

@@ -13,10 +13,14 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from huren.errors import HurenError
+from huren.files import private_umask
 from huren.settings import Settings
+
+if TYPE_CHECKING:
+    from huren.store.keys import Keyring
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -170,29 +174,29 @@ def cmd_catalog_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_keys_init(args: argparse.Namespace) -> int:
-    from huren.crypto.gm import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, GmError, init_platform_key
+def _keyring(args: argparse.Namespace) -> Keyring:
+    from huren.bootstrap import keyring
 
-    key_dir = _settings(args).key_dir
+    return keyring(_settings(args))
+
+
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    from huren.crypto.gm import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, GmError
+
+    keys = _keyring(args)
     try:
-        key = init_platform_key(key_dir, force=args.force)
+        key = keys.init_platform_key(force=args.force)
     except GmError as exc:
         print(f"错误：{exc}", file=sys.stderr)
         return 2
-    where = key_dir.resolve()
+    where = keys.key_dir.resolve()
     print(f"平台 SM2 私钥已写入 {where / PRIVATE_KEY_FILE}（权限 0600），公钥写入 {where / PUBLIC_KEY_FILE}")
     print(f"公钥（04‖x‖y，交给各医院）：{key.public_hex}")
     return 0
 
 
 def cmd_keys_public(args: argparse.Namespace) -> int:
-    from huren.crypto.gm import GmError, load_platform_key
-
-    try:
-        key = load_platform_key(_settings(args).key_dir)
-    except GmError as exc:
-        print(f"错误：{exc}", file=sys.stderr)
-        return 2
+    key = _keyring(args).platform_key()  # NotConfigured (the keyring's one message) when there is none
     print(key.public.to_pem() if args.pem else key.public_hex, end="" if args.pem else "\n")
     return 0
 
@@ -341,6 +345,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    private_umask()  # every file and directory huren (or SQLite, or a library) creates: 0600 / 0700
     try:
         return int(args.func(args))
     except HurenError as exc:

@@ -55,7 +55,7 @@ def _routes(kind: str) -> None:
     async def register(request: Request, c: Services, who: Caller) -> dict[str, Any]:
         payload, raw = await json_body(request, c, who, kind)
         r = await write(c, c.registry.register, kind, payload, who, channel="rest", raw=raw)
-        return {"code": "ok", "message": "ok", "report_id": r.report_id, "version": r.version, "created": r.created}
+        return {"code": "ok", "message": "ok", "report_id": r.report_id, "version": r.version, "created": r.created, "unchanged": r.unchanged}
 
     batch_schema = {"type": "object", "properties": {"reports": {"type": "array", "items": report_schema(kind)}}}
 
@@ -69,9 +69,10 @@ def _routes(kind: str) -> None:
         results = []
         for o in outcomes:
             if o.registered:
-                results.append({"code": "ok", "report_id": o.registered.report_id, "version": o.registered.version, "created": o.registered.created})
-            else:
-                results.append({"code": "forbidden" if o.status == 403 else "invalid_input", "rejected_id": o.rejected_id, "problems": [p.as_dict() for p in o.problems]})
+                r = o.registered
+                results.append({"code": "ok", "report_id": r.report_id, "version": r.version, "created": r.created, "unchanged": r.unchanged})
+            else:  # forbidden (403), conflict (409: not newer than the stored version) or invalid_input (422)
+                results.append({"code": o.code, "rejected_id": o.rejected_id, "problems": [p.as_dict() for p in o.problems]})
         return {"code": "ok", "accepted": sum(1 for o in outcomes if o.registered), "rejected": sum(1 for o in outcomes if not o.registered), "results": results}
 
     @router.post(f"{path}/void", **op(ids["void"], f"作废{zh}报告（保留记录并标记）", body(void_schema())), name=f"void_{kind}")

@@ -43,12 +43,11 @@ _MAX_PROBLEMS = 10
 
 
 class SoapProfile:
-    """Per process: the platform key (loaded on first use), the strKey unwrapper and a bounded
-    cache of checked credentials."""
+    """Per process: a bounded cache of checked credentials; the platform key and the strKey
+    unwrapper are the keyring's (``c.keys``, built once in bootstrap)."""
 
     def __init__(self, c: Container) -> None:
         self.c = c
-        self._unwrapper: gm.KeyUnwrapper | None = None
         self._salt = secrets.token_bytes(32)
         self._creds: OrderedDict[tuple[str, str, bytes], tuple[Principal, float]] = OrderedDict()
         self._lock = threading.Lock()
@@ -57,26 +56,13 @@ class SoapProfile:
     def limit(self) -> int:
         return self.c.settings.max_request_bytes
 
-    def unwrapper(self) -> gm.KeyUnwrapper:
-        if self._unwrapper is None:
-            s = self.c.settings
-            try:
-                key = gm.load_platform_key(s.key_dir)
-            except gm.GmError as exc:
-                log.error("SOAP: %s", exc)
-                raise HurenError("平台SM2密钥未配置，请联系平台管理员（huren keys init）") from exc
-            with self._lock:
-                if self._unwrapper is None:
-                    self._unwrapper = gm.KeyUnwrapper(key, s.sm2_cipher_order, s.sm2_key_cache)
-        return self._unwrapper
-
     # -- the envelope's crypto -----------------------------------------------------------
     def sm4_key(self, params: Mapping[str, str]) -> bytes:
         text = params.get("strKey", "").strip()
         if not text:
             raise _missing("strKey")
         try:
-            return self.unwrapper().unwrap(text)
+            return self.c.keys.unwrapper().unwrap(text)  # NotConfigured without a platform key
         except gm.GmError as exc:
             raise Unauthorized(
                 "strKey 解密失败：应为用平台SM2公钥加密的16字节SM4密钥（Base64）",

@@ -610,7 +610,8 @@ def _write_new(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
 
 def init_platform_key(key_dir: Path, *, force: bool = False) -> Sm2Key:
     """Generate the platform SM2 key pair: ``key_dir/sm2_private.pem`` (PKCS#8, mode 0600) and
-    ``key_dir/sm2_public.txt`` (hex 04‖x‖y). Refuses to replace an existing key unless ``force``."""
+    ``key_dir/sm2_public.txt`` (hex 04‖x‖y, 0600 too: every file huren writes is private; `huren keys
+    public` prints it). Refuses to replace an existing key unless ``force``."""
     path = key_dir / PRIVATE_KEY_FILE
     try:
         key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -618,7 +619,7 @@ def init_platform_key(key_dir: Path, *, force: bool = False) -> Sm2Key:
             raise FileExistsError(path)
         key = generate_key()
         _write_new(path, key.to_pem().encode("ascii"), 0o600, replace=force)
-        _write_new(key_dir / PUBLIC_KEY_FILE, (key.public_hex + "\n").encode("ascii"), 0o644, replace=True)
+        _write_new(key_dir / PUBLIC_KEY_FILE, (key.public_hex + "\n").encode("ascii"), 0o600, replace=True)
     except FileExistsError as exc:
         raise GmError(
             f"{path} already exists; use --force to replace it (hospitals then need the new public key)"

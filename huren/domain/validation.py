@@ -27,6 +27,7 @@ from huren.domain.fields import (
     VOID_FILTER,
     Field,
 )
+from huren.domain.pdf import check as pdf_structure
 from huren.errors import Problem
 
 PDF_MAGIC = b"%PDF-"
@@ -223,10 +224,9 @@ def check_pdf(data: bytes, path: str, max_bytes: int, problems: list[Problem]) -
     if len(data) > max_bytes:
         problems.append(Problem(path, "pdf_size", f"报告单据PDF超过大小上限 {max_bytes} 字节（实际 {len(data)} 字节）"))
         return False
-    if not data[:1024].lstrip().startswith(PDF_MAGIC):
-        problems.append(Problem(path, "pdf_format", "报告单据不是PDF文件（缺少 %PDF- 文件头）"))
-        return False
-    return True
+    findings = pdf_structure(data)  # header, %%EOF, startxref / xref, an object, no markup or script
+    problems.extend(Problem(path, rule, message) for rule, message in findings)
+    return not findings
 
 
 def _node(payload: Mapping[str, Any], name: str, problems: list[Problem]) -> Mapping[str, Any] | None:

@@ -19,6 +19,7 @@ from huren.services.transport import TransportService
 from huren.settings import Settings
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
+from huren.store.keys import Keyring
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Container:
     recognition: RecognitionService
     statistics: StatisticsService
     transport: TransportService
+    keys: Keyring
 
     def close(self) -> None:
         self.db.dispose()

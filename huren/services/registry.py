@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from huren.context import Clock, Principal
@@ -22,7 +23,8 @@ from huren.domain.validation import (
     validate_report,
     validate_void,
 )
-from huren.errors import Forbidden, HurenError, InvalidInput, NotFound, Problem
+from huren.domain.versions import refusal
+from huren.errors import Conflict, Forbidden, HurenError, InvalidInput, NotFound, Problem
 from huren.services.payloads import dump
 from huren.store import quality, recognition, reports
 from huren.store.blobs import BlobStore
@@ -36,6 +38,8 @@ class Registered:
     report_id: int
     version: int
     created: bool
+    #: an idempotent resubmission (same last_update_dtime, same content): nothing was written
+    unchanged: bool = False
 
 
 @dataclass(slots=True)
@@ -46,6 +50,19 @@ class Outcome:
     problems: list[Problem] = field(default_factory=list)
     rejected_id: int | None = None
     status: int = 200
+
+    @property
+    def code(self) -> str:
+        """The answer code of this report: ok, or the error code of its refusal."""
+        return "ok" if self.registered is not None else REFUSALS.get(self.status, REFUSALS[422])[0].code
+
+
+#: status → (error class, message) of a refused report of a batch
+REFUSALS: dict[int, tuple[type[HurenError], str]] = {
+    403: (Forbidden, "只能提交本机构的报告"),
+    409: (Conflict, "报告未保存：与平台已保存的版本冲突（按最后修改时间 last_update_dtime 判断）"),
+    422: (InvalidInput, "提交的数据未通过校验"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +77,11 @@ class RegistryService:
         self._blobs = blobs
         self._clock = clock
         self.max_pdf_bytes = max_pdf_bytes
+
+    def _now(self) -> datetime:
+        """The clock's time to the microsecond: whether a submission came after a rejection
+        (XC-S2 rectification) is decided by these times, and one second holds many calls."""
+        return datetime.fromtimestamp(self._clock.time(), self._clock.tz).replace(tzinfo=None)
 
     # -- rejected submissions -------------------------------------------------------------
     def reject(
@@ -85,7 +107,7 @@ class RegistryService:
                     "problems": [p.as_dict() for p in problems],
                     "payload_sha256": sha,
                     "payload_size": len(raw) if raw else 0,
-                    "received_at": self._clock.now(),
+                    "received_at": self._now(),
                 },
             )
 
@@ -121,11 +143,14 @@ class RegistryService:
     def register(
         self, kind: str, payload: Any, principal: Principal, *, channel: str = "rest", raw: bytes | None = None
     ) -> Registered:
-        """Register (or, with the same primary key, resubmit) one report. Raises InvalidInput/Forbidden."""
+        """Register (or, with the same primary key, resubmit) one report.
+
+        Raises InvalidInput / Forbidden, or Conflict for a resubmission that is not newer than
+        the stored version (huren.domain.versions); every refusal is kept as a rejected submission.
+        """
         outcome = self.register_many(kind, [payload], principal, channel=channel, raws=[raw])[0]
         if outcome.registered is None:
-            err_cls = Forbidden if outcome.status == 403 else InvalidInput
-            msg = "只能提交本机构的报告" if outcome.status == 403 else "提交的数据未通过校验"
+            err_cls, msg = REFUSALS.get(outcome.status, REFUSALS[422])
             raise err_cls(msg, outcome.problems, rejected_id=outcome.rejected_id)
         return outcome.registered
 
@@ -138,15 +163,25 @@ class RegistryService:
         channel: str = "rest",
         raws: Sequence[bytes | None] | None = None,
     ) -> list[Outcome]:
-        """Register a batch in one transaction; invalid reports are rejected and kept, the rest stored."""
+        """Register a batch in one transaction; invalid reports are rejected and kept, the rest stored.
+
+        Each report gets its own outcome: registered (new, replaced, or unchanged when resent
+        as it is), or refused with its problems and the id it was kept under — invalid (422),
+        another institution's (403), or not newer than the stored version (409).
+        """
         if kind not in KINDS:
             raise NotFound(f"未知的报告类型：{kind}")
         outcomes = [Outcome() for _ in payloads]
         good: list[tuple[int, Report, str | None, int | None]] = []
+
+        def raw_of(i: int) -> bytes:
+            raw = raws[i] if raws else None
+            return raw if raw is not None else dump(payloads[i])
+
         for i, payload in enumerate(payloads):
             report, error = self._check(kind, payload, principal)
             if error is not None:
-                raw = raws[i] if raws and raws[i] is not None else dump(payload)
+                raw = raw_of(i)
                 rkey = report.key if report else raw_key(kind, payload)
                 key = report_key_text(kind, rkey) if rkey else None
                 outcomes[i].problems = error.problems
@@ -157,11 +192,21 @@ class RegistryService:
             sha = self._blobs.put(report.pdf) if report.pdf is not None else None
             good.append((i, report, sha, len(report.pdf) if report.pdf is not None else None))
         if good:
-            now = self._clock.now()
+            now = self._now()
             with self._db.write() as conn:
                 stored = reports.upsert_many(conn, [(r, s, n) for _, r, s, n in good], now=now, actor=principal.actor)
-            for (i, _, _, _), s in zip(good, stored, strict=True):
-                outcomes[i].registered = Registered(s.report_id, s.version, s.created)
+            master_name = f"{kind}master"
+            for (i, report, _, _), s in zip(good, stored, strict=True):
+                if not s.refused:
+                    outcomes[i].registered = Registered(s.report_id, s.version, s.created, s.outcome == "same")
+                    continue
+                assert s.stored_time is not None and s.outcome in ("stale", "conflict")
+                new_time = report.master["last_update_dtime"]
+                problem = refusal(master_name, s.outcome, new_time, s.stored_time, voided_at=s.voided_at)
+                outcomes[i].problems = [problem]
+                outcomes[i].status = Conflict.status
+                key = report_key_text(kind, report.key)
+                outcomes[i].rejected_id = self.reject(principal, kind, channel, [problem], raw_of(i), key)
         return outcomes
 
     def void(
@@ -198,7 +243,7 @@ class RegistryService:
                     [Problem("filter.id_no", "consistency", "身份证件号码或类别与已注册报告不一致")],
                 )
             elif not row["voided"]:
-                reports.void(conn, kind, row["id"], now=self._clock.now(), actor=principal.actor)
+                reports.void(conn, kind, row["id"], now=self._now(), actor=principal.actor)
         if error is not None:
             self._raise_rejected(principal, vkind, channel, error, raw, payload, keytext)
         assert row is not None
@@ -223,7 +268,7 @@ class RegistryService:
             raise InvalidInput("PDF文件未通过校验", problems, rejected_id=rid)
         sha = self._blobs.put(data)
         with self._db.write() as conn:
-            reports.set_pdf(conn, kind, report_id, sha, len(data), now=self._clock.now())
+            reports.set_pdf(conn, kind, report_id, sha, len(data), now=self._now())
         return sha
 
     # -- daily counts ---------------------------------------------------------------------
@@ -242,6 +287,6 @@ class RegistryService:
             )
             self._raise_rejected(principal, "daily", channel, err, raw, payload)
         with self._db.write() as conn:
-            quality.upsert_daily(conn, rows, now=self._clock.now(), actor=principal.actor)
+            quality.upsert_daily(conn, rows, now=self._now(), actor=principal.actor)
         return len(rows)
 

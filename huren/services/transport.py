@@ -23,7 +23,6 @@ import time
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from huren.context import Clock, Principal
@@ -34,7 +33,6 @@ from huren.errors import (
     InvalidInput,
     LinkExpired,
     MalformedBody,
-    NotConfigured,
     NotFound,
     Problem,
     TooLarge,
@@ -44,6 +42,7 @@ from huren.services.audit import AuditService
 from huren.store import directory, reports, transport
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
+from huren.store.keys import Keyring
 
 log = logging.getLogger("huren.transport")
 
@@ -130,21 +129,14 @@ class TransportService:
         clock: Clock,
         audit: AuditService,
         secret: bytes,
-        key_dir: Path,
-        *,
-        cipher_order: str = "C1C3C2",
-        key_cache: int = 4096,
+        keys: Keyring,
     ) -> None:
         self._db = db
         self._blobs = blobs
         self._clock = clock
         self._audit = audit
         self._link_key = hmac.new(secret, _LINK_CONTEXT, hashlib.sha256).digest()
-        self._key_dir = key_dir
-        self._cipher_order = cipher_order
-        self._key_cache = key_cache
-        self._platform: gm.Sm2Key | None = None
-        self._unwrapper: gm.KeyUnwrapper | None = None
+        self._keys = keys
         self._lock = threading.Lock()
         self._policies: dict[str, Policy] = {}
         self._loaded_at = -1e9
@@ -268,37 +260,17 @@ class TransportService:
             raise _refuse("X-Huren-Nonce", "replay", "随机数已使用过（重放的请求）")
 
     # -- SM4 bodies --------------------------------------------------------------------------
-    def _platform_key(self) -> gm.Sm2Key:
-        if self._platform is None:
-            try:
-                key = gm.load_platform_key(self._key_dir)
-            except gm.GmError as exc:
-                raise NotConfigured("平台SM2密钥未配置，暂不支持加密传输（huren keys init）") from exc
-            with self._lock:
-                if self._platform is None:
-                    self._platform = key
-                    self._unwrapper = gm.KeyUnwrapper(key, self._cipher_order, self._key_cache)
-        return self._platform
-
     def platform_public_hex(self) -> str | None:
         """The platform's SM2 public key (04‖x‖y hex) that wraps SM4 keys, if one is configured."""
-        try:
-            return self._platform_key().public_hex
-        except NotConfigured:
-            return None
+        return self._keys.platform_public_hex()
 
     def unwrap(self, key_b64: str) -> bytes:
         """The SM4 key of ``X-Huren-Key`` (SM2-encrypted with the platform's public key, Base64)."""
         if not key_b64.strip():
             raise MalformedBody("缺少 X-Huren-Key", [Problem("X-Huren-Key", "required", "SM4 加密的请求须带 X-Huren-Key")])
+        unwrapper = self._keys.unwrapper()  # NotConfigured (the keyring's one message) without a key
         try:
-            self._platform_key()
-        except NotConfigured as exc:
-            log.error("SM4-encrypted request refused: %s", exc.__cause__)
-            raise
-        try:
-            assert self._unwrapper is not None
-            return self._unwrapper.unwrap(key_b64)
+            return unwrapper.unwrap(key_b64)
         except gm.GmError as exc:
             raise MalformedBody(
                 "X-Huren-Key 解密失败：应为用平台SM2公钥加密的16字节SM4密钥（Base64）", [Problem("X-Huren-Key", "sm2", str(exc))]

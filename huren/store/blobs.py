@@ -1,4 +1,10 @@
-"""Content-addressed blob store (PDFs, kept payloads) in a directory: ``ab/cd/<sha256>``."""
+"""Content-addressed blob store (PDFs, kept payloads) in a directory: ``ab/cd/<sha256>``.
+
+Durable: ``put`` returns only once the file's bytes and its directory entry are on disk (the
+file is written under a temporary name, fsynced, renamed into place, and its directory —
+and any directory it had to create — fsynced), so a report answered ``ok`` keeps its PDF
+through a power loss. Directories are created 0700, files 0600.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,15 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory's entries (a rename or a new file in it) to disk."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class BlobStore:
@@ -18,22 +33,36 @@ class BlobStore:
             raise ValueError("not a SHA-256 hex digest")
         return self.root / digest[:2] / digest[2:4] / digest
 
+    def _makedirs(self, directory: Path) -> None:
+        """Create ``directory`` and its missing parents, each new entry synced in its parent."""
+        if directory.is_dir():
+            return
+        self._makedirs(directory.parent)
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:  # another writer made it first
+            return
+        fsync_dir(directory.parent)
+
     def put(self, data: bytes) -> str:
-        """Store ``data`` (idempotent) and return its SHA-256 hex digest."""
+        """Store ``data`` durably (idempotent) and return its SHA-256 hex digest."""
         digest = hashlib.sha256(data).hexdigest()
         path = self._path(digest)
         if path.exists():
             return digest
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._makedirs(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        fsync_dir(path.parent)
         return digest
 
     def get(self, digest: str) -> bytes | None:
@@ -47,4 +76,3 @@ class BlobStore:
             return self._path(digest).exists()
         except ValueError:
             return False
-

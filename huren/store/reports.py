@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Row, Table, and_, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -15,6 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_SUBITEM, LABMASTER
 from huren.domain.records import format_value, to_text
 from huren.domain.validation import Report
+from huren.domain.versions import Verdict, verdict
 from huren.store.tables import REPORT_TABLES, report_history
 
 KEY_COLUMNS = ("org_code", "report_form_no", "patient_id", "event_type", "event_no")
@@ -23,9 +24,23 @@ SPECS = {"lab": (LABMASTER, LAB_SUBITEM), "exam": (EXAMMASTER, EXAM_SUBITEM)}
 
 @dataclass(frozen=True, slots=True)
 class Stored:
+    """What became of one report: ``outcome`` created / replace / same (stored or unchanged), or
+    stale / conflict (refused, nothing written; ``stored_time`` / ``voided_at`` say why)."""
+
     report_id: int
     version: int
     created: bool
+    outcome: Verdict | Literal["created"] = "created"
+    stored_time: datetime | None = None
+    voided_at: datetime | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.outcome in ("stale", "conflict")
+
+
+#: the columns a resubmission is judged by (huren.domain.versions)
+_STATE = ("id", "version", "last_update_dtime", "voided", "voided_at", "pdf_sha256")
 
 
 def _key_of(row: Row[Any] | dict[str, Any]) -> tuple[Any, ...]:
@@ -52,17 +67,21 @@ def upsert_many(
     now: datetime,
     actor: str,
 ) -> list[Stored]:
-    """Register reports of one kind: insert new keys, replace existing ones (history kept).
+    """Register reports of one kind: insert new keys, replace existing ones (history kept) when
+    the resubmission is newer; an older one, or the same time with other content, is refused and
+    nothing is written for it (``Stored.refused``; huren.domain.versions).
 
-    ``batch`` holds (report, pdf_sha256, pdf_size); a ``None`` PDF keeps a stored one.
+    ``batch`` holds (report, pdf_sha256, pdf_size); a ``None`` PDF keeps a stored one. The stored
+    versions are read ``FOR UPDATE`` (PostgreSQL; SQLite has one writer), so two resubmissions
+    of one key are judged one after the other.
     """
     if not batch:
         return []
     kind = batch[0][0].kind
     master_t, item_t = REPORT_TABLES[kind]
     keys = [r.key for r, _, _ in batch]
-    existing: dict[tuple[Any, ...], tuple[int, int]] = {}
-    cols = (master_t.c.id, master_t.c.version, *[master_t.c[c] for c in KEY_COLUMNS])
+    existing: dict[tuple[Any, ...], dict[str, Any]] = {}
+    cols = (*[master_t.c[c] for c in _STATE], *[master_t.c[c] for c in KEY_COLUMNS])
     if len(batch) == 1:  # the common single-report call: insert, or learn that the key exists
         report, sha, size = batch[0]
         rid = _insert_new(conn, master_t, report, sha, size, now)
@@ -70,16 +89,18 @@ def upsert_many(
             conn.execute(insert(item_t), [item | {"report_id": rid} for item in report.items])
             return [Stored(rid, 1, True)]
         cond = and_(*[master_t.c[c] == v for c, v in zip(KEY_COLUMNS, keys[0], strict=True)])
-        row = conn.execute(select(*cols).where(cond)).one()
-        return [_replace(conn, report, row.id, row.version, sha, size, now=now, actor=actor)]
+        row = conn.execute(select(*cols).where(cond).with_for_update()).mappings().one()
+        return [_resubmit(conn, report, dict(row), sha, size, now=now, actor=actor)]
     else:
         orgs = {k[0] for k in keys}
         for chunk in _chunks(sorted({k[1] for k in keys}), 500):
             rows = conn.execute(
-                select(*cols).where(master_t.c.org_code.in_(orgs), master_t.c.report_form_no.in_(chunk))
-            )
+                select(*cols)
+                .where(master_t.c.org_code.in_(orgs), master_t.c.report_form_no.in_(chunk))
+                .with_for_update()
+            ).mappings()
             for row in rows:
-                existing[_key_of(row)] = (row.id, row.version)
+                existing[_key_of(dict(row))] = dict(row)
 
     results: dict[int, Stored] = {}
     new_rows: list[dict[str, Any]] = []
@@ -106,11 +127,60 @@ def upsert_many(
             continue
         key = report.key
         if key not in existing:  # a duplicate key inside the batch, inserted above
-            existing[key] = (results[seen_in_batch[key]].report_id, 1)
-        rid, version = existing[key]
-        results[i] = _replace(conn, report, rid, version, sha, size, now=now, actor=actor)
-        existing[key] = (rid, results[i].version)
+            first, first_sha, _ = batch[seen_in_batch[key]]
+            existing[key] = _state(results[seen_in_batch[key]].report_id, 1, first, first_sha)
+        results[i] = _resubmit(conn, report, existing[key], sha, size, now=now, actor=actor)
+        if not results[i].refused and results[i].outcome != "same":
+            existing[key] = _state(results[i].report_id, results[i].version, report, sha or existing[key]["pdf_sha256"])
     return [results[i] for i in range(len(batch))]
+
+
+def _state(rid: int, version: int, report: Report, sha: str | None) -> dict[str, Any]:
+    return {
+        "id": rid,
+        "version": version,
+        "last_update_dtime": report.master["last_update_dtime"],
+        "voided": False,
+        "voided_at": None,
+        "pdf_sha256": sha,
+    }
+
+
+def _resubmit(
+    conn: Connection,
+    report: Report,
+    state: dict[str, Any],
+    sha: str | None,
+    size: int | None,
+    *,
+    now: datetime,
+    actor: str,
+) -> Stored:
+    """Judge a resubmission against the stored version ``state`` and replace it when newer."""
+    new_time, stored_time = report.master["last_update_dtime"], state["last_update_dtime"]
+    same = False
+    if new_time == stored_time and not state["voided"]:
+        same = _same_content(conn, report, state, sha)
+    what = verdict(new_time, stored_time, stored_voided=bool(state["voided"]), same_content=same)
+    if what == "replace":
+        return _replace(conn, report, state["id"], state["version"], sha, size, now=now, actor=actor)
+    voided_at = state["voided_at"] if state["voided"] else None
+    return Stored(state["id"], state["version"], False, what, stored_time, voided_at)
+
+
+def _same_content(conn: Connection, report: Report, state: dict[str, Any], sha: str | None) -> bool:
+    """The fields, the items and (when one is sent) the PDF equal the stored version's."""
+    if sha is not None and sha != state["pdf_sha256"]:
+        return False
+    master_t, item_t = REPORT_TABLES[report.kind]
+    mspec, ispec = SPECS[report.kind]
+    stored = dict(conn.execute(select(master_t).where(master_t.c.id == state["id"])).mappings().one())
+    if to_text(stored, mspec) != to_text(report.master, mspec):
+        return False
+    items = conn.execute(select(item_t).where(item_t.c.report_id == state["id"])).mappings()
+    old = sorted(json.dumps(to_text(dict(i), ispec), ensure_ascii=False) for i in items)
+    new = sorted(json.dumps(to_text(i, ispec), ensure_ascii=False) for i in report.items)
+    return old == new
 
 
 def _insert_masters(conn: Connection, master_t: Table, rows: list[dict[str, Any]]) -> list[int]:
@@ -198,7 +268,7 @@ def _replace(
     conn.execute(update(master_t).where(master_t.c.id == rid).values(values))
     conn.execute(delete(item_t).where(item_t.c.report_id == rid))
     conn.execute(insert(item_t), [item | {"report_id": rid} for item in report.items])
-    return Stored(rid, old["version"] + 1, False)
+    return Stored(rid, old["version"] + 1, False, "replace")
 
 
 def find_by_key(conn: Connection, kind: str, key: Sequence[Any]) -> dict[str, Any] | None:

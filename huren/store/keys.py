@@ -1,0 +1,179 @@
+"""The keyring: every key of the platform, from the files under ``settings.key_dir`` (``keys/``, mode
+0700, each file 0600). Built once, in ``huren.bootstrap``, and handed to whoever needs a key: the
+signed REST transport and the SOAP profile (the platform SM2 key, and one strKey unwrapper with its
+cache), the token codecs (the token secret) and field encryption (the data keys).
+
+    keys/sm2_private.pem   platform SM2 key pair (PKCS#8)       huren keys init
+    keys/sm2_public.txt    its public key, hex 04‖x‖y            huren keys public
+    keys/token.key         secret of access tokens, sessions and links (unless HUREN_SECRET_KEY)
+    keys/data.keys         data keys of field encryption, by key id, and the blind-index secret
+
+A missing platform key is one error everywhere: :class:`huren.errors.NotConfigured` with
+:data:`PLATFORM_KEY_MISSING`. Keys are read on first use (``huren keys init`` on a running platform
+takes effect without a restart) and then kept for the life of the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+from huren.crypto import aead, gm
+from huren.errors import NotConfigured
+from huren.files import atomic_write, private_dir
+
+log = logging.getLogger("huren.keys")
+
+PLATFORM_KEY_MISSING = "平台SM2密钥未配置，请平台管理员运行 huren keys init 生成平台密钥"
+TOKEN_FILE = "token.key"
+DATA_FILE = "data.keys"
+_DATA_FORMAT = 1
+
+
+class KeyFileError(RuntimeError):
+    """A key file that exists but cannot be used (an operator's mistake, never a caller's)."""
+
+
+class Keyring:
+    def __init__(
+        self,
+        key_dir: Path,
+        *,
+        secret_key: str | None = None,
+        cipher_order: str = "C1C3C2",
+        key_cache: int = 4096,
+        data_algorithm: int | None = None,
+    ) -> None:
+        self.key_dir = Path(key_dir)
+        self._secret_key = secret_key
+        self._cipher_order = cipher_order
+        self._key_cache = key_cache
+        self._data_algorithm = data_algorithm
+        self._lock = threading.Lock()
+        self._platform: gm.Sm2Key | None = None
+        self._unwrapper: gm.KeyUnwrapper | None = None
+        self._token: bytes | None = None
+        self._fields: aead.FieldCipher | None = None
+
+    def __repr__(self) -> str:
+        return f"Keyring({self.key_dir})"
+
+    # -- the platform SM2 key ----------------------------------------------------------------
+    def platform_key(self) -> gm.Sm2Key:
+        """The platform SM2 key pair; NotConfigured (one message) when there is none."""
+        if self._platform is None:
+            try:
+                key = gm.load_platform_key(self.key_dir)
+            except gm.GmError as exc:
+                log.error("platform SM2 key: %s", exc)
+                raise NotConfigured(PLATFORM_KEY_MISSING) from exc
+            with self._lock:
+                if self._platform is None:
+                    self._platform = key
+                    self._unwrapper = gm.KeyUnwrapper(key, self._cipher_order, self._key_cache)
+        return self._platform
+
+    def platform_public_hex(self) -> str | None:
+        """The platform's public key (04‖x‖y hex), or None when none is configured."""
+        try:
+            return self.platform_key().public_hex
+        except NotConfigured:
+            return None
+
+    def unwrapper(self) -> gm.KeyUnwrapper:
+        """The one strKey / X-Huren-Key unwrapper of this process (SM2 decryption + its cache)."""
+        self.platform_key()
+        assert self._unwrapper is not None
+        return self._unwrapper
+
+    def init_platform_key(self, *, force: bool = False) -> gm.Sm2Key:
+        """Generate the platform key pair (GmError if one exists and not ``force``)."""
+        private_dir(self.key_dir)
+        key = gm.init_platform_key(self.key_dir, force=force)
+        with self._lock:
+            self._platform = key
+            self._unwrapper = gm.KeyUnwrapper(key, self._cipher_order, self._key_cache)
+        return key
+
+    # -- the token secret ---------------------------------------------------------------------
+    def token_secret(self) -> bytes:
+        """HUREN_SECRET_KEY, or the secret generated once into ``keys/token.key`` (0600)."""
+        if self._secret_key:
+            return self._secret_key.encode()
+        if self._token is None:
+            path = self.key_dir / TOKEN_FILE
+            if not path.exists():
+                # of two processes racing, the first link wins and both read its secret
+                with contextlib.suppress(FileExistsError):
+                    atomic_write(path, secrets.token_hex(32).encode(), replace=False)
+            value = path.read_bytes().strip()
+            if len(value) < 32:
+                raise KeyFileError(f"{path} holds no usable secret (at least 32 bytes); delete it or set HUREN_SECRET_KEY")
+            self._token = value
+        return self._token
+
+    # -- data keys (field encryption) ---------------------------------------------------------
+    def fields(self) -> aead.FieldCipher:
+        """The field cipher over the data keys (generated into ``keys/data.keys`` on first use)."""
+        if self._fields is None:
+            with self._lock:
+                if self._fields is None:
+                    self._fields = self._load_fields(create=True)
+        return self._fields
+
+    def reload_fields(self) -> aead.FieldCipher:
+        """Re-read ``keys/data.keys`` (after a rotation by another process)."""
+        with self._lock:
+            self._fields = self._load_fields(create=True)
+        return self._fields
+
+    def rotate_data_key(self) -> int:
+        """Add a new data key and make it the active one; returns its key id. Values sealed under
+        the older keys still open (re-encrypting them is ``huren keys rotate-data``'s work)."""
+        with self._lock:
+            doc = self._read_data(create=True)
+            kid = max(int(k) for k in doc["keys"]) + 1
+            doc["keys"][str(kid)] = secrets.token_hex(aead.SECRET_LEN)
+            doc["active"] = kid
+            atomic_write(self.key_dir / DATA_FILE, _dump(doc), replace=True)
+            self._fields = self._cipher(doc)
+        log.warning("data key %d is now active", kid)
+        return kid
+
+    def _load_fields(self, *, create: bool) -> aead.FieldCipher:
+        return self._cipher(self._read_data(create=create))
+
+    def _read_data(self, *, create: bool) -> dict[str, Any]:
+        path = self.key_dir / DATA_FILE
+        if create and not path.exists():
+            first = {
+                "format": _DATA_FORMAT,
+                "active": 1,
+                "keys": {"1": secrets.token_hex(aead.SECRET_LEN)},
+                "index": secrets.token_hex(aead.SECRET_LEN),
+            }
+            with contextlib.suppress(FileExistsError):  # another process was first: use its keys
+                atomic_write(path, _dump(first), replace=False)
+        try:
+            doc = json.loads(path.read_bytes())
+            if doc["format"] != _DATA_FORMAT or str(doc["active"]) not in doc["keys"]:
+                raise ValueError("unknown format or no active key")
+            for v in (*doc["keys"].values(), doc["index"]):
+                if len(bytes.fromhex(v)) != aead.SECRET_LEN:
+                    raise ValueError("a secret is not 32 bytes")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise KeyFileError(f"{path}: unusable data key file ({exc})") from exc
+        return dict(doc)
+
+    def _cipher(self, doc: dict[str, Any]) -> aead.FieldCipher:
+        keys = {int(k): bytes.fromhex(v) for k, v in doc["keys"].items()}
+        return aead.FieldCipher(keys, int(doc["active"]), bytes.fromhex(doc["index"]), algorithm=self._data_algorithm)
+
+
+def _dump(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
