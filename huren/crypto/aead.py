@@ -90,7 +90,8 @@ def default_algorithm() -> int:
 def column_ad(table: str, column: str, context: str = "") -> bytes:
     """The associated data of a value stored in ``table.column`` (plus an optional context, such as
     an institution code, that must also match when it is opened)."""
-    return b"huren/field/v1\0" + table.encode() + b"\0" + column.encode() + b"\0" + context.encode()
+    parts = [p.encode() for p in (table, column, context)]
+    return b"huren/field/v1" + b"".join(struct.pack(">H", len(p)) + p for p in parts)  # unambiguous
 
 
 def normalise(value: str) -> str:
