@@ -13,6 +13,13 @@ text: ``ok`` / ``ok:…`` / ``error:…`` for uploads, the decrypted XML (or ``e
 
 By default one SM4 key serves the client's lifetime (the platform then unwraps it once);
 ``fresh_key_per_call=True`` makes a new key, and a new strKey, for every call.
+
+REST: the client owns every REST path of the platform the gateway and the SDK speak to
+(``PATHS``, ``report_path``), the access token (fetched once, again a minute before it expires,
+and once more when a call is answered 401) and the two ways a call fails: ``PlatformUnavailable``
+(the platform could not be reached, answered 5xx / 408 / 425 / 429, or refused the client's own
+account — try again later) and ``PlatformRefused`` (it refused the question: a 4xx, its
+``{code, message, problems}`` relayed). Nobody else spells ``/api/v1``.
 """
 
 from __future__ import annotations
@@ -24,23 +31,58 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import httpx2
+import orjson
 
 from huren.crypto import gm
+from huren.errors import PlatformRefused, PlatformUnavailable, Problem
 from huren.wire.soap import METHODS, NS, SOAP11, SOAP12
 from huren.wire.xj_xml import local, safe_parse
 
 QUERIES = frozenset({"GetCheckLabList", "GetCheckLabInfo", "ExistsReCureInfo", "GetLabInfo", "GetExamInfo"})
 _ANSWER_LIMIT = 1 << 30
 
+API = "/api/v1"
+#: the platform's REST operations by name (the report paths: ``report_path``)
+PATHS = {
+    "token": f"{API}/auth/token",
+    "catalog": f"{API}/catalog",
+    "code_map": f"{API}/code-map",
+    "recent": f"{API}/recognition/recent",
+    "detail": f"{API}/recognition/detail",
+    "exists": f"{API}/recognition/exists",
+    "accept": f"{API}/recognition/accept",
+    "quote": f"{API}/recognition/quote",
+    "reminder": f"{API}/reminder-logs",
+    "daily": f"{API}/daily-counts",
+    "dept": f"{API}/directory/depts",
+    "staff": f"{API}/directory/staff",
+    "patient": f"{API}/directory/patients",
+    "void_lab": f"{API}/lab-reports/void",
+    "void_exam": f"{API}/exam-reports/void",
+}
+#: answers that say "not now" rather than "no": the call is tried again later
+TRANSIENT_STATUS = frozenset({401, 408, 425, 429})
+REPORT_KINDS = ("lab", "exam")
 
-class HurenClientError(Exception):
-    """A REST call answered with an error: ``status`` and the platform's ``{code, message, problems}``."""
+#: kept for callers of the SDK: a REST call the platform refused (``status``, ``body``)
+HurenClientError = PlatformRefused
 
-    def __init__(self, status: int, body: Any) -> None:
-        message = body.get("message", "") if isinstance(body, dict) else str(body)
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-        self.body = body
+
+def report_path(kind: str, report_id: int | str | None = None, what: str = "") -> str:
+    """``/api/v1/{kind}-reports`` [``/{report_id}``] [``/{what}``] (``what``: pdf, batch, void)."""
+    if kind not in REPORT_KINDS:
+        raise ValueError(f"unknown report kind {kind!r}")
+    path = f"{API}/{kind}-reports"
+    if report_id is not None:
+        path += f"/{int(report_id)}"
+    return f"{path}/{what}" if what else path
+
+
+def _decode(r: httpx2.Response) -> Any:
+    try:
+        return orjson.loads(r.content)
+    except orjson.JSONDecodeError:
+        return r.text
 
 
 class HurenClient:
@@ -167,9 +209,21 @@ class HurenClient:
 
     # -- REST ------------------------------------------------------------------------------------
     def token(self) -> str:
-        """A REST access token, fetched again a minute before it expires."""
+        """A REST access token, fetched again a minute before it expires. PlatformUnavailable
+        when it cannot be had (the platform unreachable, or refusing the account)."""
         if self._token is None or self._token[1] <= time.monotonic():
-            body = self._rest("POST", "/api/v1/auth/token", {"org_code": self.org_code, "username": self.username, "password": self._password}, auth=False)
+            creds = {"org_code": self.org_code, "username": self.username, "password": self._password}
+            try:
+                r = self.http.post(PATHS["token"], json=creds)
+            except httpx2.TransportError as exc:
+                raise _unreachable(exc) from exc
+            body = _decode(r)
+            if r.status_code >= 400 or not isinstance(body, dict) or "access_token" not in body:
+                message = body.get("message", "") if isinstance(body, dict) else str(body)[:200]
+                raise PlatformUnavailable(
+                    f"平台拒绝了网关的账号（HTTP {r.status_code}）{message}",
+                    [Problem("platform", "token", f"无法取得访问令牌：HTTP {r.status_code}")],
+                )
             self._token = str(body["access_token"]), time.monotonic() + max(float(body.get("expires_in", 7200)) - 60, 1)
         return self._token[0]
 
@@ -177,32 +231,106 @@ class HurenClient:
         """Forget the cached token (e.g. after a 401): the next REST call logs in again."""
         self._token = None
 
-    def _rest(self, verb: str, path: str, payload: Any, *, auth: bool = True) -> Any:
-        headers = {"Authorization": f"Bearer {self.token()}"} if auth else {}
-        r = self.http.request(verb, path, json=payload, headers=headers)
-        try:
-            body = r.json()
-        except ValueError:
-            body = r.text
+    def send(
+        self,
+        verb: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        params: Any = None,
+        timeout: float | None = None,
+    ) -> httpx2.Response:
+        """One REST call with the access token; the raw answer. A 401 drops the token and the
+        call is made once more with a new one. PlatformUnavailable when the platform cannot be
+        reached."""
+        for attempt in (1, 2):
+            headers = {"Authorization": f"Bearer {self.token()}"}
+            if content is not None:
+                headers["Content-Type"] = "application/json"
+            try:
+                request = self.http.build_request(
+                    verb, path, json=json, content=content, params=params, headers=headers,
+                    timeout=timeout if timeout is not None else httpx2.USE_CLIENT_DEFAULT,
+                )
+                r = self.http.send(request)
+            except httpx2.TransportError as exc:
+                raise _unreachable(exc) from exc
+            if r.status_code != 401 or attempt == 2:
+                return r
+            self.reset_token()  # the token expired or the platform restarted with a new secret
+        raise AssertionError("unreachable")
+
+    def rest_call(
+        self, verb: str, path: str, *, json: Any = None, content: bytes | None = None, params: Any = None, timeout: float | None = None
+    ) -> Any:
+        """``send`` and the answer's JSON. PlatformUnavailable for a 5xx or a "not now"
+        (``TRANSIENT_STATUS``), PlatformRefused for another 4xx."""
+        r = self.send(verb, path, json=json, content=content, params=params, timeout=timeout)
+        body = _decode(r)
+        if r.status_code >= 500 or r.status_code in TRANSIENT_STATUS:
+            message = body.get("message", "") if isinstance(body, dict) else str(body)[:300]
+            raise PlatformUnavailable(f"HTTP {r.status_code}: {message}", [Problem("platform", "unavailable", f"平台应答 HTTP {r.status_code}")])
         if r.status_code >= 400:
-            raise HurenClientError(r.status_code, body)
+            raise PlatformRefused(r.status_code, body)
         return body
 
+    def _rest(self, verb: str, path: str, payload: Any) -> Any:
+        return self.rest_call(verb, path, json=payload)
+
+    # the platform's operations, by name --------------------------------------------------------
     def rest_register(self, kind: str, payload: dict[str, Any]) -> Any:
         """Register a lab (``kind="lab"``) or exam report: ``{"labmaster": {…}, "lab_subitem": […]}``."""
-        return self._rest("POST", f"/api/v1/{kind}-reports", payload)
+        return self._rest("POST", report_path(kind), payload)
 
     def rest_void(self, kind: str, filt: dict[str, Any]) -> Any:
         """Void a report by its key; the answer names the citers, if any (``citations``)."""
-        return self._rest("POST", f"/api/v1/{kind}-reports/void", filt)
+        return self._rest("POST", report_path(kind, what="void"), filt)
 
     def rest_daily(self, payload: dict[str, Any]) -> Any:
         """Daily counts: ``{"lab_exam_report": […]}``."""
-        return self._rest("POST", "/api/v1/daily-counts", payload)
+        return self._rest("POST", PATHS["daily"], payload)
 
     def rest_exists(self, query: dict[str, Any]) -> Any:
         """Exists-for-order: ``{"id_no", "id_type_code", "check": […], "lab": […], …}``."""
-        return self._rest("POST", "/api/v1/recognition/exists", query)
+        return self._rest("POST", PATHS["exists"], query)
+
+    def upload_reports(self, kind: str, body: bytes) -> Any:
+        """Many reports in one request: ``body`` is the JSON ``{"reports": [...]}``."""
+        return self.rest_call("POST", report_path(kind, what="batch"), content=body)
+
+    def upload(self, name: str, body: bytes) -> Any:
+        """POST the JSON ``body`` to the operation ``name`` of ``PATHS`` (rows of master data,
+        decisions, reminder logs, daily counts, a void)."""
+        return self.rest_call("POST", PATHS[name], content=body)
+
+    def recognition(self, name: str, query: dict[str, Any], *, timeout: float | None = None) -> Any:
+        """A recognition question (``recent``, ``detail``, ``exists``) for the patient of ``query``."""
+        if name not in ("recent", "detail", "exists"):
+            raise ValueError(f"unknown recognition question {name!r}")
+        return self.rest_call("POST", PATHS[name], json=query, timeout=timeout)
+
+    def catalog(self, *, timeout: float | None = None) -> Any:
+        """The standard catalog: ``{"items": [{kind, code, name, …}]}``."""
+        return self.rest_call("GET", PATHS["catalog"], timeout=timeout)
+
+    def code_map(self, *, timeout: float | None = None) -> Any:
+        """The institution's code map: ``{"mappings": [{kind, local_code, std_code, …}]}``."""
+        return self.rest_call("GET", PATHS["code_map"], timeout=timeout)
+
+    def depts(self, *, limit: int = 1000, offset: int = 0) -> Any:
+        """A page of the institution's departments: ``{"dept": [...], "total": n}``."""
+        return self.rest_call("GET", PATHS["dept"], params={"limit": limit, "offset": offset})
+
+    def report(self, kind: str, report_id: int, *, pdf: bool = False, timeout: float | None = None) -> httpx2.Response:
+        """A report (or its PDF) as the platform answers it, raw (its view is logged there)."""
+        return self.send("GET", report_path(kind, report_id, "pdf" if pdf else ""), timeout=timeout)
+
+
+def _unreachable(exc: Exception) -> PlatformUnavailable:
+    return PlatformUnavailable(
+        f"{exc.__class__.__name__}: {exc}", [Problem("platform", "unreachable", "互认平台无法连接")]
+    )
 
 
 def result_text(body: bytes, method: str, status: int = 200) -> str:

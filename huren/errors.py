@@ -162,4 +162,5 @@ class PlatformRefused(HurenError):
                     problems.append(Problem(str(p.get("field", "")), str(p.get("rule", "")), str(p.get("message", ""))))
         super().__init__(f"平台拒绝了请求：{message}" if message else f"平台拒绝了请求（HTTP {status}）", problems)
         self.status = status
+        self.body = body  # the platform's answer as it came (kept by the gateway's dead letters)
         self.code = str(body.get("code", "platform_error")) if isinstance(body, dict) else "platform_error"

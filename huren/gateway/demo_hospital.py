@@ -21,8 +21,10 @@ It plays the first demo institution (:func:`huren.demo.generator.demo_orgs` ``[0
 
   Some reports share one ``last_update_dtime`` (as a LIS that stamps a whole batch does).
 * ``drop/`` — a drop folder with PDF + JSON pairs and one PDF + XML pair (BJ-1.2.1);
-* ``gateway.toml`` — a gateway configuration reading all of the above and uploading to the
-  platform at ``platform_url`` with the institution's demo account.
+* ``gateway.toml`` (mode 0600) — a gateway configuration reading all of the above and uploading
+  to the platform at ``platform_url`` with the institution's demo account, and serving the local
+  API and the doctor's pages on 127.0.0.1:8765 (``[preload]``) with freshly generated
+  ``api_token`` and ``page_token`` — returned in the summary (``huren demo`` prints them).
 
 :func:`add_reports` and :func:`void_report` change the hospital afterwards, as its LIS would (new
 reports; a report withdrawn with ``data_status = 0``) — for trying the gateway and for tests.
@@ -32,7 +34,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import random
+import secrets
 import sqlite3
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -243,7 +247,15 @@ def _table(d: Mapping[str, str]) -> str:
     return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in d.items()) + " }"
 
 
-def gateway_toml(directory: Path, org: DemoOrg, platform_url: str) -> str:
+PRELOAD_LISTEN = "127.0.0.1:8765"
+
+
+def new_token() -> str:
+    """A random token for the local API or the pages (43 characters, 256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
+def gateway_toml(directory: Path, org: DemoOrg, platform_url: str, *, api_token: str, page_token: str) -> str:
     d = directory.resolve()
     db = _toml(f"sqlite:///{(d / DB).as_posix()}")
     return f"""# 演示医院的前置机配置（由 `huren demo --hospital {d}` 生成）
@@ -312,6 +324,14 @@ name = "lis-drop"                       # PDF + JSON / XML pairs written by the 
 type = "folder"
 path = {_toml(str(d / "drop"))}
 settle_seconds = 2
+
+[preload]                               # the local API for the HIS and the doctor's pages
+listen = {_toml(PRELOAD_LISTEN)}
+path = {_toml(str(d / "preload.db"))}
+# the HIS sends it with every call: Authorization: Bearer <api_token>
+api_token = {_toml(api_token)}
+# the HIS opens the pages with it: http://{PRELOAD_LISTEN}/ui/widget?id_type_code=01&id_no=…&token=<page_token>
+page_token = {_toml(page_token)}
 """
 
 
@@ -349,7 +369,12 @@ def create(
     conn.close()
     _drop(directory, dropped)
     config = directory / CONFIG
-    config.write_text(gateway_toml(directory, org, platform_url), encoding="utf-8")
+    api_token, page_token = new_token(), new_token()
+    text = gateway_toml(directory, org, platform_url, api_token=api_token, page_token=page_token)
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the account's password and the tokens
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    patient = next(iter(master["patient"].values()))
     return {
         "directory": str(directory.resolve()),
         "database": str(db.resolve()),
@@ -363,6 +388,12 @@ def create(
         "patients": len(master["patient"]),
         "depts": len(master["dept"]),
         "staff": len(master["staff"]),
+        "preload": {
+            "listen": PRELOAD_LISTEN,
+            "api_token": api_token,
+            "page_token": page_token,
+            "widget": f"http://{PRELOAD_LISTEN}/ui/widget?id_type_code={patient['id_type_code']}&id_no={patient['id_no']}&token={page_token}",
+        },
     }
 
 

@@ -17,7 +17,7 @@ and the rejection names the field).
 Where the table comes from (``[mapping]`` in gateway.toml)::
 
     [mapping]
-    source = "platform"        # GET /api/v1/code-map, /api/v1/catalog, /api/v1/directory/depts
+    source = "platform"        # the platform's code map, catalog and departments (huren.client)
     refresh_seconds = 3600     # fetched again after this long (Mapper.refresh() forces it)
     cache = "codemap.json"     # optional: last good table, used when the platform is unreachable
 
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import io
 import json
 import logging
@@ -227,35 +228,27 @@ def csv_table(path: Path, catalog: Path | None = None) -> CodeTable:
     return table_of(rows, standard)
 
 
-def _get(client: HurenClient, path: str, params: dict[str, Any] | None = None) -> Any:
-    import httpx2
+def _get(what: str, fetch: Callable[[], Any]) -> Any:
+    from huren.errors import PlatformRefused, PlatformUnavailable
 
     try:
-        r = client.http.get(path, params=params, headers={"Authorization": f"Bearer {client.token()}"})
-    except (httpx2.HTTPError, OSError) as exc:
-        raise MappingError(f"GET {path}: {exc.__class__.__name__}: {exc}") from exc
-    except Exception as exc:  # the token call answers with HurenClientError
-        raise MappingError(f"GET {path}: {exc}") from exc
-    if r.status_code >= 400:
-        raise MappingError(f"GET {path}: HTTP {r.status_code} {r.text[:200]}")
-    try:
-        return r.json()
-    except ValueError as exc:
-        raise MappingError(f"GET {path}: the answer is not JSON") from exc
+        return fetch()
+    except (PlatformUnavailable, PlatformRefused, OSError) as exc:
+        raise MappingError(f"{what}: {exc}") from exc
 
 
 def platform_table(client: HurenClient) -> CodeTable:
     """The institution's code map, the standard catalog and its departments, from the platform."""
     rows = [
         (str(m["kind"]), str(m["local_code"]), str(m["std_code"]))
-        for m in _get(client, "/api/v1/code-map").get("mappings", [])
+        for m in _get("code map", client.code_map).get("mappings", [])
     ]
     standard: dict[str, set[str]] = {"lab": set(), "exam": set()}
-    for item in _get(client, "/api/v1/catalog").get("items", []):
+    for item in _get("catalog", client.catalog).get("items", []):
         standard.setdefault(str(item["kind"]), set()).add(str(item["code"]))
     offset, limit = 0, 1000
     while True:
-        page = _get(client, "/api/v1/directory/depts", {"limit": limit, "offset": offset})
+        page = _get("departments", functools.partial(client.depts, limit=limit, offset=offset))
         depts = page.get("dept", [])
         rows += [("dept", str(d["dept_code"]), str(d["dept_std_code"])) for d in depts if d.get("dept_std_code")]
         offset += len(depts)

@@ -19,10 +19,9 @@ from huren.context import Principal
 from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_SUBITEM, LABMASTER
 from huren.domain.recognition import Visit
 from huren.errors import NotFound, Unauthorized
-from huren.gateway.preload import DecisionDesk
+from huren.gateway.desk import DecisionDesk
 from huren.gateway.preload_cache import PreloadCache
-
-MIN_TOKEN = 24
+from huren.gateway.preload_conf import MIN_TOKEN
 
 
 class GatewayBackend:
@@ -73,7 +72,7 @@ class GatewayBackend:
         return int(self.desk.submit(table, payload)["rows"])
 
     def report(self, kind: str, report_id: int, principal: Principal) -> dict[str, Any]:
-        r = self.cache.platform_get(f"/api/v1/{kind}-reports/{report_id}")
+        r = self.cache.platform_report(kind, report_id)
         if r is not None and r.status_code == 200:
             body: dict[str, Any] = r.json()["report"]
             return body
@@ -86,7 +85,7 @@ class GatewayBackend:
         return cached_report(kind, m)
 
     def pdf(self, kind: str, report_id: int, principal: Principal) -> bytes:
-        r = self.cache.platform_get(f"/api/v1/{kind}-reports/{report_id}/pdf")
+        r = self.cache.platform_report(kind, report_id, pdf=True)
         if r is None:
             raise NotFound("互认平台暂时无法访问，PDF 需从平台调阅，请稍后重试")
         if r.status_code != 200:

@@ -29,6 +29,7 @@ from huren.gateway.config import GatewayConfig, build_sources
 from huren.gateway.ingest import ingest, notify
 from huren.gateway.model import KINDS, Record, Source
 from huren.gateway.outbox import PUSHED_KINDS, Item, Outbox
+from huren.gateway.preload_conf import preload_conf
 from huren.gateway.uploader import Uploader
 
 log = logging.getLogger("huren.gateway.runner")
@@ -64,6 +65,8 @@ class Gateway:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
+        if self.preload_enabled():  # checked before anything starts: no local API without its token
+            preload_conf(config.preload, config.outbox.path, config.base_dir)
         self.box = outbox if outbox is not None else Outbox(config.outbox.path)
         self.client = client if client is not None else make_client(config)
         self.sources = list(sources) if sources is not None else build_sources(config, self.client)
@@ -73,6 +76,9 @@ class Gateway:
         self._failures = 0
         self._retry_at = 0.0  # time.monotonic() before which the platform is not asked again
         self._next_poll = self._next_push = 0.0
+
+    def preload_enabled(self) -> bool:
+        return bool(self.config.preload) and bool(self.config.preload.get("enabled", True))
 
     def close(self) -> None:
         self.client.close()
@@ -272,13 +278,9 @@ class Gateway:
 
     def _services(self) -> list[Stoppable]:
         """The preload cache's local API, when configured (``[preload]``)."""
-        if not self.config.preload or not self.config.preload.get("enabled", True):
+        if not self.preload_enabled():
             return []
-        from huren.gateway import preload
+        from huren.gateway import preload  # the web stack is loaded only when the local API runs
 
-        start = getattr(preload, "start", None)
-        if start is None:
-            log.warning("[preload] is configured but this build has no preload service")
-            return []
-        service: Stoppable = start(self.config, self.enqueue)
+        service: Stoppable = preload.start(self.config, self.enqueue)
         return [service]

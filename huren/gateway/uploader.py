@@ -3,18 +3,19 @@
 =============================  =================================================================
 kind                           call
 =============================  =================================================================
-``lab`` / ``exam``             ``POST /api/v1/{kind}-reports/batch`` ``{"reports": [...]}``: many
+``lab`` / ``exam``             ``POST …/{kind}-reports/batch`` ``{"reports": [...]}``: many
                                per request, a result per report; an attached PDF goes in the
                                master's ``pdf`` field
-``void_lab`` / ``void_exam``   ``POST /api/v1/{kind}-reports/void``, one per request
-``daily``                      ``POST /api/v1/daily-counts``, one per request
-``dept`` / ``staff`` /         ``POST /api/v1/directory/{depts,staff,patients}``, the rows of
+``void_lab`` / ``void_exam``   ``POST …/{kind}-reports/void``, one per request
+``daily``                      ``POST …/daily-counts``, one per request
+``dept`` / ``staff`` /         ``POST …/directory/{depts,staff,patients}``, the rows of
 ``patient``                    several records in one request
-``accept`` / ``quote``         ``POST /api/v1/recognition/{accept,quote}``, likewise
-``reminder``                   ``POST /api/v1/reminder-logs``, likewise (reminders the preload
+``accept`` / ``quote``         ``POST …/recognition/{accept,quote}``, likewise
+``reminder``                   ``POST …/reminder-logs``, likewise (reminders the preload
                                cache showed, XC-P4)
 =============================  =================================================================
 
+The paths, the token and the platform-unavailable error are ``huren.client``'s (``PATHS``).
 Outcomes: accepted (``done``); refused — a 4xx with the platform's reason, or a per-report
 rejection in a batch — (``dead``, the reason kept); not delivered — the platform unreachable, a
 5xx, 429, 408 or an expired token — (``failed``: the record stays pending and the caller backs off).
@@ -29,28 +30,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx2
 import orjson
 import pybase64
 
-from huren.client import HurenClient, HurenClientError
+from huren.client import HurenClient
+from huren.errors import PlatformRefused, PlatformUnavailable
 from huren.gateway.outbox import Item
 
 log = logging.getLogger("huren.gateway.uploader")
 
 REPORTS = ("lab", "exam")
-VOIDS = {"void_lab": "/api/v1/lab-reports/void", "void_exam": "/api/v1/exam-reports/void"}
-#: kind → (path, node); several records' rows are merged into one request.
+#: kind → node: several records' rows are merged into one request (to the client's operation of
+#: the same name)
 MERGED = {
-    "dept": ("/api/v1/directory/depts", "dept"),
-    "staff": ("/api/v1/directory/staff", "staff"),
-    "patient": ("/api/v1/directory/patients", "patient"),
-    "accept": ("/api/v1/recognition/accept", "sehr_accept_record"),
-    "quote": ("/api/v1/recognition/quote", "sehr_quote_record"),
-    "reminder": ("/api/v1/reminder-logs", "reminder_log"),
+    "dept": "dept",
+    "staff": "staff",
+    "patient": "patient",
+    "accept": "sehr_accept_record",
+    "quote": "sehr_quote_record",
+    "reminder": "reminder_log",
 }
-SINGLE = {"daily": "/api/v1/daily-counts", **VOIDS}
-TRANSIENT_STATUS = frozenset({401, 408, 425, 429})
+#: kinds sent one record per request
+SINGLE = ("daily", "void_lab", "void_exam")
 
 
 class Unavailable(Exception):
@@ -84,28 +85,17 @@ class Uploader:
         self.max_batch_bytes = max_batch_bytes
 
     # -- HTTP ------------------------------------------------------------------------------------
-    def post(self, path: str, body: bytes) -> Any:
-        """POST JSON ``body``; the answer's JSON. Raises ``Unavailable`` or ``Refused``."""
+    def post(self, name: str, body: bytes) -> Any:
+        """POST JSON ``body`` to the client's operation ``name`` (``lab`` / ``exam``: a batch of
+        reports); the answer's JSON. Raises ``Unavailable`` or ``Refused``."""
         try:
-            token = self.client.token()
-            r = self.client.http.post(
-                path, content=body, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-            )
-        except HurenClientError as exc:  # the token request itself was answered with an error
-            raise Unavailable(f"token: {exc}") from exc
-        except httpx2.HTTPError as exc:
-            raise Unavailable(f"{exc.__class__.__name__}: {exc}") from exc
-        try:
-            answer: Any = orjson.loads(r.content)
-        except orjson.JSONDecodeError:
-            answer = r.text
-        if r.status_code == 401:
-            self.client.reset_token()  # fetch a new token next time
-        if r.status_code >= 500 or r.status_code in TRANSIENT_STATUS:
-            raise Unavailable(f"HTTP {r.status_code}: {str(answer)[:300]}")
-        if r.status_code >= 400:
-            raise Refused(r.status_code, answer)
-        return answer
+            if name in REPORTS:
+                return self.client.upload_reports(name, body)
+            return self.client.upload(name, body)
+        except PlatformUnavailable as exc:
+            raise Unavailable(str(exc)) from exc
+        except PlatformRefused as exc:
+            raise Refused(exc.status, exc.body) from exc
 
     # -- one upload round ------------------------------------------------------------------------
     def upload(self, items: Sequence[Item]) -> Outcome:
@@ -124,7 +114,7 @@ class Uploader:
                     self._merged(kind, group, out)
                 elif kind in SINGLE:
                     for it in group:
-                        self._single(SINGLE[kind], it, it.payload, out)
+                        self._single(kind, it, it.payload, out)
                 else:
                     for it in group:
                         out.dead[it.id] = reason(0, {"code": "unknown_kind", "message": f"未知的记录类型：{kind}"})
@@ -145,10 +135,9 @@ class Uploader:
         return chunks
 
     def _reports(self, kind: str, chunk: list[tuple[Item, bytes]], out: Outcome) -> None:
-        path = f"/api/v1/{kind}-reports/batch"
         body = b'{"reports":[' + b",".join(b for _, b in chunk) + b"]}"
         try:
-            answer = self.post(path, body)
+            answer = self.post(kind, body)
         except Unavailable as exc:
             out.failed.update({it.id: str(exc) for it, _ in chunk})
             raise
@@ -162,7 +151,7 @@ class Uploader:
         results = answer.get("results") if isinstance(answer, dict) else None
         if not isinstance(results, list) or len(results) != len(chunk):
             out.failed.update({it.id: "unexpected answer to a batch" for it, _ in chunk})
-            raise Unavailable(f"unexpected answer from {path}: {str(answer)[:300]}")
+            raise Unavailable(f"unexpected answer to a {kind} batch: {str(answer)[:300]}")
         for (it, _), res in zip(chunk, results, strict=True):
             if isinstance(res, dict) and res.get("code") == "ok":
                 out.done.append(it.id)
@@ -171,27 +160,27 @@ class Uploader:
                 out.dead[it.id] = reason(status, res)
 
     def _merged(self, kind: str, group: list[Item], out: Outcome) -> None:
-        path, node = MERGED[kind]
+        node = MERGED[kind]
         if len(group) == 1:
-            self._single(path, group[0], group[0].payload, out)
+            self._single(kind, group[0], group[0].payload, out)
             return
         rows: list[Any] = []
         for it in group:
             rows.extend(orjson.loads(it.payload).get(node) or [])
         try:
-            self.post(path, orjson.dumps({node: rows}))
+            self.post(kind, orjson.dumps({node: rows}))
         except Unavailable as exc:
             out.failed.update({it.id: str(exc) for it in group})
             raise
         except Refused:
             for it in group:  # all-or-nothing upload: find the bad ones
-                self._single(path, it, it.payload, out)
+                self._single(kind, it, it.payload, out)
             return
         out.done.extend(it.id for it in group)
 
-    def _single(self, path: str, it: Item, body: bytes, out: Outcome) -> None:
+    def _single(self, name: str, it: Item, body: bytes, out: Outcome) -> None:
         try:
-            self.post(path, body)
+            self.post(name, body)
         except Unavailable as exc:
             out.failed[it.id] = str(exc)
             raise

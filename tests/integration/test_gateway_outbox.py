@@ -558,7 +558,7 @@ def test_run_serves_the_preload_api_while_it_runs(tmp_path: Path, platform: Cont
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     gw = _gateway(tmp_path, switch, ListSource([]))
-    gw.config = replace(gw.config, preload={"listen": f"127.0.0.1:{port}"})
+    gw.config = replace(gw.config, preload={"listen": f"127.0.0.1:{port}", "api_token": "gateway-run-preload-token-0123"})
     t = threading.Thread(target=gw.run)
     t.start()
     try:

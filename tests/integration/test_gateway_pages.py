@@ -14,15 +14,16 @@ from fastapi.testclient import TestClient
 
 from huren.client import HurenClient
 from huren.context import Clock
+from huren.gateway.local_api import create_preload_app
 from huren.gateway.model import Record
-from huren.gateway.preload import create_preload_app, preload_conf
 from huren.gateway.preload_cache import PreloadCache
+from huren.gateway.preload_conf import preload_conf
 from huren.services.container import Container
 from tests import samples
 from tests.conftest import ORG_B, Api
 from tests.integration import test_gateway_preload
 from tests.integration.test_api_recognition import EXAM_CODE, LAB_CODE, VISIT
-from tests.integration.test_gateway_preload import Gateway, Platform, _reports
+from tests.integration.test_gateway_preload import API_TOKEN, LOCAL, Gateway, Platform, _reports
 
 catalog = test_gateway_preload.catalog  # the platform's catalog and ORG_B's code map, as a fixture here too
 PAGE_TOKEN = "local-his-page-token-0123456789"
@@ -36,8 +37,8 @@ def gateway(client: TestClient, tmp_path: Path, catalog: None) -> Iterator[Gatew
     clock = Clock()
     cache = PreloadCache(tmp_path / "gw" / "preload.db", hc, ttl_seconds=600, days=90, retry_seconds=30, clock=clock)
     queued: list[Record] = []
-    app = create_preload_app(cache, enqueue=queued.extend, pages=(ORG_B[0], PAGE_TOKEN))
-    with TestClient(app) as http:
+    app = create_preload_app(cache, enqueue=queued.extend, api_token=API_TOKEN, pages=(ORG_B[0], PAGE_TOKEN))
+    with TestClient(app, base_url=LOCAL) as http:  # the HIS opens the pages on the gateway's machine: no API token
         yield Gateway(cache, http, queued, platform, clock)
 
 
@@ -121,5 +122,5 @@ def test_report_view_falls_back_to_the_cache_when_the_platform_is_down(
 
 def test_page_token_must_be_long(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="page_token"):
-        preload_conf({"page_token": "short"}, tmp_path / "outbox.db", tmp_path)
-    assert preload_conf({"page_token": PAGE_TOKEN}, tmp_path / "outbox.db", tmp_path).page_token == PAGE_TOKEN
+        preload_conf({"page_token": "short", "api_token": API_TOKEN}, tmp_path / "outbox.db", tmp_path)
+    assert preload_conf({"page_token": PAGE_TOKEN, "api_token": API_TOKEN}, tmp_path / "outbox.db", tmp_path).page_token == PAGE_TOKEN

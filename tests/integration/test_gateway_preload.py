@@ -22,9 +22,11 @@ from huren.client import HurenClient
 from huren.context import Clock
 from huren.domain import idcard
 from huren.gateway import config as gateway_config
+from huren.gateway.local_api import create_preload_app
 from huren.gateway.model import Record
-from huren.gateway.preload import create_preload_app, parse_listen, preload_conf, start
+from huren.gateway.preload import start
 from huren.gateway.preload_cache import PreloadCache
+from huren.gateway.preload_conf import parse_listen, preload_conf
 from huren.services.container import Container
 from huren.store import catalog as catalog_store
 from tests import samples
@@ -41,6 +43,14 @@ from tests.integration.test_api_recognition import (
 
 TTL = 600
 CJK = re.compile(r"[\u4e00-\u9fff]")
+API_TOKEN = "hospital-his-preload-token-2026"
+LOCAL = "http://127.0.0.1:8765"  # the listener's default address: the Host the local API answers
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+def local_client(app: Any, **kw: Any) -> TestClient:
+    """The HIS on the gateway's machine: the listener's address and the API token."""
+    return TestClient(app, base_url=LOCAL, headers=AUTH, **kw)
 
 
 class Platform:
@@ -103,7 +113,7 @@ def gateway(client: TestClient, tmp_path: Path, catalog: None) -> Iterator[Gatew
     clock = Clock()
     cache = PreloadCache(tmp_path / "gw" / "preload.db", hc, ttl_seconds=TTL, days=90, retry_seconds=30, clock=clock)
     queued: list[Record] = []
-    with TestClient(create_preload_app(cache, enqueue=queued.extend)) as http:
+    with local_client(create_preload_app(cache, enqueue=queued.extend, api_token=API_TOKEN)) as http:
         yield Gateway(cache, http, queued, platform, clock)
 
 
@@ -309,7 +319,7 @@ def test_a_failing_outbox_keeps_nothing(client: TestClient, tmp_path: Path, cata
     def broken(_: list[Record]) -> None:
         raise OSError("disk full")
 
-    with TestClient(create_preload_app(cache, enqueue=broken), raise_server_exceptions=False) as http:
+    with local_client(create_preload_app(cache, enqueue=broken, api_token=API_TOKEN), raise_server_exceptions=False) as http:
         r = http.post("/accept", json={"sehr_accept_record": [decision(LAB_CODE, "14437173", "2", "1")]})
         assert r.status_code == 500 and CJK.search(r.json()["message"])
     assert cache.stats()["decisions"] == 0
@@ -330,8 +340,6 @@ def test_purge_and_listen(gateway: Gateway, api_a: Api, container: Container) ->
     docs = gateway.http.get("/docs")  # the local API's documentation needs no Internet access either
     assert docs.status_code == 200 and "/static-offline-docs/swagger-ui-bundle.js" in docs.text
 
-
-API_TOKEN = "hospital-his-preload-token-2026"
 
 
 def _free_port() -> int:
@@ -372,9 +380,12 @@ def test_the_runner_starts_and_stops_the_local_api(tmp_path: Path) -> None:
     assert [rec.kind for rec in queued] == ["accept"]
     assert (tmp_path / "box" / "preload.db").exists()
     for bad in ({"days": 60}, {"listen": "nowhere"}, {"ttl_seconds": 0}, {"path": 3}, {"api_token": "short"},
-                {"listen": "0.0.0.0:8765"}, {"listen": "his-gw.hospital.local:8765"}):
+                {"listen": "0.0.0.0:8765"}, {"hosts": "gw.local"}, {"hosts": ["gw.local:80"]}):
         with pytest.raises(ValueError, match=r"\[preload\]"):
-            preload_conf(bad, config.outbox.path, tmp_path)
-    # beyond loopback the token is required; on loopback it is optional (the HIS on the same machine)
-    assert preload_conf({"listen": "0.0.0.0:8765", "api_token": API_TOKEN}, config.outbox.path, tmp_path).api_token == API_TOKEN
-    assert preload_conf({"listen": "[::1]:8765"}, config.outbox.path, tmp_path).api_token == ""
+            preload_conf({"api_token": API_TOKEN} | bad, config.outbox.path, tmp_path)
+    # the token is required on loopback too: any page the doctor opens can reach 127.0.0.1
+    for listen in ("127.0.0.1:8765", "[::1]:8765", "localhost:8765", "0.0.0.0:8765"):
+        with pytest.raises(ValueError, match=r"\[preload\] 缺少 api_token"):
+            preload_conf({"listen": listen}, config.outbox.path, tmp_path)
+    wide = preload_conf({"listen": "0.0.0.0:8765", "api_token": API_TOKEN, "hosts": ["his-gw.hospital.local"]}, config.outbox.path, tmp_path)
+    assert "his-gw.hospital.local:8765" in wide.allowed_hosts() and "127.0.0.1:8765" in wide.allowed_hosts()

@@ -7,7 +7,7 @@
   disappears from the view is not sent (mark it ``active = 0`` in the view instead).
 
 Records carry ``{"patient": [...]}``, ``{"dept": [...]}``, ``{"staff": [...]}`` — the bodies of
-``POST /api/v1/directory/{patients,depts,staff}`` — in batches of ``batch_size`` rows, with the field
+``POST …/directory/{patients,depts,staff}`` — in batches of ``batch_size`` rows, with the field
 names of :mod:`huren.domain.masterdata`. All records of one kind share one key, so they are
 uploaded in order. The watermark is JSON: ``{"patient": [registered_at, patient_id],
 "dept": {dept_code: hash}, "staff": {staff_code: hash}}``; a bare day (``gateway backfill --since``)
