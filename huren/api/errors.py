@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from huren.api.responses import Json
+from huren.domain.limits import excerpt
 from huren.errors import HurenError, Unauthorized
 
 log = logging.getLogger("huren.api")
@@ -37,7 +38,7 @@ def validation_problems(exc: RequestValidationError) -> list[dict[str, str]]:
     problems = []
     for e in exc.errors():
         loc = [str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path", "header")]
-        problems.append({"field": ".".join(loc), "rule": str(e.get("type", "invalid")), "message": _zh(e)})
+        problems.append({"field": excerpt(".".join(loc), 120), "rule": str(e.get("type", "invalid")), "message": _zh(e)})
     return problems
 
 
@@ -65,11 +66,28 @@ def install(app: FastAPI) -> None:
 
 
 def _zh(err: Any) -> str:
+    """A Chinese message for one of pydantic's errors, saying the rule (never echoing the input)."""
     kind = str(err.get("type", ""))
+    ctx = err.get("ctx") or {}
     if kind == "missing":
         return "必填参数缺失"
+    if kind == "value_error" and ctx.get("error") is not None:
+        return excerpt(str(ctx["error"]), 200)  # the domain's own rule (huren.domain.limits), in Chinese
+    if kind in ("string_too_long", "too_long"):
+        return f"长度不能超过{ctx.get('max_length', '')}" + ("个字符" if kind == "string_too_long" else "项")
+    if kind in ("string_too_short", "too_short"):
+        return f"长度不能少于{ctx.get('min_length', '')}" + ("个字符" if kind == "string_too_short" else "项")
+    if kind == "string_type":
+        return "应为文本（不接受数字或布尔值）"
+    bounds = {"less_than_equal": ("不能大于", "le"), "less_than": ("应小于", "lt"),
+              "greater_than_equal": ("不能小于", "ge"), "greater_than": ("应大于", "gt")}
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"{words} {ctx.get(key, '')}"
     if "date" in kind or "datetime" in kind:
         return "日期格式无效，应为 YYYY-MM-DD 或 YYYY-MM-DD hh24:mi:ss"
     if "int" in kind:
         return "应为整数"
+    if kind == "literal_error":
+        return f"应为 {excerpt(str(ctx.get('expected', '')), 80)} 之一"
     return "参数无效"

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from huren.api.deps import Caller, Services
+from huren.api.models import Body
 from huren.api.openapi import op
 from huren.domain import dictionaries
 from huren.errors import NotFound
@@ -16,7 +17,7 @@ from huren.errors import NotFound
 router = APIRouter(prefix="/api/v1")
 
 
-class TokenRequest(BaseModel):
+class TokenRequest(Body):
     org_code: str = Field(..., description="医疗机构编码", min_length=1, max_length=128)
     username: str = Field(..., description="用户名", min_length=1, max_length=128)
     password: str = Field(..., description="密码", min_length=1, max_length=256)

@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from huren.api.deps import Caller, Services, write
+from huren.api.models import Day
 from huren.api.openapi import op
 from huren.api.rest_reports import json_body
 from huren.context import Principal
@@ -25,7 +25,7 @@ UPLOAD_EXTRA = {"patient": ["HZ-20"], "dept": ["HZ-20"], "staff": ["HZ-20"]}
 
 ORG = Query(None, description="机构编码（监管用户可查任意机构；不填则为本机构，监管用户为全部机构）")
 LIMIT = Query(100, ge=1, le=1000, description="每页条数")
-OFFSET = Query(0, ge=0, description="跳过的条数")
+OFFSET = Query(0, ge=0, le=2**63 - 1, description="跳过的条数")
 
 
 def _upload_schema(kind: Kind) -> dict[str, Any]:
@@ -124,8 +124,8 @@ async def read_qc_records(
     device_code: str | None = Query(None, description="仪器编码"),
     item_code: str | None = Query(None, description="质控项目编码"),
     in_control: bool | None = Query(None, description="是否在控（1/0）"),
-    day_from: date | None = Query(None, description="质控日期起（含）YYYY-MM-DD"),
-    day_to: date | None = Query(None, description="质控日期止（含）YYYY-MM-DD"),
+    day_from: Day | None = Query(None, description="质控日期起（含）YYYY-MM-DD"),
+    day_to: Day | None = Query(None, description="质控日期止（含）YYYY-MM-DD"),
     limit: int = LIMIT,
     offset: int = OFFSET,
 ) -> dict[str, Any]:

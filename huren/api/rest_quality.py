@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from huren.api.deps import Caller, Services
+from huren.api.models import Day, Offset, RowId
 from huren.api.openapi import op
 from huren.api.rest_reports import json_body
 from huren.wire.json_schema import body, daily_schema
@@ -28,8 +28,8 @@ async def completeness(
     c: Services,
     who: Caller,
     org_code: str | None = Query(None, description="机构编码（监管用户可查任意机构）"),
-    day_from: date | None = Query(None, description="开始日期 YYYY-MM-DD，默认结束日期前6天"),
-    day_to: date | None = Query(None, description="结束日期（含）YYYY-MM-DD，默认昨天"),
+    day_from: Day | None = Query(None, description="开始日期 YYYY-MM-DD，默认结束日期前6天"),
+    day_to: Day | None = Query(None, description="结束日期（含）YYYY-MM-DD，默认昨天"),
 ) -> dict[str, Any]:
     res = await run_in_threadpool(lambda: c.quality.completeness(who, org_code=org_code, day_from=day_from, day_to=day_to))
     return {"code": "ok"} | res
@@ -40,8 +40,8 @@ async def timeliness(
     c: Services,
     who: Caller,
     org_code: str | None = Query(None, description="机构编码（监管用户可查任意机构）"),
-    day_from: date | None = Query(None, description="开始日期（报告审核日期）YYYY-MM-DD，默认结束日期前6天"),
-    day_to: date | None = Query(None, description="结束日期（含）YYYY-MM-DD，默认昨天"),
+    day_from: Day | None = Query(None, description="开始日期（报告审核日期）YYYY-MM-DD，默认结束日期前6天"),
+    day_to: Day | None = Query(None, description="结束日期（含）YYYY-MM-DD，默认昨天"),
     late_hours: float = Query(24, gt=0, le=24 * 366, description="超时阈值（小时）：审核后超过该时长才上传的报告计为超时"),
 ) -> dict[str, Any]:
     res = await run_in_threadpool(
@@ -57,13 +57,32 @@ async def rejected(
     org_code: str | None = Query(None, description="机构编码（监管用户可查任意机构）"),
     only_open: bool = Query(False, description="只看尚未整改的"),
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
 ) -> dict[str, Any]:
-    rows = await run_in_threadpool(lambda: c.quality.rejected(who, org_code=org_code, only_open=only_open, limit=limit, offset=offset))
-    return {"code": "ok", "count": len(rows), "rejected": rows}
+    page = await run_in_threadpool(
+        lambda: c.quality.rejected_page(who, org_code=org_code, only_open=only_open, limit=limit, offset=offset)
+    )
+    return {
+        "code": "ok",
+        "count": len(page["rows"]),
+        "total": page["total"],
+        "open": page["open"],
+        "fixed": page["fixed"],
+        "rejected": page["rows"],
+    }
+
+
+@router.get("/quality/rectification", **op(["XC-S2", "BJ-4"], "整改进度：各机构被拒提交的未整改数量、最早未整改时间与已持续天数"))
+async def rectification(
+    c: Services,
+    who: Caller,
+    org_code: str | None = Query(None, description="机构编码（监管用户可查辖区内任意机构）"),
+) -> dict[str, Any]:
+    orgs = await run_in_threadpool(lambda: c.quality.rectification(who, org_code=org_code))
+    return {"code": "ok", "orgs": orgs}
 
 
 @router.get("/quality/rejected/{rejected_id}/payload", **op(["XC-S2"], "下载被拒提交的原始内容"), response_class=Response)
-async def rejected_payload(rejected_id: int, c: Services, who: Caller) -> Response:
+async def rejected_payload(rejected_id: RowId, c: Services, who: Caller) -> Response:
     data = await run_in_threadpool(c.quality.rejected_payload, who, rejected_id)
     return Response(data, media_type="application/octet-stream")

@@ -3,14 +3,14 @@ numbers out of URLs and server logs)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from huren.api.deps import Caller, Services
+from huren.api.models import Body, Moment
 from huren.api.openapi import op
 from huren.domain.validation import check_identity
 from huren.errors import InvalidInput, Problem
@@ -18,11 +18,11 @@ from huren.errors import InvalidInput, Problem
 router = APIRouter(prefix="/api/v1/query")
 
 
-class PatientQuery(BaseModel):
+class PatientQuery(Body):
     id_type_code: str = Field("01", description="身份证件类别代码（STD_ID_TYPE）", max_length=2)
     id_no: str = Field(..., description="身份证件号码", min_length=1, max_length=128)
-    start: datetime | None = Field(None, description="开始时间（含），默认结束时间前90天")
-    end: datetime | None = Field(None, description="结束时间（不含），默认当前时间")
+    start: Moment | None = Field(None, description="开始时间（含），默认结束时间前90天")
+    end: Moment | None = Field(None, description="结束时间（不含），默认当前时间")
 
 
 def _check(q: PatientQuery) -> None:

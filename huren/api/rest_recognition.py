@@ -3,14 +3,13 @@ accept / reject / quote, accepted reports for citing, reminder logs, statistics.
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from huren.api.deps import Caller, Services, write
-from huren.api.models import Order, Patient
+from huren.api.models import Day, Moment, Order, Patient
 from huren.api.openapi import op
 from huren.api.responses import Json
 from huren.api.rest_reports import json_body
@@ -93,7 +92,7 @@ def _list_route(table: str, ids: list[str], summary: str) -> None:
         c: Services,
         who: Caller,
         org_code: str | None = Query(None, description="机构编码（监管用户可查任意机构）"),
-        since: datetime | None = Query(None, description="记录时间不早于"),
+        since: Moment | None = Query(None, description="记录时间不早于"),
         limit: int = Query(200, ge=1, le=1000),
     ) -> dict[str, Any]:
         rows = await run_in_threadpool(lambda: c.recognition.records(who, table, org_code=org_code, since=since, limit=limit))
@@ -116,8 +115,8 @@ async def statistics(
     c: Services,
     who: Caller,
     by: Literal["org", "dept", "item", "day", "all"] = Query("org", description="分组：机构 / 标准科室 / 项目 / 日期 / 合计"),
-    day_from: date | None = Query(None, description="开始日期 YYYY-MM-DD，默认结束日期前29天"),
-    day_to: date | None = Query(None, description="结束日期（含），默认今天"),
+    day_from: Day | None = Query(None, description="开始日期 YYYY-MM-DD，默认结束日期前29天"),
+    day_to: Day | None = Query(None, description="结束日期（含），默认今天"),
     org_code: str | None = Query(None, description="机构编码（监管用户可查任意机构）"),
 ) -> dict[str, Any]:
     res = await run_in_threadpool(lambda: c.statistics.recognition(who, by=by, day_from=day_from, day_to=day_to, org_code=org_code))

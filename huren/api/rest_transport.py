@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from huren.api.deps import Caller, Services, write
+from huren.api.models import Body
 from huren.api.openapi import op
 from huren.services.transport import LINK_TTL_DEFAULT, LINK_TTL_MAX
 
@@ -17,16 +18,16 @@ router = APIRouter(prefix="/api/v1")
 IDS = ["BJ-1.3", "BJ-1.4"]
 
 
-class KeyRequest(BaseModel):
+class KeyRequest(Body):
     public_key: str = Field(..., description="机构SM2公钥：十六进制 04‖x‖y（130位）或 PEM（SubjectPublicKeyInfo）", min_length=64, max_length=4096)
     require_signature: bool = Field(False, description="是否要求本机构的每个请求都带 SM3withSM2 签名")
     require_encryption: bool = Field(False, description="是否要求本机构的每个请求体都用 SM4 加密")
     org_code: str | None = Field(None, description="机构编码；默认为调用方本机构，仅监管机构可设置其他机构", max_length=128)
 
 
-class LinkRequest(BaseModel):
+class LinkRequest(Body):
     kind: Literal["lab", "exam"] = Field(..., description="报告类型：lab 检验，exam 检查")
-    report_id: int = Field(..., description="报告编号（平台内部 report_id）", ge=1)
+    report_id: int = Field(..., description="报告编号（平台内部 report_id）", ge=1, le=2**63 - 1)
     ttl_seconds: int = Field(LINK_TTL_DEFAULT, description=f"有效期（秒），最长 {LINK_TTL_MAX}", ge=1, le=LINK_TTL_MAX)
 
 

@@ -148,7 +148,7 @@ def _birth_in_id(id_no: str) -> date | None:
 
 def check_row(kind: Kind, raw: Mapping[str, Any], where: str, problems: list[Problem]) -> dict[str, Any]:
     """Validate one row of ``kind``; append its problems; return it normalised for the store."""
-    rec = check_record(raw, kind.spec, where, problems)
+    rec = check_record(raw, kind.spec, where, problems, flags=FLAGS)
     titles = {f.name: f.title for f in kind.spec}
     for name in FLAGS:
         if name in titles:

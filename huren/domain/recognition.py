@@ -21,7 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from huren.domain.limits import check_text
 from huren.domain.regions import in_scope
+from huren.errors import InvalidInput, Problem
 
 #: Reasons a prior item is not recognizable (also shown to operators, so the text is Chinese).
 REASONS = {
@@ -33,6 +35,19 @@ REASONS = {
     "expired": "已超过互认有效期",
     "level": "报告机构等级低于该项目要求",
     "region": "报告机构不在该项目的互认区域内",
+}
+
+
+#: The longest value of a visit field (VARCHAR2(128) in sehr_accept_record, seed 002 §1.3.2.5).
+VISIT_MAX = 128
+VISIT_TITLES = {
+    "event_no": "本次就诊事件号",
+    "dept_code": "本次就诊科室编码",
+    "dept_name": "本次就诊科室名称",
+    "dept_std_code": "标准科室编码",
+    "dept_std_name": "标准科室名称",
+    "doc_code": "本次就诊医生编码",
+    "doc_name": "本次就诊医生名称",
 }
 
 
@@ -48,6 +63,19 @@ class Visit:
     dept_std_name: str = ""
     doc_code: str = ""
     doc_name: str = ""
+
+    def __post_init__(self) -> None:
+        """Each field is text of at most VISIT_MAX characters without control or bidi characters
+        (the sehr_accept_record columns, seed 002 §1.3.2.5), whichever channel built the visit."""
+        problems: list[Problem] = []
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                problems.append(Problem(name, "type", f"{VISIT_TITLES[name]}（{name}）应为文本"))
+                continue
+            check_text(value, name, VISIT_TITLES[name], problems, VISIT_MAX)
+        if problems:
+            raise InvalidInput("就诊信息无效", problems)
 
     def as_dict(self) -> dict[str, str]:
         return {k: getattr(self, k) for k in self.__slots__}

@@ -9,7 +9,7 @@ empty optional strings to ``None``.
 from __future__ import annotations
 
 import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -27,6 +27,7 @@ from huren.domain.fields import (
     VOID_FILTER,
     Field,
 )
+from huren.domain.limits import day_problem, excerpt, text_problem
 from huren.domain.pdf import check as pdf_structure
 from huren.errors import Problem
 
@@ -87,6 +88,21 @@ def _text(value: Any) -> str:
     raise TypeError
 
 
+_TYPE_WANTED = {"str": "应为文本", "b64": "应为文本", "num": "应为整数或数字文本", "dt": "应为时间文本", "date": "应为日期文本"}
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "布尔值"
+    if isinstance(value, int | float):
+        return "数字"
+    if isinstance(value, Mapping):
+        return "对象"
+    if isinstance(value, list):
+        return "数组"
+    return type(value).__name__
+
+
 def _canon_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in raw.items():
@@ -122,9 +138,12 @@ def _compile(spec: Sequence[Field]) -> tuple[_Compiled, frozenset[str]]:
 
 
 def check_record(
-    raw: Mapping[str, Any], spec: Sequence[Field], where: str, problems: list[Problem]
+    raw: Mapping[str, Any], spec: Sequence[Field], where: str, problems: list[Problem], *, flags: Collection[str] = ()
 ) -> dict[str, Any]:
-    """Validate one node's fields; append problems; return the normalised record."""
+    """Validate one node's fields; append problems; return the normalised record.
+
+    Text fields take text only, NUMBER fields text or a JSON number, and ``flags`` (yes / no
+    fields) also a JSON boolean, as 1 / 0; no value may hold a control or bidi character."""
     rows, names = _compile(spec)
     # Fast path: keys already spelled as the table spells them (the usual case).
     src = raw if names.issuperset(raw.keys()) else _canon_keys(raw)
@@ -133,13 +152,20 @@ def check_record(
         value: Any = src.get(name)
         if value.__class__ is str:
             text = value.strip()
-        else:
-            try:
-                text = _text(value)
-            except TypeError:
-                problems.append(Problem(f"{where}.{name}", "type", f"{title}（{name}）应为文本或数字"))
-                rec[name] = None
-                continue
+        elif value is None:
+            text = ""
+        elif kind == "num" and value.__class__ in (int, float):  # a JSON number where the seed has NUMBER
+            text = str(value)
+        elif value.__class__ is bool and name in flags:
+            text = "1" if value else "0"
+        else:  # no number or boolean silently turned into text: the sender's value was not text
+            problems.append(Problem(f"{where}.{name}", "type", f"{title}（{name}）{_TYPE_WANTED[kind]}，收到{_json_type(value)}"))
+            rec[name] = None
+            continue
+        if text and (reason := text_problem(text)):
+            problems.append(Problem(f"{where}.{name}", "text", f"{title}（{name}）{reason}"))
+            rec[name] = None
+            continue
         if not text:
             if required:
                 problems.append(Problem(f"{where}.{name}", "required", f"{title}（{name}）为必填项，不能为空"))
@@ -156,17 +182,21 @@ def check_record(
             if value is None:
                 problems.append(
                     Problem(
-                        f"{where}.{name}", "datetime_format", f"{title}（{name}）格式应为 YYYY-MM-DD hh24:mi:ss，收到“{text}”"
+                        f"{where}.{name}", "datetime_format", f"{title}（{name}）格式应为 YYYY-MM-DD hh24:mi:ss，收到“{excerpt(text)}”"
                     )
                 )
+            elif reason := day_problem(value):
+                problems.append(Problem(f"{where}.{name}", "date_range", f"{title}（{name}）{reason}"))
         elif kind == "date":
             value = _parse_date(text)
             if value is None:
-                problems.append(Problem(f"{where}.{name}", "date_format", f"{title}（{name}）格式应为 YYYY-MM-DD，收到“{text}”"))
+                problems.append(Problem(f"{where}.{name}", "date_format", f"{title}（{name}）格式应为 YYYY-MM-DD，收到“{excerpt(text)}”"))
+            elif reason := day_problem(value):
+                problems.append(Problem(f"{where}.{name}", "date_range", f"{title}（{name}）{reason}"))
         elif kind == "num":
             digits = text  # the seed's NUMBER fields are codes, counts and sequence numbers: never negative
             if not (digits.isascii() and digits.isdigit()):
-                problems.append(Problem(f"{where}.{name}", "integer", f"{title}（{name}）应为非负整数，收到“{text}”"))
+                problems.append(Problem(f"{where}.{name}", "integer", f"{title}（{name}）应为非负整数，收到“{excerpt(text)}”"))
                 value = None
             else:
                 value = int(text)
@@ -179,7 +209,7 @@ def check_record(
                 Problem(
                     f"{where}.{name}",
                     "dictionary",
-                    f"{title}（{name}）的值“{text}”不在字典 {dic}（{dictionaries.TITLES[dic or '']}）中",
+                    f"{title}（{name}）的值“{excerpt(text)}”不在字典 {dic}（{dictionaries.TITLES[dic or '']}）中",
                 )
             )
         rec[name] = value
@@ -271,12 +301,12 @@ def validate_report(kind: str, payload: Any, *, max_pdf_bytes: int) -> tuple[Rep
         for ref in ("org_code", "event_no", "report_form_no"):
             if item[ref] is not None and master[ref] is not None and item[ref] != master[ref]:
                 problems.append(
-                    Problem(f"{where}.{ref}", "consistency", f"子项的 {ref}“{item[ref]}”与主节点“{master[ref]}”不一致")
+                    Problem(f"{where}.{ref}", "consistency", f"子项的 {ref}“{excerpt(item[ref])}”与主节点“{excerpt(master[ref])}”不一致")
                 )
         k = item[item_key]
         if k is not None:
             if k in seen:
-                problems.append(Problem(f"{where}.{item_key}", "duplicate", f"同一报告中 {item_key}“{k}”重复"))
+                problems.append(Problem(f"{where}.{item_key}", "duplicate", f"同一报告中 {item_key}“{excerpt(str(k))}”重复"))
             seen.add(k)
         items.append(item)
     if problems:
@@ -316,7 +346,7 @@ def validate_daily(payload: Any) -> tuple[list[dict[str, Any]], list[Problem]]:
         rec = check_record(raw, LAB_EXAM_REPORT, where, problems)
         key = (rec["org_code"], rec["date_t"], rec["dept_code"])
         if key in seen:
-            problems.append(Problem(f"{where}.dept_code", "duplicate", f"同一日期科室“{rec['dept_code']}”重复上报"))
+            problems.append(Problem(f"{where}.dept_code", "duplicate", f"同一日期科室“{excerpt(rec['dept_code'])}”重复上报"))
         seen.add(key)
         out.append(rec)
     return (out if not problems else []), problems

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from huren.context import ROLES, Clock
 from huren.domain.regions import division_prefix, is_org_region, level_name, parse_level
 from huren.errors import Conflict, InvalidInput, NotFound, Problem
@@ -62,7 +60,7 @@ class DirectoryService:
                 directory.add_org(conn, row)
                 if user is not None and password is not None:
                     directory.add_credential(conn, code, user, hash_password(password), role, now)
-        except IntegrityError as exc:
+        except Conflict as exc:  # a unique key, translated by the store (huren.store.database)
             raise Conflict(f"机构编码“{code}”已存在") from exc
         return org_out(row)
 
@@ -76,7 +74,7 @@ class DirectoryService:
                 if directory.get_org(conn, org_code) is None:
                     raise NotFound(f"机构“{org_code}”不存在")
                 directory.add_credential(conn, org_code, user, hash_password(password), role, self._clock.now())
-        except IntegrityError as exc:
+        except Conflict as exc:  # a unique key, translated by the store (huren.store.database)
             raise Conflict(f"用户“{user}”已存在") from exc
 
     def list_orgs(self, region: str | None = None) -> list[dict[str, Any]]:

@@ -8,10 +8,68 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy.engine.interfaces import ExceptionContext
 from sqlalchemy.pool import QueuePool
 
+from huren.domain.limits import MAX_INT
+from huren.errors import Conflict, HurenError, InvalidInput, Problem
+
 log = logging.getLogger("huren.store")
+
+
+def _param_over(ctx: ExceptionContext) -> str | None:
+    """The name of the first bound integer a 64-bit column cannot hold (``id`` for ``id_1``)."""
+    params = ctx.parameters
+    rows = params if isinstance(params, list) else [params]  # executemany: a list of rows
+    compiled = getattr(ctx.execution_context, "compiled", None)
+    positions = list(getattr(compiled, "positiontup", None) or ())
+    for row in rows:
+        items: Any = row.items() if isinstance(row, dict) else enumerate(row) if isinstance(row, tuple) else ()
+        for name, value in items:
+            if isinstance(value, int) and not isinstance(value, bool) and not -MAX_INT - 1 <= value <= MAX_INT:
+                if isinstance(name, int):
+                    name = positions[name] if name < len(positions) else "value"
+                return str(name).rstrip("0123456789").rstrip("_") or "value"
+    return None
+
+
+def translate(ctx: ExceptionContext) -> HurenError | None:
+    """A database refusal as the error a caller can act on (never a 500), or None to let it be.
+
+    Input the field rules should have refused, reaching the store anyway: a number out of range,
+    text too long or not encodable (DataError, OverflowError on binding, UnicodeEncodeError), and a
+    unique or foreign key violated (IntegrityError). Connection failures are left alone.
+    """
+    if ctx.is_disconnect:
+        return None
+    err = ctx.original_exception
+    if isinstance(err, OverflowError) or (isinstance(ctx.sqlalchemy_exception, exc.DataError)):
+        name = _param_over(ctx)
+        where = name or "value"
+        message = (
+            f"数值（{name}）超出允许范围（不能超过 {MAX_INT}）" if name else "数据超出数据库字段允许的长度或范围"
+        )
+        return InvalidInput(message, [Problem(where, "range", message)])
+    if isinstance(err, UnicodeError):
+        message = "文本含有无法存储的字符"
+        return InvalidInput(message, [Problem("value", "text", message)])
+    if isinstance(ctx.sqlalchemy_exception, exc.IntegrityError):
+        message = "与已保存的数据冲突（重复的编码或引用了不存在的数据）"
+        return Conflict(message, [Problem("value", "conflict", message)])
+    return None
+
+
+def _translating(engine: Engine) -> Engine:
+    """DBAPI errors become huren errors once, here, at the store's edge (see :func:`translate`)."""
+
+    @event.listens_for(engine, "handle_error")
+    def _translate(ctx: ExceptionContext) -> None:
+        err = translate(ctx)
+        if err is not None:
+            raise err from ctx.original_exception
+
+    return engine
 
 
 def make_engine(url: str) -> Engine:
@@ -40,8 +98,8 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA wal_autocheckpoint=20000")
             cur.close()
 
-        return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        return _translating(engine)
+    return _translating(create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True))
 
 
 class Database:

@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from huren.domain.limits import check_day, excerpt
 from huren.errors import InvalidInput, Problem, TooLarge
 from huren.web import charts
 from huren.web.render import SUPERVISION_ROLES, Caller, caller, container, form_caller, invalid, page
@@ -61,9 +62,10 @@ def _day(value: str, field: str, label: str) -> date | None:
     if not value:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
-        raise invalid(field, "date_format", f"{label}格式应为 YYYY-MM-DD，而不是“{value}”") from None
+        raise invalid(field, "date_format", f"{label}格式应为 YYYY-MM-DD，而不是“{excerpt(value)}”") from None
+    return check_day(day, field, label)  # the domain's bounds, as on REST (huren.domain.limits)
 
 
 def _org_names(request: Request) -> dict[str, str]:
