@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from huren.context import Clock
 from huren.files import private_dir
 from huren.services.audit import AuditService
-from huren.services.auth import AuthService
+from huren.services.auth import AuthService, PasswordHasher
 from huren.services.catalog import CatalogService
 from huren.services.container import Container
 from huren.services.directory import DirectoryService
@@ -57,17 +57,20 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
     keys = keyring(settings)  # the one keyring: transport, SOAP and tokens take their keys from it
     secret = keys.token_secret()
     transport = TransportService(db, blobs, clock, audit, secret, keys)
+    auth = AuthService(
+        db, secret, clock, settings.token_ttl_seconds, audit=audit, hasher=PasswordHasher(settings.password_hash_n)
+    )
     return Container(
         settings=settings,
         db=db,
         blobs=blobs,
         clock=clock,
-        auth=AuthService(db, secret, clock, settings.token_ttl_seconds),
+        auth=auth,
         audit=audit,
         registry=registry,
         query=QueryService(db, blobs, clock, audit),
         quality=QualityService(db, blobs, clock),
-        directory=DirectoryService(db, clock),
+        directory=DirectoryService(db, clock, hasher=auth.hasher, on_change=auth.forget),
         catalog=CatalogService(db, clock, on_change=recognition.invalidate),
         masterdata=MasterDataService(db, clock, audit, registry.reject),
         recognition=recognition,

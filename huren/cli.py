@@ -1,5 +1,5 @@
-"""Command line: ``huren serve | db upgrade | demo | org add | org list | catalog import | export | list
-| keys init | keys public | gateway run | status | backfill | retry-dead``.
+"""Command line: ``huren serve | db upgrade | demo | org add | list | disable | enable | user add |
+disable | enable | passwd | catalog import | export | list | keys init | keys public | gateway run | status | backfill | retry-dead``.
 
 Every command reads settings from ``HUREN_*`` environment variables; the options given here
 override them (``--data-dir`` ↔ ``HUREN_DATA_DIR``, ``--host`` ↔ ``HUREN_HOST`` …).
@@ -120,6 +120,70 @@ def cmd_org_list(args: argparse.Namespace) -> int:
         print(f"{o['code']}\t{o['region_code']}\t{o['level_name']}\t{o['name']}")
     container.close()
     return 0
+
+
+def cmd_org_disabled(args: argparse.Namespace) -> int:
+    """``org disable`` / ``org enable``: its users' tokens and sessions stop (or may start again)."""
+    from huren.bootstrap import build
+
+    container = build(_settings(args), upgrade=True)
+    try:
+        org = container.directory.set_org_disabled(args.code, args.disable)
+    finally:
+        container.close()
+    state = "已停用（其账号的访问令牌与会话立即失效，其他进程最迟60秒）" if args.disable else "已启用（须重新登录）"
+    print(f"机构 {org['code']}（{org['name']}）{state}")
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from huren.bootstrap import build
+
+    container = build(_settings(args), upgrade=True)
+    try:
+        container.directory.add_credential(args.org, args.username, _password(args), args.role)
+    finally:
+        container.close()
+    print(f"已为机构 {args.org} 新增用户 {args.username}（角色 {args.role}）")
+    return 0
+
+
+def cmd_user_disabled(args: argparse.Namespace) -> int:
+    from huren.bootstrap import build
+
+    container = build(_settings(args), upgrade=True)
+    try:
+        container.directory.set_user_disabled(args.org, args.username, args.disable)
+    finally:
+        container.close()
+    state = "已停用（其访问令牌与会话立即失效，其他进程最迟60秒）" if args.disable else "已启用（须重新登录）"
+    print(f"机构 {args.org} 的用户 {args.username} {state}")
+    return 0
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> int:
+    from huren.bootstrap import build
+
+    password = _password(args)
+    container = build(_settings(args), upgrade=True)
+    try:
+        container.directory.set_password(args.org, args.username, password)
+    finally:
+        container.close()
+    print(f"机构 {args.org} 的用户 {args.username} 的密码已修改，此前签发的访问令牌与会话全部失效")
+    return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    """--password, or asked twice on the terminal (not echoed, not in the shell history)."""
+    if args.password is not None:
+        return str(args.password)
+    import getpass
+
+    first = getpass.getpass("新密码（至少8位）：")
+    if first != getpass.getpass("再次输入新密码："):
+        raise HurenError("两次输入的密码不一致")
+    return first
 
 
 def cmd_catalog_import(args: argparse.Namespace) -> int:
@@ -264,6 +328,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--database-url", help="数据库URL（HUREN_DATABASE_URL），默认数据目录下的SQLite")
 
 
+def _who(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--org", required=True, help="机构编码")
+    p.add_argument("--username", required=True, help="用户名")
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="huren", description="huren 检查检验结果互认共享平台")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -310,6 +379,30 @@ def parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--region", help="行政区划代码前缀")
     p.set_defaults(func=cmd_org_list)
+    for name, disable, text in (("disable", True, "停用机构：其所有账号不能登录，已签发的令牌与会话失效"), ("enable", False, "重新启用机构")):
+        p = orgs.add_parser(name, help=text)
+        _common(p)
+        p.add_argument("code", help="机构编码")
+        p.set_defaults(func=cmd_org_disabled, disable=disable)
+
+    user = sub.add_parser("user", help="机构的用户（账号）")
+    users = user.add_subparsers(dest="user_command", required=True)
+    p = users.add_parser("add", help="为机构新增用户")
+    _common(p)
+    _who(p)
+    p.add_argument("--password", help="密码（至少8位）；不给则在终端输入")
+    p.add_argument("--role", default="hospital", choices=("doctor", "hospital", "admin", "supervisor"), help="角色")
+    p.set_defaults(func=cmd_user_add)
+    for name, disable, text in (("disable", True, "停用用户：不能登录，已签发的令牌与会话失效"), ("enable", False, "重新启用用户")):
+        p = users.add_parser(name, help=text)
+        _common(p)
+        _who(p)
+        p.set_defaults(func=cmd_user_disabled, disable=disable)
+    p = users.add_parser("passwd", help="修改用户密码：此前签发的令牌与会话全部失效")
+    _common(p)
+    _who(p)
+    p.add_argument("--password", help="新密码（至少8位）；不给则在终端输入")
+    p.set_defaults(func=cmd_user_passwd)
 
     cat = sub.add_parser("catalog", help="标准检查检验项目目录")
     cats = cat.add_subparsers(dest="catalog_command", required=True)

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     demo: bool = False
     token_ttl_seconds: int = 7200
+    #: scrypt cost (N, a power of two) of new password hashes; tests pass a cheap one. Stored hashes
+    #: are checked at the cost they were made with.
+    password_hash_n: int = Field(default=2**14, ge=2, le=2**20)
     #: browser sessions of the pages: expire after this long unused, and this long after login
     web_session_idle_seconds: int = Field(default=1800, ge=60)
     web_session_max_seconds: int = Field(default=8 * 3600, ge=60)
@@ -36,6 +39,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        if self.password_hash_n & (self.password_hash_n - 1):
+            raise ValueError("HUREN_PASSWORD_HASH_N must be a power of two")
         if self.secret_key is not None and len(self.secret_key) < 32:
             raise ValueError("HUREN_SECRET_KEY must be at least 32 characters")
         return self

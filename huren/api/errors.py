@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from huren.api.responses import Json
 from huren.domain.limits import excerpt
-from huren.errors import HurenError, Unauthorized
+from huren.errors import HurenError, TooMany, Unauthorized
 
 log = logging.getLogger("huren.api")
 
@@ -48,6 +48,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HurenError)
     async def _huren(request: Request, exc: HurenError) -> Response:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        if isinstance(exc, TooMany) and exc.retry_after is not None:
+            headers = {"Retry-After": str(exc.retry_after)}
         return Json(huren_error_body(exc), exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -36,7 +36,7 @@ from huren.wire.soap import CONTENT_TYPES, METHODS, SoapCall, fault, guess_call,
 log = logging.getLogger("huren.soap")
 router = APIRouter(include_in_schema=False)
 PATHS = ("/Myhealth", "/Myhealth.asmx")
-CREDENTIAL_TTL = 300.0  # seconds a checked credential is trusted without scrypt again
+CREDENTIAL_TTL = 60.0  # seconds a checked credential is trusted without scrypt again (revocation ≤ 60 s late)
 CREDENTIAL_CACHE = 1024
 _HEAD = 64 * 1024  # of an oversized body, what is kept to find the method in
 _MAX_PROBLEMS = 10
@@ -89,7 +89,8 @@ class SoapProfile:
             if hit is not None and hit[1] > now:
                 self._creds.move_to_end(ck)
         if hit is None or hit[1] <= now:
-            p = self.c.auth.authenticate(cred.org_code, cred.username, cred.password)
+            # throttled per account and address, every failure logged (TooMany → error:…)
+            p = self.c.auth.authenticate(cred.org_code, cred.username, cred.password, channel="soap", remote=remote)
             with self._lock:
                 self._creds[ck] = (p, now + CREDENTIAL_TTL)
                 self._creds.move_to_end(ck)

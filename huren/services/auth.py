@@ -1,40 +1,79 @@
-"""Authentication: institution credentials (scrypt) → signed access tokens valid 7200 s (XC-P1, HZ-4/8/13)."""
+"""Authentication: institution credentials (scrypt) → signed access tokens valid 7200 s (XC-P1, HZ-4/8/13).
+
+Every token (and every page session, ``huren.web.session``) carries the credential version of its
+user. Disabling the user or its institution, enabling it again, or changing the password bumps
+the version in the database (``huren.services.directory``), so what was issued before is refused
+on use. Each process checks versions through a bounded cache at most :data:`CHECK_TTL` seconds
+stale (changes made by this process drop their entries at once). Failed logins are throttled and
+logged by :class:`~huren.services.logins.LoginThrottle`; an unknown user costs the same scrypt
+as a known one (a dummy hash is verified).
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-import json
 import secrets
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from huren.context import Clock, Principal
-from huren.crypto import b64url
+from huren.crypto.tokens import Signer
 from huren.errors import Unauthorized
+from huren.services.audit import AuditService
+from huren.services.logins import LoginThrottle
 from huren.store import directory
 from huren.store.database import Database
 
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+#: scrypt cost of new password hashes in production (``Settings.password_hash_n``)
+SCRYPT_N = 2**14
+CHECK_TTL = 60.0  # seconds a process trusts its copy of an account's version
+CHECK_CACHE = 4096
+BAD_CREDENTIALS = "机构编码、用户名或密码错误"
 
 
-def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32)
-    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+class PasswordHasher:
+    """scrypt password hashes (``scrypt$N$r$p$salt$digest``) of a configurable cost. Stored hashes
+    are checked at the cost they were made with."""
 
+    def __init__(self, n: int = SCRYPT_N, r: int = 8, p: int = 1) -> None:
+        if n < 2 or n & (n - 1):
+            raise ValueError("scrypt N must be a power of two, at least 2")
+        self.n, self.r, self.p = n, r, p
+        self._dummy = self.hash(secrets.token_urlsafe(16))
 
-def verify_password(password: str, stored: str) -> bool:
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
+    def hash(self, password: str) -> str:
+        salt = secrets.token_bytes(16)
+        digest = hashlib.scrypt(password.encode(), salt=salt, n=self.n, r=self.r, p=self.p, dklen=32)
+        return f"scrypt${self.n}${self.r}${self.p}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+    @staticmethod
+    def verify(password: str, stored: str) -> bool:
+        try:
+            scheme, n, r, p, salt, digest = stored.split("$")
+            if scheme != "scrypt":
+                return False
+            got = hashlib.scrypt(
+                password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=32
+            )
+        except (ValueError, TypeError):
             return False
-        got = hashlib.scrypt(
-            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=32
-        )
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(got, base64.b64decode(digest))
+        return hmac.compare_digest(got, base64.b64decode(digest))
+
+    def waste(self, password: str) -> None:
+        """Spend what verifying a real hash costs (an unknown user answers as slowly as a known one)."""
+        self.verify(password, self._dummy)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """An authenticated user and the credential version its tokens and sessions carry."""
+
+    principal: Principal
+    version: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,57 +84,155 @@ class Token:
 
 
 class AuthService:
-    def __init__(self, db: Database, secret: bytes, clock: Clock, ttl_seconds: int = 7200) -> None:
+    def __init__(
+        self,
+        db: Database,
+        secret: bytes,
+        clock: Clock,
+        ttl_seconds: int = 7200,
+        *,
+        audit: AuditService | None = None,
+        hasher: PasswordHasher | None = None,
+        check_ttl: float = CHECK_TTL,
+    ) -> None:
         if len(secret) < 32:
             raise ValueError("token secret must be at least 32 bytes")
         self._db = db
         self._secret = secret
         self._clock = clock
         self.ttl = ttl_seconds
+        self.hasher = hasher or PasswordHasher()
+        self.throttle = LoginThrottle(db, clock, audit or AuditService(db, clock))
+        self._tokens = self.signer("access-token")
+        self.check_ttl = check_ttl
+        self._states: OrderedDict[tuple[str, str], tuple[tuple[int, str, bool] | None, float]] = OrderedDict()
+        self._sessions: OrderedDict[str, tuple[bool, float]] = OrderedDict()
+        self._lock = threading.Lock()
 
     @property
     def secret(self) -> bytes:
         """The platform secret (other signers derive their own keys from it)."""
         return self._secret
 
-    def authenticate(self, org_code: str, username: str, password: str) -> Principal:
-        """Check an institution's credentials; Unauthorized with one message for every failure."""
+    def signer(self, purpose: str) -> Signer:
+        """The signed-claims codec of one purpose, under a key derived from the platform secret."""
+        return Signer(self._secret, purpose, self._clock.time)
+
+    # -- logging in ----------------------------------------------------------------------------
+    def login(
+        self, org_code: str, username: str, password: str, *, channel: str = "rest", remote: str | None = None
+    ) -> Account:
+        """Check an institution's credentials: Unauthorized with one message for every wrong
+        account or password, TooMany while the account or address is throttled."""
+        counted = self.throttle.check(org_code, username, remote, channel)
         with self._db.read() as conn:
             cred = directory.get_credential(conn, org_code, username)
-        if cred is None or not verify_password(password, cred["password_hash"]):
-            raise Unauthorized("机构编码、用户名或密码错误")
-        return Principal(org_code, username, cred["role"])
+            state = directory.account_state(conn, org_code, username) if cred is not None else None
+        if cred is None or state is None:
+            self.hasher.waste(password)
+            reason = "unknown"
+        elif not self.hasher.verify(password, cred["password_hash"]):
+            reason = "password"
+        elif not state[2]:
+            reason = "disabled"
+        else:
+            if counted:
+                self.throttle.succeeded(org_code, username)
+            return Account(Principal(org_code, username, cred["role"], remote), state[0])
+        self.throttle.failed(org_code, username, remote, channel, reason)
+        if reason == "disabled":
+            raise Unauthorized("该账号或其所属机构已停用，请联系平台管理员")
+        raise Unauthorized(BAD_CREDENTIALS)
 
-    def issue(self, org_code: str, username: str, password: str) -> Token:
-        principal = self.authenticate(org_code, username, password)
-        return Token(self.sign(principal), self.ttl, principal)
+    def authenticate(
+        self, org_code: str, username: str, password: str, *, channel: str = "rest", remote: str | None = None
+    ) -> Principal:
+        return self.login(org_code, username, password, channel=channel, remote=remote).principal
 
-    def sign(self, principal: Principal) -> str:
-        exp = int(self._clock.time()) + self.ttl
-        body = b64url.encode(
-            json.dumps(
-                {"o": principal.org_code, "u": principal.username, "r": principal.role, "e": exp},
-                separators=(",", ":"),
-                ensure_ascii=False,
-            ).encode()
-        )
-        mac = b64url.encode(hmac.new(self._secret, body.encode(), hashlib.sha256).digest())
-        return f"{body}.{mac}"
+    def issue(self, org_code: str, username: str, password: str, *, remote: str | None = None) -> Token:
+        account = self.login(org_code, username, password, channel="rest", remote=remote)
+        return Token(self.sign(account), self.ttl, account.principal)
+
+    def account(self, org_code: str, username: str) -> Account:
+        """The user as the database has it now (after a change: the version new tokens carry)."""
+        self.forget(org_code, username)
+        with self._db.read() as conn:
+            cred = directory.get_credential(conn, org_code, username)
+            state = directory.account_state(conn, org_code, username)
+        if cred is None or state is None or not state[2]:
+            raise Unauthorized("该账号不存在或已停用")
+        return Account(Principal(org_code, username, cred["role"]), state[0])
+
+    # -- access tokens -------------------------------------------------------------------------
+    def sign(self, account: Account) -> str:
+        p = account.principal
+        return self._tokens.sign({"o": p.org_code, "u": p.username, "r": p.role, "v": account.version}, self.ttl)
 
     def verify(self, token: str) -> Principal:
-        """The principal of a valid token; Unauthorized when malformed, forged or expired."""
+        """The principal of a valid token; Unauthorized when malformed, forged, expired or revoked."""
+        got = self._tokens.open(token)
+        if got is None:
+            raise Unauthorized("访问令牌无效")
+        c = got.claims
         try:
-            body, mac = token.split(".")
-            want = hmac.new(self._secret, body.encode(), hashlib.sha256).digest()
-            if not hmac.compare_digest(want, b64url.decode(mac)):
-                raise Unauthorized("访问令牌无效")
-            claims = json.loads(b64url.decode(body))
-            exp = int(claims["e"])
-            principal = Principal(str(claims["o"]), str(claims["u"]), str(claims["r"]))
-        except Unauthorized:
-            raise
-        except (ValueError, KeyError, TypeError) as exc:
+            principal = Principal(str(c["o"]), str(c["u"]), str(c["r"]))
+            version = c["v"]
+        except KeyError as exc:
             raise Unauthorized("访问令牌格式错误") from exc
-        if self._clock.time() >= exp:
+        if got.expired:
             raise Unauthorized("访问令牌已过期，请重新获取（有效期7200秒）")
+        if type(version) is not int or not self.current(principal.org_code, principal.username, version):
+            raise Unauthorized("访问令牌已失效（账号已停用或密码已修改），请重新获取")
         return principal
+
+    # -- revocation ----------------------------------------------------------------------------
+    def current(self, org_code: str, username: str, version: int) -> bool:
+        """Whether a token or session of this credential version is still good: the user exists,
+        it and its institution are enabled, and the version was not bumped (≤ check_ttl stale)."""
+        key = (org_code, username)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._states.get(key)
+        if hit is None or hit[1] <= now:
+            with self._db.read() as conn:
+                state = directory.account_state(conn, org_code, username)
+            with self._lock:
+                self._states[key] = (state, now + self.check_ttl)
+                self._states.move_to_end(key)
+                while len(self._states) > CHECK_CACHE:
+                    self._states.popitem(last=False)
+        else:
+            state = hit[0]
+        return state is not None and state[2] and state[0] == version
+
+    def forget(self, org_code: str | None = None, username: str | None = None) -> None:
+        """Drop cached account states (one user, one institution, or all): called by this
+        process's own changes, so they hold here at once."""
+        with self._lock:
+            for key in list(self._states):
+                if (org_code is None or key[0] == org_code) and (username is None or key[1] == username):
+                    del self._states[key]
+
+    def end_session(self, nonce: str, expires_at: int) -> None:
+        """Revoke a page session on the server (logout): its cookie is refused from now on."""
+        with self._db.write() as conn:
+            directory.revoke_session(conn, nonce, expires_at, int(self._clock.time()))
+        self._remember_session(nonce, True, float("inf"))
+
+    def session_revoked(self, nonce: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._sessions.get(nonce)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        with self._db.read() as conn:
+            revoked = directory.session_revoked(conn, nonce)
+        self._remember_session(nonce, revoked, now + self.check_ttl)
+        return revoked
+
+    def _remember_session(self, nonce: str, revoked: bool, until: float) -> None:
+        with self._lock:
+            self._sessions[nonce] = (revoked, until)
+            self._sessions.move_to_end(nonce)
+            while len(self._sessions) > CHECK_CACHE:
+                self._sessions.popitem(last=False)

@@ -6,15 +6,13 @@ accepted twice from one institution) and an SM3withSM2 signature over :func:`str
 Exactly what is signed, and the header formats, are in docs/signed-transport.md; the HTTP side is
 ``huren.api.signing``.
 
-Viewing links are ``<claims>.<mac>`` tokens, HMAC-SHA256 under a key derived from the token
-secret (so an access token is never a valid link, nor a link an access token).
+Viewing links are signed claims of the one codec (``huren.crypto.tokens``, purpose
+``report-link``: an access token is never a valid link, nor a link an access token).
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
-import json
 import logging
 import re
 import secrets
@@ -26,7 +24,8 @@ from datetime import datetime
 from typing import Any
 
 from huren.context import Clock, Principal
-from huren.crypto import b64url, gm
+from huren.crypto import gm
+from huren.crypto.tokens import Signer
 from huren.domain.records import format_value
 from huren.errors import (
     Forbidden,
@@ -53,7 +52,6 @@ LINK_TTL_MAX = 86400
 POLICY_TTL = 5.0  # seconds a worker process trusts its copy of the key table
 PURGE_EVERY = 60.0  # seconds between purges of expired nonces (per process)
 KEY_ROLES = ("hospital", "admin", "supervisor")  # who may set an institution's key (not doctors)
-_LINK_CONTEXT = b"huren/report-link/v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +133,7 @@ class TransportService:
         self._blobs = blobs
         self._clock = clock
         self._audit = audit
-        self._link_key = hmac.new(secret, _LINK_CONTEXT, hashlib.sha256).digest()
+        self._links = Signer(secret, "report-link", clock.time)  # the one signed-claims codec
         self._keys = keys
         self._lock = threading.Lock()
         self._policies: dict[str, Policy] = {}
@@ -284,9 +282,6 @@ class TransportService:
             raise MalformedBody("请求体SM4解密失败", [Problem("body", "sm4", str(exc))]) from exc
 
     # -- viewing links -----------------------------------------------------------------------
-    def _mac(self, body: str) -> bytes:
-        return hmac.new(self._link_key, body.encode(), hashlib.sha256).digest()
-
     def create_link(self, principal: Principal, kind: str, report_id: int, ttl_seconds: int = LINK_TTL_DEFAULT) -> Link:
         """A token that serves one report's PDF without a bearer token until it expires."""
         if kind not in ("lab", "exam"):
@@ -295,9 +290,8 @@ class TransportService:
             raise InvalidInput("链接有效期无效", [Problem("ttl_seconds", "range", f"应为 1～{LINK_TTL_MAX} 秒")])
         m = self._master(kind, report_id)
         exp = int(self._clock.time()) + ttl_seconds
-        claims = {"k": kind, "i": report_id, "e": exp, "o": principal.org_code, "u": principal.username, "r": principal.role}
-        body = b64url.encode(json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode())
-        token = f"{body}.{b64url.encode(self._mac(body))}"
+        claims = {"k": kind, "i": report_id, "o": principal.org_code, "u": principal.username, "r": principal.role}
+        token = self._links.sign_until(claims, exp)
         expires_at = datetime.fromtimestamp(exp, self._clock.tz).replace(tzinfo=None)
         self._audit.record(
             principal, f"link_create_{kind}", id_type_code=m["id_type_code"], id_no=m["id_no"],
@@ -316,17 +310,17 @@ class TransportService:
 
     def open_link(self, token: str, remote_addr: str | None) -> tuple[str, int, bytes]:
         """(kind, report_id, PDF) of a good, unexpired link; Forbidden if forged, LinkExpired if late."""
+        got = self._links.open(token)
         try:
-            body, mac = token.split(".")
-            if not hmac.compare_digest(self._mac(body), b64url.decode(mac)):
-                raise ValueError("bad mac")
-            claims = json.loads(b64url.decode(body))
-            kind, report_id, exp = str(claims["k"]), int(claims["i"]), int(claims["e"])
+            if got is None:
+                raise ValueError("forged, damaged or not canonically encoded")
+            claims = got.claims
+            kind, report_id = str(claims["k"]), int(claims["i"])
             who = Principal(str(claims["o"]), str(claims["u"]), str(claims["r"]), remote_addr)
         except (ValueError, KeyError, TypeError):
             log.warning("forged or damaged viewing link from %s", remote_addr)
             raise Forbidden("报告查看链接无效或已被篡改") from None
-        if self._clock.time() >= exp:
+        if got.expired:
             self._audit.record(who, f"link_expired_{kind}", target=f"{kind}:{report_id}")
             raise LinkExpired("报告查看链接已过期，请重新生成")
         m = self._master(kind, report_id)

@@ -63,6 +63,7 @@ def install(app: FastAPI, container: Container) -> None:
     sessions = SessionCodec(
         container.auth.secret, container.clock,
         idle=container.settings.web_session_idle_seconds, absolute=container.settings.web_session_max_seconds,
+        guard=container.auth,  # sessions carry a credential version; logout revokes on the server
     )
     pages = _pages_app(PlatformBackend(container), sessions)
     pages.state.container = container

@@ -1,4 +1,4 @@
-"""Login, logout and the home page with the menu of the caller's role."""
+"""Login, logout, password change and the home page with the menu of the caller's role."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
-from huren.errors import Unauthorized
+from huren.errors import HurenError, TooMany, Unauthorized
 from huren.web.render import Caller, caller, codec, container, form_caller, menu_for, page, set_session_cookie
 from huren.web.session import COOKIE, LOGIN_CSRF_COOKIE, same
 
@@ -20,6 +21,10 @@ def _safe_next(url: str) -> str:
     if url.startswith("/ui") and not url.startswith("//") and "\\" not in url and "://" not in url:
         return url
     return "/ui/"
+
+
+def _remote(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
 @router.get("/ui")
@@ -48,13 +53,15 @@ async def login(
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     target = _safe_next(next)
 
-    def again(msg: str, status: int) -> Response:
+    def again(msg: str, status: int, retry_after: int | None = None) -> Response:
         token = cookie or secrets.token_urlsafe(24)
         resp = page(
             request, None, "login.html", status, next=target, login_csrf=token, error=msg,
             org_code=org_code, username=username,
         )
         resp.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True, samesite="strict", path="/ui/login")
+        if retry_after is not None:
+            resp.headers["Retry-After"] = str(retry_after)
         return resp
 
     if not same(csrf_token, cookie):
@@ -63,14 +70,18 @@ async def login(
         return again("请填写机构编码、用户名和密码", 422)
     c = container(request)
     try:
-        principal = c.auth.authenticate(org_code.strip(), username.strip(), password)
+        account = await run_in_threadpool(
+            c.auth.login, org_code.strip(), username.strip(), password, channel="web", remote=_remote(request)
+        )
+    except TooMany as exc:
+        return again(exc.text(), 429, exc.retry_after)
     except Unauthorized as exc:
         return again(exc.text(), 401)
-    c.audit.record(principal, "web_login")
+    c.audit.record(account.principal, "web_login")
     resp = RedirectResponse(target, 303)
     sc = codec(request)
     if sc is not None:
-        set_session_cookie(request, resp, sc.new(principal))
+        set_session_cookie(request, resp, sc.new(account.principal, account.version))
     resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/ui/login")
     return resp
 
@@ -78,6 +89,47 @@ async def login(
 @router.post("/ui/logout")
 async def logout(request: Request) -> Response:
     await form_caller(request)  # CSRF: nobody else may log the user out
+    sc = codec(request)
+    s = sc.decode(request.cookies.get(COOKIE, "")) if sc is not None else None
+    if sc is not None and s is not None:
+        await run_in_threadpool(sc.end, s)  # ended on the server: a copied cookie is refused too
     resp = RedirectResponse("/ui/login", 303)
     resp.delete_cookie(COOKIE, path="/ui")
+    return resp
+
+
+@router.get("/ui/password")
+async def password_form(request: Request, who: Annotated[Caller, Depends(caller)], done: str = "") -> Response:
+    return page(request, who, "password.html", error="", done=done == "1")
+
+
+@router.post("/ui/password")
+async def change_password(request: Request) -> Response:
+    """The logged-in user's new password: every other session and token of the user ends."""
+    who, form = await form_caller(request)
+    old, new, again = (str(form.get(k) or "") for k in ("old_password", "new_password", "new_password2"))
+    if who.token:
+        return page(request, who, "password.html", 403, error="请登录后再修改密码（页面令牌不能修改密码）", done=False)
+    if new != again:
+        return page(request, who, "password.html", 422, error="两次输入的新密码（new_password2）不一致", done=False)
+    c = container(request)
+    p = who.principal
+    try:
+        await run_in_threadpool(c.auth.login, p.org_code, p.username, old, channel="web", remote=_remote(request))
+        await run_in_threadpool(c.directory.set_password, p.org_code, p.username, new)
+        account = await run_in_threadpool(c.auth.account, p.org_code, p.username)
+    except HurenError as exc:
+        if isinstance(exc, Unauthorized):
+            msg = "原密码（old_password）错误"
+        else:
+            msg = "；".join([exc.text(), *(pr.message for pr in exc.problems)])
+        return page(request, who, "password.html", exc.status, error=msg, done=False)
+    c.audit.record(p, "password_changed", target="web")
+    sc = codec(request)
+    old_session = sc.decode(request.cookies.get(COOKIE, "")) if sc is not None else None
+    resp = RedirectResponse("/ui/password?done=1", 303)
+    if sc is not None:
+        if old_session is not None:
+            await run_in_threadpool(sc.end, old_session)
+        set_session_cookie(request, resp, sc.new(account.principal, account.version))
     return resp

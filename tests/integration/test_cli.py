@@ -159,3 +159,62 @@ def test_demo_then_if_empty(tmp_path: Path) -> None:
 
     listed = _listed(ok(huren("org", "list", data_dir=data)))
     assert sorted(r[0] for r in listed) == sorted(c["org_code"] for c in system)  # nothing added twice
+
+
+def test_account_commands_revoke_tokens(tmp_path: Path) -> None:
+    """``huren user add | disable | enable | passwd`` and ``huren org disable | enable`` (§1.5):
+    each change ends the tokens issued before it."""
+    from huren.bootstrap import build
+    from huren.errors import Unauthorized
+    from huren.settings import Settings
+
+    data = tmp_path / "data"
+    ok(huren("org", "add", *ORG, *CRED, data_dir=data))
+    who = ["--org", "123456789", "--username", "doc"]
+    out = ok(huren("user", "add", *who, "--password", "doctor-pass", "--role", "doctor", data_dir=data))
+    assert "新增用户 doc" in out
+    c = build(Settings(data_dir=data))
+    try:
+
+        def token(password: str = "doctor-pass") -> str:
+            return c.auth.issue("123456789", "doc", password).access_token
+
+        def refused(tok: str) -> bool:
+            c.auth.forget()  # as another process would see it: at most 60 s later
+            try:
+                c.auth.verify(tok)
+            except Unauthorized:
+                return True
+            return False
+
+        first = token()
+        assert c.auth.verify(first).role == "doctor"
+        assert "已停用" in ok(huren("user", "disable", *who, data_dir=data))
+        assert refused(first)
+        try:
+            token()
+        except Unauthorized as exc:
+            assert "停用" in exc.message
+        else:
+            raise AssertionError("a disabled user logged in")
+        ok(huren("user", "enable", *who, data_dir=data))
+        assert refused(first)
+        second = token()
+        assert not refused(second)
+        assert "密码已修改" in ok(huren("user", "passwd", *who, "--password", "another-pass", data_dir=data))
+        assert refused(second)
+        third = token("another-pass")
+        assert "已停用" in ok(huren("org", "disable", "123456789", data_dir=data))
+        assert refused(third)
+        ok(huren("org", "enable", "123456789", data_dir=data))
+        assert refused(third) and not refused(token("another-pass"))
+    finally:
+        c.close()
+    proc = huren("user", "disable", "--org", "123456789", "--username", "nobody", data_dir=data)
+    assert proc.returncode == 2 and "不存在" in proc.stderr and "Traceback" not in proc.stderr
+    proc = huren("org", "disable", "999", data_dir=data)
+    assert proc.returncode == 2 and "不存在" in proc.stderr
+    proc = huren("user", "add", *who[:2], "--username", "x", "--password", "short", data_dir=data)
+    assert proc.returncode == 2 and "密码至少8个字符" in proc.stderr
+    proc = huren("user", "add", *who[:2], "--username", "x", "--password", "long-enough", "--role", "root", data_dir=data)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -548,9 +548,9 @@ def test_checked_credentials_are_cached(connect: Connect, container: Container, 
     calls: list[str] = []
     real = container.auth.authenticate
 
-    def counting(org: str, user: str, password: str) -> Any:
+    def counting(org: str, user: str, password: str, **kw: Any) -> Any:
         calls.append(password)
-        return real(org, user, password)
+        return real(org, user, password, **kw)
 
     monkeypatch.setattr(container.auth, "authenticate", counting)
     a = connect(ORG_A, fresh_key_per_call=True)
