@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sqlalchemy.engine import make_url
+
 from huren.context import Clock
-from huren.files import private_dir
+from huren.files import private_dir, private_sqlite
 from huren.services.audit import AuditService
 from huren.services.auth import AuthService, PasswordHasher
 from huren.services.catalog import CatalogService
@@ -43,9 +45,17 @@ def token_secret(settings: Settings) -> bytes:
     return keyring(settings).token_secret()
 
 
+def private_database(url: str) -> None:
+    """An SQLite database file is made 0600 before SQLite opens it (its -wal/-shm follow its mode)."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:" and not u.database.startswith("file:"):
+        private_sqlite(u.database)
+
+
 def build(settings: Settings | None = None, *, clock: Clock | None = None, upgrade: bool = False) -> Container:
     settings = settings or Settings()
     private_dir(settings.data_dir)
+    private_database(settings.db_url)
     db = Database(make_engine(settings.db_url))
     if upgrade:
         migrate.upgrade(db.engine)

@@ -65,6 +65,16 @@ def private_file(path: str | Path) -> Path:
     return p
 
 
+def private_sqlite(path: str | Path) -> Path:
+    """Prepare an SQLite database file before SQLite opens it: the file 0600 (SQLite gives its
+    ``-wal``, ``-shm`` and ``-journal`` files the database file's mode), and any of those an older
+    version left readable by others tightened."""
+    p = private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        tighten(f"{p}{suffix}")
+    return p
+
+
 def tighten(path: str | Path) -> None:
     """chmod an existing file huren owns to 0600 (a no-op if it is missing or already private)."""
     with contextlib.suppress(FileNotFoundError):

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from huren.domain import dictionaries
+from huren.files import atomic_write
 from huren.gateway.model import Record
 
 if TYPE_CHECKING:
@@ -271,9 +272,7 @@ def cached(load: Callable[[], CodeTable], path: Path) -> Callable[[], CodeTable]
                 return CodeTable.from_json(json.loads(path.read_text(encoding="utf-8")))
             except (OSError, ValueError) as bad:
                 raise MappingError(f"{exc}; and the cache {path} is unreadable: {bad}") from bad
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(table.to_json(), ensure_ascii=False), encoding="utf-8")
-        tmp.replace(path)
+        atomic_write(path, json.dumps(table.to_json(), ensure_ascii=False).encode(), durable=False)  # 0600
         return table
 
     return run

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import orjson
 
+from huren.files import private_sqlite
 from huren.gateway.model import Record
 
 PENDING, DONE, DEAD = "pending", "done", "dead"
@@ -124,7 +125,7 @@ class Outbox:
 
     def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite(self.path)  # patients' data: 0600 before SQLite opens it (its -wal/-shm follow)
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")

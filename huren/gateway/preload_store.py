@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from huren.context import Clock
 from huren.domain.records import format_value
+from huren.files import private_sqlite
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS patient (
@@ -99,9 +100,7 @@ class PreloadStore:
         self.keep_seconds = float(keep_seconds)
         self.decision_keep_seconds = float(decision_keep_seconds)
         self.clock: TimeSource = clock or Clock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():  # patients' data: readable by the gateway's user only (SQLite
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))  # gives -wal/-shm the same mode)
+        private_sqlite(self.path)  # patients' data: the gateway's user only (0600, dir 0700; -wal/-shm follow)
         with self._connect() as conn:
             conn.executescript(SCHEMA)
 

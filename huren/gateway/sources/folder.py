@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from huren.errors import HurenError
+from huren.files import atomic_write, private_dir
 from huren.gateway.model import Record
 from huren.gateway.sources.base import (
     NODES,
@@ -282,12 +283,12 @@ class DropFolder:
         self._pending.pop(pair.name, None)
         moved = self._move(pair, self.failed_dir, extra)
         target = moved[0].parent / f"{moved[0].stem}.reason.txt" if moved else self.failed_dir / f"{pair.name}.reason.txt"
-        target.write_text(f"{datetime.now():%Y-%m-%d %H:%M:%S}\n{reason}\n", encoding="utf-8")
+        atomic_write(target, f"{datetime.now():%Y-%m-%d %H:%M:%S}\n{reason}\n".encode(), durable=False)  # 0600
         log.warning("%s: %s moved to %s: %s", self.name, pair.name, self.failed_dir, reason)
         return [*moved, target]
 
     def _move(self, pair: Pair, into: Path, extra: Sequence[Path] = ()) -> list[Path]:
-        into.mkdir(parents=True, exist_ok=True)
+        private_dir(into)  # 0700
         files = [p for p in dict.fromkeys([pair.index, *([pair.pdf] if pair.pdf else []), *extra]) if p.is_file()]
         stem = pair.name
         n = 0
