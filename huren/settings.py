@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     #: browser sessions of the pages: expire after this long unused, and this long after login
     web_session_idle_seconds: int = Field(default=1800, ge=60)
     web_session_max_seconds: int = Field(default=8 * 3600, ge=60)
+    #: reads of patient data per minute and account (doctors, administrators, supervisors), and
+    #: per system account (``hospital``: a HIS or gateway reading for many doctors); 0 = no limit
+    read_rate_per_minute: int = Field(default=120, ge=0)
+    system_read_rate_per_minute: int = Field(default=0, ge=0)
     max_pdf_bytes: int = 20 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
     timezone: str = "Asia/Shanghai"

@@ -109,6 +109,7 @@ class SoapProfile:
         key = self.sm4_key(call.params)
         cred_root = xj_xml.safe_parse(self.plain(key, call.params, "strCredential"), limit=self.limit, what="strCredential")
         who = self.principal(xj_xml.credential(cred_root), remote)
+        self.c.transport.refuse_unsigned(who, "soap")  # the institution's signature policy holds here too
         raw = self.plain(key, call.params, data_param)
         ctx = _Call(self, who, key, raw, base_url)
         return HANDLERS[call.method](ctx, data_param)

@@ -18,6 +18,7 @@ from typing import Any
 from huren.context import Clock, Principal
 from huren.domain import catalog as rows
 from huren.errors import Forbidden, InvalidInput, Problem
+from huren.services import access
 from huren.store import catalog as store
 from huren.store.database import Database
 from huren.wire import tabular
@@ -78,7 +79,7 @@ class CatalogService:
     # -- the catalog ------------------------------------------------------------------------
     def import_rows(self, payload: Any, principal: Principal, *, kind: str | None = None) -> dict[str, Any]:
         """Import catalog rows given as a JSON array of objects (``row[i]`` in problems)."""
-        self._require_supervisor(principal)
+        access.require(principal, "catalog.write")
         _check_kind(kind)
         records, problems = rows.records_from_json(payload, rows.CATALOG_COLUMNS, ignored=rows.CATALOG_IGNORED)
         return self._import(records, problems, kind)
@@ -93,7 +94,7 @@ class CatalogService:
         content_type: str | None = None,
     ) -> dict[str, Any]:
         """Import a CSV or XLSX catalog file (``row[N]``: N the row number a spreadsheet shows)."""
-        self._require_supervisor(principal)
+        access.require(principal, "catalog.write")
         _check_kind(kind)
         sheet = tabular.read_table(data, filename, content_type)
         records, problems = rows.records_from_table(
@@ -161,7 +162,7 @@ class CatalogService:
     def upload_mappings(self, payload: Any, principal: Principal, *, kind: str | None = None) -> dict[str, Any]:
         """The caller institution maps its own local codes (a JSON array of
         ``{kind, local_code, local_name, std_code}``); each std_code must be in the catalog."""
-        self._require_mapper(principal)
+        access.require(principal, "directory.write")
         _check_kind(kind)
         records, problems = rows.records_from_json(payload, rows.MAPPING_COLUMNS, ignored=rows.MAPPING_IGNORED)
         return self._map(records, problems, principal, kind)
@@ -176,7 +177,7 @@ class CatalogService:
         content_type: str | None = None,
     ) -> dict[str, Any]:
         """The caller institution's mappings from a CSV or XLSX file (as exported)."""
-        self._require_mapper(principal)
+        access.require(principal, "directory.write")
         _check_kind(kind)
         sheet = tabular.read_table(data, filename, content_type)
         records, problems = rows.records_from_table(
@@ -244,6 +245,7 @@ class CatalogService:
 
     def mappings(self, principal: Principal, kind: str | None = None) -> list[dict[str, Any]]:
         """The caller institution's own mappings, with the standard names."""
+        access.require(principal, "codemap.read")
         _check_kind(kind)
         with self._db.read() as conn:
             maps = store.mappings(conn, principal.org_code, kind)
@@ -289,17 +291,6 @@ class CatalogService:
             else:
                 unmapped.append(c)
         return list(std), unmapped
-
-    # -- who may ----------------------------------------------------------------------------
-    @staticmethod
-    def _require_supervisor(principal: Principal) -> None:
-        if not principal.is_supervisor:
-            raise Forbidden("只有监管机构（平台运营方）可以导入标准项目目录")
-
-    @staticmethod
-    def _require_mapper(principal: Principal) -> None:
-        if principal.role == "doctor":
-            raise Forbidden("医生账号不能维护编码对照，请使用机构接入账号或管理员账号")
 
     # -- defined last: inside the class body the name ``list`` is this method from here on
     def list(self, kind: str | None = None, codes: Iterable[str] | None = None) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """Directory master data uploaded by hospitals: departments, staff, patients, lab instruments,
 lab QC records (HZ-1/2/3, XC-L1, XC-L4).
 
-An institution uploads and reads only its own rows; a supervisor reads any institution's. An
+An institution uploads and reads only its own rows; a supervisor reads those of its region. An
 upload is all or nothing: one bad row and nothing is written, the submission is kept as rejected
 (kind = the body's node, e.g. ``dept``) with every problem. Reading patients is reading patient
 data: each patient returned is written to the access log.
@@ -19,6 +19,7 @@ from huren.context import Clock, Principal
 from huren.domain.masterdata import KINDS, Kind, check_org, validate_rows
 from huren.domain.records import format_value
 from huren.errors import Forbidden, HurenError, InvalidInput, NotFound, Problem
+from huren.services import access
 from huren.services.audit import AuditService
 from huren.store import masterdata as store
 from huren.store.database import Database
@@ -61,6 +62,7 @@ class MasterDataService:
         (403: a row names another institution); either way nothing is written and the submission
         is kept as rejected.
         """
+        access.require(principal, "directory.write")
         kind = self.kind(node)
         rows, problems = validate_rows(kind, payload)
         if problems:
@@ -99,16 +101,6 @@ class MasterDataService:
         raise error
 
     # -- read ---------------------------------------------------------------------------------
-    def _scope(self, principal: Principal, org_code: str | None) -> list[str] | None:
-        if principal.is_supervisor:
-            return [org_code] if org_code else None
-        if org_code and org_code != principal.org_code:
-            raise Forbidden(
-                "只能查看本机构的主数据",
-                [Problem("org_code", "ownership", f"机构编码“{org_code}”不是当前登录机构“{principal.org_code}”")],
-            )
-        return [principal.org_code]
-
     def read(
         self,
         node: str,
@@ -123,12 +115,12 @@ class MasterDataService:
     ) -> dict[str, Any]:
         """One page of rows, as text in field order, plus ``total`` (rows matching in all).
 
-        Institutions read their own rows; a supervisor any institution's (``org_code``) or, without
-        it, every institution's. ``filters`` are equality filters (see FILTERS); ``day_from`` /
+        Institutions read their own rows; a supervisor those of an institution of its region
+        (``org_code``) or, without it, of every institution of its region (``huren.domain.access``). ``filters`` are equality filters (see FILTERS); ``day_from`` /
         ``day_to`` (inclusive) select QC records by date.
         """
+        access.require(principal, "directory.read")
         kind = self.kind(node)
-        scope = self._scope(principal, org_code)
         problems: list[Problem] = []
         equals: dict[str, Any] = {}
         for name, value in (filters or {}).items():
@@ -146,6 +138,7 @@ class MasterDataService:
         if problems:
             raise InvalidInput("查询条件无效", problems)
         with self._db.read() as conn:
+            scope = access.org_scope(conn, principal, "directory.read", org_code)
             found, total = store.rows(
                 conn, node, kind.key, scope, equals=equals, day_from=day_from, day_to=day_to, limit=limit, offset=offset
             )

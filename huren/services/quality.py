@@ -9,7 +9,9 @@ from typing import Any
 
 from huren.context import Clock, Principal
 from huren.domain.records import format_value
-from huren.errors import Forbidden, InvalidInput, NotFound, Problem
+from huren.errors import InvalidInput, NotFound, Problem
+from huren.services import access
+from huren.services.audit import AuditService
 from huren.store import quality, reports
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
@@ -28,17 +30,17 @@ LATER_UPLOAD = {
 
 
 class QualityService:
-    def __init__(self, db: Database, blobs: BlobStore, clock: Clock) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, clock: Clock, audit: AuditService) -> None:
         self._db = db
         self._blobs = blobs
         self._clock = clock
+        self._audit = audit
 
     def _scope(self, principal: Principal, org_code: str | None) -> list[str] | None:
-        if principal.is_supervisor:
-            return [org_code] if org_code else None
-        if org_code and org_code != principal.org_code:
-            raise Forbidden("只能查看本机构的数据")
-        return [principal.org_code]
+        """The institutions the caller's quality view covers (huren.domain.access)."""
+        access.require(principal, "quality.read")
+        with self._db.read() as conn:
+            return access.org_scope(conn, principal, "quality.read", org_code)
 
     def completeness(
         self, principal: Principal, *, org_code: str | None = None, day_from: date | None = None, day_to: date | None = None
@@ -156,8 +158,9 @@ class QualityService:
         """
         scope = self._scope(principal, org_code)
         with self._db.read() as conn:
-            rows = quality.list_rejected(conn, scope[0] if scope else None, limit=min(limit, 1000), offset=offset)
+            rows = quality.list_rejected(conn, scope, limit=min(limit, 1000), offset=offset)
             out = [_rejected_out(r) | {"fixed": self._fixed(conn, r)} for r in rows]
+        self._audit.record(principal, "rejected_list", target=f"{len(out)} rejected submissions", read=True)
         return [r for r in out if not (only_open and r["fixed"])]
 
     def _fixed(self, conn: Any, r: dict[str, Any]) -> bool:
@@ -181,12 +184,17 @@ class QualityService:
         return not row["voided"] and row["updated_at"] >= since
 
     def rejected_payload(self, principal: Principal, rejected_id: int) -> bytes:
+        access.require(principal, "quality.read")
         with self._db.read() as conn:
             row = quality.get_rejected(conn, rejected_id)
-        if row is None:
-            raise NotFound(f"被拒提交 {rejected_id} 不存在")
-        self._scope(principal, row["org_code"])
+            if row is None:
+                raise NotFound(f"被拒提交 {rejected_id} 不存在")
+            access.check_org(conn, principal, "quality.read", row["org_code"])
         data = self._blobs.get(row["payload_sha256"]) if row["payload_sha256"] else None
+        # the kept bytes are a patient's data as submitted: a read for the access log (§1.9)
+        self._audit.record(
+            principal, "rejected_payload", target=f"rejected:{rejected_id} {row['kind']} {row['report_key'] or ''}".rstrip(), read=True
+        )
         return data or b""
 
 

@@ -12,7 +12,8 @@ from huren.context import Clock, Principal
 from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_SUBITEM, LABMASTER
 from huren.domain.records import format_value, to_text
 from huren.domain.validation import canonical_id
-from huren.errors import Forbidden, InvalidInput, NotFound, Problem
+from huren.errors import InvalidInput, NotFound, Problem
+from huren.services import access
 from huren.services.audit import AuditService
 from huren.store import directory, recognition, reports
 from huren.store.blobs import BlobStore
@@ -76,20 +77,25 @@ class QueryService:
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> list[dict[str, Any]]:
-        """A patient's lab or exam reports at every institution in [start, end) (default 90 days)."""
+        """A patient's lab or exam reports at every institution in [start, end) (default 90 days);
+        a supervisor's, at the institutions of its region."""
+        access.require(principal, "report.read")
         start, end = self._window(start, end)
         id_no = canonical_id(id_type_code, id_no) or id_no
         with self._db.read() as conn:
-            masters = reports.for_patient(conn, kind, id_type_code, id_no, start, end)
+            orgs = access.org_scope(conn, principal, "report.read")
+            masters = [m for m in reports.for_patient(conn, kind, id_type_code, id_no, start, end) if access.in_scope(orgs, m["org_code"])]
             out = self._render(conn, kind, masters)
         self._audit.record(principal, f"query_{kind}", id_type_code=id_type_code, id_no=id_no, target=f"{len(out)} reports")
         return out
 
     def report(self, kind: str, report_id: int, principal: Principal) -> dict[str, Any]:
+        access.require(principal, "report.read")
         with self._db.read() as conn:
             m = reports.get_master(conn, kind, report_id)
             if m is None:
                 raise NotFound(f"报告 {report_id} 不存在")
+            access.check_org(conn, principal, "report.read", m["org_code"])
             out = self._render(conn, kind, [m])[0]
         self._audit.record(principal, f"view_{kind}", id_type_code=m["id_type_code"], id_no=m["id_no"], target=f"{kind}:{report_id}")
         self._log_view(principal, kind, m)
@@ -116,10 +122,12 @@ class QueryService:
             )
 
     def pdf(self, kind: str, report_id: int, principal: Principal) -> bytes:
+        access.require(principal, "report.read")
         with self._db.read() as conn:
             m = reports.get_master(conn, kind, report_id)
-        if m is None:
-            raise NotFound(f"报告 {report_id} 不存在")
+            if m is None:
+                raise NotFound(f"报告 {report_id} 不存在")
+            access.check_org(conn, principal, "report.read", m["org_code"])
         data = self._blobs.get(m["pdf_sha256"]) if m["pdf_sha256"] else None
         if data is None:
             raise NotFound(f"报告 {report_id} 没有PDF文件")
@@ -127,13 +135,13 @@ class QueryService:
         return data
 
     def history(self, kind: str, report_id: int, principal: Principal) -> list[dict[str, Any]]:
-        """Earlier versions of one of the caller's own reports."""
+        """Earlier versions of one of the caller's own reports (a supervisor's: of its region)."""
+        access.require(principal, "history.read")
         with self._db.read() as conn:
             m = reports.get_master(conn, kind, report_id)
             if m is None:
                 raise NotFound(f"报告 {report_id} 不存在")
-            if m["org_code"] != principal.org_code and not principal.is_supervisor:
-                raise Forbidden("只能查看本机构报告的历史版本")
+            access.check_org(conn, principal, "history.read", m["org_code"])
             versions = reports.history(conn, kind, report_id)
         self._audit.record(
             principal, f"history_{kind}", id_type_code=m["id_type_code"], id_no=m["id_no"], target=f"{kind}:{report_id}"
@@ -151,12 +159,18 @@ class QueryService:
         end: datetime | None = None,
     ) -> list[dict[str, Any]]:
         """Abnormal results: lab items interpreted H/L/P/WP; exam reports with is_abnormal = 0."""
+        access.require(principal, "report.read")
         start, end = self._window(start, end)
         id_no = canonical_id(id_type_code, id_no) or id_no
         with self._db.read() as conn:
+            orgs = access.org_scope(conn, principal, "report.read")
             names = self._org_names(conn)
             if kind == "lab":
-                rows = reports.abnormal_lab_items(conn, id_type_code, id_no, start, end, ABNORMAL_INTERPRET)
+                rows = [
+                    (m, i)
+                    for m, i in reports.abnormal_lab_items(conn, id_type_code, id_no, start, end, ABNORMAL_INTERPRET)
+                    if access.in_scope(orgs, m["org_code"])
+                ]
                 out = [
                     report_meta(m, kind, names)
                     | {"labmaster": to_text(m, LABMASTER), "lab_subitem": to_text(i, LAB_SUBITEM)}
@@ -166,7 +180,7 @@ class QueryService:
                 masters = [
                     m
                     for m in reports.for_patient(conn, "exam", id_type_code, id_no, start, end)
-                    if m["is_abnormal"] == EXAM_ABNORMAL
+                    if m["is_abnormal"] == EXAM_ABNORMAL and access.in_scope(orgs, m["org_code"])
                 ]
                 out = self._render(conn, "exam", masters)
         self._audit.record(principal, f"abnormal_{kind}", id_type_code=id_type_code, id_no=id_no, target=f"{len(out)} results")

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from huren.context import Clock, Principal
+from huren.domain import access
 from huren.domain.records import format_value, report_key_text
 from huren.domain.validation import (
     Report,
@@ -93,7 +94,10 @@ class RegistryService:
         raw: bytes | None,
         report_key: str | None = None,
     ) -> int:
-        """Keep a rejected submission (its exact bytes and its problems); return its id."""
+        """Keep a rejected submission (its exact bytes and its problems); return its id. A caller
+        whose role may not make that submission at all is refused instead (nothing is kept)."""
+        if kind in access.SUBMISSION_ACTION:
+            access.require(principal, access.SUBMISSION_ACTION[kind])
         sha = self._blobs.put(raw) if raw else None
         with self._db.write() as conn:
             return quality.add_rejected(
@@ -169,6 +173,7 @@ class RegistryService:
         as it is), or refused with its problems and the id it was kept under — invalid (422),
         another institution's (403), or not newer than the stored version (409).
         """
+        access.require(principal, "report.write")
         if kind not in KINDS:
             raise NotFound(f"未知的报告类型：{kind}")
         outcomes = [Outcome() for _ in payloads]
@@ -213,6 +218,7 @@ class RegistryService:
         self, kind: str, payload: Any, principal: Principal, *, channel: str = "rest", raw: bytes | None = None
     ) -> Voided:
         """Void a report by its key (DeleteLabInfo / DeleteExamInfo filter). The row is kept, marked."""
+        access.require(principal, "report.write")
         vkind = f"void_{kind}"
         filt, problems = validate_void(payload)
         if filt is not None:
@@ -255,6 +261,7 @@ class RegistryService:
 
     def put_pdf(self, kind: str, report_id: int, data: bytes, principal: Principal, *, channel: str = "rest") -> str:
         """Attach (or replace) a report's PDF uploaded on its own (XC-E2, XC-L5, HZ-7/10)."""
+        access.require(principal, "report.write")
         with self._db.read() as conn:
             row = reports.get_master(conn, kind, report_id)
         if row is None:
@@ -276,6 +283,7 @@ class RegistryService:
         self, payload: Any, principal: Principal, *, channel: str = "rest", raw: bytes | None = None
     ) -> int:
         """Daily per-department counts (XJ-1.2.2.5, XC-P3); returns the number of rows stored."""
+        access.require(principal, "report.write")
         rows, problems = validate_daily(payload)
         if problems:
             self._raise_rejected(principal, "daily", channel, InvalidInput("日报数据未通过校验", problems), raw, payload)

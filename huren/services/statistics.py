@@ -9,7 +9,8 @@ from typing import Any
 
 from huren.context import Clock, Principal
 from huren.domain import dictionaries
-from huren.errors import Forbidden, InvalidInput, Problem
+from huren.errors import InvalidInput, Problem
+from huren.services import access
 from huren.store import recognition as rstore
 from huren.store.database import Database
 
@@ -30,11 +31,9 @@ class StatisticsService:
         day_to: date | None = None,
         org_code: str | None = None,
     ) -> dict[str, Any]:
+        access.require(principal, "statistics.read")
         if by not in GROUPS:
             raise InvalidInput("分组方式无效", [Problem("by", "dictionary", f"分组方式应为 {', '.join(GROUPS)} 之一")])
-        if org_code and org_code != principal.org_code and not principal.is_supervisor:
-            raise Forbidden("只能查看本机构的互认统计")
-        scope = [org_code] if org_code else (None if principal.is_supervisor else [principal.org_code])
         day_to = day_to or self._clock.now().date()
         day_from = day_from or day_to - timedelta(days=29)
         if day_from > day_to:
@@ -42,6 +41,7 @@ class StatisticsService:
         start = datetime.combine(day_from, datetime.min.time())
         end = datetime.combine(day_to + timedelta(days=1), datetime.min.time())
         with self._db.read() as conn:
+            scope = access.org_scope(conn, principal, "statistics.read", org_code)
             groups = rstore.statistics(conn, by, scope, start, end)
             names = self._names(conn, by)
         reasons = dictionaries.load("REJECT_REASON")

@@ -37,6 +37,7 @@ from huren.errors import (
     TooLarge,
     Unauthorized,
 )
+from huren.services import access
 from huren.services.audit import AuditService
 from huren.store import directory, reports, transport
 from huren.store.blobs import BlobStore
@@ -51,7 +52,8 @@ LINK_TTL_DEFAULT = 900
 LINK_TTL_MAX = 86400
 POLICY_TTL = 5.0  # seconds a worker process trusts its copy of the key table
 PURGE_EVERY = 60.0  # seconds between purges of expired nonces (per process)
-KEY_ROLES = ("hospital", "admin", "supervisor")  # who may set an institution's key (not doctors)
+#: channels on which the signature policy is enforced without a signature to check
+CHANNEL_NAMES = {"page": "以访问令牌打开的页面", "soap": "SOAP 接口"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +143,24 @@ class TransportService:
         self._purged_at = -1e9
 
     # -- institutions' keys ----------------------------------------------------------------
-    def _target_org(self, principal: Principal, org_code: str | None) -> str:
+    def _target_org(self, principal: Principal, org_code: str | None, action: str = "transport.read") -> str:
         code = org_code or principal.org_code
-        if code != principal.org_code and not principal.is_supervisor:
-            raise Forbidden("只能管理本机构的传输密钥", [Problem("org_code", "ownership", "只有监管机构可以管理其他机构的密钥")])
+        with self._db.read() as conn:
+            access.check_org(conn, principal, action, code)
         return code
+
+    def refuse_unsigned(self, principal: Principal, channel: str) -> None:
+        """The signature / encryption policy on a channel that cannot carry them (a page opened
+        with an access token, the SOAP profile): an institution that requires them is refused."""
+        pol = self.policy(principal.org_code)
+        if pol is None or not (pol.require_signature or pol.require_encryption):
+            return
+        what = "签名" if pol.require_signature else "加密"
+        self._audit.record(principal, "unsigned_refused", target=channel, read=False)
+        raise Unauthorized(
+            f"本机构要求{what}请求，{CHANNEL_NAMES.get(channel, channel)}无法携带签名或加密，已拒绝；请使用签名的 REST 接口",
+            [Problem("require_signature" if pol.require_signature else "require_encryption", "transport_policy", f"机构 {principal.org_code} 要求每个请求都经过{what}")],
+        )
 
     def put_key(
         self,
@@ -157,9 +172,7 @@ class TransportService:
         org_code: str | None = None,
     ) -> dict[str, Any]:
         """Register (or replace) an institution's SM2 public key and its policy."""
-        code = self._target_org(principal, org_code)
-        if principal.role not in KEY_ROLES:
-            raise Forbidden("医生账号不能管理机构传输密钥", [Problem("role", "role", "需要机构系统账号或监管账号")])
+        code = self._target_org(principal, org_code, "transport.write")
         try:
             public = gm.load_public(public_key.strip())
         except gm.GmError as exc:
@@ -284,11 +297,14 @@ class TransportService:
     # -- viewing links -----------------------------------------------------------------------
     def create_link(self, principal: Principal, kind: str, report_id: int, ttl_seconds: int = LINK_TTL_DEFAULT) -> Link:
         """A token that serves one report's PDF without a bearer token until it expires."""
+        access.require(principal, "report.read")
         if kind not in ("lab", "exam"):
             raise InvalidInput("报告类型无效", [Problem("kind", "dictionary", "应为 lab 或 exam")])
         if not 1 <= ttl_seconds <= LINK_TTL_MAX:
             raise InvalidInput("链接有效期无效", [Problem("ttl_seconds", "range", f"应为 1～{LINK_TTL_MAX} 秒")])
         m = self._master(kind, report_id)
+        with self._db.read() as conn:
+            access.check_org(conn, principal, "report.read", m["org_code"])
         exp = int(self._clock.time()) + ttl_seconds
         claims = {"k": kind, "i": report_id, "o": principal.org_code, "u": principal.username, "r": principal.role}
         token = self._links.sign_until(claims, exp)

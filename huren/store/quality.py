@@ -40,11 +40,11 @@ def add_rejected(conn: Connection, row: dict[str, Any]) -> int:
 
 
 def list_rejected(
-    conn: Connection, org_code: str | None, *, limit: int = 100, offset: int = 0
+    conn: Connection, org_codes: Sequence[str] | None, *, limit: int = 100, offset: int = 0
 ) -> list[dict[str, Any]]:
     q = select(rejected_submission)
-    if org_code is not None:
-        q = q.where(rejected_submission.c.org_code == org_code)
+    if org_codes is not None:
+        q = q.where(rejected_submission.c.org_code.in_(list(org_codes)))
     q = q.order_by(rejected_submission.c.id.desc()).limit(limit).offset(offset)
     out = []
     for r in conn.execute(q).mappings():

@@ -69,7 +69,11 @@ class PlatformBackend:
         self._c = c
 
     def verify_token(self, token: str) -> Principal:
-        return self._c.auth.verify(token)
+        p = self._c.auth.verify(token)
+        # a page request carries no signature: an institution requiring signed requests may not
+        # open pages with its access token (docs/signed-transport.md)
+        self._c.transport.refuse_unsigned(p, "page")
+        return p
 
     def now_text(self) -> str:
         return self._c.clock.now().strftime("%Y-%m-%d %H:%M:%S")

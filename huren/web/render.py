@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from huren import __version__
 from huren.context import Principal
+from huren.domain import access
 from huren.errors import Forbidden, HurenError, InvalidInput, Problem, Unauthorized
 from huren.web.backend import DoctorBackend
 from huren.web.session import COOKIE, Session, SessionCodec, same
@@ -37,10 +38,11 @@ TEMPLATES = Environment(
     lstrip_blocks=True,
 )
 
-ROLE_NAMES = {"doctor": "医生", "admin": "医院管理员", "hospital": "机构接入账号", "supervisor": "监管人员"}
-#: who may use which side of the pages
-DOCTOR_ROLES = ("doctor", "admin", "hospital")
-SUPERVISION_ROLES = ("admin", "hospital", "supervisor")
+ROLE_NAMES = access.ROLE_NAMES
+#: who may use which side of the pages: the doctor's side is the recognition workflow, the
+#: supervision side the quality views (the one policy, huren.domain.access)
+DOCTOR_ROLES = access.roles_for("recognition.read")
+SUPERVISION_ROLES = access.roles_for("quality.read")
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,6 +150,7 @@ def test_login_page_throttles_wrong_passwords(client: TestClient, container: Con
 def test_password_change_page(client: TestClient, container: Container) -> None:
     csrf = web_login(client, ORG_A)
     old_cookie = client.cookies.get("huren_session")
+    assert 'href="/ui/password"' in client.get("/ui/").text  # reachable from every page
     page = client.get("/ui/password")
     assert page.status_code == 200 and "原密码" in page.text
     form = {"csrf_token": csrf, "old_password": "wrong-password", "new_password": "a-new-password", "new_password2": "a-new-password"}

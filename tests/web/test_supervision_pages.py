@@ -291,7 +291,7 @@ def test_catalog_upload_download_and_mappings(client: TestClient, accounts: None
     # an institution: no catalog import, its own mappings
     csrf = _as(client, ADMIN_A, "/ui/catalog")
     r = client.post("/ui/catalog/upload", data={"csrf_token": csrf}, files={"file": ("c.csv", DEMO_CATALOG, "text/csv")})
-    assert r.status_code == 403 and "只有监管机构" in r.text
+    assert r.status_code == 403 and "无权导入标准项目目录" in r.text
     assert "本机构尚未上传编码对照" in client.get("/ui/catalog").text
     good = "kind,local_code,local_name,std_code\nlab,ALB,白蛋白,250301002\nexam,CT-HEAD,颅脑CT,210300001\n".encode()
     r = client.post("/ui/catalog/mappings/upload", data={"csrf_token": csrf},
