@@ -61,7 +61,9 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         migrate.upgrade(db.engine)
     blobs = BlobStore(settings.blob_dir)
     clock = clock or Clock(settings.timezone)
-    audit = AuditService(db, clock)
+    audit = AuditService(
+        db, clock, read_per_minute=settings.read_rate_per_minute, system_read_per_minute=settings.system_read_rate_per_minute
+    )
     registry = RegistryService(db, blobs, clock, settings.max_pdf_bytes)
     recognition = RecognitionService(db, blobs, clock, audit, registry.reject)
     keys = keyring(settings)  # the one keyring: transport, SOAP and tokens take their keys from it
@@ -79,7 +81,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         audit=audit,
         registry=registry,
         query=QueryService(db, blobs, clock, audit),
-        quality=QualityService(db, blobs, clock),
+        quality=QualityService(db, blobs, clock, audit),
         directory=DirectoryService(db, clock, hasher=auth.hasher, on_change=auth.forget),
         catalog=CatalogService(db, clock, on_change=recognition.invalidate),
         masterdata=MasterDataService(db, clock, audit, registry.reject),
