@@ -32,10 +32,6 @@ class Settings(BaseSettings):
     #: per system account (``hospital``: a HIS or gateway reading for many doctors); 0 = no limit
     read_rate_per_minute: int = Field(default=120, ge=0)
     system_read_rate_per_minute: int = Field(default=0, ge=0)
-    #: reads of patient data per minute and account (doctors, administrators, supervisors), and
-    #: per system account (``hospital``: a HIS or gateway reading for many doctors); 0 = no limit
-    read_rate_per_minute: int = Field(default=120, ge=0)
-    system_read_rate_per_minute: int = Field(default=0, ge=0)
     max_pdf_bytes: int = 20 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
     timezone: str = "Asia/Shanghai"
