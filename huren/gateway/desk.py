@@ -58,19 +58,30 @@ def decision_records(table: str, rows: list[dict[str, str]]) -> list[Record]:
     ]
 
 
-def reminder_record(entry: Entry, visit: Visit, answer: dict[str, Any], at: str) -> Record:
+def reminder_record(entry: Entry, visit: Visit, answer: dict[str, Any], ordered: dict[str, int], at: str) -> Record | None:
     """The reminder a doctor was shown by the gateway (exists-for-order answered from the cache),
-    as the platform logs its own (XC-P4): the ordered and recognizable counts and the items."""
-    items = sorted({f"exam:{m['item_code']}" for m in answer["exammaster"]} | {
-        f"lab:{i['item_code']}" for m in answer["labmaster"] for i in m["item"]
-    })
-    row = {
+    as the platform logs its own (XC-P4): one row per kind with recognizable results shown — the
+    ordered and recognizable counts and the items — and none when nothing recognizable was shown."""
+    shown = {
+        "exam": sorted({str(m["item_code"]) for m in answer["exammaster"]}),
+        "lab": sorted({str(i["item_code"]) for m in answer["labmaster"] for i in m["item"]}),
+    }
+    base = {
         "action": "reminder", "at": at, "id_type_code": entry.id_type_code, "id_no": entry.id_no,
         "event_no": visit.event_no, "dept_code": visit.dept_code, "dept_std_code": visit.dept_std_code,
-        "doc_code": visit.doc_code, "doc_name": visit.doc_name, "item_codes": ",".join(items),
-        "ordered": str(answer["ordered"]), "recognizable": str(answer["recognizable"]),
+        "doc_code": visit.doc_code, "doc_name": visit.doc_name,
     }
-    return Record(kind="reminder", key=f"reminder:{uuid.uuid4().hex}", payload={"reminder_log": [row]}, source=SOURCE)
+    rows = [
+        base | {
+            "item_codes": ",".join(f"{kind}:{c}" for c in codes), "ordered": str(ordered.get(kind, 0)),
+            "recognizable": str(len(codes)), "type": decisions.TYPE_OF_KIND[kind],
+        }
+        for kind, codes in shown.items()
+        if codes
+    ]
+    if not rows:
+        return None
+    return Record(kind="reminder", key=f"reminder:{uuid.uuid4().hex}", payload={"reminder_log": rows}, source=SOURCE)
 
 
 def view_record(kind: str, master: dict[str, Any], at: str) -> Record:
@@ -106,10 +117,14 @@ class DecisionDesk:
         return {"code": "ok", "message": "ok", "rows": len(rows), "queued": len(records)}
 
     def exists(self, entry: Entry, visit: Visit, **order: Any) -> dict[str, Any]:
-        """Exists-for-order answered from ``entry``; the reminder it shows is queued for the
-        platform (a failing outbox fails the question: no reminder goes unrecorded)."""
+        """Exists-for-order answered from ``entry``; the reminder it shows (when it shows
+        recognizable results) is queued for the platform (a failing outbox fails the question:
+        no reminder goes unrecorded)."""
         answer = self.cache.exists(entry, **order)
-        self.enqueue([reminder_record(entry, visit, answer, format_value(self.cache.clock.now()))])
+        ordered = {kind: len(dict.fromkeys(order.get(name) or ())) for kind, name in (("exam", "check"), ("lab", "lab"))}
+        reminder = reminder_record(entry, visit, answer, ordered, format_value(self.cache.clock.now()))
+        if reminder is not None:
+            self.enqueue([reminder])
         return answer
 
     def viewed(self, kind: str, master: dict[str, Any]) -> None:

@@ -90,6 +90,11 @@ def stream(n: int, *, voids: int = 0, resubmits: int = 0, exams: int = 0, seed: 
         elif i < voids + resubmits:
             fixed = json.loads(json.dumps(reg["payload"]))
             fixed["labmaster"]["report_title"] += "（更正）"
+            # a corrected version carries a later last_update_dtime, as the LIS stamps it
+            stamp = datetime.strptime(fixed["labmaster"]["last_update_dtime"], "%Y-%m-%d %H:%M:%S") + timedelta(minutes=30)
+            for row in (fixed["labmaster"], *fixed.get("lab_subitem", [])):
+                if "last_update_dtime" in row:
+                    row["last_update_dtime"] = stamp.strftime("%Y-%m-%d %H:%M:%S")
             later.append(line("lab", fixed))
         if later and (i % 7 == 6 or i == len(regs) - 1):  # the follow-ups come a little later
             out.extend(later)

@@ -79,8 +79,10 @@ def test_decisions_are_kept_and_queued(gateway: Gateway, api_a: Api, container: 
     assert "尚未选择" in refused.text
     # the dialog is a reminder shown from the cache: queued for the platform's reminder log
     assert {rec.kind for rec in gateway.queued} == {"reminder"}
-    [row] = gateway.queued[0].payload["reminder_log"]
-    assert (row["ordered"], row["recognizable"], row["doc_code"]) == ("2", "2", VISIT["doc_code"])
+    rows = gateway.queued[0].payload["reminder_log"]  # one row per kind shown, as the platform logs its own
+    assert [(r["item_codes"], r["ordered"], r["recognizable"], r["doc_code"]) for r in rows] == [
+        (f"exam:{EXAM_CODE}", "1", "1", VISIT["doc_code"]), (f"lab:{LAB_CODE}", "1", "1", VISIT["doc_code"]),
+    ]
     ok = gateway.http.post("/ui/decide", data=form | {"is_accept_0": "1", "is_accept_1": "2", "reason_1": "8"})
     assert ok.status_code == 200, ok.text
     assert "已保存 2 条互认记录" in ok.text

@@ -177,19 +177,23 @@ def test_exists_is_answered_locally_as_the_platform_answers(gateway: Gateway, ap
     nothing = gateway.post("/exists", patient())
     assert nothing.status_code == 422 and CJK.search(nothing.json()["message"])
 
-    # every reminder shown from the cache is queued for the platform's reminder log (XC-P4) ...
+    # every reminder shown from the cache is queued for the platform's reminder log (XC-P4), as the
+    # platform logs its own: one row per kind with recognizable results shown, none when none was
     reminders = [rec for rec in gateway.queued if rec.kind == "reminder"]
-    assert len(reminders) == len(orders) + 1 and len({rec.key for rec in reminders}) == len(reminders)
-    [row] = reminders[0].payload["reminder_log"]
-    assert (row["action"], row["id_no"], row["ordered"], row["recognizable"]) == ("reminder", samples.ID_NO, "4", "2")
-    assert (row["doc_code"], row["event_no"]) == (VISIT["doc_code"], VISIT["event_no"])
-    assert row["item_codes"] == f"exam:{EXAM_CODE},lab:{LAB_CODE}"
+    assert len(reminders) == 4 and len({rec.key for rec in reminders}) == len(reminders)  # orders 0, 1, 4 and 0 again
+    exam_row, lab_row = reminders[0].payload["reminder_log"]
+    assert (exam_row["action"], exam_row["id_no"], exam_row["ordered"], exam_row["recognizable"]) == ("reminder", samples.ID_NO, "1", "1")
+    assert (lab_row["ordered"], lab_row["recognizable"], lab_row["type"]) == ("3", "1", "2")
+    assert (exam_row["doc_code"], exam_row["event_no"]) == (VISIT["doc_code"], VISIT["event_no"])
+    assert (exam_row["item_codes"], lab_row["item_codes"]) == (f"exam:{EXAM_CODE}", f"lab:{LAB_CODE}")
+    rows = [r for rec in reminders for r in rec.payload["reminder_log"]]
+    assert len(rows) == 6
     # ... and is what the platform takes: its statistics count them
     stats = {"by": "all", "org_code": ORG_B[0]}
     shown = api_b.get("/api/v1/statistics/recognition", params=stats).json()["rows"][0]["reminders"]
-    up = api_b.post("/api/v1/reminder-logs", {"reminder_log": [r for rec in reminders for r in rec.payload["reminder_log"]]})
-    assert up.status_code == 200 and up.json()["rows"] == len(reminders), up.text
-    assert api_b.get("/api/v1/statistics/recognition", params=stats).json()["rows"][0]["reminders"] == shown + len(reminders)
+    up = api_b.post("/api/v1/reminder-logs", {"reminder_log": rows})
+    assert up.status_code == 200 and up.json()["rows"] == len(rows), up.text
+    assert api_b.get("/api/v1/statistics/recognition", params=stats).json()["rows"][0]["reminders"] == shown + len(rows)
 
     # time passes at the gateway: the lab result (30 validity days) expires locally, the CT (90) does not
     gateway.cache.ttl_seconds = 10**9
