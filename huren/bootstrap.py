@@ -64,7 +64,10 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
     audit = AuditService(
         db, clock, read_per_minute=settings.read_rate_per_minute, system_read_per_minute=settings.system_read_rate_per_minute
     )
-    registry = RegistryService(db, blobs, clock, settings.max_pdf_bytes)
+    registry = RegistryService(
+        db, blobs, clock, settings.max_pdf_bytes,
+        rejected_keep_bytes=settings.rejected_keep_bytes, rejected_quota_bytes=settings.rejected_quota_bytes,
+    )
     recognition = RecognitionService(db, blobs, clock, audit, registry.reject)
     keys = keyring(settings)  # the one keyring: transport, SOAP and tokens take their keys from it
     secret = keys.token_secret()

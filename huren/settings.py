@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     system_read_rate_per_minute: int = Field(default=0, ge=0)
     max_pdf_bytes: int = 20 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
+    #: rejected submissions: each kept to this many bytes (with the whole's size and SHA-256), and
+    #: at most this many kept bytes per institution; past it only the problems are kept
+    rejected_keep_bytes: int = Field(default=256 * 1024, ge=0)
+    rejected_quota_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
     timezone: str = "Asia/Shanghai"
     #: SM2 ciphertext layout of the SOAP ``strKey`` when raw (DER is always accepted): the
     #: GM/T 0003-2012 order C1C3C2, or the older C1C2C3

@@ -148,40 +148,108 @@ class QualityService:
     def rejected(
         self, principal: Principal, *, org_code: str | None = None, only_open: bool = False, limit: int = 100, offset: int = 0
     ) -> list[dict[str, Any]]:
-        """Rejected submissions, newest first, each with whether it has since been fixed (XC-S2).
+        """One page of rejected submissions, newest first, each with ``fixed`` (XC-S2); see
+        :meth:`rejected_page` for the rule and the counts."""
+        return list(self.rejected_page(principal, org_code=org_code, only_open=only_open, limit=limit, offset=offset)["rows"])
 
-        A rejected report counts as fixed once a report with the same primary key was registered
-        after it (a rejected void: once that report was voided after it; a rejected PDF: once the
-        report got a PDF after it); a rejected upload without a report key (daily counts, master
-        data, accept / quote records) once a later upload of the same kind by the same
-        institution succeeded. Computed when read, so every worker agrees.
+    def rejected_page(
+        self, principal: Principal, *, org_code: str | None = None, only_open: bool = False, limit: int = 100, offset: int = 0
+    ) -> dict[str, Any]:
+        """Rejected submissions, newest first, each with whether it has since been fixed (XC-S2),
+        filtered (``only_open``) before paging, with the counts over every row in scope.
+
+        Fixed means: a rejected report — a report with the same primary key was accepted
+        (registered or replaced) after it; a rejected void — that report was voided after it; a
+        rejected PDF — the report got a PDF after it; a rejected upload without a report key
+        (daily counts, master data, accept / quote records) — a later upload of the same kind by
+        the same institution succeeded. Nothing else fixes it (an upload of another report of
+        the same kind does not). Computed when read, so every worker agrees.
+
+        Returns ``rows`` (the page), ``total`` (rows matching the filter), ``open`` / ``fixed``
+        (over all rows in scope) and ``progress`` (per institution, see :meth:`rectification`).
         """
         scope = self._scope(principal, org_code)
         with self._db.read() as conn:
-            rows = quality.list_rejected(conn, scope, limit=min(limit, 1000), offset=offset)
-            out = [_rejected_out(r) | {"fixed": self._fixed(conn, r)} for r in rows]
-        self._audit.record(principal, "rejected_list", target=f"{len(out)} rejected submissions", read=True)
-        return [r for r in out if not (only_open and r["fixed"])]
+            index = quality.rejected_index(conn, scope)
+            fixed = self._fixed_all(conn, index)
+            chosen = [r for r in index if not (only_open and fixed[r["id"]])]
+            page_ids = [r["id"] for r in chosen[offset : offset + min(limit, 1000)]]
+            full = quality.rejected_by_ids(conn, page_ids)
+        rows = [_rejected_out(full[i]) | {"fixed": fixed[i]} for i in page_ids if i in full]
+        self._audit.record(principal, "rejected_list", target=f"{len(rows)} rejected submissions", read=True)
+        n_fixed = sum(1 for r in index if fixed[r["id"]])
+        return {
+            "rows": rows,
+            "total": len(chosen),
+            "open": len(index) - n_fixed,
+            "fixed": n_fixed,
+            "progress": self._progress(index, fixed),
+        }
 
-    def _fixed(self, conn: Any, r: dict[str, Any]) -> bool:
-        later = LATER_UPLOAD.get(r["kind"])
-        if later is not None:  # no report key: fixed once a later upload of that kind succeeded
-            table, when = later
-            return quality.uploaded_since(conn, table, when, r["org_code"], r["received_at"])
-        key_text = r["report_key"] or ""
-        kind, _, rest = key_text.partition(":")
-        parts = rest.split("|")
-        if kind not in ("lab", "exam") or len(parts) != 5 or not parts[3].isdigit():
-            return False
-        row = reports.find_by_key(conn, kind, (parts[0], parts[1], parts[2], int(parts[3]), parts[4]))
-        if row is None:
-            return False
-        since = r["received_at"]
-        if r["kind"].startswith("void_"):
-            return bool(row["voided"]) and row["voided_at"] is not None and row["voided_at"] >= since
-        if r["kind"] == "pdf":
-            return bool(row["pdf_sha256"]) and row["updated_at"] >= since
-        return not row["voided"] and row["updated_at"] >= since
+    def rectification(self, principal: Principal, *, org_code: str | None = None) -> list[dict[str, Any]]:
+        """Rectification progress per institution in scope (XC-S2): rejected submissions in
+        all, fixed, still open, the oldest open one's time and how many days it has been open."""
+        scope = self._scope(principal, org_code)
+        with self._db.read() as conn:
+            index = quality.rejected_index(conn, scope)
+            fixed = self._fixed_all(conn, index)
+        return self._progress(index, fixed)
+
+    def _progress(self, index: list[dict[str, Any]], fixed: dict[int, bool]) -> list[dict[str, Any]]:
+        today = self._clock.now().date()
+        per: dict[str, dict[str, Any]] = {}
+        for r in index:
+            p = per.setdefault(r["org_code"], {"org_code": r["org_code"], "total": 0, "fixed": 0, "open": 0, "oldest_open_at": None})
+            p["total"] += 1
+            if fixed[r["id"]]:
+                p["fixed"] += 1
+            else:
+                p["open"] += 1
+                if p["oldest_open_at"] is None or r["received_at"] < p["oldest_open_at"]:
+                    p["oldest_open_at"] = r["received_at"]
+        out = []
+        for p in sorted(per.values(), key=lambda p: (-p["open"], p["org_code"])):
+            oldest = p["oldest_open_at"]
+            out.append(p | {
+                "oldest_open_at": format_value(oldest) if oldest else None,
+                "days_open": (today - oldest.date()).days if oldest else 0,
+            })
+        return out
+
+    def _fixed_all(self, conn: Any, index: list[dict[str, Any]]) -> dict[int, bool]:
+        """Whether each rejected submission of ``index`` was fixed since (the rule of :meth:`rejected_page`)."""
+        fixed = dict.fromkeys((r["id"] for r in index), False)
+        keyed: dict[str, list[tuple[dict[str, Any], tuple[str, str, str, int, str]]]] = {"lab": [], "exam": []}
+        latest: dict[tuple[str, str], datetime | None] = {}
+        for r in index:
+            later = LATER_UPLOAD.get(r["kind"])
+            if later is not None:  # no report key: a later upload of that kind
+                table, when = later
+                if (r["org_code"], r["kind"]) not in latest:
+                    latest[(r["org_code"], r["kind"])] = quality.latest_upload(conn, table, when, r["org_code"])
+                last = latest[(r["org_code"], r["kind"])]
+                fixed[r["id"]] = last is not None and last > r["received_at"]
+                continue
+            key = _parse_key(r["report_key"])
+            if key is not None:
+                keyed[key[0]].append((r, key[1]))
+        for kind, items in keyed.items():
+            if not items:
+                continue
+            states = quality.report_states(conn, kind, {k for _, k in items})
+            for r, k in items:
+                st = states.get(k)
+                if st is None:
+                    continue
+                since = r["received_at"]
+                if r["kind"].startswith("void_"):
+                    at = st["voided_at"]
+                elif r["kind"] == "pdf":
+                    at = st["pdf_at"]
+                else:
+                    at = st["registered_at"]
+                fixed[r["id"]] = at is not None and at > since
+        return fixed
 
     def rejected_payload(self, principal: Principal, rejected_id: int) -> bytes:
         access.require(principal, "quality.read")
@@ -196,6 +264,15 @@ class QualityService:
             principal, "rejected_payload", target=f"rejected:{rejected_id} {row['kind']} {row['report_key'] or ''}".rstrip(), read=True
         )
         return data or b""
+
+
+def _parse_key(text: str | None) -> tuple[str, tuple[str, str, str, int, str]] | None:
+    """``lab:org|form|patient|event_type|event_no`` (huren.domain.records.report_key_text)."""
+    kind, _, rest = (text or "").partition(":")
+    parts = rest.split("|")
+    if kind not in ("lab", "exam") or len(parts) != 5 or not parts[3].isdigit():
+        return None
+    return kind, (parts[0], parts[1], parts[2], int(parts[3]), parts[4])
 
 
 def _rejected_out(r: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ submission is kept with its problems (nothing is lost) and listed to its institu
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -73,11 +74,24 @@ class Voided:
 
 
 class RegistryService:
-    def __init__(self, db: Database, blobs: BlobStore, clock: Clock, max_pdf_bytes: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        clock: Clock,
+        max_pdf_bytes: int,
+        *,
+        rejected_keep_bytes: int = 256 * 1024,
+        rejected_quota_bytes: int = 512 * 1024 * 1024,
+    ) -> None:
         self._db = db
         self._blobs = blobs
         self._clock = clock
         self.max_pdf_bytes = max_pdf_bytes
+        #: a rejected submission's bytes are kept up to this many (HUREN_REJECTED_KEEP_BYTES) …
+        self.rejected_keep_bytes = rejected_keep_bytes
+        #: … and an institution's kept bytes up to this many (HUREN_REJECTED_QUOTA_BYTES)
+        self.rejected_quota_bytes = rejected_quota_bytes
 
     def _now(self) -> datetime:
         """The clock's time to the microsecond: whether a submission came after a rejection
@@ -94,11 +108,42 @@ class RegistryService:
         raw: bytes | None,
         report_key: str | None = None,
     ) -> int:
-        """Keep a rejected submission (its exact bytes and its problems); return its id. A caller
-        whose role may not make that submission at all is refused instead (nothing is kept)."""
+        """Keep a rejected submission (its bytes and its problems); return its id. A caller
+        whose role may not make that submission at all is refused instead (nothing is kept).
+
+        Bounded (issue 10 §1.10): at most ``rejected_keep_bytes`` of the bytes are kept, the
+        whole's size and SHA-256 noted beside them; once the institution's kept bytes reach
+        ``rejected_quota_bytes`` only the problems, size and SHA-256 are kept, and the refusal
+        says so (a ``rejected_quota`` problem appended to ``problems`` when it is a list).
+        """
         if kind in access.SUBMISSION_ACTION:
             access.require(principal, access.SUBMISSION_ACTION[kind])
-        sha = self._blobs.put(raw) if raw else None
+        kept_problems = list(problems)
+        sha = None
+        if raw:
+            whole = hashlib.sha256(raw).hexdigest()
+            kept = raw[: self.rejected_keep_bytes]
+            with self._db.read() as conn:
+                used = quality.kept_bytes(conn, principal.org_code, self.rejected_keep_bytes)
+            if used + len(kept) > self.rejected_quota_bytes:
+                full = Problem(
+                    "payload",
+                    "rejected_quota",
+                    f"本机构被拒提交的保存空间已满（上限 {self.rejected_quota_bytes} 字节，已用 {used} 字节）："
+                    f"本次原始内容（{len(raw)} 字节，SHA-256 {whole}）未保存，只记录了问题；请整改后重新提交",
+                )
+                kept_problems.append(full)
+                if isinstance(problems, list):
+                    problems.append(full)
+            else:
+                sha = self._blobs.put(kept)
+                if len(kept) < len(raw):
+                    kept_problems.append(Problem(
+                        "payload",
+                        "kept_prefix",
+                        f"原始内容共 {len(raw)} 字节（SHA-256 {whole}），只保存了前 {len(kept)} 字节",
+                    ))
+        problems = kept_problems
         with self._db.write() as conn:
             return quality.add_rejected(
                 conn,
@@ -176,6 +221,8 @@ class RegistryService:
         access.require(principal, "report.write")
         if kind not in KINDS:
             raise NotFound(f"未知的报告类型：{kind}")
+        if not payloads:
+            raise InvalidInput("缺少 reports 数组", [Problem("reports", "required", "批量注册须带非空的 reports 数组")])
         outcomes = [Outcome() for _ in payloads]
         good: list[tuple[int, Report, str | None, int | None]] = []
 

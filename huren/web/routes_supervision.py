@@ -195,17 +195,18 @@ async def rejected(
     size = 50
     open_only = only_open in ("1", "on", "true")
     c = container(request)
-    rows = await _call(
-        c.quality.rejected, who.principal, org_code=org_code or None, only_open=open_only,
-        limit=size + 1, offset=(page_no - 1) * size,
+    # filtered before paging; the counts and the per-institution progress cover every row in scope
+    res = await _call(
+        c.quality.rejected_page, who.principal, org_code=org_code or None, only_open=open_only,
+        limit=size, offset=(page_no - 1) * size,
     )
-    more = len(rows) > size
-    rows = rows[:size]
+    rows = res["rows"]
+    more = page_no * size < res["total"]
     form = {"org_code": org_code, "only_open": "1" if open_only else ""}
     return page(
         request, who, "supervision/rejected.html", **ctx, form=form, rows=rows, page_no=page_no, more=more,
-        kind_names=KIND_NAMES, channel_names=CHANNEL_NAMES,
-        open_count=sum(1 for r in rows if not r["fixed"]), fixed_count=sum(1 for r in rows if r["fixed"]),
+        kind_names=KIND_NAMES, channel_names=CHANNEL_NAMES, total=res["total"],
+        open_count=res["open"], fixed_count=res["fixed"], progress=res["progress"],
     )
 
 
@@ -254,6 +255,10 @@ async def stats(
         )
         if (date.fromisoformat(res["day_to"]) - date.fromisoformat(res["day_from"])).days >= MAX_DAYS:
             raise invalid("day_from", "range", f"日期范围不能超过 {MAX_DAYS} 天")
+        # a hospital's own results recognized by other institutions (a supervisor: of the one it picked)
+        elsewhere = None if who.principal.is_supervisor and not org_code else await _call(
+            c.recognition.recognized_elsewhere, who.principal, org_code=org_code or None, day_from=d_from, day_to=d_to
+        )
     except InvalidInput as exc:
         return page(request, who, "supervision/stats.html", 422, **ctx, form=form, res=None, group_names=GROUP_NAMES,
                     error=exc.text(), problems=_problems(exc))
@@ -295,7 +300,7 @@ async def stats(
     ))
     return page(
         request, who, "supervision/stats.html", **ctx, form=form, res=res, group=group, group_names=GROUP_NAMES,
-        charts=charts_out, reasons=reason_items, row_label=lambda r: _row_label(r, by),
+        charts=charts_out, reasons=reason_items, row_label=lambda r: _row_label(r, by), elsewhere=elsewhere,
     )
 
 
