@@ -49,7 +49,7 @@ class SoapProfile:
     def __init__(self, c: Container) -> None:
         self.c = c
         self._salt = secrets.token_bytes(32)
-        self._creds: OrderedDict[tuple[str, str, bytes], tuple[Principal, float]] = OrderedDict()
+        self._creds: OrderedDict[tuple[str, str, bytes], tuple[Principal, int | None, float]] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -86,13 +86,16 @@ class SoapProfile:
         now = time.monotonic()
         with self._lock:
             hit = self._creds.get(ck)
-            if hit is not None and hit[1] > now:
+            if hit is not None and hit[2] > now:
                 self._creds.move_to_end(ck)
-        if hit is None or hit[1] <= now:
+        # a cached credential holds while its account's version does (disabled, enabled or a new
+        # password: at once in this process, within the auth service's 60 s elsewhere)
+        if hit is None or hit[2] <= now or hit[1] is None or not self.c.auth.current(cred.org_code, cred.username, hit[1]):
             # throttled per account and address, every failure logged (TooMany → error:…)
             p = self.c.auth.authenticate(cred.org_code, cred.username, cred.password, channel="soap", remote=remote)
+            version = self.c.auth.version_of(cred.org_code, cred.username)
             with self._lock:
-                self._creds[ck] = (p, now + CREDENTIAL_TTL)
+                self._creds[ck] = (p, version, now + CREDENTIAL_TTL)
                 self._creds.move_to_end(ck)
                 while len(self._creds) > CREDENTIAL_CACHE:
                     self._creds.popitem(last=False)

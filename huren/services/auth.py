@@ -189,6 +189,15 @@ class AuthService:
     def current(self, org_code: str, username: str, version: int) -> bool:
         """Whether a token or session of this credential version is still good: the user exists,
         it and its institution are enabled, and the version was not bumped (≤ check_ttl stale)."""
+        state = self._state(org_code, username)
+        return state is not None and state[2] and state[0] == version
+
+    def version_of(self, org_code: str, username: str) -> int | None:
+        """The credential version of an enabled user (≤ check_ttl stale), None otherwise."""
+        state = self._state(org_code, username)
+        return state[0] if state is not None and state[2] else None
+
+    def _state(self, org_code: str, username: str) -> tuple[int, str, bool] | None:
         key = (org_code, username)
         now = time.monotonic()
         with self._lock:
@@ -203,7 +212,7 @@ class AuthService:
                     self._states.popitem(last=False)
         else:
             state = hit[0]
-        return state is not None and state[2] and state[0] == version
+        return state
 
     def forget(self, org_code: str | None = None, username: str | None = None) -> None:
         """Drop cached account states (one user, one institution, or all): called by this

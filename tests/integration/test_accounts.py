@@ -102,11 +102,32 @@ def test_another_process_sees_a_revocation_within_60_seconds(
     assert api_a.get("/api/v1/orgs").status_code == 401
 
 
-def test_soap_credential_cache_at_most_60_seconds_stale(container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_soap_credential_cache_follows_revocation(container: Container) -> None:
+    """A change in this process holds for the SOAP credential cache at once."""
     profile = soap.SoapProfile(container)
     cred = Credential(ORG_A[0], ORG_A[1], "0", ORG_A[4], ORG_A[5])
     assert profile.principal(cred, "10.0.0.1").org_code == ORG_A[0]
+    container.directory.set_user_disabled(ORG_A[0], ORG_A[4], True)
+    with pytest.raises(Unauthorized):
+        profile.principal(cred, "10.0.0.1")
+    container.directory.set_user_disabled(ORG_A[0], ORG_A[4], False)
+    assert profile.principal(cred, "10.0.0.1").org_code == ORG_A[0]
     container.directory.set_password(ORG_A[0], ORG_A[4], "a-new-password")
+    with pytest.raises(Unauthorized):
+        profile.principal(cred, "10.0.0.1")
+
+
+def test_soap_credential_cache_at_most_60_seconds_stale(container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change by another process (a second container on the same database, as the CLI is)."""
+    profile = soap.SoapProfile(container)
+    cred = Credential(ORG_A[0], ORG_A[1], "0", ORG_A[4], ORG_A[5])
+    assert profile.principal(cred, "10.0.0.1").org_code == ORG_A[0]
+    other = build(container.settings, clock=container.clock)
+    try:
+        other.directory.set_password(ORG_A[0], ORG_A[4], "a-new-password")
+    finally:
+        other.close()
+    assert profile.principal(cred, "10.0.0.1").org_code == ORG_A[0]  # still cached here
     assert soap.CREDENTIAL_TTL <= 60
     real = time.monotonic
     monkeypatch.setattr(time, "monotonic", lambda: real() + 60.5)
