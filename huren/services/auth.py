@@ -43,7 +43,7 @@ class PasswordHasher:
         if n < 2 or n & (n - 1):
             raise ValueError("scrypt N must be a power of two, at least 2")
         self.n, self.r, self.p = n, r, p
-        self._dummy = self.hash(secrets.token_urlsafe(16))
+        self._dummy: str | None = None  # made on first use: building a container costs no scrypt
 
     def hash(self, password: str) -> str:
         salt = secrets.token_bytes(16)
@@ -63,8 +63,15 @@ class PasswordHasher:
             return False
         return hmac.compare_digest(got, base64.b64decode(digest))
 
+    def warm(self) -> None:
+        """Make the dummy hash (once), before the first login tells known from unknown users."""
+        if self._dummy is None:
+            self._dummy = self.hash(secrets.token_urlsafe(16))
+
     def waste(self, password: str) -> None:
         """Spend what verifying a real hash costs (an unknown user answers as slowly as a known one)."""
+        self.warm()
+        assert self._dummy is not None
         self.verify(password, self._dummy)
 
 
@@ -124,6 +131,7 @@ class AuthService:
     ) -> Account:
         """Check an institution's credentials: Unauthorized with one message for every wrong
         account or password, TooMany while the account or address is throttled."""
+        self.hasher.warm()
         counted = self.throttle.check(org_code, username, remote, channel)
         with self._db.read() as conn:
             cred = directory.get_credential(conn, org_code, username)
