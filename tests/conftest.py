@@ -29,6 +29,10 @@ from huren.store.database import make_engine
 PG_URL = os.environ.get("HUREN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_ALL = os.environ.get("HUREN_REQUIRE_ALL") == "1"
 SECRET = "test-secret-" + "x" * 32
+#: a cheap scrypt cost for the tests' passwords (production: Settings' default, 2**14); also in the
+#: environment, so servers the tests start as processes and Settings() built in tests hash cheaply
+HASH_N = 2**4
+os.environ.setdefault("HUREN_PASSWORD_HASH_N", str(HASH_N))
 
 ORG_A = ("457759922", "第一人民医院", "650102", "3甲", "his", "password-a")
 ORG_B = ("457759933", "沙依巴克区人民医院", "650103", "2甲", "lis", "password-b")
@@ -48,7 +52,7 @@ def add_fixture_orgs(c: Container) -> None:
 def seed_template(url: str, tmp: Path) -> None:
     """Migrate a template database and add the fixture institutions once (their password hashes are
     the costly part of a test's setup), so each test copies a ready database."""
-    settings = Settings(data_dir=tmp, database_url=url, secret_key=SECRET)
+    settings = Settings(data_dir=tmp, database_url=url, secret_key=SECRET, password_hash_n=HASH_N)
     c = build(settings, clock=Clock(), upgrade=True)
     try:
         add_fixture_orgs(c)
@@ -116,7 +120,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def container(database_url: str, tmp_path: Path) -> Iterator[Container]:
-    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, secret_key=SECRET, max_pdf_bytes=64 * 1024)
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=database_url, secret_key=SECRET, max_pdf_bytes=64 * 1024,
+        password_hash_n=HASH_N,
+    )
     c = build(settings, clock=Clock())
     # the databases of database_url are copies of a template that holds the fixture institutions;
     # a test module that brings a database of its own gets them added here
