@@ -27,6 +27,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+#: A refusal carries back at most MAX_TEXT characters per message and MAX_PROBLEMS problems, so
+#: no input reaches an error body (REST, SOAP, pages) whole: a 200 MB spreadsheet cell once made
+#: a 419 MB error answer. Messages quote input through ``huren.domain.limits.excerpt``; this is
+#: the backstop, in the one place every transport's error form is made from.
+MAX_TEXT = 500
+MAX_PROBLEMS = 200
+
+
+def _cap(text: str, limit: int = MAX_TEXT) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}…（已截断，共{len(text)}个字符）"
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -35,6 +46,12 @@ class Problem:
     field: str
     rule: str
     message: str
+
+    def __post_init__(self) -> None:
+        if len(self.field) > 200 or len(self.message) > MAX_TEXT or len(self.rule) > 64:
+            object.__setattr__(self, "field", _cap(self.field, 200))
+            object.__setattr__(self, "rule", _cap(self.rule, 64))
+            object.__setattr__(self, "message", _cap(self.message))
 
     def as_dict(self) -> dict[str, str]:
         return {"field": self.field, "rule": self.rule, "message": self.message}
@@ -45,9 +62,13 @@ class HurenError(Exception):
     status = 500
 
     def __init__(self, message: str, problems: Sequence[Problem] = (), *, rejected_id: int | None = None) -> None:
+        message = _cap(message)
         super().__init__(message)
         self.message = message
         self.problems = list(problems)
+        if len(self.problems) > MAX_PROBLEMS:
+            more = len(self.problems) - MAX_PROBLEMS
+            self.problems = [*self.problems[:MAX_PROBLEMS], Problem("", "more", f"另有{more}处问题未列出")]
         self.rejected_id = rejected_id
 
     def kept(self, rejected_id: int) -> HurenError:

@@ -124,8 +124,9 @@ async def catalog_import_file(
     request: Request, c: Services, who: Caller, kind: Kind | None = _KIND, filename: str | None = _FILENAME
 ) -> dict[str, Any]:
     data = await read_body(request, c.settings.max_request_bytes)
-    res = await write(
-        c, c.catalog.import_file, data, filename, who, kind=kind, content_type=request.headers.get("content-type")
+    # a spreadsheet is parsed in a worker thread, never on the event loop (bounded: huren.wire.tabular)
+    res = await run_in_threadpool(
+        c.catalog.import_file, data, filename, who, kind=kind, content_type=request.headers.get("content-type")
     )
     return {"code": "ok", "message": "ok"} | res
 
@@ -151,8 +152,8 @@ async def code_map_upload_file(
     request: Request, c: Services, who: Caller, kind: Kind | None = _KIND, filename: str | None = _FILENAME
 ) -> dict[str, Any]:
     data = await read_body(request, c.settings.max_request_bytes)
-    res = await write(
-        c, c.catalog.upload_mapping_file, data, filename, who, kind=kind, content_type=request.headers.get("content-type")
+    res = await run_in_threadpool(  # parsed in a worker thread, as the catalog file
+        c.catalog.upload_mapping_file, data, filename, who, kind=kind, content_type=request.headers.get("content-type")
     )
     return {"code": "ok", "message": "ok"} | res
 

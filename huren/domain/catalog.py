@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from huren.domain.limits import excerpt
 from huren.domain.regions import LEVELS as REGION_LEVELS
 from huren.domain.regions import parse_min_level, parse_scope
 from huren.errors import Problem
@@ -135,7 +136,7 @@ def records_from_table(
             continue
         name = names.get(key)
         if name is None:
-            problems.append(Problem(f"header.{str(raw).strip()}", "unknown_column", f"无法识别的列“{str(raw).strip()}”（第{i + 1}列）"))
+            problems.append(Problem(f"header.{excerpt(str(raw).strip())}", "unknown_column", f"无法识别的列“{excerpt(str(raw).strip())}”（第{i + 1}列）"))
         elif name in index:
             problems.append(Problem(f"header.{name}", "duplicate", f"列“{name}”出现了不止一次（第{index[name] + 1}列与第{i + 1}列）"))
         else:
@@ -172,7 +173,7 @@ def records_from_json(
                 continue
             name = names.get(key)
             if name is None:
-                problems.append(Problem(f"{label}.{k}", "unknown_column", f"无法识别的字段“{k}”"))
+                problems.append(Problem(f"{label}.{excerpt(k)}", "unknown_column", f"无法识别的字段“{excerpt(k)}”"))
             elif name in values:
                 problems.append(Problem(f"{label}.{name}", "duplicate", f"字段“{name}”出现了不止一次"))
             else:
@@ -235,10 +236,10 @@ class _Row:
             return ""
         kind = _KIND_VALUES.get(value.lower())
         if kind is None:
-            self.fail("kind", "dictionary", f"类型（kind）应为 lab（检验）或 exam（检查），而不是“{value}”")
+            self.fail("kind", "dictionary", f"类型（kind）应为 lab（检验）或 exam（检查），而不是“{excerpt(value)}”")
             return ""
         if default is not None and kind != default:
-            self.fail("kind", "consistency", f"类型“{value}”与指定的导入类型“{default}”不一致")
+            self.fail("kind", "consistency", f"类型“{excerpt(value)}”与指定的导入类型“{default}”不一致")
         return kind
 
     def code(self, column: str) -> str:
@@ -313,10 +314,10 @@ def parse_catalog(records: Sequence[Record], *, kind: str | None = None) -> tupl
         days = _days(r)
         flag = _flag(rec.values.get("recognizable"))
         if flag is None:
-            r.fail("recognizable", "dictionary", f"是否互认（recognizable）应为 1/0、是/否 或 true/false，而不是“{text(rec.values.get('recognizable'))}”")
+            r.fail("recognizable", "dictionary", f"是否互认（recognizable）应为 1/0、是/否 或 true/false，而不是“{excerpt(text(rec.values.get('recognizable')))}”")
         level = _level(rec.values.get("min_level"))
         if level is None:
-            r.fail("min_level", "dictionary", f"最低机构等级（min_level）应为 1、2 或 3（一级/二级/三级），而不是“{text(rec.values.get('min_level'))}”")
+            r.fail("min_level", "dictionary", f"最低机构等级（min_level）应为 1、2 或 3（一级/二级/三级），而不是“{excerpt(text(rec.values.get('min_level')))}”")
         scope, bad = parse_scope(text(rec.values.get("region_scope")))
         if bad:
             r.fail(
@@ -333,7 +334,7 @@ def parse_catalog(records: Sequence[Record], *, kind: str | None = None) -> tupl
         if row_kind and code:
             first = seen.get((row_kind, code))
             if first is not None:
-                r.fail("code", "duplicate", f"{KIND_NAMES[row_kind]}项目编码“{code}”与 {first} 重复")
+                r.fail("code", "duplicate", f"{KIND_NAMES[row_kind]}项目编码“{excerpt(code)}”与 {first} 重复")
             else:
                 seen[(row_kind, code)] = rec.label
         if r.ok:
@@ -361,7 +362,7 @@ def _days(r: _Row) -> int | None:
         return None
     days = _int(raw)
     if days is None:
-        r.fail("validity_days", "integer", f"有效天数（validity_days）应为整数，而不是“{text(raw)}”")
+        r.fail("validity_days", "integer", f"有效天数（validity_days）应为整数，而不是“{excerpt(text(raw))}”")
         return None
     if days <= 0:
         r.fail("validity_days", "positive", f"有效天数（validity_days）应为正整数，而不是{days}")
@@ -416,7 +417,7 @@ def parse_mappings(records: Sequence[Record], *, kind: str | None = None) -> tup
         if row_kind and local:
             first = seen.get((row_kind, local))
             if first is not None:
-                r.fail("local_code", "duplicate", f"本地编码“{local}”与 {first} 重复")
+                r.fail("local_code", "duplicate", f"本地编码“{excerpt(local)}”与 {first} 重复")
             else:
                 seen[(row_kind, local)] = rec.label
         if r.ok:

@@ -1,17 +1,23 @@
 """Tables as files: read and write CSV (UTF-8, with or without BOM; GB18030 as Excel saves it in
 China) and Excel .xlsx (openpyxl). A sheet is a header and numbered rows; the number is the one a
-spreadsheet shows (the header is row 1), so problems can name the row a person sees."""
+spreadsheet shows (the header is row 1), so problems can name the row a person sees.
+
+Files come from outside: reading is bounded (rows, columns, characters per cell, and for an
+.xlsx the bytes it unpacks to), and a refusal never echoes more than an excerpt of the file.
+Parsing is CPU work: callers run it off the event loop (a worker thread)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import warnings
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
+from huren.domain.limits import excerpt
 from huren.errors import InvalidInput, Problem
 
 CSV_TYPE = "text/csv"
@@ -20,6 +26,14 @@ MEDIA_TYPES = {"csv": CSV_TYPE, "xlsx": XLSX_TYPE}
 FORMATS = tuple(MEDIA_TYPES)
 #: Rows read at most (a guard against a sheet of a million empty-looking rows).
 MAX_ROWS = 100_000
+#: Characters in one cell at most: Excel's own limit, far above any catalog or master-data field.
+MAX_CELL = 32_767
+#: Cells in one row at most (Excel's 16,384 columns of empty cells would otherwise be read).
+MAX_COLUMNS = 256
+#: Bytes an .xlsx may unpack to, all its members together, and members it may hold: a zip of a
+#: few hundred KB can unpack to gigabytes (one 200 MB cell compresses to 205 KB).
+MAX_UNZIPPED = 64 * 1024 * 1024
+MAX_MEMBERS = 1_000
 
 _ZIP = b"PK\x03\x04"
 _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # the old binary .xls
@@ -85,6 +99,15 @@ def _blank(cells: Sequence[Any]) -> bool:
     return all(c is None or (isinstance(c, str) and not c.strip()) for c in cells)
 
 
+def _check_row(number: int, cells: Sequence[Any]) -> None:
+    """A row within the limits: at most MAX_COLUMNS cells of at most MAX_CELL characters each."""
+    if len(cells) > MAX_COLUMNS:
+        raise _bad("max_columns", f"第{number}行有{len(cells)}列，超过上限{MAX_COLUMNS}列")
+    for i, c in enumerate(cells):
+        if isinstance(c, str) and len(c) > MAX_CELL:
+            raise _bad("max_cell", f"第{number}行第{i + 1}列的单元格有{len(c)}个字符，超过上限{MAX_CELL}个字符")
+
+
 def read_csv(data: bytes) -> Sheet:
     text = _decode(data)
     first = text.split("\n", 1)[0]
@@ -94,21 +117,49 @@ def read_csv(data: bytes) -> Sheet:
         for number, cells in enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), start=1):
             if _blank(cells):
                 continue
+            _check_row(number, cells)
             if sheet is None:
                 sheet = Sheet(list(cells))
                 continue
             if len(sheet.rows) >= MAX_ROWS:
                 raise _bad("max_rows", f"文件超过{MAX_ROWS}行")
             sheet.rows.append((number, list(cells)))
-    except csv.Error as exc:
-        raise _bad("format", f"CSV 格式错误：{exc}") from None
+    except csv.Error as exc:  # the csv module's own field limit (128 KB) is one: said without the field
+        raise _bad("format", f"CSV 格式错误：{excerpt(str(exc), 80)}") from None
     return sheet or Sheet([])
+
+
+def check_zip(data: bytes) -> None:
+    """Refuse an .xlsx whose members unpack to more than MAX_UNZIPPED bytes, by their declared
+    sizes first (cheap), then by what they really unpack to, read in chunks and stopped at the
+    limit (a member may declare less than it holds: zipfile stops at the declared size and the
+    checksum then fails, which is refused too)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            members = z.infolist()
+            if len(members) > MAX_MEMBERS:
+                raise _bad("max_members", f"文件内含{len(members)}个部件，超过上限{MAX_MEMBERS}个")
+            declared = sum(m.file_size for m in members)
+            if declared > MAX_UNZIPPED:
+                raise _bad("max_unzipped", f"文件解压后有{declared}字节，超过上限{MAX_UNZIPPED}字节")
+            total = 0
+            for m in members:
+                with z.open(m) as f:
+                    while chunk := f.read(1 << 20):
+                        total += len(chunk)
+                        if total > MAX_UNZIPPED:
+                            raise _bad("max_unzipped", f"文件解压后超过上限{MAX_UNZIPPED}字节")
+    except InvalidInput:
+        raise
+    except Exception as exc:  # a damaged zip, a bad checksum, an unsupported compression
+        raise _bad("format", f"文件不是有效的 .xlsx 文件（{exc.__class__.__name__}）") from None
 
 
 def read_xlsx(data: bytes) -> Sheet:
     """The first worksheet of an .xlsx (values, not formulas)."""
     from openpyxl import load_workbook
 
+    check_zip(data)
     sheet: Sheet | None = None
     try:
         with warnings.catch_warnings():
@@ -118,11 +169,14 @@ def read_xlsx(data: bytes) -> Sheet:
                 if not wb.worksheets:
                     return Sheet([])
                 for number, values in enumerate(wb.worksheets[0].iter_rows(values_only=True), start=1):
+                    if number > 2 * MAX_ROWS:  # blank rows count too: a sheet can declare a million
+                        raise _bad("max_rows", f"文件超过{MAX_ROWS}行")
                     cells = list(values)
                     while cells and cells[-1] is None:
                         cells.pop()
                     if _blank(cells):
                         continue
+                    _check_row(number, cells)
                     if sheet is None:
                         sheet = Sheet(cells)
                         continue
