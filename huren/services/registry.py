@@ -241,8 +241,12 @@ class RegistryService:
                 outcomes[i].rejected_id = self.reject(principal, kind, channel, error.problems, raw, key)
                 continue
             assert report is not None
-            sha = self._blobs.put(report.pdf) if report.pdf is not None else None
-            good.append((i, report, sha, len(report.pdf) if report.pdf is not None else None))
+            good.append((i, report, None, len(report.pdf) if report.pdf is not None else None))
+        # the PDFs on disk (fsynced, together) before the transaction that names them commits
+        pdfs = [(n, r.pdf) for n, (_, r, _, _) in enumerate(good) if r.pdf is not None]
+        for (n, _), sha in zip(pdfs, self._blobs.put_many([pdf for _, pdf in pdfs]), strict=True):
+            i, report, _, size = good[n]
+            good[n] = (i, report, sha, size)
         if good:
             now = self._now()
             with self._db.write() as conn:

@@ -60,3 +60,27 @@ def test_sqlite_commits_are_synced(tmp_path: Path) -> None:
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     finally:
         engine.dispose()
+
+
+def test_put_many_syncs_every_file_and_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[tuple[str, int]] = []
+    real = os.fsync
+
+    def record(fd: int) -> None:
+        st = os.fstat(fd)
+        synced.append(("dir" if stat.S_ISDIR(st.st_mode) else "file", st.st_ino))
+        real(fd)
+
+    store = BlobStore(tmp_path / "blobs")
+    before = store.put(b"already there")
+    monkeypatch.setattr(os, "fsync", record)
+    datas = [b"one", b"two", b"one", b"already there", b"three"]
+    digests = store.put_many(datas)
+    assert digests[3] == before and digests[0] == digests[2]
+    assert [store.get(d) for d in digests] == datas
+    for d in set(digests) - {before}:
+        path = tmp_path / "blobs" / d[:2] / d[2:4] / d
+        assert ("file", os.stat(path).st_ino) in synced
+        assert ("dir", os.stat(path.parent).st_ino) in synced and ("dir", os.stat(path.parent.parent).st_ino) in synced
+    assert sum(1 for kind, _ in synced if kind == "file") == 3  # each new blob once, the existing one not
+    assert not [p for p in tmp_path.rglob(".tmp-*")]
