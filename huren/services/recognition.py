@@ -33,6 +33,7 @@ from huren.domain.regions import split_scope
 from huren.domain.records import format_value, to_text
 from huren.domain.validation import canonical_id, check_identity, check_record
 from huren.errors import Forbidden, InvalidInput, NotFound, Problem
+from huren.services import access
 from huren.services.audit import AuditService
 from huren.services.payloads import dump
 from huren.store import audit as audit_store
@@ -181,6 +182,7 @@ class RecognitionService:
         """The patient's recent exam items and lab reports at every institution, newest first;
         ★ (recognition 1) on recognizable exam items, and on lab reports with at least one
         recognizable sub-item."""
+        access.require(principal, "recognition.read")
         id_no = self._check_patient(id_type, id_no)
         since = self._window(days)
         with self._db.read() as conn:
@@ -235,6 +237,7 @@ class RecognitionService:
     ) -> dict[str, list[dict[str, Any]]]:
         """Full masters and items of the patient's reports holding at least one recognizable
         item; ``expired_time`` on the recognizable items only (for the hospital's preload cache)."""
+        access.require(principal, "recognition.read")
         id_no = self._check_patient(id_type, id_no)
         since = self._window(days)
         out: dict[str, list[dict[str, Any]]] = {"exammaster": [], "labmaster": []}
@@ -295,6 +298,7 @@ class RecognitionService:
         """Which of the ordered exam items (``check``) and lab sub-items (``lab``) have a
         recognizable recent result, grouped by report. Codes may be the institution's local
         codes: mapped ones are translated, unmapped ones are listed, never guessed."""
+        access.require(principal, "recognition.read")
         id_no = self._check_patient(id_type, id_no)
         if not check and not lab:
             raise InvalidInput("没有所开项目", [Problem("check", "required", "检查项目（check）与检验子项（lab）不能同时为空")])
@@ -385,6 +389,7 @@ class RecognitionService:
     # -- GetLabInfo / GetExamInfo (XJ-1.4.2.4 / 1.4.2.5) and HZ-17 ----------------------------
     def accepted_reports(self, principal: Principal, kind: str, id_type: str, id_no: str, event_no: str = "") -> list[dict[str, Any]]:
         """Full reports this institution accepted for the patient (this visit, if given), for citing."""
+        access.require(principal, "recognition.read")
         id_no = self._check_patient(id_type, id_no)
         with self._db.read() as conn:
             ids = rstore.accepted_report_ids(conn, principal.org_code, kind, id_type, id_no, event_no or None)
@@ -402,6 +407,7 @@ class RecognitionService:
 
     def accepted_pdf(self, principal: Principal, kind: str, report_id: int) -> bytes:
         """An accepted report's PDF (HZ-17): only for an institution that accepted the report."""
+        access.require(principal, "recognition.read")
         with self._db.read() as conn:
             if not rstore.accepted_codes(conn, principal.org_code, kind, report_id):
                 raise Forbidden("只能下载本机构已采纳互认的报告PDF")
@@ -423,6 +429,7 @@ class RecognitionService:
     ) -> int:
         """Store accept (``table="accept"``) or quote records; all or nothing. Each must name a
         registered report of that patient and an item of it; a rejection needs a reason."""
+        access.require(principal, "decision.write")
         now = self._clock.now()
         with self._db.read() as conn:
 
@@ -448,13 +455,15 @@ class RecognitionService:
         return len(records)
 
     def records(self, principal: Principal, table: str, *, org_code: str | None = None, since: datetime | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        """Accept or quote records: an institution sees its own, a supervisor any institution's."""
-        if org_code and org_code != principal.org_code and not principal.is_supervisor:
-            raise Forbidden("只能查看本机构的互认与引用记录")
-        scope = org_code or (None if principal.is_supervisor else principal.org_code)
+        """Accept or quote records: an institution sees its own, a supervisor those of its region."""
+        access.require(principal, "records.read")
         _, spec = RECORD_NODES[table]
         with self._db.read() as conn:
+            scope = access.org_scope(conn, principal, "records.read", org_code)
             rows = rstore.list_records(conn, table, scope, since=since, limit=min(limit, 1000))
+        # the records name patients: a read for the access log (one row per record, §1.9)
+        entries = [(r["id_type_code"], r["id_no"], f"{table}:{r['id']}") for r in rows] or [(None, None, f"{table}: 0 records")]
+        self._audit.record_many(principal, f"list_{table}_records", entries, read=True)
         return [
             {"id": r["id"], "org_code": r["org_code"], "report_kind": r["report_kind"], "report_id": r["report_id"]}
             | to_text(r, spec)
@@ -467,6 +476,7 @@ class RecognitionService:
 
     # -- XC-P4: reminder and view records uploaded by hospitals ------------------------------
     def upload_logs(self, payload: Any, principal: Principal, *, channel: str = "rest", raw: bytes | None = None) -> int:
+        access.require(principal, "decision.write")
         rows = payload.get("reminder_log") if isinstance(payload, dict) else None
         problems: list[Problem] = []
         out = []

@@ -169,12 +169,12 @@ def citations(conn: Connection, kind: str, report_id: int) -> list[dict[str, Any
 
 
 def list_records(
-    conn: Connection, table_name: str, org_code: str | None, *, since: datetime | None = None, limit: int = 200
+    conn: Connection, table_name: str, org_codes: Sequence[str] | None, *, since: datetime | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
     table = accept_record if table_name == "accept" else quote_record
     q = select(table)
-    if org_code is not None:
-        q = q.where(table.c.org_code == org_code)
+    if org_codes is not None:
+        q = q.where(table.c.org_code.in_(list(org_codes)))
     if since is not None:
         q = q.where(table.c.record_time >= since)
     return [dict(r) for r in conn.execute(q.order_by(table.c.id.desc()).limit(limit)).mappings()]
