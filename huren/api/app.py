@@ -17,6 +17,7 @@ from huren.api import (
     rest_catalog,
     rest_directory,
     rest_masterdata,
+    rest_org_reports,
     rest_quality,
     rest_query,
     rest_recognition,
@@ -27,6 +28,7 @@ from huren.api import (
 from huren.api.responses import Json
 from huren.api.signing import SignedTransport
 from huren.services.container import Container
+from huren.web import landing
 
 DESCRIPTION = """
 huren（互认）检查检验结果互认共享平台 REST 接口。
@@ -71,11 +73,12 @@ def create_app(container: Container) -> FastAPI:
         rest_recognition.router.routes,
         rest_reports.router.routes,
         soap.router.routes,  # /Myhealth: the Xinjiang SOAP profile (WSDL at /Myhealth?wsdl)
-        *(m.router.routes for m in (rest_directory, rest_query, rest_quality, rest_catalog, rest_masterdata, rest_transport)),
+        *(m.router.routes for m in (rest_directory, rest_query, rest_quality, rest_catalog, rest_masterdata, rest_transport, rest_org_reports)),
     ):
         app.router.routes.extend(routes)
 
     web.install(app, container)  # the pages under /ui (login, doctor side, supervision side)
+    app.router.routes.extend(landing.router.routes)  # "/": the way to the pages and the API docs
 
     @app.get("/healthz", summary="健康检查", include_in_schema=False)
     async def healthz() -> dict[str, Any]:

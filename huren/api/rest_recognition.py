@@ -121,3 +121,20 @@ async def statistics(
 ) -> dict[str, Any]:
     res = await run_in_threadpool(lambda: c.statistics.recognition(who, by=by, day_from=day_from, day_to=day_to, org_code=org_code))
     return {"code": "ok"} | res
+
+
+@router.get(
+    "/statistics/recognized-elsewhere",
+    **op(["BJ-1.3", "BJ-1.4", "XC-P4"], "本机构的检查检验结果被外院互认（采纳 / 不采纳）的次数：合计、按检查 / 检验、按采纳机构"),
+)
+async def recognized_elsewhere(
+    c: Services,
+    who: Caller,
+    day_from: Day | None = Query(None, description="开始日期 YYYY-MM-DD，默认结束日期前29天"),
+    day_to: Day | None = Query(None, description="结束日期（含），默认今天"),
+    org_code: str | None = Query(None, description="结果所属机构编码，默认本机构（监管用户可查辖区内机构）"),
+) -> dict[str, Any]:
+    res = await run_in_threadpool(
+        lambda: c.recognition.recognized_elsewhere(who, org_code=org_code, day_from=day_from, day_to=day_to)
+    )
+    return {"code": "ok"} | res

@@ -72,7 +72,6 @@ ACTIONS: dict[str, Action] = {
         # -- reads of patient data --------------------------------------------------------------
         Action("report.read", "查看患者的检查检验报告", _grants(_CLINIC, ALL, supervisor=REGION)),
         Action("recognition.read", "互认查询（近期记录、可互认明细、开单互认校验、已采纳报告）", _grants(_CLINIC, ALL)),
-        Action("report.list", "按医疗机构编码查询报告列表", _grants(_INSTITUTION, OWN, supervisor=REGION)),
         Action("history.read", "查看报告的历史版本", _grants(_CLINIC, OWN, supervisor=REGION)),
         Action("report.list", "按机构查询报告列表", _grants(_INSTITUTION, OWN, supervisor=REGION)),
         Action("directory.read", "查看机构的科室、人员、患者、仪器、质控目录", _grants(_CLINIC, OWN, supervisor=REGION)),

@@ -60,3 +60,44 @@ def check_decisions(table: str, payload: Any, locate: Locate) -> tuple[list[dict
             continue
         records.append(rec)
     return records, problems
+
+
+def mark_decided(
+    exams: list[dict[str, Any]], labs: list[dict[str, Any]], recorded: list[dict[str, Any]]
+) -> set[tuple[str, str]]:
+    """HZ-16: an exists-for-order answer that knows the decisions already recorded for the visit.
+
+    ``exams`` (exam masters with ``item_code``) and ``labs`` (lab masters with ``item``) are the
+    answer's recognizable entries; ``recorded`` the visit's accept records (``type``,
+    ``hr_org_code``, ``hr_report_form_no``, ``code``, ``is_accept``, ``reason``, ``record_time``),
+    oldest first. Each entry decided for the visit gains ``decision`` = {``is_accept``,
+    ``reason``, ``record_time``} (the latest one recorded). Returns the (kind, code) pairs with
+    at least one entry still undecided: what the doctor is still to be asked about.
+    """
+    latest: dict[tuple[str, str, str, str], dict[str, str]] = {}
+    for r in recorded:
+        kind = KIND_OF_TYPE.get(str(r.get("type") or ""))
+        if kind is None:
+            continue
+        key = (kind, str(r["hr_org_code"]), str(r["hr_report_form_no"]), str(r["code"]))
+        when: Any = r.get("record_time")
+        latest[key] = {
+            "is_accept": str(r["is_accept"]),
+            "reason": str(r.get("reason") or ""),
+            "record_time": when.strftime("%Y-%m-%d %H:%M:%S") if hasattr(when, "strftime") else str(when or ""),
+        }
+    pending: set[tuple[str, str]] = set()
+
+    def mark(kind: str, org: str, form_no: str, entry: dict[str, Any]) -> None:
+        decision = latest.get((kind, org, form_no, str(entry["item_code"])))
+        if decision is None:
+            pending.add((kind, str(entry["item_code"])))
+        else:
+            entry["decision"] = dict(decision)
+
+    for m in exams:
+        mark("exam", str(m["org_code"]), str(m["report_form_no"]), m)
+    for m in labs:
+        for item in m["item"]:
+            mark("lab", str(m["org_code"]), str(m["report_form_no"]), item)
+    return pending

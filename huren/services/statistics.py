@@ -53,7 +53,10 @@ class StatisticsService:
                 for code, n in sorted(r["rejected_by_reason"].items(), key=lambda kv: (-kv[1], kv[0]))
             ]
             rows.append(r)
-        total = {k: sum(r[k] for r in rows) for k in ("reminders", "recognizable", "views", "accepted", "rejected", "cited")}
+        counted = ("reminders", "recognizable", "views", "accepted", "rejected", "cited")
+        total: dict[str, Any] = {k: sum(r[k] for r in rows) for k in counted}
+        # 检查 / 检验 split (reminders, decisions and citations each carry their kind)
+        total["by_kind"] = {kind: {k: sum(r["by_kind"][kind][k] for r in rows) for k in counted} for kind in ("exam", "lab")}
         decided = total["accepted"] + total["rejected"]
         total["recognition_rate"] = round(total["accepted"] / decided, 4) if decided else None
         total["tests_avoided"] = total["accepted"]

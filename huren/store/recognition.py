@@ -204,19 +204,28 @@ def _group(table: Any, by: str, time_col: Any) -> Any:
 def statistics(
     conn: Connection, by: str, org_codes: Sequence[str] | None, start: datetime, end: datetime
 ) -> dict[str, dict[str, Any]]:
-    """Counts per group key: reminders shown, recognizable found, accepted, rejected (by reason), cited.
+    """Counts per group key: reminders shown, recognizable found, accepted, rejected (by reason), cited;
+    the same counts split by kind under ``by_kind`` (exam 检查 / lab 检验).
 
     ``by``: org | dept | day | item | all. Reminders carry no item, so grouped by item they are
     counted under the empty key only through ``all``.
     """
     out: dict[str, dict[str, Any]] = {}
 
+    def counts() -> dict[str, int]:
+        return {"reminders": 0, "recognizable": 0, "views": 0, "accepted": 0, "rejected": 0, "cited": 0}
+
     def row(key: Any) -> dict[str, Any]:
         k = "" if key is None else str(key)
         return out.setdefault(
             k,
-            {"key": k, "reminders": 0, "recognizable": 0, "views": 0, "accepted": 0, "rejected": 0, "rejected_by_reason": {}, "cited": 0},
+            {"key": k, **counts(), "rejected_by_reason": {}, "by_kind": {"exam": counts(), "lab": counts()}},
         )
+
+    def add(r: dict[str, Any], kind: Any, what: str, n: int) -> None:
+        r[what] += n
+        if kind in r["by_kind"]:
+            r["by_kind"][kind][what] += n
 
     def scoped(table: Any, time_col: Any, q: Any) -> Any:
         q = q.where(time_col >= start, time_col < end)
@@ -229,42 +238,77 @@ def statistics(
         q = scoped(
             reminder_log,
             reminder_log.c.at,
-            select(g.label("k"), reminder_log.c.action, func.count(), func.coalesce(func.sum(reminder_log.c.recognizable), 0))
-            .group_by(g, reminder_log.c.action),
+            select(
+                g.label("k"), reminder_log.c.action, reminder_log.c.kind, func.count(),
+                func.coalesce(func.sum(reminder_log.c.recognizable), 0),
+            ).group_by(g, reminder_log.c.action, reminder_log.c.kind),
         )
-        for k, action, n, rec in conn.execute(q):
+        for k, action, kind, n, rec in conn.execute(q):
             r = row(k)
             if action == "view":
-                r["views"] += int(n)
+                add(r, kind, "views", int(n))
             else:
-                r["reminders"] += int(n)
-                r["recognizable"] += int(rec)
+                add(r, kind, "reminders", int(n))
+                add(r, kind, "recognizable", int(rec))
     ga = accept_record.c.code if by == "item" else _group(accept_record, by, accept_record.c.record_time)
     q = scoped(
         accept_record,
         accept_record.c.record_time,
-        select(ga.label("k"), accept_record.c.is_accept, accept_record.c.reason, func.count()).group_by(
-            ga, accept_record.c.is_accept, accept_record.c.reason
+        select(ga.label("k"), accept_record.c.report_kind, accept_record.c.is_accept, accept_record.c.reason, func.count()).group_by(
+            ga, accept_record.c.report_kind, accept_record.c.is_accept, accept_record.c.reason
         ),
     )
-    for k, is_accept, reason, n in conn.execute(q):
+    for k, kind, is_accept, reason, n in conn.execute(q):
         r = row(k)
         if is_accept == "1":
-            r["accepted"] += int(n)
+            add(r, kind, "accepted", int(n))
         else:
-            r["rejected"] += int(n)
+            add(r, kind, "rejected", int(n))
             key = reason or ""
             r["rejected_by_reason"][key] = r["rejected_by_reason"].get(key, 0) + int(n)
     gq = quote_record.c.code if by == "item" else _group(quote_record, by, quote_record.c.record_time)
-    q = scoped(quote_record, quote_record.c.record_time, select(gq.label("k"), func.count()).group_by(gq))
-    for k, n in conn.execute(q):
-        row(k)["cited"] += int(n)
+    q = scoped(
+        quote_record, quote_record.c.record_time,
+        select(gq.label("k"), quote_record.c.report_kind, func.count()).group_by(gq, quote_record.c.report_kind),
+    )
+    for k, kind, n in conn.execute(q):
+        add(row(k), kind, "cited", int(n))
     for r in out.values():
         decided = r["accepted"] + r["rejected"]
         r["recognition_rate"] = round(r["accepted"] / decided, 4) if decided else None
         r["tests_avoided"] = r["accepted"]
     return out
 
+
+def visit_decisions(conn: Connection, org_code: str, id_type_code: str, id_no: str, event_no: str) -> list[dict[str, Any]]:
+    """The accept / reject records an institution stored for one visit of a patient, oldest first
+    (indexed: id_type_code, id_no, new_event_no)."""
+    q = (
+        select(
+            accept_record.c.type, accept_record.c.hr_org_code, accept_record.c.hr_report_form_no, accept_record.c.code,
+            accept_record.c.is_accept, accept_record.c.reason, accept_record.c.record_time,
+        )
+        .where(
+            accept_record.c.id_type_code == id_type_code,
+            accept_record.c.id_no == id_no,
+            accept_record.c.new_event_no == event_no,
+            accept_record.c.org_code == org_code,
+        )
+        .order_by(accept_record.c.record_time, accept_record.c.id)
+    )
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def recognized_elsewhere(conn: Connection, org_code: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Decisions other institutions recorded on this institution's results in [start, end):
+    counts per deciding institution, kind and verdict."""
+    a = accept_record
+    q = (
+        select(a.c.org_code, a.c.report_kind, a.c.is_accept, func.count().label("n"))
+        .where(a.c.hr_org_code == org_code, a.c.org_code != org_code, a.c.record_time >= start, a.c.record_time < end)
+        .group_by(a.c.org_code, a.c.report_kind, a.c.is_accept)
+    )
+    return [dict(r) for r in conn.execute(q).mappings()]
 
 
 def find_report(conn: Connection, kind: str, org_code: str, report_form_no: str, id_type_code: str, id_no: str) -> int | None:

@@ -16,13 +16,13 @@ from functools import partial
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from huren.domain import dictionaries
 from huren.domain.decisions import KIND_OF_TYPE, TYPE_OF_KIND
-from huren.errors import InvalidInput
-from huren.web.render import DOCTOR_ROLES, MENU, Caller, backend, caller, form_caller, invalid, page
+from huren.errors import HurenError, InvalidInput
+from huren.web.render import DOCTOR_ROLES, MENU, Caller, LoginRequired, backend, caller, form_caller, invalid, page
 
 router = APIRouter(include_in_schema=False)
 T = TypeVar("T")
@@ -42,7 +42,7 @@ VISIT_LABELS = {
 #: what one row of the decision dialog carries (hidden, as JSON) from the GET to the POST
 ROW_KEYS = (
     "type", "hr_org_code", "hr_report_form_no", "code", "name", "org_name", "dtime", "pacs_url", "report_id",
-    "result", "unit", "ref", "flag",
+    "result", "unit", "ref", "flag", "done", "done_reason", "done_at",
 )
 KINDS = {"lab": "检验", "exam": "检查"}
 EMBED_ROLES = tuple(dict.fromkeys(r for m in MENU if m.path == "/ui/embed" for r in m.roles))
@@ -180,10 +180,16 @@ async def panel(request: Request, who: Annotated[Caller, Depends(caller)]) -> Re
 
 
 # -- 5. the decision dialog ----------------------------------------------------------------------
+def _done(entry: dict[str, Any]) -> dict[str, str]:
+    """The decision already recorded for this visit (HZ-16), if the answer carries one."""
+    d = entry.get("decision") or {}
+    return {"done": str(d.get("is_accept") or ""), "done_reason": str(d.get("reason") or ""), "done_at": str(d.get("record_time") or "")}
+
+
 def _rows(answer: dict[str, Any]) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = []
     for m in answer["exammaster"]:
-        rows.append({
+        rows.append(_done(m) | {
             "type": TYPE_OF_KIND["exam"], "hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "code": m["item_code"],
             "name": m["item_name"], "org_name": m["org_name"], "dtime": m["dtime"], "pacs_url": m.get("pacs_url") or "",
             "report_id": str(m["report_id"]), "result": m.get("conclusion") or "", "unit": "", "ref": "", "flag": "",
@@ -191,7 +197,7 @@ def _rows(answer: dict[str, Any]) -> list[dict[str, str]]:
     for m in answer["labmaster"]:
         for i in m["item"]:
             lo, hi = i.get("lower_value") or "", i.get("upper_value") or ""
-            rows.append({
+            rows.append(_done(i) | {
                 "type": TYPE_OF_KIND["lab"], "hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "code": i["item_code"],
                 "name": i["item_name"], "org_name": m["org_name"], "dtime": m["dtime"], "pacs_url": "",
                 "report_id": str(m["report_id"]), "result": str(i.get("result_value") or ""), "unit": i.get("result_unit") or "",
@@ -211,6 +217,7 @@ def _dialog(
         exam_rows=[(i, r) for i, r in enumerate(rows) if r["type"] == TYPE_OF_KIND["exam"]],
         lab_rows=[(i, r) for i, r in enumerate(rows) if r["type"] == TYPE_OF_KIND["lab"]],
         visit=visit, missing=_missing_visit(visit), given=given, decided=decided or {}, errors=errors or [],
+        pending=sum(1 for r in rows if not r.get("done")),
         unmapped=unmapped or [], reasons=dictionaries.load("REJECT_REASON"), visit_labels=VISIT_LABELS,
         event_types=dictionaries.load("STD_EVENT_TYPE"), std_depts=dictionaries.load("STD_DEPT"),
     )
@@ -285,6 +292,8 @@ async def decide_save(request: Request) -> Response:
     decided: dict[int, tuple[str, str]] = {}
     errors: list[str] = []
     for i, r in enumerate(rows):
+        if r["done"]:  # decided for this visit already (HZ-16): shown, not sent again
+            continue
         acc = str(form.get(f"is_accept_{i}") or "")
         reason = str(form.get(f"reason_{i}") or "") if acc == "2" else ""
         decided[i] = (acc, reason)
@@ -305,14 +314,31 @@ async def decide_save(request: Request) -> Response:
     records = [
         _record(r, visit, id_type, id_no, when) | {"is_accept": decided[i][0], "reason": decided[i][1]}
         for i, r in enumerate(rows)
+        if i in decided
     ]
+    if not records:
+        return again(["这些项目本次就诊均已记录互认结果，无需再次保存"])
     try:
         n = await _call(backend(request).submit, "accept", {"sehr_accept_record": records}, who.principal)
     except InvalidInput as exc:
         return again([exc.text(), *(p.message for p in exc.problems)])
-    saved = [(r, decided[i]) for i, r in enumerate(rows)]
+    saved = [(r, decided[i]) for i, r in enumerate(rows) if i in decided]
     return page(request, who, "doctor/decided.html", title="互认记录已保存", n=n, saved=saved, reasons=reasons,
                 back=who.url("/ui/panel", id_type_code=id_type, id_no=id_no, **given))
+
+
+@router.get("/ui/alive")
+async def alive(request: Request) -> Response:
+    """Whether the page's token or session is still valid (200, with the session's current form
+    token) or not (401), asked by the decision dialog before it sends the doctor's choices: an
+    expired login keeps them on the page, and after a new login the form carries the new session's
+    form token. Same-origin scripts only can read the answer (no CORS)."""
+    headers = {"Cache-Control": "no-store"}
+    try:
+        who = await caller(request)
+    except (LoginRequired, HurenError):
+        return JSONResponse({"alive": False}, 401, headers=headers)
+    return JSONResponse({"alive": True, "csrf": who.csrf or ""}, headers=headers)
 
 
 # -- 6. the report view, its PDF and citing --------------------------------------------------------

@@ -4,6 +4,7 @@ one-line script embedding on a HIS page."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -191,3 +192,70 @@ def test_script_tag_embedding(demo_server: Server, context: Any) -> None:
     shot(page, "doctor-script-embed")
     dialog.get_by_text("关闭").click()
     assert page.locator('div[role="dialog"]').count() == 0
+
+
+def test_decision_dialog_never_fails_silently(demo_server: Server, context: Any) -> None:
+    """Issue 10 §2.7: without the visit number the dialog does not say "可以保存"; a refusal by the
+    server stays shown and focused while the doctor changes the form; an expired login keeps the
+    doctor's choices, says 登录已超时, and after a new login the same click saves them."""
+    base = demo_server.base_url
+    doctor = account(demo_server, "doctor", 0)
+    his = account(demo_server, "hospital", 0)
+    with httpx2.Client(base_url=base, timeout=20.0) as http:
+        his_token = _token(http, his)
+        p = _pick(http, his_token, his["org_code"])
+    page = context.new_page()
+    login(page, demo_server, doctor, "/ui/doctor")
+    order = [("id_type_code", p["id_type"]), ("id_no", p["id_no"])] + [("check", c) for c in p["check"]] + [("lab", c) for c in p["lab"]]
+    page.goto(f"{base}/ui/decide?{urlencode(order)}")  # the HIS passed no event_no
+    n = page.locator("tr[data-row]").count()
+    assert n >= 2
+    rows = [json.loads(v) for v in page.evaluate("Array.from(document.querySelectorAll('input[name=row]')).map(e => e.value)")]
+    # one decision record per prior report and standard code (sub-items may share a code)
+    keys = {(r["hr_org_code"], r["hr_report_form_no"], r["code"]) for r in rows}
+    save = page.locator("#decide-save")
+    for i in range(n):
+        page.check(f'input[name="is_accept_{i}"][value="1"]')
+    assert save.is_disabled(), "every row decided but no visit number: not ready"
+    hint = page.inner_text("#decide-hint")
+    assert "请填写就诊流水号" in hint and "可以保存" not in hint
+    page.fill('input[name="event_no"]', "MZSILENT01")
+    assert save.is_enabled() and "已全部选择，可以保存" in page.inner_text("#decide-hint")
+    shot(page, "doctor-decide-visit-ready")
+
+    # the server refuses (a reason code it does not know, slipped past the page): shown, focused, kept shown
+    page.check('input[name="is_accept_0"][value="2"]')
+    page.evaluate("""() => { const s = document.querySelector('select[name="reason_0"]');
+                             s.add(new Option("99. 伪造的理由", "99")); s.value = "99";
+                             s.dispatchEvent(new Event('change', {bubbles: true})); }""")
+    save.click()
+    page.wait_for_selector("#decide-errors")
+    assert "请选择不互认理由" in page.inner_text("#decide-errors")
+    assert page.evaluate("document.activeElement && document.activeElement.id") == "decide-errors"
+    page.check('input[name="is_accept_0"][value="1"]')
+    assert page.locator("#decide-errors").is_visible(), "the refusal stays until the form is sent again"
+    shot(page, "doctor-decide-refusal-kept")
+
+    # the session ends (idle timeout, logout elsewhere): the choices stay, the page says so
+    context.clear_cookies()
+    assert save.is_enabled()
+    save.click()
+    alert = page.locator("#decide-alert")
+    alert.wait_for(state="visible")
+    assert "登录已超时" in alert.inner_text() and "选择已保留" in alert.inner_text()
+    assert page.evaluate("document.activeElement && document.activeElement.id") == "decide-alert"
+    assert "/ui/decide" in page.url
+    assert all(page.is_checked(f'input[name="is_accept_{i}"][value="1"]') for i in range(n))
+    assert page.input_value('input[name="event_no"]') == "MZSILENT01"
+    shot(page, "doctor-decide-login-expired")
+
+    # a new login in another window; back on the dialog the same click saves the kept choices
+    again = context.new_page()
+    login(again, demo_server, doctor, "/ui/doctor")
+    again.close()
+    save.click()
+    page.wait_for_selector("#decided-ok")
+    assert f"已保存 {n} 条互认记录" in page.inner_text("#decided-ok")
+    with httpx2.Client(base_url=base, timeout=20.0) as http:
+        r = http.get("/api/v1/recognition/accept", headers={"Authorization": f"Bearer {his_token}"})
+    assert {(x["hr_org_code"], x["hr_report_form_no"], x["code"]) for x in r.json()["records"] if x["new_event_no"] == "MZSILENT01"} == keys

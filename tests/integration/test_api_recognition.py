@@ -34,6 +34,13 @@ def recent_lab(c: Container, days_ago: int = 1, **master: str) -> dict[str, Any]
     return p
 
 
+def _newer(p: dict[str, Any], at: str) -> dict[str, Any]:
+    """A resubmission: the same report with a later last_update_dtime (same day, time ``at``)."""
+    for row in [p["labmaster"], *p["lab_subitem"]]:
+        row["last_update_dtime"] = row["last_update_dtime"][:11] + at
+    return p
+
+
 def recent_exam(c: Container, days_ago: int = 1) -> dict[str, Any]:
     day = (c.clock.now() - timedelta(days=days_ago)).date().isoformat()
     p = _shift(samples.exam(), "2024-05-11", day)
@@ -122,7 +129,9 @@ def test_exists_for_order_with_local_codes(api_a: Api, api_b: Api, container: Co
     assert (body["ordered"], body["recognizable"]) == (4, 2)
     with container.db.read() as conn:
         stats = rstore.statistics(conn, "org", [ORG_B[0]], container.clock.now() - timedelta(days=1), container.clock.now() + timedelta(days=1))
-    assert stats[ORG_B[0]]["reminders"] == 1 and stats[ORG_B[0]]["recognizable"] == 2
+    # one reminder per kind shown (seed 002 §1.3.2.3: 检查和检验各操作一次)
+    assert stats[ORG_B[0]]["reminders"] == 2 and stats[ORG_B[0]]["recognizable"] == 2
+    assert {k: (v["reminders"], v["recognizable"]) for k, v in stats[ORG_B[0]]["by_kind"].items()} == {"exam": (1, 1), "lab": (1, 1)}
     assert api_b.post("/api/v1/recognition/exists", patient()).status_code == 422  # nothing ordered
     # a question carries a prescription, not a catalog: more than 200 ordered items is refused
     too_many = api_b.post("/api/v1/recognition/exists", patient(lab=[f"L{i}" for i in range(201)]))
@@ -147,10 +156,10 @@ def test_exists_honours_the_rule(api_a: Api, api_b: Api, container: Container, c
     # resubmitted with recognition 0: the newest version counts
     p = recent_lab(container, days_ago=29)
     p["lab_subitem"][1]["recognition"] = "0"
-    api_a.post("/api/v1/lab-reports", p)
+    assert api_a.post("/api/v1/lab-reports", _newer(p, "09:30:00")).status_code == 200
     assert found() == 0
     p["lab_subitem"][1]["recognition"] = "1"
-    api_a.post("/api/v1/lab-reports", p)
+    assert api_a.post("/api/v1/lab-reports", _newer(p, "09:31:00")).status_code == 200
     assert found() == 1
     # the item must sit at an institution of at least the catalog's level
     with container.db.write() as conn:
@@ -258,7 +267,8 @@ def test_reminder_logs_and_statistics(api_a: Api, api_b: Api, api_sup: Api, cont
     stats = api_b.get("/api/v1/statistics/recognition", params={"by": "org", "day_from": day, "day_to": day}).json()
     [row] = stats["rows"]
     assert row["key"] == ORG_B[0] and row["name"] == ORG_B[1]
-    assert (row["reminders"], row["recognizable"], row["accepted"], row["rejected"], row["cited"]) == (2, 3, 1, 1, 1)
+    # the platform's exists answer showed one exam and one lab result (two reminders), the hospital uploaded one
+    assert (row["reminders"], row["recognizable"], row["accepted"], row["rejected"], row["cited"]) == (3, 3, 1, 1, 1)
     assert row["views"] == 1  # the uploaded view record; a platform view adds one more:
     assert api_b.get(f"/api/v1/lab-reports/{lab_id}").status_code == 200
     again = api_b.get("/api/v1/statistics/recognition", params={"by": "org", "day_from": day, "day_to": day}).json()
@@ -283,3 +293,153 @@ def test_a_resent_decision_is_not_doubled(api_a: Api, api_b: Api, container: Con
     later = {"sehr_accept_record": [decision(LAB_CODE, "14437173", "2", "2", "1", record_time="2026-11-20 13:25:00")]}
     assert api_b.post("/api/v1/recognition/accept", later).status_code == 200  # a new decision is kept
     assert len(api_b.get("/api/v1/recognition/accept").json()["records"]) == 2
+
+
+# -- issue 10 §2: reminders, the search window, decisions known to HZ-16, inpatients ----------------
+def _reminders(c: Container, org: str = ORG_B[0]) -> dict[str, Any]:
+    now = c.clock.now()
+    with c.db.read() as conn:
+        stats = rstore.statistics(conn, "org", [org], now - timedelta(days=1), now + timedelta(days=1))
+    return stats.get(org, {"reminders": 0, "views": 0, "by_kind": {"exam": {"reminders": 0}, "lab": {"reminders": 0}}})
+
+
+def test_a_reminder_is_recognizable_results_shown_for_an_order(api_a: Api, api_b: Api, container: Container, catalog: None) -> None:
+    """XC-P4: the recent list (widget, panel), the preload detail and an order with nothing
+    recognizable are not reminders; an order shown recognizable results is, once per kind shown;
+    a report opened is a view, counted apart."""
+    lab_id = api_a.post("/api/v1/lab-reports", recent_lab(container)).json()["report_id"]
+    api_a.post("/api/v1/exam-reports", recent_exam(container))
+    for _ in range(3):  # the widget, the panel, the lookup page all ask for the recent list
+        assert api_b.post("/api/v1/recognition/recent", patient() | VISIT).status_code == 200
+    assert api_b.post("/api/v1/recognition/detail", patient() | VISIT).status_code == 200
+    assert api_b.post("/api/v1/recognition/exists", patient(lab=["250301001"]) | VISIT).json()["recognizable"] == 0
+    assert _reminders(container)["reminders"] == 0
+    assert api_b.post("/api/v1/recognition/exists", patient(lab=[LAB_CODE]) | VISIT).json()["recognizable"] == 1
+    r = _reminders(container)
+    assert (r["reminders"], r["by_kind"]["lab"]["reminders"], r["by_kind"]["exam"]["reminders"]) == (1, 1, 0)
+    assert api_b.get(f"/api/v1/lab-reports/{lab_id}").status_code == 200
+    r = _reminders(container)
+    assert (r["reminders"], r["views"], r["by_kind"]["lab"]["views"]) == (1, 1, 1)
+    # the access log still records every read of the patient's data
+    with container.db.read() as conn:
+        from sqlalchemy import select
+
+        from huren.store.tables import access_log
+
+        actions = [a for (a,) in conn.execute(select(access_log.c.action).where(access_log.c.org_code == ORG_B[0]))]
+    assert actions.count("recognition_recent") == 3 and actions.count("recognition_detail") == 1
+    assert actions.count("recognition_exists") == 2
+
+
+def test_statistics_split_exam_and_lab(api_a: Api, api_b: Api, container: Container, catalog: None) -> None:
+    api_a.post("/api/v1/lab-reports", recent_lab(container))
+    api_a.post("/api/v1/exam-reports", recent_exam(container))
+    api_b.post("/api/v1/recognition/exists", patient(check=[EXAM_CODE], lab=[LAB_CODE]))
+    now = container.clock.now().strftime("%Y-%m-%d %H:%M:%S")
+    records = [decision(LAB_CODE, "14437173", "2", "1", record_time=now), decision(EXAM_CODE, "71468573", "1", "2", "4", record_time=now)]
+    assert api_b.post("/api/v1/recognition/accept", {"sehr_accept_record": records}).status_code == 200
+    # a hospital's reminder naming both kinds counts once for each, as the platform's own
+    logs = {"reminder_log": [{"action": "reminder", "at": now, "id_no": samples.ID_NO, "id_type_code": "01",
+                              "item_codes": f"exam:{EXAM_CODE},lab:{LAB_CODE}", "ordered": "2", "recognizable": "2"}]}
+    assert api_b.post("/api/v1/reminder-logs", logs).json()["rows"] == 1
+    day = container.clock.now().date().isoformat()
+    stats = api_b.get("/api/v1/statistics/recognition", params={"by": "org", "day_from": day, "day_to": day}).json()
+    kinds = stats["rows"][0]["by_kind"]
+    assert (kinds["exam"]["reminders"], kinds["exam"]["accepted"], kinds["exam"]["rejected"]) == (2, 0, 1)
+    assert (kinds["lab"]["reminders"], kinds["lab"]["accepted"], kinds["lab"]["rejected"]) == (2, 1, 0)
+    assert stats["total"]["by_kind"]["lab"]["accepted"] == 1 and stats["total"]["reminders"] == 4
+
+
+def test_each_hospital_sees_its_results_recognized_elsewhere(
+    api_a: Api, api_b: Api, api_sup: Api, container: Container, catalog: None
+) -> None:
+    api_a.post("/api/v1/lab-reports", recent_lab(container))
+    api_a.post("/api/v1/exam-reports", recent_exam(container))
+    now = container.clock.now().strftime("%Y-%m-%d %H:%M:%S")
+    records = [decision(LAB_CODE, "14437173", "2", "1", record_time=now), decision(EXAM_CODE, "71468573", "1", "2", "4", record_time=now)]
+    assert api_b.post("/api/v1/recognition/accept", {"sehr_accept_record": records}).status_code == 200
+    mine = api_a.get("/api/v1/statistics/recognized-elsewhere")
+    assert mine.status_code == 200, mine.text
+    body = mine.json()
+    assert (body["org_code"], body["total"]) == (ORG_A[0], {"accepted": 1, "rejected": 1})
+    assert {k["kind"]: (k["accepted"], k["rejected"]) for k in body["by_kind"]} == {"exam": (0, 1), "lab": (1, 0)}
+    assert [(o["org_code"], o["org_name"], o["accepted"]) for o in body["by_org"]] == [(ORG_B[0], ORG_B[1], 1)]
+    # B's own results were recognized nowhere; B may not look at A's
+    assert api_b.get("/api/v1/statistics/recognized-elsewhere").json()["total"] == {"accepted": 0, "rejected": 0}
+    assert api_b.get("/api/v1/statistics/recognized-elsewhere", params={"org_code": ORG_A[0]}).status_code == 403
+    sup = api_sup.get("/api/v1/statistics/recognized-elsewhere", params={"org_code": ORG_A[0]})
+    assert sup.status_code == 200 and sup.json()["total"]["accepted"] == 1
+
+
+def test_search_window_covers_the_longest_validity(api_a: Api, api_b: Api, container: Container, catalog: None) -> None:
+    """A result still valid by the catalog (180 days) but older than the 90-day list window is
+    offered by exists, detail and recent (★); an old one not recognizable stays out of the list."""
+    with container.db.write() as conn:
+        catalog_store.upsert_items(conn, [{"kind": "exam", "code": EXAM_CODE, "name": "CT平扫+三维重建", "unit": "",
+                                           "recognizable": True, "validity_days": 180, "min_level": 2, "region_scope": "",
+                                           "source_note": ""}], now=container.clock.now())
+    container.recognition.invalidate()
+    assert api_a.post("/api/v1/exam-reports", recent_exam(container, days_ago=120)).status_code == 200
+    old_lab = recent_lab(container, days_ago=120, report_form_no="OLD-LAB")  # lab validity is 30 days: long expired
+    assert api_a.post("/api/v1/lab-reports", old_lab).status_code == 200
+    body = api_b.post("/api/v1/recognition/exists", patient(check=[EXAM_CODE], lab=[LAB_CODE])).json()
+    assert [e["item_code"] for e in body["exammaster"]] == [EXAM_CODE] and body["labmaster"] == []
+    assert len(api_b.post("/api/v1/recognition/detail", patient()).json()["exammaster"]) == 1
+    recent = api_b.post("/api/v1/recognition/recent", patient(days=90)).json()["item"]
+    assert [(i["type"], i["recognition"]) for i in recent] == [("check", "1")]
+    # past the longest validity in force it is not offered
+    with container.db.write() as conn:
+        catalog_store.upsert_items(conn, [{"kind": "exam", "code": EXAM_CODE, "name": "CT平扫+三维重建", "unit": "",
+                                           "recognizable": True, "validity_days": 100, "min_level": 2, "region_scope": "",
+                                           "source_note": ""}], now=container.clock.now())
+    container.recognition.invalidate()
+    assert api_b.post("/api/v1/recognition/exists", patient(check=[EXAM_CODE])).json()["exammaster"] == []
+    assert api_b.post("/api/v1/recognition/recent", patient(days=90)).json()["item"] == []
+
+
+def test_exists_knows_the_decisions_recorded_for_the_visit(api_a: Api, api_b: Api, container: Container, catalog: None) -> None:
+    """HZ-16: items already decided for this visit come back with the decision, and are no new reminder."""
+    api_a.post("/api/v1/lab-reports", recent_lab(container))
+    api_a.post("/api/v1/exam-reports", recent_exam(container))
+    order = patient(check=[EXAM_CODE], lab=[LAB_CODE]) | VISIT
+    first = api_b.post("/api/v1/recognition/exists", order).json()
+    assert "decision" not in first["exammaster"][0] and "decision" not in first["labmaster"][0]["item"][0]
+    assert _reminders(container)["reminders"] == 2
+    records = [decision(LAB_CODE, "14437173", "2", "2", "4", record_time="2026-11-20 13:00:00"),
+               decision(LAB_CODE, "14437173", "2", "1", record_time="2026-11-20 13:19:04")]  # changed its mind
+    assert api_b.post("/api/v1/recognition/accept", {"sehr_accept_record": records}).status_code == 200
+    again = api_b.post("/api/v1/recognition/exists", order).json()
+    assert again["labmaster"][0]["item"][0]["decision"] == {"is_accept": "1", "reason": "", "record_time": "2026-11-20 13:19:04"}
+    assert "decision" not in again["exammaster"][0]  # the exam item is still to be decided
+    r = _reminders(container)
+    assert (r["reminders"], r["by_kind"]["lab"]["reminders"], r["by_kind"]["exam"]["reminders"]) == (3, 1, 2)
+    # another visit, or another institution, knows nothing of these decisions
+    other = api_b.post("/api/v1/recognition/exists", order | {"event_no": "OTHER-VISIT"}).json()
+    assert "decision" not in other["labmaster"][0]["item"][0]
+    by_a = api_a.post("/api/v1/recognition/exists", order).json()
+    assert "decision" not in by_a["labmaster"][0]["item"][0]
+
+
+def test_inpatient_visit_through_exists_and_accept(api_a: Api, api_b: Api, container: Container, catalog: None) -> None:
+    """STD_EVENT_TYPE 2 is 住院 (3 is 体检): an inpatient report offered to an inpatient visit,
+    accepted for it, and cited back for that visit."""
+    from huren.domain import dictionaries
+
+    assert dictionaries.load("STD_EVENT_TYPE")["2"] == "住院" and dictionaries.load("STD_EVENT_TYPE")["3"] == "体检"
+    inpatient = recent_lab(container, event_type="2", event_no="ZY-2026-0042")
+    for item in inpatient["lab_subitem"]:
+        item["event_no"] = "ZY-2026-0042"
+    r = api_a.post("/api/v1/lab-reports", inpatient)
+    assert r.status_code == 200, r.text
+    ward = VISIT | {"event_no": "ZY-B-7781", "dept_name": "心内科病区"}
+    body = api_b.post("/api/v1/recognition/exists", patient(lab=[LAB_CODE]) | ward).json()
+    [lab] = body["labmaster"]
+    assert (lab["event_type"], lab["event_no"]) == ("2", "ZY-2026-0042")
+    rec = decision(LAB_CODE, lab["report_form_no"], "2", "1", new_event_no="ZY-B-7781", new_event_type="2")
+    assert api_b.post("/api/v1/recognition/accept", {"sehr_accept_record": [rec]}).status_code == 200
+    [stored] = api_b.get("/api/v1/recognition/accept").json()["records"]
+    assert (stored["new_event_type"], stored["new_event_no"]) == ("2", "ZY-B-7781")
+    cited = api_b.post("/api/v1/recognition/lab-reports", patient(event_no="ZY-B-7781")).json()["labmaster"]
+    assert [c["report_form_no"] for c in cited] == [lab["report_form_no"]]
+    again = api_b.post("/api/v1/recognition/exists", patient(lab=[LAB_CODE]) | ward).json()
+    assert again["labmaster"][0]["item"][0]["decision"]["is_accept"] == "1"

@@ -333,3 +333,55 @@ def test_embed_notes_use_the_platform_url(client: TestClient, world: dict[str, A
     assert "7200" in r.text and "data-id-no" in r.text
     js = client.get("/ui/static/widget.js")
     assert js.status_code == 200 and "huren:open-panel" in js.text
+
+
+def test_the_first_url_is_a_landing_page(client: TestClient) -> None:
+    """`make run` prints http://127.0.0.1:8000/: it leads to the pages and the API docs, not a JSON 404."""
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), r.text[:200]
+    for path in ("/ui/login", "/ui/doctor", "/ui/embed", "/docs", "/Myhealth?wsdl"):
+        assert f'href="{path}"' in r.text, path
+    assert client.get("/docs").status_code == 200
+    assert client.get("/ui/login").status_code == 200
+
+
+# -- issue 10 §2.4 / §2.7 ----------------------------------------------------------------------------
+def test_decide_shows_what_this_visit_already_decided(client: TestClient, api_b: Api, world: dict[str, Any]) -> None:
+    """HZ-16 in the dialog: rows decided for this visit show the decision and are not asked
+    (nor sent) again; another visit is asked afresh."""
+    html = _decide(client, world["token"])
+    data = _form(html, world["token"], {0: ("2", "5"), 1: ("1", ""), 2: ("1", "")}, event_no="MZ-SEEN")
+    assert client.post("/ui/decide", data=data).status_code == 200
+    again = client.get("/ui/decide", params=q(world["token"], event_no="MZ-SEEN", check=[EXAM_CODE], lab=[TP, ALB]))
+    assert again.status_code == 200
+    assert again.text.count("本次就诊已记录") == 3 and 'id="all-decided"' in again.text
+    assert "本次就诊已记录：不互认（认为原检查诊断结果有疑的）" in unescape(again.text)
+    assert 'name="is_accept_0"' not in again.text  # nothing to choose
+    resent = client.post("/ui/decide", data=_form(again.text, world["token"], {}, event_no="MZ-SEEN"))
+    assert resent.status_code == 422 and "均已记录互认结果" in resent.text
+    assert len(_accepts(api_b)) == 3  # not doubled
+    other = client.get("/ui/decide", params=q(world["token"], event_no="MZ-OTHER", check=[EXAM_CODE], lab=[TP, ALB])).text
+    assert "本次就诊已记录" not in other and 'name="is_accept_2"' in other
+
+
+def test_visit_fields_take_part_in_the_ready_check(client: TestClient, world: dict[str, Any]) -> None:
+    """The dialog's script counts the visit fields the HIS did not pass (data-visit), and the
+    refusal box is focusable, so the page never says "可以保存" when the server would refuse."""
+    html = _decide(client, world["token"])
+    assert re.search(r'name="event_no" value="" maxlength="128" placeholder="请填写就诊流水号" data-visit="就诊流水号" required', html)
+    assert 'id="decide-alert" tabindex="-1" hidden' in html
+    refused = client.post("/ui/decide", data=_form(html, world["token"], {0: ("1", ""), 1: ("1", ""), 2: ("1", "")}))
+    assert refused.status_code == 422 and 'id="decide-errors" tabindex="-1"' in refused.text
+    js = client.get("/ui/static/doctor.js").text
+    assert "errs.hidden = ready" not in js and "[data-visit]" in js and "登录已超时" in js
+
+
+def test_alive_tells_the_dialog_whether_the_login_holds(client: TestClient, container: Container, world: dict[str, Any]) -> None:
+    assert client.get("/ui/alive", params={"token": world["token"]}).json() == {"alive": True, "csrf": ""}
+    assert client.get("/ui/alive", params={"token": "not-a-token"}).status_code == 401
+    client.cookies.clear()
+    assert client.get("/ui/alive", follow_redirects=False).status_code == 401  # no session: no redirect either
+    csrf = web_login(client, DOCTOR, next_url="/ui/doctor")
+    assert client.get("/ui/alive").json() == {"alive": True, "csrf": csrf}
+    container.clock.offset += 7 * 86400  # past any session's lifetime
+    assert client.get("/ui/alive", follow_redirects=False).status_code == 401

@@ -47,14 +47,53 @@
     refresh();
   }
 
-  // -- decision dialog: every row decided, every rejection with a reason -----------------------
+  // -- decision dialog: every row decided, every rejection with a reason, the visit filled in;
+  // a refusal (the server's or ours) always shown and focused; an expired login keeps the choices
   var form = document.getElementById("decide-form");
   if (form) {
     var save = document.getElementById("decide-save");
     var hint = document.getElementById("decide-hint");
-    var rows = form.querySelectorAll("tr[data-row]");
+    var alertBox = document.getElementById("decide-alert");
+    var serverErrors = document.getElementById("decide-errors");
+    var rows = form.querySelectorAll("tr[data-row]:not([data-done])");
+    var visitFields = form.querySelectorAll("[data-visit]");
+    // the choices survive a reload or a new login in this tab; the key names the rows, not the patient
+    var key = (function () {
+      var text = "";
+      form.querySelectorAll('input[name="row"]').forEach(function (r) { text += r.value; });
+      var h = 5381;
+      for (var k = 0; k < text.length; k++) { h = ((h * 33) ^ text.charCodeAt(k)) >>> 0; }
+      return "huren-decide:" + h.toString(36);
+    })();
+    var fields = function () {
+      return form.querySelectorAll('input[type="radio"][name^="is_accept_"], select[name^="reason_"], [data-visit]');
+    };
+    var persist = function () {
+      var kept = {};
+      fields().forEach(function (el) {
+        if (el.type === "radio") { if (el.checked) kept[el.name] = el.value; }
+        else if (el.value) kept[el.name] = el.value;
+      });
+      try { window.sessionStorage.setItem(key, JSON.stringify(kept)); } catch (e) { /* storage off: the page keeps them */ }
+    };
+    var restore = function () {
+      var kept = null;
+      try { kept = JSON.parse(window.sessionStorage.getItem(key) || "null"); } catch (e) { kept = null; }
+      if (!kept || serverErrors) return; // a refused form comes back with the server's copy of the choices
+      fields().forEach(function (el) {
+        if (!(el.name in kept)) return;
+        if (el.type === "radio") el.checked = el.value === kept[el.name];
+        else if (!el.value) el.value = kept[el.name];
+      });
+    };
+    var show = function (html) {
+      alertBox.innerHTML = html;
+      alertBox.hidden = false;
+      alertBox.focus();
+      alertBox.scrollIntoView({ block: "nearest" });
+    };
     var check = function () {
-      var open = 0, noReason = 0;
+      var open = 0, noReason = 0, missing = [];
       rows.forEach(function (tr) {
         var i = tr.dataset.row;
         var picked = form.querySelector('input[name="is_accept_' + i + '"]:checked');
@@ -66,17 +105,58 @@
         else if (!done) noReason += 1;
         tr.classList.toggle("undecided", !done);
       });
-      var ready = open === 0 && noReason === 0;
+      visitFields.forEach(function (el) {
+        var empty = !el.value.trim();
+        el.classList.toggle("undecided", empty);
+        if (empty) missing.push(el.dataset.visit);
+      });
+      var ready = rows.length > 0 && open === 0 && noReason === 0 && missing.length === 0;
       save.disabled = !ready;
       var parts = [];
       if (open) parts.push("还有 " + open + " 项未选择是否互认");
       if (noReason) parts.push(noReason + " 项不互认未选择理由");
+      if (missing.length) parts.push("请填写" + missing.join("、"));
       hint.textContent = ready ? "已全部选择，可以保存" : parts.join("，");
       hint.classList.toggle("done", ready);
-      var errs = document.getElementById("decide-errors");
-      if (errs) errs.hidden = ready; // the server's refusal no longer applies
+      // the server's refusal stays on the page until the form is sent again
     };
-    form.addEventListener("change", check);
+    restore();
+    form.addEventListener("change", function () { check(); persist(); });
+    form.addEventListener("input", function () { check(); persist(); });
+    form.addEventListener("submit", function (ev) {
+      if (form.dataset.alive === "1") return;
+      ev.preventDefault();
+      persist();
+      var token = form.querySelector('input[name="token"]');
+      var url = "/ui/alive" + (token ? "?token=" + encodeURIComponent(token.value) : "");
+      var kept = "本页的选择已保留。";
+      fetch(url, { credentials: "same-origin", cache: "no-store", redirect: "manual" }).then(function (r) {
+        if (r.status === 200) {
+          return r.json().then(function (state) {
+            var csrf = form.querySelector('input[name="csrf_token"]');
+            if (csrf && state.csrf) csrf.value = state.csrf; // logged in again: the new session's form token
+            try { window.sessionStorage.removeItem(key); } catch (e) { /* nothing kept */ }
+            form.dataset.alive = "1";
+            save.disabled = true;
+            hint.textContent = "正在保存…";
+            form.submit();
+          });
+        } else if (r.status === 401 || r.type === "opaqueredirect") {
+          if (form.dataset.session === "1") {
+            var next = encodeURIComponent(window.location.pathname + window.location.search);
+            show("<strong>登录已超时，未能保存。</strong>" + kept + '请<a href="/ui/login?next=' + next +
+              '" target="_blank" rel="noopener">在新窗口重新登录</a>后，回到本页再点“确认并保存”。');
+          } else {
+            show("<strong>登录已超时，未能保存。</strong>" + kept + "请从 HIS 重新打开本页面，已做的选择会自动恢复。");
+          }
+        } else {
+          show("<strong>未能确认登录状态（" + r.status + "），未能保存。</strong>" + kept + "请稍后重试。");
+        }
+      }, function () {
+        show("<strong>无法连接平台，未能保存。</strong>" + kept + "请检查网络后重试。");
+      });
+    });
     check();
+    if (serverErrors) { serverErrors.focus(); serverErrors.scrollIntoView({ block: "nearest" }); }
   }
 })();

@@ -1,0 +1,123 @@
+"""What every room of the recognition engine reads: the catalog rules and the institutions
+(cached), the patient check, the report links and the full-report shape for citing.
+
+Shared by the answers (``services/recognition.py``) and the decisions
+(``services/decisions.py``); nothing here writes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_SUBITEM, LABMASTER
+from huren.domain.recognition import CatalogRule
+from huren.domain.records import format_value, to_text
+from huren.domain.regions import split_scope
+from huren.domain.validation import canonical_id, check_identity
+from huren.errors import InvalidInput, Problem
+from huren.store import recognition as rstore
+from huren.store import reports
+from huren.store.database import Database
+
+
+def report_url(kind: str, report_id: int) -> str:
+    return f"/api/v1/{kind}-reports/{report_id}"
+
+
+def pdf_url(kind: str, report_id: int) -> str:
+    return f"/api/v1/recognition/{kind}-reports/{report_id}/pdf"
+
+
+def check_patient(id_type: str, id_no: str) -> str:
+    """The canonical ID number, or InvalidInput."""
+    problems: list[Problem] = []
+    if not id_no:
+        problems.append(Problem("id_no", "required", "身份证件号码不能为空"))
+    check_identity(id_type, id_no, "id_no", problems)
+    if problems:
+        raise InvalidInput("患者身份证件无效", problems)
+    return canonical_id(id_type, id_no) or id_no
+
+
+@dataclass(slots=True)
+class Reference:
+    """One snapshot of the catalog rules and the institutions."""
+
+    at: float = 0.0
+    rules: dict[tuple[str, str], CatalogRule] = field(default_factory=dict)
+    orgs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def org_name(self, code: str) -> str:
+        return str(self.orgs.get(code, {}).get("name", ""))
+
+    def longest_validity(self) -> int:
+        """The longest validity (days) of a recognizable catalog item: how far back a result
+        can still be recognizable, so how far back the answers must search."""
+        return max((r.validity_days for r in self.rules.values() if r.recognizable), default=0)
+
+
+class ReferenceCache:
+    """The catalog rules and institutions, re-read at most every ``seconds``."""
+
+    def __init__(self, db: Database, seconds: float = 30.0) -> None:
+        self._db = db
+        self._seconds = seconds
+        self._ref = Reference()
+        self._lock = threading.Lock()
+
+    def invalidate(self) -> None:
+        """Forget cached catalog and institutions (other processes refresh within the cache time)."""
+        with self._lock:
+            self._ref = Reference()
+
+    def get(self) -> Reference:
+        ref = self._ref
+        if time.monotonic() - ref.at < self._seconds and ref.at:
+            return ref
+        with self._db.read() as conn:
+            rows = rstore.catalog(conn)
+            orgs = rstore.orgs(conn)
+        rules = {
+            (r["kind"], r["code"]): CatalogRule(
+                r["kind"], r["code"], r["name"], bool(r["recognizable"]), int(r["validity_days"]),
+                int(r["min_level"]), split_scope(r["region_scope"] or ""),
+            )
+            for r in rows
+        }
+        fresh = Reference(time.monotonic(), rules, orgs)
+        with self._lock:
+            self._ref = fresh
+        return fresh
+
+
+def full_reports(
+    conn: Any, ref: Reference, kind: str, report_ids: Sequence[int], expiry: dict[int, dict[str, str]] | None = None
+) -> list[dict[str, Any]]:
+    """Masters with their items (seed 002 §1.3.2.2 / §1.4.2.4-5 shape); ``expired_time`` on the
+    items named in ``expiry``."""
+    mspec, ispec = (LABMASTER, LAB_SUBITEM) if kind == "lab" else (EXAMMASTER, EXAM_SUBITEM)
+    items = reports.get_items(conn, kind, report_ids)
+    code_key = "class_code" if kind == "lab" else "exam_item_code"
+    out = []
+    for rid in report_ids:
+        m = reports.get_master(conn, kind, rid)
+        if m is None:
+            continue
+        exp = (expiry or {}).get(rid, {})
+        out.append(
+            {
+                "report_id": rid,
+                "org_name": ref.org_name(m["org_code"]),
+                # seed 002 §1.4.2.4/5 answers carry the institution's region and the upload time
+                "area_code": str(ref.orgs.get(m["org_code"], {}).get("region_code", "")),
+                "create_at": format_value(m["received_at"]),
+            }
+            | to_text(m, mspec)
+            | {"url": report_url(kind, rid), "pdf_url": pdf_url(kind, rid) if m["pdf_sha256"] else ""}
+            | {"item": [to_text(i, ispec) | {"expired_time": exp.get(i[code_key], "")} for i in items[rid]]}
+        )
+    return out
