@@ -59,7 +59,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
     db = Database(make_engine(settings.db_url))
     if upgrade:
         migrate.upgrade(db.engine)
-    blobs = BlobStore(settings.blob_dir)
+    keys = keyring(settings)  # the one keyring: transport, SOAP, tokens and the blob store take their keys from it
+    blobs = BlobStore(settings.blob_dir, cipher=keys.fields())  # PDFs and kept payloads sealed (SM4-GCM)
     clock = clock or Clock(settings.timezone)
     audit = AuditService(
         db, clock, read_per_minute=settings.read_rate_per_minute, system_read_per_minute=settings.system_read_rate_per_minute
@@ -69,7 +70,6 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         rejected_keep_bytes=settings.rejected_keep_bytes, rejected_quota_bytes=settings.rejected_quota_bytes,
     )
     recognition = RecognitionService(db, blobs, clock, audit, registry.reject)
-    keys = keyring(settings)  # the one keyring: transport, SOAP and tokens take their keys from it
     secret = keys.token_secret()
     transport = TransportService(db, blobs, clock, audit, secret, keys)
     auth = AuthService(

@@ -1,5 +1,12 @@
 """Content-addressed blob store (PDFs, kept payloads) in a directory: ``ab/cd/<sha256>``.
 
+Sealed at rest (issue 10 §1.8): given the keyring's field cipher, each file holds ``HRNB`` and an
+SM4-GCM envelope (``huren.crypto.aead``) of the bytes, bound to the blob's address (a sealed file
+moved to another address does not open). The address stays the SHA-256 of the plaintext, so the
+database's ``pdf_sha256`` / ``payload_sha256`` keep their meaning. A file without the mark (written
+before blobs were sealed) is read as it is; a sealed file that does not open is logged and read as
+missing (never a 500).
+
 Durable: ``put`` returns only once the file's bytes and its directory entry are on disk (the
 file is written under a temporary name, fsynced, renamed into place, and its directory —
 and any directory it had to create — fsynced), so a report answered ``ok`` keeps its PDF
@@ -10,11 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from huren.crypto.aead import FieldCipher, SealError, column_ad
+
+log = logging.getLogger("huren.store")
+SEALED = b"HRNB"  # a sealed blob file begins with these bytes, then the envelope
 
 
 #: threads syncing the files of one batch at once
@@ -39,8 +52,28 @@ def fsync_dir(path: Path) -> None:
 
 
 class BlobStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cipher: FieldCipher | None = None) -> None:
         self.root = root
+        self.cipher = cipher
+
+    def seal(self, digest: str, data: bytes) -> bytes:
+        """The bytes kept on disk for ``data`` (sealed when there is a cipher)."""
+        if self.cipher is None:
+            return data
+        return SEALED + self.cipher.seal(data, column_ad("blob", "content", digest))
+
+    def unseal(self, digest: str, stored: bytes) -> bytes | None:
+        """The plaintext of a stored file; None (logged) for a sealed file that does not open."""
+        if not stored.startswith(SEALED):
+            return stored  # written before blobs were sealed
+        if self.cipher is None:
+            log.error("blob %s is sealed but the store has no data key", digest)
+            return None
+        try:
+            return self.cipher.open(stored[len(SEALED) :], column_ad("blob", "content", digest))
+        except SealError as exc:
+            log.error("blob %s does not open (%s): damaged, moved or sealed under an unknown key", digest, exc)
+            return None
 
     def _path(self, digest: str) -> Path:
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
@@ -68,7 +101,7 @@ class BlobStore:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                fh.write(self.seal(digest, data))
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
@@ -101,7 +134,7 @@ class BlobStore:
                 fd, tmp = tempfile.mkstemp(dir=parent, prefix=".tmp-")
                 temps.append((digest, tmp))
                 with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
+                    fh.write(self.seal(digest, data))
             with ThreadPoolExecutor(max_workers=SYNC_THREADS) as pool:
                 list(pool.map(_fsync_file, [tmp for _, tmp in temps]))
             while temps:
@@ -129,9 +162,10 @@ class BlobStore:
 
     def get(self, digest: str) -> bytes | None:
         try:
-            return self._path(digest).read_bytes()
+            stored = self._path(digest).read_bytes()
         except (FileNotFoundError, ValueError):
             return None
+        return self.unseal(digest, stored)
 
     def exists(self, digest: str) -> bool:
         try:
