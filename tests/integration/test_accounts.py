@@ -233,3 +233,38 @@ def test_password_hash_cost_from_settings(container: Container, tmp_path: Any) -
     assert Settings.model_fields["password_hash_n"].default == 2**14  # production's cost (the suite runs cheap)
     with pytest.raises(ValueError):
         Settings(password_hash_n=3)
+
+
+def test_migration_0005_keeps_existing_accounts_working(tmp_path: Any) -> None:
+    """An installation at 0004 with accounts: after the upgrade every credential is enabled, at
+    version 1, and logs in with its old password."""
+    from datetime import datetime
+
+    from huren.services.auth import PasswordHasher
+    from huren.store import migrate
+    from huren.store.database import make_engine
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine, "0004")
+    now = datetime(2026, 11, 1)
+    with engine.begin() as conn:  # rows as 0004 knew them (no disabled / cred_version columns)
+        conn.exec_driver_sql(
+            "INSERT INTO org (code, name, region_code, level, grade, platform, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ("X1", "旧医院", "650102", 3, "甲", "", now),
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO credential (org_code, username, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?)",
+            ("X1", "his", PasswordHasher(2).hash("old-password"), "hospital", now),
+        )
+    migrate.upgrade(engine, "0005")
+    engine.dispose()
+    c = build(Settings(data_dir=tmp_path / "d", database_url=url, secret_key=SECRET), upgrade=True)
+    try:
+        with c.db.read() as conn:
+            row = conn.execute(select(credential.c.disabled, credential.c.cred_version)).one()
+        assert (bool(row.disabled), row.cred_version) == (False, 1)
+        account = c.auth.login("X1", "his", "old-password")
+        assert account.version == 1 and c.auth.verify(c.auth.sign(account)).org_code == "X1"
+    finally:
+        c.close()

@@ -25,12 +25,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("org", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false()))
-    with op.batch_alter_table("credential", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false()))
-        batch_op.add_column(sa.Column("cred_version", sa.Integer(), nullable=False, server_default="1"))
-        batch_op.add_column(sa.Column("updated_at", sa.DateTime(), nullable=True))
+    # plain ALTER TABLE … ADD COLUMN (no batch copy): on SQLite a batch would drop and recreate
+    # ``org``, which the credentials of an existing installation reference (foreign keys are on)
+    op.add_column("org", sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("credential", sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("credential", sa.Column("cred_version", sa.Integer(), nullable=False, server_default="1"))
+    op.add_column("credential", sa.Column("updated_at", sa.DateTime(), nullable=True))
     op.create_table(
         "login_failure",
         sa.Column("key", sa.String(length=300), nullable=False),
@@ -59,9 +59,8 @@ def downgrade() -> None:
     with op.batch_alter_table("login_failure", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_login_failure_last_at"))
     op.drop_table("login_failure")
-    with op.batch_alter_table("credential", schema=None) as batch_op:
-        batch_op.drop_column("updated_at")
-        batch_op.drop_column("cred_version")
-        batch_op.drop_column("disabled")
-    with op.batch_alter_table("org", schema=None) as batch_op:
-        batch_op.drop_column("disabled")
+    # ALTER TABLE … DROP COLUMN (SQLite ≥ 3.35), for the same reason as above
+    op.drop_column("credential", "updated_at")
+    op.drop_column("credential", "cred_version")
+    op.drop_column("credential", "disabled")
+    op.drop_column("org", "disabled")
