@@ -3,7 +3,6 @@ the strKey unwrapper and its cache, key files."""
 
 from __future__ import annotations
 
-import contextlib
 import stat
 import threading
 from pathlib import Path
@@ -93,10 +92,33 @@ def test_sm4_key_length_checked(n: int) -> None:
         gm.sm4_decrypt(b"k" * n, b"\x00" * 16)
 
 
+def _pkcs7_ok(block: bytes) -> bool:
+    n = block[-1]
+    return 1 <= n <= 16 and block[-n:] == bytes([n]) * n
+
+
 def test_sm4_wrong_key_fails_or_garbles() -> None:
-    ct = gm.sm4_encrypt(VECTOR_KEY, b"secret report")
-    with contextlib.suppress(GmError):  # the padding usually fails; if not, the data is garbage
-        assert gm.sm4_decrypt(bytes(16), ct) != b"secret report"
+    """A wrong key: the padding check refuses it (most keys), or, where the garbled last block
+    happens to end in valid padding, the answer is that garbage, never the plaintext. Wrong keys
+    are tried until both cases have been seen, each checked against the raw SM4 decryption."""
+    plain = b"secret report"
+    ct = gm.sm4_encrypt(VECTOR_KEY, plain)
+    assert gm.sm4_decrypt(VECTOR_KEY, ct) == plain  # the right key decrypts
+    refused = garbled = 0
+    for i in range(1, 5000):
+        key = i.to_bytes(16, "big")
+        raw = gm._sm4_ecb(key, ct, encrypt=False)
+        if _pkcs7_ok(raw):
+            out = gm.sm4_decrypt(key, ct)
+            assert out == raw[: -raw[-1]] and out != plain
+            garbled += 1
+        else:
+            with pytest.raises(GmError, match="bad padding"):
+                gm.sm4_decrypt(key, ct)
+            refused += 1
+        if garbled and refused > 100:
+            break
+    assert garbled >= 1 and refused > 100, (garbled, refused)
 
 
 # --------------------------------------------------------------------------------- Base64
