@@ -71,10 +71,10 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
     )
     recognition = RecognitionService(db, blobs, clock, audit, registry.reject)
     secret = keys.token_secret()
-    transport = TransportService(db, blobs, clock, audit, secret, keys)
     auth = AuthService(
         db, secret, clock, settings.token_ttl_seconds, audit=audit, hasher=PasswordHasher(settings.password_hash_n)
     )
+    transport = TransportService(db, blobs, clock, audit, secret, keys, accounts=auth)
     return Container(
         settings=settings,
         db=db,

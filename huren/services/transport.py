@@ -39,6 +39,7 @@ from huren.errors import (
 )
 from huren.services import access
 from huren.services.audit import AuditService
+from huren.services.auth import AuthService
 from huren.store import directory, reports, transport
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
@@ -130,8 +131,11 @@ class TransportService:
         audit: AuditService,
         secret: bytes,
         keys: Keyring,
+        *,
+        accounts: AuthService | None = None,
     ) -> None:
         self._db = db
+        self._accounts = accounts  # links die with their creator's credential version
         self._blobs = blobs
         self._clock = clock
         self._audit = audit
@@ -306,7 +310,9 @@ class TransportService:
         with self._db.read() as conn:
             access.check_org(conn, principal, "report.read", m["org_code"])
         exp = int(self._clock.time()) + ttl_seconds
-        claims = {"k": kind, "i": report_id, "o": principal.org_code, "u": principal.username, "r": principal.role}
+        claims: dict[str, Any] = {"k": kind, "i": report_id, "o": principal.org_code, "u": principal.username, "r": principal.role}
+        if self._accounts is not None:
+            claims["v"] = self._accounts.version_of(principal.org_code, principal.username)
         token = self._links.sign_until(claims, exp)
         expires_at = datetime.fromtimestamp(exp, self._clock.tz).replace(tzinfo=None)
         self._audit.record(
@@ -339,6 +345,12 @@ class TransportService:
         if got.expired:
             self._audit.record(who, f"link_expired_{kind}", target=f"{kind}:{report_id}")
             raise LinkExpired("报告查看链接已过期，请重新生成")
+        version = claims.get("v")
+        if self._accounts is not None and (
+            type(version) is not int or not self._accounts.current(who.org_code, who.username, version)
+        ):
+            self._audit.record(who, f"link_revoked_{kind}", target=f"{kind}:{report_id}")
+            raise Forbidden("报告查看链接已失效：创建链接的账号已停用或已修改密码，请重新生成")
         m = self._master(kind, report_id)
         data = self._blobs.get(m["pdf_sha256"])
         if data is None:

@@ -68,3 +68,18 @@ def test_one_codec_signs_all_three(container: Container, purpose: str) -> None:
         assert "hmac.new(" not in src and "b64url" not in src, module.__name__
     signer = container.auth.signer(purpose)
     assert signer.purpose == purpose
+
+
+def test_report_link_dies_with_its_creators_account(
+    api_a: Api, api_b: Api, client: TestClient, container: Container
+) -> None:
+    """§1.5: a link is a read credential too; disabling its creator (or a new password) ends it."""
+    rid = api_a.post("/api/v1/lab-reports", samples.lab()).json()["report_id"]
+    url = api_b.post("/api/v1/links", {"kind": "lab", "report_id": rid}).json()["url"]
+    path = "/api/v1/links/" + url.rsplit("/", 1)[1]
+    assert client.get(path).status_code == 200
+    container.directory.set_user_disabled("457759933", "lis", True)
+    r = client.get(path)
+    assert r.status_code == 403 and "已失效" in r.json()["message"]
+    container.directory.set_user_disabled("457759933", "lis", False)
+    assert client.get(path).status_code == 403  # the version moved on: the old link stays dead
