@@ -327,9 +327,10 @@ def test_quote_is_recorded(client: TestClient, container: Container, world: dict
 
 
 def test_embed_notes_use_the_platform_url(client: TestClient, world: dict[str, Any]) -> None:
-    r = client.get("/ui/embed", params={"token": world["token"]})
+    r = client.get("/ui/embed", params={"token": world["token"]}, headers={"Host": "evil.example"})
     assert r.status_code == 200
-    assert "http://testserver/ui/static/widget.js" in r.text and "http://testserver/ui/widget?" in r.text
+    base = "http://127.0.0.1:8000"  # the configured address (HUREN_PUBLIC_BASE_URL unset: host and port), not the Host header
+    assert f"{base}/ui/static/widget.js" in r.text and f"{base}/ui/widget?" in r.text and "evil.example" not in r.text
     assert "7200" in r.text and "data-id-no" in r.text
     js = client.get("/ui/static/widget.js")
     assert js.status_code == 200 and "huren:open-panel" in js.text
@@ -385,3 +386,16 @@ def test_alive_tells_the_dialog_whether_the_login_holds(client: TestClient, cont
     assert client.get("/ui/alive").json() == {"alive": True, "csrf": csrf}
     container.clock.offset += 7 * 86400  # past any session's lifetime
     assert client.get("/ui/alive", follow_redirects=False).status_code == 401
+
+
+def test_inpatient_workstation_saves_an_inpatient_visit(client: TestClient, api_b: Api, world: dict[str, Any]) -> None:
+    """HZ-19: the inpatient workstation passes event_type 2 (住院, STD_EVENT_TYPE; 3 is 体检) and its
+    ward visit number; the dialog offers 住院 and the records carry it."""
+    r = client.get("/ui/decide", params=q(world["token"], event_no="ZY-0042", event_type="2", check=[EXAM_CODE], lab=[TP, ALB]))
+    assert r.status_code == 200
+    assert '<option value="2" selected>住院</option>' in r.text and '<option value="3" >体检</option>' in r.text.replace("\n", "")
+    data = _form(r.text, world["token"], {0: ("1", ""), 1: ("1", ""), 2: ("2", "5")}, event_no="ZY-0042")
+    data["event_type"] = "2"
+    saved = client.post("/ui/decide", data=data)
+    assert saved.status_code == 200, saved.text
+    assert {(a["new_event_no"], a["new_event_type"]) for a in _accepts(api_b)} == {("ZY-0042", "2")}
