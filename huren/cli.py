@@ -265,6 +265,45 @@ def cmd_keys_public(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_rotate_data(args: argparse.Namespace) -> int:
+    """A new data key, then every sealed file re-encrypted under it (and plaintext ones sealed)."""
+    from huren.store.blobs import BlobStore
+
+    settings = _settings(args)
+    keys = _keyring(args)
+    if args.resume:
+        kid = keys.fields().active
+        print(f"继续使用当前数据密钥（编号 {kid}）重新加密")
+    else:
+        kid = keys.rotate_data_key()
+        print(f"已生成新的数据密钥（编号 {kid}），旧密钥保留以读取尚未重新加密的数据")
+    blobs = BlobStore(settings.blob_dir, cipher=keys.fields())
+    todo = blobs.digests()
+    counts = {"sealed": 0, "rekeyed": 0, "current": 0, "unreadable": 0}
+    bad: list[str] = []
+    for n, digest in enumerate(todo, 1):
+        outcome = blobs.reseal(digest)
+        counts[outcome] += 1
+        if outcome == "unreadable":
+            bad.append(digest)
+        if n % max(1, args.batch) == 0 or n == len(todo):
+            done = n * 30 // len(todo)
+            print(f"\r文件 [{'#' * done}{'.' * (30 - done)}] {n}/{len(todo)}", end="", file=sys.stderr, flush=True)
+    if todo:
+        print(file=sys.stderr)
+    print(
+        f"文件（报告PDF与被拒提交原文）共 {len(todo)} 个：重新加密 {counts['rekeyed']}，首次加密 {counts['sealed']}，"
+        f"已是当前密钥 {counts['current']}，无法打开 {counts['unreadable']}"
+    )
+    print("正在运行的平台进程请重启，之后新写入的数据才使用新密钥；重启后可用 --resume 再运行一次补齐")
+    if bad:
+        print("错误：以下文件无法打开（损坏，或由未知密钥加密），未改动：", file=sys.stderr)
+        for digest in bad[:20]:
+            print(f"  - {digest}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_gateway_run(args: argparse.Namespace) -> int:
     from huren.gateway import cli
 
@@ -431,6 +470,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, help="数据目录（HUREN_DATA_DIR），密钥在其 keys/ 下")
     p.add_argument("--pem", action="store_true", help="改为打印 PEM（SubjectPublicKeyInfo，OpenSSL 可读）")
     p.set_defaults(func=cmd_keys_public)
+    p = keyss.add_parser("rotate-data", help="轮换数据密钥：生成新密钥，并用它重新加密已加密保存的文件（显示进度）")
+    p.add_argument("--data-dir", type=Path, help="数据目录（HUREN_DATA_DIR），密钥在其 keys/ 下")
+    p.add_argument("--resume", action="store_true", help="不生成新密钥，只把尚未使用当前密钥的文件重新加密")
+    p.add_argument("--batch", type=int, default=200, help="每处理多少个文件更新一次进度，默认200")
+    p.set_defaults(func=cmd_keys_rotate_data)
 
     _gateway(sub)
     return ap

@@ -37,7 +37,7 @@ import os
 import re
 import struct
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
@@ -109,10 +109,17 @@ class FieldCipher:
     """Seals and opens values under the data keys, and computes blind indexes.
 
     ``keys`` maps key id → 32-byte secret; ``active`` is the key id new values are sealed under;
-    ``index_secret`` (32 bytes) keys the blind index."""
+    ``index_secret`` (32 bytes) keys the blind index. ``resolve`` is asked for the secret of a key
+    id this cipher does not know (a key added by a rotation in another process)."""
 
     def __init__(
-        self, keys: Mapping[int, bytes], active: int, index_secret: bytes, *, algorithm: int | None = None
+        self,
+        keys: Mapping[int, bytes],
+        active: int,
+        index_secret: bytes,
+        *,
+        algorithm: int | None = None,
+        resolve: Callable[[int], bytes | None] | None = None,
     ) -> None:
         if active not in keys:
             raise SealError(f"active data key {active} is not among the keys")
@@ -125,6 +132,7 @@ class FieldCipher:
             raise SealError(f"unknown algorithm {self.algorithm}")
         self.active = active
         self._secrets = dict(keys)
+        self._resolve = resolve
         self._derived: dict[tuple[int, int], bytes] = {}
         self._index_secret = bytes(index_secret)
         self._blind_keys: dict[str, bytes] = {}
@@ -140,6 +148,12 @@ class FieldCipher:
         k = self._derived.get((algorithm, kid))
         if k is None:
             secret = self._secrets.get(kid)
+            if secret is None and self._resolve is not None:
+                secret = self._resolve(kid)
+                if secret is not None:
+                    if len(secret) != SECRET_LEN:
+                        raise SealError(f"data key {kid} is not {SECRET_LEN} bytes")
+                    self._secrets[kid] = secret
             if secret is None:
                 raise SealError(f"unknown data key id {kid}")
             info = b"huren/aead/v1/" + NAMES[algorithm].encode()

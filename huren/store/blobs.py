@@ -172,3 +172,40 @@ class BlobStore:
             return self._path(digest).exists()
         except ValueError:
             return False
+
+    # -- re-encryption (huren keys rotate-data) ------------------------------------------------
+    def digests(self) -> list[str]:
+        """Every blob's address, in the store's order."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.glob("??/??/*") if p.is_file() and not p.name.startswith("."))
+
+    def reseal(self, digest: str) -> str:
+        """Bring one file under the active data key, atomically: ``sealed`` (it was plaintext),
+        ``rekeyed`` (another key or algorithm), ``current`` (nothing to do) or ``unreadable``."""
+        if self.cipher is None:
+            raise ValueError("a store without a data key cannot seal")
+        path = self._path(digest)
+        stored = path.read_bytes()
+        data = self.unseal(digest, stored)  # every file is opened: the run checks them all
+        if data is None or hashlib.sha256(data).hexdigest() != digest:
+            return "unreadable"
+        if not stored.startswith(SEALED):
+            outcome = "sealed"
+        elif self.cipher.needs_rekey(stored[len(SEALED) :]):
+            outcome = "rekeyed"
+        else:
+            return "current"
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(self.seal(digest, data))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        fsync_dir(path.parent)
+        return outcome

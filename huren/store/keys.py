@@ -172,7 +172,20 @@ class Keyring:
 
     def _cipher(self, doc: dict[str, Any]) -> aead.FieldCipher:
         keys = {int(k): bytes.fromhex(v) for k, v in doc["keys"].items()}
-        return aead.FieldCipher(keys, int(doc["active"]), bytes.fromhex(doc["index"]), algorithm=self._data_algorithm)
+        return aead.FieldCipher(
+            keys, int(doc["active"]), bytes.fromhex(doc["index"]), algorithm=self._data_algorithm, resolve=self._resolve
+        )
+
+    def _resolve(self, kid: int) -> bytes | None:
+        """A data key added since this process read the file (a rotation elsewhere): re-read it.
+        New values keep being sealed under the key that was active at start until a restart."""
+        try:
+            secret = self._read_data(create=False)["keys"].get(str(kid))
+        except KeyFileError:
+            return None
+        if secret is not None:
+            log.warning("data key %d added since start: read from %s", kid, self.key_dir / DATA_FILE)
+        return bytes.fromhex(secret) if secret is not None else None
 
 
 def _dump(doc: dict[str, Any]) -> bytes:

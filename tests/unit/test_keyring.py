@@ -162,3 +162,44 @@ def test_broken_data_key_file_is_named(tmp_path: Path) -> None:
     (tmp_path / DATA_FILE).write_text('{"format": 1, "active": 3, "keys": {"1": "00"}, "index": "00"}')
     with pytest.raises(KeyFileError, match=DATA_FILE):
         Keyring(tmp_path).fields()
+
+
+def test_a_serving_process_reads_values_sealed_after_a_rotation_elsewhere(tmp_path: Path) -> None:
+    serving = Keyring(tmp_path).fields()
+    operator = Keyring(tmp_path)
+    assert operator.rotate_data_key() == 2
+    new = operator.fields().seal(b"sealed under key 2", b"ad")
+    assert serving.open(new, b"ad") == b"sealed under key 2"  # the key is read when first met
+    assert serving.active == 1  # new values: the key active at start, until a restart
+
+
+def test_cli_rotate_data_reseals_every_blob_with_progress(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_umask: None
+) -> None:
+    from huren.store.blobs import SEALED, BlobStore
+
+    data = tmp_path / "data"
+    ring = Keyring(data / "keys")
+    legacy = BlobStore(data / "blobs").put(b"%PDF-1.4 plaintext from before sealing")
+    store = BlobStore(data / "blobs", cipher=ring.fields())
+    sealed = [store.put(f"payload {i} {ID}".encode()) for i, ID in enumerate(["650102196702011238"] * 5)]
+    before = {d: store.get(d) for d in [legacy, *sealed]}
+
+    assert cli.main(["keys", "rotate-data", "--data-dir", str(data), "--batch", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert "编号 2" in out and "重新加密 5，首次加密 1，已是当前密钥 0，无法打开 0" in out
+    assert "6/6" in err and "[" + "#" * 30 + "]" in err
+    after = BlobStore(data / "blobs", cipher=Keyring(data / "keys").fields())
+    for d, content in before.items():
+        stored = after._path(d).read_bytes()
+        assert stored.startswith(SEALED) and aead.FieldCipher.header(stored[len(SEALED) :])[2] == 2
+        assert after.get(d) == content
+        assert _mode(after._path(d)) == 0o600
+    assert [p for p in (data / "blobs").rglob(".tmp-*")] == []
+
+    # again with --resume: nothing to do; a damaged file is named, left alone, and fails the run
+    damaged = after._path(sealed[0])
+    damaged.write_bytes(damaged.read_bytes()[:-1] + b"\0")
+    assert cli.main(["keys", "rotate-data", "--data-dir", str(data), "--resume"]) == 1
+    out, err = capsys.readouterr()
+    assert "已是当前密钥 5，无法打开 1" in out and sealed[0] in err
