@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from huren.context import Clock, Principal
 from huren.crypto.tokens import Signer
-from huren.errors import Unauthorized
+from huren.domain.limits import clean_text
+from huren.errors import InvalidInput, Problem, Unauthorized
 from huren.services.audit import AuditService
 from huren.services.logins import LoginThrottle
 from huren.store import directory
@@ -33,6 +34,8 @@ SCRYPT_N = 2**14
 CHECK_TTL = 60.0  # seconds a process trusts its copy of an account's version
 CHECK_CACHE = 4096
 BAD_CREDENTIALS = "机构编码、用户名或密码错误"
+MAX_NAME = 128  # org_code, username
+MAX_PASSWORD = 256
 
 
 class PasswordHasher:
@@ -131,6 +134,11 @@ class AuthService:
     ) -> Account:
         """Check an institution's credentials: Unauthorized with one message for every wrong
         account or password, TooMany while the account or address is throttled."""
+        # refused before anything is looked up or counted: text no store can hold (NUL, bidi)
+        clean_text(org_code, "org_code", "机构编码", MAX_NAME)
+        clean_text(username, "username", "用户名", MAX_NAME)
+        if len(password) > MAX_PASSWORD:
+            raise InvalidInput("密码过长", [Problem("password", "max_length", f"密码（password）不超过{MAX_PASSWORD}个字符")])
         self.hasher.warm()
         counted = self.throttle.check(org_code, username, remote, channel)
         with self._db.read() as conn:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from huren.context import ROLES, Clock
+from huren.domain.limits import check_text, clean_text
 from huren.domain.regions import division_prefix, is_org_region, level_name, parse_level
 from huren.errors import Conflict, InvalidInput, NotFound, Problem
 from huren.services.auth import PasswordHasher
@@ -75,6 +76,7 @@ class DirectoryService:
         if not is_org_region(region_code):
             problems.append(Problem("region", "format", "行政区划代码应为6位（或9/12位）数字"))
         if user is not None:
+            check_text(user, "user", "用户名", problems, 128)
             problems += _password_problems(password)
         if role not in ROLES:
             problems.append(Problem("role", "dictionary", f"角色应为 {', '.join(ROLES)} 之一"))
@@ -97,6 +99,7 @@ class DirectoryService:
             raise InvalidInput("角色无效", [Problem("role", "dictionary", f"角色应为 {', '.join(ROLES)} 之一")])
         if not user or len(user) > 128:
             raise InvalidInput("用户名无效", [Problem("username", "required", "用户名不能为空且不超过128个字符")])
+        clean_text(user, "username", "用户名")
         if problems := _password_problems(password):
             raise InvalidInput("密码无效", problems)
         try:

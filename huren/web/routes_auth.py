@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from huren.errors import HurenError, TooMany, Unauthorized
+from huren.errors import HurenError, InvalidInput, TooMany, Unauthorized
 from huren.web.render import Caller, caller, codec, container, form_caller, menu_for, page, set_session_cookie
 from huren.web.session import COOKIE, LOGIN_CSRF_COOKIE, same
 
@@ -77,6 +77,8 @@ async def login(
         return again(exc.text(), 429, exc.retry_after)
     except Unauthorized as exc:
         return again(exc.text(), 401)
+    except InvalidInput as exc:  # a control or bidi character, an overlong field: named, never stored
+        return again("；".join(p.message for p in exc.problems) or exc.text(), 422)
     c.audit.record(account.principal, "web_login")
     resp = RedirectResponse(target, 303)
     sc = codec(request)

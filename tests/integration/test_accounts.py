@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from huren.api import soap
 from huren.bootstrap import build
-from huren.errors import TooMany, Unauthorized
+from huren.errors import InvalidInput, TooMany, Unauthorized
 from huren.services.container import Container
 from huren.settings import Settings
 from huren.store.tables import access_log, credential, login_failure
@@ -268,3 +268,21 @@ def test_migration_0005_keeps_existing_accounts_working(tmp_path: Any) -> None:
         assert account.version == 1 and c.auth.verify(c.auth.sign(account)).org_code == "X1"
     finally:
         c.close()
+
+
+def test_login_refuses_text_no_store_can_hold(client: TestClient, container: Container) -> None:
+    """NUL or a bidi override in the institution code or user name is named and refused before any
+    look-up, on every channel (on PostgreSQL it used to surface as a database range error)."""
+    for org, user, field in (("4577\x0059922", "his", "org_code"), (ORG_A[0], "h\u202eis", "username"), ("x" * 129, "his", "org_code")):
+        with pytest.raises(InvalidInput) as err:
+            container.auth.login(org, user, "password-a", channel="web")
+        assert err.value.problems[0].field == field
+    import re
+
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/ui/login").text)
+    assert token
+    r = client.post("/ui/login", data={"org_code": "4577\x0059922", "username": "his", "password": "x", "csrf_token": token.group(1)})
+    assert r.status_code == 422 and "机构编码（org_code）含有不允许的字符 U+0000" in r.text
+    assert _failures(container) == []
+    with pytest.raises(InvalidInput):
+        container.directory.add_credential(ORG_A[0], "d\x07oc", "doctor-pass", "doctor")
