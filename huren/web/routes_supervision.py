@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from huren.domain import access
 from huren.domain.limits import check_day, excerpt
 from huren.errors import InvalidInput, Problem, TooLarge
 from huren.web import charts
@@ -76,10 +77,14 @@ def _base(request: Request, who: Caller, what: str) -> dict[str, Any]:
     """Checks the role; the context every supervision page has."""
     who.require(SUPERVISION_ROLES, what)
     names = _org_names(request)
+    # an institution picker for whoever sees more than its own: the institutions within reach
+    # (a supervisor's region, huren.domain.access)
+    picks = access.scope(who.principal, "quality.read") not in (None, access.OWN)
+    region = container(request).directory.get_org(who.principal.org_code)["region_code"] if picks else None
     return {
         "org_names": names,
-        "orgs": sorted(names.items()) if who.principal.is_supervisor else [],
-        "is_supervisor": who.principal.is_supervisor,
+        "orgs": sorted((str(o["code"]), str(o["name"])) for o in container(request).directory.list_orgs(region)) if picks else [],
+        "is_supervisor": picks,
     }
 
 

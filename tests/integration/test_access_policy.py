@@ -230,3 +230,13 @@ def test_requiring_encryption_closes_the_page_token_path_too(client: TestClient,
     token = world["apis"]["doctor"].headers["Authorization"].split()[1]
     r = client.get(f"/ui/report/lab/{world['b_lab']}", params={"token": token})
     assert r.status_code == 401 and "本机构要求加密请求" in r.text
+
+
+def test_the_supervision_pages_offer_the_region_s_institutions(client: TestClient, world: dict[str, Any]) -> None:
+    token = world["apis"]["supervisor"].headers["Authorization"].split()[1]
+    for path in ("/ui/stats", "/ui/quality/completeness", "/ui/quality/rejected"):
+        r = client.get(path, params={"token": token})
+        assert r.status_code == 200, (path, r.text[-400:])
+        assert f'<option value="{ORG_B[0]}"' in r.text and f'value="{ORG_C[0]}"' not in r.text, path
+        r = client.get(path, params={"token": token, "org_code": ORG_C[0]})
+        assert r.status_code == 403 and "本监管区域" in r.text, path
