@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SOURCE = re.compile(
+    r"^(?:'self'|'none'|\*|[a-z][a-z0-9+.-]*:|(?:[a-z][a-z0-9+.-]*://)?(?:\*\.)?[a-z0-9.-]+(?::(?:\d{1,5}|\*))?(?:/[^\s;,']*)?)$",
+    re.I,
+)
+
+
+def check_frame_ancestors(value: str) -> str:
+    """``value`` when every item is a CSP source expression ('self', 'none', a scheme, a host
+    source); ValueError otherwise (a ``;`` or a newline would smuggle in another directive)."""
+    items = value.split()
+    if not items or any(not _SOURCE.match(i) for i in items) or ("'none'" in items and len(items) > 1):
+        raise ValueError("HUREN_FRAME_ANCESTORS: space-separated CSP sources, e.g. \"'self' https://his.example.org\" (or 'none')")
+    return " ".join(items)
+
+
+def check_base_url(value: str) -> str:
+    """An http(s) URL with a host and no query, fragment or credentials, without a trailing slash."""
+    u = urlsplit(value.strip())
+    if u.scheme not in ("http", "https") or not u.hostname or u.query or u.fragment or u.username or any(c.isspace() for c in value.strip()):
+        raise ValueError("HUREN_PUBLIC_BASE_URL: an http(s) address such as https://huren.example.gov.cn (no query or credentials)")
+    return value.strip().rstrip("/")
 
 
 class Settings(BaseSettings):
@@ -44,6 +68,14 @@ class Settings(BaseSettings):
     sm2_cipher_order: Literal["C1C3C2", "C1C2C3"] = "C1C3C2"
     #: unwrapped SM4 keys kept in memory, keyed by the SHA-256 of the strKey (0 turns it off)
     sm2_key_cache: int = Field(default=4096, ge=0)
+    #: the platform's address as its users reach it (scheme, host, port, any path prefix of a
+    #: reverse proxy), e.g. ``https://huren.example.gov.cn``. The WSDL's soap:address, signed
+    #: viewing links and the HIS embedding notes are built from it, never from a request's Host
+    #: header (which a caller chooses). Unset: ``http://{host}:{port}``.
+    public_base_url: str | None = None
+    #: who may show the pages in a frame (CSP ``frame-ancestors``): space-separated sources, e.g.
+    #: ``'self' https://his.example.org`` for a HIS that embeds the doctor's pages; ``'none'``: nobody
+    frame_ancestors: str = "'self'"
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -51,7 +83,15 @@ class Settings(BaseSettings):
             raise ValueError("HUREN_PASSWORD_HASH_N must be a power of two")
         if self.secret_key is not None and len(self.secret_key) < 32:
             raise ValueError("HUREN_SECRET_KEY must be at least 32 characters")
+        if self.public_base_url is not None:
+            self.public_base_url = check_base_url(self.public_base_url)
+        self.frame_ancestors = check_frame_ancestors(self.frame_ancestors)
         return self
+
+    @property
+    def public_base(self) -> str:
+        """Where users reach the platform, without a trailing slash (see ``public_base_url``)."""
+        return self.public_base_url or f"http://{self.host}:{self.port}"
 
     @property
     def db_url(self) -> str:

@@ -25,6 +25,7 @@ from huren.api import (
     rest_transport,
     soap,
 )
+from huren.api.headers import SecurityHeaders
 from huren.api.responses import Json
 from huren.api.signing import SignedTransport
 from huren.services.container import Container
@@ -64,6 +65,8 @@ def create_app(container: Container) -> FastAPI:
     errors.install(app)
     app.add_middleware(SignedTransport, container=container)  # signed / SM4 / gzip bodies under /api/v1 (inside BodyLimit)
     app.add_middleware(BodyLimit, limit=container.settings.max_request_bytes)
+    # outermost: nosniff, Content-Disposition on files and the pages' CSP on every answer, errors too
+    app.add_middleware(SecurityHeaders, frame_ancestors=container.settings.frame_ancestors)
     # The routers' routes go straight into the app's one flat route list: FastAPI 0.163 walks
     # included routers lazily, one pass per router, which cost more per request than the
     # recognition query itself (bench/recognition.py). Starlette tries the routes in order, so

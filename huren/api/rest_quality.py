@@ -85,4 +85,7 @@ async def rectification(
 @router.get("/quality/rejected/{rejected_id}/payload", **op(["XC-S2"], "下载被拒提交的原始内容"), response_class=Response)
 async def rejected_payload(rejected_id: RowId, c: Services, who: Caller) -> Response:
     data = await run_in_threadpool(c.quality.rejected_payload, who, rejected_id)
-    return Response(data, media_type="application/octet-stream")
+    return Response(
+        data, media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="rejected-{rejected_id}.bin"', "Cache-Control": "no-store"},
+    )

@@ -61,7 +61,7 @@ def _pdf_route(kind: str) -> None:
     )
     async def accepted_pdf(report_id: int, c: Services, who: Caller) -> Response:
         data = await run_in_threadpool(c.recognition.accepted_pdf, who, kind, report_id)
-        return Response(data, media_type="application/pdf")
+        return Response(data, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{kind}-{report_id}.pdf"'})
 
 
 _pdf_route("lab")

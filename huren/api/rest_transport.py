@@ -49,7 +49,7 @@ async def get_key(c: Services, who: Caller, org_code: str | None = None) -> dict
 @router.post("/links", **op(IDS, "生成报告PDF的签名查看链接（限时有效，无需令牌即可打开）"))
 async def create_link(req: LinkRequest, request: Request, c: Services, who: Caller) -> dict[str, Any]:
     link = await run_in_threadpool(c.transport.create_link, who, req.kind, req.report_id, req.ttl_seconds)
-    url = str(request.url_for("open_link", token=link.token))
+    url = c.settings.public_base + request.app.url_path_for("open_link", token=link.token)  # never the Host header
     return {"code": "ok", "url": url, "expires_at": link.expires_at.strftime("%Y-%m-%d %H:%M:%S"), "kind": link.kind, "report_id": link.report_id}
 
 

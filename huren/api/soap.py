@@ -335,7 +335,7 @@ async def endpoint(request: Request) -> Response:
     if call.method not in METHODS:
         return _answer(response(call, f"error:不支持的方法 {call.method}"), call.version)
     remote = request.client.host if request.client else None
-    base = str(request.base_url).rstrip("/")
+    base = profile.c.settings.public_base  # configured, never the caller's Host header
     try:
         text = await run_in_threadpool(profile.handle, call, remote, base)
     except HurenError as exc:
@@ -347,7 +347,9 @@ async def endpoint(request: Request) -> Response:
 
 
 async def describe(request: Request) -> Response:
-    location = str(request.url.replace(query=""))
+    # the configured public address and the path asked for (/Myhealth, /Myhealth.asmx), never
+    # the request's Host header: a forged Host would otherwise point clients' stubs elsewhere
+    location = _profile(request).c.settings.public_base + request.url.path
     return Response(wsdl(location), media_type="text/xml; charset=utf-8")
 
 

@@ -67,6 +67,7 @@ def install(app: FastAPI, container: Container) -> None:
     )
     pages = _pages_app(PlatformBackend(container), sessions)
     pages.state.container = container
+    pages.state.public_base = container.settings.public_base  # links in pages: never the Host header
     for module in (routes_auth, routes_doctor, routes_supervision):
         pages.router.routes.extend(module.router.routes)
     app.router.routes.append(Pages(pages))

@@ -427,5 +427,7 @@ async def quote(request: Request) -> Response:
 @router.get("/ui/embed")
 async def embed(request: Request, who: Annotated[Caller, Depends(caller)]) -> Response:
     who.require(EMBED_ROLES, "HIS 嵌入说明")
-    base = str(request.base_url).rstrip("/")
+    # the platform's configured public address (HUREN_PUBLIC_BASE_URL), never the Host header; the
+    # gateway's local API admits only its own listener's Host names (LocalGuard), so there it is that
+    base = getattr(request.app.state, "public_base", None) or str(request.base_url).rstrip("/")
     return page(request, who, "doctor/embed.html", title="HIS 嵌入说明", base=base, visit_labels=VISIT_LABELS)

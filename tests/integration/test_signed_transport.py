@@ -320,10 +320,10 @@ def _link(api: Api, rid: int, **kw: Any) -> Any:
 def test_viewing_link(api_a: Api, api_b: Api, client: TestClient, container: Container) -> None:
     rid = api_a.post(LAB, samples.lab()).json()["report_id"]
     link = _link(api_b, rid)  # another institution's doctor may read it, so may link it
-    assert link["url"].startswith("http://testserver/api/v1/links/")
+    assert link["url"].startswith(container.settings.public_base + "/api/v1/links/")  # configured, not the Host header
     exp = datetime.strptime(link["expires_at"], "%Y-%m-%d %H:%M:%S")
     assert timedelta(seconds=890) < exp - container.clock.now() <= timedelta(seconds=900)
-    path = link["url"][len("http://testserver") :]
+    path = link["url"][len(container.settings.public_base) :]
     r = client.get(path)  # no token
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/pdf"
@@ -413,7 +413,7 @@ def test_audit_rows(api_a: Api, api_b: Api, api_sup: Api, client: TestClient, co
     rid = api_a.post(LAB, samples.lab()).json()["report_id"]
     _register_key(api_a, gm.generate_key())
     api_sup.get(KEY, params={"org_code": ORG_A[0]})
-    path = _link(api_b, rid, ttl_seconds=60)["url"][len("http://testserver") :]
+    path = _link(api_b, rid, ttl_seconds=60)["url"][len(container.settings.public_base) :]
     assert client.get(path).status_code == 200
     container.clock.offset = 61
     try:
