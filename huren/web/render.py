@@ -196,7 +196,7 @@ def error_page(request: Request, status: int, message: str, problems: Sequence[d
     """A Chinese error page; never a stack trace."""
     if status == 401 and not request.query_params.get("token") and codec(request) is not None:
         return RedirectResponse(f"/ui/login?{urlencode({'next': request.url.path})}", 303)
-    titles = {400: "请求有误", 401: "需要登录", 403: "无权访问", 404: "未找到", 409: "数据冲突", 413: "文件过大", 422: "输入有误"}
+    titles = {400: "请求有误", 401: "需要登录", 403: "无权访问", 404: "未找到", 409: "数据冲突", 413: "文件过大", 422: "输入有误", 429: "请求过于频繁"}
     return page(
         request, None, "error.html", status,
         title=titles.get(status, "出错了"), message=message, problems=list(problems), code=status,

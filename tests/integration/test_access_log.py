@@ -161,7 +161,7 @@ def test_the_read_rate_holds_on_soap_and_pages(client: TestClient, container: Co
     assert answer.startswith("error:查询过于频繁"), answer
     token = world["apis"]["doctor"].headers["Authorization"].split()[1]
     page = client.get(f"/ui/report/lab/{world['b_lab']}", params={"token": token})
-    assert page.status_code == 429 and "查询过于频繁" in page.text and "Traceback" not in page.text
+    assert page.status_code == 429 and "请求过于频繁" in page.text and "查询过于频繁" in page.text and "Traceback" not in page.text
 
 
 def test_a_refusal_inside_a_transaction_is_logged_after_it(container: Container, world: dict[str, Any]) -> None:
