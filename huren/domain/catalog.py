@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from huren.domain.limits import excerpt
+from huren.domain.limits import excerpt, text_problem
 from huren.domain.regions import LEVELS as REGION_LEVELS
 from huren.domain.regions import parse_min_level, parse_scope
 from huren.errors import Problem
@@ -52,7 +52,6 @@ _TRUE = {"1", "是", "true", "t", "yes", "y", "互认"}
 _FALSE = {"0", "否", "false", "f", "no", "n", "不互认"}
 _DAYS = re.compile(r"^[+]?\d+(?:天)?$")
 #: Characters a spreadsheet cannot hold (XML 1.0 forbids them): refused so every import exports.
-_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _CODE_BAD = re.compile(r"[\s,，]")
 
 
@@ -96,6 +95,9 @@ class Record:
 
     label: str
     values: dict[str, Any]
+    #: from JSON, where a value has a type of its own: a number or boolean is not text (a
+    #: spreadsheet's numeric cell is, a code typed into Excel being stored as a number)
+    typed: bool = False
 
 
 def _key(text: Any) -> str:
@@ -178,7 +180,7 @@ def records_from_json(
                 problems.append(Problem(f"{label}.{name}", "duplicate", f"字段“{name}”出现了不止一次"))
             else:
                 values[name] = v
-        records.append(Record(label, values))
+        records.append(Record(label, values, typed=True))
     return records, problems
 
 
@@ -216,15 +218,19 @@ class _Row:
     def text(self, column: str) -> str:
         """The column as text, checked for presence, length and characters."""
         c = self.columns[column]
-        value = text(self.record.values.get(column))
+        raw = self.record.values.get(column)
+        if self.record.typed and c.max_length is not None and raw is not None and not isinstance(raw, str):
+            self.fail(column, "type", f"{c.title}（{column}）应为文本，不接受数字或布尔值")
+            return ""
+        value = text(raw)
         if not value:
             if c.required:
                 self.fail(column, "required", f"{c.title}（{column}）不能为空")
             return ""
         if c.max_length is not None and len(value) > c.max_length:
             self.fail(column, "max_length", f"{c.title}（{column}）不能超过{c.max_length}个字符，实际{len(value)}个")
-        if _ILLEGAL.search(value):
-            self.fail(column, "characters", f"{c.title}（{column}）含有不可见的控制字符")
+        if reason := text_problem(value):
+            self.fail(column, "characters", f"{c.title}（{column}）{reason}")
         return value
 
     def kind(self, default: str | None) -> str:
@@ -329,8 +335,8 @@ def parse_catalog(records: Sequence[Record], *, kind: str | None = None) -> tupl
         if len(region_scope) > 512:
             r.fail("region_scope", "max_length", "适用区域（region_scope）不能超过512个字符")
         note = text(rec.values.get("source_note"))
-        if _ILLEGAL.search(note):
-            r.fail("source_note", "characters", "来源（source_note）含有不可见的控制字符")
+        if reason := text_problem(note):
+            r.fail("source_note", "characters", f"来源（source_note）{reason}")
         if row_kind and code:
             first = seen.get((row_kind, code))
             if first is not None:

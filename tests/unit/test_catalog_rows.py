@@ -250,8 +250,25 @@ def test_json_rows() -> None:
 
 
 def test_numbers_from_a_spreadsheet_are_text_without_dot_zero() -> None:
-    items, problems = parse_json([one(code=250301002.0, unit=None, name="白蛋白")])
-    assert problems == [] and items[0]["code"] == "250301002" and items[0]["unit"] == ""
+    row = one(code=250301002.0, unit=None, name="白蛋白")
+    records, problems = rows.records_from_table(list(row), [(2, list(row.values()))], rows.CATALOG_COLUMNS)
+    items, more = rows.parse_catalog(records)
+    assert problems + more == [] and items[0]["code"] == "250301002" and items[0]["unit"] == ""
+
+
+@pytest.mark.parametrize("value", [250301002, 250301002.0, True])
+def test_json_numbers_and_booleans_are_not_text(value: Any) -> None:
+    """In JSON a value has its own type: a number where a code is asked is refused, not turned into text."""
+    _, problems = parse_json([one(code=value)])
+    assert [(p.field, p.rule) for p in problems] == [("row[0].code", "type")]
+
+
+@pytest.mark.parametrize("bad", ["A\x00", "白\u202e蛋白", "x\u2066y", "\x1b[31m"])
+def test_control_and_bidi_characters_are_refused(bad: str) -> None:
+    _, problems = parse_json([one(name=bad)])
+    assert [(p.field, p.rule) for p in problems] == [("row[0].name", "characters")]
+    _, problems = parse_json([one(source_note=bad)])
+    assert [(p.field, p.rule) for p in problems] == [("row[0].source_note", "characters")]
 
 
 # -- mapping rows ---------------------------------------------------------------------------------
