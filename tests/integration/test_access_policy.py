@@ -240,3 +240,44 @@ def test_the_supervision_pages_offer_the_region_s_institutions(client: TestClien
         assert f'<option value="{ORG_B[0]}"' in r.text and f'value="{ORG_C[0]}"' not in r.text, path
         r = client.get(path, params={"token": token, "org_code": ORG_C[0]})
         assert r.status_code == 403 and "本监管区域" in r.text, path
+
+
+#: every GET page → the action whose roles may open it (None: every role)
+PAGES: dict[str, str | None] = {
+    "/ui/doctor": "recognition.read",
+    "/ui/widget": "recognition.read",
+    "/ui/panel": "recognition.read",
+    "/ui/decide": "recognition.read",
+    "/ui/report/{kind}/{report_id}": "recognition.read",
+    "/ui/report/{kind}/{report_id}/pdf": "recognition.read",
+    "/ui/embed": None,
+    "/ui/alive": None,
+    "/ui/quality/completeness": "quality.read",
+    "/ui/quality/timeliness": "quality.read",
+    "/ui/quality/rejected": "quality.read",
+    "/ui/quality/rejected/{rejected_id}/payload": "quality.read",
+    "/ui/stats": "quality.read",
+    "/ui/catalog": "quality.read",
+    "/ui/catalog/download": "quality.read",
+    "/ui/catalog/mappings/download": "quality.read",
+}
+
+
+def test_every_page_follows_the_table(client: TestClient, world: dict[str, Any]) -> None:
+    from huren.web import routes_doctor, routes_supervision
+
+    found = {
+        r.path for m in (routes_doctor, routes_supervision) for r in m.router.routes if "GET" in getattr(r, "methods", ())
+    }
+    assert found == set(PAGES), "pages without an entry in this test's table"
+    wrong = []
+    for path, name in sorted(PAGES.items()):
+        url = path.replace("{kind}", "lab").replace("{report_id}", str(world["b_lab"])).replace("{rejected_id}", str(world["rejected"]))
+        for role in ROLES:
+            token = world["apis"][role].headers["Authorization"].split()[1]
+            r = client.get(url, params=PATIENT | {"token": token, "format": "csv"}, follow_redirects=False)
+            assert r.status_code < 500, (path, role, r.text[-300:])
+            allowed = name is None or role in access.roles_for(name)
+            if allowed == (r.status_code == 403):
+                wrong.append((path, role, r.status_code))
+    assert wrong == [], wrong
