@@ -143,7 +143,7 @@ class AuthService:
         counted = self.throttle.check(org_code, username, remote, channel)
         with self._db.read() as conn:
             cred = directory.get_credential(conn, org_code, username)
-            state = directory.account_state(conn, org_code, username) if cred is not None else None
+            state = directory.account_state(conn, org_code, username)  # asked for unknown users too: same cost
         if cred is None or state is None:
             self.hasher.waste(password)
             reason = "unknown"
