@@ -154,10 +154,14 @@ class TransportService:
         return code
 
     def refuse_unsigned(self, principal: Principal, channel: str) -> None:
-        """The signature / encryption policy on a channel that cannot carry them (a page opened
-        with an access token, the SOAP profile): an institution that requires them is refused."""
+        """The signature / encryption policy on a channel that cannot carry them: an institution
+        that requires them is refused. A page opened with an access token carries neither; the
+        SOAP profile's parameters are SM4-encrypted (strKey), but nothing in it is signed."""
         pol = self.policy(principal.org_code)
-        if pol is None or not (pol.require_signature or pol.require_encryption):
+        if pol is None:
+            return
+        encrypted = channel == "soap"
+        if not (pol.require_signature or (pol.require_encryption and not encrypted)):
             return
         what = "签名" if pol.require_signature else "加密"
         self._audit.record(principal, "unsigned_refused", target=channel, read=False)

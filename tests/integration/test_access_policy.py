@@ -223,13 +223,18 @@ def test_an_institution_requiring_signatures_cannot_be_read_through_pages_or_soa
     assert client.get("/ui/widget", params=widget | {"token": b_token}).status_code == 200
 
 
-def test_requiring_encryption_closes_the_page_token_path_too(client: TestClient, world: dict[str, Any]) -> None:
+def test_requiring_encryption_closes_the_page_token_path_too(client: TestClient, container: Container, world: dict[str, Any]) -> None:
+    platform = gm.init_platform_key(container.settings.key_dir)
     key = gm.generate_key()
     r = world["apis"]["hospital"].put("/api/v1/transport/key", json={"public_key": key.public_hex, "require_encryption": True})
     assert r.status_code == 200, r.text
     token = world["apis"]["doctor"].headers["Authorization"].split()[1]
     r = client.get(f"/ui/report/lab/{world['b_lab']}", params={"token": token})
     assert r.status_code == 401 and "本机构要求加密请求" in r.text
+    # the SOAP profile's parameters are SM4-encrypted: an encryption-only policy lets it through
+    acct = ACCOUNTS["doctor"]
+    hc = HurenClient(str(client.base_url), acct[0], acct[4], acct[5], platform_key=platform.public, http=client)
+    assert not hc.call("GetCheckLabList", f"<root><id_no>{samples.ID_NO}</id_no><id_type>01</id_type></root>").startswith("error:")
 
 
 def test_the_supervision_pages_offer_the_region_s_institutions(client: TestClient, world: dict[str, Any]) -> None:
