@@ -259,6 +259,11 @@ class Reference:
 
     def __init__(self, c: Container) -> None:
         self.sqlite = c.db.is_sqlite
+        # the service searches back to the longest validity in force (issue 10 §2.3), the list
+        # window (DAYS) at least
+        with c.db.read() as conn:
+            longest = conn.execute(select(func.max(catalog_item.c.validity_days)).where(catalog_item.c.recognizable)).scalar()
+        self.search_days = max(DAYS, int(longest or 0))
         self.raw = c.db.engine.raw_connection()
         self.dbapi: Any = cast(Any, self.raw.driver_connection)
         if not self.sqlite:
@@ -267,7 +272,7 @@ class Reference:
         self.sql: dict[tuple[int, int], str] = {}
 
     def params(self, ask: Ask, now: datetime) -> list[Any]:
-        since = now - timedelta(days=DAYS)
+        since = now - timedelta(days=self.search_days)
         if self.sqlite:
             s_since: Any = since.isoformat(" ", "microseconds")
             s_now: Any = now.isoformat(" ", "seconds")

@@ -50,14 +50,17 @@ class Reference:
     at: float = 0.0
     rules: dict[tuple[str, str], CatalogRule] = field(default_factory=dict)
     orgs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the longest validity (days) of a recognizable catalog item: how far back a result can
+    #: still be recognizable, so how far back the answers must search
+    longest: int = -1
 
     def org_name(self, code: str) -> str:
         return str(self.orgs.get(code, {}).get("name", ""))
 
     def longest_validity(self) -> int:
-        """The longest validity (days) of a recognizable catalog item: how far back a result
-        can still be recognizable, so how far back the answers must search."""
-        return max((r.validity_days for r in self.rules.values() if r.recognizable), default=0)
+        if self.longest < 0:
+            self.longest = max((r.validity_days for r in self.rules.values() if r.recognizable), default=0)
+        return self.longest
 
 
 class ReferenceCache:
