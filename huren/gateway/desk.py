@@ -58,14 +58,11 @@ def decision_records(table: str, rows: list[dict[str, str]]) -> list[Record]:
     ]
 
 
-def reminder_record(entry: Entry, visit: Visit, answer: dict[str, Any], ordered: dict[str, int], at: str) -> Record | None:
+def reminder_record(entry: Entry, visit: Visit, shown: dict[str, list[str]], ordered: dict[str, int], at: str) -> Record | None:
     """The reminder a doctor was shown by the gateway (exists-for-order answered from the cache),
-    as the platform logs its own (XC-P4): one row per kind with recognizable results shown — the
-    ordered and recognizable counts and the items — and none when nothing recognizable was shown."""
-    shown = {
-        "exam": sorted({str(m["item_code"]) for m in answer["exammaster"]}),
-        "lab": sorted({str(i["item_code"]) for m in answer["labmaster"] for i in m["item"]}),
-    }
+    as the platform logs its own (XC-P4): one row per kind with recognizable results shown —
+    ``shown``: the codes not yet decided for the visit — with the ordered and shown counts and
+    the items; none when nothing was shown."""
     base = {
         "action": "reminder", "at": at, "id_type_code": entry.id_type_code, "id_no": entry.id_no,
         "event_no": visit.event_no, "dept_code": visit.dept_code, "dept_std_code": visit.dept_std_code,
@@ -117,12 +114,18 @@ class DecisionDesk:
         return {"code": "ok", "message": "ok", "rows": len(rows), "queued": len(records)}
 
     def exists(self, entry: Entry, visit: Visit, **order: Any) -> dict[str, Any]:
-        """Exists-for-order answered from ``entry``; the reminder it shows (when it shows
-        recognizable results) is queued for the platform (a failing outbox fails the question:
-        no reminder goes unrecorded)."""
+        """Exists-for-order answered from ``entry``, knowing the decisions already taken here for
+        the visit (HZ-16: they carry their ``decision``, as the platform answers); the reminder
+        of what is still to decide is queued for the platform (a failing outbox fails the
+        question: no reminder goes unrecorded)."""
         answer = self.cache.exists(entry, **order)
+        recorded = [d for d in self.cache.decisions(entry.id_type_code, entry.id_no, visit.event_no) if d["kind"] == "accept"] if visit.event_no else []
+        pending = decisions.mark_decided(answer["exammaster"], answer["labmaster"], recorded)
+        shown: dict[str, list[str]] = {"exam": [], "lab": []}
+        for kind, code in sorted(pending):
+            shown[kind].append(code)
         ordered = {kind: len(dict.fromkeys(order.get(name) or ())) for kind, name in (("exam", "check"), ("lab", "lab"))}
-        reminder = reminder_record(entry, visit, answer, ordered, format_value(self.cache.clock.now()))
+        reminder = reminder_record(entry, visit, shown, ordered, format_value(self.cache.clock.now()))
         if reminder is not None:
             self.enqueue([reminder])
         return answer

@@ -393,3 +393,26 @@ def test_the_runner_starts_and_stops_the_local_api(tmp_path: Path) -> None:
             preload_conf({"listen": listen}, config.outbox.path, tmp_path)
     wide = preload_conf({"listen": "0.0.0.0:8765", "api_token": API_TOKEN, "hosts": ["his-gw.hospital.local"]}, config.outbox.path, tmp_path)
     assert "his-gw.hospital.local:8765" in wide.allowed_hosts() and "127.0.0.1:8765" in wide.allowed_hosts()
+
+
+def test_exists_knows_the_visits_decisions_as_the_platform_does(gateway: Gateway, api_a: Api, api_b: Api, container: Container) -> None:
+    """HZ-16 at the hospital: a decision taken for this visit is part of the local answer (its
+    ``decision``), as the platform answers once it has it, and is not asked about again."""
+    _reports(api_a, container)
+    assert gateway.post("/swipe", patient()).status_code == 200
+    taken = gateway.post("/accept", {"sehr_accept_record": [decision(LAB_CODE, "14437173", "2", "2", reason="3")]})
+    assert taken.status_code == 200, taken.text
+    for rec in [r for r in gateway.queued if r.kind == "accept"]:
+        assert api_b.post(f"/api/v1/recognition/{rec.kind}", rec.payload).status_code == 200
+    del gateway.queued[:]
+    order = patient(check=[EXAM_CODE], lab=[LAB_CODE]) | VISIT
+    local = gateway.post("/exists", order).json()
+    [lab] = local["labmaster"][0]["item"]
+    assert lab["decision"] == {"is_accept": "2", "reason": "3", "record_time": "2026-11-20 13:19:04"}
+    assert "decision" not in local["exammaster"][0]
+    assert _local(local) == api_b.post("/api/v1/recognition/exists", order).json()
+    [reminder] = gateway.queued
+    assert [r["item_codes"] for r in reminder.payload["reminder_log"]] == [f"exam:{EXAM_CODE}"]  # only what is left to decide
+    # another visit knows nothing of it
+    other = gateway.post("/exists", order | {"event_no": "9999"}).json()
+    assert "decision" not in other["labmaster"][0]["item"][0]
