@@ -1,0 +1,67 @@
+"""The access table itself (huren.domain.access) and the regions it leans on (huren.domain.regions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from huren.context import ROLES, Principal
+from huren.domain import access, regions
+from huren.domain.access import ALL, OWN, REGION
+from huren.errors import Forbidden, InvalidInput
+
+DOCTOR = Principal("457759922", "doc", "doctor")
+SUP = Principal("650100000", "admin", "supervisor")
+
+
+def test_every_action_names_known_roles_and_a_chinese_title() -> None:
+    for a in access.ACTIONS.values():
+        assert set(a.grants) <= set(ROLES), a.name
+        assert a.title and not a.title.isascii(), a.name
+    assert set(access.SUBMISSION_ACTION.values()) <= set(access.ACTIONS)
+
+
+def test_the_table_of_the_issue() -> None:
+    """doctor: reads, decisions, quotes, reminders; admin / hospital: own writes and reads;
+    supervisor: reads and statistics within its region, no clinical writes."""
+    clinical_writes = ("report.write", "directory.write", "decision.write")
+    assert all("supervisor" not in access.roles_for(n) for n in clinical_writes)
+    assert access.roles_for("report.write") == access.roles_for("directory.write") == ("hospital", "admin")
+    assert set(access.roles_for("decision.write")) == {"doctor", "hospital", "admin"}
+    assert access.scope(SUP, "report.read") is REGION and access.scope(SUP, "statistics.read") is REGION
+    assert access.scope(DOCTOR, "report.read") is ALL and access.scope(DOCTOR, "history.read") is OWN
+    assert access.scope(DOCTOR, "quality.read") is None and access.scope(DOCTOR, "statistics.read") is None
+
+
+def test_a_refusal_names_the_role_and_who_may() -> None:
+    with pytest.raises(Forbidden) as exc:
+        access.require(DOCTOR, "report.write")
+    assert exc.value.message == "当前账号（医生）无权注册、重新提交、作废检查检验报告或上传报告PDF、日报"
+    [p] = exc.value.problems
+    assert (p.field, p.rule) == ("role", "access") and "机构接入账号、医院管理员" in p.message
+
+
+def test_reach() -> None:
+    assert access.in_reach(SUP, REGION, "457759933", "650103", "650100")
+    assert not access.in_reach(SUP, REGION, "652301001", "652301", "650100")
+    assert not access.in_reach(DOCTOR, OWN, "457759933", "650103", "650102")
+    assert access.in_reach(DOCTOR, OWN, DOCTOR.org_code, None, None)
+    assert access.in_reach(DOCTOR, ALL, "x", None, None)
+    assert access.refuse(SUP, REGION, "quality.read", "652301001").problems[0].rule == "region"
+    assert access.refuse(DOCTOR, OWN, "report.write", "x").message == "只能提交或修改本机构的数据"
+
+
+def test_regions_in_one_room() -> None:
+    assert regions.division_prefix("650100") == "6501" and regions.division_prefix("650000") == "65"
+    assert regions.division_prefix("650102003") == "650102003"
+    assert regions.in_division("650102", "650100") and not regions.in_division("652301", "650100")
+    assert regions.parse_level("三级甲等") == (3, "甲") and regions.parse_level("2") == (2, "")
+    with pytest.raises(InvalidInput):
+        regions.parse_level("四级")
+    assert regions.parse_min_level("") == regions.DEFAULT_MIN_LEVEL
+    assert regions.parse_min_level("2级及以上") == 2 and regions.parse_min_level("甲") is None
+    assert regions.parse_scope("65, 650100;x1 65") == (["65", "650100"], ["x1"])
+    assert regions.split_scope("65，6501、6502\n6523") == ("65", "6501", "6502", "6523")
+    assert regions.in_scope("650102", ()) and regions.in_scope("650102", ("650100",))
+    assert not regions.in_scope("652301", ("650100", "6502"))
+    assert regions.level_name(3, "甲") == "三级甲等" and regions.level_name(9) == "未定级"
+    assert regions.is_org_region("650102") and not regions.is_org_region("6501")
