@@ -191,7 +191,7 @@ def test_decide_lists_exam_and_lab_rows(client: TestClient, world: dict[str, Any
 def test_decide_nothing_recognizable(client: TestClient, world: dict[str, Any]) -> None:
     r = client.get("/ui/decide", params=q(world["token"], id_no=NOBODY, check=[EXAM_CODE], lab=["LOCAL-X"]))
     assert r.status_code == 200
-    assert "所开项目在近 90 天内没有可互认的结果，可直接开立" in r.text
+    assert "所开项目没有仍在互认有效期内的结果，可直接开立" in r.text
     assert "LOCAL-X" in r.text  # unmapped code listed
     r = client.get("/ui/decide", params=q(world["token"]))
     assert r.status_code == 422 and "请至少选择一个" in r.text
