@@ -22,12 +22,14 @@ _NOT_FILES = (
     b"application/json", b"text/html", b"text/xml", b"application/soap+xml", b"application/xml",
     b"text/css", b"text/javascript", b"application/javascript", b"image/", b"text/plain", b"font/",
 )
-def content_security_policy(frame_ancestors: str) -> str:
-    return (
+def content_security_policy(frame_ancestors: str | None) -> str:
+    """The pages' policy; ``frame_ancestors`` None leaves framing to the browser's default (the
+    gateway's pages, which a HIS may frame from any origin, a local file included)."""
+    policy = (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-src 'self'; "
-        f"frame-ancestors {check_frame_ancestors(frame_ancestors)}"
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-src 'self'"
     )
+    return policy if frame_ancestors is None else f"{policy}; frame-ancestors {check_frame_ancestors(frame_ancestors)}"
 
 
 class SecurityHeaders:
@@ -36,7 +38,7 @@ class SecurityHeaders:
     #: the interactive API documentation (fastapi-offline) runs an inline script: no policy there
     EXEMPT = ("/docs", "/redoc")
 
-    def __init__(self, app: ASGIApp, frame_ancestors: str = "'self'") -> None:
+    def __init__(self, app: ASGIApp, frame_ancestors: str | None = "'self'") -> None:
         self.app = app
         self.csp = content_security_policy(frame_ancestors).encode()
 

@@ -55,6 +55,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from huren.api import models
 from huren.api.errors import huren_error_body, install
+from huren.api.headers import SecurityHeaders
 from huren.api.responses import Json
 from huren.errors import (
     Forbidden,
@@ -190,6 +191,8 @@ def create_preload_app(
     app.state.cache = cache
     desk = DecisionDesk(cache, enqueue)
     app.add_middleware(LocalGuard, hosts=allowed_hosts(listen, tuple(hosts)))
+    # nosniff, Content-Disposition on files, the pages' CSP (framing left open: a HIS frames them)
+    app.add_middleware(SecurityHeaders, frame_ancestors=None)
     guard = [Depends(token_guard(api_token))]
     if pages is not None:
         from huren.web import install_doctor_pages

@@ -15,6 +15,7 @@ from huren.services.container import Container
 from huren.settings import Settings
 from tests import samples
 from tests.conftest import ORG_A, SUPERVISOR, Api, login
+from tests.integration import test_gateway_pages
 
 LAB = "/api/v1/lab-reports"
 EVIL = {"Host": "evil.example"}
@@ -136,3 +137,35 @@ def test_links_and_embedding_notes_use_the_configured_address(public: TestClient
         page = public.get("/ui/embed", params={"token": _token(public, ORG_A)}, headers=EVIL)
         assert page.status_code == 200
         assert "https://huren.example.gov.cn/gw/ui/static/widget.js" in page.text and "evil.example" not in page.text
+
+
+def test_soap_answers_link_to_the_configured_address(public: TestClient, container: Container) -> None:
+    """GetCheckLabList's report links are absolute for the hospital's browser: from the
+    configured address, whatever Host the SOAP call was sent with."""
+    from huren.crypto import gm
+    from tests.integration.test_soap_golden import envelope12, recent_lab_xml, result_of, sealed
+
+    platform = gm.init_platform_key(container.settings.key_dir)
+    with public:
+        _, p = sealed(platform, recent_lab_xml(container))
+        body = envelope12("ArchiveAutoReport", {"strReportInfo": p["data"], "strCredential": p["strCredential"], "strKey": p["strKey"]})
+        assert result_of(public.post("/Myhealth", content=body, headers=EVIL).content, "ArchiveAutoReport") == "ok"
+        key, p = sealed(platform, f"<root><id_no>{samples.ID_NO}</id_no><id_type>01</id_type></root>")
+        body = envelope12("GetCheckLabList", {"strFilter": p["data"], "strCredential": p["strCredential"], "strKey": p["strKey"]})
+        answer = gm.sm4_decrypt(key, gm.b64d(result_of(public.post("/Myhealth", content=body, headers=EVIL).content, "GetCheckLabList")))
+    text = answer.decode()
+    assert 'url="https://huren.example.gov.cn/gw/' in text and "evil.example" not in text, text[:300]
+
+
+# -- the gateway's pages --------------------------------------------------------------------------------------
+gateway = test_gateway_pages.gateway  # the gateway serving the doctor's pages, as a fixture here too
+catalog = test_gateway_pages.catalog
+
+
+def test_the_gateways_pages_carry_the_same_headers_but_may_be_framed(gateway: Any) -> None:
+    r = gateway.http.get("/ui/widget", params={"id_type_code": "01", "id_no": samples.ID_NO, "token": test_gateway_pages.PAGE_TOKEN})
+    assert r.status_code == 200, r.text[:300]
+    csp = _csp(r)
+    assert csp["script-src"] == "'self'" and "frame-ancestors" not in csp  # a HIS frames them from anywhere
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert gateway.http.get("/healthz").headers["x-content-type-options"] == "nosniff"
