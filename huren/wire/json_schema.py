@@ -15,6 +15,7 @@ from huren.domain.fields import (
     VOID_FILTER,
     Field,
 )
+from huren.domain.limits import FIRST_DAY, LAST_DAY
 
 _FORMATS = {"dt": "YYYY-MM-DD hh24:mi:ss", "date": "YYYY-MM-DD"}
 
@@ -24,16 +25,17 @@ def node_schema(spec: Sequence[Field], *, extra: Sequence[Field] = ()) -> dict[s
     for f in (*spec, *extra):
         desc = f.title
         if f.kind in _FORMATS:
-            desc += f"，格式 {_FORMATS[f.kind]}"
+            desc += f"，格式 {_FORMATS[f.kind]}，{FIRST_DAY.isoformat()} 至 {LAST_DAY.isoformat()}"
         elif f.kind == "num":
             desc += f"，整数，最多{f.size}位"
         elif f.kind == "str":
-            desc += f"，最长{f.size}字符"
+            desc += f"，文本（不接受数字或布尔值），最长{f.size}字符，不含控制字符或文字方向控制字符"
         elif f.kind == "b64":
             desc += "，PDF文件内容的Base64编码"
         if f.dictionary:
             desc += f"，字典 {f.dictionary}"
-        props[f.name] = {"type": "string", "description": desc}
+        # the domain's rules (huren.domain.validation), mirrored: a NUMBER may come as a JSON integer
+        props[f.name] = {"type": ["string", "integer"] if f.kind == "num" else "string", "description": desc}
         if f.kind == "str":
             props[f.name]["maxLength"] = f.size
     return {
