@@ -460,7 +460,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=("lab", "exam"), help="只列出一种类型")
     p.set_defaults(func=cmd_catalog_list)
 
-    keys = sub.add_parser("keys", help="平台 SM2 密钥（新疆 SOAP 接口的 strKey 用平台公钥加密）")
+    keys = sub.add_parser("keys", help="平台密钥：SM2 密钥对（新疆 SOAP 接口的 strKey 用平台公钥加密）与数据加密密钥")
     keyss = keys.add_subparsers(dest="keys_command", required=True)
     p = keyss.add_parser("init", help="生成平台 SM2 密钥对：数据目录 keys/sm2_private.pem（0600）与 sm2_public.txt")
     p.add_argument("--data-dir", type=Path, help="数据目录（HUREN_DATA_DIR），密钥在其 keys/ 下")

@@ -35,10 +35,6 @@ DATA_FILE = "data.keys"
 _DATA_FORMAT = 1
 
 
-class KeyFileError(RuntimeError):
-    """A key file that exists but cannot be used (an operator's mistake, never a caller's)."""
-
-
 class Keyring:
     def __init__(
         self,
@@ -113,7 +109,11 @@ class Keyring:
                     atomic_write(path, secrets.token_hex(32).encode(), replace=False)
             value = path.read_bytes().strip()
             if len(value) < 32:
-                raise KeyFileError(f"{path} holds no usable secret (at least 32 bytes); delete it or set HUREN_SECRET_KEY")
+                log.error("%s holds no usable secret (at least 32 bytes)", path)
+                raise NotConfigured(
+                    f"令牌密钥文件 {path} 不可用：应至少含32字节的密钥；请修复，或删除它让平台重新生成"
+                    "（已签发的令牌和登录会话随之失效），或设置 HUREN_SECRET_KEY"
+                )
             self._token = value
         return self._token
 
@@ -167,7 +167,11 @@ class Keyring:
                 if len(bytes.fromhex(v)) != aead.SECRET_LEN:
                     raise ValueError("a secret is not 32 bytes")
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise KeyFileError(f"{path}: unusable data key file ({exc})") from exc
+            log.error("%s: unusable data key file (%s)", path, exc)
+            raise NotConfigured(
+                f"数据密钥文件 {path} 无法读取（{exc}）：请从备份恢复。切勿删除或重新生成它，"
+                "否则已加密保存的报告PDF与被拒提交原文将无法读取"
+            ) from exc
         return dict(doc)
 
     def _cipher(self, doc: dict[str, Any]) -> aead.FieldCipher:
@@ -181,7 +185,7 @@ class Keyring:
         New values keep being sealed under the key that was active at start until a restart."""
         try:
             secret = self._read_data(create=False)["keys"].get(str(kid))
-        except KeyFileError:
+        except NotConfigured:
             return None
         if secret is not None:
             log.warning("data key %d added since start: read from %s", kid, self.key_dir / DATA_FILE)

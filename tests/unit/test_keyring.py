@@ -18,7 +18,7 @@ from huren.client import HurenClient
 from huren.crypto import aead, gm
 from huren.errors import NotConfigured
 from huren.services.container import Container
-from huren.store.keys import DATA_FILE, PLATFORM_KEY_MISSING, KeyFileError, Keyring
+from huren.store.keys import DATA_FILE, PLATFORM_KEY_MISSING, Keyring
 from tests import samples
 from tests.conftest import ORG_A, login
 
@@ -121,7 +121,7 @@ def test_token_secret_configured_or_generated_once(tmp_path: Path) -> None:
     assert Keyring(tmp_path / "b").token_secret() == first
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "token.key").write_bytes(b"short")
-    with pytest.raises(KeyFileError, match="no usable secret"):
+    with pytest.raises(NotConfigured, match=r"令牌密钥文件 .* 不可用"):
         Keyring(tmp_path / "c").token_secret()
 
 
@@ -158,10 +158,16 @@ def test_rotate_data_key_keeps_old_values_readable(tmp_path: Path) -> None:
     assert _mode(tmp_path / DATA_FILE) == 0o600
 
 
-def test_broken_data_key_file_is_named(tmp_path: Path) -> None:
+def test_broken_data_key_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_umask: None) -> None:
     (tmp_path / DATA_FILE).write_text('{"format": 1, "active": 3, "keys": {"1": "00"}, "index": "00"}')
-    with pytest.raises(KeyFileError, match=DATA_FILE):
+    with pytest.raises(NotConfigured, match=rf"数据密钥文件 .*{DATA_FILE} 无法读取.*切勿删除"):
         Keyring(tmp_path).fields()
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / DATA_FILE).write_text("not json")
+    assert cli.main(["keys", "rotate-data", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("错误：数据密钥文件") and "Traceback" not in err
+    assert (tmp_path / "keys" / DATA_FILE).read_text() == "not json"  # never replaced
 
 
 def test_a_serving_process_reads_values_sealed_after_a_rotation_elsewhere(tmp_path: Path) -> None:
