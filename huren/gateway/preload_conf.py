@@ -68,24 +68,24 @@ def preload_conf(table: dict[str, Any], outbox_path: Path, base_dir: Path) -> Pr
     def num(key: str, default: float, minimum: float) -> float:
         value = table.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-            raise ConfigError(f"[preload] {key} must be a number ≥ {minimum}")
+            raise ConfigError(f"[preload] {key} 须为不小于 {minimum} 的数字")
         return float(value)
 
     listen = table.get("listen", "127.0.0.1:8765")
     try:
         parse_listen(str(listen))
     except ValueError:
-        raise ConfigError('[preload] listen must be "host:port", e.g. "127.0.0.1:8765"') from None
+        raise ConfigError('[preload] listen 须为“主机:端口”，例如 "127.0.0.1:8765"') from None
     days = table.get("days", 90)
     if days not in WINDOWS:
-        raise ConfigError("[preload] days must be 30 or 90")
+        raise ConfigError("[preload] days 只能是 30 或 90（平台的近期时间窗）")
     raw = table.get("path")
     if raw is not None and (not isinstance(raw, str) or not raw):
-        raise ConfigError("[preload] path must be a file path")
+        raise ConfigError("[preload] path 须为文件路径")
     path = Path(raw) if raw else outbox_path.parent / "preload.db"
     page_token = table.get("page_token", "")
     if not isinstance(page_token, str) or (page_token and len(page_token) < MIN_TOKEN):
-        raise ConfigError(f"[preload] page_token must be a string of at least {MIN_TOKEN} characters (it opens the doctor's pages)")
+        raise ConfigError(f"[preload] page_token 须为至少 {MIN_TOKEN} 个字符的字符串（它用于打开医生端页面）")
     api_token = table.get("api_token", "")
     if not isinstance(api_token, str) or not api_token:
         raise ConfigError(
@@ -97,7 +97,7 @@ def preload_conf(table: dict[str, Any], outbox_path: Path, base_dir: Path) -> Pr
         raise ConfigError(f"[preload] api_token 过短：至少 {MIN_TOKEN} 个字符（HIS 每次调用都携带它）")
     hosts = table.get("hosts", [])
     if not isinstance(hosts, list) or not all(isinstance(h, str) and h and ":" not in h and "/" not in h for h in hosts):
-        raise ConfigError('[preload] hosts must be a list of host names without port, e.g. ["his-gw.hospital.local"]')
+        raise ConfigError('[preload] hosts 须为不带端口的主机名列表，例如 ["his-gw.hospital.local"]')
     host = parse_listen(str(listen))[0]
     if host in ("0.0.0.0", "::") and not hosts:
         raise ConfigError(

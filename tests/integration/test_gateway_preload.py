@@ -385,8 +385,9 @@ def test_the_runner_starts_and_stops_the_local_api(tmp_path: Path) -> None:
     assert (tmp_path / "box" / "preload.db").exists()
     for bad in ({"days": 60}, {"listen": "nowhere"}, {"ttl_seconds": 0}, {"path": 3}, {"api_token": "short"},
                 {"listen": "0.0.0.0:8765"}, {"hosts": "gw.local"}, {"hosts": ["gw.local:80"]}):
-        with pytest.raises(ValueError, match=r"\[preload\]"):
+        with pytest.raises(ValueError, match=r"\[preload\]") as refused:
             preload_conf({"api_token": API_TOKEN} | bad, config.outbox.path, tmp_path)
+        assert CJK.search(str(refused.value)) and next(iter(bad)) in str(refused.value)  # in Chinese, naming the key
     # the token is required on loopback too: any page the doctor opens can reach 127.0.0.1
     for listen in ("127.0.0.1:8765", "[::1]:8765", "localhost:8765", "0.0.0.0:8765"):
         with pytest.raises(ValueError, match=r"\[preload\] 缺少 api_token"):
