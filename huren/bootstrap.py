@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import make_url
 
 from huren.context import Clock
-from huren.files import private_dir, private_sqlite
+from huren.files import private_dir, private_sqlite, private_umask
 from huren.services.audit import AuditService
 from huren.services.auth import AuthService, PasswordHasher
 from huren.services.catalog import CatalogService
@@ -96,7 +96,10 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
 
 
 def app_from_env() -> FastAPI:
-    """App factory for ``uvicorn --factory`` worker processes: settings from ``HUREN_*``."""
+    """App factory for ``uvicorn --factory`` worker processes: settings from ``HUREN_*``. Also an
+    entry point of its own (``uvicorn huren.bootstrap:app_from_env --factory``), so it sets the
+    private umask as the CLI does."""
     from huren.api.app import create_app
 
+    private_umask()
     return create_app(build())

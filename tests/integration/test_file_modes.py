@@ -108,3 +108,14 @@ def test_the_cli_sets_umask_077(tmp_path: Path, loose_umask: None) -> None:
     assert os.umask(0o077) == 0o077
     (tmp_path / "d" / "later").touch()  # what a library creates afterwards is private as well
     assert loose(tmp_path / "d") == {}
+
+
+def test_the_worker_factory_sets_umask_077(tmp_path: Path, loose_umask: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huren.bootstrap import app_from_env
+
+    monkeypatch.setenv("HUREN_DATA_DIR", str(tmp_path / "w"))
+    monkeypatch.setenv("HUREN_SECRET_KEY", "s" * 32)
+    app = app_from_env()
+    assert os.umask(0o077) == 0o077
+    app.state.container.close()
+    assert loose(tmp_path / "w") == {}
