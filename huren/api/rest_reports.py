@@ -54,7 +54,9 @@ def _routes(kind: str) -> None:
     @router.post(path, **op(ids["register"], f"注册（或重新提交）{zh}报告", body(report_schema(kind))), name=f"register_{kind}")
     async def register(request: Request, c: Services, who: Caller) -> dict[str, Any]:
         payload, raw = await json_body(request, c, who, kind)
-        r = await write(c, c.registry.register, kind, payload, who, channel="rest", raw=raw)
+        # in the threadpool even on SQLite: concurrent registrations share synced commits
+        # (huren.services.group_commit) and overlap their PDF fsyncs, where inline each paid its own
+        r = await run_in_threadpool(lambda: c.registry.register(kind, payload, who, channel="rest", raw=raw))
         return {"code": "ok", "message": "ok", "report_id": r.report_id, "version": r.version, "created": r.created, "unchanged": r.unchanged}
 
     batch_schema = {"type": "object", "properties": {"reports": {"type": "array", "items": report_schema(kind)}}}
@@ -63,7 +65,8 @@ def _routes(kind: str) -> None:
     async def register_batch(request: Request, c: Services, who: Caller) -> dict[str, Any]:
         payload, _ = await json_body(request, c, who, kind)
         items = payload.get("reports") if isinstance(payload, dict) else None
-        outcomes = await write(c, c.registry.register_many, kind, items if isinstance(items, list) else [], who, channel="rest")
+        reports = items if isinstance(items, list) else []
+        outcomes = await run_in_threadpool(lambda: c.registry.register_many(kind, reports, who, channel="rest"))
         results = []
         for o in outcomes:
             if o.registered:

@@ -27,6 +27,7 @@ from huren.domain.validation import (
 )
 from huren.domain.versions import refusal
 from huren.errors import Conflict, Forbidden, HurenError, InvalidInput, NotFound, Problem
+from huren.services.group_commit import GroupCommit
 from huren.services.payloads import dump
 from huren.store import quality, recognition, reports
 from huren.store.blobs import BlobStore
@@ -88,6 +89,7 @@ class RegistryService:
         self._blobs = blobs
         self._clock = clock
         self.max_pdf_bytes = max_pdf_bytes
+        self._commits = GroupCommit(db)
         #: a rejected submission's bytes are kept up to this many (HUREN_REJECTED_KEEP_BYTES) …
         self.rejected_keep_bytes = rejected_keep_bytes
         #: … and an institution's kept bytes up to this many (HUREN_REJECTED_QUOTA_BYTES)
@@ -249,8 +251,9 @@ class RegistryService:
             good[n] = (i, report, sha, size)
         if good:
             now = self._now()
-            with self._db.write() as conn:
-                stored = reports.upsert_many(conn, [(r, s, n) for _, r, s, n in good], now=now, actor=principal.actor)
+            batch = [(r, s, n) for _, r, s, n in good]
+            # one synced commit shared with concurrent registrations (huren.services.group_commit)
+            stored = self._commits.run(lambda conn: reports.upsert_many(conn, batch, now=now, actor=principal.actor))
             master_name = f"{kind}master"
             for (i, report, _, _), s in zip(good, stored, strict=True):
                 if not s.refused:
