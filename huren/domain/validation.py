@@ -27,9 +27,9 @@ from huren.domain.fields import (
     VOID_FILTER,
     Field,
 )
-from huren.domain.limits import day_problem, excerpt, text_problem
+from huren.domain.limits import check_text, day_problem, excerpt, text_problem
 from huren.domain.pdf import check as pdf_structure
-from huren.errors import Problem
+from huren.errors import InvalidInput, Problem
 
 PDF_MAGIC = b"%PDF-"
 
@@ -219,6 +219,21 @@ def check_record(
 def canonical_id(id_type: str | None, id_no: str | None) -> str | None:
     """Resident ID numbers are stored and looked up with an upper-case check character X."""
     return id_no.upper() if id_type == "01" and id_no else id_no
+
+
+def check_patient(id_type: str, id_no: str) -> str:
+    """A patient named in a question (any channel): the canonical ID number, or InvalidInput naming
+    the field. The lengths are the seed's (id_no VARCHAR2(128), id_type_code CHAR(2))."""
+    problems: list[Problem] = []
+    if not id_no:
+        problems.append(Problem("id_no", "required", "身份证件号码不能为空"))
+    check_text(id_no, "id_no", "身份证件号码", problems, 128)
+    check_text(id_type, "id_type_code", "身份证件类别代码", problems, 2)
+    if not problems:
+        check_identity(id_type, id_no, "id_no", problems)
+    if problems:
+        raise InvalidInput("患者身份证件无效", problems)
+    return canonical_id(id_type, id_no) or id_no
 
 
 def check_identity(id_type: str | None, id_no: str | None, path: str, problems: list[Problem]) -> None:

@@ -13,12 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from huren.domain import validation
 from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_SUBITEM, LABMASTER
 from huren.domain.recognition import CatalogRule
 from huren.domain.records import format_value, to_text
 from huren.domain.regions import split_scope
-from huren.domain.validation import canonical_id, check_identity
-from huren.errors import InvalidInput, Problem
 from huren.store import recognition as rstore
 from huren.store import reports
 from huren.store.database import Database
@@ -33,14 +32,8 @@ def pdf_url(kind: str, report_id: int) -> str:
 
 
 def check_patient(id_type: str, id_no: str) -> str:
-    """The canonical ID number, or InvalidInput."""
-    problems: list[Problem] = []
-    if not id_no:
-        problems.append(Problem("id_no", "required", "身份证件号码不能为空"))
-    check_identity(id_type, id_no, "id_no", problems)
-    if problems:
-        raise InvalidInput("患者身份证件无效", problems)
-    return canonical_id(id_type, id_no) or id_no
+    """The canonical ID number, or InvalidInput (the domain's rule: huren.domain.validation)."""
+    return validation.check_patient(id_type, id_no)
 
 
 @dataclass(slots=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine.interfaces import ExceptionContext
 from sqlalchemy.pool import QueuePool
 
@@ -18,12 +18,9 @@ from huren.errors import Conflict, HurenError, InvalidInput, Problem
 log = logging.getLogger("huren.store")
 
 
-def _param_over(ctx: ExceptionContext) -> str | None:
+def _param_over(parameters: Any, positions: Sequence[str] = ()) -> str | None:
     """The name of the first bound integer a 64-bit column cannot hold (``id`` for ``id_1``)."""
-    params = ctx.parameters
-    rows = params if isinstance(params, list) else [params]  # executemany: a list of rows
-    compiled = getattr(ctx.execution_context, "compiled", None)
-    positions = list(getattr(compiled, "positiontup", None) or ())
+    rows = parameters if isinstance(parameters, list) else [parameters]  # executemany: a list of rows
     for row in rows:
         items: Any = row.items() if isinstance(row, dict) else enumerate(row) if isinstance(row, tuple) else ()
         for name, value in items:
@@ -34,30 +31,40 @@ def _param_over(ctx: ExceptionContext) -> str | None:
     return None
 
 
-def translate(ctx: ExceptionContext) -> HurenError | None:
+def _is(err: BaseException, name: str) -> bool:
+    """PEP 249 error classes by name, whichever driver raised them (sqlite3, psycopg) or wrapped
+    them (SQLAlchemy's own DataError, IntegrityError)."""
+    return any(c.__name__ == name for c in type(err).__mro__)
+
+
+def translate_error(err: BaseException, parameters: Any = None, positions: Sequence[str] = ()) -> HurenError | None:
     """A database refusal as the error a caller can act on (never a 500), or None to let it be.
 
     Input the field rules should have refused, reaching the store anyway: a number out of range,
     text too long or not encodable (DataError, OverflowError on binding, UnicodeEncodeError), and a
-    unique or foreign key violated (IntegrityError). Connection failures are left alone.
+    unique or foreign key violated (IntegrityError). Used by the engine's ``handle_error`` hook
+    and by the statements run straight on the driver's cursor (huren.store.direct).
     """
-    if ctx.is_disconnect:
-        return None
-    err = ctx.original_exception
-    if isinstance(err, OverflowError) or (isinstance(ctx.sqlalchemy_exception, exc.DataError)):
-        name = _param_over(ctx)
-        where = name or "value"
-        message = (
-            f"数值（{name}）超出允许范围（不能超过 {MAX_INT}）" if name else "数据超出数据库字段允许的长度或范围"
-        )
-        return InvalidInput(message, [Problem(where, "range", message)])
+    if isinstance(err, OverflowError) or _is(err, "DataError"):
+        name = _param_over(parameters, positions)
+        message = f"数值（{name}）超出允许范围（不能超过 {MAX_INT}）" if name else "数据超出数据库字段允许的长度或范围"
+        return InvalidInput(message, [Problem(name or "value", "range", message)])
     if isinstance(err, UnicodeError):
         message = "文本含有无法存储的字符"
         return InvalidInput(message, [Problem("value", "text", message)])
-    if isinstance(ctx.sqlalchemy_exception, exc.IntegrityError):
+    if _is(err, "IntegrityError"):
         message = "与已保存的数据冲突（重复的编码或引用了不存在的数据）"
         return Conflict(message, [Problem("value", "conflict", message)])
     return None
+
+
+def translate(ctx: ExceptionContext) -> HurenError | None:
+    """:func:`translate_error` for SQLAlchemy's ``handle_error`` hook; connection failures are left alone."""
+    if ctx.is_disconnect:
+        return None
+    compiled = getattr(ctx.execution_context, "compiled", None)
+    positions = tuple(getattr(compiled, "positiontup", None) or ())
+    return translate_error(ctx.original_exception, ctx.parameters, positions)
 
 
 def _translating(engine: Engine) -> Engine:

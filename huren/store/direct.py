@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy import Connection, Insert, Select, Table, bindparam, insert
 from sqlalchemy.engine import Dialect
 
+from huren.store.database import translate_error
+
 Processor = Callable[[Any], Any]
 
 
@@ -65,9 +67,15 @@ class DirectSelect(_Compiled):
 
     def all(self, conn: Connection, values: Mapping[str, Any]) -> list[dict[str, Any]]:
         cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        args = self.args(values)
         try:
-            cur.execute(self.sql, self.args(values))
+            cur.execute(self.sql, args)
             rows = cur.fetchall()
+        except Exception as exc:  # past SQLAlchemy's hook: translated here, the same way
+            err = translate_error(exc, args, self.order or ())
+            if err is None:
+                raise
+            raise err from exc
         finally:
             cur.close()
         keys, procs = self.keys, self.procs
@@ -109,5 +117,10 @@ class DirectInsert(_Compiled):
                 cur.execute(self.sql, params[0])
             else:
                 cur.executemany(self.sql, params)
+        except Exception as exc:  # past SQLAlchemy's hook: translated here, the same way
+            err = translate_error(exc, list(params), self.order or ())
+            if err is None:
+                raise
+            raise err from exc
         finally:
             cur.close()

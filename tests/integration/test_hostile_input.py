@@ -231,3 +231,31 @@ def test_the_store_translates_database_refusals(container: Container) -> None:
     assert bad.value.problems and bad.value.problems[0].rule == "range"
     with pytest.raises(Conflict):
         container.directory.add_org(ORG_A[0], "重复", "650102", "3甲")
+
+
+@pytest.mark.parametrize("method", ["GetCheckLabList", "GetCheckLabInfo", "GetLabInfo", "GetExamInfo"])
+@pytest.mark.parametrize(
+    ("id_no", "id_type", "field"),
+    [("9" * 200, "02", "id_no"), ("A\u202eB", "02", "id_no"), ("A&#x7f;B", "02", "id_no"), ("123", "x" * 50, "id_type_code")],
+)
+def test_soap_queries_refuse_a_patient_over_the_domain_rules(
+    client: TestClient, container: Container, method: str, id_no: str, id_type: str, field: str
+) -> None:
+    """GetLabInfo with a 200-character id_no answered ``error:服务器内部错误`` on PostgreSQL (the access
+    log's VARCHAR(128), written straight on the driver's cursor): the rule is the domain's now."""
+    platform = gm.init_platform_key(container.settings.key_dir)
+    data = f"<root><id_no>{id_no}</id_no><id_type>{id_type}</id_type></root>"
+    answer = _soap(client, platform, method, "strFilter", data)
+    assert answer.startswith("error:") and field in answer and "服务器内部错误" not in answer, answer
+
+
+def test_the_direct_cursor_path_translates_too(container: Container) -> None:
+    """Statements run straight on the driver's cursor (huren.store.direct) get the same translation."""
+    from huren.store import audit as audit_store
+
+    row = {"at": container.clock.now(), "org_code": ORG_A[0], "username": "his", "action": "read",
+           "id_type_code": "01", "id_no": "1", "target": "t", "remote_addr": None}
+    bad = [{"id_no": "\ud800"}] + ([] if container.db.is_sqlite else [{"id_no": "9" * 500}, {"target": "a\x00b"}])
+    for change in bad:
+        with pytest.raises(InvalidInput), container.db.write() as conn:
+            audit_store.log_access_many(conn, [row | change])
