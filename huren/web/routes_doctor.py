@@ -22,23 +22,19 @@ from starlette.concurrency import run_in_threadpool
 from huren.domain import dictionaries
 from huren.domain.decisions import KIND_OF_TYPE, TYPE_OF_KIND
 from huren.errors import HurenError, InvalidInput
+from huren.web.doctor_visit import VISIT_LABELS
+from huren.web.doctor_visit import form_visit as _form_visit
+from huren.web.doctor_visit import given as _given
+from huren.web.doctor_visit import missing_visit as _missing_visit
+from huren.web.doctor_visit import page_visit as _visit
+from huren.web.doctor_visit import patient as _patient
+from huren.web.doctor_visit import record as _record
+from huren.web.doctor_visit import visit_errors as _visit_errors
 from huren.web.render import DOCTOR_ROLES, MENU, Caller, LoginRequired, backend, caller, form_caller, invalid, page
 
 router = APIRouter(include_in_schema=False)
 T = TypeVar("T")
 
-#: visit parameters a HIS may pass in the URL (they win over the directory's defaults)
-VISIT_PARAMS = ("event_no", "event_type", "dept_code", "dept_name", "dept_std_code", "dept_std_name", "doc_code", "doc_name")
-VISIT_LABELS = {
-    "event_no": "就诊流水号",
-    "event_type": "就诊类型",
-    "dept_code": "科室编码",
-    "dept_name": "科室名称",
-    "dept_std_code": "标准科室",
-    "dept_std_name": "标准科室名称",
-    "doc_code": "医生编码",
-    "doc_name": "医生姓名",
-}
 #: what one row of the decision dialog carries (hidden, as JSON) from the GET to the POST
 ROW_KEYS = (
     "type", "hr_org_code", "hr_report_form_no", "code", "name", "org_name", "dtime", "pacs_url", "report_id",
@@ -53,47 +49,6 @@ def _doctor(who: Caller) -> None:
     who.require(DOCTOR_ROLES, "医生工作台页面")
 
 
-#: the longest visit value kept (the reminder log's and the decision records' column size)
-MAX_VISIT = 128
-
-
-def _visit_value(k: str, v: Any) -> str:
-    """A visit parameter, trimmed; too long is refused, never cut (a cut visit number would
-    name another visit)."""
-    text = v.strip() if isinstance(v, str) else ""
-    if len(text) > MAX_VISIT:
-        raise invalid(k, "max_length", f"{VISIT_LABELS[k]}（{k}）不能超过 {MAX_VISIT} 个字符")
-    return text
-
-
-def _given(params: Any) -> dict[str, str]:
-    """The visit parameters the HIS passed (query string or form), trimmed."""
-    out: dict[str, str] = {}
-    for k in VISIT_PARAMS:
-        v = _visit_value(k, params.get(k))
-        if v:
-            out[k] = v
-    return out
-
-
-def _visit(request: Request, who: Caller, given: dict[str, str]) -> dict[str, str]:
-    """The visit of the page: directory defaults, then the HIS's parameters on top."""
-    v = {k: "" for k in VISIT_PARAMS} | {"event_type": "1"} | backend(request).staff_visit(who.principal) | given
-    if v["dept_std_code"] and not given.get("dept_std_name"):
-        v["dept_std_name"] = v["dept_std_name"] or dictionaries.load("STD_DEPT").get(v["dept_std_code"], "")
-    return v
-
-
-def _patient(params: Any) -> tuple[str, str]:
-    id_type = str(params.get("id_type_code") or "01").strip()
-    id_no = str(params.get("id_no") or "").strip()
-    if id_type not in dictionaries.load("STD_ID_TYPE"):
-        raise invalid("id_type_code", "dictionary", f"证件类型“{id_type}”无效")
-    if not id_no:
-        raise invalid("id_no", "required", "请填写患者证件号码")
-    return id_type, id_no
-
-
 def _catalog(request: Request) -> dict[str, list[dict[str, Any]]]:
     b = backend(request)
     return {kind: b.catalog(kind) for kind in ("exam", "lab")}
@@ -101,10 +56,6 @@ def _catalog(request: Request) -> dict[str, list[dict[str, Any]]]:
 
 def _split(recent: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return [r for r in recent if r["type"] == "check"], [r for r in recent if r["type"] == "lab"]
-
-
-def _missing_visit(v: dict[str, str]) -> list[str]:
-    return [k for k in VISIT_PARAMS if not v.get(k)]
 
 
 def _now(request: Request) -> str:
@@ -252,32 +203,6 @@ def _posted_rows(form: dict[str, Any]) -> list[dict[str, str]]:
     if not rows:
         raise invalid("row", "required", "没有需要确认的项目")
     return rows
-
-
-def _form_visit(form: dict[str, Any]) -> dict[str, str]:
-    v = {k: _visit_value(k, form.get(k)) for k in VISIT_PARAMS}
-    if v["dept_std_code"] and not v["dept_std_name"]:
-        v["dept_std_name"] = dictionaries.load("STD_DEPT").get(v["dept_std_code"], "")
-    return v
-
-
-def _visit_errors(v: dict[str, str]) -> list[str]:
-    errors = [f"请填写{VISIT_LABELS[k]}" for k in _missing_visit(v)]
-    if v["event_type"] and v["event_type"] not in dictionaries.load("STD_EVENT_TYPE"):
-        errors.append("就诊类型无效")
-    if v["dept_std_code"] and v["dept_std_code"] not in dictionaries.load("STD_DEPT"):
-        errors.append(f"标准科室编码“{v['dept_std_code']}”无效")
-    return errors
-
-
-def _record(r: dict[str, str], v: dict[str, str], id_type: str, id_no: str, when: str) -> dict[str, str]:
-    return {
-        "new_event_no": v["event_no"], "new_event_type": v["event_type"], "hr_org_code": r["hr_org_code"],
-        "hr_report_form_no": r["hr_report_form_no"], "code": r["code"], "id_no": id_no, "id_type_code": id_type,
-        "record_time": when, "type": r["type"], "dept_code": v["dept_code"], "dept_name": v["dept_name"],
-        "dept_std_code": v["dept_std_code"], "dept_std_name": v["dept_std_name"], "doc_code": v["doc_code"],
-        "doc_name": v["doc_name"],
-    }
 
 
 @router.post("/ui/decide")

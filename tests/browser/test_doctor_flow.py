@@ -4,11 +4,18 @@ one-line script embedding on a HIS page."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx2
+import pytest
 
 from tests.browser.conftest import account, login, shot
 from tests.e2e.test_serve import Server
@@ -166,20 +173,70 @@ def test_doctor_decides_on_recognizable_results(demo_server: Server, context: An
     shot(panel, "doctor-report")
 
 
-def test_script_tag_embedding(demo_server: Server, context: Any) -> None:
-    """The one-line script on a HIS page: the widget iframe, then the panel at the bottom right."""
-    base = demo_server.base_url
-    doctor = account(demo_server, "doctor", 2)
-    his = account(demo_server, "hospital", 2)
-    with httpx2.Client(base_url=base, timeout=20.0) as http:
-        p = _pick(http, _token(http, his), his["org_code"])
-        token = _token(http, doctor)
-    page = context.new_page()
-    page.set_content(
+class HisPage(http.server.BaseHTTPRequestHandler):
+    """The HIS's own web server (another origin on this machine) serving one workstation page."""
+
+    html = ""
+
+    def do_GET(self) -> None:  # the standard library names it so
+        body = type(self).html.encode("utf-8")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def his_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+    """The demo platform configured for a HIS that embeds its pages (``HUREN_FRAME_ANCESTORS``:
+    by default only the platform itself may frame them), and the HIS's own origin."""
+    from tests.e2e import test_serve
+
+    his = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HisPage)
+    origin = f"http://localhost:{his.server_address[1]}"
+    threading.Thread(target=his.serve_forever, daemon=True).start()
+    plain = test_serve._env
+
+    def env(data_dir: Path) -> dict[str, str]:
+        return plain(data_dir) | {"HUREN_FRAME_ANCESTORS": f"'self' {origin}"}
+
+    try:
+        data = tmp_path_factory.mktemp("browser-his") / "data"
+        proc = subprocess.run(
+            [sys.executable, "-m", "huren.cli", "demo", "--reports", "60"],
+            env=env(data), cwd=test_serve.ROOT, capture_output=True, text=True, encoding="utf-8", timeout=180, check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(test_serve, "_env", env)
+            with test_serve.serve(data, demo=json.loads(proc.stdout)) as s:
+                yield s, origin
+    finally:
+        his.shutdown()
+        his.server_close()
+
+
+def test_script_tag_embedding(his_server: tuple[Server, str], context: Any) -> None:
+    """The one-line script on a HIS page (served from the HIS's own origin, which the platform
+    is configured to let frame its pages): the widget iframe, then the panel at the bottom right."""
+    server, his_origin = his_server
+    base = server.base_url
+    doctor = account(server, "doctor", 2)
+    his = account(server, "hospital", 2)
+    with httpx2.Client(base_url=base, timeout=20.0) as http_client:
+        p = _pick(http_client, _token(http_client, his), his["org_code"])
+        token = _token(http_client, doctor)
+    HisPage.html = (
         "<html><body><h3>HIS 医生工作站</h3><p>患者：演示 "
         f'<script src="{base}/ui/static/widget.js" data-id-type-code="{p["id_type"]}" data-id-no="{p["id_no"]}" '
         f'data-token="{token}"></script></p></body></html>'
     )
+    page = context.new_page()
+    page.goto(f"{his_origin}/workstation")
     frame = page.frame_locator('iframe[title="检查检验结果互认"]')
     assert frame.locator("#huren-widget").get_attribute("data-count") == str(p["count"])
     frame.locator("#huren-widget").click()
