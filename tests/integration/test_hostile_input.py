@@ -259,3 +259,42 @@ def test_the_direct_cursor_path_translates_too(container: Container) -> None:
     for change in bad:
         with pytest.raises(InvalidInput), container.db.write() as conn:
             audit_store.log_access_many(conn, [row | change])
+
+
+def _values(xml: str) -> list[tuple[int, int]]:
+    """Where each text value and attribute value of a sample lies."""
+    spans = [m.span(1) for m in re.finditer(r'="([^"]*)"', xml)]
+    spans += [m.span(1) for m in re.finditer(r">([^<>\s][^<>]*)<", xml)]
+    return sorted(spans)
+
+
+SOAP_HOSTILE = ["9" * 200, "9999-12-31 23:59:59", "A\u202eB", str(BIG)]
+
+
+def test_every_soap_method_answers_hostile_values_without_a_server_error(client: TestClient, container: Container) -> None:
+    """Each value of each seed sample (report, daily counts, void, queries, decisions) replaced in
+    turn by a hostile one: every answer is ``ok`` or ``error:`` with a reason, never the server's."""
+    from tests.integration import test_soap_golden as golden
+
+    platform = gm.init_platform_key(container.settings.key_dir)
+    cases = [
+        ("ArchiveAutoReport", "strReportInfo", samples.LAB_XML),
+        ("ArchiveAutoReport", "strReportInfo", samples.DAILY_XML),
+        ("DeleteLabInfo", "strFilter", golden.VOID_LAB),
+        ("GetCheckLabList", "strFilter", golden.LIST_FILTER),
+        ("GetCheckLabInfo", "strFilter", golden.DETAIL_FILTER),
+        ("ExistsReCureInfo", "strFilter", golden.EXISTS_FILTER.replace(".....", "")),
+        ("SubmitAccept", "strReportInfo", golden.ACCEPT_XML),
+        ("GetLabInfo", "strFilter", golden.INFO_FILTER),
+    ]
+    failures, tried = [], 0
+    for method, param, xml in cases:
+        spans = _values(xml)
+        for start, end in spans[:: max(1, len(spans) // 12)]:  # about 12 fields a sample: the suite stays fast
+            for value in SOAP_HOSTILE:
+                tried += 1
+                answer = _soap(client, platform, method, param, xml[:start] + value + xml[end:])
+                if "服务器内部错误" in answer or not answer:
+                    failures.append(f"{method} {xml[start - 30:start]}…={value[:20]}: {answer[:80]}")
+    assert tried > 150
+    assert failures == []
