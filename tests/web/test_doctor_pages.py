@@ -332,6 +332,7 @@ def test_embed_notes_use_the_platform_url(client: TestClient, world: dict[str, A
     base = "http://127.0.0.1:8000"  # the configured address (HUREN_PUBLIC_BASE_URL unset: host and port), not the Host header
     assert f"{base}/ui/static/widget.js" in r.text and f"{base}/ui/widget?" in r.text and "evil.example" not in r.text
     assert "7200" in r.text and "data-id-no" in r.text
+    assert "HUREN_FRAME_ANCESTORS" in r.text and "2 住院" in r.text  # what a HIS must ask the platform for, the event types
     js = client.get("/ui/static/widget.js")
     assert js.status_code == 200 and "huren:open-panel" in js.text
 
