@@ -260,6 +260,9 @@ class RecognitionService:
             reminders = reminder_rows(
                 self._clock.now(), principal, visit, id_type, id_no, {k: len(v) for k, v in resolved.items()}, shown
             )
+            if reminders and visit.event_no:  # the same items shown again in the same visit: one reminder
+                seen = rstore.visit_reminders(conn, principal.org_code, id_type, id_no, visit.event_no)
+                reminders = [r for r in reminders if (r["kind"], r["item_codes"]) not in seen]
             self._log(conn, principal, reminders, ("recognition_exists", id_type, id_no, f"{answer['recognizable']} items"))
         return answer
 

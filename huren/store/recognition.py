@@ -299,6 +299,17 @@ def visit_decisions(conn: Connection, org_code: str, id_type_code: str, id_no: s
     return [dict(r) for r in conn.execute(q).mappings()]
 
 
+def visit_reminders(conn: Connection, org_code: str, id_type_code: str, id_no: str, event_no: str) -> set[tuple[str, str]]:
+    """The (kind, item_codes) of the reminders an institution already logged for one visit of a
+    patient (indexed: id_type_code, id_no, at)."""
+    r = reminder_log
+    q = select(r.c.kind, r.c.item_codes).where(
+        r.c.id_type_code == id_type_code, r.c.id_no == id_no, r.c.org_code == org_code,
+        r.c.event_no == event_no, r.c.action == "reminder",
+    )
+    return {(str(k), str(c)) for k, c in conn.execute(q)}
+
+
 def recognized_elsewhere(conn: Connection, org_code: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
     """Decisions other institutions recorded on this institution's results in [start, end):
     counts per deciding institution, kind and verdict."""

@@ -411,8 +411,15 @@ def test_exists_knows_the_decisions_recorded_for_the_visit(api_a: Api, api_b: Ap
     again = api_b.post("/api/v1/recognition/exists", order).json()
     assert again["labmaster"][0]["item"][0]["decision"] == {"is_accept": "1", "reason": "", "record_time": "2026-11-20 13:19:04"}
     assert "decision" not in again["exammaster"][0]  # the exam item is still to be decided
-    r = _reminders(container)
-    assert (r["reminders"], r["by_kind"]["lab"]["reminders"], r["by_kind"]["exam"]["reminders"]) == (3, 1, 2)
+    r = _reminders(container)  # the exam item still pending was shown in this visit already: no new reminder
+    assert (r["reminders"], r["by_kind"]["lab"]["reminders"], r["by_kind"]["exam"]["reminders"]) == (2, 1, 1)
+    # the HIS checked the order on save, then opened the dialog: the same order, one reminder
+    assert api_b.post("/api/v1/recognition/exists", patient(check=[EXAM_CODE]) | VISIT).json()["recognizable"] == 1
+    assert _reminders(container)["reminders"] == 2
+    # without a visit number each answer is a reminder (nothing tells two orders apart)
+    api_b.post("/api/v1/recognition/exists", patient(check=[EXAM_CODE]))
+    api_b.post("/api/v1/recognition/exists", patient(check=[EXAM_CODE]))
+    assert _reminders(container)["reminders"] == 4
     # another visit, or another institution, knows nothing of these decisions
     other = api_b.post("/api/v1/recognition/exists", order | {"event_no": "OTHER-VISIT"}).json()
     assert "decision" not in other["labmaster"][0]["item"][0]
