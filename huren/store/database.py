@@ -45,6 +45,9 @@ def translate_error(err: BaseException, parameters: Any = None, positions: Seque
     unique or foreign key violated (IntegrityError). Used by the engine's ``handle_error`` hook
     and by the statements run straight on the driver's cursor (huren.store.direct).
     """
+    if _is(err, "DataError") and ("NUL" in str(err) or "0x00" in str(err)):  # PostgreSQL's text refuses it
+        message = "文本含有不允许的字符 U+0000（NUL）"
+        return InvalidInput(message, [Problem("value", "text", message)])
     if isinstance(err, OverflowError) or _is(err, "DataError"):
         name = _param_over(parameters, positions)
         message = f"数值（{name}）超出允许范围（不能超过 {MAX_INT}）" if name else "数据超出数据库字段允许的长度或范围"

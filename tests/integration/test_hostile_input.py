@@ -298,3 +298,33 @@ def test_every_soap_method_answers_hostile_values_without_a_server_error(client:
                     failures.append(f"{method} {xml[start - 30:start]}…={value[:20]}: {answer[:80]}")
     assert tried > 150
     assert failures == []
+
+
+PAGE_PARAMS = {
+    "/ui/doctor": ["id_no", "id_type_code", "event_no", "doc_name", "dept_code"],
+    "/ui/widget": ["id_no", "id_type_code", "event_no", "days"],
+    "/ui/panel": ["id_no", "id_type_code", "days", "doc_code"],
+    "/ui/decide": ["id_no", "id_type_code", "check", "lab", "event_no", "event_type"],
+    "/ui/report/lab/1": ["event_no", "id_no"],
+    "/ui/quality/completeness": ["org_code", "day_from", "day_to"],
+    "/ui/quality/timeliness": ["org_code", "day_from", "day_to", "late_hours"],
+    "/ui/quality/rejected": ["org_code", "only_open", "page"],
+    "/ui/stats": ["by", "org_code", "day_from", "day_to"],
+    "/ui/catalog": ["kind", "q"],
+    "/ui/catalog/download": ["kind", "format"],
+}
+PAGE_HOSTILE = [str(BIG), "-1", "0001-01-01", "9999-12-31", LONG, "a\x00b", "a\u202eb", "1e999", "NaN"]
+
+
+@pytest.mark.parametrize("org", [ORG_A, SUPERVISOR], ids=["doctor", "supervisor"])
+def test_every_page_input_answers_hostile_values_without_a_500(client: TestClient, org: tuple[str, ...]) -> None:
+    token = login(client, org).headers["Authorization"].split()[1]
+    base = {"id_type_code": "01", "id_no": samples.ID_NO, "token": token}
+    failures = []
+    for path, names in PAGE_PARAMS.items():
+        for name in names:
+            for value in PAGE_HOSTILE:
+                r = client.get(path, params=base | {name: value})
+                if r.status_code >= 500:
+                    failures.append(f"{path}?{name}={value[:20]!r}: {r.status_code}")
+    assert failures == []
