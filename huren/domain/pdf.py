@@ -28,6 +28,7 @@ _OBJECT = re.compile(rb"(?:^|[\s>\]])\d{1,10}\s+\d{1,5}\s+obj\b")
 #: markup a browser renders, looked for anywhere (case-insensitive)
 _MARKUP = re.compile(rb"<\s*(?:!doctype\s+html|html|head|body|script|iframe|svg|object|embed|meta\s|img\s)", re.IGNORECASE)
 _ACTIONS = re.compile(rb"/(?:JavaScript|JS|Launch)\b")
+_NAME_ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
 _STREAM = re.compile(rb"(?<!end)stream(?:\r\n|\n|\r)")
 #: the head of the file is always looked at whole (old browsers sniffed it for markup)
 HEAD_WINDOW = 1024
@@ -66,11 +67,18 @@ def check(data: bytes) -> list[Finding]:
     if markup:
         tag = markup.group(0).decode("ascii", "replace").strip()
         found.append(("pdf_active_content", f"报告单据PDF中含有网页标记“{tag}”，不予接收（疑似伪装成PDF的网页或脚本）"))
-    action = next((m for part in parts if (m := _ACTIONS.search(part))), None)
+    action = next((m for part in parts if (m := _ACTIONS.search(_unescape_names(part)))), None)
     if action:
         name = action.group(0).decode("ascii")
         found.append(("pdf_active_content", f"报告单据PDF中含有脚本或启动程序动作“{name}”，不予接收"))
     return found
+
+
+def _unescape_names(part: bytes) -> bytes:
+    """Names with ``#xx`` escapes spelled out (``/J#61vaScript`` is ``/JavaScript``, ISO 32000-1 §7.3.5)."""
+    if b"#" not in part:
+        return part
+    return _NAME_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), part)
 
 
 def _readable(data: bytes) -> list[bytes]:
@@ -84,7 +92,7 @@ def _readable(data: bytes) -> list[bytes]:
             continue
         obj = data.rfind(b"obj", pos, m.start())
         head = data[obj if obj >= 0 else pos : m.start()]
-        if b"/Filter" not in head:
+        if b"/Filter" not in _unescape_names(head):
             continue
         end = data.find(b"endstream", m.end())
         out.append(data[pos : m.end()])

@@ -55,6 +55,8 @@ def test_markup_or_script_inside_a_well_formed_pdf_is_refused() -> None:
     assert rule == "pdf_active_content" and "<iframe" in message
     launch = samples.PDF_BYTES.replace(b"/Type/Catalog", b"/Type/Catalog/OpenAction<</S/Launch/F(cmd.exe)>>")
     assert rules(launch) == ["pdf_active_content"]
+    hidden = samples.PDF_BYTES.replace(b"/Type/Catalog", b"/Type/Catalog/OpenAction<</S/J#61vaScript>>")
+    assert rules(hidden) == ["pdf_active_content"]  # a name spelled with #xx escapes is the same name
 
 
 def test_compressed_stream_bytes_are_not_read_as_markup() -> None:
