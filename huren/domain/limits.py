@@ -38,6 +38,8 @@ def excerpt(value: Any, limit: int = EXCERPT) -> str:
 
 def text_problem(value: str) -> str | None:
     """Why ``value`` is not acceptable text (a control or bidi character), or None."""
+    if value.isprintable():  # every forbidden character is a control, format or surrogate one
+        return None
     m = _FORBIDDEN.search(value)
     if m is None:
         return None

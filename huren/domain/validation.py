@@ -162,7 +162,7 @@ def check_record(
             problems.append(Problem(f"{where}.{name}", "type", f"{title}（{name}）{_TYPE_WANTED[kind]}，收到{_json_type(value)}"))
             rec[name] = None
             continue
-        if text and (reason := text_problem(text)):
+        if not text.isprintable() and (reason := text_problem(text)):  # printable: nothing to refuse (fast)
             problems.append(Problem(f"{where}.{name}", "text", f"{title}（{name}）{reason}"))
             rec[name] = None
             continue
