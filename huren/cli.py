@@ -53,6 +53,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             {
                 "HUREN_DATA_DIR": str(settings.data_dir.resolve()),
                 "HUREN_DATABASE_URL": settings.db_url,
+                # the public address defaults to host and port (HUREN_PUBLIC_BASE_URL unset)
+                "HUREN_HOST": settings.host,
+                "HUREN_PORT": str(settings.port),
             }
         )
         uvicorn.run(
