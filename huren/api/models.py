@@ -14,6 +14,7 @@ from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from huren.domain import limits
+from huren.domain.answers import MAX_CODE, MAX_ORDERED
 from huren.domain.recognition import VISIT_MAX, Visit
 
 
@@ -75,11 +76,11 @@ class Patient(Body):
 
 
 class Order(Patient):
-    check: list[Annotated[str, Field(max_length=256)]] = Field(
-        default_factory=list, description="所开检查项目编码（exam_item_code，标准或本院编码）", max_length=200
+    check: list[Annotated[str, Field(max_length=MAX_CODE)]] = Field(
+        default_factory=list, description="所开检查项目编码（exam_item_code，标准或本院编码）", max_length=MAX_ORDERED
     )
-    lab: list[Annotated[str, Field(max_length=256)]] = Field(
-        default_factory=list, description="所开检验子项编码（class_code，标准或本院编码）", max_length=200
+    lab: list[Annotated[str, Field(max_length=MAX_CODE)]] = Field(
+        default_factory=list, description="所开检验子项编码（class_code，标准或本院编码）", max_length=MAX_ORDERED
     )
     org_code: str | None = Field(None, description="只看某机构的结果（精准互认查询，HZ-15）", max_length=128)
     since: Moment | None = Field(None, description="结果时间不早于（HZ-15）")

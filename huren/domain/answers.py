@@ -17,10 +17,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from huren.domain.limits import check_text
 from huren.errors import InvalidInput, Problem
 
 #: the most ordered items one exists-for-order question may carry (a prescription, not a catalog)
 MAX_ORDERED = 200
+#: the longest ordered code (the catalog's code column, the accept record's ``code`` VARCHAR2(256))
+MAX_CODE = 256
 #: a report's attributes in an answer, in their order
 REPORT_FIELDS = (
     "report_id", "org_code", "org_name", "report_form_no", "event_no", "id_no", "id_type_code",
@@ -32,13 +35,21 @@ LAB_ITEM_FIELDS = ("result_value", "lower_value", "upper_value", "result_unit", 
 
 
 def check_orders(check: Sequence[str], lab: Sequence[str]) -> None:
-    """InvalidInput when nothing is ordered or more than ``MAX_ORDERED`` items are."""
+    """InvalidInput when nothing is ordered, more than ``MAX_ORDERED`` items are, or a code is
+    longer than ``MAX_CODE`` or holds a control or bidi character (every channel: REST, SOAP, the
+    gateway)."""
     if not check and not lab:
         raise InvalidInput("没有所开项目", [Problem("check", "required", "检查项目（check）与检验子项（lab）不能同时为空")])
     if len(check) + len(lab) > MAX_ORDERED:
         raise InvalidInput(
             "所开项目过多", [Problem("check", "max_items", f"一次最多查询 {MAX_ORDERED} 个项目（检查项目与检验子项合计）")]
         )
+    problems: list[Problem] = []
+    for name, title, codes in (("check", "检查项目编码", check), ("lab", "检验子项编码", lab)):
+        for i, code in enumerate(codes):
+            check_text(code, f"{name}[{i}]", title, problems, MAX_CODE)
+    if problems:
+        raise InvalidInput("所开项目编码无效", problems)
 
 
 @dataclass(frozen=True, slots=True)

@@ -328,3 +328,15 @@ def test_every_page_input_answers_hostile_values_without_a_500(client: TestClien
                 if r.status_code >= 500:
                     failures.append(f"{path}?{name}={value[:20]!r}: {r.status_code}")
     assert failures == []
+
+
+@pytest.mark.parametrize(("check", "lab", "field"), [("C" * 300, "250301002", "check[0]"), ("115", "A\u202eB", "lab[0]")])
+def test_soap_exists_refuses_ordered_codes_over_the_domain_rules(
+    client: TestClient, container: Container, check: str, lab: str, field: str
+) -> None:
+    """REST refused a 300-character ordered code (its model) while SOAP answered it: the rule is
+    the domain's (huren.domain.answers.check_orders), for the gateway's cache too."""
+    platform = gm.init_platform_key(container.settings.key_dir)
+    data = f'<root id_no="{samples.ID_NO}" id_type="01"><check><item>{check}</item></check><lab><item>{lab}</item></lab></root>'
+    answer = _soap(client, platform, "ExistsReCureInfo", "strFilter", data)
+    assert answer.startswith("error:") and field in answer, answer
