@@ -238,8 +238,9 @@ class RecognitionService:
             return (kind, code) in ref.rules
 
         # one connection for the reads and the log rows (one pool checkout, one commit); the
-        # answer is returned only once its reminder and access-log rows are committed
-        with self._db.write() as conn:
+        # answer is returned only once its reminder and access-log rows are committed (not fsynced
+        # by themselves on SQLite: they are synced with the next durable commit or checkpoint)
+        with self._db.write(durable=False) as conn:
             mapped = {
                 kind: catalog_store.resolve(conn, principal.org_code, kind, answers.local_codes(kind, codes, is_standard))
                 for kind, codes in (("exam", check), ("lab", lab))

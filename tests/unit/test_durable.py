@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from huren.store.blobs import BlobStore
-from huren.store.database import make_engine
+from huren.store.database import Database, make_engine
 
 
 def test_put_syncs_the_file_and_every_directory_it_touches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,3 +84,26 @@ def test_put_many_syncs_every_file_and_directory(tmp_path: Path, monkeypatch: py
         assert ("dir", os.stat(path.parent).st_ino) in synced and ("dir", os.stat(path.parent.parent).st_ino) in synced
     assert sum(1 for kind, _ in synced if kind == "file") == 3  # each new blob once, the existing one not
     assert not [p for p in tmp_path.rglob(".tmp-*")]
+
+
+def test_log_only_writes_skip_their_own_sync_and_leave_the_connection_durable(tmp_path: Path) -> None:
+    """``write(durable=False)`` (access and reminder logs) relaxes the sync for its own
+    transaction only; every other write on the same pooled connection is FULL again."""
+    # used one at a time, the pool hands out its one connection again: the next write sees what
+    # the relaxed one left behind
+    db = Database(make_engine(f"sqlite:///{tmp_path / 'huren.db'}"))
+    try:
+        with db.write() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        with db.write(durable=False) as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL, this one only
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        with db.write() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL again
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
+        with pytest.raises(RuntimeError), db.write(durable=False) as conn:  # also when the body fails
+            raise RuntimeError("boom")
+        with db.write() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+    finally:
+        db.dispose()
