@@ -23,9 +23,10 @@ run: $(STAMP)
 	$(BIN)/huren demo --if-empty
 	$(BIN)/huren serve
 
-## make test: ruff, mypy, pytest
+## make test: ruff, mypy, pytest on every core (TEST_WORKERS=0 runs it in one process)
+TEST_WORKERS ?= auto
 test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check huren tests bench

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import MetaData, NullPool, create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 
 from huren.api.app import create_app
@@ -66,9 +66,102 @@ def missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+class PgDatabases:
+    """Databases for the PostgreSQL tests: copies of a migrated template that holds the fixture
+    institutions. A copy is handed back after its test and reset to the template's rows (all rows
+    deleted, the template's put back, sequences restarted), which costs a few milliseconds where a
+    new ``CREATE DATABASE … TEMPLATE`` costs ~130 ms; a copy whose schema a test changed, or that a
+    leftover connection still locks, is dropped instead."""
+
+    def __init__(self, admin_url: Any, template: str) -> None:
+        self.admin_url = admin_url
+        self.template = template
+        self.admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        self.free: list[str] = []
+        self.made: list[str] = []
+        engine = create_engine(self.url(template))
+        try:
+            self.meta = MetaData()
+            self.meta.reflect(engine)
+            with engine.connect() as conn:
+                self.version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+                self.rows = {
+                    t.name: [dict(r) for r in conn.execute(select(t)).mappings()]
+                    for t in self.meta.sorted_tables
+                    if t.name != "alembic_version"
+                }
+                sequences = conn.execute(text(
+                    "SELECT s.relname, t.relname, a.attname FROM pg_class s "
+                    "JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass "
+                    "JOIN pg_class t ON t.oid = d.refobjid "
+                    "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid "
+                    "WHERE s.relkind = 'S'"
+                )).all()
+        finally:
+            engine.dispose()
+        tables = [t for t in self.meta.sorted_tables if t.name != "alembic_version"]
+        self.wipe = "; ".join(f'DELETE FROM "{t.name}"' for t in reversed(tables))
+        self.restart = "SELECT " + ", ".join(
+            f"setval('\"{seq}\"', COALESCE((SELECT max(\"{col}\") FROM \"{tbl}\"), 0) + 1, false)"
+            for seq, tbl, col in sequences
+        ) if sequences else ""
+        self.table_names = {t.name for t in self.meta.sorted_tables}
+
+    def url(self, name: str) -> str:
+        return str(self.admin_url.set(database=name).render_as_string(hide_password=False))
+
+    def acquire(self) -> str:
+        if self.free:
+            return self.free.pop()
+        name = f"huren_t_{uuid.uuid4().hex[:10]}"
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'))
+        self.made.append(name)
+        return name
+
+    def release(self, name: str) -> None:
+        engine = create_engine(self.url(name), poolclass=NullPool)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+                version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+                names = set(conn.execute(text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                )).scalars())
+                if version != self.version or names != self.table_names:
+                    raise RuntimeError("schema changed by the test")
+                conn.exec_driver_sql(self.wipe)
+                for table in self.meta.sorted_tables:
+                    if self.rows.get(table.name):
+                        conn.execute(insert(table), self.rows[table.name])
+                if self.restart:
+                    conn.exec_driver_sql(self.restart)
+        except Exception:  # a changed schema or a lingering lock: drop this copy, make another
+            engine.dispose()
+            self.drop(name)
+            return
+        engine.dispose()
+        self.free.append(name)
+
+    def drop(self, name: str) -> None:
+        with self.admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if name in self.made:
+            self.made.remove(name)
+        if name in self.free:
+            self.free.remove(name)
+
+    def close(self) -> None:
+        for name in list(self.made):
+            self.drop(name)
+        with self.admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
 @pytest.fixture(scope="session")
-def pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated template database on the PostgreSQL server; each test copies it."""
+def pg_databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgDatabases]:
+    """The PostgreSQL server's test databases: a migrated template and the copies made from it."""
     admin_url = make_url(PG_URL)
     try:
         admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -79,11 +172,17 @@ def pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     name = f"huren_tpl_{uuid.uuid4().hex[:8]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    seed_template(admin_url.set(database=name).render_as_string(hide_password=False), tmp_path_factory.mktemp("pgtpl"))
-    yield name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+    seed_template(admin_url.set(database=name).render_as_string(hide_password=False), tmp_path_factory.mktemp("pgtpl"))
+    dbs = PgDatabases(admin_url, name)
+    yield dbs
+    dbs.close()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_databases: PgDatabases) -> str:
+    """The name of the migrated template database (with the fixture institutions)."""
+    return pg_databases.template
 
 
 @pytest.fixture(scope="session")
@@ -106,16 +205,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         shutil.copy(tpl, target)
         yield f"sqlite:///{target}"
         return
-    tpl_name: str = request.getfixturevalue("pg_template")
-    admin_url = make_url(PG_URL)
-    name = f"huren_t_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{tpl_name}"'))
-    yield admin_url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    dbs: PgDatabases = request.getfixturevalue("pg_databases")
+    name = dbs.acquire()
+    yield dbs.url(name)
+    dbs.release(name)
 
 
 @pytest.fixture
