@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from huren.domain import kinds
 from huren.domain.fields import SEHR_ACCEPT_RECORD, SEHR_QUOTE_RECORD, Field
 from huren.domain.validation import canonical_id, check_identity, check_record
 from huren.errors import Problem
@@ -19,10 +20,6 @@ NODES: dict[str, tuple[str, tuple[Field, ...]]] = {
     "accept": ("sehr_accept_record", SEHR_ACCEPT_RECORD),
     "quote": ("sehr_quote_record", SEHR_QUOTE_RECORD),
 }
-#: sehr_*_record.type → report kind.
-KIND_OF_TYPE = {"1": "exam", "2": "lab"}
-#: report kind → record type
-TYPE_OF_KIND = {kind: type_ for type_, kind in KIND_OF_TYPE.items()}
 
 #: ``locate(where, kind, record)`` → a problem with the prior report or item, or None when fine
 #: (it may also annotate ``record``, e.g. with the report id it found).
@@ -54,7 +51,7 @@ def check_decisions(table: str, payload: Any, locate: Locate) -> tuple[list[dict
                 rec["reason"] = None
         if len(problems) > before:
             continue
-        problem = locate(where, KIND_OF_TYPE[rec["type"]], rec)
+        problem = locate(where, kinds.BY_RECORD_TYPE[rec["type"]].name, rec)
         if problem is not None:
             problems.append(problem)
             continue
@@ -76,10 +73,10 @@ def mark_decided(
     """
     latest: dict[tuple[str, str, str, str], dict[str, str]] = {}
     for r in recorded:
-        kind = KIND_OF_TYPE.get(str(r.get("type") or ""))
-        if kind is None:
+        k = kinds.BY_RECORD_TYPE.get(str(r.get("type") or ""))
+        if k is None:
             continue
-        key = (kind, str(r["hr_org_code"]), str(r["hr_report_form_no"]), str(r["code"]))
+        key = (k.name, str(r["hr_org_code"]), str(r["hr_report_form_no"]), str(r["code"]))
         when: Any = r.get("record_time")
         latest[key] = {
             "is_accept": str(r["is_accept"]),

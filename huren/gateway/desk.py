@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from huren.domain import decisions
+from huren.domain import decisions, kinds
 from huren.domain.recognition import Visit
 from huren.domain.records import format_value, to_text
 from huren.errors import InvalidInput, Problem
@@ -71,7 +71,7 @@ def reminder_record(entry: Entry, visit: Visit, shown: dict[str, list[str]], ord
     rows = [
         base | {
             "item_codes": ",".join(f"{kind}:{c}" for c in codes), "ordered": str(ordered.get(kind, 0)),
-            "recognizable": str(len(codes)), "type": decisions.TYPE_OF_KIND[kind],
+            "recognizable": str(len(codes)), "type": kinds.BY_NAME[kind].record_type,
         }
         for kind, codes in shown.items()
         if codes
@@ -87,7 +87,7 @@ def view_record(kind: str, master: dict[str, Any], at: str) -> Record:
     row = {
         "action": "view", "at": at, "id_type_code": str(master.get("id_type_code", "")), "id_no": str(master.get("id_no", "")),
         "hr_org_code": str(master.get("org_code", "")), "hr_report_form_no": str(master.get("report_form_no", "")),
-        "type": decisions.TYPE_OF_KIND[kind],
+        "type": kinds.BY_NAME[kind].record_type,
     }
     return Record(kind="reminder", key=f"reminder:{uuid.uuid4().hex}", payload={"reminder_log": [row]}, source=SOURCE)
 

@@ -14,8 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from huren.context import Principal
-from huren.domain import access
-from huren.domain.decisions import KIND_OF_TYPE
+from huren.domain import access, kinds
 from huren.domain.fields import REMINDER_LOG
 from huren.domain.recognition import Visit
 from huren.domain.validation import canonical_id, check_identity, check_record
@@ -95,10 +94,11 @@ class ReminderService:
             check_identity(rec["id_type_code"], rec["id_no"], f"{where}.id_no", problems)
             rec["id_no"] = canonical_id(rec["id_type_code"], rec["id_no"])
             report_id = None
+            k = kinds.BY_RECORD_TYPE.get(rec["type"] or "")
             if rec["hr_org_code"] and rec["hr_report_form_no"] and rec["type"]:
                 with self._db.read() as conn:
                     report_id = rstore.find_report(
-                        conn, KIND_OF_TYPE[rec["type"]], rec["hr_org_code"], rec["hr_report_form_no"], rec["id_type_code"] or "", rec["id_no"] or ""
+                        conn, kinds.BY_RECORD_TYPE[rec["type"]].name, rec["hr_org_code"], rec["hr_report_form_no"], rec["id_type_code"] or "", rec["id_no"] or ""
                     )
             row = {
                 "at": rec["at"],
@@ -112,11 +112,11 @@ class ReminderService:
                 "id_type_code": rec["id_type_code"],
                 "id_no": rec["id_no"],
                 "event_no": rec["event_no"] or "",
-                "kind": KIND_OF_TYPE.get(rec["type"] or "", ""),
+                "kind": k.name if k else "",
                 "item_codes": rec["item_codes"] or "",
                 "ordered": rec["ordered"] or 0,
                 "recognizable": rec["recognizable"] or 0,
-                "report_kind": KIND_OF_TYPE.get(rec["type"] or "") if report_id else None,
+                "report_kind": k.name if k and report_id else None,
                 "report_id": report_id,
             }
             out.extend(_by_kind(row))

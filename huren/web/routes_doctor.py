@@ -19,8 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from huren.domain import dictionaries
-from huren.domain.decisions import KIND_OF_TYPE, TYPE_OF_KIND
+from huren.domain import dictionaries, kinds
 from huren.errors import HurenError, InvalidInput
 from huren.web.doctor_visit import VISIT_LABELS
 from huren.web.doctor_visit import form_visit as _form_visit
@@ -40,7 +39,6 @@ ROW_KEYS = (
     "type", "hr_org_code", "hr_report_form_no", "code", "name", "org_name", "dtime", "pacs_url", "report_id",
     "result", "unit", "ref", "flag", "done", "done_reason", "done_at",
 )
-KINDS = {"lab": "检验", "exam": "检查"}
 EMBED_ROLES = tuple(dict.fromkeys(r for m in MENU if m.path == "/ui/embed" for r in m.roles))
 
 
@@ -51,7 +49,7 @@ def _doctor(who: Caller) -> None:
 
 def _catalog(request: Request) -> dict[str, list[dict[str, Any]]]:
     b = backend(request)
-    return {kind: b.catalog(kind) for kind in ("exam", "lab")}
+    return {kind: b.catalog(kind) for kind in kinds.NAMES}
 
 
 def _split(recent: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -141,7 +139,7 @@ def _rows(answer: dict[str, Any]) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = []
     for m in answer["exammaster"]:
         rows.append(_done(m) | {
-            "type": TYPE_OF_KIND["exam"], "hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "code": m["item_code"],
+            "type": kinds.EXAM.record_type, "hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "code": m["item_code"],
             "name": m["item_name"], "org_name": m["org_name"], "dtime": m["dtime"], "pacs_url": m.get("pacs_url") or "",
             "report_id": str(m["report_id"]), "result": m.get("conclusion") or "", "unit": "", "ref": "", "flag": "",
         })
@@ -149,7 +147,7 @@ def _rows(answer: dict[str, Any]) -> list[dict[str, str]]:
         for i in m["item"]:
             lo, hi = i.get("lower_value") or "", i.get("upper_value") or ""
             rows.append(_done(i) | {
-                "type": TYPE_OF_KIND["lab"], "hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "code": i["item_code"],
+                "type": kinds.LAB.record_type, "hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "code": i["item_code"],
                 "name": i["item_name"], "org_name": m["org_name"], "dtime": m["dtime"], "pacs_url": "",
                 "report_id": str(m["report_id"]), "result": str(i.get("result_value") or ""), "unit": i.get("result_unit") or "",
                 "ref": f"{lo}–{hi}" if lo or hi else "", "flag": i.get("result_interpre") or "",
@@ -165,8 +163,8 @@ def _dialog(
     return page(
         request, who, "doctor/decide.html", status, title="检查检验结果互认确认", id_type=id_type, id_no=id_no,
         rows=[(i, r, json.dumps(r, ensure_ascii=False)) for i, r in enumerate(rows)],
-        exam_rows=[(i, r) for i, r in enumerate(rows) if r["type"] == TYPE_OF_KIND["exam"]],
-        lab_rows=[(i, r) for i, r in enumerate(rows) if r["type"] == TYPE_OF_KIND["lab"]],
+        exam_rows=[(i, r) for i, r in enumerate(rows) if r["type"] == kinds.EXAM.record_type],
+        lab_rows=[(i, r) for i, r in enumerate(rows) if r["type"] == kinds.LAB.record_type],
         visit=visit, missing=_missing_visit(visit), given=given, decided=decided or {}, errors=errors or [],
         pending=sum(1 for r in rows if not r.get("done")),
         unmapped=unmapped or [], reasons=dictionaries.load("REJECT_REASON"), visit_labels=VISIT_LABELS,
@@ -197,7 +195,7 @@ def _posted_rows(form: dict[str, Any]) -> list[dict[str, str]]:
             r = json.loads(raw)
         except ValueError:
             raise invalid("row", "format", "表单数据已损坏，请重新打开互认确认页面") from None
-        if not isinstance(r, dict) or r.get("type") not in KIND_OF_TYPE:
+        if not isinstance(r, dict) or r.get("type") not in kinds.BY_RECORD_TYPE:
             raise invalid("row", "format", "表单数据已损坏，请重新打开互认确认页面")
         rows.append({k: str(r.get(k) or "")[:4000] for k in ROW_KEYS})
     if not rows:
@@ -268,7 +266,7 @@ async def alive(request: Request) -> Response:
 
 # -- 6. the report view, its PDF and citing --------------------------------------------------------
 def _kind(kind: str) -> str:
-    if kind not in KINDS:
+    if kind not in kinds.BY_NAME:
         raise invalid("kind", "dictionary", "报告类型应为 lab（检验）或 exam（检查）")
     return kind
 
@@ -287,10 +285,11 @@ def _report_page(
     request: Request, who: Caller, kind: str, rep: dict[str, Any], visit: dict[str, str], given: dict[str, str],
     *, quoted: int = 0, errors: list[str] | None = None, status: int = 200,
 ) -> Response:
-    master = rep[f"{kind}master"]
-    items = rep["lab_subitem" if kind == "lab" else "exam_subitem"]
+    k = kinds.BY_NAME[kind]
+    master = rep[k.master_node]
+    items = rep[k.item_node]
     return page(
-        request, who, "doctor/report.html", status, title=f"{KINDS[kind]}报告", kind=kind, kind_name=KINDS[kind], rep=rep,
+        request, who, "doctor/report.html", status, title=k.report_name, kind=kind, kind_name=k.zh, rep=rep,
         m=master, items=items, visit=visit, missing=_missing_visit(visit), given=given, quoted=quoted, errors=errors or [],
         interpret=dictionaries.load("STD_OBSERVATION_INTERPRET"), visit_labels=VISIT_LABELS,
         event_types=dictionaries.load("STD_EVENT_TYPE"), std_depts=dictionaries.load("STD_DEPT"),
@@ -330,9 +329,10 @@ async def quote(request: Request) -> Response:
     m = rep[f"{kind}master"]
     errors = _visit_errors(visit)
     if not errors:
-        code_key = "class_code" if kind == "lab" else "exam_item_code"
-        node = rep["lab_subitem" if kind == "lab" else "exam_subitem"]
-        type_ = TYPE_OF_KIND[kind]
+        k = kinds.BY_NAME[kind]
+        code_key = k.item_code_field
+        node = rep[k.item_node]
+        type_ = k.record_type
         when = _now(request)
         row = {"hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "type": type_}
         records = [
