@@ -98,6 +98,12 @@ class BlobStore:
         if path.exists():
             return digest
         self._makedirs(path.parent)
+        self._write_sealed(path, digest, data)
+        return digest
+
+    def _write_sealed(self, path: Path, digest: str, data: bytes) -> None:
+        """``data`` sealed into ``path``: a temporary file, fsynced, renamed into place, then the
+        directory fsynced (a reader never sees half a blob; a failure leaves none)."""
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -110,7 +116,6 @@ class BlobStore:
                 os.unlink(tmp)
             raise
         fsync_dir(path.parent)
-        return digest
 
     def put_many(self, items: Sequence[bytes]) -> list[str]:
         """Store several blobs durably, as ``put`` does, with their syncs overlapped: every file is
@@ -196,16 +201,5 @@ class BlobStore:
             outcome = "rekeyed"
         else:
             return "current"
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(self.seal(digest, data))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        fsync_dir(path.parent)
+        self._write_sealed(path, digest, data)
         return outcome
