@@ -35,14 +35,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from huren.domain import kinds
 from huren.domain.limits import excerpt, text_problem
 from huren.domain.regions import LEVELS as REGION_LEVELS
 from huren.domain.regions import parse_min_level, parse_scope
 from huren.errors import Problem
-
-KINDS = ("lab", "exam")
-KIND_NAMES = {"lab": "检验", "exam": "检查"}
-_KIND_VALUES = {"lab": "lab", "exam": "exam", "检验": "lab", "检查": "exam"}
 
 LEVELS = tuple(REGION_LEVELS)
 MAX_VALIDITY_DAYS = 36500
@@ -240,10 +237,11 @@ class _Row:
                 return default
             self.text("kind")  # reports it missing
             return ""
-        kind = _KIND_VALUES.get(value.lower())
-        if kind is None:
+        k = kinds.BY_NAME.get(value.lower()) or kinds.BY_ZH.get(value)
+        if k is None:
             self.fail("kind", "dictionary", f"类型（kind）应为 lab（检验）或 exam（检查），而不是“{excerpt(value)}”")
             return ""
+        kind = k.name
         if default is not None and kind != default:
             self.fail("kind", "consistency", f"类型“{excerpt(value)}”与指定的导入类型“{default}”不一致")
         return kind
@@ -303,7 +301,7 @@ def parse_catalog(records: Sequence[Record], *, kind: str | None = None) -> tupl
     ``kind`` (lab | exam), when given, fills an empty kind and must match a given one.
     """
     problems: list[Problem] = []
-    if kind is not None and kind not in KINDS:
+    if kind is not None and kind not in kinds.BY_NAME:
         return [], [Problem("kind", "dictionary", f"导入类型应为 lab 或 exam，而不是“{kind}”")]
     if not records:
         problems.append(Problem("rows", "required", "没有可导入的数据行"))
@@ -340,7 +338,7 @@ def parse_catalog(records: Sequence[Record], *, kind: str | None = None) -> tupl
         if row_kind and code:
             first = seen.get((row_kind, code))
             if first is not None:
-                r.fail("code", "duplicate", f"{KIND_NAMES[row_kind]}项目编码“{excerpt(code)}”与 {first} 重复")
+                r.fail("code", "duplicate", f"{kinds.BY_NAME[row_kind].zh}项目编码“{excerpt(code)}”与 {first} 重复")
             else:
                 seen[(row_kind, code)] = rec.label
         if r.ok:
@@ -405,7 +403,7 @@ def parse_mappings(records: Sequence[Record], *, kind: str | None = None) -> tup
     problems. Whether each std_code is in the catalog, and org_code the caller's, the service checks
     (``label`` names the row for those problems)."""
     problems: list[Problem] = []
-    if kind is not None and kind not in KINDS:
+    if kind is not None and kind not in kinds.BY_NAME:
         return [], [Problem("kind", "dictionary", f"类型应为 lab 或 exam，而不是“{kind}”")]
     if not records:
         problems.append(Problem("rows", "required", "没有可上传的对照行"))

@@ -17,6 +17,7 @@ from typing import Any
 
 from huren.context import Clock, Principal
 from huren.domain import catalog as rows
+from huren.domain import kinds
 from huren.errors import Forbidden, InvalidInput, Problem
 from huren.services import access
 from huren.store import catalog as store
@@ -59,7 +60,7 @@ def item_out(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_kind(kind: str | None, field: str = "kind") -> None:
-    if kind is not None and kind not in rows.KINDS:
+    if kind is not None and kind not in kinds.BY_NAME:
         raise InvalidInput("类型无效", [Problem(field, "dictionary", f"类型应为 lab（检验）或 exam（检查），而不是“{kind}”")])
 
 
@@ -206,7 +207,8 @@ class CatalogService:
                 ],
             )
         with self._db.write() as conn:
-            for k in rows.KINDS:
+            for desc in kinds.ALL:
+                k = desc.name
                 wanted = [m for m in maps if m["kind"] == k]
                 if not wanted:
                     continue
@@ -215,7 +217,7 @@ class CatalogService:
                     Problem(
                         f"{m['label']}.std_code",
                         "not_in_catalog",
-                        f"标准编码“{m['std_code']}”不在{rows.KIND_NAMES[k]}项目目录中",
+                        f"标准编码“{m['std_code']}”不在{desc.zh}项目目录中",
                     )
                     for m in wanted
                     if m["std_code"] not in known
@@ -227,7 +229,7 @@ class CatalogService:
                     Problem(
                         f"{m['label']}.local_code",
                         "conflict",
-                        f"本地编码“{m['local_code']}”本身是{rows.KIND_NAMES[k]}标准编码，只能对照到它自己，不能对照到“{m['std_code']}”",
+                        f"本地编码“{m['local_code']}”本身是{desc.zh}标准编码，只能对照到它自己，不能对照到“{m['std_code']}”",
                     )
                     for m in wanted
                     if m["local_code"] in standard and m["std_code"] != m["local_code"]
