@@ -2,7 +2,7 @@
 
 Measures, single-threaded, on this machine:
 
-  1. SM2 encrypt+decrypt of a 16-byte SM4 key per second through ``huren.crypto.gm`` (gmssl-pyx:
+  1. SM2 encrypt+decrypt of a 16-byte SM4 key per second through ``huren.crypto.sm2`` (gmssl-pyx:
      raw C1C3C2 and DER), and the bare library calls; for comparison, when importable, Tongsuo via
      tongsuopy (its SM2 encryption is reachable only through the private cffi binding) and
      pure-Python gmalg;
@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from huren.crypto import gm
+from huren.crypto import b64, envelope, sm2, sm4
 
 
 def rate(fn: Callable[[], object], seconds: float) -> float:
@@ -77,14 +77,14 @@ def main() -> None:
 
     import gmssl_pyx  # type: ignore[import-untyped]
 
-    key = gm.generate_key()
+    key = sm2.generate_key()
     plain = os.urandom(16)
 
     def huren_raw() -> object:
-        return gm.sm2_decrypt(key, gm.sm2_encrypt(key.public, plain))
+        return sm2.sm2_decrypt(key, sm2.sm2_encrypt(key.public, plain))
 
     def huren_der() -> object:
-        return gm.sm2_decrypt(key, gm.sm2_encrypt(key.public, plain, der=True))
+        return sm2.sm2_decrypt(key, sm2.sm2_encrypt(key.public, plain, der=True))
 
     def bare() -> object:
         return gmssl_pyx.sm2_decrypt(key.private, gmssl_pyx.sm2_encrypt(key.public.point, plain))
@@ -92,9 +92,9 @@ def main() -> None:
     out["sm2_pair_per_s_huren_raw"] = rate(huren_raw, sec)
     out["sm2_pair_per_s_huren_der"] = rate(huren_der, sec)
     out["sm2_pair_per_s_gmssl_pyx_bare"] = rate(bare, sec)
-    ct = gm.sm2_encrypt(key.public, plain)
-    out["sm2_decrypt_per_s_huren"] = rate(lambda: gm.sm2_decrypt(key, ct), sec)
-    out["sm2_encrypt_per_s_huren"] = rate(lambda: gm.sm2_encrypt(key.public, plain), sec)
+    ct = sm2.sm2_encrypt(key.public, plain)
+    out["sm2_decrypt_per_s_huren"] = rate(lambda: sm2.sm2_decrypt(key, ct), sec)
+    out["sm2_encrypt_per_s_huren"] = rate(lambda: sm2.sm2_encrypt(key.public, plain), sec)
     print(f"SM2 encrypt+decrypt (gmssl-pyx via huren, raw C1C3C2): {out['sm2_pair_per_s_huren_raw']:8.0f} /s")
     print(f"SM2 encrypt+decrypt (gmssl-pyx via huren, DER):        {out['sm2_pair_per_s_huren_der']:8.0f} /s")
     print(f"SM2 encrypt+decrypt (gmssl-pyx, bare calls):           {out['sm2_pair_per_s_gmssl_pyx_bare']:8.0f} /s")
@@ -118,9 +118,9 @@ def main() -> None:
     except ImportError:
         print("SM2 encrypt+decrypt (gmalg): not installed, skipped")
 
-    str_key = gm.b64e(gm.sm2_encrypt(key.public, plain))
-    cold = gm.KeyUnwrapper(key, "C1C3C2", 0)
-    warm = gm.KeyUnwrapper(key, "C1C3C2", 4096)
+    str_key = b64.b64e(sm2.sm2_encrypt(key.public, plain))
+    cold = envelope.KeyUnwrapper(key, "C1C3C2", 0)
+    warm = envelope.KeyUnwrapper(key, "C1C3C2", 4096)
     out["unwrap_per_s_no_cache"] = rate(lambda: cold.unwrap(str_key), sec)
     out["unwrap_per_s_cached"] = rate(lambda: warm.unwrap(str_key), sec)
     print(f"strKey unwraps without cache:                          {out['unwrap_per_s_no_cache']:8.0f} /s")
@@ -128,13 +128,13 @@ def main() -> None:
 
     sm4_key = os.urandom(16)
     payload = os.urandom(1024 * 1024)
-    enc = gm.sm4_encrypt(sm4_key, payload)
-    text = gm.b64e(enc)
+    enc = sm4.sm4_encrypt(sm4_key, payload)
+    text = b64.b64e(enc)
     mb = len(payload) / 1e6
-    out["sm4_encrypt_mb_s"] = mb * rate(lambda: gm.sm4_encrypt(sm4_key, payload), sec)
-    out["sm4_decrypt_mb_s"] = mb * rate(lambda: gm.sm4_decrypt(sm4_key, enc), sec)
-    out["sm4_b64_encrypt_mb_s"] = mb * rate(lambda: gm.b64e(gm.sm4_encrypt(sm4_key, payload)), sec)
-    out["sm4_b64_decrypt_mb_s"] = mb * rate(lambda: gm.sm4_decrypt(sm4_key, gm.b64d(text)), sec)
+    out["sm4_encrypt_mb_s"] = mb * rate(lambda: sm4.sm4_encrypt(sm4_key, payload), sec)
+    out["sm4_decrypt_mb_s"] = mb * rate(lambda: sm4.sm4_decrypt(sm4_key, enc), sec)
+    out["sm4_b64_encrypt_mb_s"] = mb * rate(lambda: b64.b64e(sm4.sm4_encrypt(sm4_key, payload)), sec)
+    out["sm4_b64_decrypt_mb_s"] = mb * rate(lambda: sm4.sm4_decrypt(sm4_key, b64.b64d(text)), sec)
     print(
         f"SM4-ECB+PKCS#7 encrypt / decrypt (1 MB):               {out['sm4_encrypt_mb_s']:8.1f}"
         f" / {out['sm4_decrypt_mb_s']:.1f} MB/s"

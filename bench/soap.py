@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import free_port, start_server
 from huren.bootstrap import build
 from huren.client import HurenClient
-from huren.crypto import gm
+from huren.crypto import b64, envelope, keyfiles, sm2
 from huren.settings import Settings
 from tests import samples
 
@@ -64,14 +64,14 @@ def median_ms(xs: list[float]) -> float:
 
 
 def bench_unwrap(n: int) -> dict[str, float]:
-    key = gm.generate_key()
-    str_keys = [gm.b64e(gm.sm2_encrypt(key.public, secrets.token_bytes(16))) for _ in range(64)]
-    cold = gm.KeyUnwrapper(key, "C1C3C2", 0)
+    key = sm2.generate_key()
+    str_keys = [b64.b64e(sm2.sm2_encrypt(key.public, secrets.token_bytes(16))) for _ in range(64)]
+    cold = envelope.KeyUnwrapper(key, "C1C3C2", 0)
     t0 = time.perf_counter()
     for i in range(n):
         cold.unwrap(str_keys[i % len(str_keys)])
     no_cache = n / (time.perf_counter() - t0)
-    warm = gm.KeyUnwrapper(key, "C1C3C2", 4096)
+    warm = envelope.KeyUnwrapper(key, "C1C3C2", 4096)
     for s in str_keys:
         warm.unwrap(s)
     t0 = time.perf_counter()
@@ -98,7 +98,7 @@ def main() -> None:
         data_dir = Path(d)
         c = build(Settings(data_dir=data_dir, secret_key=SECRET), upgrade=True)
         c.directory.add_org(ORG, "基准医院", "650102", "3甲", user=USER, password=PASSWORD)
-        key = gm.init_platform_key(c.settings.key_dir)
+        key = keyfiles.init_platform_key(c.settings.key_dir)
         c.close()
         port = free_port()
         server = start_server(data_dir, port, env_extra={"HUREN_SECRET_KEY": SECRET})

@@ -248,7 +248,8 @@ def _keyring(args: argparse.Namespace) -> Keyring:
 
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
-    from huren.crypto.gm import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, GmError
+    from huren.crypto.errors import GmError
+    from huren.crypto.keyfiles import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE
 
     keys = _keyring(args)
     try:

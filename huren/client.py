@@ -33,7 +33,7 @@ from xml.sax.saxutils import escape, quoteattr
 import httpx2
 import orjson
 
-from huren.crypto import gm
+from huren.crypto import b64, sm2, sm4
 from huren.errors import PlatformRefused, PlatformUnavailable, Problem
 from huren.wire.soap import METHODS, NS, SOAP11, SOAP12
 from huren.wire.xj_xml import local, safe_parse
@@ -93,9 +93,9 @@ class HurenClient:
         username: str,
         password: str,
         *,
-        platform_key: str | gm.Sm2Public | None = None,
+        platform_key: str | sm2.Sm2Public | None = None,
         org_name: str = "",
-        order: gm.CipherOrder = "C1C3C2",
+        order: sm2.CipherOrder = "C1C3C2",
         soap_version: str = "1.1",
         fresh_key_per_call: bool = False,
         path: str = "/Myhealth",
@@ -104,8 +104,8 @@ class HurenClient:
     ) -> None:
         self.org_code, self.username, self.org_name = org_code, username, org_name
         self._password = password
-        self._public = gm.load_public(platform_key) if isinstance(platform_key, str) else platform_key
-        self._order: gm.CipherOrder = order
+        self._public = sm2.load_public(platform_key) if isinstance(platform_key, str) else platform_key
+        self._order: sm2.CipherOrder = order
         if soap_version not in ("1.1", "1.2"):
             raise ValueError("soap_version must be 1.1 or 1.2")
         self.soap_version = soap_version
@@ -134,7 +134,7 @@ class HurenClient:
             raise ValueError("platform_key (the platform's SM2 public key) is needed for SOAP calls")
         if self._key is None or self.fresh_key_per_call:
             key = secrets.token_bytes(16)
-            self._key = key, gm.b64e(gm.sm2_encrypt(self._public, key, self._order))
+            self._key = key, b64.b64e(sm2.sm2_encrypt(self._public, key, self._order))
         return self._key
 
     def credential_xml(self) -> str:
@@ -158,13 +158,13 @@ class HurenClient:
         key, str_key = self._sm4_key()
         plain = data.encode("utf-8") if isinstance(data, str) else data
         params = {
-            METHODS[method][0]: gm.b64e(gm.sm4_encrypt(key, plain)),
-            "strCredential": gm.b64e(gm.sm4_encrypt(key, self.credential_xml().encode("utf-8"))),
+            METHODS[method][0]: b64.b64e(sm4.sm4_encrypt(key, plain)),
+            "strCredential": b64.b64e(sm4.sm4_encrypt(key, self.credential_xml().encode("utf-8"))),
             "strKey": str_key,
         }
         answer = self.post(method, self.envelope(method, params))
         if method in QUERIES and not answer.startswith("error:"):
-            return gm.sm4_decrypt(key, gm.b64d(answer)).decode("utf-8")
+            return sm4.sm4_decrypt(key, b64.b64d(answer)).decode("utf-8")
         return answer
 
     def post(self, method: str, envelope: bytes) -> str:

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from huren.api.deps import VERIFIED_TOKEN, write
 from huren.api.errors import huren_error_body
 from huren.api.responses import Json
-from huren.crypto import gm
+from huren.crypto import sm4
 from huren.errors import HurenError, MalformedBody, Problem, TooLarge, Unauthorized, UnsupportedEncoding
 from huren.services.container import Container
 from huren.services.transport import TransportService, gunzip
@@ -185,7 +185,7 @@ def _encrypting(send: Send, key: bytes) -> Callable[[Message], Awaitable[None]]:
         if message.get("more_body", False):
             return
         plain = b"".join(chunks)
-        data = gm.sm4_encrypt(key, plain) if plain else b""
+        data = sm4.sm4_encrypt(key, plain) if plain else b""
         kept = [(k, v) for k, v in start.get("headers", []) if k.lower() not in _DROP]
         extra = [(b"x-huren-encryption", b"sm4")] if plain else []
         await send(start | {"headers": [*kept, (b"content-length", str(len(data)).encode()), *extra]})

@@ -26,7 +26,8 @@ from lxml import etree  # type: ignore[import-untyped]
 from starlette.concurrency import run_in_threadpool
 
 from huren.context import Principal
-from huren.crypto import gm
+from huren.crypto import b64, sm4
+from huren.crypto.errors import GmError
 from huren.domain.recognition import Visit
 from huren.errors import HurenError, InvalidInput, Problem, TooLarge, Unauthorized
 from huren.services.container import Container
@@ -63,7 +64,7 @@ class SoapProfile:
             raise _missing("strKey")
         try:
             return self.c.keys.unwrapper().unwrap(text)  # NotConfigured without a platform key
-        except gm.GmError as exc:
+        except GmError as exc:
             raise Unauthorized(
                 "strKey 解密失败：应为用平台SM2公钥加密的16字节SM4密钥（Base64）",
                 [Problem("strKey", "sm2", str(exc))],
@@ -74,8 +75,8 @@ class SoapProfile:
         if not text:
             raise _missing(name)
         try:
-            return gm.sm4_decrypt(key, gm.b64d(text))
-        except gm.GmError as exc:
+            return sm4.sm4_decrypt(key, b64.b64d(text))
+        except GmError as exc:
             raise InvalidInput(
                 f"{name} 解密失败：应为用strKey中的SM4密钥（ECB模式）加密后的Base64", [Problem(name, "sm4", str(exc))]
             ) from exc
@@ -148,7 +149,7 @@ class _Call:
         exc.kept(rid)
 
     def encrypted(self, text: str) -> str:
-        return gm.b64e(gm.sm4_encrypt(self.key, text.encode("utf-8")))
+        return b64.b64e(sm4.sm4_encrypt(self.key, text.encode("utf-8")))
 
     def absolute(self, rows: Sequence[dict[str, Any]]) -> None:
         """Platform links (``url``, ``pdf_url``) made absolute for the hospital's browser."""

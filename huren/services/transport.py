@@ -24,7 +24,8 @@ from datetime import datetime
 from typing import Any
 
 from huren.context import Clock, Principal
-from huren.crypto import gm
+from huren.crypto import b64, sm2, sm4
+from huren.crypto.errors import GmError
 from huren.crypto.tokens import Signer
 from huren.domain.records import format_value
 from huren.errors import (
@@ -62,7 +63,7 @@ class Policy:
     """An institution's registered key and what it requires."""
 
     org_code: str
-    public: gm.Sm2Public
+    public: sm2.Sm2Public
     require_signature: bool
     require_encryption: bool
 
@@ -82,13 +83,13 @@ def string_to_sign(timestamp: str, nonce: str, method: str, target: str, body: b
 
 
 def sign_headers(
-    key: gm.Sm2Key, method: str, target: str, body: bytes, *, timestamp: str | None = None, nonce: str | None = None
+    key: sm2.Sm2Key, method: str, target: str, body: bytes, *, timestamp: str | None = None, nonce: str | None = None
 ) -> dict[str, str]:
     """The three signature headers for a request (what a hospital's client does)."""
     ts = timestamp if timestamp is not None else str(int(time.time()))
     nc = nonce if nonce is not None else secrets.token_urlsafe(24)
-    sig = gm.sm2_sign(key, string_to_sign(ts, nc, method, target, body))
-    return {"X-Huren-Timestamp": ts, "X-Huren-Nonce": nc, "X-Huren-Signature": gm.b64e(sig)}
+    sig = sm2.sm2_sign(key, string_to_sign(ts, nc, method, target, body))
+    return {"X-Huren-Timestamp": ts, "X-Huren-Nonce": nc, "X-Huren-Signature": b64.b64e(sig)}
 
 
 def gunzip(data: bytes, limit: int) -> bytes:
@@ -182,8 +183,8 @@ class TransportService:
         """Register (or replace) an institution's SM2 public key and its policy."""
         code = self._target_org(principal, org_code, "transport.write")
         try:
-            public = gm.load_public(public_key.strip())
-        except gm.GmError as exc:
+            public = sm2.load_public(public_key.strip())
+        except GmError as exc:
             raise InvalidInput("SM2公钥无效", [Problem("public_key", "sm2_public_key", str(exc))]) from exc
         now = self._clock.now()
         with self._db.write() as conn:
@@ -224,9 +225,9 @@ class TransportService:
             for r in rows:
                 try:
                     fresh[r["org_code"]] = Policy(
-                        r["org_code"], gm.load_public(r["public_key_hex"]), bool(r["require_signature"]), bool(r["require_encryption"])
+                        r["org_code"], sm2.load_public(r["public_key_hex"]), bool(r["require_signature"]), bool(r["require_encryption"])
                     )
-                except gm.GmError:  # stored keys were checked on the way in
+                except GmError:  # stored keys were checked on the way in
                     log.error("unreadable public key stored for %s", r["org_code"])
             with self._lock:
                 self._policies, self._loaded_at = fresh, now
@@ -264,10 +265,10 @@ class TransportService:
         if not NONCE_RE.fullmatch(nonce):
             raise _refuse("X-Huren-Nonce", "format", "随机数应为16～64个字母、数字或 _ . : + / = -")
         try:
-            sig = gm.b64d(signature)
-        except gm.GmError:
+            sig = b64.b64d(signature)
+        except GmError:
             raise _refuse("X-Huren-Signature", "base64", "签名不是合法的Base64") from None
-        if not gm.sm2_verify(pol.public, string_to_sign(timestamp, nonce, method, target, body), sig):
+        if not sm2.sm2_verify(pol.public, string_to_sign(timestamp, nonce, method, target, body), sig):
             raise _refuse("X-Huren-Signature", "signature", "SM3withSM2 签名与登记的公钥不符（或请求内容被改动）")
         expires = datetime.fromtimestamp(max(ts, now) + WINDOW_SECONDS + 1, self._clock.tz).replace(tzinfo=None)
         with self._db.write() as conn:
@@ -290,7 +291,7 @@ class TransportService:
         unwrapper = self._keys.unwrapper()  # NotConfigured (the keyring's one message) without a key
         try:
             return unwrapper.unwrap(key_b64)
-        except gm.GmError as exc:
+        except GmError as exc:
             raise MalformedBody(
                 "X-Huren-Key 解密失败：应为用平台SM2公钥加密的16字节SM4密钥（Base64）", [Problem("X-Huren-Key", "sm2", str(exc))]
             ) from exc
@@ -298,8 +299,8 @@ class TransportService:
     @staticmethod
     def decrypt(key: bytes, body: bytes) -> bytes:
         try:
-            return gm.sm4_decrypt(key, body)
-        except gm.GmError as exc:
+            return sm4.sm4_decrypt(key, body)
+        except GmError as exc:
             raise MalformedBody("请求体SM4解密失败", [Problem("body", "sm4", str(exc))]) from exc
 
     # -- viewing links -----------------------------------------------------------------------

@@ -23,7 +23,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from huren.crypto import aead, gm
+from huren.crypto import aead, envelope, keyfiles, sm2
+from huren.crypto.errors import GmError
 from huren.errors import NotConfigured
 from huren.files import atomic_write, private_dir
 
@@ -51,8 +52,8 @@ class Keyring:
         self._key_cache = key_cache
         self._data_algorithm = data_algorithm
         self._lock = threading.Lock()
-        self._platform: gm.Sm2Key | None = None
-        self._unwrapper: gm.KeyUnwrapper | None = None
+        self._platform: sm2.Sm2Key | None = None
+        self._unwrapper: envelope.KeyUnwrapper | None = None
         self._token: bytes | None = None
         self._fields: aead.FieldCipher | None = None
 
@@ -60,18 +61,18 @@ class Keyring:
         return f"Keyring({self.key_dir})"
 
     # -- the platform SM2 key ----------------------------------------------------------------
-    def platform_key(self) -> gm.Sm2Key:
+    def platform_key(self) -> sm2.Sm2Key:
         """The platform SM2 key pair; NotConfigured (one message) when there is none."""
         if self._platform is None:
             try:
-                key = gm.load_platform_key(self.key_dir)
-            except gm.GmError as exc:
+                key = keyfiles.load_platform_key(self.key_dir)
+            except GmError as exc:
                 log.error("platform SM2 key: %s", exc)
                 raise NotConfigured(PLATFORM_KEY_MISSING) from exc
             with self._lock:
                 if self._platform is None:
                     self._platform = key
-                    self._unwrapper = gm.KeyUnwrapper(key, self._cipher_order, self._key_cache)
+                    self._unwrapper = envelope.KeyUnwrapper(key, self._cipher_order, self._key_cache)
         return self._platform
 
     def platform_public_hex(self) -> str | None:
@@ -81,19 +82,19 @@ class Keyring:
         except NotConfigured:
             return None
 
-    def unwrapper(self) -> gm.KeyUnwrapper:
+    def unwrapper(self) -> envelope.KeyUnwrapper:
         """The one strKey / X-Huren-Key unwrapper of this process (SM2 decryption + its cache)."""
         self.platform_key()
         assert self._unwrapper is not None
         return self._unwrapper
 
-    def init_platform_key(self, *, force: bool = False) -> gm.Sm2Key:
+    def init_platform_key(self, *, force: bool = False) -> sm2.Sm2Key:
         """Generate the platform key pair (GmError if one exists and not ``force``)."""
         private_dir(self.key_dir)
-        key = gm.init_platform_key(self.key_dir, force=force)
+        key = keyfiles.init_platform_key(self.key_dir, force=force)
         with self._lock:
             self._platform = key
-            self._unwrapper = gm.KeyUnwrapper(key, self._cipher_order, self._key_cache)
+            self._unwrapper = envelope.KeyUnwrapper(key, self._cipher_order, self._key_cache)
         return key
 
     # -- the token secret ---------------------------------------------------------------------

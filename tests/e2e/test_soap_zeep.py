@@ -31,7 +31,7 @@ import zeep
 from lxml import etree
 
 from huren.bootstrap import build
-from huren.crypto import gm
+from huren.crypto import b64, sm2, sm4
 from huren.settings import Settings
 from huren.wire.soap import METHODS
 from tests import samples
@@ -120,16 +120,16 @@ class Hospital:
     """A hospital's client: zeep for SOAP, its own SM4 key wrapped with the platform's public key."""
 
     def __init__(self, server: Server, org: tuple[str, ...], *, password: str | None = None,
-                 public: gm.Sm2Public | None = None, binding: str | None = None) -> None:
+                 public: sm2.Sm2Public | None = None, binding: str | None = None) -> None:
         self.client = zeep.Client(f"{server.base_url}/Myhealth?wsdl")
         self.service = self.client.bind("Myhealth", binding) if binding else self.client.service
         self.key = os.urandom(16)
-        self.str_key = gm.b64e(gm.sm2_encrypt(public or gm.load_public(server.public_hex), self.key))
+        self.str_key = b64.b64e(sm2.sm2_encrypt(public or sm2.load_public(server.public_hex), self.key))
         cred = CREDENTIAL.format(code=org[0], name=org[1], user=org[4], password=password or org[5])
         self.credential = self.seal(cred)
 
     def seal(self, text: str) -> str:
-        return gm.b64e(gm.sm4_encrypt(self.key, text.encode("utf-8")))
+        return b64.b64e(sm4.sm4_encrypt(self.key, text.encode("utf-8")))
 
     def raw(self, method: str, data: str, **over: str) -> str:
         params = {METHODS[method][0]: data, "strCredential": self.credential, "strKey": self.str_key} | over
@@ -139,7 +139,7 @@ class Hospital:
     def call(self, method: str, xml: str, **over: str) -> str:
         answer = self.raw(method, self.seal(xml), **over)
         if method.startswith(("Get", "Exists")) and not answer.startswith("error:"):
-            return gm.sm4_decrypt(self.key, gm.b64d(answer)).decode("utf-8")
+            return sm4.sm4_decrypt(self.key, b64.b64d(answer)).decode("utf-8")
         return answer
 
 
@@ -213,16 +213,16 @@ def test_every_failure_is_an_error_answer(server: Server) -> None:
             "ArchiveAutoReport", samples.DAILY_XML
         ),
         "bad base64": good.raw("ArchiveAutoReport", "%%% not base64 %%%"),
-        "wrong key": Hospital(server, ORG_A, public=gm.generate_key().public).call("ArchiveAutoReport", samples.DAILY_XML),
+        "wrong key": Hospital(server, ORG_A, public=sm2.generate_key().public).call("ArchiveAutoReport", samples.DAILY_XML),
         "entity bomb": good.call("ArchiveAutoReport", BOMB),
         "oversized": good.call("ArchiveAutoReport", samples.LAB_XML.replace(samples.PDF_B64, "A" * (LIMIT + 1000))),
     }
-    sealed = bytearray(gm.b64d(good.seal(samples.DAILY_XML)))
+    sealed = bytearray(b64.b64d(good.seal(samples.DAILY_XML)))
     sealed[5] ^= 0xFF  # the first block no longer decrypts to "<?xml …"
-    cases["tampered ciphertext"] = good.raw("ArchiveAutoReport", gm.b64e(bytes(sealed)))
-    key = bytearray(gm.b64d(good.str_key))
+    cases["tampered ciphertext"] = good.raw("ArchiveAutoReport", b64.b64e(bytes(sealed)))
+    key = bytearray(b64.b64d(good.str_key))
     key[-3] ^= 0x01
-    cases["tampered strKey"] = good.raw("ArchiveAutoReport", good.seal(samples.DAILY_XML), strKey=gm.b64e(bytes(key)))
+    cases["tampered strKey"] = good.raw("ArchiveAutoReport", good.seal(samples.DAILY_XML), strKey=b64.b64e(bytes(key)))
     for what, answer in cases.items():
         assert answer.startswith("error:"), f"{what}: {answer}"
         assert "Traceback" not in answer

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from huren.crypto import gm
+from huren.crypto import sm2
 from huren.services.container import Container
 from tests import samples
 from tests.conftest import ORG_A, ORG_B, SUPERVISOR, Api, login
@@ -137,7 +137,7 @@ def request_op(api: Api, role: str, method: str, path: str, w: dict[str, Any]) -
     bodies: dict[str, Any] = {
         "/api/v1/auth/token": {"org_code": ACCOUNTS[role][0], "username": ACCOUNTS[role][4], "password": ACCOUNTS[role][5]},
         "/api/v1/recognition/exists": PATIENT | VISIT | {"check": [EXAM_CODE], "lab": [LAB_CODE]},
-        "/api/v1/transport/key": {"public_key": gm.generate_key().public_hex},
+        "/api/v1/transport/key": {"public_key": sm2.generate_key().public_hex},
         "/api/v1/links": {"kind": "lab", "report_id": w["a_lab"]},
     }
     if path.startswith(("/api/v1/query/", "/api/v1/recognition/")) and method == "POST" and path not in bodies:

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from huren.client import HurenClient
-from huren.crypto import gm
+from huren.crypto import keyfiles
 from huren.services.audit import RATE_LIMITED
 from huren.services.container import Container
 from huren.store import audit as audit_store
@@ -151,7 +151,7 @@ def test_a_doctor_over_the_read_rate_is_refused_and_logged(client: TestClient, c
 
 def test_the_read_rate_holds_on_soap_and_pages(client: TestClient, container: Container, world: dict[str, Any]) -> None:
     container.audit.limiter.per_minute = 2
-    platform = gm.init_platform_key(container.settings.key_dir)
+    platform = keyfiles.init_platform_key(container.settings.key_dir)
     acct = ACCOUNTS["doctor"]
     hc = HurenClient(str(client.base_url), acct[0], acct[4], acct[5], platform_key=platform.public, http=client)
     query = f"<root><id_no>{samples.ID_NO}</id_no><id_type>01</id_type></root>"

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from huren.client import HurenClient
 from huren.context import ROLES, Principal
-from huren.crypto import gm
+from huren.crypto import keyfiles, sm2
 from huren.domain import access
 from huren.errors import Forbidden
 from huren.services.container import Container
@@ -79,7 +79,7 @@ def test_every_rest_operation_follows_the_table(client: TestClient, world: dict[
 
 
 def test_every_soap_method_follows_the_table(client: TestClient, container: Container, world: dict[str, Any]) -> None:
-    platform = gm.init_platform_key(container.settings.key_dir)
+    platform = keyfiles.init_platform_key(container.settings.key_dir)
     assert set(SOAP_METHODS) == set(METHODS)
     data = {
         "ArchiveAutoReport": "<root/>",
@@ -190,7 +190,7 @@ def test_the_pages_gate_with_the_same_table() -> None:
 def test_an_institution_requiring_signatures_cannot_be_read_through_pages_or_soap(
     client: TestClient, container: Container, world: dict[str, Any]
 ) -> None:
-    platform = gm.init_platform_key(container.settings.key_dir)
+    platform = keyfiles.init_platform_key(container.settings.key_dir)
     doc: Api = world["apis"]["doctor"]
     token = doc.headers["Authorization"].split()[1]
     widget = {"id_type_code": "01", "id_no": samples.ID_NO, "token": token}
@@ -202,7 +202,7 @@ def test_an_institution_requiring_signatures_cannot_be_read_through_pages_or_soa
     assert client.get(report, params={"token": token}).status_code == 200
     assert not hc.call("GetCheckLabList", query).startswith("error:")
 
-    key = gm.generate_key()
+    key = sm2.generate_key()
     r = world["apis"]["hospital"].put("/api/v1/transport/key", json={"public_key": key.public_hex, "require_signature": True})
     assert r.status_code == 200, r.text
     # REST: unsigned refused (as before); pages opened with the token and SOAP: refused too
@@ -224,8 +224,8 @@ def test_an_institution_requiring_signatures_cannot_be_read_through_pages_or_soa
 
 
 def test_requiring_encryption_closes_the_page_token_path_too(client: TestClient, container: Container, world: dict[str, Any]) -> None:
-    platform = gm.init_platform_key(container.settings.key_dir)
-    key = gm.generate_key()
+    platform = keyfiles.init_platform_key(container.settings.key_dir)
+    key = sm2.generate_key()
     r = world["apis"]["hospital"].put("/api/v1/transport/key", json={"public_key": key.public_hex, "require_encryption": True})
     assert r.status_code == 200, r.text
     token = world["apis"]["doctor"].headers["Authorization"].split()[1]

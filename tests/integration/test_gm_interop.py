@@ -1,4 +1,4 @@
-"""huren.crypto.gm against independent peers, both ways: the OpenSSL command line (SM4-ECB, SM2
+"""huren.crypto's SM2 / SM3 / SM4 against independent peers, both ways: the OpenSSL command line (SM4-ECB, SM2
 ``pkeyutl`` encryption in DER, SM3withSM2 signatures, PEM key files) and pure-Python gmalg (raw
 C1C3C2 with the 04 prefix, compressed C1, r/s signatures). Also the ``huren keys`` command line.
 
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from huren.crypto import gm
-from huren.crypto.gm import Sm2Key
+from huren.crypto import asn1, b64, envelope, keyfiles, sm2, sm4
+from huren.crypto.errors import GmError
+from huren.crypto.sm2 import Sm2Key
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRE_ALL = os.environ.get("HUREN_REQUIRE_ALL") == "1"
@@ -49,15 +50,15 @@ def openssl(tmp_path_factory: pytest.TempPathFactory) -> str:
     if proc.returncode != 0:
         version = _run(exe, "version", check=False).stdout.decode(errors="replace").strip()
         _missing(f"{version or 'openssl'} cannot generate SM2 keys")
-    sm4 = _run(exe, "enc", "-sm4-ecb", "-K", SM4_KEY.hex(), "-nosalt", data=b"x", check=False)
-    if sm4.returncode != 0:
+    cipher = _run(exe, "enc", "-sm4-ecb", "-K", SM4_KEY.hex(), "-nosalt", data=b"x", check=False)
+    if cipher.returncode != 0:
         _missing("openssl has no SM4-ECB cipher")
     return exe
 
 
 @pytest.fixture(scope="module")
 def key() -> Sm2Key:
-    return gm.generate_key()
+    return sm2.generate_key()
 
 
 @pytest.fixture
@@ -76,13 +77,13 @@ def gmalg_mod():  # type: ignore[no-untyped-def]
 def test_sm4_openssl_encrypts_we_decrypt(openssl: str, n: int) -> None:
     data = os.urandom(n)
     ct = _run(openssl, "enc", "-sm4-ecb", "-K", SM4_KEY.hex(), "-nosalt", data=data).stdout
-    assert gm.sm4_decrypt(SM4_KEY, ct) == data
+    assert sm4.sm4_decrypt(SM4_KEY, ct) == data
 
 
 @pytest.mark.parametrize("n", [0, 5, 16, 1000])
 def test_sm4_we_encrypt_openssl_decrypts(openssl: str, n: int) -> None:
     data = os.urandom(n)
-    ct = gm.sm4_encrypt(SM4_KEY, data)
+    ct = sm4.sm4_encrypt(SM4_KEY, data)
     assert _run(openssl, "enc", "-d", "-sm4-ecb", "-K", SM4_KEY.hex(), "-nosalt", data=ct).stdout == data
 
 
@@ -110,12 +111,12 @@ def test_we_read_openssl_key_files(openssl: str, tmp_path: Path) -> None:
     _run(openssl, "genpkey", "-algorithm", "SM2", "-out", str(k))
     key = Sm2Key.from_pem(k.read_bytes())
     pub_pem = _run(openssl, "pkey", "-in", str(k), "-pubout").stdout
-    assert gm.load_public(pub_pem) == key.public
+    assert sm2.load_public(pub_pem) == key.public
     sec1 = _run(openssl, "ec", "-in", str(k)).stdout  # SEC1 with the [0] curve, labelled "SM2 PRIVATE KEY"
     assert b"-----BEGIN SM2 PRIVATE KEY-----" in sec1
     assert Sm2Key.from_pem(sec1) == key
     sec1_der = _run(openssl, "pkey", "-in", str(k), "-outform", "DER").stdout  # SEC1 DER
-    assert Sm2Key.from_pem(gm._pem("EC PRIVATE KEY", sec1_der)) == key
+    assert Sm2Key.from_pem(asn1.pem("EC PRIVATE KEY", sec1_der)) == key
     text = _run(openssl, "pkey", "-in", str(k), "-text", "-noout").stdout.decode()
     hex_pub = "".join(text.split("pub:")[1].split("ASN1 OID")[0].split()).replace(":", "")
     assert hex_pub == key.public_hex
@@ -131,8 +132,8 @@ def test_sm2_openssl_encrypts_we_decrypt(openssl: str, key: Sm2Key, tmp_path: Pa
         plain = os.urandom(n)
         ct = _run(openssl, "pkeyutl", "-encrypt", "-pubin", "-inkey", str(pub), data=plain).stdout
         assert ct[0] == 0x30  # OpenSSL speaks DER
-        assert gm.sm2_decrypt(key, ct) == plain
-        assert gm.sm2_decrypt(key, ct, "C1C2C3") == plain
+        assert sm2.sm2_decrypt(key, ct) == plain
+        assert sm2.sm2_decrypt(key, ct, "C1C2C3") == plain
 
 
 def test_sm2_we_encrypt_openssl_decrypts(openssl: str, key: Sm2Key, tmp_path: Path) -> None:
@@ -140,18 +141,18 @@ def test_sm2_we_encrypt_openssl_decrypts(openssl: str, key: Sm2Key, tmp_path: Pa
     priv.write_text(key.to_pem())
     for _ in range(20):  # some ciphertexts have short DER integers
         plain = os.urandom(16)
-        ct = gm.sm2_encrypt(key.public, plain, der=True)
+        ct = sm2.sm2_encrypt(key.public, plain, der=True)
         assert _run(openssl, "pkeyutl", "-decrypt", "-inkey", str(priv), data=ct).stdout == plain
 
 
 def test_sm2_openssl_rejects_our_tampered_ciphertext_too(openssl: str, key: Sm2Key, tmp_path: Path) -> None:
     priv = tmp_path / "k.pem"
     priv.write_text(key.to_pem())
-    ct = bytearray(gm.sm2_encrypt(key.public, b"0123456789abcdef", der=True))
+    ct = bytearray(sm2.sm2_encrypt(key.public, b"0123456789abcdef", der=True))
     ct[-1] ^= 1  # last byte of C2
     assert _run(openssl, "pkeyutl", "-decrypt", "-inkey", str(priv), data=bytes(ct), check=False).returncode != 0
-    with pytest.raises(gm.GmError):
-        gm.sm2_decrypt(key, bytes(ct))
+    with pytest.raises(GmError):
+        sm2.sm2_decrypt(key, bytes(ct))
 
 
 def test_sm2_openssl_ciphertext_as_raw_c1c3c2(openssl: str, key: Sm2Key, tmp_path: Path) -> None:
@@ -160,11 +161,11 @@ def test_sm2_openssl_ciphertext_as_raw_c1c3c2(openssl: str, key: Sm2Key, tmp_pat
     pub.write_text(key.public.to_pem())
     plain = os.urandom(16)
     der = _run(openssl, "pkeyutl", "-encrypt", "-pubin", "-inkey", str(pub), data=plain).stdout
-    x, y, c3, c2 = gm._ct_from_der(der)
+    x, y, c3, c2 = sm2._ct_from_der(der)
     c1 = b"\x04" + x.to_bytes(32, "big") + y.to_bytes(32, "big")
-    assert gm.sm2_decrypt(key, c1 + c3 + c2) == plain
-    assert gm.sm2_decrypt(key, c1[1:] + c3 + c2) == plain
-    assert gm.sm2_decrypt(key, c1 + c2 + c3, "C1C2C3") == plain
+    assert sm2.sm2_decrypt(key, c1 + c3 + c2) == plain
+    assert sm2.sm2_decrypt(key, c1[1:] + c3 + c2) == plain
+    assert sm2.sm2_decrypt(key, c1 + c2 + c3, "C1C2C3") == plain
 
 
 # -------------------------------------------------------------------------- OpenSSL: signatures
@@ -184,21 +185,21 @@ def test_openssl_signs_we_verify(openssl: str, key: Sm2Key, tmp_path: Path) -> N
         _run(openssl, *sign, "-pkeyopt", DISTID).stdout,
     ]
     for sig in with_id:
-        assert gm.sm2_verify(key.public, body, sig)
-        assert not gm.sm2_verify(key.public, body + b" ", sig)
-        assert not gm.sm2_verify(key.public, body, sig, uid=b"")
+        assert sm2.sm2_verify(key.public, body, sig)
+        assert not sm2.sm2_verify(key.public, body + b" ", sig)
+        assert not sm2.sm2_verify(key.public, body, sig, uid=b"")
     # OpenSSL 3's default ID is empty, not GM/T 0009's: only uid=b"" verifies those
     without_id = [_run(openssl, "dgst", "-sm3", "-sign", str(priv), str(data)).stdout, _run(openssl, *sign).stdout]
     for sig in without_id:
-        assert gm.sm2_verify(key.public, body, sig, uid=b"")
-        assert not gm.sm2_verify(key.public, body, sig)
+        assert sm2.sm2_verify(key.public, body, sig, uid=b"")
+        assert not sm2.sm2_verify(key.public, body, sig)
 
 
 def test_we_sign_openssl_verifies(openssl: str, key: Sm2Key, tmp_path: Path) -> None:
     pub, data, sig = tmp_path / "pub.pem", tmp_path / "d", tmp_path / "s"
     pub.write_text(key.public.to_pem())
     data.write_bytes(b"20261122093000\nnonce-2\n<root/>")
-    sig.write_bytes(gm.sm2_sign(key, data.read_bytes()))
+    sig.write_bytes(sm2.sm2_sign(key, data.read_bytes()))
     verify = ("dgst", "-sm3", "-verify", str(pub), "-signature", str(sig))
     proc = _run(openssl, *verify, "-sigopt", DISTID, str(data))
     assert b"Verified OK" in proc.stdout
@@ -208,7 +209,7 @@ def test_we_sign_openssl_verifies(openssl: str, key: Sm2Key, tmp_path: Path) -> 
     bad = tmp_path / "d2"
     bad.write_bytes(data.read_bytes() + b"!")
     assert _run(openssl, *verify, "-sigopt", DISTID, str(bad), check=False).returncode != 0
-    sig.write_bytes(gm.sm2_sign(key, data.read_bytes(), uid=b""))
+    sig.write_bytes(sm2.sm2_sign(key, data.read_bytes(), uid=b""))
     assert b"Verified OK" in _run(openssl, *verify, str(data)).stdout
 
 
@@ -221,9 +222,9 @@ def test_gmalg_encrypts_we_decrypt(gmalg_mod, key: Sm2Key) -> None:  # type: ign
         plain = os.urandom(16)
         ct = peer.encrypt(plain)  # 04 ‖ x ‖ y ‖ C3 ‖ C2
         assert len(ct) == 65 + 32 + 16 and ct[0] == 4
-        assert gm.sm2_decrypt(key, ct) == plain
-        assert gm.sm2_decrypt(key, ct[1:]) == plain
-        assert gm.KeyUnwrapper(key, "C1C3C2", 0).unwrap(gm.b64e(ct)) == plain
+        assert sm2.sm2_decrypt(key, ct) == plain
+        assert sm2.sm2_decrypt(key, ct[1:]) == plain
+        assert envelope.KeyUnwrapper(key, "C1C3C2", 0).unwrap(b64.b64e(ct)) == plain
 
 
 def test_gmalg_compressed_c1_we_decrypt(gmalg_mod, key: Sm2Key) -> None:  # type: ignore[no-untyped-def]
@@ -231,25 +232,25 @@ def test_gmalg_compressed_c1_we_decrypt(gmalg_mod, key: Sm2Key) -> None:  # type
     plain = os.urandom(16)
     ct = peer.encrypt(plain)
     assert len(ct) == 33 + 32 + 16 and ct[0] in (2, 3)
-    assert gm.sm2_decrypt(key, ct) == plain
+    assert sm2.sm2_decrypt(key, ct) == plain
 
 
 def test_we_encrypt_gmalg_decrypts(gmalg_mod, key: Sm2Key) -> None:  # type: ignore[no-untyped-def]
     peer = gmalg_mod.SM2(sk=key.private, pk=bytes.fromhex(key.public_hex))
     for _ in range(3):
         plain = os.urandom(16)
-        assert peer.decrypt(gm.sm2_encrypt(key.public, plain)) == plain
+        assert peer.decrypt(sm2.sm2_encrypt(key.public, plain)) == plain
 
 
 def test_gmalg_signatures_both_ways(gmalg_mod, key: Sm2Key) -> None:  # type: ignore[no-untyped-def]
-    peer = gmalg_mod.SM2(sk=key.private, pk=bytes.fromhex(key.public_hex), uid=gm.DEFAULT_UID)
+    peer = gmalg_mod.SM2(sk=key.private, pk=bytes.fromhex(key.public_hex), uid=sm2.DEFAULT_UID)
     data = b"signed body"
     r, s = peer.sign(data)
     raw = r.rjust(32, b"\x00") + s.rjust(32, b"\x00")
-    assert gm.sm2_verify(key.public, data, raw)
-    der = gm._der(0x30, gm._der_int(int.from_bytes(r, "big")) + gm._der_int(int.from_bytes(s, "big")))
-    assert gm.sm2_verify(key.public, data, der)
-    ours = gm._der_items(gm.sm2_sign(key, data))
+    assert sm2.sm2_verify(key.public, data, raw)
+    der = asn1.der(0x30, asn1.der_int(int.from_bytes(r, "big")) + asn1.der_int(int.from_bytes(s, "big")))
+    assert sm2.sm2_verify(key.public, data, der)
+    ours = asn1.der_items(sm2.sm2_sign(key, data))
     assert peer.verify(data, ours[0][1].lstrip(b"\x00"), ours[1][1].lstrip(b"\x00"))
     assert not peer.verify(data + b"x", ours[0][1].lstrip(b"\x00"), ours[1][1].lstrip(b"\x00"))
 
@@ -257,7 +258,7 @@ def test_gmalg_signatures_both_ways(gmalg_mod, key: Sm2Key) -> None:  # type: ig
 def test_gmalg_derives_our_public_key_and_sm4(gmalg_mod, key: Sm2Key) -> None:  # type: ignore[no-untyped-def]
     assert gmalg_mod.SM2().generate_pk(key.private) == bytes.fromhex(key.public_hex)
     assert gmalg_mod.SM4(SM4_KEY).encrypt(SM4_KEY).hex() == "681edf34d206965e86b3e94f536e4246"
-    block = gm.sm4_encrypt(SM4_KEY, b"A" * 16)[:16]
+    block = sm4.sm4_encrypt(SM4_KEY, b"A" * 16)[:16]
     assert gmalg_mod.SM4(SM4_KEY).decrypt(block) == b"A" * 16
 
 
@@ -283,7 +284,7 @@ def test_cli_keys_init_and_public(tmp_path: Path) -> None:
     data = tmp_path / "data"
     init = _huren("keys", "init", data_dir=data)
     assert init.returncode == 0, init.stderr
-    pem = data / "keys" / gm.PRIVATE_KEY_FILE
+    pem = data / "keys" / keyfiles.PRIVATE_KEY_FILE
     assert stat.S_IMODE(pem.stat().st_mode) == 0o600
     assert str(pem.resolve()) in init.stdout
     key = Sm2Key.from_pem(pem.read_bytes())
@@ -292,9 +293,9 @@ def test_cli_keys_init_and_public(tmp_path: Path) -> None:
     pub = _huren("keys", "public", data_dir=data)
     assert pub.returncode == 0, pub.stderr
     assert pub.stdout == key.public_hex + "\n" and len(pub.stdout.strip()) == 130
-    assert (data / "keys" / gm.PUBLIC_KEY_FILE).read_text().strip() == key.public_hex
+    assert (data / "keys" / keyfiles.PUBLIC_KEY_FILE).read_text().strip() == key.public_hex
     pem_out = _huren("keys", "public", "--pem", data_dir=data)
-    assert gm.load_public(pem_out.stdout) == key.public
+    assert sm2.load_public(pem_out.stdout) == key.public
 
     again = _huren("keys", "init", data_dir=data)
     assert again.returncode == 2
@@ -312,7 +313,7 @@ def test_cli_keys_data_dir_option_and_missing_key(tmp_path: Path) -> None:
     other = tmp_path / "other"
     init = _huren("keys", "init", "--data-dir", str(other), data_dir=tmp_path / "env")
     assert init.returncode == 0, init.stderr
-    assert (other / "keys" / gm.PRIVATE_KEY_FILE).is_file()
+    assert (other / "keys" / keyfiles.PRIVATE_KEY_FILE).is_file()
     assert not (tmp_path / "env" / "keys").exists()
     missing = _huren("keys", "public", data_dir=tmp_path / "env")
     assert missing.returncode == 2

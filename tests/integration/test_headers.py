@@ -142,17 +142,17 @@ def test_links_and_embedding_notes_use_the_configured_address(public: TestClient
 def test_soap_answers_link_to_the_configured_address(public: TestClient, container: Container) -> None:
     """GetCheckLabList's report links are absolute for the hospital's browser: from the
     configured address, whatever Host the SOAP call was sent with."""
-    from huren.crypto import gm
+    from huren.crypto import b64, keyfiles, sm4
     from tests.integration.test_soap_golden import envelope12, recent_lab_xml, result_of, sealed
 
-    platform = gm.init_platform_key(container.settings.key_dir)
+    platform = keyfiles.init_platform_key(container.settings.key_dir)
     with public:
         _, p = sealed(platform, recent_lab_xml(container))
         body = envelope12("ArchiveAutoReport", {"strReportInfo": p["data"], "strCredential": p["strCredential"], "strKey": p["strKey"]})
         assert result_of(public.post("/Myhealth", content=body, headers=EVIL).content, "ArchiveAutoReport") == "ok"
         key, p = sealed(platform, f"<root><id_no>{samples.ID_NO}</id_no><id_type>01</id_type></root>")
         body = envelope12("GetCheckLabList", {"strFilter": p["data"], "strCredential": p["strCredential"], "strKey": p["strKey"]})
-        answer = gm.sm4_decrypt(key, gm.b64d(result_of(public.post("/Myhealth", content=body, headers=EVIL).content, "GetCheckLabList")))
+        answer = sm4.sm4_decrypt(key, b64.b64d(result_of(public.post("/Myhealth", content=body, headers=EVIL).content, "GetCheckLabList")))
     text = answer.decode()
     assert 'url="https://huren.example.gov.cn/gw/' in text and "evil.example" not in text, text[:300]
 

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from huren.crypto import gm
+from huren.crypto import b64, keyfiles, sm2, sm4
 from huren.errors import Conflict, InvalidInput
 from huren.services.container import Container
 from huren.store.tables import reminder_log
@@ -178,13 +178,13 @@ def test_doctor_page_ids_out_of_range_are_refused_not_500(client: TestClient, pa
 
 
 # -- SOAP ------------------------------------------------------------------------------------------------------
-def _soap(client: TestClient, platform: gm.Sm2Key, method: str, param: str, data: str) -> str:
+def _soap(client: TestClient, platform: sm2.Sm2Key, method: str, param: str, data: str) -> str:
     key = os.urandom(16)
     cred = CREDENTIAL.format(code=ORG_A[0], name=ORG_A[1], user=ORG_A[4], password=ORG_A[5])
     fields = {
-        param: gm.b64e(gm.sm4_encrypt(key, data.encode())),
-        "strCredential": gm.b64e(gm.sm4_encrypt(key, cred.encode())),
-        "strKey": gm.b64e(gm.sm2_encrypt(platform.public, key)),
+        param: b64.b64e(sm4.sm4_encrypt(key, data.encode())),
+        "strCredential": b64.b64e(sm4.sm4_encrypt(key, cred.encode())),
+        "strKey": b64.b64e(sm2.sm2_encrypt(platform.public, key)),
     }
     inner = "".join(f"<t:{k}>{v}</t:{k}>" for k, v in fields.items())
     body = (
@@ -211,7 +211,7 @@ def test_soap_exists_refuses_a_visit_over_the_domain_rules(
 ) -> None:
     """ExistsReCureInfo with a 200-character event_no answered ``error:服务器内部错误`` on
     PostgreSQL and was stored unchecked on SQLite: the ≤ 128 rule lived only in the REST model."""
-    platform = gm.init_platform_key(container.settings.key_dir)
+    platform = keyfiles.init_platform_key(container.settings.key_dir)
     extra = " ".join(f'{k}="{v}"' for k, v in attrs.items())
     data = f'<root id_no="{samples.ID_NO}" id_type="01" {extra}><check><item>115</item></check><lab/></root>'
     answer = _soap(client, platform, "ExistsReCureInfo", "strFilter", data)
@@ -243,7 +243,7 @@ def test_soap_queries_refuse_a_patient_over_the_domain_rules(
 ) -> None:
     """GetLabInfo with a 200-character id_no answered ``error:服务器内部错误`` on PostgreSQL (the access
     log's VARCHAR(128), written straight on the driver's cursor): the rule is the domain's now."""
-    platform = gm.init_platform_key(container.settings.key_dir)
+    platform = keyfiles.init_platform_key(container.settings.key_dir)
     data = f"<root><id_no>{id_no}</id_no><id_type>{id_type}</id_type></root>"
     answer = _soap(client, platform, method, "strFilter", data)
     assert answer.startswith("error:") and field in answer and "服务器内部错误" not in answer, answer
@@ -276,7 +276,7 @@ def test_every_soap_method_answers_hostile_values_without_a_server_error(client:
     turn by a hostile one: every answer is ``ok`` or ``error:`` with a reason, never the server's."""
     from tests.integration import test_soap_golden as golden
 
-    platform = gm.init_platform_key(container.settings.key_dir)
+    platform = keyfiles.init_platform_key(container.settings.key_dir)
     cases = [
         ("ArchiveAutoReport", "strReportInfo", samples.LAB_XML),
         ("ArchiveAutoReport", "strReportInfo", samples.DAILY_XML),
@@ -336,7 +336,7 @@ def test_soap_exists_refuses_ordered_codes_over_the_domain_rules(
 ) -> None:
     """REST refused a 300-character ordered code (its model) while SOAP answered it: the rule is
     the domain's (huren.domain.answers.check_orders), for the gateway's cache too."""
-    platform = gm.init_platform_key(container.settings.key_dir)
+    platform = keyfiles.init_platform_key(container.settings.key_dir)
     data = f'<root id_no="{samples.ID_NO}" id_type="01"><check><item>{check}</item></check><lab><item>{lab}</item></lab></root>'
     answer = _soap(client, platform, "ExistsReCureInfo", "strFilter", data)
     assert answer.startswith("error:") and field in answer, answer

@@ -18,7 +18,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from huren.crypto import gm
+from huren.crypto import b64, keyfiles, sm2, sm4
 from huren.services.container import Container
 from huren.services.transport import sign_headers, string_to_sign
 from huren.store import audit
@@ -30,16 +30,16 @@ KEY = "/api/v1/transport/key"
 
 
 @pytest.fixture
-def platform(container: Container) -> gm.Sm2Key:
-    return gm.init_platform_key(container.settings.key_dir)
+def platform(container: Container) -> sm2.Sm2Key:
+    return keyfiles.init_platform_key(container.settings.key_dir)
 
 
 @pytest.fixture
-def hospital_key() -> gm.Sm2Key:
-    return gm.generate_key()
+def hospital_key() -> sm2.Sm2Key:
+    return sm2.generate_key()
 
 
-def _register_key(api: Api, key: gm.Sm2Key, **kw: Any) -> Any:
+def _register_key(api: Api, key: sm2.Sm2Key, **kw: Any) -> Any:
     r = api.put(KEY, json={"public_key": key.public_hex} | kw)
     assert r.status_code == 200, r.text
     return r.json()["key"]
@@ -50,7 +50,7 @@ def _send(api: Api, method: str, path: str, body: bytes = b"", headers: dict[str
     return api.client.request(method, path, content=body, headers=h)
 
 
-def _signed(api: Api, key: gm.Sm2Key, method: str, path: str, body: bytes = b"", extra: dict[str, str] | None = None, **kw: Any) -> Any:
+def _signed(api: Api, key: sm2.Sm2Key, method: str, path: str, body: bytes = b"", extra: dict[str, str] | None = None, **kw: Any) -> Any:
     return _send(api, method, path, body, sign_headers(key, method, path, body, **kw) | (extra or {}))
 
 
@@ -68,7 +68,7 @@ def _lab_body() -> bytes:
 # ------------------------------------------------------------------------------ signatures
 
 
-def test_signed_request_accepted(api_a: Api, hospital_key: gm.Sm2Key, container: Container) -> None:
+def test_signed_request_accepted(api_a: Api, hospital_key: sm2.Sm2Key, container: Container) -> None:
     _register_key(api_a, hospital_key, require_signature=True)
     r = _signed(api_a, hospital_key, "POST", LAB, _lab_body())
     assert r.status_code == 200, r.text
@@ -87,8 +87,8 @@ def test_signed_request_accepted(api_a: Api, hospital_key: gm.Sm2Key, container:
     assert r.status_code == 200, r.text
     # raw r‖s (64 bytes) is accepted as well as DER
     ts, nonce = str(int(time.time())), "raw-signature-0001"
-    der = gm.sm2_sign(hospital_key, string_to_sign(ts, nonce, "GET", KEY, b""))
-    r = _send(api_a, "GET", KEY, headers={"X-Huren-Timestamp": ts, "X-Huren-Nonce": nonce, "X-Huren-Signature": gm.b64e(_der_to_raw(der))})
+    der = sm2.sm2_sign(hospital_key, string_to_sign(ts, nonce, "GET", KEY, b""))
+    r = _send(api_a, "GET", KEY, headers={"X-Huren-Timestamp": ts, "X-Huren-Nonce": nonce, "X-Huren-Signature": b64.b64e(_der_to_raw(der))})
     assert r.status_code == 200, r.text
 
 
@@ -100,10 +100,10 @@ def _der_to_raw(der: bytes) -> bytes:
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
-def test_bad_signature_refused(api_a: Api, hospital_key: gm.Sm2Key, container: Container) -> None:
+def test_bad_signature_refused(api_a: Api, hospital_key: sm2.Sm2Key, container: Container) -> None:
     _register_key(api_a, hospital_key)
     body = _lab_body()
-    other = gm.generate_key()
+    other = sm2.generate_key()
     _refused(_signed(api_a, other, "POST", LAB, body), 401, "X-Huren-Signature", "signature")
     # the body changed after signing
     h = sign_headers(hospital_key, "POST", LAB, body)
@@ -115,8 +115,8 @@ def test_bad_signature_refused(api_a: Api, hospital_key: gm.Sm2Key, container: C
     _refused(_send(api_a, "POST", LAB, body, h), 401, "X-Huren-Signature", "signature")
     # OpenSSL's empty default signer ID is not the one expected
     ts, nonce = str(int(time.time())), "empty-uid-nonce-0001"
-    sig = gm.sm2_sign(hospital_key, string_to_sign(ts, nonce, "POST", LAB, body), uid=b"")
-    h = {"X-Huren-Timestamp": ts, "X-Huren-Nonce": nonce, "X-Huren-Signature": gm.b64e(sig)}
+    sig = sm2.sm2_sign(hospital_key, string_to_sign(ts, nonce, "POST", LAB, body), uid=b"")
+    h = {"X-Huren-Timestamp": ts, "X-Huren-Nonce": nonce, "X-Huren-Signature": b64.b64e(sig)}
     _refused(_send(api_a, "POST", LAB, body, h), 401, "X-Huren-Signature", "signature")
     _refused(_send(api_a, "POST", LAB, body, h | {"X-Huren-Signature": "%%%"}), 401, "X-Huren-Signature", "base64")
     # missing one of the three headers
@@ -129,11 +129,11 @@ def test_bad_signature_refused(api_a: Api, hospital_key: gm.Sm2Key, container: C
     assert _signed(api_a, hospital_key, "POST", LAB, body).status_code == 200
 
 
-def test_signature_without_registered_key_refused(api_b: Api, hospital_key: gm.Sm2Key) -> None:
+def test_signature_without_registered_key_refused(api_b: Api, hospital_key: sm2.Sm2Key) -> None:
     _refused(_signed(api_b, hospital_key, "GET", "/api/v1/quality/rejected"), 401, "X-Huren-Signature", "no_key")
 
 
-def test_timestamp_window(api_a: Api, hospital_key: gm.Sm2Key, container: Container) -> None:
+def test_timestamp_window(api_a: Api, hospital_key: sm2.Sm2Key, container: Container) -> None:
     _register_key(api_a, hospital_key, require_signature=True)
     now = int(time.time())
     for ts in (now - 360, now + 360):  # six minutes either way
@@ -154,7 +154,7 @@ def test_timestamp_window(api_a: Api, hospital_key: gm.Sm2Key, container: Contai
         container.clock.offset = 0
 
 
-def test_reused_nonce_refused(api_a: Api, hospital_key: gm.Sm2Key, api_b: Api) -> None:
+def test_reused_nonce_refused(api_a: Api, hospital_key: sm2.Sm2Key, api_b: Api) -> None:
     _register_key(api_a, hospital_key)
     nonce = "0123456789abcdef-nonce"
     assert _signed(api_a, hospital_key, "GET", KEY, nonce=nonce).status_code == 200
@@ -171,7 +171,7 @@ def test_reused_nonce_refused(api_a: Api, hospital_key: gm.Sm2Key, api_b: Api) -
         _refused(_send(api_a, "GET", KEY, headers=h), 401, "X-Huren-Nonce", "format")
 
 
-def test_expired_nonces_are_purged(api_a: Api, hospital_key: gm.Sm2Key, container: Container) -> None:
+def test_expired_nonces_are_purged(api_a: Api, hospital_key: sm2.Sm2Key, container: Container) -> None:
     from huren.services import transport as svc
 
     _register_key(api_a, hospital_key)
@@ -190,7 +190,7 @@ def test_expired_nonces_are_purged(api_a: Api, hospital_key: gm.Sm2Key, containe
     assert rows == [h["X-Huren-Nonce"]]
 
 
-def test_unsigned_refused_only_where_required(api_a: Api, api_b: Api, hospital_key: gm.Sm2Key) -> None:
+def test_unsigned_refused_only_where_required(api_a: Api, api_b: Api, hospital_key: sm2.Sm2Key) -> None:
     assert api_a.post(LAB, samples.lab()).status_code == 200  # no key yet: unsigned is fine
     _register_key(api_a, hospital_key)  # a key, but not required
     assert api_a.get(KEY).status_code == 200
@@ -215,7 +215,7 @@ def test_unsigned_refused_only_where_required(api_a: Api, api_b: Api, hospital_k
     assert api_a.get("/api/v1/quality/rejected").status_code == 200
 
 
-def test_soap_endpoint_is_not_touched(api_a: Api, hospital_key: gm.Sm2Key) -> None:
+def test_soap_endpoint_is_not_touched(api_a: Api, hospital_key: sm2.Sm2Key) -> None:
     _register_key(api_a, hospital_key, require_signature=True)
     r = api_a.client.get("/Myhealth?wsdl", headers=api_a.headers)
     assert r.status_code != 401
@@ -224,48 +224,48 @@ def test_soap_endpoint_is_not_touched(api_a: Api, hospital_key: gm.Sm2Key) -> No
 # ------------------------------------------------------------------------------ SM4 bodies
 
 
-def _wrap(platform: gm.Sm2Key, sm4_key: bytes) -> str:
-    return gm.b64e(gm.sm2_encrypt(platform.public, sm4_key))
+def _wrap(platform: sm2.Sm2Key, sm4_key: bytes) -> str:
+    return b64.b64e(sm2.sm2_encrypt(platform.public, sm4_key))
 
 
-def test_sm4_body_and_response(api_a: Api, platform: gm.Sm2Key, hospital_key: gm.Sm2Key) -> None:
+def test_sm4_body_and_response(api_a: Api, platform: sm2.Sm2Key, hospital_key: sm2.Sm2Key) -> None:
     sm4_key = os.urandom(16)
     enc = {"X-Huren-Encryption": "sm4", "X-Huren-Key": _wrap(platform, sm4_key)}
-    body = gm.sm4_encrypt(sm4_key, _lab_body())
+    body = sm4.sm4_encrypt(sm4_key, _lab_body())
     r = _send(api_a, "POST", LAB, body, enc)
     assert r.status_code == 200, r.text
     assert r.headers["x-huren-encryption"] == "sm4"
     assert int(r.headers["content-length"]) == len(r.content)
-    reply = orjson.loads(gm.sm4_decrypt(sm4_key, r.content))
+    reply = orjson.loads(sm4.sm4_decrypt(sm4_key, r.content))
     assert reply["code"] == "ok" and reply["created"] is True
     rid = reply["report_id"]
     # an encrypted GET (empty body) gets an encrypted PDF back
     pdf = _send(api_a, "GET", f"{LAB}/{rid}/pdf", headers=enc)
     assert pdf.status_code == 200
     assert pdf.headers["content-type"] == "application/pdf"
-    assert gm.sm4_decrypt(sm4_key, pdf.content) == samples.PDF_BYTES
+    assert sm4.sm4_decrypt(sm4_key, pdf.content) == samples.PDF_BYTES
     # the API's own errors come back encrypted too
     missing = _send(api_a, "GET", f"{LAB}/999999", headers=enc)
     assert missing.status_code == 404
-    assert orjson.loads(gm.sm4_decrypt(sm4_key, missing.content))["code"] == "not_found"
+    assert orjson.loads(sm4.sm4_decrypt(sm4_key, missing.content))["code"] == "not_found"
     # signed + encrypted + gzip together: compress, encrypt, then sign the bytes sent
     _register_key(api_a, hospital_key, require_signature=True, require_encryption=True)
     p = samples.lab()
     p["labmaster"]["report_form_no"] = "all-three"
     for item in p["lab_subitem"]:
         item["report_form_no"] = "all-three"
-    wire = gm.sm4_encrypt(sm4_key, gzip.compress(orjson.dumps(p)))
+    wire = sm4.sm4_encrypt(sm4_key, gzip.compress(orjson.dumps(p)))
     r = _signed(api_a, hospital_key, "POST", LAB, wire, enc | {"Content-Encoding": "gzip"})
     assert r.status_code == 200, r.text
-    assert orjson.loads(gm.sm4_decrypt(sm4_key, r.content))["created"] is True
+    assert orjson.loads(sm4.sm4_decrypt(sm4_key, r.content))["created"] is True
 
 
-def test_sm4_refusals(api_a: Api, platform: gm.Sm2Key, hospital_key: gm.Sm2Key) -> None:
+def test_sm4_refusals(api_a: Api, platform: sm2.Sm2Key, hospital_key: sm2.Sm2Key) -> None:
     sm4_key = os.urandom(16)
-    body = gm.sm4_encrypt(sm4_key, _lab_body())
+    body = sm4.sm4_encrypt(sm4_key, _lab_body())
     wrong = _wrap(platform, os.urandom(16))
     _refused(_send(api_a, "POST", LAB, body, {"X-Huren-Encryption": "sm4", "X-Huren-Key": wrong}), 400, "body", "sm4")
-    _refused(_send(api_a, "POST", LAB, body, {"X-Huren-Encryption": "sm4", "X-Huren-Key": gm.b64e(b"x" * 120)}), 400, "X-Huren-Key", "sm2")
+    _refused(_send(api_a, "POST", LAB, body, {"X-Huren-Encryption": "sm4", "X-Huren-Key": b64.b64e(b"x" * 120)}), 400, "X-Huren-Key", "sm2")
     _refused(_send(api_a, "POST", LAB, body, {"X-Huren-Encryption": "sm4"}), 400, "X-Huren-Key", "required")
     _refused(_send(api_a, "POST", LAB, body, {"X-Huren-Encryption": "aes", "X-Huren-Key": wrong}), 400, "X-Huren-Encryption", "dictionary")
     # an institution that requires encryption: plain bodies refused, others unaffected
@@ -377,7 +377,7 @@ def test_link_without_pdf(api_a: Api) -> None:
 
 
 def test_only_owner_or_supervisor_sets_a_key(api_a: Api, api_b: Api, api_sup: Api, container: Container) -> None:
-    k = gm.generate_key()
+    k = sm2.generate_key()
     r = api_b.put(KEY, json={"public_key": k.public_hex, "org_code": ORG_A[0], "require_signature": True})
     assert r.status_code == 403 and r.json()["problems"][0]["rule"] == "ownership"
     assert api_b.get(KEY, params={"org_code": ORG_A[0]}).status_code == 403
@@ -391,7 +391,7 @@ def test_only_owner_or_supervisor_sets_a_key(api_a: Api, api_b: Api, api_sup: Ap
     assert api_sup.get(KEY, params={"org_code": ORG_A[0]}).status_code == 200
     assert api_sup.put(KEY, json={"public_key": k.public_hex, "org_code": "nope"}).status_code == 404
     # A replaces its own key
-    k2 = gm.generate_key()
+    k2 = sm2.generate_key()
     assert api_a.put(KEY, json={"public_key": k2.public_hex[2:]}).json()["key"]["public_key"] == k2.public_hex
     bad = api_a.put(KEY, json={"public_key": "04" + "11" * 64})
     assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "public_key"
@@ -402,7 +402,7 @@ def test_only_owner_or_supervisor_sets_a_key(api_a: Api, api_b: Api, api_sup: Ap
     assert doc.put(KEY, json={"public_key": k.public_hex}).status_code == 403
 
 
-def test_platform_public_key_listed(api_a: Api, platform: gm.Sm2Key, hospital_key: gm.Sm2Key) -> None:
+def test_platform_public_key_listed(api_a: Api, platform: sm2.Sm2Key, hospital_key: sm2.Sm2Key) -> None:
     assert _register_key(api_a, hospital_key)["platform_public_key"] == platform.public_hex
 
 
@@ -411,7 +411,7 @@ def test_platform_public_key_listed(api_a: Api, platform: gm.Sm2Key, hospital_ke
 
 def test_audit_rows(api_a: Api, api_b: Api, api_sup: Api, client: TestClient, container: Container) -> None:
     rid = api_a.post(LAB, samples.lab()).json()["report_id"]
-    _register_key(api_a, gm.generate_key())
+    _register_key(api_a, sm2.generate_key())
     api_sup.get(KEY, params={"org_code": ORG_A[0]})
     path = _link(api_b, rid, ttl_seconds=60)["url"][len(container.settings.public_base) :]
     assert client.get(path).status_code == 200
@@ -438,7 +438,7 @@ def test_audit_rows(api_a: Api, api_b: Api, api_sup: Api, client: TestClient, co
 DISTID = "distid:1234567812345678"
 
 
-def test_openssl_signed_request(api_a: Api, hospital_key: gm.Sm2Key, tmp_path: Path) -> None:
+def test_openssl_signed_request(api_a: Api, hospital_key: sm2.Sm2Key, tmp_path: Path) -> None:
     exe = shutil.which("openssl")
     if exe is None or subprocess.run([exe, "genpkey", "-algorithm", "SM2"], capture_output=True, check=False).returncode:
         if os.environ.get("HUREN_REQUIRE_ALL") == "1":
@@ -455,7 +455,7 @@ def test_openssl_signed_request(api_a: Api, hospital_key: gm.Sm2Key, tmp_path: P
             [exe, "dgst", "-sm3", "-sign", str(tmp_path / "k.pem"), *opts, str(tmp_path / "tbs")],
             capture_output=True, check=True,
         ).stdout
-        return {"X-Huren-Timestamp": ts, "X-Huren-Nonce": nonce, "X-Huren-Signature": gm.b64e(sig)}
+        return {"X-Huren-Timestamp": ts, "X-Huren-Nonce": nonce, "X-Huren-Signature": b64.b64e(sig)}
 
     # OpenSSL 3's default ID is empty: without the distid option the signature does not verify
     _refused(_send(api_a, "POST", LAB, body, openssl_sign("openssl-no-distid-01")), 401, "X-Huren-Signature", "signature")

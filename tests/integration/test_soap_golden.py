@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from lxml import etree
 
 from huren.client import HurenClient, HurenClientError
-from huren.crypto import gm
+from huren.crypto import b64, keyfiles, sm2, sm4
 from huren.domain import idcard
 from huren.services.container import Container
 from huren.store import catalog as catalog_store
@@ -288,12 +288,12 @@ Connect = Callable[..., HurenClient]
 
 
 @pytest.fixture
-def platform(container: Container) -> gm.Sm2Key:
-    return gm.init_platform_key(container.settings.key_dir)
+def platform(container: Container) -> sm2.Sm2Key:
+    return keyfiles.init_platform_key(container.settings.key_dir)
 
 
 @pytest.fixture
-def connect(client: TestClient, platform: gm.Sm2Key) -> Connect:
+def connect(client: TestClient, platform: sm2.Sm2Key) -> Connect:
     def make(org: tuple[str, ...] = ORG_A, **kw: Any) -> HurenClient:
         password = kw.pop("password", org[5])
         return HurenClient(
@@ -463,13 +463,13 @@ def envelope12(method: str, params: dict[str, str], ns: str = "http://tempuri.or
     ).encode()
 
 
-def sealed(platform: gm.Sm2Key, data: str, org: tuple[str, ...] = ORG_A, **sm2: Any) -> tuple[bytes, dict[str, str]]:
+def sealed(platform: sm2.Sm2Key, data: str, org: tuple[str, ...] = ORG_A, **form: Any) -> tuple[bytes, dict[str, str]]:
     key = os.urandom(16)
     cred = CREDENTIAL.format(code=org[0], name=org[1], user=org[4], password=org[5])
     return key, {
-        "strCredential": gm.b64e(gm.sm4_encrypt(key, cred.encode())),
-        "strKey": gm.b64e(gm.sm2_encrypt(platform.public, key, **sm2)),
-        "data": gm.b64e(gm.sm4_encrypt(key, data.encode())),
+        "strCredential": b64.b64e(sm4.sm4_encrypt(key, cred.encode())),
+        "strKey": b64.b64e(sm2.sm2_encrypt(platform.public, key, **form)),
+        "data": b64.b64e(sm4.sm4_encrypt(key, data.encode())),
     }
 
 
@@ -479,11 +479,11 @@ def result_of(body: bytes, method: str, ns: str = "http://tempuri.org/") -> str:
     return str(el.text or "")
 
 
-@pytest.mark.parametrize("sm2", [{}, {"prefix": False}, {"der": True}], ids=["C1C3C2", "no-04", "DER"])
-def test_soap12_any_namespace_and_strkey_forms(client: TestClient, platform: gm.Sm2Key, sm2: dict[str, Any]) -> None:
+@pytest.mark.parametrize("form", [{}, {"prefix": False}, {"der": True}], ids=["C1C3C2", "no-04", "DER"])
+def test_soap12_any_namespace_and_strkey_forms(client: TestClient, platform: sm2.Sm2Key, form: dict[str, Any]) -> None:
     """A client generated from another platform's WSDL (SOAP 1.2, another namespace, unqualified
     parameters) is understood and answered in its own namespace."""
-    _, p = sealed(platform, samples.LAB_XML, **sm2)
+    _, p = sealed(platform, samples.LAB_XML, **form)
     body = envelope12("ArchiveAutoReport", {"strReportInfo": p["data"], "strCredential": p["strCredential"], "strKey": p["strKey"]})
     r = client.post("/Myhealth", content=body, headers={"Content-Type": "application/soap+xml; charset=utf-8"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/soap+xml")
@@ -491,17 +491,17 @@ def test_soap12_any_namespace_and_strkey_forms(client: TestClient, platform: gm.
     key, p = sealed(platform, LIST_FILTER.replace(ID_NO, OTHER_ID))
     body = envelope12("GetCheckLabList", {"strFilter": p["data"], "strCredential": p["strCredential"], "strKey": p["strKey"]})
     answer = result_of(client.post("/Myhealth", content=body).content, "GetCheckLabList")
-    assert gm.sm4_decrypt(key, gm.b64d(answer)) == b"<root />"
+    assert sm4.sm4_decrypt(key, b64.b64d(answer)) == b"<root />"
 
 
 def test_protocol_errors_answer_error_in_a_normal_response(
-    client: TestClient, connect: Connect, platform: gm.Sm2Key, container: Container
+    client: TestClient, connect: Connect, platform: sm2.Sm2Key, container: Container
 ) -> None:
     a = connect(ORG_A)
     assert is_error(connect(ORG_A, password="wrong-password").ArchiveAutoReport(samples.LAB_XML), "密码错误")
     unknown = ("999999999", "无此机构", "650102", "3", "his", "password-a")
     assert is_error(connect(unknown).ArchiveAutoReport(samples.LAB_XML), "密码错误")
-    other = gm.generate_key()
+    other = sm2.generate_key()
     wrong = HurenClient(str(client.base_url), ORG_A[0], ORG_A[4], ORG_A[5], platform_key=other.public, http=client)
     assert is_error(wrong.ArchiveAutoReport(samples.LAB_XML), "strKey")
     bomb = '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]><root>&lol2;</root>'
@@ -520,14 +520,14 @@ def test_protocol_errors_answer_error_in_a_normal_response(
     assert post(raw) == "ok"
     assert is_error(post(raw | {"strReportInfo": "***not base64***"}), "strReportInfo", "解密失败")
     assert is_error(post(raw | {"strKey": ""}), "缺少参数 strKey")
-    ct = bytearray(gm.b64d(p["strCredential"]))
+    ct = bytearray(b64.b64d(p["strCredential"]))
     ct[3] ^= 0x55  # a changed first block: the credential no longer decrypts to its XML
-    assert is_error(post(raw | {"strCredential": gm.b64e(bytes(ct))}), "strCredential")
-    sk = bytearray(gm.b64d(p["strKey"]))
+    assert is_error(post(raw | {"strCredential": b64.b64e(bytes(ct))}), "strCredential")
+    sk = bytearray(b64.b64d(p["strKey"]))
     sk[-1] ^= 1  # SM2's C3 no longer matches
-    assert is_error(post(raw | {"strKey": gm.b64e(bytes(sk))}), "strKey")
-    short = gm.b64d(p["data"])[:-1]
-    assert is_error(post(raw | {"strReportInfo": gm.b64e(short)}), "strReportInfo")
+    assert is_error(post(raw | {"strKey": b64.b64e(bytes(sk))}), "strKey")
+    short = b64.b64d(p["data"])[:-1]
+    assert is_error(post(raw | {"strReportInfo": b64.b64e(short)}), "strReportInfo")
     assert is_error(post(raw, method="NoSuchMethod"), "不支持的方法")
 
     # a DOCTYPE in the envelope itself: refused, answered as the method it names
@@ -564,7 +564,7 @@ def test_checked_credentials_are_cached(connect: Connect, container: Container, 
 
 
 def test_without_a_platform_key_every_call_says_so(client: TestClient) -> None:
-    hc = HurenClient(str(client.base_url), ORG_A[0], ORG_A[4], ORG_A[5], platform_key=gm.generate_key().public, http=client)
+    hc = HurenClient(str(client.base_url), ORG_A[0], ORG_A[4], ORG_A[5], platform_key=sm2.generate_key().public, http=client)
     assert is_error(hc.ArchiveAutoReport(samples.DAILY_XML), "平台SM2密钥未配置")
     assert client.get("/Myhealth?wsdl").status_code == 200
 

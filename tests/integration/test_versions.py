@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from lxml import etree
 
-from huren.crypto import gm
+from huren.crypto import b64, keyfiles, sm2, sm4
 from huren.domain.versions import verdict
 from huren.services.container import Container
 from huren.store import reports
@@ -184,17 +184,17 @@ NS = "http://tempuri.org/"
 
 
 @pytest.fixture
-def platform(container: Container) -> gm.Sm2Key:
-    return gm.init_platform_key(container.settings.key_dir)
+def platform(container: Container) -> sm2.Sm2Key:
+    return keyfiles.init_platform_key(container.settings.key_dir)
 
 
-def envelope(platform: gm.Sm2Key, data: str, org: tuple[str, ...] = ORG_A) -> bytes:
+def envelope(platform: sm2.Sm2Key, data: str, org: tuple[str, ...] = ORG_A) -> bytes:
     key = os.urandom(16)
     cred = CREDENTIAL.format(code=org[0], name=org[1], user=org[4], password=org[5])
     params = {
-        "strReportInfo": gm.b64e(gm.sm4_encrypt(key, data.encode())),
-        "strCredential": gm.b64e(gm.sm4_encrypt(key, cred.encode())),
-        "strKey": gm.b64e(gm.sm2_encrypt(platform.public, key)),
+        "strReportInfo": b64.b64e(sm4.sm4_encrypt(key, data.encode())),
+        "strCredential": b64.b64e(sm4.sm4_encrypt(key, cred.encode())),
+        "strKey": b64.b64e(sm2.sm2_encrypt(platform.public, key)),
     }
     inner = "".join(f"<{k}>{v}</{k}>" for k, v in params.items())
     return (
@@ -211,7 +211,7 @@ def post(client: TestClient, body: bytes) -> str:
     return str(el.text or "")
 
 
-def test_a_replayed_soap_envelope_cannot_undo_a_correction(client: TestClient, platform: gm.Sm2Key, container: Container) -> None:
+def test_a_replayed_soap_envelope_cannot_undo_a_correction(client: TestClient, platform: sm2.Sm2Key, container: Container) -> None:
     old = envelope(platform, samples.LAB_XML)
     assert post(client, old) == "ok"
     assert post(client, old) == "ok"  # a retry of the same envelope: idempotent

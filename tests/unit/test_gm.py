@@ -1,5 +1,5 @@
-"""huren.crypto.gm: SM4 (GB/T 32907 vector, padding), Base64, SM2 formats, tampering, keys, signatures,
-the strKey unwrapper and its cache, key files."""
+"""huren.crypto's GM rooms (sm4, b64, sm2, sm3, envelope, keyfiles): SM4 (GB/T 32907 vector, padding),
+Base64, SM2 formats, tampering, keys, signatures, the strKey unwrapper and its cache, key files."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes
 
-from huren.crypto import gm
-from huren.crypto.gm import GmError, KeyUnwrapper, Sm2Key
+from huren.crypto import asn1, b64, keyfiles, sm2, sm4
+from huren.crypto.envelope import KeyUnwrapper
+from huren.crypto.errors import GmError
+from huren.crypto.sm2 import Sm2Key
+from huren.crypto.sm3 import sm3
 
 VECTOR_KEY = bytes.fromhex("0123456789abcdeffedcba9876543210")
 VECTOR_CT = bytes.fromhex("681edf34d206965e86b3e94f536e4246")
@@ -19,43 +22,43 @@ VECTOR_CT = bytes.fromhex("681edf34d206965e86b3e94f536e4246")
 
 @pytest.fixture(scope="module")
 def key() -> Sm2Key:
-    return gm.generate_key()
+    return sm2.generate_key()
 
 
 @pytest.fixture(scope="module")
 def other() -> Sm2Key:
-    return gm.generate_key()
+    return sm2.generate_key()
 
 
 # ------------------------------------------------------------------------------------ SM4
 
 
 def test_sm4_gbt32907_vector_one_raw_block() -> None:
-    assert gm._sm4_ecb(VECTOR_KEY, VECTOR_KEY, encrypt=True) == VECTOR_CT
-    assert gm._sm4_ecb(VECTOR_KEY, VECTOR_CT, encrypt=False) == VECTOR_KEY
+    assert sm4._sm4_ecb(VECTOR_KEY, VECTOR_KEY, encrypt=True) == VECTOR_CT
+    assert sm4._sm4_ecb(VECTOR_KEY, VECTOR_CT, encrypt=False) == VECTOR_KEY
 
 
 def test_sm4_padded_vector_is_the_block_plus_a_full_pad_block() -> None:
-    ct = gm.sm4_encrypt(VECTOR_KEY, VECTOR_KEY)
+    ct = sm4.sm4_encrypt(VECTOR_KEY, VECTOR_KEY)
     assert len(ct) == 32 and ct[:16] == VECTOR_CT
-    assert gm._sm4_ecb(VECTOR_KEY, ct[16:], encrypt=False) == bytes([16]) * 16
+    assert sm4._sm4_ecb(VECTOR_KEY, ct[16:], encrypt=False) == bytes([16]) * 16
 
 
 @pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 31, 32, 33, 1000])
 def test_sm4_round_trip(n: int) -> None:
     data = bytes(range(256)) * 4
-    ct = gm.sm4_encrypt(VECTOR_KEY, data[:n])
+    ct = sm4.sm4_encrypt(VECTOR_KEY, data[:n])
     assert len(ct) == (n // 16 + 1) * 16
-    assert gm.sm4_decrypt(VECTOR_KEY, ct) == data[:n]
+    assert sm4.sm4_decrypt(VECTOR_KEY, ct) == data[:n]
 
 
 def test_sm4_chinese_xml_round_trip() -> None:
     xml = '<root><org code="457759922">第一人民医院</org></root>'.encode()
-    assert gm.sm4_decrypt(VECTOR_KEY, gm.sm4_encrypt(VECTOR_KEY, xml)) == xml
+    assert sm4.sm4_decrypt(VECTOR_KEY, sm4.sm4_encrypt(VECTOR_KEY, xml)) == xml
 
 
 def _raw(last_block: bytes) -> bytes:
-    return gm._sm4_ecb(VECTOR_KEY, b"A" * 16 + last_block, encrypt=True)
+    return sm4._sm4_ecb(VECTOR_KEY, b"A" * 16 + last_block, encrypt=True)
 
 
 @pytest.mark.parametrize(
@@ -70,26 +73,26 @@ def _raw(last_block: bytes) -> bytes:
 )
 def test_sm4_bad_padding_rejected(last: bytes) -> None:
     with pytest.raises(GmError, match="padding"):
-        gm.sm4_decrypt(VECTOR_KEY, _raw(last))
+        sm4.sm4_decrypt(VECTOR_KEY, _raw(last))
 
 
 def test_sm4_good_padding_edge_cases_accepted() -> None:
-    assert gm.sm4_decrypt(VECTOR_KEY, _raw(b"B" * 15 + b"\x01")) == b"A" * 16 + b"B" * 15
-    assert gm.sm4_decrypt(VECTOR_KEY, _raw(b"\x10" * 16)) == b"A" * 16
+    assert sm4.sm4_decrypt(VECTOR_KEY, _raw(b"B" * 15 + b"\x01")) == b"A" * 16 + b"B" * 15
+    assert sm4.sm4_decrypt(VECTOR_KEY, _raw(b"\x10" * 16)) == b"A" * 16
 
 
 @pytest.mark.parametrize("n", [0, 1, 15, 17, 33])
 def test_sm4_ciphertext_length_checked(n: int) -> None:
     with pytest.raises(GmError, match="multiple of 16"):
-        gm.sm4_decrypt(VECTOR_KEY, b"\x00" * n)
+        sm4.sm4_decrypt(VECTOR_KEY, b"\x00" * n)
 
 
 @pytest.mark.parametrize("n", [0, 15, 17, 24, 32])
 def test_sm4_key_length_checked(n: int) -> None:
     with pytest.raises(GmError, match="16 bytes"):
-        gm.sm4_encrypt(b"k" * n, b"data")
+        sm4.sm4_encrypt(b"k" * n, b"data")
     with pytest.raises(GmError, match="16 bytes"):
-        gm.sm4_decrypt(b"k" * n, b"\x00" * 16)
+        sm4.sm4_decrypt(b"k" * n, b"\x00" * 16)
 
 
 def _pkcs7_ok(block: bytes) -> bool:
@@ -102,19 +105,19 @@ def test_sm4_wrong_key_fails_or_garbles() -> None:
     happens to end in valid padding, the answer is that garbage, never the plaintext. Wrong keys
     are tried until both cases have been seen, each checked against the raw SM4 decryption."""
     plain = b"secret report"
-    ct = gm.sm4_encrypt(VECTOR_KEY, plain)
-    assert gm.sm4_decrypt(VECTOR_KEY, ct) == plain  # the right key decrypts
+    ct = sm4.sm4_encrypt(VECTOR_KEY, plain)
+    assert sm4.sm4_decrypt(VECTOR_KEY, ct) == plain  # the right key decrypts
     refused = garbled = 0
     for i in range(1, 5000):
         key = i.to_bytes(16, "big")
-        raw = gm._sm4_ecb(key, ct, encrypt=False)
+        raw = sm4._sm4_ecb(key, ct, encrypt=False)
         if _pkcs7_ok(raw):
-            out = gm.sm4_decrypt(key, ct)
+            out = sm4.sm4_decrypt(key, ct)
             assert out == raw[: -raw[-1]] and out != plain
             garbled += 1
         else:
             with pytest.raises(GmError, match="bad padding"):
-                gm.sm4_decrypt(key, ct)
+                sm4.sm4_decrypt(key, ct)
             refused += 1
         if garbled and refused > 100:
             break
@@ -126,29 +129,29 @@ def test_sm4_wrong_key_fails_or_garbles() -> None:
 
 def test_b64_round_trip_and_whitespace() -> None:
     data = bytes(range(256))
-    text = gm.b64e(data)
+    text = b64.b64e(data)
     assert "\n" not in text
-    assert gm.b64d(text) == data
+    assert b64.b64d(text) == data
     folded = "\r\n".join(text[i : i + 76] for i in range(0, len(text), 76)) + "\n "
-    assert gm.b64d(folded) == data
+    assert b64.b64d(folded) == data
 
 
 @pytest.mark.parametrize("bad", ["abc", "ab!=", "YWJj\x00", "YWJ=j", "测试", "YQ", "-_-_"])
 def test_b64_strict(bad: str) -> None:
     with pytest.raises(GmError, match="Base64"):
-        gm.b64d(bad)
+        b64.b64d(bad)
 
 
 # ------------------------------------------------------------------------------------- SM3
 
 
 def test_sm3_standard_vector_and_cryptography_agree() -> None:
-    assert gm.sm3(b"abc").hex() == "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+    assert sm3(b"abc").hex() == "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
     data = b"abcd" * 16
     h = hashes.Hash(hashes.SM3())
     h.update(data)
-    assert gm.sm3(data) == h.finalize()
-    assert gm.sm3(data).hex() == "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"
+    assert sm3(data) == h.finalize()
+    assert sm3(data).hex() == "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"
 
 
 # ------------------------------------------------------------------------------------- SM2
@@ -157,62 +160,62 @@ def test_sm3_standard_vector_and_cryptography_agree() -> None:
 def test_public_hex_is_uncompressed_point(key: Sm2Key) -> None:
     h = key.public_hex
     assert len(h) == 130 and h.startswith("04") and int(h, 16)
-    assert gm.load_public(h) == key.public
-    assert gm.load_public(h[2:]) == key.public
-    assert gm.load_public(bytes.fromhex(h)) == key.public
+    assert sm2.load_public(h) == key.public
+    assert sm2.load_public(h[2:]) == key.public
+    assert sm2.load_public(bytes.fromhex(h)) == key.public
     assert "private" not in repr(key) and key.private.hex() not in repr(key)
 
 
 @pytest.mark.parametrize("order", ["C1C3C2", "C1C2C3"])
 @pytest.mark.parametrize("prefix", [True, False])
-def test_sm2_raw_round_trip(key: Sm2Key, order: gm.CipherOrder, prefix: bool) -> None:
+def test_sm2_raw_round_trip(key: Sm2Key, order: sm2.CipherOrder, prefix: bool) -> None:
     pt = b"0123456789abcdef"
-    ct = gm.sm2_encrypt(key.public, pt, order, prefix)
+    ct = sm2.sm2_encrypt(key.public, pt, order, prefix)
     assert len(ct) == (65 if prefix else 64) + 32 + 16
     assert (ct[0] == 4) or not prefix
-    assert gm.sm2_decrypt(key, ct, order) == pt
+    assert sm2.sm2_decrypt(key, ct, order) == pt
 
 
 def test_sm2_raw_layouts_are_what_they_claim(key: Sm2Key) -> None:
     pt = bytes(16)
-    ct = gm.sm2_encrypt(key.public, pt)  # 04 x y C3 C2
+    ct = sm2.sm2_encrypt(key.public, pt)  # 04 x y C3 C2
     c1, c3, c2 = ct[:65], ct[65:97], ct[97:]
-    assert gm.sm2_decrypt(key, c1 + c2 + c3, "C1C2C3") == pt
-    assert gm.sm2_decrypt(key, c1[1:] + c3 + c2) == pt
+    assert sm2.sm2_decrypt(key, c1 + c2 + c3, "C1C2C3") == pt
+    assert sm2.sm2_decrypt(key, c1[1:] + c3 + c2) == pt
     # C3 = SM3(x2 ‖ M ‖ y2) cannot be checked without x2, y2, but its place is: swap and it fails
     with pytest.raises(GmError):
-        gm.sm2_decrypt(key, c1 + c2 + c3, "C1C3C2")
+        sm2.sm2_decrypt(key, c1 + c2 + c3, "C1C3C2")
     with pytest.raises(GmError):
-        gm.sm2_decrypt(key, ct, "C1C2C3")
+        sm2.sm2_decrypt(key, ct, "C1C2C3")
 
 
 def test_sm2_compressed_c1_accepted(key: Sm2Key) -> None:
     pt = b"k" * 16
-    ct = gm.sm2_encrypt(key.public, pt)
+    ct = sm2.sm2_encrypt(key.public, pt)
     x, y = ct[1:33], ct[33:65]
     compressed = bytes([2 + (y[-1] & 1)]) + x
-    assert gm.sm2_decrypt(key, compressed + ct[65:]) == pt
+    assert sm2.sm2_decrypt(key, compressed + ct[65:]) == pt
 
 
 def test_sm2_der_round_trip_and_structure(key: Sm2Key) -> None:
     pt = b"0123456789abcdef"
-    ct = gm.sm2_encrypt(key.public, pt, der=True)
-    items = gm._der_items(ct)
+    ct = sm2.sm2_encrypt(key.public, pt, der=True)
+    items = asn1.der_items(ct)
     assert [t for t, _ in items] == [0x02, 0x02, 0x04, 0x04]
     assert len(items[2][1]) == 32 and len(items[3][1]) == 16
-    assert gm.sm2_decrypt(key, ct) == pt
-    assert gm.sm2_decrypt(key, ct, "C1C2C3") == pt  # DER is labelled, the order setting does not matter
+    assert sm2.sm2_decrypt(key, ct) == pt
+    assert sm2.sm2_decrypt(key, ct, "C1C2C3") == pt  # DER is labelled, the order setting does not matter
 
 
 def test_sm2_non_canonical_der_integers_accepted(key: Sm2Key) -> None:
     """Some encoders write x and y as fixed 33-byte integers; the reader must not care."""
     pt = b"z" * 16
-    ct = gm.sm2_encrypt(key.public, pt)
+    ct = sm2.sm2_encrypt(key.public, pt)
     x, y, c3, c2 = ct[1:33], ct[33:65], ct[65:97], ct[97:]
-    padded = gm._der(
-        0x30, gm._der(0x02, b"\x00" + x) + gm._der(0x02, b"\x00" + y) + gm._der(0x04, c3) + gm._der(0x04, c2)
+    padded = asn1.der(
+        0x30, asn1.der(0x02, b"\x00" + x) + asn1.der(0x02, b"\x00" + y) + asn1.der(0x04, c3) + asn1.der(0x04, c2)
     )
-    assert gm.sm2_decrypt(key, padded) == pt
+    assert sm2.sm2_decrypt(key, padded) == pt
 
 
 def test_sm2_many_round_trips_cover_short_coordinates(key: Sm2Key) -> None:
@@ -220,56 +223,56 @@ def test_sm2_many_round_trips_cover_short_coordinates(key: Sm2Key) -> None:
     seen_short = 0
     for i in range(600):
         pt = i.to_bytes(2, "big") * 8
-        der = gm.sm2_encrypt(key.public, pt, der=True)
-        raw = gm.sm2_encrypt(key.public, pt, prefix=False)
+        der = sm2.sm2_encrypt(key.public, pt, der=True)
+        raw = sm2.sm2_encrypt(key.public, pt, prefix=False)
         seen_short += raw[0] == 0 or raw[32] == 0
-        assert gm.sm2_decrypt(key, der) == pt
-        assert gm.sm2_decrypt(key, raw) == pt
+        assert sm2.sm2_decrypt(key, der) == pt
+        assert sm2.sm2_decrypt(key, raw) == pt
     assert seen_short  # (1 - 1/128)^1200 ≈ 1e-4: essentially always true
 
 
 def test_sm2_encryption_is_randomised(key: Sm2Key) -> None:
-    a = gm.sm2_encrypt(key.public, b"same plaintext!!")
-    b = gm.sm2_encrypt(key.public, b"same plaintext!!")
+    a = sm2.sm2_encrypt(key.public, b"same plaintext!!")
+    b = sm2.sm2_encrypt(key.public, b"same plaintext!!")
     assert a[:65] != b[:65] and a[97:] != b[97:]
 
 
 @pytest.mark.parametrize("where", ["c3", "c2", "c1x", "c1y"])
 @pytest.mark.parametrize("der", [False, True])
 def test_sm2_tampered_ciphertext_rejected(key: Sm2Key, where: str, der: bool) -> None:
-    ct = bytearray(gm.sm2_encrypt(key.public, b"0123456789abcdef"))
+    ct = bytearray(sm2.sm2_encrypt(key.public, b"0123456789abcdef"))
     pos = {"c3": 70, "c2": 100, "c1x": 5, "c1y": 50}[where]
     ct[pos] ^= 0x01
     data = bytes(ct)
     if der:
-        data = gm._ct_der(int.from_bytes(data[1:33], "big"), int.from_bytes(data[33:65], "big"), data[65:97], data[97:])
+        data = sm2._ct_der(int.from_bytes(data[1:33], "big"), int.from_bytes(data[33:65], "big"), data[65:97], data[97:])
     with pytest.raises(GmError, match="decryption failed"):
-        gm.sm2_decrypt(key, data)
+        sm2.sm2_decrypt(key, data)
 
 
 def test_sm2_wrong_key_rejected(key: Sm2Key, other: Sm2Key) -> None:
     for der in (False, True):
-        ct = gm.sm2_encrypt(key.public, b"0123456789abcdef", der=der)
+        ct = sm2.sm2_encrypt(key.public, b"0123456789abcdef", der=der)
         with pytest.raises(GmError, match="decryption failed"):
-            gm.sm2_decrypt(other, ct)
+            sm2.sm2_decrypt(other, ct)
 
 
 @pytest.mark.parametrize("junk", [b"", b"\x04", b"\x30\x03\x02\x01\x01", bytes(200), b"\x04" + bytes(96)])
 def test_sm2_garbage_rejected(key: Sm2Key, junk: bytes) -> None:
     with pytest.raises(GmError):
-        gm.sm2_decrypt(key, junk)
+        sm2.sm2_decrypt(key, junk)
 
 
 def test_sm2_plaintext_limits(key: Sm2Key) -> None:
-    assert gm.sm2_decrypt(key, gm.sm2_encrypt(key, b"x" * 255)) == b"x" * 255
+    assert sm2.sm2_decrypt(key, sm2.sm2_encrypt(key, b"x" * 255)) == b"x" * 255
     for bad in (b"", b"x" * 256):
         with pytest.raises(GmError, match=r"1\.\.255"):
-            gm.sm2_encrypt(key, bad)
+            sm2.sm2_encrypt(key, bad)
 
 
 def test_sm2_unknown_order_rejected(key: Sm2Key) -> None:
     with pytest.raises(GmError, match="order"):
-        gm.sm2_encrypt(key, b"x", "C2C1C3")  # type: ignore[arg-type]
+        sm2.sm2_encrypt(key, b"x", "C2C1C3")  # type: ignore[arg-type]
     with pytest.raises(GmError, match="order"):
         KeyUnwrapper(key, "c1c3c2", 10)
 
@@ -282,16 +285,16 @@ def test_private_pem_round_trip_and_layout(key: Sm2Key) -> None:
     assert pem.startswith("-----BEGIN PRIVATE KEY-----\n") and pem.endswith("-----END PRIVATE KEY-----\n")
     assert Sm2Key.from_pem(pem) == key
     assert Sm2Key.from_pem(pem.encode()) == key
-    der = gm.b64d(pem.split("-----")[2])
-    assert len(der) == 138 and gm._OID_SM2 in der  # the layout of `openssl genpkey -algorithm SM2`
+    der = b64.b64d(pem.split("-----")[2])
+    assert len(der) == 138 and sm2._OID_SM2 in der  # the layout of `openssl genpkey -algorithm SM2`
 
 
 def test_public_pem_round_trip(key: Sm2Key) -> None:
     pem = key.public.to_pem()
     assert pem.startswith("-----BEGIN PUBLIC KEY-----")
-    assert gm.load_public(pem) == key.public
-    assert gm.load_public(key.to_pem()) == key.public  # a private key PEM yields its public key
-    assert gm.load_public(key.public.to_der()) == key.public
+    assert sm2.load_public(pem) == key.public
+    assert sm2.load_public(key.to_pem()) == key.public  # a private key PEM yields its public key
+    assert sm2.load_public(key.public.to_der()) == key.public
 
 
 def test_pem_with_a_foreign_public_key_rejected(key: Sm2Key, other: Sm2Key) -> None:
@@ -303,10 +306,10 @@ def test_pem_with_a_foreign_public_key_rejected(key: Sm2Key, other: Sm2Key) -> N
 def test_non_sm2_pem_rejected() -> None:
     # a P-256 key (OID 1.2.840.10045.3.1.7) in the SM2 layout
     p256 = bytes.fromhex("06082a8648ce3d030107")
-    pem = gm.generate_key().to_pem()
-    der = gm.b64d(pem.split("-----")[2]).replace(gm._der(0x06, gm._OID_SM2), p256)
+    pem = sm2.generate_key().to_pem()
+    der = b64.b64d(pem.split("-----")[2]).replace(asn1.der(0x06, sm2._OID_SM2), p256)
     with pytest.raises(GmError, match="not an SM2 key"):
-        Sm2Key.from_pem(gm._pem("PRIVATE KEY", der))
+        Sm2Key.from_pem(asn1.pem("PRIVATE KEY", der))
     with pytest.raises(GmError, match="encrypted"):
         Sm2Key.from_pem("-----BEGIN ENCRYPTED PRIVATE KEY-----\nMAA=\n-----END ENCRYPTED PRIVATE KEY-----\n")
     with pytest.raises(GmError):
@@ -319,31 +322,31 @@ def test_non_sm2_pem_rejected() -> None:
 )
 def test_bad_public_keys_rejected(bad: str) -> None:
     with pytest.raises(GmError):
-        gm.load_public(bad)
+        sm2.load_public(bad)
 
 
 def test_init_platform_key_writes_0600_and_refuses_overwrite(tmp_path: Path) -> None:
     key_dir = tmp_path / "data" / "keys"
-    key = gm.init_platform_key(key_dir)
-    pem = key_dir / gm.PRIVATE_KEY_FILE
+    key = keyfiles.init_platform_key(key_dir)
+    pem = key_dir / keyfiles.PRIVATE_KEY_FILE
     assert stat.S_IMODE(pem.stat().st_mode) == 0o600
-    assert (key_dir / gm.PUBLIC_KEY_FILE).read_text().strip() == key.public_hex
-    assert gm.load_platform_key(key_dir) == key
+    assert (key_dir / keyfiles.PUBLIC_KEY_FILE).read_text().strip() == key.public_hex
+    assert keyfiles.load_platform_key(key_dir) == key
     with pytest.raises(GmError, match="already exists"):
-        gm.init_platform_key(key_dir)
-    assert gm.load_platform_key(key_dir) == key  # untouched
-    new = gm.init_platform_key(key_dir, force=True)
-    assert new != key and gm.load_platform_key(key_dir) == new
+        keyfiles.init_platform_key(key_dir)
+    assert keyfiles.load_platform_key(key_dir) == key  # untouched
+    new = keyfiles.init_platform_key(key_dir, force=True)
+    assert new != key and keyfiles.load_platform_key(key_dir) == new
     assert stat.S_IMODE(pem.stat().st_mode) == 0o600
     assert [p.name for p in key_dir.iterdir() if p.name.startswith(".")] == []  # no temporary files left
 
 
 def test_load_platform_key_missing_or_broken(tmp_path: Path) -> None:
     with pytest.raises(GmError, match="huren keys init"):
-        gm.load_platform_key(tmp_path)
-    (tmp_path / gm.PRIVATE_KEY_FILE).write_text("garbage")
-    with pytest.raises(GmError, match=gm.PRIVATE_KEY_FILE):
-        gm.load_platform_key(tmp_path)
+        keyfiles.load_platform_key(tmp_path)
+    (tmp_path / keyfiles.PRIVATE_KEY_FILE).write_text("garbage")
+    with pytest.raises(GmError, match=keyfiles.PRIVATE_KEY_FILE):
+        keyfiles.load_platform_key(tmp_path)
 
 
 # ------------------------------------------------------------------------------ signatures
@@ -351,18 +354,18 @@ def test_load_platform_key_missing_or_broken(tmp_path: Path) -> None:
 
 def test_sign_verify(key: Sm2Key, other: Sm2Key) -> None:
     data = b"timestamp\nnonce\nbody"
-    sig = gm.sm2_sign(key, data)
+    sig = sm2.sm2_sign(key, data)
     assert sig[0] == 0x30
-    assert gm.sm2_verify(key.public, data, sig)
-    assert not gm.sm2_verify(key.public, data + b"x", sig)
-    assert not gm.sm2_verify(other.public, data, sig)
-    assert not gm.sm2_verify(key.public, data, sig, uid=b"another id")
-    assert gm.sm2_verify(key.public, data, gm.sm2_sign(key, data, uid=b"another id"), uid=b"another id")
-    assert not gm.sm2_verify(key.public, data, b"")
-    assert not gm.sm2_verify(key.public, data, b"\x30\x00")
+    assert sm2.sm2_verify(key.public, data, sig)
+    assert not sm2.sm2_verify(key.public, data + b"x", sig)
+    assert not sm2.sm2_verify(other.public, data, sig)
+    assert not sm2.sm2_verify(key.public, data, sig, uid=b"another id")
+    assert sm2.sm2_verify(key.public, data, sm2.sm2_sign(key, data, uid=b"another id"), uid=b"another id")
+    assert not sm2.sm2_verify(key.public, data, b"")
+    assert not sm2.sm2_verify(key.public, data, b"\x30\x00")
     bad = bytearray(sig)
     bad[-1] ^= 1
-    assert not gm.sm2_verify(key.public, data, bytes(bad))
+    assert not sm2.sm2_verify(key.public, data, bytes(bad))
 
 
 def test_sign_default_id_is_gmssl_default_and_empty_id_works(key: Sm2Key) -> None:
@@ -370,28 +373,28 @@ def test_sign_default_id_is_gmssl_default_and_empty_id_works(key: Sm2Key) -> Non
 
     data = b"payload"
     # GmSSL computes Z itself with its default ID; our Z must be the same
-    assert gmssl_pyx.sm2_verify(key.public.point, data, gm.sm2_sign(key, data))
+    assert gmssl_pyx.sm2_verify(key.public.point, data, sm2.sm2_sign(key, data))
     theirs = gmssl_pyx.sm2_sign(key.private, key.public.point, data)
-    assert gm.sm2_verify(key.public, data, theirs)
-    assert not gm.sm2_verify(key.public, data, theirs, uid=b"")
-    empty = gm.sm2_sign(key, data, uid=b"")
-    assert gm.sm2_verify(key.public, data, empty, uid=b"")
-    assert not gm.sm2_verify(key.public, data, empty)
+    assert sm2.sm2_verify(key.public, data, theirs)
+    assert not sm2.sm2_verify(key.public, data, theirs, uid=b"")
+    empty = sm2.sm2_sign(key, data, uid=b"")
+    assert sm2.sm2_verify(key.public, data, empty, uid=b"")
+    assert not sm2.sm2_verify(key.public, data, empty)
 
 
 def test_verify_accepts_raw_r_s(key: Sm2Key) -> None:
-    sig = gm.sm2_sign(key, b"data")
-    r, s = (gm._uint(c) for _, c in gm._der_items(sig))
+    sig = sm2.sm2_sign(key, b"data")
+    r, s = (asn1.uint(c) for _, c in asn1.der_items(sig))
     raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    assert gm.sm2_verify(key.public, b"data", raw)
-    assert not gm.sm2_verify(key.public, b"datA", raw)
+    assert sm2.sm2_verify(key.public, b"data", raw)
+    assert not sm2.sm2_verify(key.public, b"datA", raw)
 
 
 # ------------------------------------------------------------------------------- unwrapper
 
 
 def _str_key(key: Sm2Key, sm4_key: bytes, **kw: bool) -> str:
-    return gm.b64e(gm.sm2_encrypt(key.public, sm4_key, **kw))
+    return b64.b64e(sm2.sm2_encrypt(key.public, sm4_key, **kw))
 
 
 def test_unwrapper_caches(key: Sm2Key) -> None:
@@ -453,7 +456,7 @@ def test_unwrapper_formats_and_order(key: Sm2Key) -> None:
     for kw in ({}, {"prefix": False}, {"der": True}):
         assert u.unwrap(_str_key(key, sm4_key, **kw)) == sm4_key
     u2 = KeyUnwrapper(key, "C1C2C3", 0)
-    c1c2c3 = gm.b64e(gm.sm2_encrypt(key.public, sm4_key, "C1C2C3"))
+    c1c2c3 = b64.b64e(sm2.sm2_encrypt(key.public, sm4_key, "C1C2C3"))
     assert u2.unwrap(c1c2c3) == sm4_key
     assert u2.unwrap(_str_key(key, sm4_key, der=True)) == sm4_key
     with pytest.raises(GmError):

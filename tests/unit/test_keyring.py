@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 
 from huren import cli
 from huren.client import HurenClient
-from huren.crypto import aead, gm
+from huren.crypto import aead, b64, keyfiles, sm2
+from huren.crypto.errors import GmError
 from huren.errors import NotConfigured
 from huren.services.container import Container
 from huren.store.keys import DATA_FILE, PLATFORM_KEY_MISSING, Keyring
@@ -55,8 +56,8 @@ def test_keys_init_elsewhere_takes_effect_without_restart(tmp_path: Path) -> Non
     key = Keyring(tmp_path / "keys").init_platform_key()  # what `huren keys init` does
     assert serving.platform_key() == key and serving.platform_public_hex() == key.public_hex
     assert _mode(tmp_path / "keys") == 0o700
-    assert _mode(tmp_path / "keys" / gm.PRIVATE_KEY_FILE) == 0o600
-    with pytest.raises(gm.GmError, match="already exists"):
+    assert _mode(tmp_path / "keys" / keyfiles.PRIVATE_KEY_FILE) == 0o600
+    with pytest.raises(GmError, match="already exists"):
         serving.init_platform_key()
     assert serving.platform_key() == key
 
@@ -67,16 +68,16 @@ def test_one_keyring_loads_the_key_once_for_rest_and_soap(
     assert container.transport._keys is container.keys  # handed in by bootstrap, not rebuilt
     platform = Keyring(container.settings.key_dir).init_platform_key()
     loads: list[Path] = []
-    real = gm.load_platform_key
+    real = keyfiles.load_platform_key
 
-    def counting(key_dir: Path) -> gm.Sm2Key:
+    def counting(key_dir: Path) -> sm2.Sm2Key:
         loads.append(key_dir)
         return real(key_dir)
 
-    monkeypatch.setattr(gm, "load_platform_key", counting)  # the keyring reads through gm
+    monkeypatch.setattr(keyfiles, "load_platform_key", counting)  # the keyring reads through keyfiles
     # REST: an SM4 body whose X-Huren-Key unwraps (the body itself is garbage: refused after unwrapping)
     api = login(client, ORG_A)
-    wrapped = gm.b64e(gm.sm2_encrypt(platform.public, os.urandom(16)))
+    wrapped = b64.b64e(sm2.sm2_encrypt(platform.public, os.urandom(16)))
     h = api.headers | {"Content-Type": "application/json", "X-Huren-Encryption": "sm4", "X-Huren-Key": wrapped}
     r = client.post("/api/v1/lab-reports", content=b"x" * 16, headers=h)
     assert r.status_code == 400 and r.json()["problems"][0]["field"] == "body", r.text
@@ -93,7 +94,7 @@ def test_without_a_key_rest_and_soap_say_the_same(client: TestClient) -> None:
     r = client.post("/api/v1/lab-reports", content=b"x" * 16, headers=h)
     assert r.status_code == 503 and r.json()["code"] == "not_configured"
     assert r.json()["message"] == PLATFORM_KEY_MISSING
-    hc = HurenClient(str(client.base_url), ORG_A[0], ORG_A[4], ORG_A[5], platform_key=gm.generate_key().public, http=client)
+    hc = HurenClient(str(client.base_url), ORG_A[0], ORG_A[4], ORG_A[5], platform_key=sm2.generate_key().public, http=client)
     assert hc.ArchiveAutoReport(samples.DAILY_XML) == f"error:{PLATFORM_KEY_MISSING}"
     key = login(client, ORG_A).get("/api/v1/transport/key")
     assert "Traceback" not in key.text
@@ -108,7 +109,7 @@ def test_cli_keys_public_without_a_key(tmp_path: Path, capsys: pytest.CaptureFix
     assert cli.main(["keys", "public", "--data-dir", str(tmp_path)]) == 0
     public = capsys.readouterr().out.strip()
     assert len(public) == 130 and public in out
-    assert _mode(tmp_path / "keys" / gm.PUBLIC_KEY_FILE) == 0o600
+    assert _mode(tmp_path / "keys" / keyfiles.PUBLIC_KEY_FILE) == 0o600
 
 
 # -- the token secret --------------------------------------------------------------------------

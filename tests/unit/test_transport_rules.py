@@ -13,7 +13,7 @@ import pytest
 
 from huren.api.signing import _target
 from huren.context import Clock
-from huren.crypto import gm
+from huren.crypto import b64, sm2, sm4
 from huren.errors import MalformedBody, TooLarge, Unauthorized
 from huren.services.transport import NONCE_RE, TransportService, gunzip, sign_headers, string_to_sign
 
@@ -28,12 +28,12 @@ def test_string_to_sign_layout() -> None:
 
 
 def test_sign_headers_verify_with_gm() -> None:
-    key = gm.generate_key()
+    key = sm2.generate_key()
     h = sign_headers(key, "PUT", "/api/v1/transport/key", b"x", timestamp="100", nonce="abcdefghijklmnop")
     assert h["X-Huren-Timestamp"] == "100" and h["X-Huren-Nonce"] == "abcdefghijklmnop"
     tbs = string_to_sign("100", "abcdefghijklmnop", "PUT", "/api/v1/transport/key", b"x")
-    assert gm.sm2_verify(key.public, tbs, gm.b64d(h["X-Huren-Signature"]))
-    assert not gm.sm2_verify(key.public, tbs + b"!", gm.b64d(h["X-Huren-Signature"]))
+    assert sm2.sm2_verify(key.public, tbs, b64.b64d(h["X-Huren-Signature"]))
+    assert not sm2.sm2_verify(key.public, tbs + b"!", b64.b64d(h["X-Huren-Signature"]))
     fresh = sign_headers(key, "GET", "/p", b"")
     assert NONCE_RE.fullmatch(fresh["X-Huren-Nonce"])
     assert fresh["X-Huren-Nonce"] != sign_headers(key, "GET", "/p", b"")["X-Huren-Nonce"]
@@ -106,9 +106,9 @@ def test_gunzip_malformed(bad: bytes) -> None:
 
 def test_decrypt_checks_padding() -> None:
     key = bytes(range(16))
-    assert TransportService.decrypt(key, gm.sm4_encrypt(key, b"{}")) == b"{}"
+    assert TransportService.decrypt(key, sm4.sm4_encrypt(key, b"{}")) == b"{}"
     with pytest.raises(MalformedBody):
-        TransportService.decrypt(bytes(16), gm.sm4_encrypt(key, b"{}"))
+        TransportService.decrypt(bytes(16), sm4.sm4_encrypt(key, b"{}"))
     with pytest.raises(MalformedBody):
         TransportService.decrypt(key, b"short")
 

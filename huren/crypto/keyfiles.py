@@ -1,0 +1,77 @@
+"""The platform SM2 key pair on disk, under ``settings.key_dir``: written and read here, kept by the
+keyring (:mod:`huren.store.keys`).
+
+    sm2_private.pem   PKCS#8 PEM, mode 0600 (the layout of ``openssl genpkey -algorithm SM2``)
+    sm2_public.txt    hex 04‖x‖y, 0600 too
+
+Every failure raises :class:`~huren.crypto.errors.GmError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from huren.crypto.errors import GmError
+from huren.crypto.sm2 import Sm2Key, generate_key
+
+__all__ = ["PRIVATE_KEY_FILE", "PUBLIC_KEY_FILE", "init_platform_key", "load_platform_key"]
+
+PRIVATE_KEY_FILE = "sm2_private.pem"
+PUBLIC_KEY_FILE = "sm2_public.txt"
+
+
+def _write_new(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
+    """Write ``path`` atomically: a reader never sees half a file. Without ``replace`` an existing
+    file wins (FileExistsError)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def init_platform_key(key_dir: Path, *, force: bool = False) -> Sm2Key:
+    """Generate the platform SM2 key pair: ``key_dir/sm2_private.pem`` (PKCS#8, mode 0600) and
+    ``key_dir/sm2_public.txt`` (hex 04‖x‖y, 0600 too: every file huren writes is private; `huren keys
+    public` prints it). Refuses to replace an existing key unless ``force``."""
+    path = key_dir / PRIVATE_KEY_FILE
+    try:
+        key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if path.exists() and not force:
+            raise FileExistsError(path)
+        key = generate_key()
+        _write_new(path, key.to_pem().encode("ascii"), 0o600, replace=force)
+        _write_new(key_dir / PUBLIC_KEY_FILE, (key.public_hex + "\n").encode("ascii"), 0o600, replace=True)
+    except FileExistsError as exc:
+        raise GmError(
+            f"{path} already exists; use --force to replace it (hospitals then need the new public key)"
+        ) from exc
+    except OSError as exc:
+        raise GmError(f"cannot write the key under {key_dir}: {exc.strerror or exc}") from exc
+    return key
+
+
+def load_platform_key(key_dir: Path) -> Sm2Key:
+    """The platform SM2 key pair from ``key_dir/sm2_private.pem``."""
+    path = key_dir / PRIVATE_KEY_FILE
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise GmError(f"no platform SM2 key at {path}; create one with `huren keys init`") from exc
+    except OSError as exc:
+        raise GmError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        return Sm2Key.from_pem(text)
+    except GmError as exc:
+        raise GmError(f"{path}: {exc}") from exc
