@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from huren.context import Principal
+from huren.demo.catalog import import_packaged_demo
 from huren.demo.generator import DemoOrg, demo_orgs, make_daily_counts, make_exam_report, make_lab_report, make_patients
 from huren.errors import HurenError
 from huren.services.container import Container
@@ -65,8 +66,10 @@ def load_demo(c: Container, *, reports: int = 200, seed: int = 20241122, if_empt
         return {"skipped": True, "reason": "数据库中已有机构，未重复生成演示数据"}
     rng = random.Random(seed)
     orgs = demo_orgs()
-    catalog_items = c.catalog.import_packaged_demo(
-        Principal(SUPERVISOR.code, SUPERVISOR.user, "supervisor"), map_org=Principal(orgs[0].code, orgs[0].user, "hospital")
+    catalog_items = import_packaged_demo(
+        c.catalog,
+        Principal(SUPERVISOR.code, SUPERVISOR.user, "supervisor"),
+        map_org=Principal(orgs[0].code, orgs[0].user, "hospital"),
     )
     for o in orgs:
         c.directory.add_org(o.code, o.name, o.region_code, f"{o.level}{o.grade}", user=o.user, password=o.password)

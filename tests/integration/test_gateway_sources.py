@@ -24,6 +24,7 @@ from sqlalchemy import text
 
 from huren.client import HurenClient
 from huren.context import Principal
+from huren.demo.catalog import import_packaged_demo
 from huren.demo.generator import demo_orgs
 from huren.gateway import demo_hospital, mapping
 from huren.gateway.config import load
@@ -114,8 +115,8 @@ def database_url(tmp_path: Path, sqlite_template: Path) -> str:
 @pytest.fixture
 def platform(container: Container) -> Container:
     container.directory.add_org(ORG.code, ORG.name, ORG.region_code, "3甲", user=ORG.user, password=ORG.password)
-    container.catalog.import_packaged_demo(
-        Principal(SUPERVISOR[0], SUPERVISOR[4], "supervisor"), map_org=Principal(ORG.code, ORG.user, "hospital")
+    import_packaged_demo(
+        container.catalog, Principal(SUPERVISOR[0], SUPERVISOR[4], "supervisor"), map_org=Principal(ORG.code, ORG.user, "hospital")
     )
     return container
 

@@ -1,0 +1,43 @@
+"""The demo region's institutions: eight Urumqi hospitals and community health centres."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DemoOrg:
+    code: str  # 9-char GB 11714 organisation code (8 digits + check character)
+    name: str
+    region_code: str  # 6-digit administrative division
+    level: int  # 1, 2 or 3 (一级/二级/三级)
+    grade: str  # "甲", "乙" or ""
+    user: str
+    password: str
+
+
+def _gb11714(body8: str) -> str:
+    weights = (3, 7, 9, 10, 5, 8, 4, 2)
+    check = 11 - sum(int(c) * w for c, w in zip(body8, weights, strict=True)) % 11
+    return body8 + ("0" if check == 11 else "X" if check == 10 else str(check))
+
+
+_ORGS: tuple[tuple[str, str, str, int, str], ...] = (
+    ("45600218", "乌鲁木齐市第一人民医院", "650102", 3, "甲"),
+    ("45600337", "乌鲁木齐市中医医院", "650103", 3, "甲"),
+    ("45600442", "新市区人民医院", "650104", 2, "甲"),
+    ("45600561", "水磨沟区人民医院", "650105", 2, "甲"),
+    ("45600673", "沙依巴克区人民医院", "650103", 2, "乙"),
+    ("45600896", "沙依巴克区长江路街道社区卫生服务中心", "650103", 1, ""),
+    ("45600917", "天山区东门街道社区卫生服务中心", "650102", 1, ""),
+    ("45601028", "水磨沟区七道湾街道社区卫生服务中心", "650105", 1, ""),
+)
+
+
+def demo_orgs() -> list[DemoOrg]:
+    """A fixed list of eight Urumqi institutions (levels 1–3, four districts)."""
+    orgs: list[DemoOrg] = []
+    for body, name, region, level, grade in _ORGS:
+        code = _gb11714(body)
+        orgs.append(DemoOrg(code, name, region, level, grade, "his", f"Demo#{code[-4:]}"))
+    return orgs
