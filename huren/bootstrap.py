@@ -13,6 +13,7 @@ from huren.services.auth import AuthService, PasswordHasher
 from huren.services.catalog import CatalogService
 from huren.services.container import Container
 from huren.services.directory import DirectoryService
+from huren.services.links import LinkService
 from huren.services.masterdata import MasterDataService
 from huren.services.quality import QualityService
 from huren.services.query import QueryService
@@ -74,7 +75,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
     auth = AuthService(
         db, secret, clock, settings.token_ttl_seconds, audit=audit, hasher=PasswordHasher(settings.password_hash_n)
     )
-    transport = TransportService(db, blobs, clock, audit, secret, keys, accounts=auth)
+    transport = TransportService(db, clock, audit, keys)
+    links = LinkService(db, blobs, clock, audit, secret, accounts=auth)
     return Container(
         settings=settings,
         db=db,
@@ -91,6 +93,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         recognition=recognition,
         statistics=StatisticsService(db, clock),
         transport=transport,
+        links=links,
         keys=keys,
     )
 

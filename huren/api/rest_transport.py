@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from huren.api.deps import Caller, Services, write
 from huren.api.models import Body
 from huren.api.openapi import op
-from huren.services.transport import LINK_TTL_DEFAULT, LINK_TTL_MAX
+from huren.services.links import LINK_TTL_DEFAULT, LINK_TTL_MAX
 
 router = APIRouter(prefix="/api/v1")
 IDS = ["BJ-1.3", "BJ-1.4"]
@@ -48,7 +48,7 @@ async def get_key(c: Services, who: Caller, org_code: str | None = None) -> dict
 
 @router.post("/links", **op(IDS, "生成报告PDF的签名查看链接（限时有效，无需令牌即可打开）"))
 async def create_link(req: LinkRequest, request: Request, c: Services, who: Caller) -> dict[str, Any]:
-    link = await run_in_threadpool(c.transport.create_link, who, req.kind, req.report_id, req.ttl_seconds)
+    link = await run_in_threadpool(c.links.create_link, who, req.kind, req.report_id, req.ttl_seconds)
     url = c.settings.public_base + request.app.url_path_for("open_link", token=link.token)  # never the Host header
     return {"code": "ok", "url": url, "expires_at": link.expires_at.strftime("%Y-%m-%d %H:%M:%S"), "kind": link.kind, "report_id": link.report_id}
 
@@ -61,7 +61,7 @@ async def create_link(req: LinkRequest, request: Request, c: Services, who: Call
 )
 async def open_link(token: str, request: Request, c: Services) -> Response:
     remote = request.client.host if request.client else None
-    kind, report_id, data = await run_in_threadpool(c.transport.open_link, token, remote)
+    kind, report_id, data = await run_in_threadpool(c.links.open_link, token, remote)
     return Response(
         data,
         media_type="application/pdf",

@@ -9,6 +9,7 @@ from huren.services.audit import AuditService
 from huren.services.auth import AuthService
 from huren.services.catalog import CatalogService
 from huren.services.directory import DirectoryService
+from huren.services.links import LinkService
 from huren.services.masterdata import MasterDataService
 from huren.services.quality import QualityService
 from huren.services.query import QueryService
@@ -39,6 +40,7 @@ class Container:
     recognition: RecognitionService
     statistics: StatisticsService
     transport: TransportService
+    links: LinkService
     keys: Keyring
 
     def close(self) -> None:

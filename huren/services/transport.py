@@ -1,13 +1,10 @@
-"""Signed REST transport (BJ-1.3/1.4 时间戳、签章、验证、加密、压缩) and signed report-viewing links.
+"""Signed REST transport (BJ-1.3/1.4 时间戳、签章、验证、加密、压缩): keys, policy, signatures, nonces.
 
 An institution may register an SM2 public key and choose to require signed (and/or SM4-encrypted)
 requests. A signed request carries a timestamp (±300 s of the platform clock), a nonce (never
 accepted twice from one institution) and an SM3withSM2 signature over :func:`string_to_sign`.
 Exactly what is signed, and the header formats, are in docs/signed-transport.md; the HTTP side is
-``huren.api.signing``.
-
-Viewing links are signed claims of the one codec (``huren.crypto.tokens``, purpose
-``report-link``: an access token is never a valid link, nor a link an access token).
+``huren.api.signing``. Signed report-viewing links are ``huren.services.links``.
 """
 
 from __future__ import annotations
@@ -26,23 +23,11 @@ from typing import Any
 from huren.context import Clock, Principal
 from huren.crypto import b64, sm2, sm4
 from huren.crypto.errors import GmError
-from huren.crypto.tokens import Signer
 from huren.domain.records import format_value
-from huren.errors import (
-    Forbidden,
-    InvalidInput,
-    LinkExpired,
-    MalformedBody,
-    NotFound,
-    Problem,
-    TooLarge,
-    Unauthorized,
-)
+from huren.errors import InvalidInput, MalformedBody, NotFound, Problem, TooLarge, Unauthorized
 from huren.services import access
 from huren.services.audit import AuditService
-from huren.services.auth import AuthService
-from huren.store import directory, reports, transport
-from huren.store.blobs import BlobStore
+from huren.store import directory, transport
 from huren.store.database import Database
 from huren.store.keys import Keyring
 
@@ -50,8 +35,6 @@ log = logging.getLogger("huren.transport")
 
 WINDOW_SECONDS = 300  # replay window: |now - timestamp| ≤ 5 minutes
 NONCE_RE = re.compile(r"[A-Za-z0-9_.:+/=-]{16,64}")
-LINK_TTL_DEFAULT = 900
-LINK_TTL_MAX = 86400
 POLICY_TTL = 5.0  # seconds a worker process trusts its copy of the key table
 PURGE_EVERY = 60.0  # seconds between purges of expired nonces (per process)
 #: channels on which the signature policy is enforced without a signature to check
@@ -66,14 +49,6 @@ class Policy:
     public: sm2.Sm2Public
     require_signature: bool
     require_encryption: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    token: str
-    kind: str
-    report_id: int
-    expires_at: datetime
 
 
 def string_to_sign(timestamp: str, nonce: str, method: str, target: str, body: bytes) -> bytes:
@@ -124,23 +99,10 @@ def _refuse(field: str, rule: str, message: str) -> Unauthorized:
 
 
 class TransportService:
-    def __init__(
-        self,
-        db: Database,
-        blobs: BlobStore,
-        clock: Clock,
-        audit: AuditService,
-        secret: bytes,
-        keys: Keyring,
-        *,
-        accounts: AuthService | None = None,
-    ) -> None:
+    def __init__(self, db: Database, clock: Clock, audit: AuditService, keys: Keyring) -> None:
         self._db = db
-        self._accounts = accounts  # links die with their creator's credential version
-        self._blobs = blobs
         self._clock = clock
         self._audit = audit
-        self._links = Signer(secret, "report-link", clock.time)  # the one signed-claims codec
         self._keys = keys
         self._lock = threading.Lock()
         self._policies: dict[str, Policy] = {}
@@ -302,63 +264,3 @@ class TransportService:
             return sm4.sm4_decrypt(key, body)
         except GmError as exc:
             raise MalformedBody("请求体SM4解密失败", [Problem("body", "sm4", str(exc))]) from exc
-
-    # -- viewing links -----------------------------------------------------------------------
-    def create_link(self, principal: Principal, kind: str, report_id: int, ttl_seconds: int = LINK_TTL_DEFAULT) -> Link:
-        """A token that serves one report's PDF without a bearer token until it expires."""
-        access.require(principal, "report.read")
-        if kind not in ("lab", "exam"):
-            raise InvalidInput("报告类型无效", [Problem("kind", "dictionary", "应为 lab 或 exam")])
-        if not 1 <= ttl_seconds <= LINK_TTL_MAX:
-            raise InvalidInput("链接有效期无效", [Problem("ttl_seconds", "range", f"应为 1～{LINK_TTL_MAX} 秒")])
-        m = self._master(kind, report_id)
-        with self._db.read() as conn:
-            access.check_org(conn, principal, "report.read", m["org_code"])
-        exp = int(self._clock.time()) + ttl_seconds
-        claims: dict[str, Any] = {"k": kind, "i": report_id, "o": principal.org_code, "u": principal.username, "r": principal.role}
-        if self._accounts is not None:
-            claims["v"] = self._accounts.version_of(principal.org_code, principal.username)
-        token = self._links.sign_until(claims, exp)
-        expires_at = datetime.fromtimestamp(exp, self._clock.tz).replace(tzinfo=None)
-        self._audit.record(
-            principal, f"link_create_{kind}", id_type_code=m["id_type_code"], id_no=m["id_no"],
-            target=f"{kind}:{report_id} until {format_value(expires_at)}",
-        )
-        return Link(token, kind, report_id, expires_at)
-
-    def _master(self, kind: str, report_id: int) -> dict[str, Any]:
-        with self._db.read() as conn:
-            m = reports.get_master(conn, kind, report_id)
-        if m is None:
-            raise NotFound(f"报告 {report_id} 不存在")
-        if not m["pdf_sha256"]:
-            raise NotFound(f"报告 {report_id} 没有PDF文件")
-        return m
-
-    def open_link(self, token: str, remote_addr: str | None) -> tuple[str, int, bytes]:
-        """(kind, report_id, PDF) of a good, unexpired link; Forbidden if forged, LinkExpired if late."""
-        got = self._links.open(token)
-        try:
-            if got is None:
-                raise ValueError("forged, damaged or not canonically encoded")
-            claims = got.claims
-            kind, report_id = str(claims["k"]), int(claims["i"])
-            who = Principal(str(claims["o"]), str(claims["u"]), str(claims["r"]), remote_addr)
-        except (ValueError, KeyError, TypeError):
-            log.warning("forged or damaged viewing link from %s", remote_addr)
-            raise Forbidden("报告查看链接无效或已被篡改") from None
-        if got.expired:
-            self._audit.record(who, f"link_expired_{kind}", target=f"{kind}:{report_id}")
-            raise LinkExpired("报告查看链接已过期，请重新生成")
-        version = claims.get("v")
-        if self._accounts is not None and (
-            type(version) is not int or not self._accounts.current(who.org_code, who.username, version)
-        ):
-            self._audit.record(who, f"link_revoked_{kind}", target=f"{kind}:{report_id}")
-            raise Forbidden("报告查看链接已失效：创建链接的账号已停用或已修改密码，请重新生成")
-        m = self._master(kind, report_id)
-        data = self._blobs.get(m["pdf_sha256"])
-        if data is None:
-            raise NotFound(f"报告 {report_id} 没有PDF文件")
-        self._audit.record(who, f"link_pdf_{kind}", id_type_code=m["id_type_code"], id_no=m["id_no"], target=f"{kind}:{report_id}")
-        return kind, report_id, data

@@ -58,7 +58,7 @@ def test_nonce_format(nonce: str, ok: bool) -> None:
 
 
 def _service(tmp_path: Path) -> TransportService:
-    return TransportService(None, None, Clock("Asia/Shanghai"), None, b"s" * 32, tmp_path)  # type: ignore[arg-type]
+    return TransportService(None, Clock("Asia/Shanghai"), None, tmp_path)  # type: ignore[arg-type]
 
 
 def test_timestamp_forms(tmp_path: Path) -> None:
