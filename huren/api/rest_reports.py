@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from huren.api.deps import Caller, Services, parse_json, read_body, write
 from huren.api.openapi import op
 from huren.context import Principal
+from huren.domain import kinds
 from huren.errors import HurenError, InvalidInput
 from huren.services.container import Container
 from huren.wire.json_schema import body, report_schema, void_schema
@@ -32,7 +33,6 @@ IDS = {
         "get": ["XC-E4"],
     },
 }
-NAMES = {"lab": "检验", "exam": "检查"}
 
 
 async def json_body(request: Request, c: Container, who: Principal, kind: str) -> tuple[Any, bytes]:
@@ -49,7 +49,7 @@ async def json_body(request: Request, c: Container, who: Principal, kind: str) -
 def _routes(kind: str) -> None:
     path = f"/{kind}-reports"
     ids = IDS[kind]
-    zh = NAMES[kind]
+    zh = kinds.BY_NAME[kind].zh
 
     @router.post(path, **op(ids["register"], f"注册（或重新提交）{zh}报告", body(report_schema(kind))), name=f"register_{kind}")
     async def register(request: Request, c: Services, who: Caller) -> dict[str, Any]:

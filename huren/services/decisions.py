@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from huren.context import Clock, Principal
+from huren.domain import kinds
 from huren.domain.decisions import NODES, check_decisions
 from huren.domain.records import format_value, to_text
 from huren.errors import Forbidden, InvalidInput, NotFound, Problem
@@ -27,7 +28,6 @@ from huren.store.blobs import BlobStore
 from huren.store.database import Database
 
 Reject = Callable[[Principal, str, str, Sequence[Problem], bytes | None, str | None], int]
-KIND_NAMES = {"exam": "检查", "lab": "检验"}
 
 
 class DecisionService:
@@ -55,7 +55,7 @@ class DecisionService:
                     return Problem(
                         f"{where}.hr_report_form_no",
                         "not_found",
-                        f"未找到该患者在机构“{rec['hr_org_code']}”的{KIND_NAMES[kind]}报告“{rec['hr_report_form_no']}”",
+                        f"未找到该患者在机构“{rec['hr_org_code']}”的{kinds.BY_NAME[kind].report_name}“{rec['hr_report_form_no']}”",
                     )
                 if rec["code"] not in rstore.item_codes(conn, kind, rid):
                     return Problem(f"{where}.code", "unknown_item", f"报告中没有项目编码“{rec['code']}”")
@@ -153,7 +153,9 @@ class DecisionService:
             access.check_org(conn, principal, "statistics.read", code)
             rows = rstore.recognized_elsewhere(conn, code, start, end)
         total = {"accepted": 0, "rejected": 0}
-        by_kind: dict[str, dict[str, Any]] = {kind: {"kind": kind, "name": name, "accepted": 0, "rejected": 0} for kind, name in KIND_NAMES.items()}
+        by_kind: dict[str, dict[str, Any]] = {
+            k.name: {"kind": k.name, "name": k.zh, "accepted": 0, "rejected": 0} for k in kinds.ALL
+        }
         by_org: dict[str, dict[str, Any]] = {}
         for r in rows:
             key = "accepted" if r["is_accept"] == "1" else "rejected"

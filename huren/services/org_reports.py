@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from huren.context import Clock, Principal
+from huren.domain import kinds
 from huren.domain.records import format_value
 from huren.errors import InvalidInput, NotFound, Problem
 from huren.services import access
@@ -18,7 +19,6 @@ from huren.store import directory
 from huren.store import org_reports as store
 from huren.store.database import Database
 
-KINDS = {"lab": "检验", "exam": "检查"}
 #: the most rows one page may hold
 MAX_PAGE = 500
 #: the default list window (days back from the end)
@@ -44,7 +44,7 @@ class OrgReportsService:
         include_voided: bool = False,
     ) -> dict[str, Any]:
         problems: list[Problem] = []
-        if kind not in KINDS:
+        if kind not in kinds.BY_NAME:
             problems.append(Problem("kind", "dictionary", "报告类型应为 lab（检验）或 exam（检查）"))
         if not org_code:
             problems.append(Problem("org_code", "required", "请填写医疗机构编码（org_code）"))

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from huren.domain import access
+from huren.domain import access, kinds
 from huren.domain.limits import check_day, excerpt
 from huren.errors import InvalidInput, Problem, TooLarge
 from huren.web import charts
@@ -30,11 +30,9 @@ T = TypeVar("T")
 
 #: what a rejected submission was (``rejected_submission.kind``)
 KIND_NAMES = {
-    "lab": "检验报告",
-    "exam": "检查报告",
+    **{k.name: k.report_name for k in kinds.ALL},
     "pdf": "报告PDF",
-    "void_lab": "检验报告作废",
-    "void_exam": "检查报告作废",
+    **{f"void_{k.name}": f"{k.report_name}作废" for k in kinds.ALL},
     "daily": "检查检验日报",
     "dept": "科室信息",
     "staff": "人员信息",
@@ -47,7 +45,8 @@ KIND_NAMES = {
 }
 CHANNEL_NAMES = {"rest": "REST 接口", "soap": "WebService（SOAP）", "gateway": "前置机"}
 GROUP_NAMES = {"org": "机构", "dept": "科室", "item": "项目", "day": "日期"}
-CATALOG_KINDS = {"lab": "检验", "exam": "检查"}
+#: the catalog pages' kind choices, lab first
+CATALOG_KINDS = {k.name: k.zh for k in (kinds.LAB, kinds.EXAM)}
 #: at most this many days on a statistics page (one point per day in the trend chart)
 MAX_DAYS = 366
 #: catalog rows shown at once (the filter narrows it down)
