@@ -27,6 +27,7 @@ class Kind:
     item_fields: tuple[Field, ...]
     item_code_field: str  # the item field holding the standard item code the catalog is keyed by
     item_name_field: str  # ... and its standard name
+    item_key: str  # the item field that tells one item of a report from another (and orders them)
     record_type: str  # record_type / type in sehr_accept_record, sehr_quote_record, reminder_log
     report_table: str
     item_table: str
@@ -46,6 +47,7 @@ LAB = Kind(
     item_fields=LAB_SUBITEM,
     item_code_field="class_code",
     item_name_field="class_name",
+    item_key="serial_no",
     record_type="2",
     report_table="lab_report",
     item_table="lab_item",
@@ -60,6 +62,7 @@ EXAM = Kind(
     item_fields=EXAM_SUBITEM,
     item_code_field="exam_item_code",
     item_name_field="exam_item_name",
+    item_key="exam_item_code",
     record_type="1",
     report_table="exam_report",
     item_table="exam_item",

@@ -16,14 +16,10 @@ from typing import Any
 
 import pybase64
 
-from huren.domain import dictionaries, idcard
+from huren.domain import dictionaries, idcard, kinds
 from huren.domain.fields import (
     ALIASES,
-    EXAM_SUBITEM,
-    EXAMMASTER,
     LAB_EXAM_REPORT,
-    LAB_SUBITEM,
-    LABMASTER,
     VOID_FILTER,
     Field,
 )
@@ -49,10 +45,6 @@ class Report:
         return (m["org_code"], m["report_form_no"], m["patient_id"], m["event_type"], m["event_no"])
 
 
-NODES = {
-    "lab": ("labmaster", "lab_subitem", LABMASTER, LAB_SUBITEM),
-    "exam": ("exammaster", "exam_subitem", EXAMMASTER, EXAM_SUBITEM),
-}
 
 
 def _parse_dt(text: str) -> datetime | None:
@@ -286,7 +278,8 @@ def _node(payload: Mapping[str, Any], name: str, problems: list[Problem]) -> Map
 
 def validate_report(kind: str, payload: Any, *, max_pdf_bytes: int) -> tuple[Report | None, list[Problem]]:
     """Validate a ``{"labmaster": {...}, "lab_subitem": [...]}`` (or exam) payload."""
-    master_name, item_name, master_spec, item_spec = NODES[kind]
+    desc = kinds.BY_NAME[kind]
+    master_name, item_name, master_spec, item_spec = desc.master_node, desc.item_node, desc.master_fields, desc.item_fields
     problems: list[Problem] = []
     if not isinstance(payload, Mapping):
         return None, [Problem("", "node", f"请求体应为包含 {master_name} 与 {item_name} 的对象")]
@@ -306,7 +299,7 @@ def validate_report(kind: str, payload: Any, *, max_pdf_bytes: int) -> tuple[Rep
     pdf = decode_pdf(raw_pdf, f"{master_name}.pdf", max_pdf_bytes, problems)
     items: list[dict[str, Any]] = []
     seen: set[Any] = set()
-    item_key = "serial_no" if kind == "lab" else "exam_item_code"
+    item_key = desc.item_key
     for i, raw in enumerate(raw_items):
         where = f"{item_name}[{i}]"
         if not isinstance(raw, Mapping):
@@ -331,7 +324,7 @@ def validate_report(kind: str, payload: Any, *, max_pdf_bytes: int) -> tuple[Rep
 
 def raw_key(kind: str, payload: Any) -> tuple[str, ...] | None:
     """The primary key as sent, even when the report failed validation (to match a later fix)."""
-    master_name = NODES[kind][0]
+    master_name = kinds.BY_NAME[kind].master_node
     node = payload.get(master_name) if isinstance(payload, Mapping) else None
     if isinstance(node, list) and len(node) == 1:
         node = node[0]

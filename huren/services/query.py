@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from huren.context import Clock, Principal
-from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_SUBITEM, LABMASTER
+from huren.domain import kinds
 from huren.domain.records import format_value, to_text
 from huren.domain.validation import canonical_id
 from huren.errors import InvalidInput, NotFound, Problem
@@ -19,7 +19,6 @@ from huren.store import directory, recognition, reports
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
 
-SPECS = {"lab": (LABMASTER, LAB_SUBITEM), "exam": (EXAMMASTER, EXAM_SUBITEM)}
 #: STD_OBSERVATION_INTERPRET codes that make a lab result abnormal.
 ABNORMAL_INTERPRET = ("H", "L", "P", "WP")
 #: exammaster.is_abnormal: the seed defines 1 = 正常, 0 = 异常.
@@ -57,13 +56,12 @@ class QueryService:
         return {o["code"]: o["name"] for o in directory.list_orgs(conn)}
 
     def _render(self, conn: Any, kind: str, masters: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        mspec, ispec = SPECS[kind]
+        k = kinds.BY_NAME[kind]
         names = self._org_names(conn)
         items = reports.get_items(conn, kind, [m["id"] for m in masters])
-        item_node = "lab_subitem" if kind == "lab" else "exam_subitem"
         return [
             report_meta(m, kind, names)
-            | {f"{kind}master": to_text(m, mspec), item_node: [to_text(i, ispec) for i in items[m["id"]]]}
+            | {k.master_node: to_text(m, k.master_fields), k.item_node: [to_text(i, k.item_fields) for i in items[m["id"]]]}
             for m in masters
         ]
 
@@ -165,7 +163,7 @@ class QueryService:
         with self._db.read() as conn:
             orgs = access.org_scope(conn, principal, "report.read")
             names = self._org_names(conn)
-            if kind == "lab":
+            if kind == kinds.LAB.name:  # lab: abnormal items; exam: abnormal reports
                 rows = [
                     (m, i)
                     for m, i in reports.abnormal_lab_items(conn, id_type_code, id_no, start, end, ABNORMAL_INTERPRET)
@@ -173,15 +171,15 @@ class QueryService:
                 ]
                 out = [
                     report_meta(m, kind, names)
-                    | {"labmaster": to_text(m, LABMASTER), "lab_subitem": to_text(i, LAB_SUBITEM)}
+                    | {kinds.LAB.master_node: to_text(m, kinds.LAB.master_fields), kinds.LAB.item_node: to_text(i, kinds.LAB.item_fields)}
                     for m, i in rows
                 ]
             else:
                 masters = [
                     m
-                    for m in reports.for_patient(conn, "exam", id_type_code, id_no, start, end)
+                    for m in reports.for_patient(conn, kinds.EXAM.name, id_type_code, id_no, start, end)
                     if m["is_abnormal"] == EXAM_ABNORMAL and access.in_scope(orgs, m["org_code"])
                 ]
-                out = self._render(conn, "exam", masters)
+                out = self._render(conn, kinds.EXAM.name, masters)
         self._audit.record(principal, f"abnormal_{kind}", id_type_code=id_type_code, id_no=id_no, target=f"{len(out)} results")
         return out

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from huren.domain import validation
-from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_SUBITEM, LABMASTER
+from huren.domain import kinds, validation
 from huren.domain.recognition import CatalogRule
 from huren.domain.records import format_value, to_text
 from huren.domain.regions import split_scope
@@ -95,9 +94,10 @@ def full_reports(
 ) -> list[dict[str, Any]]:
     """Masters with their items (seed 002 §1.3.2.2 / §1.4.2.4-5 shape); ``expired_time`` on the
     items named in ``expiry``."""
-    mspec, ispec = (LABMASTER, LAB_SUBITEM) if kind == "lab" else (EXAMMASTER, EXAM_SUBITEM)
+    k = kinds.BY_NAME[kind]
+    mspec, ispec = k.master_fields, k.item_fields
     items = reports.get_items(conn, kind, report_ids)
-    code_key = "class_code" if kind == "lab" else "exam_item_code"
+    code_key = k.item_code_field
     out = []
     for rid in report_ids:
         m = reports.get_master(conn, kind, rid)

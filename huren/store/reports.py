@@ -12,14 +12,13 @@ from sqlalchemy import Connection, Row, Table, and_, delete, func, insert, selec
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_SUBITEM, LABMASTER
+from huren.domain import kinds
 from huren.domain.records import format_value, to_text
 from huren.domain.validation import Report
 from huren.domain.versions import Verdict, verdict
 from huren.store.tables import REPORT_TABLES, report_history
 
 KEY_COLUMNS = ("org_code", "report_form_no", "patient_id", "event_type", "event_no")
-SPECS = {"lab": (LABMASTER, LAB_SUBITEM), "exam": (EXAMMASTER, EXAM_SUBITEM)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +49,8 @@ def _key_of(row: Row[Any] | dict[str, Any]) -> tuple[Any, ...]:
 
 def _snapshot(conn: Connection, kind: str, report_id: int) -> tuple[dict[str, Any], str]:
     master_t, item_t = REPORT_TABLES[kind]
-    mspec, ispec = SPECS[kind]
+    k = kinds.BY_NAME[kind]
+    mspec, ispec = k.master_fields, k.item_fields
     master = dict(conn.execute(select(master_t).where(master_t.c.id == report_id)).mappings().one())
     items = [dict(i) for i in conn.execute(select(item_t).where(item_t.c.report_id == report_id)).mappings()]
     doc = {
@@ -173,7 +173,8 @@ def _same_content(conn: Connection, report: Report, state: dict[str, Any], sha: 
     if sha is not None and sha != state["pdf_sha256"]:
         return False
     master_t, item_t = REPORT_TABLES[report.kind]
-    mspec, ispec = SPECS[report.kind]
+    k = kinds.BY_NAME[report.kind]
+    mspec, ispec = k.master_fields, k.item_fields
     stored = dict(conn.execute(select(master_t).where(master_t.c.id == state["id"])).mappings().one())
     if to_text(stored, mspec) != to_text(report.master, mspec):
         return False
@@ -288,7 +289,7 @@ def get_items(conn: Connection, kind: str, report_ids: Iterable[int]) -> dict[in
     _, item_t = REPORT_TABLES[kind]
     ids = list(report_ids)
     out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
-    order = item_t.c.serial_no if kind == "lab" else item_t.c.exam_item_code
+    order = item_t.c[kinds.BY_NAME[kind].item_key]
     for chunk in _chunks(ids, 500):
         for row in conn.execute(select(item_t).where(item_t.c.report_id.in_(chunk)).order_by(item_t.c.report_id, order)):
             out[row.report_id].append(dict(row._mapping))
