@@ -29,6 +29,7 @@ class Kind:
     item_name_field: str  # ... and its standard name
     item_key: str  # the item field that tells one item of a report from another (and orders them)
     record_type: str  # record_type / type in sehr_accept_record, sehr_quote_record, reminder_log
+    order_key: str  # its list in an exists-for-order question and its "type" in the recent list
     report_table: str
     item_table: str
 
@@ -49,6 +50,7 @@ LAB = Kind(
     item_name_field="class_name",
     item_key="serial_no",
     record_type="2",
+    order_key="lab",
     report_table="lab_report",
     item_table="lab_item",
 )
@@ -64,6 +66,7 @@ EXAM = Kind(
     item_name_field="exam_item_name",
     item_key="exam_item_code",
     record_type="1",
+    order_key="check",
     report_table="exam_report",
     item_table="exam_item",
 )
@@ -73,6 +76,7 @@ ALL: tuple[Kind, ...] = (EXAM, LAB)
 BY_NAME: dict[str, Kind] = {k.name: k for k in ALL}
 BY_RECORD_TYPE: dict[str, Kind] = {k.record_type: k for k in ALL}
 BY_ZH: dict[str, Kind] = {k.zh: k for k in ALL}
+BY_ORDER_KEY: dict[str, Kind] = {k.order_key: k for k in ALL}
 NAMES: tuple[str, ...] = tuple(k.name for k in ALL)
 
 

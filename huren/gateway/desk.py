@@ -121,10 +121,10 @@ class DecisionDesk:
         answer = self.cache.exists(entry, **order)
         recorded = [d for d in self.cache.decisions(entry.id_type_code, entry.id_no, visit.event_no) if d["kind"] == "accept"] if visit.event_no else []
         pending = decisions.mark_decided(answer["exammaster"], answer["labmaster"], recorded)
-        shown: dict[str, list[str]] = {"exam": [], "lab": []}
+        shown: dict[str, list[str]] = {k.name: [] for k in kinds.ALL}
         for kind, code in sorted(pending):
             shown[kind].append(code)
-        ordered = {kind: len(dict.fromkeys(order.get(name) or ())) for kind, name in (("exam", "check"), ("lab", "lab"))}
+        ordered = {k.name: len(dict.fromkeys(order.get(k.order_key) or ())) for k in kinds.ALL}
         reminder = reminder_record(entry, visit, shown, ordered, format_value(self.cache.clock.now()))
         if reminder is not None:
             self.enqueue([reminder])

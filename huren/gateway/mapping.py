@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from huren.domain import dictionaries
+from huren.domain import dictionaries, kinds
 from huren.files import atomic_write
 from huren.gateway.model import Record
 
@@ -148,11 +148,12 @@ class Mapper:
         """A copy of a ``lab`` / ``exam`` payload with local codes made standard, and the codes that
         could not be (``"lab:AST"``, ``"dept:1511"``), each once. Other kinds come back unchanged."""
         out = copy.deepcopy(dict(payload))
-        if kind not in ("lab", "exam"):
+        k = kinds.BY_NAME.get(kind)
+        if k is None:
             return out, []
         table = self.table()
-        master_node, item_node = ("labmaster", "lab_subitem") if kind == "lab" else ("exammaster", "exam_subitem")
-        item_field = "class_code" if kind == "lab" else "exam_item_code"
+        master_node, item_node = k.master_node, k.item_node
+        item_field = k.item_code_field
         missing: dict[str, None] = {}
         for item in out.get(item_node) or []:
             if not isinstance(item, dict):

@@ -16,7 +16,7 @@ import hmac
 from typing import Any
 
 from huren.context import Principal
-from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_SUBITEM, LABMASTER
+from huren.domain import kinds
 from huren.domain.recognition import Visit
 from huren.errors import NotFound, Unauthorized
 from huren.gateway.desk import DecisionDesk
@@ -95,9 +95,9 @@ class GatewayBackend:
 
 def cached_report(kind: str, m: dict[str, Any]) -> dict[str, Any]:
     """A cached recognizable-detail report in the platform's report shape (master + items)."""
-    mspec, ispec = (LABMASTER, LAB_SUBITEM) if kind == "lab" else (EXAMMASTER, EXAM_SUBITEM)
-    master = {f.name: m.get(f.name) for f in mspec}
-    items = [{f.name: i.get(f.name) for f in ispec} for i in m.get("item", [])]
+    k = kinds.BY_NAME[kind]
+    master = {f.name: m.get(f.name) for f in k.master_fields}
+    items = [{f.name: i.get(f.name) for f in k.item_fields} for i in m.get("item", [])]
     return {
         "report_id": m.get("report_id"),
         "kind": kind,
@@ -106,6 +106,6 @@ def cached_report(kind: str, m: dict[str, Any]) -> dict[str, Any]:
         "has_pdf": bool(m.get("pdf_url")),
         "received_at": m.get("create_at", ""),
         "cached": True,
-        f"{kind}master": master,
-        "lab_subitem" if kind == "lab" else "exam_subitem": items,
+        k.master_node: master,
+        k.item_node: items,
     }

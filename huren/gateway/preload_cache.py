@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from huren.client import HurenClient
-from huren.domain import answers
+from huren.domain import answers, kinds
 from huren.domain.recognition import CatalogRule, PriorItem, Visit, judge
 from huren.domain.records import format_value
 from huren.domain.validation import canonical_id, check_identity
@@ -251,7 +251,7 @@ class PreloadCache(PreloadStore):
                 continue
             e = dict(e)
             if e.get("recognition") == "1" and not still_recognizable(
-                "exam" if e.get("type") == "check" else "lab", str(e.get("item_code", "")), str(e.get("expired_time", "")), now
+                kinds.BY_ORDER_KEY.get(str(e.get("type")), kinds.LAB).name, str(e.get("item_code", "")), str(e.get("expired_time", "")), now
             ):
                 e["recognition"], e["expired_time"] = "0", ""
             out.append(e)
@@ -262,10 +262,10 @@ class PreloadCache(PreloadStore):
         ``expired_time``; reports left without a recognizable item are left out."""
         since = self._since(days or self.days)
         now = self.clock.now()
-        out: dict[str, list[dict[str, Any]]] = {"exammaster": [], "labmaster": []}
-        for kind in ("exam", "lab"):
-            code_key = "class_code" if kind == "lab" else "exam_item_code"
-            for m in entry.detail.get(f"{kind}master", []):
+        out: dict[str, list[dict[str, Any]]] = {k.master_node: [] for k in kinds.ALL}
+        for k in kinds.ALL:
+            kind, code_key = k.name, k.item_code_field
+            for m in entry.detail.get(k.master_node, []):
                 if str(m.get("authenticator_dtime", "")) < since:
                     continue
                 items = []
@@ -273,7 +273,7 @@ class PreloadCache(PreloadStore):
                     live = still_recognizable(kind, str(i.get(code_key, "")), str(i.get("expired_time", "")), now)
                     items.append(i if live else dict(i) | {"expired_time": ""})
                 if any(i["expired_time"] for i in items):
-                    out[f"{kind}master"].append(dict(m) | {"item": items})
+                    out[k.master_node].append(dict(m) | {"item": items})
         return out
 
     def exists(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from huren.context import Clock
+from huren.domain import kinds
 from huren.domain.records import format_value
 from huren.files import private_sqlite
 
@@ -181,8 +182,9 @@ class PreloadStore:
         entry does not hold it (then nothing is known locally about it)."""
         if entry is None:
             return None
-        code_key = "class_code" if kind == "lab" else "exam_item_code"
-        for m in entry.detail.get(f"{kind}master", []):
+        k = kinds.BY_NAME[kind]
+        code_key = k.item_code_field
+        for m in entry.detail.get(k.master_node, []):
             if m.get("org_code") == org_code and m.get("report_form_no") == report_form_no:
                 return {str(i.get(code_key, "")) for i in m.get("item", [])}
         return None

@@ -53,7 +53,7 @@ def _catalog(request: Request) -> dict[str, list[dict[str, Any]]]:
 
 
 def _split(recent: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    return [r for r in recent if r["type"] == "check"], [r for r in recent if r["type"] == "lab"]
+    return [r for r in recent if r["type"] == kinds.EXAM.order_key], [r for r in recent if r["type"] == kinds.LAB.order_key]
 
 
 def _now(request: Request) -> str:
