@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from huren.context import Clock, Principal
-from huren.domain import answers
+from huren.domain import answers, kinds
 from huren.domain.decisions import mark_decided
 from huren.domain.recognition import PriorItem, Verdict, Visit, judge
 from huren.domain.records import format_value
@@ -42,6 +42,8 @@ __all__ = ["MAX_ORDERED", "WINDOWS", "RecognitionService", "pdf_url", "report_ur
 WINDOWS = (30, 90)
 #: the most ordered items one exists-for-order question may carry (a prescription, not a catalog)
 MAX_ORDERED = 200
+#: kind name → the prior-items row column holding the item's standard code
+CODE_COLUMN = {k.name: f"i_{k.item_code_field}" for k in kinds.ALL}
 
 
 class RecognitionService:
@@ -92,7 +94,7 @@ class RecognitionService:
         ref = self._ref()
         now = self._clock.now()
         out = []
-        code_key = "i_class_code" if kind == "lab" else "i_exam_item_code"
+        code_key = CODE_COLUMN[kind]
         for r in rows:
             o = ref.orgs.get(r["org_code"], {})
             item = PriorItem(
@@ -193,13 +195,13 @@ class RecognitionService:
         since = self._search_start(days, ref)
         out: dict[str, list[dict[str, Any]]] = {"exammaster": [], "labmaster": []}
         with self._db.read() as conn:
-            for kind in ("exam", "lab"):
+            for kind in kinds.NAMES:
                 rows = rstore.prior_items(conn, kind, id_type, id_no, since)
                 expiry: dict[int, dict[str, str]] = {}
+                code_key = CODE_COLUMN[kind]
                 for r, v in zip(rows, self._verdicts(kind, rows), strict=True):
                     if v.recognizable:
-                        code = r["i_class_code"] if kind == "lab" else r["i_exam_item_code"]
-                        expiry.setdefault(r["id"], {})[code] = format_value(v.expired_time)
+                        expiry.setdefault(r["id"], {})[r[code_key]] = format_value(v.expired_time)
                 out[f"{kind}master"] = full_reports(conn, ref, kind, sorted(expiry, reverse=True), expiry)
         n = len(out["exammaster"]) + len(out["labmaster"])
         self._audit.record(principal, "recognition_detail", id_type_code=id_type, id_no=id_no, target=f"{n} reports")

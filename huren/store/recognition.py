@@ -12,14 +12,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 
+from huren.domain import kinds
 from huren.store.direct import DirectInsert, DirectSelect
 from huren.store.tables import (
+    REPORT_TABLES,
     accept_record,
     catalog_item,
-    exam_item,
-    exam_report,
-    lab_item,
-    lab_report,
     org,
     quote_record,
     reminder_log,
@@ -38,6 +36,8 @@ EXAM_MASTER_COLS: tuple[str, ...] = (
     "report_title", "class_name", "authenticator_dtime", "voided", "pacs_url", "conclusion",
 )
 EXAM_ITEM_COLS: tuple[str, ...] = ("exam_item_code", "exam_item_name", "body_part_name", "effective_dtime", "recognition")
+#: kind name → the master and item columns a prior-items query reads
+PRIOR_COLS = {kinds.LAB.name: (LAB_MASTER_COLS, LAB_ITEM_COLS), kinds.EXAM.name: (EXAM_MASTER_COLS, EXAM_ITEM_COLS)}
 
 
 def orgs(conn: Connection) -> dict[str, dict[str, Any]]:
@@ -54,10 +54,9 @@ def _prior_query(dialect: Dialect, kind: str, n_codes: int | None, has_org: bool
     whether an institution and an end time are given), run on the DBAPI cursor: building a
     30-column select on every call cost more than running it, and Core's per-call result
     handling was the rest of the service's overhead over the SQL (docs/performance.md)."""
-    if kind == "lab":
-        m, i, mcols, icols, code_col = lab_report, lab_item, LAB_MASTER_COLS, LAB_ITEM_COLS, lab_item.c.class_code
-    else:
-        m, i, mcols, icols, code_col = exam_report, exam_item, EXAM_MASTER_COLS, EXAM_ITEM_COLS, exam_item.c.exam_item_code
+    m, i = REPORT_TABLES[kind]
+    mcols, icols = PRIOR_COLS[kind]
+    code_col = i.c[kinds.BY_NAME[kind].item_code_field]
     cols = [m.c[c] for c in mcols] + [i.c[c].label(f"i_{c}") for c in icols]
     when = m.c.authenticator_dtime.type
     q = (
@@ -324,7 +323,7 @@ def recognized_elsewhere(conn: Connection, org_code: str, start: datetime, end: 
 
 def find_report(conn: Connection, kind: str, org_code: str, report_form_no: str, id_type_code: str, id_no: str) -> int | None:
     """The current report of an institution with this form number for this patient."""
-    m = lab_report if kind == "lab" else exam_report
+    m, _ = REPORT_TABLES[kind]
     q = select(m.c.id).where(
         m.c.org_code == org_code, m.c.report_form_no == report_form_no, m.c.id_type_code == id_type_code, m.c.id_no == id_no
     )
@@ -333,8 +332,6 @@ def find_report(conn: Connection, kind: str, org_code: str, report_form_no: str,
 
 
 def item_codes(conn: Connection, kind: str, report_id: int) -> set[str]:
-    if kind == "lab":
-        q = select(lab_item.c.class_code).where(lab_item.c.report_id == report_id)
-    else:
-        q = select(exam_item.c.exam_item_code).where(exam_item.c.report_id == report_id)
+    _, i = REPORT_TABLES[kind]
+    q = select(i.c[kinds.BY_NAME[kind].item_code_field]).where(i.c.report_id == report_id)
     return set(conn.execute(q).scalars())

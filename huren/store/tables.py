@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
+from huren.domain import kinds
 from huren.domain.fields import (
     EXAM_SUBITEM,
     EXAMMASTER,
@@ -396,7 +397,8 @@ reminder_log = Table(
     Index(None, "id_type_code", "id_no", "at"),
 )
 
-REPORT_TABLES = {"lab": (lab_report, lab_item), "exam": (exam_report, exam_item)}
+#: kind name → its (report, item) tables, as the kind's descriptor names them
+REPORT_TABLES: dict[str, tuple[Table, Table]] = {k.name: (metadata.tables[k.report_table], metadata.tables[k.item_table]) for k in kinds.ALL}
 
 # -- signed REST transport (issue #4, BJ-1.3/1.4) ----------------------------------------------
 
