@@ -44,6 +44,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from huren.demo.generator import DemoOrg, DemoPatient, demo_orgs, make_exam_report, make_lab_report, make_patients
+from huren.domain import kinds
 from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_SUBITEM, LABMASTER
 from huren.domain.masterdata import DEPT, PATIENT, STAFF
 from huren.gateway.demo_config import CONFIG as CONFIG
@@ -102,7 +103,8 @@ def _schema(org: DemoOrg) -> str:
 
 def _localise(kind: str, payload: dict[str, Any]) -> None:
     """Put the LIS / PACS local code in place of the standard one, where the hospital has one."""
-    node, code_field = ("lab_subitem", "class_code") if kind == "lab" else ("exam_subitem", "exam_item_code")
+    k = kinds.BY_NAME[kind]
+    node, code_field = k.item_node, k.item_code_field
     for item in payload[node]:
         item[code_field] = LOCAL_CODES[kind].get(item[code_field], item[code_field])
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from huren.domain import kinds
 from huren.domain.fields import (
-    EXAM_SUBITEM,
-    EXAMMASTER,
     LAB_EXAM_REPORT,
-    LAB_SUBITEM,
-    LABMASTER,
     PDF,
     VOID_FILTER,
     Field,
@@ -46,21 +43,13 @@ def node_schema(spec: Sequence[Field], *, extra: Sequence[Field] = ()) -> dict[s
 
 
 def report_schema(kind: str) -> dict[str, Any]:
-    if kind == "lab":
-        return {
-            "type": "object",
-            "required": ["labmaster", "lab_subitem"],
-            "properties": {
-                "labmaster": node_schema(LABMASTER, extra=(PDF,)),
-                "lab_subitem": {"type": "array", "minItems": 1, "items": node_schema(LAB_SUBITEM)},
-            },
-        }
+    k = kinds.BY_NAME[kind]
     return {
         "type": "object",
-        "required": ["exammaster", "exam_subitem"],
+        "required": [k.master_node, k.item_node],
         "properties": {
-            "exammaster": node_schema(EXAMMASTER, extra=(PDF,)),
-            "exam_subitem": {"type": "array", "minItems": 1, "items": node_schema(EXAM_SUBITEM)},
+            k.master_node: node_schema(k.master_fields, extra=(PDF,)),
+            k.item_node: {"type": "array", "minItems": 1, "items": node_schema(k.item_fields)},
         },
     }
 

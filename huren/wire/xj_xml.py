@@ -19,6 +19,7 @@ from typing import Any
 
 from lxml import etree  # type: ignore[import-untyped]
 
+from huren.domain import kinds
 from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_SUBITEM, LABMASTER
 from huren.errors import InvalidInput, MalformedBody, Problem, TooLarge
 
@@ -122,17 +123,18 @@ def fields(root: etree._Element) -> dict[str, str]:
     return out
 
 
-REPORT_NODES = {"lab": ("labmaster", "lab_subitem"), "exam": ("exammaster", "exam_subitem")}
+#: master / item node of each report kind, lab first (the order the submitted nodes are looked for)
+REPORT_NODES = {k.name: (k.master_node, k.item_node) for k in (kinds.LAB, kinds.EXAM)}
 
 
 def report(root: etree._Element) -> tuple[str, dict[str, Any]]:
     """ArchiveAutoReport's strReportInfo → (``lab`` | ``exam`` | ``daily``, payload)."""
     got = nodes(root)
-    kinds = [k for k, (m, _) in REPORT_NODES.items() if m in got] + (["daily"] if "lab_exam_report" in got else [])
-    if len(kinds) != 1:
-        msg = "一次只能提交一份检验报告、一份检查报告或一份日报" if kinds else "缺少 labmaster、exammaster 或 lab_exam_report 节点"
+    found = [k for k, (m, _) in REPORT_NODES.items() if m in got] + (["daily"] if "lab_exam_report" in got else [])
+    if len(found) != 1:
+        msg = "一次只能提交一份检验报告、一份检查报告或一份日报" if found else "缺少 labmaster、exammaster 或 lab_exam_report 节点"
         raise InvalidInput(msg, [Problem("strReportInfo", "node", msg)])
-    kind = kinds[0]
+    kind = found[0]
     if kind == "daily":
         return kind, {"lab_exam_report": got["lab_exam_report"]}
     master_name, item_name = REPORT_NODES[kind]

@@ -16,13 +16,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from huren.domain import kinds
 from huren.domain.fields import EXAM_KEY, LAB_KEY
 from huren.domain.records import report_key_text
 
 DT = "%Y-%m-%d %H:%M:%S"
 
 #: Master / item node of each report kind.
-NODES = {"lab": ("labmaster", "lab_subitem"), "exam": ("exammaster", "exam_subitem")}
+NODES = {k.name: (k.master_node, k.item_node) for k in (kinds.LAB, kinds.EXAM)}
 
 #: ``data_status`` values meaning "this report is withdrawn" unless a source says otherwise.
 VOID_VALUES = ("0",)
