@@ -25,13 +25,13 @@ from typing import Any, Literal
 
 import orjson
 
+from huren.domain import kinds
 from huren.files import private_sqlite
 from huren.gateway.model import Record
 
 PENDING, DONE, DEAD = "pending", "done", "dead"
 #: Kinds held back until the scheduled push (XJ-1.3.2.5-6).
 PUSHED_KINDS = ("accept", "quote", "reminder")  # sent on the push schedule, not as they come
-REPORT_KINDS = ("lab", "exam")
 _KEY_FIELDS = ("org_code", "report_form_no", "patient_id", "event_type", "event_no")
 
 _SCHEMA = """
@@ -411,8 +411,8 @@ class Outbox:
 
 def _index(c: sqlite3.Connection, rec: Record) -> None:
     """Keep ``report_index`` up to date for the daily counts."""
-    if rec.kind in REPORT_KINDS:
-        master = rec.payload.get(f"{rec.kind}master")
+    if rec.kind in kinds.BY_NAME:
+        master = rec.payload.get(kinds.BY_NAME[rec.kind].master_node)
         if not isinstance(master, dict):
             return
         c.execute(

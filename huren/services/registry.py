@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from huren.context import Clock, Principal
-from huren.domain import access
+from huren.domain import access, kinds
 from huren.domain.records import format_value, report_key_text
 from huren.domain.validation import (
     Report,
@@ -32,8 +32,6 @@ from huren.services.payloads import dump
 from huren.store import quality, recognition, reports
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
-
-KINDS = ("lab", "exam")
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +219,7 @@ class RegistryService:
         another institution's (403), or not newer than the stored version (409).
         """
         access.require(principal, "report.write")
-        if kind not in KINDS:
+        if kind not in kinds.BY_NAME:
             raise NotFound(f"未知的报告类型：{kind}")
         if not payloads:
             raise InvalidInput("缺少 reports 数组", [Problem("reports", "required", "批量注册须带非空的 reports 数组")])
