@@ -29,7 +29,7 @@ router = APIRouter(include_in_schema=False)
 T = TypeVar("T")
 
 #: what a rejected submission was (``rejected_submission.kind``)
-KIND_NAMES = {
+SUBMISSION_NAMES = {
     **{k.name: k.report_name for k in kinds.ALL},
     "pdf": "报告PDF",
     **{f"void_{k.name}": f"{k.report_name}作废" for k in kinds.ALL},
@@ -209,7 +209,7 @@ async def rejected(
     form = {"org_code": org_code, "only_open": "1" if open_only else ""}
     return page(
         request, who, "supervision/rejected.html", **ctx, form=form, rows=rows, page_no=page_no, more=more,
-        kind_names=KIND_NAMES, channel_names=CHANNEL_NAMES, total=res["total"],
+        kind_names=SUBMISSION_NAMES, channel_names=CHANNEL_NAMES, total=res["total"],
         open_count=res["open"], fixed_count=res["fixed"], progress=res["progress"],
     )
 
