@@ -12,7 +12,6 @@ code is translated, anything else is reported unmapped.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from importlib import resources
 from typing import Any
 
 from huren.context import Clock, Principal
@@ -25,20 +24,6 @@ from huren.store.database import Database
 from huren.wire import tabular
 
 FORMATS = ("csv", "xlsx")
-
-#: Local codes of the first demo institution's LIS / PACS and the standard codes they stand for.
-DEMO_MAPPINGS: tuple[tuple[str, str, str, str], ...] = (
-    ("lab", "ALB", "白蛋白(溴甲酚绿法)", "250301002"),
-    ("lab", "TP", "总蛋白(双缩脲法)", "250301001"),
-    ("lab", "GLU", "空腹血糖", "250302001"),
-    ("lab", "K", "钾", "250304001"),
-    ("lab", "NA", "钠", "250304002"),
-    ("lab", "CREA", "肌酐(酶法)", "250307002"),
-    ("exam", "CT-HEAD", "颅脑CT平扫", "210300001"),
-    ("exam", "DR-CHEST", "胸部正位(DR)", "210102015"),
-    ("exam", "US-ABD", "腹部彩超(肝胆胰脾)", "220301001"),
-)
-
 
 def _when(v: Any) -> str | None:
     return v.strftime("%Y-%m-%d %H:%M:%S") if v is not None else None
@@ -121,22 +106,8 @@ class CatalogService:
             "imported": len(items),
             "created": len(items) - len(existing),
             "replaced": len(existing),
-            "lab": sum(1 for r in items if r["kind"] == "lab"),
-            "exam": sum(1 for r in items if r["kind"] == "exam"),
+            **{k.name: sum(1 for r in items if r["kind"] == k.name) for k in (kinds.LAB, kinds.EXAM)},
         }
-
-    def import_packaged_demo(self, principal: Principal, *, map_org: Principal | None = None) -> int:
-        """The packaged demo catalog (``huren/demo/data/catalog-demo.csv``) and, for ``map_org``,
-        a few local codes mapped onto it. Returns the number of catalog items."""
-        data = resources.files("huren.demo").joinpath("data/catalog-demo.csv").read_bytes()
-        self.import_file(data, "catalog-demo.csv", principal)
-        if map_org is not None:
-            self.upload_mappings(
-                [{"kind": k, "local_code": lc, "local_name": ln, "std_code": sc} for k, lc, ln, sc in DEMO_MAPPINGS],
-                map_org,
-            )
-        with self._db.read() as conn:
-            return store.count_items(conn)
 
     def entries(self, kind: str, codes: Iterable[str]) -> dict[str, dict[str, Any]]:
         """code → catalog entry for the codes of ``kind`` the catalog holds (for the recognition
@@ -241,8 +212,7 @@ class CatalogService:
             store.upsert_mappings(conn, principal.org_code, [{c: m[c] for c in keep} for m in maps], now=self._clock.now())
         return {
             "mapped": len(maps),
-            "lab": sum(1 for m in maps if m["kind"] == "lab"),
-            "exam": sum(1 for m in maps if m["kind"] == "exam"),
+            **{k.name: sum(1 for m in maps if m["kind"] == k.name) for k in (kinds.LAB, kinds.EXAM)},
         }
 
     def mappings(self, principal: Principal, kind: str | None = None) -> list[dict[str, Any]]:
