@@ -18,7 +18,7 @@ venv: $(STAMP)
 
 ## make run: install, migrate an SQLite database under ./data, load demo data, serve on :8000
 run: $(STAMP)
-	mkdir -p "$(HUREN_DATA_DIR)"
+	mkdir -p -m 700 "$(HUREN_DATA_DIR)"
 	$(BIN)/huren db upgrade
 	$(BIN)/huren demo --if-empty
 	$(BIN)/huren serve
