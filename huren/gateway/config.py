@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import time as dtime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from huren.gateway.model import Source
+from huren.gateway.model import Source, os_reason
 
 if TYPE_CHECKING:
     from huren.client import HurenClient
@@ -71,21 +72,21 @@ class GatewayConfig:
 def _table(doc: dict[str, Any], name: str) -> dict[str, Any]:
     value = doc.get(name, {})
     if not isinstance(value, dict):
-        raise ConfigError(f"[{name}] must be a table")
+        raise ConfigError(f"[{name}] 应为一个表（TOML table）")
     return value
 
 
 def _str(t: dict[str, Any], section: str, key: str, default: str | None = None) -> str:
     value = t.get(key, default)
     if not isinstance(value, str) or (default is None and not value):
-        raise ConfigError(f"[{section}] {key} is required (a non-empty string)")
+        raise ConfigError(f"[{section}] 缺少 {key}：应为非空字符串")
     return value
 
 
 def _num(t: dict[str, Any], section: str, key: str, default: float, minimum: float) -> float:
     value = t.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise ConfigError(f"[{section}] {key} must be a number ≥ {minimum}")
+        raise ConfigError(f"[{section}] {key} 应为不小于 {minimum:g} 的数")
     return float(value)
 
 
@@ -94,7 +95,7 @@ def _password(t: dict[str, Any]) -> str:
         name = _str(t, "platform", "password_env")
         value = os.environ.get(name)
         if not value:
-            raise ConfigError(f"[platform] password_env: environment variable {name} is not set")
+            raise ConfigError(f"[platform] password_env：环境变量 {name} 未设置或为空")
         return value
     return _str(t, "platform", "password")
 
@@ -106,7 +107,7 @@ def _daily_at(value: Any) -> dtime:
         hh, mm = str(value).split(":")
         return dtime(int(hh), int(mm))
     except ValueError:
-        raise ConfigError('[schedule] daily_at must be "HH:MM"') from None
+        raise ConfigError('[schedule] daily_at 应为 "HH:MM" 格式的时刻，如 "03:00"') from None
 
 
 def parse(doc: dict[str, Any], base_dir: Path) -> GatewayConfig:
@@ -131,7 +132,7 @@ def parse(doc: dict[str, Any], base_dir: Path) -> GatewayConfig:
     s = _table(doc, "schedule")
     daily_counts = _str(s, "schedule", "daily_counts", "computed")
     if daily_counts not in ("computed", "source", "off"):
-        raise ConfigError('[schedule] daily_counts must be "computed", "source" or "off"')
+        raise ConfigError('[schedule] daily_counts 应为 "computed"、"source" 或 "off"')
     schedule = Schedule(
         daily_at=_daily_at(s.get("daily_at", "03:00")),
         daily_counts=daily_counts,
@@ -140,14 +141,14 @@ def parse(doc: dict[str, Any], base_dir: Path) -> GatewayConfig:
     )
     raw_sources = [*doc.get("source", []), *doc.get("sources", [])]  # either spelling
     if not all(isinstance(x, dict) for x in raw_sources):
-        raise ConfigError("[[source]] must be an array of tables")
+        raise ConfigError("[[source]] 应为表数组（每个来源一个 [[source]] 表）")
     names: set[str] = set()
     for i, src in enumerate(raw_sources):
         name = _str(src, f"source #{i + 1}", "name")
         if "type" not in src and "factory" not in src:
-            raise ConfigError(f"[[source]] {name}: type is required")
+            raise ConfigError(f"[[source]] {name}：缺少 type（或 factory）")
         if name in names:
-            raise ConfigError(f"[[source]] name {name!r} is used twice")
+            raise ConfigError(f"[[source]] name = \"{name}\" 重复：每个来源的 name 应唯一")
         names.add(name)
     log = _table(doc, "log")
     return GatewayConfig(
@@ -168,10 +169,19 @@ def load(path: str | Path) -> GatewayConfig:
     try:
         doc = tomllib.loads(path.read_text("utf-8"))
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise ConfigError(f"无法读取配置文件 {path}：{os_reason(exc)}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"配置文件 {path} 不是 UTF-8 编码") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        raise ConfigError(f"配置文件 {path} 不是合法的 TOML：{toml_position(exc)}有语法错误") from exc
     return parse(doc, path.resolve().parent)
+
+
+def toml_position(exc: tomllib.TOMLDecodeError) -> str:
+    """Where the TOML parser stopped ("第 3 行第 7 列"), from its message (Python 3.11 keeps no
+    line / column attributes)."""
+    found = re.search(r"line (\d+), column (\d+)", str(exc))
+    return f"第 {found[1]} 行第 {found[2]} 列" if found else ""
 
 
 def build_source(conf: dict[str, Any], *, base_dir: Path | None = None, mapper: Any = None) -> Source:
@@ -181,10 +191,13 @@ def build_source(conf: dict[str, Any], *, base_dir: Path | None = None, mapper: 
     factory = conf.get("factory")
     if factory:
         module, _, attr = str(factory).partition(":")
+        where = f"[[source]] {conf.get('name')}：无法加载 factory = \"{factory}\""
         try:
             fn = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"[[source]] {conf.get('name')}: cannot load factory {factory!r}: {exc}") from exc
+        except ImportError as exc:
+            raise ConfigError(f"{where}：找不到模块 {exc.name or module}") from exc
+        except AttributeError as exc:
+            raise ConfigError(f"{where}：模块 {module} 中没有 {attr or '（冒号后应写函数名）'}") from exc
         source: Source = fn(conf)
         return source
     from huren.gateway import sources
@@ -206,5 +219,6 @@ def build_sources(config: GatewayConfig, client: HurenClient | None = None) -> l
         try:
             mapper = from_config(config.mapping, client=client, base_dir=config.base_dir)
         except ValueError as exc:
-            raise ConfigError(f"[mapping] {exc}") from exc
+            text = str(exc)
+            raise ConfigError(text if text.startswith("[mapping]") else f"[mapping] {text}") from exc
     return [build_source(c, base_dir=config.base_dir, mapper=mapper) for c in config.sources]

@@ -248,7 +248,7 @@ def create(
     directory = Path(directory)
     db = directory / DB
     if db.exists():
-        raise FileExistsError(f"{db} already exists: choose an empty folder for the demo hospital")
+        raise FileExistsError(f"{db} 已存在：请为演示医院选择一个空文件夹")
     directory.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     org = demo_orgs()[0]

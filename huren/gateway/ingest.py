@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from huren.gateway.mapping import MappingError
 from huren.gateway.model import Record, Source
 from huren.gateway.outbox import Dedup, Outbox
 
@@ -40,7 +41,7 @@ def notify(source: Source, record: Record, ok: bool, reason: str) -> None:
     try:
         done(record, ok, reason)
     except Exception as exc:  # the record is settled anyway; the source sees it again next poll
-        log.warning("source done() failed", extra={"source": source.name, "key": record.key, "error": str(exc)})
+        log.warning("来源的 done() 处理失败", extra={"source": source.name, "key": record.key, "error": str(exc)})
 
 
 def ingest(
@@ -77,8 +78,8 @@ def ingest(
         keep = [r for r in buf if not last or r.watermark != last]
         if keep:
             stored += _flush(box, source, keep, dedup, backfill)
-        box.source_polled(source.name, ok=False, error=f"{exc.__class__.__name__}: {exc}")
-        log.warning("source poll failed", extra={"source": source.name, "error": str(exc), "stored": stored})
+        box.source_polled(source.name, ok=False, error=poll_error(exc))
+        log.warning("读取来源失败", extra={"source": source.name, "error": str(exc), "stored": stored})
         return stored
     if buf:
         stored += _flush(box, source, buf, dedup, backfill)
@@ -86,3 +87,14 @@ def ingest(
     if stored:
         log.info("records extracted", extra={"source": source.name, "stored": stored, "watermark": box.watermark(source.name)})
     return stored
+
+
+def poll_error(exc: Exception) -> str:
+    """The ``last_error`` ``gateway status`` shows for a failed poll: the sources' and the code
+    map's own (Chinese) messages as they are; anything else (a site's own source, a bug) with the
+    exception's class, which whoever fixes it needs."""
+    from huren.gateway.sources.base import SourceError
+
+    if isinstance(exc, SourceError | MappingError):
+        return str(exc)
+    return f"读取来源时出现意外错误（{exc.__class__.__name__}）：{exc}"

@@ -178,7 +178,7 @@ def create_preload_app(
     ``hosts`` are answered. ``pages`` = (institution code, page token) also serves the doctor's
     pages under /ui."""
     if len(api_token) < MIN_TOKEN:
-        raise ValueError(f"[preload] api_token must be at least {MIN_TOKEN} characters")
+        raise ValueError(f"[preload] api_token 过短：至少 {MIN_TOKEN} 个字符")
     app = FastAPIOffline(  # its /docs works without Internet access, as on the platform
         title="huren 前置机本地接口（预加载缓存）",
         description=__doc__,

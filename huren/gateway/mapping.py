@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from huren.domain import dictionaries, kinds
 from huren.files import atomic_write
-from huren.gateway.model import Record
+from huren.gateway.model import Record, os_reason
 
 if TYPE_CHECKING:
     from huren.client import HurenClient
@@ -132,7 +132,7 @@ class Mapper:
         except MappingError as exc:
             if self._table is None:
                 raise
-            log.warning("code map refresh failed, keeping the previous table: %s", exc)
+            log.warning("刷新编码对照表失败，继续使用上一次的对照表：%s", exc)
             self._loaded_at = self._clock()
             return self._table
         self._table, self._loaded_at = table, self._clock()
@@ -171,7 +171,7 @@ class Mapper:
             self._map_depts(table, master, DEPT_FIELDS[master_node], missing)
         for code in missing:
             if code not in self.unmapped:
-                log.warning("unmapped local code %s: add it to the code map (it is sent unchanged)", code)
+                log.warning("本地编码 %s 没有对照：请把它加入编码对照表（暂按原编码上传）", code)
             self.unmapped[code] += 1
         return out, list(missing)
 
@@ -204,13 +204,15 @@ class Mapper:
 def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MappingError(f"cannot read {path}: {exc}") from exc
+    except OSError as exc:
+        raise MappingError(f"无法读取 {path}：{os_reason(exc)}") from exc
+    except UnicodeDecodeError as exc:
+        raise MappingError(f"{path} 不是 UTF-8 编码") from exc
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip().lower() for h in reader.fieldnames or []]
     absent = [c for c in required if c not in header]
     if absent:
-        raise MappingError(f"{path}: missing column(s) {', '.join(absent)} (has {', '.join(header)})")
+        raise MappingError(f"{path} 缺少列 {'、'.join(absent)}（现有列：{'、'.join(header) or '无'}）")
     return [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in reader]
 
 
@@ -220,7 +222,7 @@ def csv_table(path: Path, catalog: Path | None = None) -> CodeTable:
     for n, row in enumerate(_read_csv(path, ("kind", "local_code", "std_code")), start=2):
         kind = row["kind"].lower()
         if kind not in KINDS or not row["local_code"] or not row["std_code"]:
-            raise MappingError(f"{path} line {n}: kind must be lab, exam or dept, and local_code, std_code given")
+            raise MappingError(f"{path} 第 {n} 行：kind 应为 lab、exam 或 dept，且 local_code、std_code 不能为空")
         rows.append((kind, row["local_code"], row["std_code"]))
     standard: dict[str, set[str]] = {}
     if catalog is not None:
@@ -236,21 +238,21 @@ def _get(what: str, fetch: Callable[[], Any]) -> Any:
     try:
         return fetch()
     except (PlatformUnavailable, PlatformRefused, OSError) as exc:
-        raise MappingError(f"{what}: {exc}") from exc
+        raise MappingError(f"{what}失败：{exc}") from exc
 
 
 def platform_table(client: HurenClient) -> CodeTable:
     """The institution's code map, the standard catalog and its departments, from the platform."""
     rows = [
         (str(m["kind"]), str(m["local_code"]), str(m["std_code"]))
-        for m in _get("code map", client.code_map).get("mappings", [])
+        for m in _get("从平台获取编码对照表", client.code_map).get("mappings", [])
     ]
     standard: dict[str, set[str]] = {"lab": set(), "exam": set()}
-    for item in _get("catalog", client.catalog).get("items", []):
+    for item in _get("从平台获取标准项目目录", client.catalog).get("items", []):
         standard.setdefault(str(item["kind"]), set()).add(str(item["code"]))
     offset, limit = 0, 1000
     while True:
-        page = _get("departments", functools.partial(client.depts, limit=limit, offset=offset))
+        page = _get("从平台获取科室对照", functools.partial(client.depts, limit=limit, offset=offset))
         depts = page.get("dept", [])
         rows += [("dept", str(d["dept_code"]), str(d["dept_std_code"])) for d in depts if d.get("dept_std_code")]
         offset += len(depts)
@@ -268,11 +270,11 @@ def cached(load: Callable[[], CodeTable], path: Path) -> Callable[[], CodeTable]
         except MappingError as exc:
             if not path.is_file():
                 raise
-            log.warning("code map: %s; using the cached table %s", exc, path)
+            log.warning("编码对照表：%s；改用缓存的对照表 %s", exc, path)
             try:
                 return CodeTable.from_json(json.loads(path.read_text(encoding="utf-8")))
             except (OSError, ValueError) as bad:
-                raise MappingError(f"{exc}; and the cache {path} is unreadable: {bad}") from bad
+                raise MappingError(f"{exc}；且缓存的对照表 {path} 无法读取：{os_reason(bad) if isinstance(bad, OSError) else '内容已损坏'}") from bad
         atomic_write(path, json.dumps(table.to_json(), ensure_ascii=False).encode(), durable=False)  # 0600
         return table
 
@@ -292,24 +294,24 @@ def from_config(conf: Mapping[str, Any], *, client: HurenClient | None = None, b
     allowed = {"source", "table", "catalog", "refresh_seconds", "cache"}
     unknown = sorted(set(conf) - allowed)
     if unknown:
-        raise ValueError(f"mapping: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        raise ValueError(f"[mapping] 不认识的配置项 {'、'.join(unknown)}；可用的有 {'、'.join(sorted(allowed))}")
     source = str(conf.get("source", "platform"))
     refresh = conf.get("refresh_seconds", 3600)
     if not isinstance(refresh, (int, float)) or isinstance(refresh, bool) or refresh <= 0:
-        raise ValueError("mapping.refresh_seconds must be a positive number")
+        raise ValueError("[mapping] refresh_seconds 应为正数（秒）")
     load: Callable[[], CodeTable]
     if source == "platform":
         if client is None:
-            raise ValueError("mapping.source = \"platform\" needs the platform client")
+            raise ValueError("[mapping] source = \"platform\" 需要平台连接（[platform] 配置）")
         platform = client
         load = lambda: platform_table(platform)  # noqa: E731
     elif source == "csv":
         table, catalog = path("table"), path("catalog")
         if table is None:
-            raise ValueError("mapping.table (the CSV file) is required when mapping.source = \"csv\"")
+            raise ValueError("[mapping] 缺少 table：source = \"csv\" 时应给出对照表 CSV 文件")
         load = lambda: csv_table(table, catalog)  # noqa: E731
     else:
-        raise ValueError("mapping.source must be \"platform\" or \"csv\"")
+        raise ValueError("[mapping] source 应为 \"platform\" 或 \"csv\"")
     cache = path("cache")
     if cache is not None:
         load = cached(load, cache)

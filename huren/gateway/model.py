@@ -45,3 +45,14 @@ class Source(Protocol):
     name: str
 
     def poll(self, watermark: str) -> Iterator[Record]: ...
+
+
+def os_reason(exc: OSError) -> str:
+    """Why a file could not be read, in the operator's words (the system's own text is English)."""
+    if isinstance(exc, FileNotFoundError):
+        return "文件不存在"
+    if isinstance(exc, PermissionError):
+        return "没有读取权限"
+    if isinstance(exc, IsADirectoryError):
+        return "这是一个文件夹，不是文件"
+    return f"系统错误（errno {exc.errno}）" if exc.errno else "系统错误"

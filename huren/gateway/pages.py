@@ -31,7 +31,7 @@ class GatewayBackend:
 
     def __init__(self, cache: PreloadCache, desk: DecisionDesk, org_code: str, page_token: str) -> None:
         if len(page_token) < MIN_TOKEN:
-            raise ValueError(f"[preload] page_token must be at least {MIN_TOKEN} characters")
+            raise ValueError(f"[preload] page_token 过短：至少 {MIN_TOKEN} 个字符")
         self.cache = cache
         self.desk = desk
         self.org_code = org_code

@@ -102,7 +102,7 @@ class PreloadCache(PreloadStore):
         clock: TimeSource | None = None,
     ) -> None:
         if days not in WINDOWS:
-            raise ValueError("preload days must be 30 or 90 (the platform's windows)")
+            raise ValueError("[preload] days 只能是 30 或 90（平台的近期时间窗）")
         super().__init__(
             path, ttl_seconds=ttl_seconds, keep_seconds=keep_seconds, decision_keep_seconds=decision_keep_seconds, clock=clock
         )

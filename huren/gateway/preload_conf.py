@@ -43,7 +43,7 @@ def parse_listen(text: str) -> tuple[str, int]:
     """``"127.0.0.1:8765"`` → (host, port); ``"[::1]:8765"`` for IPv6."""
     host, sep, port = text.strip().rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"preload listen must be host:port, got {text!r}")
+        raise ValueError(f"[preload] listen 应为“主机:端口”，而不是“{text}”")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 

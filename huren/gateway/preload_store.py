@@ -95,7 +95,7 @@ class PreloadStore:
         clock: TimeSource | None = None,
     ) -> None:
         if ttl_seconds <= 0:
-            raise ValueError("preload ttl_seconds must be positive")
+            raise ValueError("[preload] ttl_seconds 应为正数（秒）")
         self.path = Path(path)
         self.ttl_seconds = float(ttl_seconds)
         self.keep_seconds = float(keep_seconds)

@@ -110,7 +110,7 @@ class Gateway:
         delay = self._rng.uniform(ceiling / 2, ceiling)
         self._retry_at = time.monotonic() + delay
         log.warning(
-            "platform unavailable", extra={"error": why, "failures": self._failures, "retry_in_seconds": round(delay, 2)}
+            "平台暂时无法连接，稍后重试", extra={"error": why, "failures": self._failures, "retry_in_seconds": round(delay, 2)}
         )
 
     def drain_once(self, kinds: Sequence[str] = DRAINED_KINDS) -> int:
@@ -127,7 +127,7 @@ class Gateway:
         by_id = {it.id: it for it in items}
         for rid, why in out.dead.items():
             it = by_id[rid]
-            log.error("record refused", extra={"id": rid, "kind": it.kind, "key": it.key, "source": it.source, "reason": why})
+            log.error("平台拒收记录（已转入死信）", extra={"id": rid, "kind": it.kind, "key": it.key, "source": it.source, "reason": why})
         self._notify(by_id, out.done, out.dead)
         if out.unavailable:
             self._backoff(out.unavailable)
@@ -235,7 +235,7 @@ class Gateway:
                 try:
                     pause = self._round()
                 except Exception:  # a bug or a broken disk must not end the gateway silently
-                    log.exception("gateway round failed; trying again shortly")
+                    log.exception("前置机本轮处理出错，稍后重试")
                     pause = ERROR_PAUSE
                 if pause > 0:
                     self.stopping.wait(pause)

@@ -52,6 +52,9 @@ MERGED = {
 }
 #: kinds sent one record per request
 SINGLE = ("daily", "void_lab", "void_exam")
+#: code of a refused report in a batch answer → the status the platform gives it when sent alone
+#: (``huren.services.registry.REFUSALS``); anything else is a validation refusal (422)
+BATCH_STATUS = {"forbidden": 403, "conflict": 409, "invalid_input": 422}
 
 
 class Unavailable(Exception):
@@ -150,14 +153,14 @@ class Uploader:
             return
         results = answer.get("results") if isinstance(answer, dict) else None
         if not isinstance(results, list) or len(results) != len(chunk):
-            out.failed.update({it.id: "unexpected answer to a batch" for it, _ in chunk})
-            raise Unavailable(f"unexpected answer to a {kind} batch: {str(answer)[:300]}")
+            out.failed.update({it.id: "平台对批量上传的应答无法识别" for it, _ in chunk})
+            raise Unavailable(f"平台对 {kind} 批量上传的应答无法识别：{str(answer)[:300]}")
         for (it, _), res in zip(chunk, results, strict=True):
             if isinstance(res, dict) and res.get("code") == "ok":
                 out.done.append(it.id)
             else:
-                status = 403 if isinstance(res, dict) and res.get("code") == "forbidden" else 422
-                out.dead[it.id] = reason(status, res)
+                code = res.get("code") if isinstance(res, dict) else None
+                out.dead[it.id] = reason(BATCH_STATUS.get(str(code), 422), res)
 
     def _merged(self, kind: str, group: list[Item], out: Outcome) -> None:
         node = MERGED[kind]

@@ -247,4 +247,4 @@ def test_platform_down_and_gateway_killed_mid_drain(setup: Any) -> None:
     assert len(platform.reports("exam")) == 40
     assert all(n == 1 for n, _, _ in platform.reports("exam").values())
     errors = [json.loads(x) for x in gateway.log.read_text("utf-8").splitlines() if x.startswith("{")]
-    assert any(x["msg"] == "platform unavailable" for x in errors)
+    assert any(x["msg"] == "平台暂时无法连接，稍后重试" for x in errors)

@@ -267,6 +267,38 @@ def test_platform_down_backs_off_then_delivers(tmp_path: Path, platform: Contain
     gw.close()
 
 
+def test_a_stale_or_conflicting_version_in_a_batch_is_dead_with_the_platforms_409(
+    tmp_path: Path, platform: Container, switch: Switch
+) -> None:
+    """A report of a batch refused as an older (stale) or same-time-but-different (conflicting)
+    version is labelled with the status the platform gives it (409, issue 10 §1.2), not 422."""
+    lines = stream(4)
+    source = ListSource(lines[:3])
+    gw = _gateway(tmp_path, switch, source)
+    gw.poll()
+    gw.drain()
+    assert gw.box.counts() == {"pending": 0, "done": 3, "dead": 0}
+    stored = lines[1]["payload"]["labmaster"]["last_update_dtime"]
+    older = json.loads(json.dumps(lines[1]))
+    older["payload"]["labmaster"]["report_title"] = "改过的标题"
+    older["payload"]["labmaster"]["last_update_dtime"] = (
+        datetime.strptime(stored, "%Y-%m-%d %H:%M:%S") - timedelta(hours=1)
+    ).strftime("%Y-%m-%d %H:%M:%S")
+    same_time = json.loads(json.dumps(lines[2]))
+    same_time["payload"]["labmaster"]["report_title"] = "同一时间的另一版本"
+    source.lines = [*lines[:3], lines[3], older, same_time]  # one batch: a new report and two refused
+    gw.poll()
+    gw.drain()
+    assert gw.box.counts() == {"pending": 0, "done": 4, "dead": 2}
+    dead = {d["key"]: json.loads(d["error"]) for d in gw.box.dead()}
+    assert {k: (r["status"], r["code"]) for k, r in dead.items()} == {
+        lines[1]["key"]: (409, "conflict"),
+        lines[2]["key"]: (409, "conflict"),
+    }
+    assert _platform_reports(platform)[lines[1]["key"]][2] == lines[1]["payload"]["labmaster"]["report_title"]
+    gw.close()
+
+
 def test_refused_record_goes_to_dead_letter_with_the_reason(tmp_path: Path, platform: Container, switch: Switch) -> None:
     lines = stream(10)
     bad = json.loads(json.dumps(lines[3]))
@@ -400,11 +432,11 @@ def test_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
-        ({"platform": {}}, "[platform] base_url"),
+        ({"platform": {}}, "[platform] 缺少 base_url"),
         ({"platform": {"base_url": "x", "org_code": "1", "username": "u", "password_env": "NO_SUCH_VAR_X"}}, "NO_SUCH_VAR_X"),
         ({"schedule": {"daily_at": "3 o'clock"}}, "daily_at"),
         ({"outbox": {"batch_size": 0}}, "batch_size"),
-        ({"source": [{"name": "a", "type": "db"}, {"name": "a", "type": "db"}]}, "used twice"),
+        ({"source": [{"name": "a", "type": "db"}, {"name": "a", "type": "db"}]}, "重复"),
     ],
 )
 def test_config_errors_name_the_key(doc: dict[str, Any], message: str) -> None:
@@ -606,4 +638,4 @@ def test_an_unexpected_error_does_not_end_the_loop(
         gw.stop()
         t.join(10)
     assert len(calls) >= 2
-    assert any(r.getMessage().startswith("gateway round failed") for r in caplog.records)
+    assert any(r.getMessage().startswith("前置机本轮处理出错") for r in caplog.records)

@@ -199,11 +199,11 @@ def test_db_view_config_errors_name_the_key(hospital: Path) -> None:
     conf = sources(hospital)["ris"]
     with pytest.raises(ConfigError, match=r"sources\[ris\]\.columns.*no_such_field"):
         build(conf | {"columns": {"no_such_field": "X"}})
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) colums"):
+    with pytest.raises(ConfigError, match="不认识的配置项 colums"):
         build(conf | {"colums": {}})
     with pytest.raises(ConfigError, match="kind"):
         build(conf | {"kind": "xray"})
-    with pytest.raises(ConfigError, match="type must be one of"):
+    with pytest.raises(ConfigError, match=r"type 应为 .* 之一"):
         build({"name": "x", "type": "ftp"})
 
 
@@ -571,11 +571,11 @@ def test_mapping_csv_tables(tmp_path: Path) -> None:
     assert (t.resolve("lab", "ALB"), t.resolve("lab", "250101015"), t.resolve("lab", "AST")) == ("250301002", "250101015", None)
     assert t.resolve("dept", "1511") == "A01" and t.resolve("dept", "A03") == "A03"
     table.write_text("kind,local_code,std_code\nxray,1,2\n", "utf-8")
-    with pytest.raises(mapping.MappingError, match="line 2"):
+    with pytest.raises(mapping.MappingError, match="第 2 行"):
         mapping.from_config({"source": "csv", "table": str(table)}).table()
-    with pytest.raises(ValueError, match="unknown key"):
+    with pytest.raises(ValueError, match="不认识的配置项"):
         mapping.from_config({"source": "csv", "tabel": "x"})
-    with pytest.raises(ValueError, match="needs the platform client"):
+    with pytest.raises(ValueError, match="需要平台连接"):
         mapping.from_config({"source": "platform"})
 
 

@@ -65,7 +65,7 @@ def build(conf: Mapping[str, Any], *, base_dir: Path | None = None, mapper: Mapp
     before the records are yielded."""
     kind = conf.get("type")
     if kind not in TYPES:
-        raise ConfigError(f"sources[{conf.get('name', '?')}].type must be one of {', '.join(TYPES)}, not {kind!r}")
+        raise ConfigError(f"sources[{conf.get('name', '?')}].type 应为 {'、'.join(TYPES)} 之一，而不是 \"{kind}\"")
     if not isinstance(conf.get("name"), str) or not conf["name"].strip():
-        raise ConfigError(f"a [[sources]] table of type {kind} has no name")
+        raise ConfigError(f"有一个 type = \"{kind}\" 的 [[source]] 表缺少 name")
     return _builders()[kind](conf, base_dir=base_dir, mapper=mapper)

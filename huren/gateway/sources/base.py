@@ -45,7 +45,7 @@ class Conf:
         self.name = str(raw.get("name") or raw.get("type") or "?")
         unknown = sorted(set(raw) - {"name", "type", *allowed})
         if unknown:
-            raise ConfigError(f"sources[{self.name}]: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+            raise ConfigError(f"sources[{self.name}]：不认识的配置项 {'、'.join(unknown)}；可用的有 {'、'.join(allowed)}")
 
     def where(self, key: str) -> str:
         return f"sources[{self.name}].{key}"
@@ -53,44 +53,44 @@ class Conf:
     def text(self, key: str, default: str | None = None) -> str:
         value = self.raw.get(key, default)
         if value is None:
-            raise ConfigError(f"{self.where(key)} is required")
+            raise ConfigError(f"缺少 {self.where(key)}")
         if not isinstance(value, (str, int)) or isinstance(value, bool):
-            raise ConfigError(f"{self.where(key)} must be a string")
+            raise ConfigError(f"{self.where(key)} 应为字符串")
         return str(value)
 
     def integer(self, key: str, default: int, *, minimum: int = 1) -> int:
         value = self.raw.get(key, default)
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise ConfigError(f"{self.where(key)} must be an integer ≥ {minimum}")
+            raise ConfigError(f"{self.where(key)} 应为不小于 {minimum} 的整数")
         return value
 
     def number(self, key: str, default: float, *, minimum: float = 0.0) -> float:
         value = self.raw.get(key, default)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < minimum:
-            raise ConfigError(f"{self.where(key)} must be a number ≥ {minimum}")
+            raise ConfigError(f"{self.where(key)} 应为不小于 {minimum:g} 的数")
         return float(value)
 
     def flag(self, key: str, default: bool) -> bool:
         value = self.raw.get(key, default)
         if not isinstance(value, bool):
-            raise ConfigError(f"{self.where(key)} must be true or false")
+            raise ConfigError(f"{self.where(key)} 应为 true 或 false")
         return value
 
     def strings(self, key: str, default: Sequence[str]) -> tuple[str, ...]:
         value = self.raw.get(key, list(default))
         if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
-            raise ConfigError(f"{self.where(key)} must be a list of strings")
+            raise ConfigError(f"{self.where(key)} 应为字符串数组")
         return tuple(str(v) for v in value)
 
     def table(self, key: str, allowed: Sequence[str] | None = None) -> dict[str, str]:
         """A ``{name = "value"}`` table of strings; with ``allowed``, names outside it are refused."""
         value = self.raw.get(key, {})
         if not isinstance(value, Mapping) or not all(isinstance(v, (str, int)) for v in value.values()):
-            raise ConfigError(f"{self.where(key)} must be a table of strings")
+            raise ConfigError(f"{self.where(key)} 应为值均为字符串的表")
         if allowed is not None:
             unknown = sorted(set(value) - set(allowed))
             if unknown:
-                raise ConfigError(f"{self.where(key)}: unknown field(s) {', '.join(unknown)}")
+                raise ConfigError(f"{self.where(key)}：不认识的字段 {'、'.join(unknown)}")
         return {str(k): str(v) for k, v in value.items()}
 
     def sub(self, key: str) -> Mapping[str, Any] | None:
@@ -98,7 +98,7 @@ class Conf:
         if value is None:
             return None
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{self.where(key)} must be a table")
+            raise ConfigError(f"{self.where(key)} 应为一个表（TOML table）")
         return value
 
     def path(self, key: str, base: Path | None, default: str | None = None) -> Path:

@@ -70,11 +70,11 @@ from sqlalchemy import (
     table,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from huren.domain.fields import EXAM_SUBITEM, EXAMMASTER, LAB_KEY, LAB_SUBITEM, LABMASTER, Field
-from huren.gateway.model import Record
+from huren.gateway.model import Record, os_reason
 from huren.gateway.sources.base import (
     NODES,
     VOID_VALUES,
@@ -104,10 +104,23 @@ TIME = "last_update_dtime"
 ITEM_LINK = ("org_code", "report_form_no", "event_no")
 
 
-def readonly_engine(url: str, base_dir: Path | None = None) -> Engine:
+def readonly_engine(url: str, base_dir: Path | None = None, where: str = "url") -> Engine:
     """An engine that cannot write where the driver allows it (SQLite ``mode=ro``, PostgreSQL
     read-only sessions); elsewhere use a SELECT-only account. Relative SQLite paths are taken from
-    ``base_dir``."""
+    ``base_dir``; errors name the key as ``where``."""
+    try:
+        return _engine(url, base_dir)
+    except NoSuchModuleError as exc:  # the URL is never echoed: it may hold a password
+        raise ConfigError(f"{where}：不支持的数据库类型或驱动“{make_url(url).drivername}”") from exc
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"{where}：本机未安装数据库驱动 {exc.name}") from exc
+    except ArgumentError as exc:
+        raise ConfigError(f"{where} 不是合法的数据库连接串（例如 postgresql://用户@主机/库名 或 sqlite:///his.db）") from exc
+    except ConfigError as exc:
+        raise ConfigError(f"{where}：{exc}") from exc
+
+
+def _engine(url: str, base_dir: Path | None) -> Engine:
     u = make_url(url)
     backend = u.get_backend_name()
     if backend == "sqlite":
@@ -118,7 +131,7 @@ def readonly_engine(url: str, base_dir: Path | None = None) -> Engine:
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         if not path.is_file():
-            raise ConfigError(f"SQLite database {path} does not exist")
+            raise ConfigError(f"SQLite 数据库 {path} 不存在")
         uri = f"file:{quote(str(path.resolve()))}?mode=ro"
         return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True), poolclass=NullPool)
     engine = create_engine(u, pool_size=1, max_overflow=1, pool_pre_ping=True, pool_recycle=1800)
@@ -201,7 +214,7 @@ class DbViewSource:
         mapper: Mapper | None = None,
     ) -> None:
         if kind not in SPECS:
-            raise ConfigError(f"sources[{name}].kind must be lab or exam")
+            raise ConfigError(f"sources[{name}].kind 应为 lab 或 exam")
         self.name, self.engine, self.kind = name, engine, kind
         self.master_spec, self.item_spec = SPECS[kind]
         self.master_view, self.item_view = master_view, item_view
@@ -217,7 +230,7 @@ class DbViewSource:
         if time_as == "auto":
             time_as = "text" if engine.dialect.name == "sqlite" else "datetime"
         if time_as not in ("text", "datetime"):
-            raise ConfigError(f"sources[{name}].time_as must be auto, text or datetime")
+            raise ConfigError(f"sources[{name}].time_as 应为 auto、text 或 datetime")
         self.time_as = time_as
         self.mapper = mapper
         #: the key fields the view has (a key field given only as a default is a constant, not a column)
@@ -271,7 +284,7 @@ class DbViewSource:
                 try:
                     return base64.b64decode(value)
                 except (binascii.Error, ValueError):
-                    log.warning("%s: %s: %s is not Base64; the report is sent without a PDF", self.name, where, self.pdf_column)
+                    log.warning("%s：%s：%s 不是合法的 Base64，报告将不带 PDF 上传", self.name, where, self.pdf_column)
         if self.pdf_path_column:
             text = to_text(row.get(self.pdf_path_column))
             if text:
@@ -281,7 +294,7 @@ class DbViewSource:
                 try:
                     return path.read_bytes()
                 except OSError as exc:
-                    log.warning("%s: %s: PDF %s unreadable (%s); the report is sent without it", self.name, where, path, exc)
+                    log.warning("%s：%s：无法读取 PDF 文件 %s（%s），报告将不带 PDF 上传", self.name, where, path, os_reason(exc))
         return None
 
     def _record(self, row: Mapping[str, Any], items: list[dict[str, Any]]) -> Record:
@@ -311,16 +324,16 @@ class DbViewSource:
         try:
             wm = Watermark.parse(watermark or self.start)
         except (ValueError, IndexError) as exc:
-            raise SourceError(f"{self.name}: unreadable watermark {watermark!r}: {exc}") from exc
+            raise SourceError(f"{self.name}：无法识别的水位“{watermark}”：{exc}") from exc
         if wm is not None and wm.key is not None and len(wm.key) != len(self.tie):
-            raise SourceError(f"{self.name}: the watermark {watermark!r} does not fit the view's key columns {self.tie}")
+            raise SourceError(f"{self.name}：水位“{watermark}”与视图的键列 {'、'.join(self.tie)} 不相符")
         while True:
             try:
                 masters = self._masters(wm)
                 nos = sorted({to_text(m.get(self._col("report_form_no"))) for m in masters})
                 items = self._items(nos) if nos else {}
             except SQLAlchemyError as exc:
-                raise SourceError(f"{self.name}: reading {self.master_view} / {self.item_view} failed: {exc}") from exc
+                raise SourceError(f"{self.name}：读取视图 {self.master_view} / {self.item_view} 失败：{exc}") from exc
             for row in masters:
                 rec = self._record(row, items.get(to_text(row.get(self._col("report_form_no"))), []))
                 yield rec
@@ -333,16 +346,16 @@ def build(raw: Mapping[str, Any], *, base_dir: Path | None = None, mapper: Mappe
     conf = Conf(raw, KEYS)
     kind = conf.text("kind")
     if kind not in SPECS:
-        raise ConfigError(f"{conf.where('kind')} must be lab or exam")
+        raise ConfigError(f"{conf.where('kind')} 应为 lab 或 exam")
     master_fields = [f.name for f in SPECS[kind][0]]
     item_fields = [f.name for f in SPECS[kind][1]]
     void_column = conf.text("void_column", "data_status")
     batch_size = conf.integer("batch_size", 200)
     if batch_size > 1000:
-        raise ConfigError(f"{conf.where('batch_size')} must be at most 1000")
+        raise ConfigError(f"{conf.where('batch_size')} 不能大于 1000")
     return DbViewSource(
         conf.name,
-        readonly_engine(conf.text("url"), base_dir),
+        readonly_engine(conf.text("url"), base_dir, conf.where("url")),
         kind,
         conf.text("master_view"),
         conf.text("item_view"),

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from huren.errors import HurenError
 from huren.files import atomic_write, private_dir
-from huren.gateway.model import Record
+from huren.gateway.model import Record, os_reason
 from huren.gateway.sources.base import (
     NODES,
     VOID_VALUES,
@@ -163,7 +163,7 @@ class DropFolder:
         try:
             entries = list(os.scandir(self.path))
         except FileNotFoundError:
-            log.warning("%s: drop folder %s does not exist", self.name, self.path)
+            log.warning("%s：投放文件夹 %s 不存在", self.name, self.path)
             return files, writing
         for e in entries:
             if not e.is_file(follow_symlinks=False):
@@ -218,7 +218,7 @@ class DropFolder:
                 self._fail(pair, str(exc))
                 continue
             except OSError as exc:  # vanished or unreadable right now: try again next poll
-                log.warning("%s: %s: %s", self.name, index, exc)
+                log.warning("%s：%s 暂时无法读取（%s），下次轮询再试", self.name, index, os_reason(exc))
                 continue
             if record is None:
                 continue
@@ -264,7 +264,7 @@ class DropFolder:
         the new paths. Files already gone are skipped; nothing is ever deleted."""
         pair = self._pending.pop(record.watermark, None) or self._find(record.watermark)
         if pair is None:
-            log.warning("%s: no files left for %s (%s)", self.name, record.watermark, record.key)
+            log.warning("%s：%s（%s）的文件已不在投放文件夹中", self.name, record.watermark, record.key)
             return []
         if ok:
             moved = self._move(pair, self.done_dir)
@@ -284,7 +284,7 @@ class DropFolder:
         moved = self._move(pair, self.failed_dir, extra)
         target = moved[0].parent / f"{moved[0].stem}.reason.txt" if moved else self.failed_dir / f"{pair.name}.reason.txt"
         atomic_write(target, f"{datetime.now():%Y-%m-%d %H:%M:%S}\n{reason}\n".encode(), durable=False)  # 0600
-        log.warning("%s: %s moved to %s: %s", self.name, pair.name, self.failed_dir, reason)
+        log.warning("%s：%s 已移入 %s：%s", self.name, pair.name, self.failed_dir, reason)
         return [*moved, target]
 
     def _move(self, pair: Pair, into: Path, extra: Sequence[Path] = ()) -> list[Path]:
@@ -311,7 +311,7 @@ def build(raw: Mapping[str, Any], *, base_dir: Path | None = None, mapper: Mappe
     path = conf.path("path", base_dir)
     done_dir, failed_dir = conf.text("done_dir", "done"), conf.text("failed_dir", "failed")
     if Path(done_dir).is_absolute() or Path(failed_dir).is_absolute() or ".." in Path(done_dir).parts + Path(failed_dir).parts:
-        raise ConfigError(f"{conf.where('done_dir')} / failed_dir must be folders inside path")
+        raise ConfigError(f"{conf.where('done_dir')} / failed_dir 应为 path 之内的子文件夹（相对路径，不含 ..）")
     return DropFolder(
         conf.name,
         path,

@@ -81,7 +81,7 @@ class HisSource:
         if time_as == "auto":
             time_as = "text" if engine.dialect.name == "sqlite" else "datetime"
         if time_as not in ("text", "datetime"):
-            raise ConfigError(f"sources[{name}].time_as must be auto, text or datetime")
+            raise ConfigError(f"sources[{name}].time_as 应为 auto、text 或 datetime")
         self.time_as = time_as
 
     def _row(self, kind: Kind, raw: Mapping[str, Any], columns: Mapping[str, str]) -> dict[str, str]:
@@ -99,7 +99,7 @@ class HisSource:
             with self.engine.connect() as conn:
                 return [lowered(r) for r in conn.execute(q).mappings()]
         except SQLAlchemyError as exc:
-            raise SourceError(f"{self.name}: reading the HIS failed: {exc}") from exc
+            raise SourceError(f"{self.name}：读取 HIS 失败：{exc}") from exc
 
     def _key(self, node: str) -> str:
         return f"{node}:{self.org_code}"
@@ -115,7 +115,7 @@ class HisSource:
             else:
                 state = {}
         except ValueError as exc:
-            raise SourceError(f"{self.name}: unreadable watermark {text!r}: {exc}") from exc
+            raise SourceError(f"{self.name}：无法识别的水位“{text}”：{exc}") from exc
         for node in ("dept", "staff"):
             if node in self.tables:
                 yield from self._snapshot(node, state)
@@ -173,10 +173,10 @@ def build(raw: Mapping[str, Any], *, base_dir: Path | None = None, mapper: Mappe
         inner = Conf({**sub, "name": f"{conf.name}.{key}"}, TABLE_KEYS)
         tables[key] = (inner.text("view"), inner.table("columns", [f.name for f in MASTERDATA[node].spec]))
     if not tables:
-        raise ConfigError(f"sources[{conf.name}]: give at least one of patients, depts, staff")
+        raise ConfigError(f"sources[{conf.name}]：patients、depts、staff 至少应配置一项")
     return HisSource(
         conf.name,
-        readonly_engine(conf.text("url"), base_dir),
+        readonly_engine(conf.text("url"), base_dir, conf.where("url")),
         tables,
         org_code=conf.text("org_code", ""),
         batch_size=conf.integer("batch_size", 200),

@@ -111,7 +111,7 @@ class PacsHttpSource:
     ) -> None:
         bad = [t for t in types if t not in TYPES]
         if bad or not types:
-            raise ConfigError(f"sources[{name}].types must list some of 1, 2, 3, 4")
+            raise ConfigError(f"sources[{name}].types 应为 1、2、3、4 中的若干项")
         self.name, self.url = name, url
         self.types = tuple(types)
         self.window = timedelta(minutes=window_minutes)
@@ -134,22 +134,22 @@ class PacsHttpSource:
         try:
             r = self.http.post(self.url, json=body)
         except httpx2.HTTPError as exc:
-            raise SourceError(f"{self.name}: POST {self.url} failed: {exc.__class__.__name__}: {exc}") from exc
+            raise SourceError(f"{self.name}：请求 PACS（POST {self.url}）失败：{exc}") from exc
         if r.status_code >= 400:
-            raise SourceError(f"{self.name}: POST {self.url} answered HTTP {r.status_code}: {r.text[:300]}")
+            raise SourceError(f"{self.name}：PACS（POST {self.url}）返回 HTTP {r.status_code}：{r.text[:300]}")
         try:
             answer = r.json()
         except ValueError as exc:
-            raise SourceError(f"{self.name}: the PACS answer is not JSON: {r.text[:300]}") from exc
+            raise SourceError(f"{self.name}：PACS 的应答不是 JSON：{r.text[:300]}") from exc
         if isinstance(answer, Mapping) and "code" in answer and str(answer["code"]).lower() not in OK_CODES:
-            raise SourceError(f"{self.name}: the PACS answered code {answer['code']}: {answer.get('message', '')}")
+            raise SourceError(f"{self.name}：PACS 返回错误码 {answer['code']}：{answer.get('message', '')}")
         rows = dig(answer, self.data_key) if self.data_key and isinstance(answer, Mapping) else answer
         if rows is None:
             return []
         if isinstance(rows, Mapping):
             rows = [rows]
         if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
-            raise SourceError(f"{self.name}: the PACS answer's {self.data_key or 'body'} is not a list of reports")
+            raise SourceError(f"{self.name}：PACS 应答的 {self.data_key or '内容'} 不是报告列表")
         return [dict(r) for r in rows]
 
     def _pdf(self, report: Mapping[str, Any], key: str) -> bytes | None:
@@ -159,16 +159,16 @@ class PacsHttpSource:
                 try:
                     return base64.b64decode(text)
                 except (binascii.Error, ValueError):
-                    log.warning("%s: %s: %s is not Base64; sent without a PDF", self.name, key, self.pdf_field)
+                    log.warning("%s：%s：%s 不是合法的 Base64，报告将不带 PDF 上传", self.name, key, self.pdf_field)
         if self.pdf_url_field:
             url = to_text(dig(report, self.pdf_url_field))
             if url:
                 try:
                     r = self.http.get(url)
                 except httpx2.HTTPError as exc:
-                    raise SourceError(f"{self.name}: {key}: GET {url} failed: {exc}") from exc
+                    raise SourceError(f"{self.name}：{key}：下载 PDF（GET {url}）失败：{exc}") from exc
                 if r.status_code >= 400:
-                    raise SourceError(f"{self.name}: {key}: GET {url} answered HTTP {r.status_code}")
+                    raise SourceError(f"{self.name}：{key}：下载 PDF（GET {url}）返回 HTTP {r.status_code}")
                 return r.content
         return None
 
@@ -214,7 +214,7 @@ class PacsHttpSource:
         try:
             begin = parse_time(text) if text else self.clock() - timedelta(days=1)
         except ValueError as exc:
-            raise SourceError(f"{self.name}: unreadable watermark {text!r}") from exc
+            raise SourceError(f"{self.name}：无法识别的水位“{text}”") from exc
         limit = self.clock() - self.lag
         while begin < limit:
             end = min(begin + self.window, limit)
@@ -241,7 +241,7 @@ def build(raw: Mapping[str, Any], *, base_dir: Path | None = None, mapper: Mappe
     try:
         type_numbers = [int(t) for t in types]
     except ValueError as exc:
-        raise ConfigError(f"{conf.where('types')} must list some of 1, 2, 3, 4") from exc
+        raise ConfigError(f"{conf.where('types')} 应为 1、2、3、4 中的若干项") from exc
     headers = conf.table("headers")
     http = httpx2.Client(timeout=conf.number("timeout", 30.0, minimum=1.0), headers=headers)
     return PacsHttpSource(
