@@ -17,7 +17,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from huren.gateway import demo_hospital
 
     if args.hospital is not None and (args.hospital / demo_hospital.DB).exists():
-        print(f"错误：{args.hospital / demo_hospital.DB} already exists: choose an empty folder for the demo hospital", file=sys.stderr)
+        print(f"错误：{args.hospital / demo_hospital.DB} 已存在：请为演示医院选择一个空目录", file=sys.stderr)
         return 2
     settings = settings_of(args)
     container = build(settings, upgrade=True)

@@ -55,10 +55,10 @@ def init_platform_key(key_dir: Path, *, force: bool = False) -> Sm2Key:
         _write_new(key_dir / PUBLIC_KEY_FILE, (key.public_hex + "\n").encode("ascii"), 0o600, replace=True)
     except FileExistsError as exc:
         raise GmError(
-            f"{path} already exists; use --force to replace it (hospitals then need the new public key)"
+            f"{path} 已存在；如需替换请加 --force（替换后各医院需要改用新的平台公钥）"
         ) from exc
     except OSError as exc:
-        raise GmError(f"cannot write the key under {key_dir}: {exc.strerror or exc}") from exc
+        raise GmError(f"无法在 {key_dir} 下写入密钥：{exc.strerror or exc}") from exc
     return key
 
 
@@ -68,10 +68,10 @@ def load_platform_key(key_dir: Path) -> Sm2Key:
     try:
         text = path.read_bytes()
     except FileNotFoundError as exc:
-        raise GmError(f"no platform SM2 key at {path}; create one with `huren keys init`") from exc
+        raise GmError(f"{path} 处没有平台SM2密钥，请先运行 huren keys init 生成") from exc
     except OSError as exc:
-        raise GmError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise GmError(f"无法读取 {path}：{exc.strerror or exc}") from exc
     try:
         return Sm2Key.from_pem(text)
     except GmError as exc:
-        raise GmError(f"{path}: {exc}") from exc
+        raise GmError(f"{path} 不是有效的SM2私钥文件：{exc}") from exc

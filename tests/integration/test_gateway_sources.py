@@ -100,7 +100,7 @@ def test_demo_hospital_command_creates_a_usable_hospital(tmp_path: Path) -> None
     assert json.loads(other.stdout)["skipped"] and (tmp_path / "other" / "his.db").is_file()
     before = (hosp / "his.db").read_bytes()
     again = huren("demo", "--if-empty", "--hospital", str(hosp), data_dir=data)
-    assert again.returncode == 2 and "already exists" in again.stderr and (hosp / "his.db").read_bytes() == before
+    assert again.returncode == 2 and "已存在" in again.stderr and (hosp / "his.db").read_bytes() == before
 
 
 # -- the demo hospital's sources → the platform --------------------------------------------------

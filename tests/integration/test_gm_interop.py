@@ -299,7 +299,7 @@ def test_cli_keys_init_and_public(tmp_path: Path) -> None:
 
     again = _huren("keys", "init", data_dir=data)
     assert again.returncode == 2
-    assert "already exists" in again.stderr and "--force" in again.stderr
+    assert "已存在" in again.stderr and "--force" in again.stderr
     assert "Traceback" not in again.stderr
     assert Sm2Key.from_pem(pem.read_bytes()) == key
 

@@ -332,7 +332,7 @@ def test_init_platform_key_writes_0600_and_refuses_overwrite(tmp_path: Path) -> 
     assert stat.S_IMODE(pem.stat().st_mode) == 0o600
     assert (key_dir / keyfiles.PUBLIC_KEY_FILE).read_text().strip() == key.public_hex
     assert keyfiles.load_platform_key(key_dir) == key
-    with pytest.raises(GmError, match="already exists"):
+    with pytest.raises(GmError, match="已存在"):
         keyfiles.init_platform_key(key_dir)
     assert keyfiles.load_platform_key(key_dir) == key  # untouched
     new = keyfiles.init_platform_key(key_dir, force=True)

@@ -57,7 +57,7 @@ def test_keys_init_elsewhere_takes_effect_without_restart(tmp_path: Path) -> Non
     assert serving.platform_key() == key and serving.platform_public_hex() == key.public_hex
     assert _mode(tmp_path / "keys") == 0o700
     assert _mode(tmp_path / "keys" / keyfiles.PRIVATE_KEY_FILE) == 0o600
-    with pytest.raises(GmError, match="already exists"):
+    with pytest.raises(GmError, match="已存在"):
         serving.init_platform_key()
     assert serving.platform_key() == key
 
