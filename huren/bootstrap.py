@@ -58,13 +58,14 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
     private_dir(settings.data_dir)
     private_database(settings.db_url)
     db = Database(make_engine(settings.db_url))
+    keys = keyring(settings)  # the one keyring: transport, SOAP, tokens, the blob store and the access log take their keys from it
     if upgrade:
-        migrate.upgrade(db.engine)
-    keys = keyring(settings)  # the one keyring: transport, SOAP, tokens and the blob store take their keys from it
+        migrate.upgrade(db.engine, fields=keys.fields())  # 0006 seals the ID numbers already stored
     blobs = BlobStore(settings.blob_dir, cipher=keys.fields())  # PDFs and kept payloads sealed (SM4-GCM)
     clock = clock or Clock(settings.timezone)
     audit = AuditService(
-        db, clock, read_per_minute=settings.read_rate_per_minute, system_read_per_minute=settings.system_read_rate_per_minute
+        db, clock, read_per_minute=settings.read_rate_per_minute, system_read_per_minute=settings.system_read_rate_per_minute,
+        fields=keys.fields(),
     )
     registry = RegistryService(
         db, blobs, clock, settings.max_pdf_bytes,

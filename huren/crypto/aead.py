@@ -31,7 +31,6 @@ table — nothing about the value itself without the index secret.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import re
@@ -98,6 +97,8 @@ def normalise(value: str) -> str:
     """What the blind index sees: NFKC (full-width digits and letters become ASCII), outer
     whitespace removed, inner runs of whitespace made one space, letters upper-cased (an ID number's
     ``x`` is ``X``)."""
+    if value.isascii() and value.isalnum():  # the common case (an ID number): NFKC leaves it alone
+        return value.upper()
     return _WS.sub(" ", unicodedata.normalize("NFKC", value)).strip().upper()
 
 
@@ -133,7 +134,8 @@ class FieldCipher:
         self.active = active
         self._secrets = dict(keys)
         self._resolve = resolve
-        self._derived: dict[tuple[int, int], bytes] = {}
+        self._derived: dict[tuple[int, int], algorithms.SM4 | algorithms.AES] = {}
+        self._ads: dict[tuple[str, str, str], bytes] = {}
         self._index_secret = bytes(index_secret)
         self._blind_keys: dict[str, bytes] = {}
 
@@ -144,7 +146,8 @@ class FieldCipher:
     def key_ids(self) -> list[int]:
         return sorted(self._secrets)
 
-    def _key(self, algorithm: int, kid: int) -> bytes:
+    def _key(self, algorithm: int, kid: int) -> algorithms.SM4 | algorithms.AES:
+        """The block cipher keyed for ``kid`` (derived once, kept: sealing a field is on hot paths)."""
         k = self._derived.get((algorithm, kid))
         if k is None:
             secret = self._secrets.get(kid)
@@ -157,7 +160,7 @@ class FieldCipher:
             if secret is None:
                 raise SealError(f"unknown data key id {kid}")
             info = b"huren/aead/v1/" + NAMES[algorithm].encode()
-            k = self._derived[(algorithm, kid)] = _hkdf(secret, info, _KEY_LEN[algorithm])
+            k = self._derived[(algorithm, kid)] = _algorithm(algorithm, _hkdf(secret, info, _KEY_LEN[algorithm]))
         return k
 
     # -- bytes ----------------------------------------------------------------------------------
@@ -166,7 +169,7 @@ class FieldCipher:
         nonce = os.urandom(NONCE_LEN)
         header = _HEADER.pack(VERSION, self.algorithm, self.active) + nonce
         key = self._key(self.algorithm, self.active)
-        enc = Cipher(_algorithm(self.algorithm, key), modes.GCM(nonce)).encryptor()
+        enc = Cipher(key, modes.GCM(nonce)).encryptor()
         enc.authenticate_additional_data(header + ad)
         body = enc.update(plaintext) + enc.finalize()
         return header + body + enc.tag
@@ -180,7 +183,7 @@ class FieldCipher:
             raise SealError("envelope too short")
         key = self._key(algorithm, kid)
         header, body, tag = envelope[:HEADER_LEN], envelope[HEADER_LEN:-TAG_LEN], envelope[-TAG_LEN:]
-        dec = Cipher(_algorithm(algorithm, key), modes.GCM(header[_HEADER.size :], tag)).decryptor()
+        dec = Cipher(key, modes.GCM(header[_HEADER.size :], tag)).decryptor()
         dec.authenticate_additional_data(header + ad)
         try:
             return dec.update(body) + dec.finalize()
@@ -201,8 +204,16 @@ class FieldCipher:
         return kid != self.active or algorithm != self.algorithm
 
     # -- text columns ---------------------------------------------------------------------------
+    def _ad(self, table: str, column: str, context: str) -> bytes:
+        ad = self._ads.get((table, column, context))
+        if ad is None:
+            ad = column_ad(table, column, context)
+            if len(self._ads) < 1024:  # contexts (institution codes) are few; never unbounded
+                self._ads[(table, column, context)] = ad
+        return ad
+
     def seal_text(self, value: str, table: str, column: str, context: str = "") -> str:
-        return TEXT_PREFIX + b64url.encode(self.seal(value.encode(), column_ad(table, column, context)))
+        return TEXT_PREFIX + b64url.encode(self.seal(value.encode(), self._ad(table, column, context)))
 
     def open_text(self, token: str, table: str, column: str, context: str = "") -> str:
         if not is_sealed_text(token):
@@ -212,7 +223,7 @@ class FieldCipher:
         except ValueError:
             raise SealError(f"{table}.{column}: damaged envelope") from None
         try:
-            return self.open(envelope, column_ad(table, column, context)).decode()
+            return self.open(envelope, self._ad(table, column, context)).decode()
         except UnicodeDecodeError:  # cannot happen for a value that authenticated; kept explicit
             raise SealError(f"{table}.{column}: not UTF-8") from None
 
@@ -223,7 +234,7 @@ class FieldCipher:
         key = self._blind_keys.get(domain)
         if key is None:
             key = self._blind_keys[domain] = _hkdf(self._index_secret, b"huren/blind-index/v1/" + domain.encode(), 32)
-        return hmac.new(key, normalise(value).encode(), hashlib.sha256).digest()[:BLIND_LEN].hex()
+        return hmac.digest(key, normalise(value).encode(), "sha256")[:BLIND_LEN].hex()
 
 
 def is_sealed_text(value: str) -> bool:

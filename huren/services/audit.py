@@ -5,6 +5,10 @@ A read counts once per operation (a list of 100 patients is one read), when it n
 (or says it is a patient read); at the limit the read is refused (``TooMany``, 429) instead of
 logged, and the refusal is logged once per window (action ``read_rate_limited``). The counts are
 per process: with N workers an account may read up to N × the limit.
+
+The patient's ID number is sealed in every row written (``huren.store.audit``: an SM4-GCM
+envelope and a blind index), with the field cipher of the keyring; :meth:`AuditService.history`
+reads the log by patient.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from huren.context import Clock, Principal
+from huren.crypto.aead import FieldCipher
 from huren.errors import Problem, TooMany
 from huren.store import audit
 from huren.store.database import Database
@@ -63,9 +69,13 @@ class ReadLimiter:
 
 
 class AuditService:
-    def __init__(self, db: Database, clock: Clock, *, read_per_minute: int = 0, system_read_per_minute: int = 0) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, *, read_per_minute: int = 0, system_read_per_minute: int = 0,
+        fields: FieldCipher | None = None,
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._fields = fields
         self.limiter = ReadLimiter(clock, read_per_minute, system_read_per_minute)
 
     def record(
@@ -104,19 +114,38 @@ class AuditService:
         if read:
             self.check_rate(principal, action, in_transaction=True)
         now = self._clock.now()
-        return [
-            {
-                "at": now,
-                "org_code": principal.org_code,
-                "username": principal.username,
-                "action": action,
-                "id_type_code": t,
-                "id_no": n,
-                "target": tg,
-                "remote_addr": principal.remote_addr,
-            }
-            for t, n, tg in entries
-        ]
+        out = []
+        for t, n, tg in entries:
+            sealed, bidx = audit.sealed_id(self.fields, n) if n is not None else (None, None)
+            out.append(
+                {
+                    "at": now,
+                    "org_code": principal.org_code,
+                    "username": principal.username,
+                    "action": action,
+                    "id_type_code": t,
+                    "id_no": sealed,
+                    "id_no_bidx": bidx,
+                    "target": tg,
+                    "remote_addr": principal.remote_addr,
+                }
+            )
+        return out
+
+    @property
+    def fields(self) -> FieldCipher:
+        """The field cipher sealing ID numbers (an AuditService without one writes no patient)."""
+        if self._fields is None:
+            raise RuntimeError("this AuditService has no field cipher: it cannot log a read of patient data")
+        return self._fields
+
+    def history(
+        self, *, id_type_code: str | None = None, id_no: str | None = None, since: datetime | None = None,
+        limit: int = 200,
+    ) -> list[dict[str, Any]]:
+        """Access-log rows, newest first, ID numbers opened (by patient: through the blind index)."""
+        with self._db.read() as conn:
+            return audit.list_access(conn, self.fields, id_type_code=id_type_code, id_no=id_no, since=since, limit=limit)
 
     def check_rate(self, principal: Principal, action: str, *, in_transaction: bool = False) -> None:
         """Count one read of patient data by ``principal``; TooMany (logged) over the limit.
@@ -135,6 +164,7 @@ class AuditService:
                 "action": RATE_LIMITED,
                 "id_type_code": None,
                 "id_no": None,
+                "id_no_bidx": None,
                 "target": f"{action}: over {limit} reads/min",
                 "remote_addr": principal.remote_addr,
             }

@@ -1,4 +1,12 @@
-"""The access log: every read of a patient's data."""
+"""The access log: every read of a patient's data.
+
+The patient's ID number is sealed at rest (issue 10 §1.8, ``huren.crypto.aead``): ``id_no`` holds
+``enc1:…`` bound to ``access_log.id_no``, and ``id_no_bidx`` its keyed blind index (domain
+``id_no``), which is what lookups by patient compare. :func:`sealed_id` makes the pair for a row
+(``huren.services.audit`` does, for every row it writes); :func:`list_access` finds rows by the
+index and opens the values — a value that does not open (another data key, a value moved from
+another column) is :class:`huren.errors.NotConfigured`, never returned in part.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +17,31 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.engine import Dialect
 
+from huren.crypto.aead import FieldCipher, SealError, is_sealed_text
+from huren.errors import NotConfigured
 from huren.store.direct import DirectInsert
 from huren.store.tables import access_log
+
+TABLE = "access_log"
+ID_DOMAIN = "id_no"  # blind-index domain of ID numbers (shared by every table that indexes one)
+UNREADABLE = "访问日志中的加密字段无法解密：数据密钥（keys/data.keys）与数据库不匹配，请从备份恢复数据密钥文件"
+
+
+def sealed_id(fields: FieldCipher, id_no: str | None) -> tuple[str | None, str | None]:
+    """(sealed ``id_no``, its blind index) of an access-log row; (None, None) for no patient."""
+    if id_no is None:
+        return None, None
+    return fields.seal_text(id_no, TABLE, "id_no"), fields.blind(id_no, ID_DOMAIN)
+
+
+def open_id(fields: FieldCipher, value: str | None) -> str | None:
+    """The ID number of a stored row (NotConfigured when it does not open)."""
+    if value is None:
+        return None
+    try:
+        return fields.open_text(value, TABLE, "id_no")
+    except SealError as exc:
+        raise NotConfigured(UNREADABLE) from exc
 
 
 def log_access(conn: Connection, row: dict[str, Any]) -> None:
@@ -24,19 +55,48 @@ def _access_insert(dialect: Dialect) -> DirectInsert:
 
 def log_access_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Access-log rows in the caller's transaction, on the DBAPI cursor (written on every read
-    of a patient's data, so on the hot paths)."""
+    of a patient's data, so on the hot paths). Rows come sealed (``AuditService.rows``)."""
     _access_insert(conn.dialect).run(conn, rows)
 
 
 def list_access(
-    conn: Connection, *, id_type_code: str | None = None, id_no: str | None = None, since: datetime | None = None,
-    limit: int = 200,
+    conn: Connection, fields: FieldCipher, *, id_type_code: str | None = None, id_no: str | None = None,
+    since: datetime | None = None, limit: int = 200,
 ) -> list[dict[str, Any]]:
+    """Access-log rows, newest first, with ``id_no`` opened (by patient through the blind index)."""
     q = select(access_log)
     if id_type_code is not None:
         q = q.where(access_log.c.id_type_code == id_type_code)
     if id_no is not None:
-        q = q.where(access_log.c.id_no == id_no)
+        q = q.where(access_log.c.id_no_bidx == fields.blind(id_no, ID_DOMAIN))
     if since is not None:
         q = q.where(access_log.c.at >= since)
-    return [dict(r) for r in conn.execute(q.order_by(access_log.c.id.desc()).limit(limit)).mappings()]
+    out = []
+    for r in conn.execute(q.order_by(access_log.c.id.desc()).limit(limit)).mappings():
+        row = dict(r)
+        row["id_no"] = open_id(fields, row["id_no"])
+        out.append(row)
+    return out
+
+
+def seal_existing(conn: Connection, fields: FieldCipher, *, batch: int = 1000) -> int:
+    """Seal the ID numbers of rows written before they were sealed (the 0006 migration); returns
+    how many rows were converted. Rows already sealed are left as they are."""
+    done = 0
+    last = 0
+    while True:
+        q = (
+            select(access_log.c.id, access_log.c.id_no)
+            .where(access_log.c.id > last, access_log.c.id_no.is_not(None))
+            .order_by(access_log.c.id)
+            .limit(batch)
+        )
+        found = conn.execute(q).all()
+        if not found:
+            return done
+        last = found[-1].id
+        todo = [(i, v) for i, v in found if not is_sealed_text(v)]
+        for i, v in todo:
+            sealed, bidx = sealed_id(fields, v)
+            conn.execute(access_log.update().where(access_log.c.id == i).values(id_no=sealed, id_no_bidx=bidx))
+        done += len(todo)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
+
+if TYPE_CHECKING:
+    from huren.crypto.aead import FieldCipher
 
 
 def alembic_config(url: str) -> Config:
@@ -16,8 +20,12 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head", *, fields: FieldCipher | None = None) -> None:
+    """Upgrade to ``revision``. ``fields``: the keyring's field cipher, for migrations that seal
+    values already stored (0006: the access log's ID numbers); without it such a migration
+    refuses a database that holds any."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
+        cfg.attributes["fields"] = fields
         command.upgrade(cfg, revision)

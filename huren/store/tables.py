@@ -47,6 +47,10 @@ metadata = MetaData(
 #: Auto-increment 64-bit ids (SQLite needs INTEGER for its rowid alias).
 Id = BigInteger().with_variant(Integer, "sqlite")
 
+#: A sealed text column (huren.crypto.aead.FieldCipher.seal_text) of a value up to 128 characters:
+#: "enc1:" + base64url of 34 + up to 512 bytes = at most 733 characters.
+SEALED_LEN = 768
+
 
 def _type(f: Field) -> TypeEngine[Any]:
     if f.kind == "dt":
@@ -219,10 +223,11 @@ access_log = Table(
     Column("username", String(128), nullable=False),
     Column("action", String(64), nullable=False),
     Column("id_type_code", String(2)),
-    Column("id_no", String(128)),
+    Column("id_no", String(SEALED_LEN)),  # sealed (huren.store.audit): "enc1:" + base64url envelope
+    Column("id_no_bidx", String(32)),  # its blind index: lookups by patient
     Column("target", String(256)),
     Column("remote_addr", String(64)),
-    Index(None, "id_type_code", "id_no", "at"),
+    Index(None, "id_type_code", "id_no_bidx", "at"),
     Index(None, "org_code", "at"),
 )
 

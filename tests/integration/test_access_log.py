@@ -62,12 +62,12 @@ def _rows(c: Container) -> int:
 
 def _since(c: Container, n: int) -> list[dict[str, Any]]:
     with c.db.read() as conn:
-        return [r for r in audit_store.list_access(conn, limit=1000) if r["id"] > n]
+        return [r for r in audit_store.list_access(conn, c.keys.fields(), limit=1000) if r["id"] > n]
 
 
 def _last_id(c: Container) -> int:
     with c.db.read() as conn:
-        rows = audit_store.list_access(conn, limit=1)
+        rows = audit_store.list_access(conn, c.keys.fields(), limit=1)
     return int(rows[0]["id"]) if rows else 0
 
 

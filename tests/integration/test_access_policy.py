@@ -216,7 +216,7 @@ def test_an_institution_requiring_signatures_cannot_be_read_through_pages_or_soa
     answer = hc.call("GetCheckLabList", query)
     assert answer.startswith("error:本机构要求签名请求") and "SOAP" in answer, answer
     with container.db.read() as conn:
-        refused = [r for r in audit_store.list_access(conn, limit=50) if r["action"] == "unsigned_refused"]
+        refused = [r for r in audit_store.list_access(conn, container.keys.fields(), limit=50) if r["action"] == "unsigned_refused"]
     assert {r["target"] for r in refused} == {"page", "soap"}
     # another institution is not concerned
     b_token = login(client, ORG_B).headers["Authorization"].split()[1]

@@ -68,7 +68,7 @@ def test_patient_reads_are_audited(api_a: Api, api_b: Api, container: Container)
     api_b.get(f"/api/v1/lab-reports/{rid}")
     api_b.get(f"/api/v1/lab-reports/{rid}/pdf")
     with container.db.read() as conn:
-        rows = audit.list_access(conn, id_type_code="01", id_no=samples.ID_NO)
+        rows = audit.list_access(conn, container.keys.fields(), id_type_code="01", id_no=samples.ID_NO)
     assert {r["action"] for r in rows} == {"query_lab", "view_lab", "pdf_lab"}
     assert all(r["org_code"] == ORG_B[0] and r["username"] == ORG_B[4] for r in rows)
 

@@ -255,7 +255,7 @@ def test_the_direct_cursor_path_translates_too(container: Container) -> None:
 
     row = {"at": container.clock.now(), "org_code": ORG_A[0], "username": "his", "action": "read",
            "id_type_code": "01", "id_no": "1", "target": "t", "remote_addr": None}
-    bad = [{"id_no": "\ud800"}] + ([] if container.db.is_sqlite else [{"id_no": "9" * 500}, {"target": "a\x00b"}])
+    bad = [{"id_no": "\ud800"}] + ([] if container.db.is_sqlite else [{"id_no": "9" * 800}, {"target": "a\x00b"}])
     for change in bad:
         with pytest.raises(InvalidInput), container.db.write() as conn:
             audit_store.log_access_many(conn, [row | change])

@@ -421,7 +421,7 @@ def test_audit_rows(api_a: Api, api_b: Api, api_sup: Api, client: TestClient, co
     finally:
         container.clock.offset = 0
     with container.db.read() as conn:
-        rows = audit.list_access(conn)
+        rows = audit.list_access(conn, container.keys.fields())
     seen = {(r["org_code"], r["username"], r["action"], r["id_no"]) for r in rows}
     assert (ORG_A[0], ORG_A[4], "transport_key_set", None) in seen
     assert ("650100000", "admin", "transport_key_get", None) in seen
