@@ -90,7 +90,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         quality=QualityService(db, blobs, clock, audit),
         directory=DirectoryService(db, clock, hasher=auth.hasher, on_change=auth.forget),
         catalog=CatalogService(db, clock, on_change=recognition.invalidate),
-        masterdata=MasterDataService(db, clock, audit, registry.reject),
+        masterdata=MasterDataService(db, clock, audit, registry.reject, fields=keys.fields()),
         recognition=recognition,
         statistics=StatisticsService(db, clock),
         transport=transport,

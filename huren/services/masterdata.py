@@ -4,7 +4,9 @@ lab QC records (HZ-1/2/3, XC-L1, XC-L4).
 An institution uploads and reads only its own rows; a supervisor reads those of its region. An
 upload is all or nothing: one bad row and nothing is written, the submission is kept as rejected
 (kind = the body's node, e.g. ``dept``) with every problem. Reading patients is reading patient
-data: each patient returned is written to the access log.
+data: each patient returned is written to the access log. A patient's ID number, name, card
+number and phone are sealed at rest with the keyring's field cipher (``huren.store.masterdata``);
+patients are found by ID number through its blind index (filter ``id_no``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, NoReturn
 import orjson
 
 from huren.context import Clock, Principal
+from huren.crypto.aead import FieldCipher
 from huren.domain.masterdata import KINDS, Kind, check_org, validate_rows
 from huren.domain.records import format_value
 from huren.errors import Forbidden, HurenError, InvalidInput, NotFound, Problem
@@ -31,7 +34,7 @@ RejectFn = Callable[[Principal, str, str, Sequence[Problem], bytes | None, str |
 FILTERS: dict[str, tuple[str, ...]] = {
     "dept": ("dept_code", "dept_std_code"),
     "staff": ("staff_code", "dept_code"),
-    "patient": ("patient_id",),
+    "patient": ("patient_id", "id_type_code", "id_no"),
     "device": ("dept_code",),
     "qc_record": ("device_code", "item_code", "in_control"),
 }
@@ -39,11 +42,14 @@ MAX_LIMIT = 1000
 
 
 class MasterDataService:
-    def __init__(self, db: Database, clock: Clock, audit: AuditService, reject: RejectFn) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, audit: AuditService, reject: RejectFn, *, fields: FieldCipher | None = None
+    ) -> None:
         self._db = db
         self._clock = clock
         self._audit = audit
         self._reject = reject
+        self._fields = fields if fields is not None else audit.fields
 
     @staticmethod
     def kind(node: str) -> Kind:
@@ -83,7 +89,7 @@ class MasterDataService:
                     if r["device_code"] not in known
                 ]
             if not problems:
-                store.upsert(conn, kind.node, principal.org_code, kind.key, rows, now=self._clock.now())
+                store.upsert(conn, kind.node, principal.org_code, kind.key, rows, now=self._clock.now(), fields=self._fields)
         if problems:
             self._rejected(principal, kind, channel, InvalidInput(f"{kind.title}数据未通过校验", problems), raw, payload)
         return len(rows)
@@ -140,7 +146,8 @@ class MasterDataService:
         with self._db.read() as conn:
             scope = access.org_scope(conn, principal, "directory.read", org_code)
             found, total = store.rows(
-                conn, node, kind.key, scope, equals=equals, day_from=day_from, day_to=day_to, limit=limit, offset=offset
+                conn, node, kind.key, scope, equals=equals, day_from=day_from, day_to=day_to, limit=limit, offset=offset,
+                fields=self._fields,
             )
         if kind.patient_data:
             self._audit.record_many(

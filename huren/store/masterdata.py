@@ -1,4 +1,12 @@
-"""Directory master data: departments, staff, patients, lab instruments, lab QC records."""
+"""Directory master data: departments, staff, patients, lab instruments, lab QC records.
+
+A patient's identity is sealed at rest (issue 10 §1.8, ``huren.crypto.aead``): ``id_no``, ``name``,
+``card_no`` and ``phone`` hold ``enc1:…`` envelopes bound to their column and to the row
+(``org_code|patient_id``, so a value moved to another patient does not open), and ``id_no_bidx``
+the ID number's keyed blind index, which a lookup by ID number (``equals={"id_no": …}``) compares.
+:func:`upsert` seals, :func:`rows` opens; a value that does not open is
+:class:`huren.errors.NotConfigured`.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +14,70 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Table, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.elements import ColumnElement
 
+from huren.crypto.aead import FieldCipher, SealError, is_sealed_text
+from huren.errors import NotConfigured
 from huren.store.tables import dept, device, patient, qc_record, staff
 
 TABLES: dict[str, Table] = {"dept": dept, "staff": staff, "patient": patient, "device": device, "qc_record": qc_record}
+#: the sealed columns of each node
+SEALED: dict[str, tuple[str, ...]] = {"patient": ("id_no", "name", "card_no", "phone")}
+ID_DOMAIN = "id_no"  # blind-index domain of ID numbers (as the access log's)
+UNREADABLE = "患者主数据中的加密字段无法解密：数据密钥（keys/data.keys）与数据库不匹配，请从备份恢复数据密钥文件"
+
+
+def _context(org_code: str, row: Mapping[str, Any]) -> str:
+    return f"{org_code}|{row['patient_id']}"
+
+
+def seal_row(fields: FieldCipher, node: str, org_code: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row as stored: its sealed columns sealed, the ID number's blind index added."""
+    out = dict(row)
+    cols = SEALED.get(node)
+    if not cols:
+        return out
+    ctx = _context(org_code, row)
+    for c in cols:
+        if out.get(c) is not None:
+            out[c] = fields.seal_text(str(out[c]), node, c, ctx)
+    out["id_no_bidx"] = fields.blind(str(row["id_no"]), ID_DOMAIN)
+    return out
+
+
+def open_row(fields: FieldCipher, node: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored row with its sealed columns opened (NotConfigured when one does not open)."""
+    out = dict(row)
+    cols = SEALED.get(node)
+    if not cols:
+        return out
+    ctx = _context(str(row["org_code"]), row)
+    try:
+        for c in cols:
+            if out.get(c):  # None or the column default "" (nothing to open)
+                out[c] = fields.open_text(out[c], node, c, ctx)
+    except SealError as exc:
+        raise NotConfigured(UNREADABLE) from exc
+    out.pop("id_no_bidx", None)
+    return out
 
 
 def upsert(
-    conn: Connection, node: str, org_code: str, key: Sequence[str], rows: Sequence[Mapping[str, Any]], *, now: datetime
+    conn: Connection, node: str, org_code: str, key: Sequence[str], rows: Sequence[Mapping[str, Any]], *, now: datetime,
+    fields: FieldCipher | None = None,
 ) -> None:
-    """Insert each row, or replace the stored row of the same ``(org_code, *key)``."""
+    """Insert each row, or replace the stored row of the same ``(org_code, *key)``; the sealed
+    columns of a node (SEALED) are sealed with ``fields`` (required for such a node)."""
     if not rows:
         return
     table = TABLES[node]
+    if node in SEALED:
+        if fields is None:
+            raise ValueError(f"{node}: sealed columns need the field cipher")
+        rows = [seal_row(fields, node, org_code, r) for r in rows]
     values = [{k: v for k, v in r.items() if k != "org_code"} | {"org_code": org_code, "updated_at": now} for r in rows]
     ins = sqlite_insert(table) if conn.dialect.name == "sqlite" else pg_insert(table)
     index = ["org_code", *key]
@@ -35,13 +90,22 @@ def upsert(
 
 
 def _where(
-    table: Table, org_codes: Sequence[str] | None, equals: Mapping[str, Any], day_from: date | None, day_to: date | None
+    table: Table, org_codes: Sequence[str] | None, equals: Mapping[str, Any], day_from: date | None, day_to: date | None,
+    fields: FieldCipher | None,
 ) -> list[ColumnElement[bool]]:
     cond: list[ColumnElement[bool]] = []
     if org_codes is not None:
         cond.append(table.c.org_code.in_(list(org_codes)))
+    sealed = SEALED.get(table.name, ())
     for name, value in equals.items():
-        cond.append(table.c[name] == value)
+        if name == "id_no" and name in sealed:
+            if fields is None:
+                raise ValueError(f"{table.name}: a lookup by ID number needs the field cipher")
+            cond.append(table.c.id_no_bidx == fields.blind(str(value), ID_DOMAIN))
+        elif name in sealed:
+            raise ValueError(f"{table.name}.{name} is sealed: it cannot be compared in SQL")
+        else:
+            cond.append(table.c[name] == value)
     if day_from is not None:
         cond.append(table.c.qc_date >= day_from)
     if day_to is not None:
@@ -60,15 +124,52 @@ def rows(
     day_to: date | None = None,
     limit: int = 100,
     offset: int = 0,
+    fields: FieldCipher | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of an institution's (or, with ``org_codes`` None, every institution's) rows, in
-    key order, and how many rows match in all. ``day_from``/``day_to`` (inclusive) apply to QC dates."""
+    key order, and how many rows match in all. ``day_from``/``day_to`` (inclusive) apply to QC dates.
+    Sealed columns are opened with ``fields`` (required for such a node); ``equals["id_no"]``
+    compares the blind index."""
     table = TABLES[node]
-    cond = _where(table, org_codes, equals or {}, day_from, day_to)
+    cond = _where(table, org_codes, equals or {}, day_from, day_to, fields)
     total = conn.execute(select(func.count()).select_from(table).where(*cond)).scalar_one()
     order = [table.c.org_code, *(table.c[k] for k in key)]
     q = select(table).where(*cond).order_by(*order).limit(limit).offset(offset)
-    return [dict(r) for r in conn.execute(q).mappings()], int(total)
+    found = [dict(r) for r in conn.execute(q).mappings()]
+    if node in SEALED:
+        if fields is None:
+            raise ValueError(f"{node}: sealed columns need the field cipher")
+        found = [open_row(fields, node, r) for r in found]
+    return found, int(total)
+
+
+def seal_existing(conn: Connection, fields: FieldCipher, *, batch: int = 500) -> int:
+    """Seal the patients stored before their identity was sealed (the 0006 migration); returns how
+    many rows were converted. Rows already sealed (their ``id_no``) are left as they are."""
+    cols = SEALED["patient"]
+    done = 0
+    after: tuple[str, str] = ("", "")
+    while True:
+        q = (
+            select(patient.c.org_code, patient.c.patient_id, *(patient.c[c] for c in cols))
+            .where((patient.c.org_code > after[0]) | ((patient.c.org_code == after[0]) & (patient.c.patient_id > after[1])))
+            .order_by(patient.c.org_code, patient.c.patient_id)
+            .limit(batch)
+        )
+        found = [dict(r) for r in conn.execute(q).mappings()]
+        if not found:
+            return done
+        after = (found[-1]["org_code"], found[-1]["patient_id"])
+        for r in found:
+            if is_sealed_text(r["id_no"]):
+                continue
+            sealed = seal_row(fields, "patient", r["org_code"], r)
+            conn.execute(
+                update(patient)
+                .where(patient.c.org_code == r["org_code"], patient.c.patient_id == r["patient_id"])
+                .values({c: sealed[c] for c in (*cols, "id_no_bidx")})
+            )
+            done += 1
 
 
 def known_devices(conn: Connection, org_code: str, codes: Iterable[str]) -> set[str]:

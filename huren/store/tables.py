@@ -295,15 +295,17 @@ patient = Table(
     Column("org_code", String(128), primary_key=True),
     Column("patient_id", String(128), primary_key=True),
     Column("id_type_code", String(2), nullable=False),
-    Column("id_no", String(128), nullable=False),
-    Column("name", String(128), nullable=False),
+    # id_no, name, card_no, phone: sealed (huren.store.masterdata); id_no_bidx: the ID number's blind index
+    Column("id_no", String(SEALED_LEN), nullable=False),
+    Column("id_no_bidx", String(32)),
+    Column("name", String(SEALED_LEN), nullable=False),
     Column("sex_code", String(8), nullable=False),
     Column("birth_date", Date),
-    Column("card_no", String(128), nullable=False, default=""),
-    Column("phone", String(32), nullable=False, default=""),
+    Column("card_no", String(SEALED_LEN), nullable=False, default=""),
+    Column("phone", String(SEALED_LEN), nullable=False, default=""),
     Column("registered_at", DateTime),
     Column("updated_at", DateTime, nullable=False),
-    Index(None, "id_type_code", "id_no"),
+    Index(None, "id_type_code", "id_no_bidx"),
 )
 
 device = Table(

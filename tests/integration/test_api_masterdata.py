@@ -369,7 +369,7 @@ def test_service_rejects_unknown_filters(container: Container) -> None:
 
     who = Principal(ORG_A[0], ORG_A[4])
     with pytest.raises(InvalidInput) as exc:
-        container.masterdata.read("patient", who, filters={"id_no": "x"})
+        container.masterdata.read("patient", who, filters={"name": "x"})
     assert exc.value.problems[0].rule == "filter"
     with pytest.raises(InvalidInput):
         container.masterdata.read("dept", who, day_from=date(2024, 1, 1))
