@@ -177,7 +177,10 @@ def test_a_refusal_inside_a_transaction_is_logged_after_it(container: Container,
             break
         time.sleep(0.02)
     assert [r["action"] for r in _since(container, n)] == [RATE_LIMITED]
-    assert not [t for t in threading.enumerate() if t.name == "huren-audit"]
+    # the writer thread ends once its row is committed (it may still be finishing just after)
+    for t in [t for t in threading.enumerate() if t.name == "huren-audit"]:
+        t.join(timeout=5)
+    assert not [t for t in threading.enumerate() if t.name == "huren-audit" and t.is_alive()]
 
 
 def test_the_limit_is_per_account(container: Container) -> None:
