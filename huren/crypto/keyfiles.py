@@ -9,36 +9,16 @@ Every failure raises :class:`~huren.crypto.errors.GmError` naming the file.
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 
 from huren.crypto.errors import GmError
 from huren.crypto.sm2 import Sm2Key, generate_key
+from huren.files import atomic_write
 
 __all__ = ["PRIVATE_KEY_FILE", "PUBLIC_KEY_FILE", "init_platform_key", "load_platform_key"]
 
 PRIVATE_KEY_FILE = "sm2_private.pem"
 PUBLIC_KEY_FILE = "sm2_public.txt"
-
-
-def _write_new(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
-    """Write ``path`` atomically: a reader never sees half a file. Without ``replace`` an existing
-    file wins (FileExistsError)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if replace:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def init_platform_key(key_dir: Path, *, force: bool = False) -> Sm2Key:
@@ -51,8 +31,8 @@ def init_platform_key(key_dir: Path, *, force: bool = False) -> Sm2Key:
         if path.exists() and not force:
             raise FileExistsError(path)
         key = generate_key()
-        _write_new(path, key.to_pem().encode("ascii"), 0o600, replace=force)
-        _write_new(key_dir / PUBLIC_KEY_FILE, (key.public_hex + "\n").encode("ascii"), 0o600, replace=True)
+        atomic_write(path, key.to_pem().encode("ascii"), replace=force)
+        atomic_write(key_dir / PUBLIC_KEY_FILE, (key.public_hex + "\n").encode("ascii"), replace=True)
     except FileExistsError as exc:
         raise GmError(
             f"{path} 已存在；如需替换请加 --force（替换后各医院需要改用新的平台公钥）"
