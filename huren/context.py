@@ -23,9 +23,6 @@ class Principal:
     def actor(self) -> str:
         return f"{self.org_code}/{self.username}"
 
-    @property
-    def is_supervisor(self) -> bool:
-        return self.role == "supervisor"
 
 
 class Clock:

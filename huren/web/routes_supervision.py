@@ -83,7 +83,7 @@ def _base(request: Request, who: Caller, what: str) -> dict[str, Any]:
     return {
         "org_names": names,
         "orgs": sorted((str(o["code"]), str(o["name"])) for o in container(request).directory.list_orgs(region)) if picks else [],
-        "is_supervisor": picks,
+        "picks_org": picks,
     }
 
 
@@ -260,7 +260,9 @@ async def stats(
         if (date.fromisoformat(res["day_to"]) - date.fromisoformat(res["day_from"])).days >= MAX_DAYS:
             raise invalid("day_from", "range", f"日期范围不能超过 {MAX_DAYS} 天")
         # a hospital's own results recognized by other institutions (a supervisor: of the one it picked)
-        elsewhere = None if who.principal.is_supervisor and not org_code else await _call(
+        # within the caller's own institution by default; one reaching several asks for one by name
+        own_only = access.scope(who.principal, "statistics.read") == access.OWN
+        elsewhere = None if not own_only and not org_code else await _call(
             c.recognition.recognized_elsewhere, who.principal, org_code=org_code or None, day_from=d_from, day_to=d_to
         )
     except InvalidInput as exc:
@@ -326,8 +328,14 @@ def _catalog_ctx(request: Request, who: Caller, kind: str, q: str) -> dict[str, 
     needle = q.strip().lower()
     if needle:
         items = [i for i in items if needle in i["code"].lower() or needle in i["name"].lower()]
-    maps = c.catalog.mappings(who.principal) if not who.principal.is_supervisor else []
+    # what the page offers follows the one policy: the catalog to whoever may import it, the
+    # institution's code mapping to whoever may upload its directory data
+    can_import = access.scope(who.principal, "catalog.write") is not None
+    can_map = access.scope(who.principal, "directory.write") is not None
+    maps = c.catalog.mappings(who.principal) if can_map else []
     return {
+        "can_import_catalog": can_import,
+        "can_map": can_map,
         "items": items[:CATALOG_SHOWN], "total_items": len(items), "all_items": c.catalog.count(),
         "shown_max": CATALOG_SHOWN, "maps": maps, "kinds": CATALOG_KINDS, "filter": {"kind": kind, "q": q},
         "level_names": {1: "一级", 2: "二级", 3: "三级"},

@@ -310,3 +310,18 @@ def test_catalog_upload_download_and_mappings(client: TestClient, accounts: None
     _as(client, DOCTOR_A)
     r = client.post("/ui/catalog/mappings/upload", data={"csrf_token": csrf}, files={"file": ("map.csv", good, "text/csv")})
     assert r.status_code == 403
+
+
+def test_the_catalog_page_offers_what_the_policy_allows(client: TestClient, container: Container) -> None:
+    """The catalog import to whoever may import the catalog (the supervisor), the institution's
+    code mapping to whoever may upload its directory data (a hospital account) — asked of the one
+    access policy, not of a role name on the page."""
+    _as(client, SUPERVISOR, "/ui/catalog")
+    sup = client.get("/ui/catalog")
+    assert sup.status_code == 200 and 'action="/ui/catalog/upload"' in sup.text
+    assert 'id="mapping-section"' not in sup.text
+    client.cookies.clear()
+    _as(client, ORG_A, "/ui/catalog")
+    hosp = client.get("/ui/catalog")
+    assert hosp.status_code == 200 and 'id="mapping-section"' in hosp.text
+    assert 'action="/ui/catalog/upload"' not in hosp.text
