@@ -11,6 +11,7 @@ from huren.api.deps import Caller, Services
 from huren.api.models import Day, Offset, RowId
 from huren.api.openapi import op
 from huren.api.rest_reports import json_body
+from huren.domain import limits
 from huren.wire.json_schema import body, daily_schema
 
 router = APIRouter(prefix="/api/v1")
@@ -42,7 +43,7 @@ async def timeliness(
     org_code: str | None = Query(None, description="机构编码（监管用户可查任意机构）"),
     day_from: Day | None = Query(None, description="开始日期（报告审核日期）YYYY-MM-DD，默认结束日期前6天"),
     day_to: Day | None = Query(None, description="结束日期（含）YYYY-MM-DD，默认昨天"),
-    late_hours: float = Query(24, gt=0, le=24 * 366, description="超时阈值（小时）：审核后超过该时长才上传的报告计为超时"),
+    late_hours: float = Query(24, gt=0, le=limits.MAX_LATE_HOURS, description="超时阈值（小时）：审核后超过该时长才上传的报告计为超时"),
 ) -> dict[str, Any]:
     res = await run_in_threadpool(
         lambda: c.quality.timeliness(who, org_code=org_code, day_from=day_from, day_to=day_to, late_hours=late_hours)

@@ -21,6 +21,10 @@ FIRST_DAY = date(1900, 1, 1)
 LAST_DAY = date(2099, 12, 31)
 #: The longest piece of input any message echoes back.
 EXCERPT = 40
+#: The longest day range a report of counts or statistics covers (one year, a leap year included).
+MAX_RANGE_DAYS = 366
+#: The longest threshold of lateness the timeliness report takes, in hours (the same year).
+MAX_LATE_HOURS = 24 * MAX_RANGE_DAYS
 
 # C0 controls but TAB, LF and CR; DEL and the C1 controls; the bidirectional embeddings,
 # overrides and isolates (U+202A–202E, U+2066–2069) that make text read differently from what is
@@ -86,3 +90,20 @@ def check_int(value: int, field: str, title: str = "", *, minimum: int = 0, maxi
         return value
     message = f"{title or '数值'}（{field}）应为 {minimum} 至 {maximum} 之间的整数，收到 {excerpt(str(value), 24)}"
     raise InvalidInput(message, [Problem(field, "range", message)])
+
+
+def check_day_range(day_from: date, day_to: date) -> None:
+    """A day range (both days included) of at most :data:`MAX_RANGE_DAYS`, not reversed."""
+    if day_from > day_to:
+        raise InvalidInput("日期范围无效", [Problem("day_from", "range", "开始日期不能晚于结束日期")])
+    if (day_to - day_from).days >= MAX_RANGE_DAYS:
+        message = f"日期范围不能超过 {MAX_RANGE_DAYS} 天"
+        raise InvalidInput("日期范围无效", [Problem("day_to", "range", message)])
+
+
+def check_late_hours(value: float) -> float:
+    """A lateness threshold: more than 0 and at most :data:`MAX_LATE_HOURS` hours (never NaN)."""
+    if not 0 < value <= MAX_LATE_HOURS:  # NaN fails both comparisons
+        message = f"超时阈值应在 0 到 {MAX_LATE_HOURS} 小时之间"
+        raise InvalidInput("超时阈值无效", [Problem("late_hours", "range", message)])
+    return value

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from huren.context import Clock, Principal
-from huren.domain import kinds
+from huren.domain import kinds, limits
 from huren.domain.decisions import NODES, check_decisions
 from huren.domain.records import format_value, to_text
 from huren.errors import Forbidden, InvalidInput, NotFound, Problem
@@ -144,8 +144,7 @@ class DecisionService:
         code = org_code or principal.org_code
         day_to = day_to or self._clock.now().date()
         day_from = day_from or day_to - timedelta(days=29)
-        if day_from > day_to:
-            raise InvalidInput("日期范围无效", [Problem("day_from", "range", "开始日期不能晚于结束日期")])
+        limits.check_day_range(day_from, day_to)
         start = datetime.combine(day_from, datetime.min.time())
         end = datetime.combine(day_to + timedelta(days=1), datetime.min.time())
         ref = self._ref.get()

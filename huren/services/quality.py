@@ -8,8 +8,9 @@ from statistics import median
 from typing import Any
 
 from huren.context import Clock, Principal
+from huren.domain import limits
 from huren.domain.records import format_value
-from huren.errors import InvalidInput, NotFound, Problem
+from huren.errors import NotFound
 from huren.services import access
 from huren.services.audit import AuditService
 from huren.store import quality, reports
@@ -53,8 +54,7 @@ class QualityService:
         today = self._clock.now().date()
         day_to = day_to or today - timedelta(days=1)
         day_from = day_from or day_to - timedelta(days=6)
-        if day_from > day_to:
-            raise InvalidInput("日期范围无效", [Problem("day_from", "range", "开始日期不能晚于结束日期")])
+        limits.check_day_range(day_from, day_to)
         scope = self._scope(principal, org_code)
         end = day_to + timedelta(days=1)
         with self._db.read() as conn:
@@ -114,10 +114,8 @@ class QualityService:
         today = self._clock.now().date()
         day_to = day_to or today - timedelta(days=1)
         day_from = day_from or day_to - timedelta(days=6)
-        if day_from > day_to:
-            raise InvalidInput("日期范围无效", [Problem("day_from", "range", "开始日期不能晚于结束日期")])
-        if not late_hours > 0:
-            raise InvalidInput("超时阈值无效", [Problem("late_hours", "range", "超时阈值（小时）必须大于0")])
+        limits.check_day_range(day_from, day_to)
+        limits.check_late_hours(late_hours)
         scope = self._scope(principal, org_code)
         start = datetime.combine(day_from, datetime.min.time())
         end = datetime.combine(day_to + timedelta(days=1), datetime.min.time())

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from huren.context import Clock, Principal
-from huren.domain import dictionaries
+from huren.domain import dictionaries, limits
 from huren.errors import InvalidInput, Problem
 from huren.services import access
 from huren.store import recognition as rstore
@@ -36,8 +36,7 @@ class StatisticsService:
             raise InvalidInput("分组方式无效", [Problem("by", "dictionary", f"分组方式应为 {', '.join(GROUPS)} 之一")])
         day_to = day_to or self._clock.now().date()
         day_from = day_from or day_to - timedelta(days=29)
-        if day_from > day_to:
-            raise InvalidInput("日期范围无效", [Problem("day_from", "range", "开始日期不能晚于结束日期")])
+        limits.check_day_range(day_from, day_to)
         start = datetime.combine(day_from, datetime.min.time())
         end = datetime.combine(day_to + timedelta(days=1), datetime.min.time())
         with self._db.read() as conn:

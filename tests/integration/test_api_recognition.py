@@ -450,3 +450,13 @@ def test_inpatient_visit_through_exists_and_accept(api_a: Api, api_b: Api, conta
     assert [c["report_form_no"] for c in cited] == [lab["report_form_no"]]
     again = api_b.post("/api/v1/recognition/exists", patient(lab=[LAB_CODE]) | ward).json()
     assert again["labmaster"][0]["item"][0]["decision"]["is_accept"] == "1"
+
+
+def test_statistics_and_timeliness_ranges_are_bounded_on_rest_as_on_the_pages(api_sup: Api) -> None:
+    """The one-year range and the lateness bound are domain rules: REST meets them as the pages do."""
+    long = api_sup.get("/api/v1/statistics/recognition", params={"day_from": "2024-01-01", "day_to": "2026-01-01"})
+    assert long.status_code == 422 and long.json()["problems"][0]["field"] == "day_to", long.text
+    late = api_sup.get("/api/v1/quality/timeliness", params={"late_hours": 10**6})
+    assert late.status_code == 422 and late.json()["problems"][0]["field"] == "late_hours", late.text
+    ok = api_sup.get("/api/v1/statistics/recognition", params={"day_from": "2025-01-01", "day_to": "2025-12-31"})
+    assert ok.status_code == 200, ok.text

@@ -95,3 +95,23 @@ def test_seed_records_take_json_numbers_for_number_fields_and_booleans_only_for_
 def test_a_huge_value_is_echoed_as_an_excerpt() -> None:
     [p] = _daily(date_t="9" * 100_000)
     assert len(p.message) < 200
+
+
+def test_day_ranges_and_lateness_are_bounded_once_for_every_channel() -> None:
+    from datetime import date, timedelta
+
+    from huren.domain.limits import MAX_LATE_HOURS, MAX_RANGE_DAYS, check_day_range, check_late_hours
+
+    start = date(2026, 1, 1)
+    check_day_range(start, start + timedelta(days=MAX_RANGE_DAYS - 1))  # a whole (leap) year
+    with pytest.raises(InvalidInput) as err:
+        check_day_range(start, start + timedelta(days=MAX_RANGE_DAYS))
+    assert err.value.problems[0].field == "day_to" and str(MAX_RANGE_DAYS) in err.value.problems[0].message
+    with pytest.raises(InvalidInput) as err:
+        check_day_range(start, start - timedelta(days=1))
+    assert err.value.problems[0].field == "day_from"
+    assert check_late_hours(24) == 24 and check_late_hours(MAX_LATE_HOURS) == MAX_LATE_HOURS
+    for bad in (0, -1, MAX_LATE_HOURS + 1, float("nan"), float("inf")):
+        with pytest.raises(InvalidInput) as err:
+            check_late_hours(bad)
+        assert err.value.problems[0].field == "late_hours"
