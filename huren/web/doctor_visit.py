@@ -9,6 +9,8 @@ from typing import Any
 from fastapi import Request
 
 from huren.domain import dictionaries
+from huren.domain.limits import clean_text
+from huren.domain.recognition import VISIT_MAX
 from huren.web.render import Caller, backend, invalid
 
 #: visit parameters a HIS may pass in the URL (they win over the directory's defaults)
@@ -23,17 +25,14 @@ VISIT_LABELS = {
     "doc_code": "医生编码",
     "doc_name": "医生姓名",
 }
-#: the longest visit value kept (the reminder log's and the decision records' column size)
-MAX_VISIT = 128
 
 
 def visit_value(k: str, v: Any) -> str:
-    """A visit parameter, trimmed; too long is refused, never cut (a cut visit number would
-    name another visit)."""
+    """A visit parameter, trimmed, held to the visit's own rules (huren.domain: at most VISIT_MAX
+    characters, no control or bidi characters); too long is refused, never cut (a cut visit number
+    would name another visit)."""
     text = v.strip() if isinstance(v, str) else ""
-    if len(text) > MAX_VISIT:
-        raise invalid(k, "max_length", f"{VISIT_LABELS[k]}（{k}）不能超过 {MAX_VISIT} 个字符")
-    return text
+    return clean_text(text, k, VISIT_LABELS[k], VISIT_MAX)
 
 
 def given(params: Any) -> dict[str, str]:

@@ -280,7 +280,10 @@ def test_bad_patient_id_is_a_chinese_error(client: TestClient, world: dict[str, 
     assert r.status_code == 422 and "输入有误" in r.text and "Traceback" not in r.text
     # a visit number too long for the records is refused by name, never cut to another visit's number
     long = client.get("/ui/panel", params=q(world["token"], event_no="MZ" + "9" * 127))
-    assert long.status_code == 422 and "就诊流水号（event_no）不能超过 128 个字符" in long.text
+    assert long.status_code == 422 and "就诊流水号（event_no）长度不能超过128个字符" in long.text
+    # the visit's own text rule too (the domain's): no direction-override characters
+    spoof = client.get("/ui/panel", params=q(world["token"], doc_name="张\u202e三"))
+    assert spoof.status_code == 422 and "医生姓名（doc_name）含有不允许的字符 U+202E" in spoof.text
     assert client.get("/ui/panel", params=q(world["token"], event_no="MZ" + "9" * 126)).status_code == 200
 
 
