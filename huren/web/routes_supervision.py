@@ -1,6 +1,6 @@
 """The supervision pages (issue #6): data completeness (declared vs received), upload timeliness,
-rectification of rejected submissions, recognition statistics with charts, and the item catalog
-with each institution's code mapping (download / upload as Excel or CSV).
+rectification of rejected submissions and recognition statistics with charts; the item catalog and
+each institution's code mapping are in :mod:`huren.web.routes_catalog`.
 
 Supervisors see every institution (and may pick one); hospital administrators and institution
 accounts see their own only — the services enforce that scope, the pages just pass ``org_code``.
@@ -16,13 +16,12 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from huren.domain import access, kinds
 from huren.domain.limits import check_day, excerpt
-from huren.errors import InvalidInput, Problem, TooLarge
+from huren.errors import InvalidInput
 from huren.web import charts
-from huren.web.render import SUPERVISION_ROLES, Caller, caller, container, form_caller, invalid, page
+from huren.web.render import SUPERVISION_ROLES, Caller, caller, container, invalid, page
 
 router = APIRouter(include_in_schema=False)
 
@@ -45,14 +44,9 @@ SUBMISSION_NAMES = {
 }
 CHANNEL_NAMES = {"rest": "REST 接口", "soap": "WebService（SOAP）", "gateway": "前置机"}
 GROUP_NAMES = {"org": "机构", "dept": "科室", "item": "项目", "day": "日期"}
-#: the catalog pages' kind choices, lab first
-CATALOG_KINDS = {k.name: k.zh for k in (kinds.LAB, kinds.EXAM)}
-#: at most this many days on a statistics page (one point per day in the trend chart)
-#: catalog rows shown at once (the filter narrows it down)
-CATALOG_SHOWN = 300
 
 
-async def _call(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+async def call(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
     return await run_in_threadpool(lambda: fn(*args, **kw))
 
 
@@ -71,7 +65,7 @@ def _org_names(request: Request) -> dict[str, str]:
     return {str(o["code"]): str(o["name"]) for o in container(request).directory.list_orgs()}
 
 
-def _base(request: Request, who: Caller, what: str) -> dict[str, Any]:
+def base_context(request: Request, who: Caller, what: str) -> dict[str, Any]:
     """Checks the role; the context every supervision page has."""
     who.require(SUPERVISION_ROLES, what)
     names = _org_names(request)
@@ -86,7 +80,7 @@ def _base(request: Request, who: Caller, what: str) -> dict[str, Any]:
     }
 
 
-def _problems(exc: InvalidInput) -> list[dict[str, str]]:
+def problem_dicts(exc: InvalidInput) -> list[dict[str, str]]:
     return [p.as_dict() for p in exc.problems]
 
 
@@ -101,17 +95,17 @@ async def completeness(
     day_from: str = "",
     day_to: str = "",
 ) -> Response:
-    ctx = _base(request, who, "数据完整性页面")
+    ctx = base_context(request, who, "数据完整性页面")
     form = {"org_code": org_code, "day_from": day_from, "day_to": day_to}
     c = container(request)
     try:
-        res = await _call(
+        res = await call(
             c.quality.completeness, who.principal, org_code=org_code or None,
             day_from=_day(day_from, "day_from", "开始日期"), day_to=_day(day_to, "day_to", "结束日期"),
         )
     except InvalidInput as exc:
         return page(request, who, "supervision/completeness.html", 422, **ctx, form=form, res=None,
-                    error=exc.text(), problems=_problems(exc))
+                    error=exc.text(), problems=problem_dicts(exc))
     rows = res["rows"]
     per_day: dict[str, dict[str, int]] = {}
     for r in rows:
@@ -146,7 +140,7 @@ async def timeliness(
     day_to: str = "",
     late_hours: str = "24",
 ) -> Response:
-    ctx = _base(request, who, "上传及时性页面")
+    ctx = base_context(request, who, "上传及时性页面")
     form = {"org_code": org_code, "day_from": day_from, "day_to": day_to, "late_hours": late_hours}
     c = container(request)
     try:
@@ -154,13 +148,13 @@ async def timeliness(
             late = float(late_hours.strip() or "24")
         except ValueError:
             raise invalid("late_hours", "number", f"超时阈值应为小时数，而不是“{late_hours}”") from None
-        res = await _call(
+        res = await call(
             c.quality.timeliness, who.principal, org_code=org_code or None,
             day_from=_day(day_from, "day_from", "开始日期"), day_to=_day(day_to, "day_to", "结束日期"), late_hours=late,
         )
     except InvalidInput as exc:
         return page(request, who, "supervision/timeliness.html", 422, **ctx, form=form, res=None,
-                    error=exc.text(), problems=_problems(exc))
+                    error=exc.text(), problems=problem_dicts(exc))
     days = res["days"]
     labels = [d["date_t"][5:] for d in days]
     late_text = charts.number(res["late_hours"])
@@ -192,12 +186,12 @@ async def rejected(
     only_open: str = "",
     page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
 ) -> Response:
-    ctx = _base(request, who, "整改进度页面")
+    ctx = base_context(request, who, "整改进度页面")
     size = 50
     open_only = only_open in ("1", "on", "true")
     c = container(request)
     # filtered before paging; the counts and the per-institution progress cover every row in scope
-    res = await _call(
+    res = await call(
         c.quality.rejected_page, who.principal, org_code=org_code or None, only_open=open_only,
         limit=size, offset=(page_no - 1) * size,
     )
@@ -214,7 +208,7 @@ async def rejected(
 @router.get("/ui/quality/rejected/{rejected_id}/payload")
 async def rejected_payload(request: Request, rejected_id: int, who: Annotated[Caller, Depends(caller)]) -> Response:
     who.require(SUPERVISION_ROLES, "被拒提交的原始内容")
-    data = await _call(container(request).quality.rejected_payload, who.principal, rejected_id)
+    data = await call(container(request).quality.rejected_payload, who.principal, rejected_id)
     head = data.lstrip()[:1]
     ext, media = (("xml", "application/xml") if head == b"<" else ("json", "application/json") if head in (b"{", b"[")
                   else ("pdf", "application/pdf") if data.startswith(b"%PDF") else ("bin", "application/octet-stream"))
@@ -240,27 +234,27 @@ async def stats(
     day_from: str = "",
     day_to: str = "",
 ) -> Response:
-    ctx = _base(request, who, "互认统计页面")
+    ctx = base_context(request, who, "互认统计页面")
     form = {"by": by, "org_code": org_code, "day_from": day_from, "day_to": day_to}
     c = container(request)
     try:
         if by not in GROUP_NAMES:
             raise invalid("by", "dictionary", "分组方式应为 机构、科室、项目 或 日期")
         d_from, d_to = _day(day_from, "day_from", "开始日期"), _day(day_to, "day_to", "结束日期")
-        res = await _call(c.statistics.recognition, who.principal, by=by, day_from=d_from, day_to=d_to,
+        res = await call(c.statistics.recognition, who.principal, by=by, day_from=d_from, day_to=d_to,
                           org_code=org_code or None)
-        trend = res if by == "day" else await _call(
+        trend = res if by == "day" else await call(
             c.statistics.recognition, who.principal, by="day", day_from=d_from, day_to=d_to, org_code=org_code or None
         )
         # a hospital's own results recognized by other institutions (a supervisor: of the one it picked)
         # within the caller's own institution by default; one reaching several asks for one by name
         own_only = access.scope(who.principal, "statistics.read") == access.OWN
-        elsewhere = None if not own_only and not org_code else await _call(
+        elsewhere = None if not own_only and not org_code else await call(
             c.recognition.recognized_elsewhere, who.principal, org_code=org_code or None, day_from=d_from, day_to=d_to
         )
     except InvalidInput as exc:
         return page(request, who, "supervision/stats.html", 422, **ctx, form=form, res=None, group_names=GROUP_NAMES,
-                    error=exc.text(), problems=_problems(exc))
+                    error=exc.text(), problems=problem_dicts(exc))
     rows = res["rows"]
     group = GROUP_NAMES[by]
     charts_out: list[str] = []
@@ -310,122 +304,3 @@ def _row_label(r: dict[str, Any], by: str) -> str:
     if not key or name == key:
         return name or "（未填写）"
     return f"{name}（{key}）"
-
-
-# -- catalog and code mapping -------------------------------------------------------------------
-
-
-def _catalog_ctx(request: Request, who: Caller, kind: str, q: str) -> dict[str, Any]:
-    c = container(request)
-    items = c.catalog.list(kind or None)
-    needle = q.strip().lower()
-    if needle:
-        items = [i for i in items if needle in i["code"].lower() or needle in i["name"].lower()]
-    # what the page offers follows the one policy: the catalog to whoever may import it, the
-    # institution's code mapping to whoever may upload its directory data
-    can_import = access.scope(who.principal, "catalog.write") is not None
-    can_map = access.scope(who.principal, "directory.write") is not None
-    maps = c.catalog.mappings(who.principal) if can_map else []
-    return {
-        "can_import_catalog": can_import,
-        "can_map": can_map,
-        "items": items[:CATALOG_SHOWN], "total_items": len(items), "all_items": c.catalog.count(),
-        "shown_max": CATALOG_SHOWN, "maps": maps, "kinds": CATALOG_KINDS, "filter": {"kind": kind, "q": q},
-        "level_names": {1: "一级", 2: "二级", 3: "三级"},
-    }
-
-
-@router.get("/ui/catalog")
-async def catalog(request: Request, who: Annotated[Caller, Depends(caller)], kind: str = "", q: str = "") -> Response:
-    ctx = _base(request, who, "项目目录与编码对照页面")
-    if kind not in ("", *CATALOG_KINDS):
-        raise invalid("kind", "dictionary", "类型应为 检验 或 检查")
-    more = await run_in_threadpool(_catalog_ctx, request, who, kind, q)
-    return page(request, who, "supervision/catalog.html", **ctx, **more, result=None, result_of="")
-
-
-def _download(data: bytes, fmt: str, stem: str) -> Response:
-    media = {"csv": "text/csv; charset=utf-8",
-             "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}[fmt]
-    return Response(data, media_type=media, headers={
-        "Content-Disposition": f'attachment; filename="{stem}.{fmt}"', "Cache-Control": "no-store",
-    })
-
-
-def _check_download(fmt: str, kind: str) -> None:
-    if fmt not in ("csv", "xlsx"):
-        raise invalid("format", "dictionary", "下载格式应为 xlsx（Excel）或 csv")
-    if kind not in ("", *CATALOG_KINDS):
-        raise invalid("kind", "dictionary", "类型应为 检验 或 检查")
-
-
-@router.get("/ui/catalog/download")
-async def catalog_download(
-    request: Request, who: Annotated[Caller, Depends(caller)], format: str = "xlsx", kind: str = ""
-) -> Response:
-    who.require(SUPERVISION_ROLES, "项目目录下载")
-    _check_download(format, kind)
-    data = await _call(container(request).catalog.export, format, kind or None)
-    return _download(data, format, f"catalog-{kind}" if kind else "catalog")
-
-
-@router.get("/ui/catalog/mappings/download")
-async def mappings_download(
-    request: Request, who: Annotated[Caller, Depends(caller)], format: str = "xlsx", kind: str = ""
-) -> Response:
-    who.require(SUPERVISION_ROLES, "编码对照下载")
-    _check_download(format, kind)
-    data = await _call(container(request).catalog.export_mappings, who.principal, format, kind or None)
-    return _download(data, format, f"code-map-{who.principal.org_code}")
-
-
-async def _uploaded(request: Request, form: dict[str, Any]) -> tuple[bytes, str, str | None]:
-    f = form.get("file")
-    if not isinstance(f, UploadFile) or not f.filename:
-        raise invalid("file", "required", "请选择要上传的文件（.xlsx 或 .csv）")
-    limit = container(request).settings.max_request_bytes
-    data = await f.read(limit + 1)
-    if len(data) > limit:
-        raise TooLarge(f"文件超过上限 {limit} 字节", [Problem("file", "max_size", f"文件不能超过 {limit} 字节")])
-    if not data:
-        raise invalid("file", "required", "上传的文件是空的")
-    return data, f.filename, f.content_type
-
-
-async def _upload(request: Request, target: str) -> Response:
-    # Starlette caches the parsed form on the request (form_caller reads the same one); its
-    # spooled files are closed here whatever happens, a refused CSRF token included.
-    parsed = await request.form()
-    try:
-        return await _handle_upload(request, target)
-    finally:
-        await parsed.close()
-
-
-async def _handle_upload(request: Request, target: str) -> Response:
-    who, form = await form_caller(request)
-    ctx = _base(request, who, "项目目录与编码对照页面")
-    kind = str(form.get("kind") or "")
-    c = container(request)
-    status, result, problems, error = 200, None, [], None
-    try:
-        if kind not in ("", *CATALOG_KINDS):
-            raise invalid("kind", "dictionary", "类型应为 检验 或 检查")
-        data, filename, content_type = await _uploaded(request, form)
-        fn = c.catalog.import_file if target == "catalog" else c.catalog.upload_mapping_file
-        result = await _call(fn, data, filename, who.principal, kind=kind or None, content_type=content_type)
-    except InvalidInput as exc:
-        status, error, problems = 422, exc.text(), _problems(exc)
-    more = await run_in_threadpool(_catalog_ctx, request, who, "", "")
-    return page(request, who, "supervision/catalog.html", status, **ctx, **more, result=result, result_of=target,
-                error=error, problems=problems)
-
-
-@router.post("/ui/catalog/upload")
-async def catalog_upload(request: Request) -> Response:
-    return await _upload(request, "catalog")
-
-
-@router.post("/ui/catalog/mappings/upload")
-async def mappings_upload(request: Request) -> Response:
-    return await _upload(request, "mappings")

@@ -1,0 +1,141 @@
+"""The catalog pages (issue #6): the standard item catalog and each institution's code mapping,
+shown, filtered, downloaded and uploaded as Excel or CSV. Who may import the catalog or upload a
+mapping is the access policy's answer (huren.domain.access); the pages only offer what it allows.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from huren.domain import access, kinds
+from huren.errors import InvalidInput, Problem, TooLarge
+from huren.web.render import SUPERVISION_ROLES, Caller, caller, container, form_caller, invalid, page
+from huren.web.routes_supervision import base_context, call, problem_dicts
+
+router = APIRouter(include_in_schema=False)
+
+#: the catalog pages' kind choices, lab first
+CATALOG_KINDS = {k.name: k.zh for k in (kinds.LAB, kinds.EXAM)}
+#: catalog rows shown at once (the filter narrows it down)
+CATALOG_SHOWN = 300
+
+
+def _catalog_ctx(request: Request, who: Caller, kind: str, q: str) -> dict[str, Any]:
+    c = container(request)
+    items = c.catalog.list(kind or None)
+    needle = q.strip().lower()
+    if needle:
+        items = [i for i in items if needle in i["code"].lower() or needle in i["name"].lower()]
+    # what the page offers follows the one policy: the catalog to whoever may import it, the
+    # institution's code mapping to whoever may upload its directory data
+    can_import = access.scope(who.principal, "catalog.write") is not None
+    can_map = access.scope(who.principal, "directory.write") is not None
+    maps = c.catalog.mappings(who.principal) if can_map else []
+    return {
+        "can_import_catalog": can_import,
+        "can_map": can_map,
+        "items": items[:CATALOG_SHOWN], "total_items": len(items), "all_items": c.catalog.count(),
+        "shown_max": CATALOG_SHOWN, "maps": maps, "kinds": CATALOG_KINDS, "filter": {"kind": kind, "q": q},
+        "level_names": {1: "一级", 2: "二级", 3: "三级"},
+    }
+
+
+@router.get("/ui/catalog")
+async def catalog(request: Request, who: Annotated[Caller, Depends(caller)], kind: str = "", q: str = "") -> Response:
+    ctx = base_context(request, who, "项目目录与编码对照页面")
+    if kind not in ("", *CATALOG_KINDS):
+        raise invalid("kind", "dictionary", "类型应为 检验 或 检查")
+    more = await run_in_threadpool(_catalog_ctx, request, who, kind, q)
+    return page(request, who, "supervision/catalog.html", **ctx, **more, result=None, result_of="")
+
+
+def _download(data: bytes, fmt: str, stem: str) -> Response:
+    media = {"csv": "text/csv; charset=utf-8",
+             "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}[fmt]
+    return Response(data, media_type=media, headers={
+        "Content-Disposition": f'attachment; filename="{stem}.{fmt}"', "Cache-Control": "no-store",
+    })
+
+
+def _check_download(fmt: str, kind: str) -> None:
+    if fmt not in ("csv", "xlsx"):
+        raise invalid("format", "dictionary", "下载格式应为 xlsx（Excel）或 csv")
+    if kind not in ("", *CATALOG_KINDS):
+        raise invalid("kind", "dictionary", "类型应为 检验 或 检查")
+
+
+@router.get("/ui/catalog/download")
+async def catalog_download(
+    request: Request, who: Annotated[Caller, Depends(caller)], format: str = "xlsx", kind: str = ""
+) -> Response:
+    who.require(SUPERVISION_ROLES, "项目目录下载")
+    _check_download(format, kind)
+    data = await call(container(request).catalog.export, format, kind or None)
+    return _download(data, format, f"catalog-{kind}" if kind else "catalog")
+
+
+@router.get("/ui/catalog/mappings/download")
+async def mappings_download(
+    request: Request, who: Annotated[Caller, Depends(caller)], format: str = "xlsx", kind: str = ""
+) -> Response:
+    who.require(SUPERVISION_ROLES, "编码对照下载")
+    _check_download(format, kind)
+    data = await call(container(request).catalog.export_mappings, who.principal, format, kind or None)
+    return _download(data, format, f"code-map-{who.principal.org_code}")
+
+
+async def _uploaded(request: Request, form: dict[str, Any]) -> tuple[bytes, str, str | None]:
+    f = form.get("file")
+    if not isinstance(f, UploadFile) or not f.filename:
+        raise invalid("file", "required", "请选择要上传的文件（.xlsx 或 .csv）")
+    limit = container(request).settings.max_request_bytes
+    data = await f.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(f"文件超过上限 {limit} 字节", [Problem("file", "max_size", f"文件不能超过 {limit} 字节")])
+    if not data:
+        raise invalid("file", "required", "上传的文件是空的")
+    return data, f.filename, f.content_type
+
+
+async def _upload(request: Request, target: str) -> Response:
+    # Starlette caches the parsed form on the request (form_caller reads the same one); its
+    # spooled files are closed here whatever happens, a refused CSRF token included.
+    parsed = await request.form()
+    try:
+        return await _handle_upload(request, target)
+    finally:
+        await parsed.close()
+
+
+async def _handle_upload(request: Request, target: str) -> Response:
+    who, form = await form_caller(request)
+    ctx = base_context(request, who, "项目目录与编码对照页面")
+    kind = str(form.get("kind") or "")
+    c = container(request)
+    status, result, problems, error = 200, None, [], None
+    try:
+        if kind not in ("", *CATALOG_KINDS):
+            raise invalid("kind", "dictionary", "类型应为 检验 或 检查")
+        data, filename, content_type = await _uploaded(request, form)
+        fn = c.catalog.import_file if target == "catalog" else c.catalog.upload_mapping_file
+        result = await call(fn, data, filename, who.principal, kind=kind or None, content_type=content_type)
+    except InvalidInput as exc:
+        status, error, problems = 422, exc.text(), problem_dicts(exc)
+    more = await run_in_threadpool(_catalog_ctx, request, who, "", "")
+    return page(request, who, "supervision/catalog.html", status, **ctx, **more, result=result, result_of=target,
+                error=error, problems=problems)
+
+
+@router.post("/ui/catalog/upload")
+async def catalog_upload(request: Request) -> Response:
+    return await _upload(request, "catalog")
+
+
+@router.post("/ui/catalog/mappings/upload")
+async def mappings_upload(request: Request) -> Response:
+    return await _upload(request, "mappings")
