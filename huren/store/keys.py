@@ -7,6 +7,7 @@ cache), the token codecs (the token secret) and field encryption (the data keys)
     keys/sm2_public.txt    its public key, hex 04‖x‖y            huren keys public
     keys/token.key         secret of access tokens, sessions and links (unless HUREN_SECRET_KEY)
     keys/data.keys         data keys of field encryption, by key id, and the blind-index secret
+                           (the file format: huren.crypto.datakeys, shared with the gateway)
 
 A missing platform key is one error everywhere: :class:`huren.errors.NotConfigured` with
 :data:`PLATFORM_KEY_MISSING`. Keys are read on first use (``huren keys init`` on a running platform
@@ -16,14 +17,13 @@ takes effect without a restart) and then kept for the life of the process.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import secrets
 import threading
 from pathlib import Path
 from typing import Any
 
-from huren.crypto import aead, envelope, keyfiles, sm2
+from huren.crypto import aead, datakeys, envelope, keyfiles, sm2
 from huren.crypto.errors import GmError
 from huren.errors import NotConfigured
 from huren.files import atomic_write, private_dir
@@ -32,8 +32,7 @@ log = logging.getLogger("huren.keys")
 
 PLATFORM_KEY_MISSING = "平台SM2密钥未配置，请平台管理员运行 huren keys init 生成平台密钥"
 TOKEN_FILE = "token.key"
-DATA_FILE = "data.keys"
-_DATA_FORMAT = 1
+DATA_FILE = datakeys.FILE_NAME
 
 
 class Keyring:
@@ -56,6 +55,9 @@ class Keyring:
         self._unwrapper: envelope.KeyUnwrapper | None = None
         self._token: bytes | None = None
         self._fields: aead.FieldCipher | None = None
+        self._data = datakeys.DataKeys(
+            self.key_dir / DATA_FILE, algorithm=data_algorithm, guards="已加密保存的报告PDF与被拒提交原文"
+        )
 
     def __repr__(self) -> str:
         return f"Keyring({self.key_dir})"
@@ -137,61 +139,19 @@ class Keyring:
         """Add a new data key and make it the active one; returns its key id. Values sealed under
         the older keys still open (re-encrypting them is ``huren keys rotate-data``'s work)."""
         with self._lock:
-            doc = self._read_data(create=True)
-            kid = max(int(k) for k in doc["keys"]) + 1
-            doc["keys"][str(kid)] = secrets.token_hex(aead.SECRET_LEN)
-            doc["active"] = kid
-            atomic_write(self.key_dir / DATA_FILE, _dump(doc), replace=True)
-            self._fields = self._cipher(doc)
-        log.warning("data key %d is now active", kid)
+            kid, self._fields = self._data.rotate()
         return kid
 
     def _load_fields(self, *, create: bool) -> aead.FieldCipher:
-        return self._cipher(self._read_data(create=create))
+        return self._data.cipher(self._data.read(create=create))
 
     def _read_data(self, *, create: bool) -> dict[str, Any]:
-        path = self.key_dir / DATA_FILE
-        if create and not path.exists():
-            first = {
-                "format": _DATA_FORMAT,
-                "active": 1,
-                "keys": {"1": secrets.token_hex(aead.SECRET_LEN)},
-                "index": secrets.token_hex(aead.SECRET_LEN),
-            }
-            with contextlib.suppress(FileExistsError):  # another process was first: use its keys
-                atomic_write(path, _dump(first), replace=False)
-        try:
-            doc = json.loads(path.read_bytes())
-            if doc["format"] != _DATA_FORMAT or str(doc["active"]) not in doc["keys"]:
-                raise ValueError("unknown format or no active key")
-            for v in (*doc["keys"].values(), doc["index"]):
-                if len(bytes.fromhex(v)) != aead.SECRET_LEN:
-                    raise ValueError("a secret is not 32 bytes")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("%s: unusable data key file (%s)", path, exc)
-            raise NotConfigured(
-                f"数据密钥文件 {path} 无法读取（{exc}）：请从备份恢复。切勿删除或重新生成它，"
-                "否则已加密保存的报告PDF与被拒提交原文将无法读取"
-            ) from exc
-        return dict(doc)
+        return self._data.read(create=create)
 
     def _cipher(self, doc: dict[str, Any]) -> aead.FieldCipher:
-        keys = {int(k): bytes.fromhex(v) for k, v in doc["keys"].items()}
-        return aead.FieldCipher(
-            keys, int(doc["active"]), bytes.fromhex(doc["index"]), algorithm=self._data_algorithm, resolve=self._resolve
-        )
+        return self._data.cipher(doc)
 
     def _resolve(self, kid: int) -> bytes | None:
         """A data key added since this process read the file (a rotation elsewhere): re-read it.
         New values keep being sealed under the key that was active at start until a restart."""
-        try:
-            secret = self._read_data(create=False)["keys"].get(str(kid))
-        except NotConfigured:
-            return None
-        if secret is not None:
-            log.warning("data key %d added since start: read from %s", kid, self.key_dir / DATA_FILE)
-        return bytes.fromhex(secret) if secret is not None else None
-
-
-def _dump(doc: dict[str, Any]) -> bytes:
-    return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
+        return self._data.resolve(kid)
