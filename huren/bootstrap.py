@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import make_url
 
 from huren.context import Clock
+from huren.crypto.opaque import RefCodec
 from huren.files import private_dir, private_sqlite, private_umask
 from huren.services.audit import AuditService
 from huren.services.auth import AuthService, PasswordHasher
@@ -18,6 +19,7 @@ from huren.services.masterdata import MasterDataService
 from huren.services.quality import QualityService
 from huren.services.query import QueryService
 from huren.services.recognition import RecognitionService
+from huren.services.refs import Refs
 from huren.services.registry import RegistryService
 from huren.services.statistics import StatisticsService
 from huren.services.transport import TransportService
@@ -46,6 +48,12 @@ def token_secret(settings: Settings) -> bytes:
     return keyring(settings).token_secret()
 
 
+def report_refs(keys: Keyring) -> Refs:
+    """The installation's report refs: keyed by a secret derived from the blind-index secret, so
+    they outlive data-key and token-secret rotation (URLs in records and the HIS keep working)."""
+    return Refs(RefCodec(keys.fields().derive_secret("report-refs")))
+
+
 def private_database(url: str) -> None:
     """An SQLite database file is made 0600 before SQLite opens it (its -wal/-shm follow its mode)."""
     u = make_url(url)
@@ -62,22 +70,23 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
     if upgrade:
         migrate.upgrade(db.engine, fields=keys.fields())  # 0006 seals the ID numbers already stored
     blobs = BlobStore(settings.blob_dir, cipher=keys.fields())  # PDFs and kept payloads sealed (SM4-GCM)
+    refs = report_refs(keys)
     clock = clock or Clock(settings.timezone)
     audit = AuditService(
         db, clock, read_per_minute=settings.read_rate_per_minute, system_read_per_minute=settings.system_read_rate_per_minute,
         fields=keys.fields(),
     )
     registry = RegistryService(
-        db, blobs, clock, settings.max_pdf_bytes,
+        db, blobs, clock, settings.max_pdf_bytes, refs,
         rejected_keep_bytes=settings.rejected_keep_bytes, rejected_quota_bytes=settings.rejected_quota_bytes,
     )
-    recognition = RecognitionService(db, blobs, clock, audit, registry.reject)
+    recognition = RecognitionService(db, blobs, clock, audit, registry.reject, refs)
     secret = keys.token_secret()
     auth = AuthService(
         db, secret, clock, settings.token_ttl_seconds, audit=audit, hasher=PasswordHasher(settings.password_hash_n)
     )
     transport = TransportService(db, clock, audit, keys)
-    links = LinkService(db, blobs, clock, audit, secret, accounts=auth)
+    links = LinkService(db, blobs, clock, audit, secret, refs, accounts=auth)
     return Container(
         settings=settings,
         db=db,
@@ -86,7 +95,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         auth=auth,
         audit=audit,
         registry=registry,
-        query=QueryService(db, blobs, clock, audit),
+        query=QueryService(db, blobs, clock, audit, refs),
         quality=QualityService(db, blobs, clock, audit),
         directory=DirectoryService(db, clock, hasher=auth.hasher, on_change=auth.forget),
         catalog=CatalogService(db, clock, on_change=recognition.invalidate),
@@ -96,6 +105,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         transport=transport,
         links=links,
         keys=keys,
+        refs=refs,
     )
 
 

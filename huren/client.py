@@ -24,6 +24,7 @@ account — try again later) and ``PlatformRefused`` (it refused the question: a
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from types import TracebackType
@@ -34,7 +35,7 @@ import httpx2
 import orjson
 
 from huren.crypto import b64, sm2, sm4
-from huren.errors import PlatformRefused, PlatformUnavailable, Problem
+from huren.errors import NotFound, PlatformRefused, PlatformUnavailable, Problem
 from huren.wire.soap import METHODS, NS, SOAP11, SOAP12
 from huren.wire.xj_xml import local, safe_parse
 
@@ -42,6 +43,8 @@ QUERIES = frozenset({"GetCheckLabList", "GetCheckLabInfo", "ExistsReCureInfo", "
 _ANSWER_LIMIT = 1 << 30
 
 API = "/api/v1"
+#: the shape of a platform report ref (URL-safe Base64; huren.crypto.opaque)
+_REF = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: the platform's REST operations by name (the report paths: ``report_path``)
 PATHS = {
     "token": f"{API}/auth/token",
@@ -68,13 +71,18 @@ REPORT_KINDS = ("lab", "exam")
 HurenClientError = PlatformRefused
 
 
-def report_path(kind: str, report_id: int | str | None = None, what: str = "") -> str:
-    """``/api/v1/{kind}-reports`` [``/{report_id}``] [``/{what}``] (``what``: pdf, batch, void)."""
+def report_path(kind: str, report_id: str | None = None, what: str = "") -> str:
+    """``/api/v1/{kind}-reports`` [``/{report_id}``] [``/{what}``] (``what``: pdf, batch, void).
+
+    ``report_id`` is the platform's opaque ref of the report (base64url, as its answers give it);
+    anything else (a path separator, ``..``, a query) names no report: NotFound, never another path."""
     if kind not in REPORT_KINDS:
         raise ValueError(f"unknown report kind {kind!r}")
     path = f"{API}/{kind}-reports"
     if report_id is not None:
-        path += f"/{int(report_id)}"
+        if not isinstance(report_id, str) or not _REF.fullmatch(report_id):
+            raise NotFound("报告不存在")
+        path += f"/{report_id}"
     return f"{path}/{what}" if what else path
 
 
@@ -322,7 +330,7 @@ class HurenClient:
         """A page of the institution's departments: ``{"dept": [...], "total": n}``."""
         return self.rest_call("GET", PATHS["dept"], params={"limit": limit, "offset": offset})
 
-    def report(self, kind: str, report_id: int, *, pdf: bool = False, timeout: float | None = None) -> httpx2.Response:
+    def report(self, kind: str, report_id: str, *, pdf: bool = False, timeout: float | None = None) -> httpx2.Response:
         """A report (or its PDF) as the platform answers it, raw (its view is logged there)."""
         return self.send("GET", report_path(kind, report_id, "pdf" if pdf else ""), timeout=timeout)
 

@@ -27,7 +27,7 @@ async def org_reports(
     limit: int = Query(100, ge=1, le=MAX_PAGE, description="每页条数"),
     include_voided: bool = Query(False, description="是否包括已作废报告"),
 ) -> dict[str, Any]:
-    svc = OrgReportsService(c.db, c.clock, c.audit)  # stateless: built per call from the container's parts
+    svc = OrgReportsService(c.db, c.clock, c.audit, c.refs)  # stateless: built per call from the container's parts
     res = await run_in_threadpool(
         lambda: svc.list(who, kind, org_code, start=start, end=end, offset=offset, limit=limit, include_voided=include_voided)
     )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from huren.api.deps import Caller, Services, write
-from huren.api.models import Day, Moment, Order, Patient
+from huren.api.models import Day, Moment, Order, Patient, ReportRef
 from huren.api.openapi import op
 from huren.api.responses import Json
 from huren.api.rest_reports import json_body
@@ -59,7 +59,7 @@ def _pdf_route(kind: str) -> None:
         response_class=Response,
         name=f"accepted_{kind}_pdf",
     )
-    async def accepted_pdf(report_id: int, c: Services, who: Caller) -> Response:
+    async def accepted_pdf(report_id: ReportRef, c: Services, who: Caller) -> Response:
         data = await run_in_threadpool(c.recognition.accepted_pdf, who, kind, report_id)
         return Response(data, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{kind}-{report_id}.pdf"'})
 

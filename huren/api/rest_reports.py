@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from huren.api.deps import Caller, Services, parse_json, read_body, write
+from huren.api.models import ReportRef
 from huren.api.openapi import op
 from huren.context import Principal
 from huren.domain import kinds
@@ -87,22 +88,22 @@ def _routes(kind: str) -> None:
         **op(ids["pdf_put"], f"单独上传{zh}报告PDF", {"requestBody": {"required": True, "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}}}),
         name=f"put_{kind}_pdf",
     )
-    async def put_pdf(report_id: int, request: Request, c: Services, who: Caller) -> dict[str, Any]:
+    async def put_pdf(report_id: ReportRef, request: Request, c: Services, who: Caller) -> dict[str, Any]:
         data = await read_body(request, c.settings.max_pdf_bytes + 1)
         sha = await run_in_threadpool(c.registry.put_pdf, kind, report_id, data, who)
         return {"code": "ok", "message": "ok", "report_id": report_id, "pdf_sha256": sha}
 
     @router.get(f"{path}/{{report_id}}/pdf", **op(ids["pdf_get"], f"下载{zh}报告PDF"), response_class=Response, name=f"get_{kind}_pdf")
-    async def get_pdf(report_id: int, c: Services, who: Caller) -> Response:
+    async def get_pdf(report_id: ReportRef, c: Services, who: Caller) -> Response:
         data = await run_in_threadpool(c.query.pdf, kind, report_id, who)
         return Response(data, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{kind}-{report_id}.pdf"'})
 
     @router.get(f"{path}/{{report_id}}", **op(ids["get"], f"查看一份{zh}报告（主节点与子项）"), name=f"get_{kind}")
-    async def get_report(report_id: int, c: Services, who: Caller) -> dict[str, Any]:
+    async def get_report(report_id: ReportRef, c: Services, who: Caller) -> dict[str, Any]:
         return {"code": "ok", "report": await run_in_threadpool(c.query.report, kind, report_id, who)}
 
     @router.get(f"{path}/{{report_id}}/history", **op(ids["register"], f"{zh}报告的历史版本（本机构）"), name=f"history_{kind}")
-    async def history(report_id: int, c: Services, who: Caller) -> dict[str, Any]:
+    async def history(report_id: ReportRef, c: Services, who: Caller) -> dict[str, Any]:
         return {"code": "ok", "versions": await run_in_threadpool(c.query.history, kind, report_id, who)}
 
 

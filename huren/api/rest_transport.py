@@ -10,7 +10,7 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from huren.api.deps import Caller, Services, write
-from huren.api.models import Body
+from huren.api.models import REPORT_REF_DESCRIPTION, Body
 from huren.api.openapi import op
 from huren.services.links import LINK_TTL_DEFAULT, LINK_TTL_MAX
 
@@ -27,7 +27,8 @@ class KeyRequest(Body):
 
 class LinkRequest(Body):
     kind: Literal["lab", "exam"] = Field(..., description="报告类型：lab 检验，exam 检查")
-    report_id: int = Field(..., description="报告编号（平台内部 report_id）", ge=1, le=2**63 - 1)
+    # no length rule: a ref of any other shape names no report and is answered 404 like one
+    report_id: str = Field(..., description=REPORT_REF_DESCRIPTION)
     ttl_seconds: int = Field(LINK_TTL_DEFAULT, description=f"有效期（秒），最长 {LINK_TTL_MAX}", ge=1, le=LINK_TTL_MAX)
 
 

@@ -22,7 +22,8 @@ so a secret is never used directly. New values are sealed under the active key i
 id still opens (so ``huren keys rotate-data`` can re-encrypt in batches). The blind index uses a
 separate secret that does not rotate with the data key (rotation must not break lookups), with one
 derived key per *domain* (``id_no``, ``name`` …): equal values in one domain give equal indexes,
-across domains they do not.
+across domains they do not.  Other secrets that must outlive data-key rotation (the opaque report
+refs of ``huren.crypto.opaque``) are derived from it per purpose (:meth:`FieldCipher.derive_secret`).
 
 Limits: a random 96-bit nonce keeps GCM safe for about 2^32 values per key — rotate well before
 that; the blind index reveals which rows share a value (equality), by design, to whoever reads the
@@ -235,6 +236,14 @@ class FieldCipher:
         if key is None:
             key = self._blind_keys[domain] = _hkdf(self._index_secret, b"huren/blind-index/v1/" + domain.encode(), 32)
         return hmac.digest(key, normalise(value).encode(), "sha256")[:BLIND_LEN].hex()
+
+    def derive_secret(self, purpose: str) -> bytes:
+        """A 32-byte secret for ``purpose`` (e.g. ``report-refs``), derived with HKDF from the
+        blind-index secret under its own label: stable across data-key and token-secret rotation,
+        unrelated to the blind-index keys and to every other purpose's secret."""
+        if not purpose:
+            raise SealError("a derived secret needs a purpose")
+        return _hkdf(self._index_secret, b"huren/derived-secret/v1/" + purpose.encode(), SECRET_LEN)
 
 
 def is_sealed_text(value: str) -> bool:

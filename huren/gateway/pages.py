@@ -71,25 +71,26 @@ class GatewayBackend:
     def submit(self, table: str, payload: Any, principal: Principal) -> int:
         return int(self.desk.submit(table, payload)["rows"])
 
-    def report(self, kind: str, report_id: int, principal: Principal) -> dict[str, Any]:
+    def report(self, kind: str, report_id: str, principal: Principal) -> dict[str, Any]:
+        """A report by the platform's ref: from the platform, or (platform down) from the cache."""
         r = self.cache.platform_report(kind, report_id)
         if r is not None and r.status_code == 200:
             body: dict[str, Any] = r.json()["report"]
             return body
         if r is not None and r.status_code == 404:
-            raise NotFound(f"报告 {report_id} 不存在")
+            raise NotFound("报告不存在")
         m = self.cache.find_report(kind, report_id)
         if m is None:
             raise NotFound("互认平台暂时无法访问，本地缓存中也没有这份报告，请稍后重试")
         self.desk.viewed(kind, m)  # the platform did not see this view: it is queued for its log
         return cached_report(kind, m)
 
-    def pdf(self, kind: str, report_id: int, principal: Principal) -> bytes:
+    def pdf(self, kind: str, report_id: str, principal: Principal) -> bytes:
         r = self.cache.platform_report(kind, report_id, pdf=True)
         if r is None:
             raise NotFound("互认平台暂时无法访问，PDF 需从平台调阅，请稍后重试")
         if r.status_code != 200:
-            raise NotFound(f"报告 {report_id} 没有PDF文件")
+            raise NotFound("报告没有PDF文件")
         return r.content
 
 

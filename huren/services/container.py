@@ -14,6 +14,7 @@ from huren.services.masterdata import MasterDataService
 from huren.services.quality import QualityService
 from huren.services.query import QueryService
 from huren.services.recognition import RecognitionService
+from huren.services.refs import Refs
 from huren.services.registry import RegistryService
 from huren.services.statistics import StatisticsService
 from huren.services.transport import TransportService
@@ -42,6 +43,8 @@ class Container:
     transport: TransportService
     links: LinkService
     keys: Keyring
+    #: report ids as they cross a transport (opaque refs; issue 10 §1.11)
+    refs: Refs
 
     def close(self) -> None:
         self.db.dispose()

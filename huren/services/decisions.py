@@ -22,6 +22,7 @@ from huren.services import access
 from huren.services.audit import AuditService
 from huren.services.payloads import dump
 from huren.services.reference import ReferenceCache, check_patient, full_reports
+from huren.services.refs import MISSING, NO_PDF, Refs
 from huren.store import recognition as rstore
 from huren.store import reports
 from huren.store.blobs import BlobStore
@@ -31,8 +32,11 @@ Reject = Callable[[Principal, str, str, Sequence[Problem], bytes | None, str | N
 
 
 class DecisionService:
-    def __init__(self, db: Database, blobs: BlobStore, clock: Clock, audit: AuditService, reject: Reject, ref: ReferenceCache) -> None:
+    def __init__(
+        self, db: Database, blobs: BlobStore, clock: Clock, audit: AuditService, reject: Reject, ref: ReferenceCache, refs: Refs
+    ) -> None:
         self._db = db
+        self._refs = refs
         self._blobs = blobs
         self._clock = clock
         self._audit = audit
@@ -83,7 +87,12 @@ class DecisionService:
         entries = [(r["id_type_code"], r["id_no"], f"{table}:{r['id']}") for r in rows] or [(None, None, f"{table}: 0 records")]
         self._audit.record_many(principal, f"list_{table}_records", entries, read=True)
         return [
-            {"id": r["id"], "org_code": r["org_code"], "report_kind": r["report_kind"], "report_id": r["report_id"]}
+            {
+                "id": r["id"],
+                "org_code": r["org_code"],
+                "report_kind": r["report_kind"],
+                "report_id": self._refs.report(r["report_kind"], r["report_id"]) if r["report_id"] and r["report_kind"] else None,
+            }
             | to_text(r, spec)
             for r in rows
         ]
@@ -107,11 +116,11 @@ class DecisionService:
         ref = self._ref.get()
         with self._db.read() as conn:
             ids = rstore.accepted_report_ids(conn, principal.org_code, kind, id_type, id_no, event_no or None)
-            full = full_reports(conn, ref, kind, sorted(ids, reverse=True))
+            full = full_reports(conn, ref, self._refs, kind, sorted(ids, reverse=True))
             if kind == "exam":  # the seed answers one exammaster per accepted exam item
                 out = []
                 for m in full:
-                    codes = rstore.accepted_codes(conn, principal.org_code, "exam", m["report_id"])
+                    codes = rstore.accepted_codes(conn, principal.org_code, "exam", self._refs.report_id("exam", m["report_id"]))
                     for item in m.pop("item"):
                         if item["exam_item_code"] in codes:
                             out.append(m | {k: v for k, v in item.items() if k not in m or k in ("effective_dtime",)} | {"recognition": item["recognition"]})
@@ -119,18 +128,21 @@ class DecisionService:
         self._audit.record(principal, f"recognition_{kind}_info", id_type_code=id_type, id_no=id_no, target=f"{len(full)} reports")
         return full
 
-    def accepted_pdf(self, principal: Principal, kind: str, report_id: int) -> bytes:
-        """An accepted report's PDF (HZ-17): only for an institution that accepted the report."""
+    def accepted_pdf(self, principal: Principal, kind: str, ref: str) -> bytes:
+        """An accepted report's PDF (HZ-17), by its ref: only for an institution that accepted the report."""
         access.require(principal, "recognition.read")
+        report_id = self._refs.report_id(kind, ref)
         with self._db.read() as conn:
+            m = reports.get_master(conn, kind, report_id)
+            if m is None:  # as a ref that names no report: one answer for both
+                raise NotFound(MISSING)
             if not rstore.accepted_codes(conn, principal.org_code, kind, report_id):
                 raise Forbidden("只能下载本机构已采纳互认的报告PDF")
-            m = reports.get_master(conn, kind, report_id)
-        if m is None or not m["pdf_sha256"]:
-            raise NotFound(f"报告 {report_id} 没有PDF文件")
+        if not m["pdf_sha256"]:
+            raise NotFound(NO_PDF)
         data = self._blobs.get(m["pdf_sha256"])
         if data is None:
-            raise NotFound(f"报告 {m['id']} 的PDF文件缺失")
+            raise NotFound(NO_PDF)
         self._audit.record(principal, f"pdf_{kind}", id_type_code=m["id_type_code"], id_no=m["id_no"], target=f"{kind}:{m['id']}")
         return data
 

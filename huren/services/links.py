@@ -20,6 +20,7 @@ from huren.errors import Forbidden, InvalidInput, LinkExpired, NotFound, Problem
 from huren.services import access
 from huren.services.audit import AuditService
 from huren.services.auth import AuthService
+from huren.services.refs import MISSING, NO_PDF, Refs
 from huren.store import reports
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
@@ -34,7 +35,8 @@ LINK_TTL_MAX = 86400
 class Link:
     token: str
     kind: str
-    report_id: int
+    #: the report's ref (never the store id)
+    report_id: str
     expires_at: datetime
 
 
@@ -46,28 +48,32 @@ class LinkService:
         clock: Clock,
         audit: AuditService,
         secret: bytes,
+        refs: Refs,
         *,
         accounts: AuthService | None = None,
     ) -> None:
         self._db = db
+        self._refs = refs
         self._accounts = accounts  # links die with their creator's credential version
         self._blobs = blobs
         self._clock = clock
         self._audit = audit
         self._links = Signer(secret, "report-link", clock.time)  # the one signed-claims codec
 
-    def create_link(self, principal: Principal, kind: str, report_id: int, ttl_seconds: int = LINK_TTL_DEFAULT) -> Link:
-        """A token that serves one report's PDF without a bearer token until it expires."""
+    def create_link(self, principal: Principal, kind: str, ref: str, ttl_seconds: int = LINK_TTL_DEFAULT) -> Link:
+        """A token that serves one report's PDF (named by its ref) without a bearer token until it expires."""
         access.require(principal, "report.read")
         if kind not in ("lab", "exam"):
             raise InvalidInput("报告类型无效", [Problem("kind", "dictionary", "应为 lab 或 exam")])
         if not 1 <= ttl_seconds <= LINK_TTL_MAX:
             raise InvalidInput("链接有效期无效", [Problem("ttl_seconds", "range", f"应为 1～{LINK_TTL_MAX} 秒")])
+        report_id = self._refs.report_id(kind, ref)
         m = self._master(kind, report_id)
         with self._db.read() as conn:
             access.check_org(conn, principal, "report.read", m["org_code"])
         exp = int(self._clock.time()) + ttl_seconds
-        claims: dict[str, Any] = {"k": kind, "i": report_id, "o": principal.org_code, "u": principal.username, "r": principal.role}
+        # the claims are signed, not sealed: they carry the ref, so the token shows no store id
+        claims: dict[str, Any] = {"k": kind, "i": ref, "o": principal.org_code, "u": principal.username, "r": principal.role}
         if self._accounts is not None:
             claims["v"] = self._accounts.version_of(principal.org_code, principal.username)
         token = self._links.sign_until(claims, exp)
@@ -76,27 +82,30 @@ class LinkService:
             principal, f"link_create_{kind}", id_type_code=m["id_type_code"], id_no=m["id_no"],
             target=f"{kind}:{report_id} until {format_value(expires_at)}",
         )
-        return Link(token, kind, report_id, expires_at)
+        return Link(token, kind, ref, expires_at)
 
     def _master(self, kind: str, report_id: int) -> dict[str, Any]:
         with self._db.read() as conn:
             m = reports.get_master(conn, kind, report_id)
         if m is None:
-            raise NotFound(f"报告 {report_id} 不存在")
+            raise NotFound(MISSING)
         if not m["pdf_sha256"]:
-            raise NotFound(f"报告 {report_id} 没有PDF文件")
+            raise NotFound(NO_PDF)
         return m
 
-    def open_link(self, token: str, remote_addr: str | None) -> tuple[str, int, bytes]:
-        """(kind, report_id, PDF) of a good, unexpired link; Forbidden if forged, LinkExpired if late."""
+    def open_link(self, token: str, remote_addr: str | None) -> tuple[str, str, bytes]:
+        """(kind, report ref, PDF) of a good, unexpired link; Forbidden if forged, LinkExpired if late."""
         got = self._links.open(token)
         try:
             if got is None:
                 raise ValueError("forged, damaged or not canonically encoded")
             claims = got.claims
-            kind, report_id = str(claims["k"]), int(claims["i"])
+            kind, ref = str(claims["k"]), claims["i"]
+            # a link signed before refs (at most LINK_TTL_MAX old) holds the store id itself
+            report_id = ref if type(ref) is int else self._refs.report_id(kind, ref)
+            ref = self._refs.report(kind, report_id)
             who = Principal(str(claims["o"]), str(claims["u"]), str(claims["r"]), remote_addr)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, NotFound):
             log.warning("forged or damaged viewing link from %s", remote_addr)
             raise Forbidden("报告查看链接无效或已被篡改") from None
         if got.expired:
@@ -111,6 +120,6 @@ class LinkService:
         m = self._master(kind, report_id)
         data = self._blobs.get(m["pdf_sha256"])
         if data is None:
-            raise NotFound(f"报告 {report_id} 没有PDF文件")
+            raise NotFound(NO_PDF)
         self._audit.record(who, f"link_pdf_{kind}", id_type_code=m["id_type_code"], id_no=m["id_no"], target=f"{kind}:{report_id}")
-        return kind, report_id, data
+        return kind, ref, data

@@ -14,6 +14,7 @@ from huren.domain.records import format_value
 from huren.errors import InvalidInput, NotFound, Problem
 from huren.services import access
 from huren.services.audit import AuditService
+from huren.services.refs import Refs, report_url
 from huren.store import audit as audit_store
 from huren.store import directory
 from huren.store import org_reports as store
@@ -26,8 +27,9 @@ DEFAULT_DAYS = 30
 
 
 class OrgReportsService:
-    def __init__(self, db: Database, clock: Clock, audit: AuditService) -> None:
+    def __init__(self, db: Database, clock: Clock, audit: AuditService, refs: Refs) -> None:
         self._db = db
+        self._refs = refs
         self._clock = clock
         self._audit = audit
 
@@ -66,7 +68,7 @@ class OrgReportsService:
             total, rows = store.page(conn, kind, org_code, start, end, offset=offset, limit=limit, include_voided=include_voided)
             out = [
                 {
-                    "report_id": r["id"],
+                    "report_id": self._refs.report(kind, r["id"]),
                     "kind": kind,
                     "org_code": r["org_code"],
                     "report_form_no": r["report_form_no"],
@@ -82,7 +84,7 @@ class OrgReportsService:
                     "voided": bool(r["voided"]),
                     "has_pdf": bool(r["pdf_sha256"]),
                     "received_at": format_value(r["received_at"]),
-                    "url": f"/api/v1/{kind}-reports/{r['id']}",
+                    "url": report_url(self._refs, kind, r["id"]),
                 }
                 for r in rows
             ]
@@ -90,7 +92,7 @@ class OrgReportsService:
             with self._db.write() as conn:
                 audit_store.log_access_many(
                     conn,
-                    self._audit.rows(principal, f"list_{kind}_by_org", [(r["id_type_code"], r["id_no"], f"{kind}:{r['report_id']}") for r in out]),
+                    self._audit.rows(principal, f"list_{kind}_by_org", [(r["id_type_code"], r["id_no"], f"{kind}:{r['id']}") for r in rows]),
                 )
         return {
             "org_code": org_code,

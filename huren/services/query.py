@@ -15,6 +15,7 @@ from huren.domain.validation import canonical_id
 from huren.errors import InvalidInput, NotFound, Problem
 from huren.services import access
 from huren.services.audit import AuditService
+from huren.services.refs import MISSING, NO_PDF, Refs
 from huren.store import directory, recognition, reports
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
@@ -25,9 +26,9 @@ ABNORMAL_INTERPRET = ("H", "L", "P", "WP")
 EXAM_ABNORMAL = "0"
 
 
-def report_meta(row: dict[str, Any], kind: str, org_names: dict[str, str]) -> dict[str, Any]:
+def report_meta(row: dict[str, Any], kind: str, org_names: dict[str, str], refs: Refs) -> dict[str, Any]:
     return {
-        "report_id": row["id"],
+        "report_id": refs.report(kind, row["id"]),
         "kind": kind,
         "org_name": org_names.get(row["org_code"], ""),
         "version": row["version"],
@@ -39,8 +40,9 @@ def report_meta(row: dict[str, Any], kind: str, org_names: dict[str, str]) -> di
 
 
 class QueryService:
-    def __init__(self, db: Database, blobs: BlobStore, clock: Clock, audit: AuditService) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, clock: Clock, audit: AuditService, refs: Refs) -> None:
         self._db = db
+        self._refs = refs
         self._blobs = blobs
         self._clock = clock
         self._audit = audit
@@ -60,7 +62,7 @@ class QueryService:
         names = self._org_names(conn)
         items = reports.get_items(conn, kind, [m["id"] for m in masters])
         return [
-            report_meta(m, kind, names)
+            report_meta(m, kind, names, self._refs)
             | {k.master_node: to_text(m, k.master_fields), k.item_node: [to_text(i, k.item_fields) for i in items[m["id"]]]}
             for m in masters
         ]
@@ -87,12 +89,14 @@ class QueryService:
         self._audit.record(principal, f"query_{kind}", id_type_code=id_type_code, id_no=id_no, target=f"{len(out)} reports")
         return out
 
-    def report(self, kind: str, report_id: int, principal: Principal) -> dict[str, Any]:
+    def report(self, kind: str, ref: str, principal: Principal) -> dict[str, Any]:
+        """One report by its ref (``report_id`` of the answers); NotFound for a ref that names none."""
         access.require(principal, "report.read")
+        report_id = self._refs.report_id(kind, ref)
         with self._db.read() as conn:
             m = reports.get_master(conn, kind, report_id)
             if m is None:
-                raise NotFound(f"报告 {report_id} 不存在")
+                raise NotFound(MISSING)
             access.check_org(conn, principal, "report.read", m["org_code"])
             out = self._render(conn, kind, [m])[0]
         self._audit.record(principal, f"view_{kind}", id_type_code=m["id_type_code"], id_no=m["id_no"], target=f"{kind}:{report_id}")
@@ -119,26 +123,28 @@ class QueryService:
                 ],
             )
 
-    def pdf(self, kind: str, report_id: int, principal: Principal) -> bytes:
+    def pdf(self, kind: str, ref: str, principal: Principal) -> bytes:
         access.require(principal, "report.read")
+        report_id = self._refs.report_id(kind, ref)
         with self._db.read() as conn:
             m = reports.get_master(conn, kind, report_id)
             if m is None:
-                raise NotFound(f"报告 {report_id} 不存在")
+                raise NotFound(MISSING)
             access.check_org(conn, principal, "report.read", m["org_code"])
         data = self._blobs.get(m["pdf_sha256"]) if m["pdf_sha256"] else None
         if data is None:
-            raise NotFound(f"报告 {report_id} 没有PDF文件")
+            raise NotFound(NO_PDF)
         self._audit.record(principal, f"pdf_{kind}", id_type_code=m["id_type_code"], id_no=m["id_no"], target=f"{kind}:{report_id}")
         return data
 
-    def history(self, kind: str, report_id: int, principal: Principal) -> list[dict[str, Any]]:
+    def history(self, kind: str, ref: str, principal: Principal) -> list[dict[str, Any]]:
         """Earlier versions of one of the caller's own reports (a supervisor's: of its region)."""
         access.require(principal, "history.read")
+        report_id = self._refs.report_id(kind, ref)
         with self._db.read() as conn:
             m = reports.get_master(conn, kind, report_id)
             if m is None:
-                raise NotFound(f"报告 {report_id} 不存在")
+                raise NotFound(MISSING)
             access.check_org(conn, principal, "history.read", m["org_code"])
             versions = reports.history(conn, kind, report_id)
         self._audit.record(
@@ -170,7 +176,7 @@ class QueryService:
                     if access.in_scope(orgs, m["org_code"])
                 ]
                 out = [
-                    report_meta(m, kind, names)
+                    report_meta(m, kind, names, self._refs)
                     | {kinds.LAB.master_node: to_text(m, kinds.LAB.master_fields), kinds.LAB.item_node: to_text(i, kinds.LAB.item_fields)}
                     for m, i in rows
                 ]

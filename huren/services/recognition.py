@@ -29,7 +29,8 @@ from huren.errors import InvalidInput, Problem
 from huren.services import access
 from huren.services.audit import AuditService
 from huren.services.decisions import DecisionService, Reject
-from huren.services.reference import Reference, ReferenceCache, check_patient, full_reports, pdf_url, report_url
+from huren.services.reference import Reference, ReferenceCache, check_patient, full_reports
+from huren.services.refs import Refs, report_url
 from huren.services.reminders import ReminderService, reminder_rows
 from huren.store import audit as audit_store
 from huren.store import catalog as catalog_store
@@ -37,7 +38,7 @@ from huren.store import recognition as rstore
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
 
-__all__ = ["MAX_ORDERED", "WINDOWS", "RecognitionService", "pdf_url", "report_url"]
+__all__ = ["MAX_ORDERED", "WINDOWS", "RecognitionService"]
 
 WINDOWS = (30, 90)
 #: the most ordered items one exists-for-order question may carry (a prescription, not a catalog)
@@ -54,13 +55,15 @@ class RecognitionService:
         clock: Clock,
         audit: AuditService,
         reject: Reject,
+        refs: Refs,
         cache_seconds: float = 30.0,
     ) -> None:
         self._db = db
+        self._refs = refs
         self._clock = clock
         self._audit = audit
         self._cache = ReferenceCache(db, cache_seconds)
-        self.decisions = DecisionService(db, blobs, clock, audit, reject, self._cache)
+        self.decisions = DecisionService(db, blobs, clock, audit, reject, self._cache, refs)
         self.reminders = ReminderService(db, reject)
         # the transports reach the neighbouring rooms through this service
         self.submit = self.decisions.submit
@@ -144,7 +147,8 @@ class RecognitionService:
             out.append(
                 {
                     "type": "check",
-                    "report_id": r["id"],
+                    "report_id": self._refs.report("exam", r["id"]),
+                    "_id": r["id"],
                     "org_code": r["org_code"],
                     "org_name": ref.org_name(r["org_code"]),
                     "item_code": r["i_exam_item_code"],
@@ -152,7 +156,7 @@ class RecognitionService:
                     "dtime": format_value(r["authenticator_dtime"]),
                     "expired_time": format_value(v.expired_time) if v.recognizable else "",
                     "recognition": "1" if v.recognizable else "0",
-                    "url": report_url("exam", r["id"]),
+                    "url": report_url(self._refs, "exam", r["id"]),
                     "pacs_url": r["pacs_url"] or "",
                 }
             )
@@ -162,7 +166,8 @@ class RecognitionService:
             if e is None:
                 e = by_report[r["id"]] = {
                     "type": "lab",
-                    "report_id": r["id"],
+                    "report_id": self._refs.report("lab", r["id"]),
+                    "_id": r["id"],
                     "org_code": r["org_code"],
                     "org_name": ref.org_name(r["org_code"]),
                     "item_code": r["class_code"],
@@ -170,15 +175,16 @@ class RecognitionService:
                     "dtime": format_value(r["authenticator_dtime"]),
                     "expired_time": "",
                     "recognition": "0",
-                    "url": report_url("lab", r["id"]),
+                    "url": report_url(self._refs, "lab", r["id"]),
                     "pacs_url": "",
                     "_old": r["authenticator_dtime"] < window,
                 }
             if v.recognizable:
                 e["recognition"] = "1"
                 e["expired_time"] = max(e["expired_time"], format_value(v.expired_time))
-        out.extend({k: v for k, v in e.items() if k != "_old"} for e in by_report.values() if e["recognition"] == "1" or not e["_old"])
-        out.sort(key=lambda e: (e["dtime"], e["report_id"]), reverse=True)
+        out.extend(e for e in by_report.values() if e["recognition"] == "1" or not e["_old"])
+        out.sort(key=lambda e: (e["dtime"], e["_id"]), reverse=True)  # newest first, by store order within a second
+        out = [{k: v for k, v in e.items() if k not in ("_old", "_id")} for e in out]
         self._audit.record(principal, "recognition_recent", id_type_code=id_type, id_no=id_no, target=f"{len(out)} records")
         return out
 
@@ -202,7 +208,7 @@ class RecognitionService:
                 for r, v in zip(rows, self._verdicts(kind, rows), strict=True):
                     if v.recognizable:
                         expiry.setdefault(r["id"], {})[r[code_key]] = format_value(v.expired_time)
-                out[f"{kind}master"] = full_reports(conn, ref, kind, sorted(expiry, reverse=True), expiry)
+                out[f"{kind}master"] = full_reports(conn, ref, self._refs, kind, sorted(expiry, reverse=True), expiry)
         n = len(out["exammaster"]) + len(out["labmaster"])
         self._audit.record(principal, "recognition_detail", id_type_code=id_type, id_no=id_no, target=f"{n} reports")
         return out
@@ -292,7 +298,7 @@ class RecognitionService:
 
     def _master_attrs(self, r: dict[str, Any], kind: str, ref: Reference) -> dict[str, Any]:
         return {
-            "report_id": r["id"],
+            "report_id": self._refs.report(kind, r["id"]),
             "org_code": r["org_code"],
             "org_name": ref.org_name(r["org_code"]),
             "report_form_no": r["report_form_no"],
@@ -302,5 +308,5 @@ class RecognitionService:
             "event_type": str(r["event_type"]),
             "report_title": r["report_title"],
             "dtime": format_value(r["authenticator_dtime"]),
-            "url": report_url(kind, r["id"]),
+            "url": report_url(self._refs, kind, r["id"]),
         }

@@ -17,17 +17,10 @@ from huren.domain import kinds, validation
 from huren.domain.recognition import CatalogRule
 from huren.domain.records import format_value, to_text
 from huren.domain.regions import split_scope
+from huren.services.refs import Refs, pdf_url, report_url
 from huren.store import recognition as rstore
 from huren.store import reports
 from huren.store.database import Database
-
-
-def report_url(kind: str, report_id: int) -> str:
-    return f"/api/v1/{kind}-reports/{report_id}"
-
-
-def pdf_url(kind: str, report_id: int) -> str:
-    return f"/api/v1/recognition/{kind}-reports/{report_id}/pdf"
 
 
 def check_patient(id_type: str, id_no: str) -> str:
@@ -90,10 +83,15 @@ class ReferenceCache:
 
 
 def full_reports(
-    conn: Any, ref: Reference, kind: str, report_ids: Sequence[int], expiry: dict[int, dict[str, str]] | None = None
+    conn: Any,
+    ref: Reference,
+    refs: Refs,
+    kind: str,
+    report_ids: Sequence[int],
+    expiry: dict[int, dict[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Masters with their items (seed 002 §1.3.2.2 / §1.4.2.4-5 shape); ``expired_time`` on the
-    items named in ``expiry``."""
+    """Masters with their items (seed 002 §1.3.2.2 / §1.4.2.4-5 shape), each named by its ref;
+    ``expired_time`` on the items named in ``expiry``."""
     k = kinds.BY_NAME[kind]
     mspec, ispec = k.master_fields, k.item_fields
     items = reports.get_items(conn, kind, report_ids)
@@ -106,14 +104,14 @@ def full_reports(
         exp = (expiry or {}).get(rid, {})
         out.append(
             {
-                "report_id": rid,
+                "report_id": refs.report(kind, rid),
                 "org_name": ref.org_name(m["org_code"]),
                 # seed 002 §1.4.2.4/5 answers carry the institution's region and the upload time
                 "area_code": str(ref.orgs.get(m["org_code"], {}).get("region_code", "")),
                 "create_at": format_value(m["received_at"]),
             }
             | to_text(m, mspec)
-            | {"url": report_url(kind, rid), "pdf_url": pdf_url(kind, rid) if m["pdf_sha256"] else ""}
+            | {"url": report_url(refs, kind, rid), "pdf_url": pdf_url(refs, kind, rid) if m["pdf_sha256"] else ""}
             | {"item": [to_text(i, ispec) | {"expired_time": exp.get(i[code_key], "")} for i in items[rid]]}
         )
     return out

@@ -29,6 +29,7 @@ from huren.domain.versions import refusal
 from huren.errors import Conflict, Forbidden, HurenError, InvalidInput, NotFound, Problem
 from huren.services.group_commit import GroupCommit
 from huren.services.payloads import dump
+from huren.services.refs import MISSING, Refs
 from huren.store import quality, recognition, reports
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
@@ -36,7 +37,8 @@ from huren.store.database import Database
 
 @dataclass(frozen=True, slots=True)
 class Registered:
-    report_id: int
+    #: the report's ref (``huren.services.refs``), never the store id
+    report_id: str
     version: int
     created: bool
     #: an idempotent resubmission (same last_update_dtime, same content): nothing was written
@@ -68,7 +70,7 @@ REFUSALS: dict[int, tuple[type[HurenError], str]] = {
 
 @dataclass(frozen=True, slots=True)
 class Voided:
-    report_id: int
+    report_id: str
     citations: list[dict[str, str]]
 
 
@@ -79,11 +81,13 @@ class RegistryService:
         blobs: BlobStore,
         clock: Clock,
         max_pdf_bytes: int,
+        refs: Refs,
         *,
         rejected_keep_bytes: int = 256 * 1024,
         rejected_quota_bytes: int = 512 * 1024 * 1024,
     ) -> None:
         self._db = db
+        self._refs = refs
         self._blobs = blobs
         self._clock = clock
         self.max_pdf_bytes = max_pdf_bytes
@@ -255,7 +259,7 @@ class RegistryService:
             master_name = f"{kind}master"
             for (i, report, _, _), s in zip(good, stored, strict=True):
                 if not s.refused:
-                    outcomes[i].registered = Registered(s.report_id, s.version, s.created, s.outcome == "same")
+                    outcomes[i].registered = Registered(self._refs.report(kind, s.report_id), s.version, s.created, s.outcome == "same")
                     continue
                 assert s.stored_time is not None and s.outcome in ("stale", "conflict")
                 new_time = report.master["last_update_dtime"]
@@ -309,15 +313,16 @@ class RegistryService:
         # departments and doctors
         with self._db.read() as conn:
             cited = [{k: format_value(v) for k, v in c.items()} for c in recognition.citations(conn, kind, row["id"])]
-        return Voided(row["id"], cited)
+        return Voided(self._refs.report(kind, row["id"]), cited)
 
-    def put_pdf(self, kind: str, report_id: int, data: bytes, principal: Principal, *, channel: str = "rest") -> str:
-        """Attach (or replace) a report's PDF uploaded on its own (XC-E2, XC-L5, HZ-7/10)."""
+    def put_pdf(self, kind: str, ref: str, data: bytes, principal: Principal, *, channel: str = "rest") -> str:
+        """Attach (or replace) a report's PDF uploaded on its own (XC-E2, XC-L5, HZ-7/10), by its ref."""
         access.require(principal, "report.write")
+        report_id = self._refs.report_id(kind, ref)
         with self._db.read() as conn:
             row = reports.get_master(conn, kind, report_id)
         if row is None:
-            raise NotFound(f"报告 {report_id} 不存在")
+            raise NotFound(MISSING)
         if row["org_code"] != principal.org_code:
             raise Forbidden("只能为本机构的报告上传PDF")
         problems: list[Problem] = []

@@ -49,11 +49,11 @@ class DoctorBackend(Protocol):
     def submit(self, table: str, payload: Any, principal: Principal) -> int:
         """Store accept / quote records (``{"sehr_accept_record": [...]}``); InvalidInput otherwise."""
 
-    def report(self, kind: str, report_id: int, principal: Principal) -> dict[str, Any]:
-        """One report: ``{"labmaster"|"exammaster": {...}, "lab_subitem"|"exam_subitem": [...], …}``."""
+    def report(self, kind: str, report_id: str, principal: Principal) -> dict[str, Any]:
+        """One report by its ref (the answers' ``report_id``); NotFound for a ref that names none: ``{"labmaster"|"exammaster": {...}, "lab_subitem"|"exam_subitem": [...], …}``."""
 
-    def pdf(self, kind: str, report_id: int, principal: Principal) -> bytes:
-        """The report's PDF; NotFound when there is none."""
+    def pdf(self, kind: str, report_id: str, principal: Principal) -> bytes:
+        """The PDF of the report with this ref; NotFound when there is none."""
 
 
 def _visit(v: dict[str, str]) -> Visit:
@@ -117,8 +117,8 @@ class PlatformBackend:
     def submit(self, table: str, payload: Any, principal: Principal) -> int:
         return self._c.recognition.submit(table, payload, principal, channel="web")
 
-    def report(self, kind: str, report_id: int, principal: Principal) -> dict[str, Any]:
+    def report(self, kind: str, report_id: str, principal: Principal) -> dict[str, Any]:
         return self._c.query.report(kind, report_id, principal)
 
-    def pdf(self, kind: str, report_id: int, principal: Principal) -> bytes:
+    def pdf(self, kind: str, report_id: str, principal: Principal) -> bytes:
         return self._c.query.pdf(kind, report_id, principal)

@@ -141,7 +141,7 @@ def _rows(answer: dict[str, Any]) -> list[dict[str, str]]:
         rows.append(_done(m) | {
             "type": kinds.EXAM.record_type, "hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "code": m["item_code"],
             "name": m["item_name"], "org_name": m["org_name"], "dtime": m["dtime"], "pacs_url": m.get("pacs_url") or "",
-            "report_id": str(m["report_id"]), "result": m.get("conclusion") or "", "unit": "", "ref": "", "flag": "",
+            "report_id": m["report_id"], "result": m.get("conclusion") or "", "unit": "", "ref": "", "flag": "",
         })
     for m in answer["labmaster"]:
         for i in m["item"]:
@@ -149,7 +149,7 @@ def _rows(answer: dict[str, Any]) -> list[dict[str, str]]:
             rows.append(_done(i) | {
                 "type": kinds.LAB.record_type, "hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "code": i["item_code"],
                 "name": i["item_name"], "org_name": m["org_name"], "dtime": m["dtime"], "pacs_url": "",
-                "report_id": str(m["report_id"]), "result": str(i.get("result_value") or ""), "unit": i.get("result_unit") or "",
+                "report_id": m["report_id"], "result": str(i.get("result_value") or ""), "unit": i.get("result_unit") or "",
                 "ref": f"{lo}–{hi}" if lo or hi else "", "flag": i.get("result_interpre") or "",
             })
     return rows
@@ -272,7 +272,7 @@ def _kind(kind: str) -> str:
 
 
 @router.get("/ui/report/{kind}/{report_id}")
-async def report_view(request: Request, kind: str, report_id: int, who: Annotated[Caller, Depends(caller)]) -> Response:
+async def report_view(request: Request, kind: str, report_id: str, who: Annotated[Caller, Depends(caller)]) -> Response:
     _doctor(who)
     _kind(kind)
     rep = await _call(backend(request).report, kind, report_id, who.principal)
@@ -299,7 +299,7 @@ def _report_page(
 
 
 @router.get("/ui/report/{kind}/{report_id}/pdf")
-async def report_pdf(request: Request, kind: str, report_id: int, who: Annotated[Caller, Depends(caller)]) -> Response:
+async def report_pdf(request: Request, kind: str, report_id: str, who: Annotated[Caller, Depends(caller)]) -> Response:
     _doctor(who)
     data = await _call(backend(request).pdf, _kind(kind), report_id, who.principal)
     return Response(
@@ -318,10 +318,7 @@ async def quote(request: Request) -> Response:
     who, form = await form_caller(request)
     _doctor(who)
     kind = _kind(str(form.get("kind") or ""))
-    try:
-        report_id = int(str(form.get("report_id") or ""))
-    except ValueError:
-        raise invalid("report_id", "format", "报告编号无效") from None
+    report_id = str(form.get("report_id") or "")  # the report's ref: one that names none is the pages' 404
     b = backend(request)
     rep = await _call(b.report, kind, report_id, who.principal)
     visit = _form_visit(form)

@@ -21,9 +21,10 @@ A = Principal(ORG_A[0], ORG_A[4], "hospital")
 B = Principal(ORG_B[0], ORG_B[4], "hospital")
 
 
-def received_after(c: Container, kind: str, report_id: int, hours: float) -> datetime:
-    """Pretend the report reached the platform ``hours`` after its approval; its approval time."""
+def received_after(c: Container, kind: str, ref: str, hours: float) -> datetime:
+    """Pretend the report (by its ref) reached the platform ``hours`` after its approval; its approval time."""
     t = REPORT_TABLES[kind][0]
+    report_id = c.refs.report_id(kind, ref)
     with c.db.write() as conn:
         approved: datetime = conn.execute(select(t.c.authenticator_dtime).where(t.c.id == report_id)).scalar_one()
         conn.execute(update(t).where(t.c.id == report_id).values(received_at=approved + timedelta(hours=hours)))

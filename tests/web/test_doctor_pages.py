@@ -152,7 +152,7 @@ def test_panel_lists_recent_exams_and_labs_with_stars(client: TestClient, world:
     assert "CT平扫+三维重建" in exams and ORG_A[1] in exams and "★" in exams
     assert "常规报告" in labs and "★" in labs
     # rows link to the report view keeping the token and the visit
-    assert re.search(r'href="/ui/report/exam/\d+\?event_no=MZ123&amp;token=', r.text)
+    assert re.search(r'href="/ui/report/exam/[A-Za-z0-9_-]{22}\?event_no=MZ123&amp;token=', r.text)  # opaque refs
     # the ordering form lists the catalog
     assert 'name="check" value="115"' in r.text and f'name="lab" value="{ALB}"' in r.text
     empty = client.get("/ui/panel", params=q(world["token"], id_no=NOBODY)).text
@@ -288,8 +288,8 @@ def test_bad_patient_id_is_a_chinese_error(client: TestClient, world: dict[str, 
 
 
 # -- report view, PDF, quote ---------------------------------------------------------------------
-def _report_id(container: Container, principal: Principal, kind: str) -> int:
-    return next(int(r["report_id"]) for r in container.recognition.recent(principal, "01", samples.ID_NO)
+def _report_id(container: Container, principal: Principal, kind: str) -> str:
+    return next(r["report_id"] for r in container.recognition.recent(principal, "01", samples.ID_NO)
                 if r["type"] == ("lab" if kind == "lab" else "check"))
 
 
@@ -310,6 +310,7 @@ def test_report_view_marks_and_pdf(client: TestClient, container: Container, wor
     assert "鼻息肉" in _texts(e, "conclusion") and "上颌窦" in _texts(e, "findings")
     assert 'id="pacs-link" href="https://pacs.example.invalid/view?study=1"' in e
     assert client.get("/ui/report/lab/999999", params={"token": world["token"]}).status_code == 404
+    assert client.get(f"/ui/report/exam/{rid}", params={"token": world["token"]}).status_code == 404  # a lab ref is no exam
     assert client.get("/ui/report/xray/1", params={"token": world["token"]}).status_code == 422
 
 

@@ -1,0 +1,46 @@
+"""The one door where row ids cross a transport (issue 10 §1.11: no walking the store).
+
+Inside the store a report is an integer; outside — REST paths and bodies, page URLs and form
+fields, the answers' ``report_id`` and ``url``, links, registration answers, the gateway's pages —
+it is an opaque ref (``huren.crypto.opaque``, 22 characters). Services encode on the way out with
+:meth:`Refs.report` and decode once on the way in with :meth:`Refs.report_id`, which answers
+anything that is not a ref of this installation for that kind exactly as a missing report:
+``NotFound("报告不存在")``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from huren.crypto.opaque import RefCodec
+from huren.errors import NotFound
+
+#: the one message for a missing report and for a ref that names none (indistinguishable)
+MISSING: Final = "报告不存在"
+NO_PDF: Final = "报告没有PDF文件"
+
+
+def report_url(refs: Refs, kind: str, report_id: int) -> str:
+    return f"/api/v1/{kind}-reports/{refs.report(kind, report_id)}"
+
+
+def pdf_url(refs: Refs, kind: str, report_id: int) -> str:
+    return f"/api/v1/recognition/{kind}-reports/{refs.report(kind, report_id)}/pdf"
+
+
+class Refs:
+    """Report refs of one installation (the codec's tag is the report kind)."""
+
+    def __init__(self, codec: RefCodec) -> None:
+        self._codec = codec
+
+    def report(self, kind: str, report_id: int) -> str:
+        """The ref shown outside for report ``report_id`` of ``kind``."""
+        return self._codec.encode(kind, report_id)
+
+    def report_id(self, kind: str, ref: object) -> int:
+        """The store id of a report ref of ``kind``; NotFound (as a missing report) otherwise."""
+        n = self._codec.decode(kind, ref)
+        if n is None or n == 0 or n >= 2**63:
+            raise NotFound(MISSING)
+        return n
