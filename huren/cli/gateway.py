@@ -1,4 +1,4 @@
-"""``huren gateway run | status | backfill | retry-dead``: the hospital's front-end machine
+"""``huren gateway run | status | backfill | retry-dead | keys rotate-data``: the hospital's front-end machine
 (``huren.gateway``; nothing of the platform is loaded)."""
 
 from __future__ import annotations
@@ -33,6 +33,12 @@ def cmd_gateway_retry_dead(args: argparse.Namespace) -> int:
     return cli.retry_dead(args.config, args.ids, all_dead=args.all)
 
 
+def cmd_gateway_keys_rotate_data(args: argparse.Namespace) -> int:
+    from huren.gateway import cli
+
+    return cli.rotate_data(args.config, resume=args.resume)
+
+
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -65,3 +71,9 @@ def add(sub: Any) -> None:
     p.add_argument("--all", action="store_true", help="重试全部死信")
     p.add_argument("ids", nargs="*", type=int, help="死信编号（见 gateway status）")
     p.set_defaults(func=cmd_gateway_retry_dead)
+    p = gws.add_parser("keys", help="前置机的数据密钥（出站队列与预加载缓存的加密密钥，位于出站队列旁的 keys/ 目录）")
+    keys = p.add_subparsers(dest="gateway_keys_command", required=True)
+    p = keys.add_parser("rotate-data", help="轮换数据密钥：生成新密钥，并用它分批重新加密出站队列与预加载缓存（显示进度，可续做）")
+    config(p)
+    p.add_argument("--resume", action="store_true", help="不生成新密钥，只把尚未使用当前密钥的记录重新加密")
+    p.set_defaults(func=cmd_gateway_keys_rotate_data)

@@ -1,4 +1,4 @@
-"""``huren gateway run | status | backfill | retry-dead`` — called from ``huren.cli``."""
+"""``huren gateway run | status | backfill | retry-dead | keys rotate-data`` — called from ``huren.cli``."""
 
 from __future__ import annotations
 
@@ -11,12 +11,16 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from huren.crypto.aead import SealError
+from huren.errors import NotConfigured
 from huren.gateway import logs
 from huren.gateway.config import ConfigError, GatewayConfig, build_sources, load
 from huren.gateway.ingest import ingest
 from huren.gateway.model import Record
 from huren.gateway.outbox import Outbox
+from huren.gateway.preload_store import PreloadStore
 from huren.gateway.runner import Gateway, make_client
+from huren.gateway.sealing import data_keys
 
 
 def _config(path: Path) -> GatewayConfig | None:
@@ -99,11 +103,14 @@ class Progress:
         self.count = 0
 
     def __call__(self, seen: int, rec: Record) -> None:
+        self.update(seen, _short(rec.watermark, 40))
+
+    def update(self, seen: int, note: str = "") -> None:
         self.count = seen
         now = time.monotonic()
         if now - self._last >= 0.2:
             self._last = now
-            self.draw(_short(rec.watermark, 40))
+            self.draw(note)
 
     def draw(self, watermark: str = "", end: str = "") -> None:
         rate = self.count / max(time.monotonic() - self.t0, 1e-9)
@@ -167,4 +174,57 @@ def retry_dead(config_path: Path, ids: Sequence[int] = (), *, all_dead: bool = F
     print(json.dumps(res, ensure_ascii=False))
     if superseded:
         print("注：已有更新版本上传成功的死信不再重试（以免覆盖新数据）", file=sys.stderr)
+    return 0
+
+
+def preload_path(config: GatewayConfig) -> Path | None:
+    """The preload cache's file when ``[preload]`` is configured (as ``preload_conf`` places it)."""
+    if not config.preload:
+        return None
+    raw = config.preload.get("path")
+    path = Path(raw) if isinstance(raw, str) and raw else config.outbox.path.parent / "preload.db"
+    return path if path.is_absolute() else config.base_dir / path
+
+
+def rotate_data(config_path: Path, *, resume: bool = False) -> int:
+    """A new data key for the gateway (``keys/`` beside the outbox), then the outbox's and the
+    preload cache's rows sealed again under it, in batches with a progress bar; ``resume``
+    finishes an interrupted run under the current key instead of adding another."""
+    config = _config(config_path)
+    if config is None:
+        return 2
+    keys = data_keys(config.outbox.path.parent)
+    try:
+        if resume:
+            cipher = keys.cipher()
+            print(f"继续使用当前数据密钥（编号 {cipher.active}）重新加密")
+        else:
+            kid, cipher = keys.rotate()
+            print(f"已生成新的数据密钥（编号 {kid}，{keys.path}），旧密钥保留以读取尚未重新加密的数据")
+    except NotConfigured as exc:
+        print(f"错误：{exc.message}", file=sys.stderr)
+        return 2
+    stores: list[tuple[str, Any]] = [("出站队列", Outbox(config.outbox.path, cipher=cipher))]
+    cache = preload_path(config)
+    if cache is not None and cache.exists():
+        stores.append(("预加载缓存", PreloadStore(cache, cipher=cipher)))
+    summary: dict[str, Any] = {"active_key": cipher.active}
+    try:
+        for what, store in stores:
+            bar = Progress(what, store.reseal_total())
+            try:
+                resealed, seen = store.reseal(cipher, progress=bar.update)
+            except SealError as exc:
+                print(f"\n错误：{what}中有无法打开的记录（{exc}）；已完成的批次已保存，可修复后用 --resume 继续", file=sys.stderr)
+                return 1
+            bar.count = seen
+            bar.draw(end="\n")
+            print(f"{what}共 {seen} 行：重新加密 {resealed}，已是当前密钥 {seen - resealed}", file=sys.stderr)
+            summary[what] = {"rows": seen, "resealed": resealed}
+    finally:
+        for _, store in stores:
+            if isinstance(store, Outbox):
+                store.close()
+    print("运行中的前置机请重启，之后新写入的记录才使用新密钥；重启后可用 --resume 再运行一次补齐", file=sys.stderr)
+    print(json.dumps(summary, ensure_ascii=False))
     return 0

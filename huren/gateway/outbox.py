@@ -7,8 +7,11 @@ refuses them (``dead``, with the platform's reason; ``retry_dead`` puts them bac
 handed out only when no earlier record with the same key is pending: a void never overtakes its
 registration. The platform upserts by key, so sending a record again after a crash is harmless.
 
-The ``report_index`` table remembers every lab / exam report extracted (its audit day, ordering
-department and whether it was voided) for the daily counts (XJ-1.2.2.5).
+Patients' data is sealed at rest (``huren.gateway.sealing``; the conversion of an older clear
+outbox and the re-sealing after a key rotation are ``outbox_seal``'s): a record's payload, its
+key (kept as a blind index for ordering and deduplication, and sealed for display), the
+platform's reason and the attachments are envelopes bound to their row. The ``report_index``
+table (``report_index``) remembers every lab / exam report extracted for the daily counts.
 """
 
 from __future__ import annotations
@@ -21,34 +24,40 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
 
-from huren.domain import kinds
+from huren.crypto.aead import FieldCipher
 from huren.files import private_sqlite
+from huren.gateway import outbox_seal
+from huren.gateway import report_index as rindex
 from huren.gateway.model import Record
+from huren.gateway.outbox_seal import ATT, REC
+from huren.gateway.outbox_status import DEAD, DONE, PENDING, QueueReads
+from huren.gateway.report_index import report_key
+from huren.gateway.sealing import Sealer, cipher_beside
 
-PENDING, DONE, DEAD = "pending", "done", "dead"
 #: Kinds held back until the scheduled push (XJ-1.3.2.5-6).
 PUSHED_KINDS = ("accept", "quote", "reminder")  # sent on the push schedule, not as they come
-_KEY_FIELDS = ("org_code", "report_form_no", "patient_id", "event_type", "event_no")
+__all__ = ["DEAD", "DONE", "PENDING", "PUSHED_KINDS", "Dedup", "Item", "Outbox", "digest", "enqueue", "report_key"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS record (
     id INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,
-    key TEXT NOT NULL,
+    key TEXT NOT NULL,          -- blind index of the record's key
     source TEXT NOT NULL,
     watermark TEXT NOT NULL DEFAULT '',
-    payload BLOB NOT NULL,
-    digest BLOB NOT NULL,
+    payload BLOB NOT NULL,      -- sealed (zlib JSON)
+    digest BLOB NOT NULL,       -- keyed
     has_att INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL DEFAULT 'pending',
     attempts INTEGER NOT NULL DEFAULT 0,
-    error TEXT,
+    error BLOB,                 -- sealed
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    key_seal BLOB               -- the record's key, sealed (NULL: a clear row of an older outbox)
 );
 CREATE INDEX IF NOT EXISTS record_key ON record (key, id);
 CREATE INDEX IF NOT EXISTS record_pending ON record (id) WHERE state = 'pending';
@@ -57,7 +66,7 @@ CREATE INDEX IF NOT EXISTS record_dead ON record (id) WHERE state = 'dead';
 CREATE TABLE IF NOT EXISTS attachment (
     record_id INTEGER NOT NULL REFERENCES record (id) ON DELETE CASCADE,
     name TEXT NOT NULL,
-    data BLOB NOT NULL,
+    data BLOB NOT NULL,  -- sealed
     PRIMARY KEY (record_id, name)
 );
 CREATE TABLE IF NOT EXISTS source_state (
@@ -69,17 +78,6 @@ CREATE TABLE IF NOT EXISTS source_state (
     failures INTEGER NOT NULL DEFAULT 0,
     last_error TEXT
 );
-CREATE TABLE IF NOT EXISTS report_index (
-    key TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    day TEXT NOT NULL,
-    dept_code TEXT NOT NULL,
-    dept_name TEXT NOT NULL,
-    dept_std_code TEXT NOT NULL,
-    dept_std_name TEXT NOT NULL,
-    voided INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS report_index_day ON report_index (day);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -115,23 +113,23 @@ def digest(record: Record, payload: bytes) -> bytes:
     return h.digest()
 
 
-def report_key(kind: str, fields: dict[str, Any]) -> str:
-    """``lab:<org>|<report_form_no>|<patient_id>|<event_type>|<event_no>`` from a master or a void filter."""
-    return f"{kind}:" + "|".join(str(fields.get(f, "")) for f in _KEY_FIELDS)
+class Outbox(QueueReads):
+    """One SQLite connection, shared by the gateway's threads under a lock. ``cipher`` seals the
+    rows (default: the gateway's data keys in ``keys/`` beside the outbox, created on first use);
+    an older outbox holding clear rows is converted when opened."""
 
-
-class Outbox:
-    """One SQLite connection, shared by the gateway's threads under a lock."""
-
-    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+    def __init__(self, path: str | Path, *, timeout: float = 30.0, cipher: FieldCipher | None = None) -> None:
         self.path = Path(path)
         private_sqlite(self.path)  # patients' data: 0600 before SQLite opens it (its -wal/-shm follow)
+        self.sealer = Sealer(cipher if cipher is not None else cipher_beside(self.path))
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.executescript(_SCHEMA)
+        outbox_seal.add_columns(self._conn)
+        self._conn.executescript(_SCHEMA + rindex.SCHEMA)
+        self.converted = outbox_seal.convert(self, self.sealer)
 
     def close(self) -> None:
         with self._lock:
@@ -154,12 +152,6 @@ class Outbox:
                 raise
             self._conn.execute("COMMIT")
 
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            cur = self._conn.execute(sql, params)
-            cols = [d[0] for d in cur.description]
-            return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-
     # -- writing ---------------------------------------------------------------------------------
     def write(
         self,
@@ -179,27 +171,35 @@ class Outbox:
         accepted, reason). Returns the number of records stored."""
         now = time.time()
         stored = 0
+        sealer = self.sealer
         with self._tx() as c:
+            rid = int(c.execute("SELECT coalesce(max(id), 0) FROM record").fetchone()[0])
             for rec in records:
                 payload = orjson.dumps(rec.payload)
-                dg = digest(rec, payload)
+                dg = sealer.digest(digest(rec, payload))
+                kix = sealer.index(rec.key, rindex.DOMAIN)
                 if dedup != "none":
-                    twin = self._duplicate(c, rec.key, rec.kind, dg, dedup)
+                    twin = self._duplicate(c, kix, rec.kind, dg, dedup)
                     if twin is not None:
                         if twin[0] != PENDING and settled is not None:
                             settled.append((rec, twin[0] == DONE, twin[1] or ""))
                         continue
-                cur = c.execute(
-                    "INSERT INTO record (kind, key, source, watermark, payload, digest, has_att, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (rec.kind, rec.key, rec.source, rec.watermark, payload, dg, 1 if rec.attachments else 0, now, now),
+                rid += 1  # the id is the row's associated data: chosen before the row is written
+                row = str(rid)
+                c.execute(
+                    "INSERT INTO record (id, kind, key, key_seal, source, watermark, payload, digest, has_att, created_at,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        rid, rec.kind, kix, sealer.seal(rec.key.encode(), REC, "key", row), rec.source, rec.watermark,
+                        sealer.seal_json(payload, REC, "payload", row), dg, 1 if rec.attachments else 0, now, now,
+                    ),
                 )
                 if rec.attachments:
                     c.executemany(
                         "INSERT INTO attachment (record_id, name, data) VALUES (?, ?, ?)",
-                        [(cur.lastrowid, n, d) for n, d in rec.attachments.items()],
+                        [(rid, n, sealer.seal(d, ATT, "data", f"{rid}/{n}")) for n, d in rec.attachments.items()],
                     )
-                _index(c, rec)
+                rindex.index(c, sealer, rec)
                 stored += 1
             if source is not None:
                 c.execute("INSERT OR IGNORE INTO source_state (name) VALUES (?)", (source,))
@@ -217,14 +217,15 @@ class Outbox:
         """Store records made on the gateway itself (accept / quote decisions taken locally, …)."""
         return self.write(records)
 
-    @staticmethod
-    def _duplicate(c: sqlite3.Connection, key: str, kind: str, dg: bytes, dedup: Dedup) -> tuple[str, str | None] | None:
-        """(state, error) of the stored twin of a record, if there is one."""
+    def _duplicate(self, c: sqlite3.Connection, key: str, kind: str, dg: bytes, dedup: Dedup) -> tuple[str, str | None] | None:
+        """(state, error) of the stored twin of a record (``key``: its blind index), if there is one."""
         if dedup == "latest":
             row = c.execute(
-                "SELECT kind, digest, state, error FROM record WHERE key = ? ORDER BY id DESC LIMIT 1", (key,)
+                "SELECT kind, digest, state, error, id FROM record WHERE key = ? ORDER BY id DESC LIMIT 1", (key,)
             ).fetchone()
-            return (row[2], row[3]) if row is not None and row[0] == kind and row[1] == dg else None
+            if row is None or row[0] != kind or row[1] != dg:
+                return None
+            return row[2], self.sealer.open_text(row[3], REC, "error", str(row[4]))
         row = c.execute(
             "SELECT 1 FROM record WHERE key = ? AND state = 'pending' AND kind = ? AND digest = ? LIMIT 1", (key, kind, dg)
         ).fetchone()
@@ -253,7 +254,7 @@ class Outbox:
         marks = ",".join("?" * len(kinds))
         skip = f" AND r.id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
         sql = (
-            "SELECT r.id, r.kind, r.key, r.source, r.watermark, r.payload, r.has_att, r.attempts FROM record r"
+            "SELECT r.id, r.kind, r.key_seal, r.source, r.watermark, r.payload, r.has_att, r.attempts FROM record r"
             f" WHERE r.state = 'pending' AND r.kind IN ({marks}){skip}"
             " AND NOT EXISTS (SELECT 1 FROM record p WHERE p.state = 'pending' AND p.key = r.key AND p.id < r.id)"
             " ORDER BY r.id LIMIT ?"
@@ -265,8 +266,15 @@ class Outbox:
             if with_att:
                 q = f"SELECT record_id, name, data FROM attachment WHERE record_id IN ({','.join('?' * len(with_att))})"
                 for rid, name, data in self._conn.execute(q, with_att):
-                    atts.setdefault(rid, {})[name] = data
-        return [Item(r[0], r[1], r[2], r[3], r[4], r[5], atts.get(r[0], {}), r[7]) for r in rows]
+                    atts.setdefault(rid, {})[name] = self.sealer.open(data, ATT, "data", f"{rid}/{name}")
+        op = self.sealer
+        return [
+            Item(
+                r[0], r[1], op.open(r[2], REC, "key", str(r[0])).decode(), r[3], r[4],
+                op.open_json(r[5], REC, "payload", str(r[0])), atts.get(r[0], {}), r[7],
+            )
+            for r in rows
+        ]
 
     def settle(
         self,
@@ -289,15 +297,18 @@ class Outbox:
             if dead:
                 c.executemany(
                     "UPDATE record SET state = 'dead', error = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?",
-                    [(why, now, i) for i, why in dead.items()],
+                    [(self._seal_error(i, why), now, i) for i, why in dead.items()],
                 )
             if failed:
                 c.executemany(
                     "UPDATE record SET error = ?, attempts = attempts + 1, updated_at = ? WHERE id = ? AND state = 'pending'",
-                    [(why, now, i) for i, why in failed.items()],
+                    [(self._seal_error(i, why), now, i) for i, why in failed.items()],
                 )
             for name, value in (meta or {}).items():
                 c.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value))
+
+    def _seal_error(self, rid: int, why: str) -> bytes | None:
+        return self.sealer.seal_text(why, REC, "error", str(rid))
 
     def retry_dead(self, ids: Sequence[int] | None = None) -> tuple[list[int], list[int]]:
         """Put dead records (``ids``, or all when ``None``) back to pending; they keep their place.
@@ -337,100 +348,17 @@ class Outbox:
                 c.execute("DELETE FROM report_index WHERE day < ?", (index_before_day,))
         return int(n)
 
-    # -- reading ---------------------------------------------------------------------------------
-    def watermark(self, source: str) -> str:
+    # -- keys --------------------------------------------------------------------------------------
+    def reseal_total(self) -> int:
+        """The rows :meth:`reseal` walks (for its progress bar)."""
         with self._lock:
-            row = self._conn.execute("SELECT watermark FROM source_state WHERE name = ?", (source,)).fetchone()
-        return str(row[0]) if row else ""
+            return int(self._conn.execute("SELECT count(*) FROM record").fetchone()[0])
 
-    def meta(self, name: str, default: str = "") -> str:
-        with self._lock:
-            row = self._conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
-        return str(row[0]) if row else default
-
-    def pending(self, kinds: Sequence[str] | None = None) -> int:
-        sql = "SELECT count(*) FROM record WHERE state = 'pending'"
-        params: tuple[str, ...] = ()
-        if kinds is not None:
-            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
-            params = tuple(kinds)
-        with self._lock:
-            return int(self._conn.execute(sql, params).fetchone()[0])
-
-    def counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._conn.execute("SELECT state, count(*) FROM record GROUP BY state").fetchall()
-        return {PENDING: 0, DONE: 0, DEAD: 0} | {str(s): int(n) for s, n in rows}
-
-    def stats(self) -> dict[str, Any]:
-        """Per source: watermark, queue depth, last success, failures, dead letters; and totals."""
-        states = self._rows(
-            "SELECT source, state, count(*) AS n, sum(attempts > 0) AS retried, min(created_at) AS oldest"
-            " FROM record GROUP BY source, state"
-        )
-        sources: dict[str, dict[str, Any]] = {}
-        for s in self._rows("SELECT * FROM source_state ORDER BY name"):
-            sources[s["name"]] = {
-                "watermark": s["watermark"],
-                "extracted": s["extracted"],
-                "last_poll": s["last_poll"],
-                "last_success": s["last_success"],
-                "poll_failures": s["failures"],
-                "last_error": s["last_error"],
-            }
-        for r in states:
-            entry = sources.setdefault(r["source"], {"watermark": "", "poll_failures": 0})
-            entry.setdefault("pending", 0)
-            entry.setdefault("done", 0)
-            entry.setdefault("dead", 0)
-            entry[r["state"]] = r["n"]
-            if r["state"] == PENDING:
-                entry["upload_failures"] = r["retried"] or 0
-                entry["oldest_pending"] = r["oldest"]
-        for entry in sources.values():
-            for k in ("pending", "done", "dead", "upload_failures"):
-                entry.setdefault(k, 0)
-        meta = {r["name"]: r["value"] for r in self._rows("SELECT name, value FROM meta")}
-        return {"totals": self.counts(), "sources": sources, "meta": meta}
-
-    def dead(self, limit: int = 50) -> list[dict[str, Any]]:
-        return self._rows(
-            "SELECT id, kind, key, source, attempts, error, updated_at FROM record WHERE state = 'dead' ORDER BY id LIMIT ?",
-            (limit,),
-        )
-
-    def daily_rows(self, day: str) -> list[dict[str, Any]]:
-        """Reports extracted whose audit day is ``day`` and not voided, per ordering department."""
-        return self._rows(
-            "SELECT dept_code, max(dept_name) AS dept_name, max(dept_std_code) AS dept_std_code,"
-            " max(dept_std_name) AS dept_std_name, sum(kind = 'lab') AS lab_num, sum(kind = 'exam') AS exam_num"
-            " FROM report_index WHERE day = ? AND voided = 0 GROUP BY dept_code ORDER BY dept_code",
-            (day,),
-        )
-
-
-def _index(c: sqlite3.Connection, rec: Record) -> None:
-    """Keep ``report_index`` up to date for the daily counts."""
-    if rec.kind in kinds.BY_NAME:
-        master = rec.payload.get(kinds.BY_NAME[rec.kind].master_node)
-        if not isinstance(master, dict):
-            return
-        c.execute(
-            "INSERT OR REPLACE INTO report_index (key, kind, day, dept_code, dept_name, dept_std_code, dept_std_name, voided)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
-            (
-                report_key(rec.kind, master),
-                rec.kind,
-                str(master.get("authenticator_dtime") or "")[:10],
-                str(master.get("participant_dept_code") or ""),
-                str(master.get("participant_dept_name") or ""),
-                str(master.get("participant_dept_std_code") or ""),
-                str(master.get("participant_dept_std_name") or ""),
-            ),
-        )
-    elif rec.kind in ("void_lab", "void_exam"):
-        kind = rec.kind.removeprefix("void_")
-        c.execute("UPDATE report_index SET voided = 1 WHERE key = ?", (report_key(kind, rec.payload),))
+    def reseal(self, cipher: FieldCipher, progress: outbox_seal.Progress | None = None) -> tuple[int, int]:
+        """Seal again under ``cipher``'s active key every value sealed under an older one (after a
+        rotation), in batches; (rows re-sealed, rows seen). Run again after an interruption."""
+        self.sealer = Sealer(cipher)
+        return outbox_seal.reseal(self, self.sealer, progress)
 
 
 def enqueue(path: str | Path, records: Iterable[Record]) -> int:

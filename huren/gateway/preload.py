@@ -14,10 +14,12 @@ import uvicorn
 from fastapi import FastAPI
 
 from huren.client import HurenClient
+from huren.crypto.aead import FieldCipher
 from huren.gateway.local_api import create_preload_app
 from huren.gateway.model import Record
 from huren.gateway.preload_cache import PreloadCache
 from huren.gateway.preload_conf import PreloadConf, parse_listen, preload_conf
+from huren.gateway.sealing import cipher_beside
 
 if TYPE_CHECKING:
     from huren.gateway.config import GatewayConfig
@@ -57,13 +59,17 @@ class PreloadService:
         self.client.close()
 
 
-def build(config: GatewayConfig, enqueue: Callable[[Iterable[Record]], None], client: HurenClient) -> tuple[FastAPI, PreloadConf]:
+def build(
+    config: GatewayConfig, enqueue: Callable[[Iterable[Record]], None], client: HurenClient, cipher: FieldCipher | None = None
+) -> tuple[FastAPI, PreloadConf]:
     """The local API for ``config`` (its ``[preload]`` table, checked: ConfigError without an
-    ``api_token``), over a cache speaking to the platform through ``client``."""
+    ``api_token``), over a cache speaking to the platform through ``client`` and sealed under
+    ``cipher`` (default: the gateway's data keys, beside the outbox)."""
     conf = preload_conf(config.preload, config.outbox.path, config.base_dir)
     cache = PreloadCache(
         conf.path, client, ttl_seconds=conf.ttl_seconds, days=conf.days, keep_seconds=conf.keep_seconds,
         retry_seconds=conf.retry_seconds, timeout=conf.timeout_seconds,
+        cipher=cipher if cipher is not None else cipher_beside(config.outbox.path),
     )
     cache.purge()
     pages = (config.platform.org_code, conf.page_token) if conf.page_token else None
@@ -73,13 +79,15 @@ def build(config: GatewayConfig, enqueue: Callable[[Iterable[Record]], None], cl
     return app, conf
 
 
-def start(config: GatewayConfig, enqueue: Callable[[Iterable[Record]], None]) -> PreloadService:
+def start(
+    config: GatewayConfig, enqueue: Callable[[Iterable[Record]], None], cipher: FieldCipher | None = None
+) -> PreloadService:
     """Start the local API for ``config``, handing decisions to ``enqueue`` (the outbox); what
-    the gateway runner calls."""
+    the gateway runner calls (with the outbox's ``cipher``)."""
     p = config.platform
     client = HurenClient(p.base_url, p.org_code, p.username, p.password, timeout=p.timeout_seconds)
     try:
-        app, conf = build(config, enqueue, client)
+        app, conf = build(config, enqueue, client, cipher)
     except BaseException:
         client.close()
         raise

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from huren.client import HurenClient
+from huren.crypto.aead import FieldCipher
 from huren.domain import answers, kinds
 from huren.domain.recognition import CatalogRule, PriorItem, Visit, judge
 from huren.domain.records import format_value
@@ -100,11 +101,13 @@ class PreloadCache(PreloadStore):
         retry_seconds: float = 30.0,
         timeout: float = 10.0,
         clock: TimeSource | None = None,
+        cipher: FieldCipher | None = None,
     ) -> None:
         if days not in WINDOWS:
             raise ValueError("[preload] days 只能是 30 或 90（平台的近期时间窗）")
         super().__init__(
-            path, ttl_seconds=ttl_seconds, keep_seconds=keep_seconds, decision_keep_seconds=decision_keep_seconds, clock=clock
+            path, ttl_seconds=ttl_seconds, keep_seconds=keep_seconds, decision_keep_seconds=decision_keep_seconds, clock=clock,
+            cipher=cipher,
         )
         self.client = client
         self.days = days
@@ -137,7 +140,7 @@ class PreloadCache(PreloadStore):
         self.last_platform_error = ""
         return body
 
-    def platform_report(self, kind: str, report_id: int, *, pdf: bool = False) -> httpx2.Response | None:
+    def platform_report(self, kind: str, report_id: str, *, pdf: bool = False) -> httpx2.Response | None:
         """A report (or its PDF) as the platform answers it, raw; None when the platform does not
         answer (then it is not asked again for ``retry_seconds``)."""
         now = self.clock.time()
@@ -353,5 +356,6 @@ def _item_fields(kind: str, m: dict[str, Any], i: dict[str, Any]) -> dict[str, A
 
 
 def _newest_first(masters: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The platform's order for exists answers: result time, then report id, newest first."""
-    return sorted(masters, key=lambda m: (str(m.get("authenticator_dtime", "")), int(m.get("report_id") or 0)), reverse=True)
+    """The platform's order for exists answers: result time, newest first (a stable sort: reports
+    of the same time keep the platform's order; report ids are opaque texts, not numbers)."""
+    return sorted(masters, key=lambda m: str(m.get("authenticator_dtime", "")), reverse=True)

@@ -3,6 +3,15 @@
 reference (catalog codes, the institution's code map) and the decisions taken at the hospital,
 in one SQLite file readable by the gateway's user only (0600).
 
+Sealed at rest (``huren.gateway.sealing``): a patient's entry is found by the blind index of
+their identity (``patient.pix``) and its answers are one sealed document (the identity, the
+recent list, the detail) bound to that index; a kept decision's row is sealed likewise and found
+by the patient's and the visit's blind indexes; ``report`` maps a platform report id (an opaque
+text) to the entry holding it. The code reference (catalog codes, code maps) holds no patient
+data and stays clear. A cache written by an older version is converted when opened
+(``preload_seal``): the cache can be refetched, but it also answers while the platform is down
+and holds the decisions, so nothing is dropped.
+
 Times: the platform's documents carry naive local times (Asia/Shanghai); the store's clock is the
 same kind (``huren.context.Clock``), and its ``time()`` stamps the rows.
 """
@@ -12,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,36 +29,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from huren.context import Clock
+from huren.crypto.aead import FieldCipher
 from huren.domain import kinds
 from huren.domain.records import format_value
 from huren.files import private_sqlite
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS patient (
-    id_type_code TEXT NOT NULL,
-    id_no TEXT NOT NULL,
-    fetched_at REAL NOT NULL,
-    days INTEGER NOT NULL,
-    recent TEXT NOT NULL,
-    detail TEXT NOT NULL,
-    PRIMARY KEY (id_type_code, id_no)
-);
-CREATE TABLE IF NOT EXISTS reference (
-    name TEXT PRIMARY KEY,
-    fetched_at REAL NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS decision (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    id_type_code TEXT NOT NULL,
-    id_no TEXT NOT NULL,
-    new_event_no TEXT NOT NULL,
-    record TEXT NOT NULL,
-    stored_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS decision_patient ON decision (id_type_code, id_no, new_event_no);
-"""
+from huren.gateway import preload_seal
+from huren.gateway.preload_seal import DECISION, PATIENT, SCHEMA
+from huren.gateway.sealing import Sealer, cipher_beside
 
 
 class TimeSource(Protocol):
@@ -93,6 +79,7 @@ class PreloadStore:
         keep_seconds: float = 86400.0,
         decision_keep_seconds: float = 30 * 86400.0,
         clock: TimeSource | None = None,
+        cipher: FieldCipher | None = None,
     ) -> None:
         if ttl_seconds <= 0:
             raise ValueError("[preload] ttl_seconds 应为正数（秒）")
@@ -102,8 +89,12 @@ class PreloadStore:
         self.decision_keep_seconds = float(decision_keep_seconds)
         self.clock: TimeSource = clock or Clock()
         private_sqlite(self.path)  # patients' data: the gateway's user only (0600, dir 0700; -wal/-shm follow)
+        # the data keys: the gateway's (beside the outbox) when handed in, else beside this file
+        self.sealer = Sealer(cipher if cipher is not None else cipher_beside(self.path))
         with self._connect() as conn:
+            preload_seal.rename_clear(conn)
             conn.executescript(SCHEMA)
+        self.converted = preload_seal.convert(self._connect, self.sealer)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -116,33 +107,30 @@ class PreloadStore:
         finally:
             conn.close()
 
+    def _pix(self, id_type_code: str, id_no: str) -> str:
+        return self.sealer.index(f"{id_type_code}|{id_no}", preload_seal.PATIENT_DOMAIN)
+
     def load(self, id_type_code: str, id_no: str) -> Entry | None:
+        pix = self._pix(id_type_code, id_no)
         with self._connect() as conn:
-            row = conn.execute(
-                "SELECT fetched_at, days, recent, detail FROM patient WHERE id_type_code = ? AND id_no = ?",
-                (id_type_code, id_no),
-            ).fetchone()
+            row = conn.execute("SELECT fetched_at, days, body FROM patient WHERE pix = ?", (pix,)).fetchone()
         if row is None:
             return None
-        return Entry(id_type_code, id_no, float(row[0]), int(row[1]), json.loads(row[2]), json.loads(row[3]))
+        doc = json.loads(self.sealer.open_json(row[2], PATIENT, "body", pix))
+        return Entry(id_type_code, id_no, float(row[0]), int(row[1]), doc["recent"], doc["detail"])
 
     def store(self, entry: Entry) -> None:
+        pix = self._pix(entry.id_type_code, entry.id_no)
+        doc = {"id_type_code": entry.id_type_code, "id_no": entry.id_no, "recent": entry.recent, "detail": entry.detail}
+        body = self.sealer.seal_json(json.dumps(doc, ensure_ascii=False).encode(), PATIENT, "body", pix)
         with self._connect() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO patient (id_type_code, id_no, fetched_at, days, recent, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    entry.id_type_code,
-                    entry.id_no,
-                    entry.fetched_at,
-                    entry.days,
-                    json.dumps(entry.recent, ensure_ascii=False),
-                    json.dumps(entry.detail, ensure_ascii=False),
-                ),
-            )
+            preload_seal.put_entry(conn, pix, entry.fetched_at, entry.days, body, entry.detail)
 
     def forget(self, id_type_code: str, id_no: str) -> bool:
+        pix = self._pix(id_type_code, id_no)
         with self._connect() as conn:
-            n = conn.execute("DELETE FROM patient WHERE id_type_code = ? AND id_no = ?", (id_type_code, id_no)).rowcount
+            n = conn.execute("DELETE FROM patient WHERE pix = ?", (pix,)).rowcount
+            conn.execute("DELETE FROM report WHERE pix = ?", (pix,))
         return n > 0
 
     def purge(self, older_than: float | None = None) -> int:
@@ -152,6 +140,7 @@ class PreloadStore:
         age = self.keep_seconds if older_than is None else older_than
         with self._connect() as conn:
             n = conn.execute("DELETE FROM patient WHERE fetched_at < ?", (now - age,)).rowcount
+            conn.execute("DELETE FROM report WHERE pix NOT IN (SELECT pix FROM patient)")
             conn.execute("DELETE FROM decision WHERE stored_at < ?", (now - self.decision_keep_seconds,))
         return int(n)
 
@@ -167,14 +156,21 @@ class PreloadStore:
     def is_fresh(self, entry: Entry) -> bool:
         return self.clock.time() - entry.fetched_at < self.ttl_seconds
 
-    def find_report(self, kind: str, report_id: int) -> dict[str, Any] | None:
-        """A platform report held in any cached entry's detail (by the platform's report id)."""
+    def find_report(self, kind: str, report_id: str) -> dict[str, Any] | None:
+        """A platform report held in any cached entry's detail (by the platform's report id, an
+        opaque text: compared as text, never as a number)."""
+        rid = str(report_id)
         with self._connect() as conn:
-            rows = conn.execute("SELECT detail FROM patient").fetchall()
-        for (detail,) in rows:
-            for m in json.loads(detail).get(f"{kind}master", []):
-                if m.get("report_id") == report_id:
-                    return dict(m)
+            row = conn.execute(
+                "SELECT p.pix, p.body FROM report r JOIN patient p ON p.pix = r.pix WHERE r.kind = ? AND r.report_id = ?",
+                (kind, rid),
+            ).fetchone()
+        if row is None:
+            return None
+        doc = json.loads(self.sealer.open_json(row[1], PATIENT, "body", row[0]))
+        for m in doc["detail"].get(kinds.BY_NAME[kind].master_node, []) if kind in kinds.BY_NAME else []:
+            if str(m.get("report_id")) == rid:
+                return dict(m)
         return None
 
     def report_items(self, entry: Entry | None, kind: str, org_code: str, report_form_no: str) -> set[str] | None:
@@ -209,26 +205,44 @@ class PreloadStore:
         ids = []
         with self._connect() as conn:
             for row in rows:
+                pix, eix = self._pix(row["id_type_code"], row["id_no"]), self._eix(row.get("new_event_no", ""))
+                record = self.sealer.seal(json.dumps(row, ensure_ascii=False).encode(), DECISION, "record", pix)
                 cur = conn.execute(
-                    "INSERT INTO decision (kind, id_type_code, id_no, new_event_no, record, stored_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (kind, row["id_type_code"], row["id_no"], row.get("new_event_no", ""), json.dumps(row, ensure_ascii=False), now),
+                    "INSERT INTO decision (kind, pix, eix, record, stored_at) VALUES (?, ?, ?, ?, ?)", (kind, pix, eix, record, now)
                 )
                 ids.append(int(cur.lastrowid or 0))
         return ids
+
+    def _eix(self, event_no: str) -> str:
+        return self.sealer.index(event_no, preload_seal.EVENT_DOMAIN)
 
     def remove_decisions(self, ids: Sequence[int]) -> None:
         with self._connect() as conn:
             conn.executemany("DELETE FROM decision WHERE id = ?", [(i,) for i in ids])
 
     def decisions(self, id_type_code: str, id_no: str, event_no: str = "") -> list[dict[str, Any]]:
-        q = "SELECT id, kind, record, stored_at FROM decision WHERE id_type_code = ? AND id_no = ?"
-        args: list[Any] = [id_type_code, id_no]
+        pix = self._pix(id_type_code, id_no)
+        q = "SELECT id, kind, record, stored_at FROM decision WHERE pix = ?"
+        args: list[Any] = [pix]
         if event_no:
-            q += " AND new_event_no = ?"
-            args.append(event_no)
+            q += " AND eix = ?"
+            args.append(self._eix(event_no))
         with self._connect() as conn:
             rows = conn.execute(q + " ORDER BY id", args).fetchall()
         return [
-            {"id": r[0], "kind": r[1], "stored_at": format_value(_local(float(r[3]), self.clock))} | json.loads(r[2])
+            {"id": r[0], "kind": r[1], "stored_at": format_value(_local(float(r[3]), self.clock))}
+            | json.loads(self.sealer.open(r[2], DECISION, "record", pix))
             for r in rows
         ]
+
+    # -- keys --------------------------------------------------------------------------------
+    def reseal_total(self) -> int:
+        """The rows :meth:`reseal` walks (for its progress bar)."""
+        with self._connect() as conn:
+            return int(conn.execute("SELECT (SELECT count(*) FROM patient) + (SELECT count(*) FROM decision)").fetchone()[0])
+
+    def reseal(self, cipher: FieldCipher, progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+        """Seal again under ``cipher``'s active key what an older key sealed (after a rotation),
+        in batches; (rows re-sealed, rows seen). Run again after an interruption."""
+        self.sealer = Sealer(cipher)
+        return preload_seal.reseal(self._connect, self.sealer, progress)

@@ -282,5 +282,5 @@ class Gateway:
             return []
         from huren.gateway import preload  # the web stack is loaded only when the local API runs
 
-        service: Stoppable = preload.start(self.config, self.enqueue)
+        service: Stoppable = preload.start(self.config, self.enqueue, self.box.sealer.cipher)
         return [service]
