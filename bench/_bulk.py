@@ -35,6 +35,7 @@ from huren.domain import idcard
 from huren.domain.validation import validate_report
 from huren.services.container import Container
 from huren.store import catalog as catalog_store
+from huren.store import sealing
 from huren.store.tables import exam_item, exam_report, lab_item, lab_report
 
 LAB_ITEMS = 15
@@ -387,6 +388,7 @@ def fill(c: Container, *, lab_reports: int, exam_reports: int, patients: int, se
     weights = [{3: 6, 2: 3, 1: 1}[o.level] for o in orgs]
     span = SPAN_DAYS * 86400
     w = _Writer(c)
+    fields = c.keys.fields()
     rows_total = 0
     try:
         for kind, total, templates, master_t, item_t, batch in (
@@ -422,10 +424,11 @@ def fill(c: Container, *, lab_reports: int, exam_reports: int, patients: int, se
                     row[ix["report_form_no"]] = form_no
                     row[ix["patient_id"]] = f"{org_i:02d}{p:08d}"
                     row[ix["event_no"]] = event_no
-                    row[ix["id_no"]] = people.id_no[p]
                     row[ix["id_type_code"]] = "01"
-                    row[ix["card_no"]] = None if p % 3 == 0 else f"K{p:09d}"
-                    row[ix["name"]] = people.name[p]
+                    # the identity sealed as the store seals it (huren.store.sealing): the benchmark reads what production stores
+                    who = {"org_code": o.code, "id_no": people.id_no[p], "name": people.name[p], "card_no": None if p % 3 == 0 else f"K{p:09d}"}
+                    for col, value in sealing.seal_row(fields, master_t.name, who).items():
+                        row[ix[col]] = value
                     row[ix["sex_code"]] = "1" if male else "2"
                     row[ix["sex_name"]] = "男性" if male else "女性"
                     row[ix["retrieve_date"]] = form.day(auth.date())

@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from huren.cli.common import settings_of
+from huren.cli.common import database_options, settings_of
 
 if TYPE_CHECKING:
+    from huren.crypto.aead import FieldCipher
     from huren.store.keys import Keyring
 
 
@@ -42,7 +43,8 @@ def cmd_keys_public(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate_data(args: argparse.Namespace) -> int:
-    """A new data key, then every sealed file re-encrypted under it (and plaintext ones sealed)."""
+    """A new data key, then every sealed file and every sealed column of the database re-encrypted
+    under it (and plaintext ones sealed)."""
     from huren.store.blobs import BlobStore
 
     settings = settings_of(args)
@@ -71,13 +73,59 @@ def cmd_keys_rotate_data(args: argparse.Namespace) -> int:
         f"文件（报告PDF与被拒提交原文）共 {len(todo)} 个：重新加密 {counts['rekeyed']}，首次加密 {counts['sealed']}，"
         f"已是当前密钥 {counts['current']}，无法打开 {counts['unreadable']}"
     )
+    rows_ok = _reseal_rows(settings.db_url, keys.fields(), max(1, args.row_batch))
     print("正在运行的平台进程请重启，之后新写入的数据才使用新密钥；重启后可用 --resume 再运行一次补齐")
     if bad:
         print("错误：以下文件无法打开（损坏，或由未知密钥加密），未改动：", file=sys.stderr)
         for digest in bad[:20]:
             print(f"  - {digest}", file=sys.stderr)
         return 1
-    return 0
+    return 0 if rows_ok else 1
+
+
+def _reseal_rows(db_url: str, fields: FieldCipher, batch: int) -> bool:
+    """Every sealed column of every table (huren.store.sealing.SPECS) re-encrypted under the active
+    data key, ``batch`` rows per transaction, with a progress bar per table; rows already under it
+    are skipped, so an interrupted run is finished by ``--resume``. False when a value does not open."""
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+
+    from huren.errors import NotConfigured
+    from huren.store import sealing
+    from huren.store.database import make_engine
+
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        print(f"数据库 {url.database} 尚不存在：没有需要重新加密的数据行")
+        return True
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            for name, spec in sealing.SPECS.items():
+                if not inspect(conn).has_table(name):
+                    continue
+                total = sealing.count(conn, name)
+                conn.commit()
+                seen = 0
+
+                def bar(n: int, total: int = total, what: str = spec.what) -> None:
+                    nonlocal seen
+                    seen += n
+                    done = seen * 30 // max(1, total)
+                    print(f"\r{what} [{'#' * done}{'.' * (30 - done)}] {seen}/{total}", end="", file=sys.stderr, flush=True)
+
+                try:
+                    r = sealing.reseal(conn, fields, name, batch=batch, commit=True, progress=bar)
+                except NotConfigured as exc:
+                    conn.rollback()
+                    print(f"\n错误：{spec.what}：{exc}（已完成的批次已保存，可修复后用 --resume 继续）", file=sys.stderr)
+                    return False
+                if total:
+                    print(file=sys.stderr)
+                print(f"{spec.what}共 {total} 行：重新加密 {r.rekeyed}，首次加密 {r.sealed}，已是当前密钥 {r.current}")
+    finally:
+        engine.dispose()
+    return True
 
 
 def add(sub: Any) -> None:
@@ -91,8 +139,9 @@ def add(sub: Any) -> None:
     p.add_argument("--data-dir", type=Path, help="数据目录（HUREN_DATA_DIR），密钥在其 keys/ 下")
     p.add_argument("--pem", action="store_true", help="改为打印 PEM（SubjectPublicKeyInfo，OpenSSL 可读）")
     p.set_defaults(func=cmd_keys_public)
-    p = keyss.add_parser("rotate-data", help="轮换数据密钥：生成新密钥，并用它重新加密已加密保存的文件（显示进度）")
-    p.add_argument("--data-dir", type=Path, help="数据目录（HUREN_DATA_DIR），密钥在其 keys/ 下")
-    p.add_argument("--resume", action="store_true", help="不生成新密钥，只把尚未使用当前密钥的文件重新加密")
+    p = keyss.add_parser("rotate-data", help="轮换数据密钥：生成新密钥，并用它重新加密已加密保存的文件与数据库中的患者身份字段（显示进度）")
+    database_options(p)
+    p.add_argument("--resume", action="store_true", help="不生成新密钥，只把尚未使用当前密钥的文件与数据行重新加密")
     p.add_argument("--batch", type=int, default=200, help="每处理多少个文件更新一次进度，默认200")
+    p.add_argument("--row-batch", type=int, default=1000, help="数据库中每批（一个事务）重新加密多少行，默认1000")
     p.set_defaults(func=cmd_keys_rotate_data)

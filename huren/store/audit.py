@@ -17,31 +17,26 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.engine import Dialect
 
-from huren.crypto.aead import FieldCipher, SealError, is_sealed_text
-from huren.errors import NotConfigured
+from huren.crypto.aead import FieldCipher
+from huren.store import sealing
 from huren.store.direct import DirectInsert
 from huren.store.tables import access_log
 
 TABLE = "access_log"
-ID_DOMAIN = "id_no"  # blind-index domain of ID numbers (shared by every table that indexes one)
-UNREADABLE = "访问日志中的加密字段无法解密：数据密钥（keys/data.keys）与数据库不匹配，请从备份恢复数据密钥文件"
+ID_DOMAIN = sealing.ID_DOMAIN
 
 
 def sealed_id(fields: FieldCipher, id_no: str | None) -> tuple[str | None, str | None]:
     """(sealed ``id_no``, its blind index) of an access-log row; (None, None) for no patient."""
     if id_no is None:
         return None, None
-    return fields.seal_text(id_no, TABLE, "id_no"), fields.blind(id_no, ID_DOMAIN)
+    row = sealing.seal_row(fields, TABLE, {"id_no": id_no})
+    return row["id_no"], row["id_no_bidx"]
 
 
 def open_id(fields: FieldCipher, value: str | None) -> str | None:
     """The ID number of a stored row (NotConfigured when it does not open)."""
-    if value is None:
-        return None
-    try:
-        return fields.open_text(value, TABLE, "id_no")
-    except SealError as exc:
-        raise NotConfigured(UNREADABLE) from exc
+    return sealing.open_value(fields, TABLE, "id_no", value, "")
 
 
 def log_access(conn: Connection, row: dict[str, Any]) -> None:
@@ -68,7 +63,7 @@ def list_access(
     if id_type_code is not None:
         q = q.where(access_log.c.id_type_code == id_type_code)
     if id_no is not None:
-        q = q.where(access_log.c.id_no_bidx == fields.blind(id_no, ID_DOMAIN))
+        q = q.where(access_log.c.id_no_bidx == sealing.blind_id(fields, id_no))
     if since is not None:
         q = q.where(access_log.c.at >= since)
     out = []
@@ -82,21 +77,4 @@ def list_access(
 def seal_existing(conn: Connection, fields: FieldCipher, *, batch: int = 1000) -> int:
     """Seal the ID numbers of rows written before they were sealed (the 0006 migration); returns
     how many rows were converted. Rows already sealed are left as they are."""
-    done = 0
-    last = 0
-    while True:
-        q = (
-            select(access_log.c.id, access_log.c.id_no)
-            .where(access_log.c.id > last, access_log.c.id_no.is_not(None))
-            .order_by(access_log.c.id)
-            .limit(batch)
-        )
-        found = conn.execute(q).all()
-        if not found:
-            return done
-        last = found[-1].id
-        todo = [(i, v) for i, v in found if not is_sealed_text(v)]
-        for i, v in todo:
-            sealed, bidx = sealed_id(fields, v)
-            conn.execute(access_log.update().where(access_log.c.id == i).values(id_no=sealed, id_no_bidx=bidx))
-        done += len(todo)
+    return sealing.seal_existing(conn, fields, TABLE, batch=batch)

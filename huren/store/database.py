@@ -6,7 +6,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine.interfaces import ExceptionContext
@@ -14,6 +14,9 @@ from sqlalchemy.pool import QueuePool
 
 from huren.domain.limits import MAX_INT
 from huren.errors import Conflict, HurenError, InvalidInput, Problem
+
+if TYPE_CHECKING:
+    from huren.crypto.aead import FieldCipher
 
 log = logging.getLogger("huren.store")
 
@@ -115,12 +118,22 @@ def make_engine(url: str) -> Engine:
 class Database:
     """The engine plus a process-wide write lock for SQLite (one writer at a time)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, fields: FieldCipher | None = None) -> None:
+        """``fields``: the keyring's field cipher, which seals and opens the patient identity the
+        store's rows hold (huren.store.sealing); without it those rows cannot be written or read."""
         self.engine = engine
+        if fields is not None:
+            self.seal_with(fields)
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._lock: threading.Lock | None = threading.Lock() if self.is_sqlite else None
         self._checkpointer: threading.Thread | None = None
         self._stop = threading.Event()
+
+    def seal_with(self, fields: FieldCipher) -> None:
+        """Seal and open the patient identity of the rows written and read here with ``fields``."""
+        from huren.store import sealing
+
+        sealing.bind(self.engine, fields)
 
     @contextlib.contextmanager
     def write(self, *, durable: bool = True) -> Iterator[Connection]:

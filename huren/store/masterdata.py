@@ -14,55 +14,33 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, select, update
+from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.elements import ColumnElement
 
-from huren.crypto.aead import FieldCipher, SealError, is_sealed_text
-from huren.errors import NotConfigured
+from huren.crypto.aead import FieldCipher
+from huren.store import sealing
 from huren.store.tables import dept, device, patient, qc_record, staff
 
 TABLES: dict[str, Table] = {"dept": dept, "staff": staff, "patient": patient, "device": device, "qc_record": qc_record}
-#: the sealed columns of each node
-SEALED: dict[str, tuple[str, ...]] = {"patient": ("id_no", "name", "card_no", "phone")}
-ID_DOMAIN = "id_no"  # blind-index domain of ID numbers (as the access log's)
-UNREADABLE = "患者主数据中的加密字段无法解密：数据密钥（keys/data.keys）与数据库不匹配，请从备份恢复数据密钥文件"
-
-
-def _context(org_code: str, row: Mapping[str, Any]) -> str:
-    return f"{org_code}|{row['patient_id']}"
+#: the sealed columns of each node (huren.store.sealing holds the one list)
+SEALED: dict[str, tuple[str, ...]] = {"patient": sealing.SPECS["patient"].columns}
+ID_DOMAIN = sealing.ID_DOMAIN
 
 
 def seal_row(fields: FieldCipher, node: str, org_code: str, row: Mapping[str, Any]) -> dict[str, Any]:
     """A row as stored: its sealed columns sealed, the ID number's blind index added."""
-    out = dict(row)
-    cols = SEALED.get(node)
-    if not cols:
-        return out
-    ctx = _context(org_code, row)
-    for c in cols:
-        if out.get(c) is not None:
-            out[c] = fields.seal_text(str(out[c]), node, c, ctx)
-    out["id_no_bidx"] = fields.blind(str(row["id_no"]), ID_DOMAIN)
-    return out
+    if node not in SEALED:
+        return dict(row)
+    return sealing.seal_row(fields, node, {**row, "org_code": org_code})
 
 
 def open_row(fields: FieldCipher, node: str, row: Mapping[str, Any]) -> dict[str, Any]:
     """A stored row with its sealed columns opened (NotConfigured when one does not open)."""
-    out = dict(row)
-    cols = SEALED.get(node)
-    if not cols:
-        return out
-    ctx = _context(str(row["org_code"]), row)
-    try:
-        for c in cols:
-            if out.get(c):  # None or the column default "" (nothing to open)
-                out[c] = fields.open_text(out[c], node, c, ctx)
-    except SealError as exc:
-        raise NotConfigured(UNREADABLE) from exc
-    out.pop("id_no_bidx", None)
-    return out
+    if node not in SEALED:
+        return dict(row)
+    return sealing.open_row(fields, node, row)
 
 
 def upsert(
@@ -145,31 +123,8 @@ def rows(
 
 def seal_existing(conn: Connection, fields: FieldCipher, *, batch: int = 500) -> int:
     """Seal the patients stored before their identity was sealed (the 0006 migration); returns how
-    many rows were converted. Rows already sealed (their ``id_no``) are left as they are."""
-    cols = SEALED["patient"]
-    done = 0
-    after: tuple[str, str] = ("", "")
-    while True:
-        q = (
-            select(patient.c.org_code, patient.c.patient_id, *(patient.c[c] for c in cols))
-            .where((patient.c.org_code > after[0]) | ((patient.c.org_code == after[0]) & (patient.c.patient_id > after[1])))
-            .order_by(patient.c.org_code, patient.c.patient_id)
-            .limit(batch)
-        )
-        found = [dict(r) for r in conn.execute(q).mappings()]
-        if not found:
-            return done
-        after = (found[-1]["org_code"], found[-1]["patient_id"])
-        for r in found:
-            if is_sealed_text(r["id_no"]):
-                continue
-            sealed = seal_row(fields, "patient", r["org_code"], r)
-            conn.execute(
-                update(patient)
-                .where(patient.c.org_code == r["org_code"], patient.c.patient_id == r["patient_id"])
-                .values({c: sealed[c] for c in (*cols, "id_no_bidx")})
-            )
-            done += 1
+    many rows were converted. Rows already sealed are left as they are."""
+    return sealing.seal_existing(conn, fields, "patient", batch=batch)
 
 
 def known_devices(conn: Connection, org_code: str, codes: Iterable[str]) -> set[str]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from huren.store import sealing
 from huren.store.tables import REPORT_TABLES
 
 #: the master columns a list row shows (the full report is one more call)
@@ -32,4 +33,5 @@ def page(
         .offset(offset)
         .limit(limit)
     )
-    return total, [dict(r) for r in conn.execute(q).mappings()]
+    fields = sealing.cipher(conn)
+    return total, [sealing.open_row(fields, m.name, r) for r in conn.execute(q).mappings()]

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, delete, func, insert, select
 
+from huren.store import sealing
 from huren.store.tables import REPORT_TABLES, daily_count, metadata, rejected_submission, report_history
 
 
@@ -35,8 +36,15 @@ def daily_counts(
 
 
 def add_rejected(conn: Connection, row: dict[str, Any]) -> int:
-    row = row | {"problems": json.dumps(row["problems"], ensure_ascii=False)}
+    row = sealing.seal_row(sealing.cipher(conn), "rejected_submission", row | {"problems": json.dumps(row["problems"], ensure_ascii=False)})
     return int(conn.execute(insert(rejected_submission).values(row)).inserted_primary_key[0])  # type: ignore[index]
+
+
+def _opened(conn: Connection, row: Any) -> dict[str, Any]:
+    """A stored rejected submission with its problems opened (sealed: their messages may echo a value sent)."""
+    d = sealing.open_row(sealing.cipher(conn), "rejected_submission", row)
+    d["problems"] = json.loads(d["problems"])
+    return d
 
 
 def list_rejected(
@@ -46,21 +54,14 @@ def list_rejected(
     if org_codes is not None:
         q = q.where(rejected_submission.c.org_code.in_(list(org_codes)))
     q = q.order_by(rejected_submission.c.id.desc()).limit(limit).offset(offset)
-    out = []
-    for r in conn.execute(q).mappings():
-        d = dict(r)
-        d["problems"] = json.loads(d["problems"])
-        out.append(d)
-    return out
+    return [_opened(conn, r) for r in conn.execute(q).mappings()]
 
 
 def get_rejected(conn: Connection, rejected_id: int) -> dict[str, Any] | None:
     r = conn.execute(select(rejected_submission).where(rejected_submission.c.id == rejected_id)).mappings().first()
     if not r:
         return None
-    d = dict(r)
-    d["problems"] = json.loads(d["problems"])
-    return d
+    return _opened(conn, r)
 
 
 def uploaded_since(conn: Connection, table_name: str, time_column: str, org_code: str, since: datetime) -> bool:
@@ -111,8 +112,7 @@ def rejected_by_ids(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str,
     for i in range(0, len(ids), 500):
         q = select(rejected_submission).where(rejected_submission.c.id.in_(list(ids[i : i + 500])))
         for r in conn.execute(q).mappings():
-            d = dict(r)
-            d["problems"] = json.loads(d["problems"])
+            d = _opened(conn, r)
             out[d["id"]] = d
     return out
 

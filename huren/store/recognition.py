@@ -1,4 +1,7 @@
-"""Queries of the recognition engine: prior items of a patient, decisions, citations, logs."""
+"""Queries of the recognition engine: prior items of a patient, decisions, citations, logs.
+
+ID numbers are sealed at rest (huren.store.sealing): lookups by patient compare ``id_no_bidx``,
+records and reminders are sealed as they are written and opened as they are read."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 
 from huren.domain import kinds
+from huren.store import sealing
 from huren.store.direct import DirectInsert, DirectSelect
 from huren.store.tables import (
     REPORT_TABLES,
@@ -23,8 +27,9 @@ from huren.store.tables import (
     reminder_log,
 )
 
+#: the stored id_no is not read (sealed): prior_items answers with the ID number asked for
 LAB_MASTER_COLS: tuple[str, ...] = (
-    "id", "org_code", "report_form_no", "patient_id", "event_type", "event_no", "id_no", "id_type_code",
+    "id", "org_code", "report_form_no", "patient_id", "event_type", "event_no", "id_type_code",
     "report_title", "class_code", "class_name", "authenticator_dtime", "voided",
 )
 LAB_ITEM_COLS: tuple[str, ...] = (
@@ -32,7 +37,7 @@ LAB_ITEM_COLS: tuple[str, ...] = (
     "norm_lower_limit", "norm_upper_limit", "result_interpre", "effective_dtime", "recognition",
 )
 EXAM_MASTER_COLS: tuple[str, ...] = (
-    "id", "org_code", "report_form_no", "patient_id", "event_type", "event_no", "id_no", "id_type_code",
+    "id", "org_code", "report_form_no", "patient_id", "event_type", "event_no", "id_type_code",
     "report_title", "class_name", "authenticator_dtime", "voided", "pacs_url", "conclusion",
 )
 EXAM_ITEM_COLS: tuple[str, ...] = ("exam_item_code", "exam_item_name", "body_part_name", "effective_dtime", "recognition")
@@ -64,7 +69,7 @@ def _prior_query(dialect: Dialect, kind: str, n_codes: int | None, has_org: bool
         .join(i, i.c.report_id == m.c.id)
         .where(
             m.c.id_type_code == bindparam("id_type_code", type_=m.c.id_type_code.type),
-            m.c.id_no == bindparam("id_no", type_=m.c.id_no.type),
+            m.c.id_no_bidx == bindparam("id_no_bidx", type_=m.c.id_no_bidx.type),
             m.c.authenticator_dtime >= bindparam("since", type_=when),
         )
     )
@@ -89,21 +94,27 @@ def prior_items(
 ) -> list[dict[str, Any]]:
     """A patient's report items (joined with their master) authenticated since ``since``,
     optionally only of the given standard codes / institution / until a time. One indexed query:
-    (id_type_code, id_no, authenticator_dtime) on the master, then the items by report id."""
+    (id_type_code, id_no_bidx, authenticator_dtime) on the master, then the items by report id.
+    The patient is found by the blind index of ``id_no`` (one HMAC); no sealed value is opened:
+    each row's ``id_no`` is the (canonical) one asked for."""
     if codes is not None and not codes:
         return []
     query = _prior_query(conn.dialect, kind, None if codes is None else len(codes), org_code is not None, until is not None)
-    params: dict[str, Any] = {"id_type_code": id_type_code, "id_no": id_no, "since": since}
+    params: dict[str, Any] = {"id_type_code": id_type_code, "id_no_bidx": sealing.blind_id(sealing.cipher(conn), id_no), "since": since}
     if codes is not None:
         params.update((f"code_{n}", c) for n, c in enumerate(codes))
     if org_code is not None:
         params["org_code"] = org_code
     if until is not None:
         params["until"] = until
-    return query.all(conn, params)
+    rows = query.all(conn, params)
+    for r in rows:
+        r["id_no"] = id_no
+    return rows
 
 
-RECORD_KEY = ("org_code", "new_event_no", "hr_org_code", "hr_report_form_no", "code", "id_type_code", "id_no", "record_time")
+#: the dedupe key of a record: the ID number by its blind index (its sealed value differs every time)
+RECORD_KEY = ("org_code", "new_event_no", "hr_org_code", "hr_report_form_no", "code", "id_type_code", "id_no_bidx", "record_time")
 
 
 def add_records(conn: Connection, table_name: str, rows: Sequence[dict[str, Any]]) -> int:
@@ -115,7 +126,8 @@ def add_records(conn: Connection, table_name: str, rows: Sequence[dict[str, Any]
     ins: Any = sqlite_insert(table) if conn.dialect.name == "sqlite" else pg_insert(table)
     key = [*RECORD_KEY, "is_accept"] if table_name == "accept" else list(RECORD_KEY)
     stmt = ins.on_conflict_do_nothing(index_elements=key).returning(table.c.id)
-    return sum(1 for r in rows if conn.execute(stmt, r).first() is not None)
+    fields = sealing.cipher(conn)
+    return sum(1 for r in rows if conn.execute(stmt, sealing.seal_row(fields, table.name, r)).first() is not None)
 
 
 def accepted_report_ids(
@@ -126,7 +138,7 @@ def accepted_report_ids(
         accept_record.c.org_code == org_code,
         accept_record.c.report_kind == kind,
         accept_record.c.id_type_code == id_type_code,
-        accept_record.c.id_no == id_no,
+        accept_record.c.id_no_bidx == sealing.blind_id(sealing.cipher(conn), id_no),
         accept_record.c.is_accept == "1",
         accept_record.c.report_id.is_not(None),
     )
@@ -176,7 +188,8 @@ def list_records(
         q = q.where(table.c.org_code.in_(list(org_codes)))
     if since is not None:
         q = q.where(table.c.record_time >= since)
-    return [dict(r) for r in conn.execute(q.order_by(table.c.id.desc()).limit(limit)).mappings()]
+    fields = sealing.cipher(conn)
+    return [sealing.open_row(fields, table.name, r) for r in conn.execute(q.order_by(table.c.id.desc()).limit(limit)).mappings()]
 
 
 @lru_cache(maxsize=4)
@@ -186,8 +199,9 @@ def _reminder_insert(dialect: Dialect) -> DirectInsert:
 
 def log_reminders(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Reminders shown and reports viewed (XC-P4), in the caller's transaction. Written on the
-    DBAPI cursor: one is written on every exists-for-order call."""
-    _reminder_insert(conn.dialect).run(conn, rows)
+    DBAPI cursor: one is written on every exists-for-order call. The ID numbers are sealed here."""
+    fields = sealing.cipher(conn)
+    _reminder_insert(conn.dialect).run(conn, [sealing.seal_row(fields, "reminder_log", r) for r in rows])
 
 
 def _group(table: Any, by: str, time_col: Any) -> Any:
@@ -281,7 +295,7 @@ def statistics(
 
 def visit_decisions(conn: Connection, org_code: str, id_type_code: str, id_no: str, event_no: str) -> list[dict[str, Any]]:
     """The accept / reject records an institution stored for one visit of a patient, oldest first
-    (indexed: id_type_code, id_no, new_event_no)."""
+    (indexed: id_type_code, id_no_bidx, new_event_no)."""
     q = (
         select(
             accept_record.c.type, accept_record.c.hr_org_code, accept_record.c.hr_report_form_no, accept_record.c.code,
@@ -289,7 +303,7 @@ def visit_decisions(conn: Connection, org_code: str, id_type_code: str, id_no: s
         )
         .where(
             accept_record.c.id_type_code == id_type_code,
-            accept_record.c.id_no == id_no,
+            accept_record.c.id_no_bidx == sealing.blind_id(sealing.cipher(conn), id_no),
             accept_record.c.new_event_no == event_no,
             accept_record.c.org_code == org_code,
         )
@@ -300,10 +314,10 @@ def visit_decisions(conn: Connection, org_code: str, id_type_code: str, id_no: s
 
 def visit_reminders(conn: Connection, org_code: str, id_type_code: str, id_no: str, event_no: str) -> set[tuple[str, str]]:
     """The (kind, item_codes) of the reminders an institution already logged for one visit of a
-    patient (indexed: id_type_code, id_no, at)."""
+    patient (indexed: id_type_code, id_no_bidx, at)."""
     r = reminder_log
     q = select(r.c.kind, r.c.item_codes).where(
-        r.c.id_type_code == id_type_code, r.c.id_no == id_no, r.c.org_code == org_code,
+        r.c.id_type_code == id_type_code, r.c.id_no_bidx == sealing.blind_id(sealing.cipher(conn), id_no), r.c.org_code == org_code,
         r.c.event_no == event_no, r.c.action == "reminder",
     )
     return {(str(k), str(c)) for k, c in conn.execute(q)}
@@ -325,7 +339,8 @@ def find_report(conn: Connection, kind: str, org_code: str, report_form_no: str,
     """The current report of an institution with this form number for this patient."""
     m, _ = REPORT_TABLES[kind]
     q = select(m.c.id).where(
-        m.c.org_code == org_code, m.c.report_form_no == report_form_no, m.c.id_type_code == id_type_code, m.c.id_no == id_no
+        m.c.org_code == org_code, m.c.report_form_no == report_form_no, m.c.id_type_code == id_type_code,
+        m.c.id_no_bidx == sealing.blind_id(sealing.cipher(conn), id_no),
     )
     rid = conn.execute(q.order_by(m.c.id.desc()).limit(1)).scalar()
     return None if rid is None else int(rid)

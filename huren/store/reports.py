@@ -1,4 +1,8 @@
-"""Report persistence: upsert by the seed's primary key with version history, void, queries."""
+"""Report persistence: upsert by the seed's primary key with version history, void, queries.
+
+The patient's identity in a report (``id_no``, ``name``, ``card_no``) and the history's snapshots
+are sealed at rest (huren.store.sealing): every write here seals, every read opens, and a lookup
+by ID number compares ``id_no_bidx``."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from huren.domain import kinds
 from huren.domain.records import format_value, to_text
 from huren.domain.validation import Report
 from huren.domain.versions import Verdict, verdict
+from huren.store import sealing
 from huren.store.tables import REPORT_TABLES, report_history
 
 KEY_COLUMNS = ("org_code", "report_form_no", "patient_id", "event_type", "event_no")
@@ -51,7 +56,7 @@ def _snapshot(conn: Connection, kind: str, report_id: int) -> tuple[dict[str, An
     master_t, item_t = REPORT_TABLES[kind]
     k = kinds.BY_NAME[kind]
     mspec, ispec = k.master_fields, k.item_fields
-    master = dict(conn.execute(select(master_t).where(master_t.c.id == report_id)).mappings().one())
+    master = _opened(conn, master_t, conn.execute(select(master_t).where(master_t.c.id == report_id)).mappings().one())
     items = [dict(i) for i in conn.execute(select(item_t).where(item_t.c.report_id == report_id)).mappings()]
     doc = {
         "master": to_text(master, mspec) | {"pdf_sha256": master["pdf_sha256"] or "", "voided": bool(master["voided"])},
@@ -111,7 +116,7 @@ def upsert_many(
         if key in seen_in_batch or key in existing:
             continue
         seen_in_batch[key] = i
-        new_rows.append(_new_row(report, sha, size, now))
+        new_rows.append(_sealed(conn, master_t, _new_row(report, sha, size, now)))
         new_index.append(i)
     if new_rows:
         ids = _insert_masters(conn, master_t, new_rows)
@@ -175,7 +180,7 @@ def _same_content(conn: Connection, report: Report, state: dict[str, Any], sha: 
     master_t, item_t = REPORT_TABLES[report.kind]
     k = kinds.BY_NAME[report.kind]
     mspec, ispec = k.master_fields, k.item_fields
-    stored = dict(conn.execute(select(master_t).where(master_t.c.id == state["id"])).mappings().one())
+    stored = _opened(conn, master_t, conn.execute(select(master_t).where(master_t.c.id == state["id"])).mappings().one())
     if to_text(stored, mspec) != to_text(report.master, mspec):
         return False
     items = conn.execute(select(item_t).where(item_t.c.report_id == state["id"])).mappings()
@@ -228,8 +233,8 @@ def _insert_new(
         cond = and_(*[master_t.c[c] == v for c, v in zip(KEY_COLUMNS, report.key, strict=True)])
         if conn.execute(select(master_t.c.id).where(cond)).first() is not None:
             return None
-        return int(conn.execute(insert(master_t), _new_row(report, sha, size, now)).inserted_primary_key[0])  # type: ignore[index]
-    stmt = ins.values(_new_row(report, sha, size, now)).on_conflict_do_nothing(index_elements=list(KEY_COLUMNS))
+        return int(conn.execute(insert(master_t), _sealed(conn, master_t, _new_row(report, sha, size, now))).inserted_primary_key[0])  # type: ignore[index]
+    stmt = ins.values(_sealed(conn, master_t, _new_row(report, sha, size, now))).on_conflict_do_nothing(index_elements=list(KEY_COLUMNS))
     rid = conn.execute(stmt.returning(master_t.c.id)).scalar()
     return None if rid is None else int(rid)
 
@@ -247,15 +252,10 @@ def _replace(
 ) -> Stored:
     master_t, item_t = REPORT_TABLES[report.kind]
     old, snapshot = _snapshot(conn, report.kind, rid)
+    fields = sealing.cipher(conn)
+    hist = {"kind": report.kind, "report_id": rid, "version": old["version"], "snapshot": snapshot}
     conn.execute(
-        insert(report_history).values(
-            kind=report.kind,
-            report_id=rid,
-            version=old["version"],
-            snapshot=snapshot,
-            replaced_at=now,
-            replaced_by=actor,
-        )
+        insert(report_history).values(sealing.seal_row(fields, "report_history", hist) | {"replaced_at": now, "replaced_by": actor})
     )
     values = report.master | {
         "version": old["version"] + 1,
@@ -266,6 +266,7 @@ def _replace(
     }
     if sha is not None:
         values |= {"pdf_sha256": sha, "pdf_size": size}
+    values = sealing.seal_row(fields, master_t.name, values)
     conn.execute(update(master_t).where(master_t.c.id == rid).values(values))
     conn.execute(delete(item_t).where(item_t.c.report_id == rid))
     conn.execute(insert(item_t), [item | {"report_id": rid} for item in report.items])
@@ -276,13 +277,13 @@ def find_by_key(conn: Connection, kind: str, key: Sequence[Any]) -> dict[str, An
     master_t, _ = REPORT_TABLES[kind]
     cond = and_(*[master_t.c[c] == v for c, v in zip(KEY_COLUMNS, key, strict=True)])
     row = conn.execute(select(master_t).where(cond)).mappings().first()
-    return dict(row) if row else None
+    return _opened(conn, master_t, row) if row else None
 
 
 def get_master(conn: Connection, kind: str, report_id: int) -> dict[str, Any] | None:
     master_t, _ = REPORT_TABLES[kind]
     row = conn.execute(select(master_t).where(master_t.c.id == report_id)).mappings().first()
-    return dict(row) if row else None
+    return _opened(conn, master_t, row) if row else None
 
 
 def get_items(conn: Connection, kind: str, report_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
@@ -318,12 +319,13 @@ def history(conn: Connection, kind: str, report_id: int) -> list[dict[str, Any]]
         .where(report_history.c.kind == kind, report_history.c.report_id == report_id)
         .order_by(report_history.c.version)
     ).mappings()
+    fields = sealing.cipher(conn)
     return [
         {
             "version": r["version"],
             "replaced_at": format_value(r["replaced_at"]),
             "replaced_by": r["replaced_by"],
-            "snapshot": json.loads(r["snapshot"]),
+            "snapshot": json.loads(sealing.open_row(fields, "report_history", r)["snapshot"]),
         }
         for r in rows
     ]
@@ -341,28 +343,30 @@ def for_patient(
 ) -> list[dict[str, Any]]:
     """A patient's reports across institutions, newest first, by authentication time."""
     master_t, _ = REPORT_TABLES[kind]
+    fields = sealing.cipher(conn)
     q = select(master_t).where(
         master_t.c.id_type_code == id_type_code,
-        master_t.c.id_no == id_no,
+        master_t.c.id_no_bidx == sealing.blind_id(fields, id_no),
         master_t.c.authenticator_dtime >= start,
         master_t.c.authenticator_dtime < end,
     )
     if not include_voided:
         q = q.where(master_t.c.voided.is_(False))
     q = q.order_by(master_t.c.authenticator_dtime.desc(), master_t.c.id.desc())
-    return [dict(r) for r in conn.execute(q).mappings()]
+    return [sealing.open_row(fields, master_t.name, r) for r in conn.execute(q).mappings()]
 
 
 def abnormal_lab_items(
     conn: Connection, id_type_code: str, id_no: str, start: datetime, end: datetime, codes: Sequence[str]
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     master_t, item_t = REPORT_TABLES["lab"]
+    fields = sealing.cipher(conn)
     q = (
         select(master_t, *[c.label(f"item__{c.name}") for c in item_t.c])
         .join(item_t, item_t.c.report_id == master_t.c.id)
         .where(
             master_t.c.id_type_code == id_type_code,
-            master_t.c.id_no == id_no,
+            master_t.c.id_no_bidx == sealing.blind_id(fields, id_no),
             master_t.c.authenticator_dtime >= start,
             master_t.c.authenticator_dtime < end,
             master_t.c.voided.is_(False),
@@ -372,7 +376,7 @@ def abnormal_lab_items(
     )
     out = []
     for r in conn.execute(q).mappings():
-        master = {k: v for k, v in r.items() if not k.startswith("item__")}
+        master = sealing.open_row(fields, master_t.name, {k: v for k, v in r.items() if not k.startswith("item__")})
         item = {k[6:]: v for k, v in r.items() if k.startswith("item__")}
         out.append((master, item))
     return out
@@ -400,6 +404,14 @@ def counts_by_day_dept(
         d = date.fromisoformat(d) if isinstance(d, str) else d
         out[(org_code, d, dept)] = int(n)
     return out
+
+
+def _sealed(conn: Connection, master_t: Table, row: dict[str, Any]) -> dict[str, Any]:
+    return sealing.seal_row(sealing.cipher(conn), master_t.name, row)
+
+
+def _opened(conn: Connection, master_t: Table, row: Any) -> dict[str, Any]:
+    return sealing.open_row(sealing.cipher(conn), master_t.name, row)
 
 
 def _chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:

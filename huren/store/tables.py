@@ -62,8 +62,21 @@ def _type(f: Field) -> TypeEngine[Any]:
     return String(f.size) if f.size <= 512 else Text()
 
 
-def _columns(spec: Sequence[Field], skip: Sequence[str] = ()) -> list[Column[Any]]:
-    return [Column(f.name, _type(f), nullable=not f.required) for f in spec if f.name not in skip]
+def _columns(spec: Sequence[Field], skip: Sequence[str] = (), sealed: Sequence[str] = ()) -> list[Column[Any]]:
+    """The columns of a seed table; those in ``sealed`` hold sealed text (huren.store.sealing), and
+    a sealed ``id_no`` is followed by ``id_no_bidx``, its blind index."""
+    out: list[Column[Any]] = []
+    for f in spec:
+        if f.name in skip:
+            continue
+        out.append(Column(f.name, String(SEALED_LEN) if f.name in sealed else _type(f), nullable=not f.required))
+        if f.name == "id_no" and f.name in sealed:
+            out.append(Column("id_no_bidx", String(32)))
+    return out
+
+
+#: the patient identity of a report, sealed at rest (huren.store.sealing)
+REPORT_SEALED = ("id_no", "name", "card_no")
 
 
 def _report_meta() -> list[Column[Any]]:
@@ -135,10 +148,10 @@ lab_report = Table(
     "lab_report",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    *_columns(LABMASTER),
+    *_columns(LABMASTER, sealed=REPORT_SEALED),
     *_report_meta(),
     UniqueConstraint("org_code", "report_form_no", "patient_id", "event_type", "event_no"),
-    Index(None, "id_type_code", "id_no", "authenticator_dtime"),
+    Index(None, "id_type_code", "id_no_bidx", "authenticator_dtime"),
     Index(None, "org_code", "authenticator_dtime"),
 )
 
@@ -156,10 +169,10 @@ exam_report = Table(
     "exam_report",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    *_columns(EXAMMASTER),
+    *_columns(EXAMMASTER, sealed=REPORT_SEALED),
     *_report_meta(),
     UniqueConstraint("org_code", "report_form_no", "patient_id", "event_type", "event_no"),
-    Index(None, "id_type_code", "id_no", "authenticator_dtime"),
+    Index(None, "id_type_code", "id_no_bidx", "authenticator_dtime"),
     Index(None, "org_code", "authenticator_dtime"),
 )
 
@@ -180,7 +193,7 @@ report_history = Table(
     Column("kind", String(8), nullable=False),
     Column("report_id", BigInteger, nullable=False),
     Column("version", Integer, nullable=False),
-    Column("snapshot", Text, nullable=False),  # JSON: {"master": {...}, "items": [...]}
+    Column("snapshot", Text, nullable=False),  # sealed (huren.store.sealing) JSON: {"master": {...}, "items": [...]}
     Column("replaced_at", DateTime, nullable=False),
     Column("replaced_by", String(128), nullable=False),
     Index(None, "kind", "report_id"),
@@ -206,7 +219,7 @@ rejected_submission = Table(
     Column("kind", String(16), nullable=False),  # lab | exam | daily | void_lab | void_exam | pdf
     Column("channel", String(16), nullable=False),  # rest | soap | gateway
     Column("report_key", String(700)),
-    Column("problems", Text, nullable=False),  # JSON list of {field, rule, message}
+    Column("problems", Text, nullable=False),  # sealed (huren.store.sealing) JSON list of {field, rule, message}
     Column("payload_sha256", String(64)),
     Column("payload_size", Integer, nullable=False),
     Column("received_at", DateTime, nullable=False),
@@ -344,16 +357,16 @@ accept_record = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("org_code", String(128), nullable=False),  # the deciding institution (the caller)
-    *_columns(SEHR_ACCEPT_RECORD),
+    *_columns(SEHR_ACCEPT_RECORD, sealed=("id_no",)),
     Column("report_kind", String(8), nullable=False),
     Column("report_id", BigInteger),  # the prior report it refers to, when found
     Column("received_at", DateTime, nullable=False),
     Index(None, "hr_org_code", "hr_report_form_no"),
     Index(None, "org_code", "record_time"),
-    Index(None, "id_type_code", "id_no", "new_event_no"),
+    Index(None, "id_type_code", "id_no_bidx", "new_event_no"),
     # one decision per institution, visit, prior item, moment and verdict: a resent upload is not doubled
     UniqueConstraint(
-        "org_code", "new_event_no", "hr_org_code", "hr_report_form_no", "code", "id_type_code", "id_no", "record_time",
+        "org_code", "new_event_no", "hr_org_code", "hr_report_form_no", "code", "id_type_code", "id_no_bidx", "record_time",
         "is_accept", name="uq_accept_record_visit_item",
     ),
 )
@@ -364,7 +377,7 @@ quote_record = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("org_code", String(128), nullable=False),
-    *_columns(SEHR_QUOTE_RECORD),
+    *_columns(SEHR_QUOTE_RECORD, sealed=("id_no",)),
     Column("report_kind", String(8), nullable=False),
     Column("report_id", BigInteger),
     Column("received_at", DateTime, nullable=False),
@@ -372,7 +385,7 @@ quote_record = Table(
     Index(None, "report_kind", "report_id"),
     Index(None, "org_code", "record_time"),
     UniqueConstraint(
-        "org_code", "new_event_no", "hr_org_code", "hr_report_form_no", "code", "id_type_code", "id_no", "record_time",
+        "org_code", "new_event_no", "hr_org_code", "hr_report_form_no", "code", "id_type_code", "id_no_bidx", "record_time",
         name="uq_quote_record_visit_item",
     ),
 )
@@ -392,7 +405,8 @@ reminder_log = Table(
     Column("doc_code", String(128), nullable=False, default=""),
     Column("doc_name", String(128), nullable=False, default=""),
     Column("id_type_code", String(2)),
-    Column("id_no", String(128)),
+    Column("id_no", String(SEALED_LEN)),  # sealed (huren.store.sealing)
+    Column("id_no_bidx", String(32)),  # its blind index
     Column("event_no", String(128), nullable=False, default=""),
     Column("kind", String(8), nullable=False, default=""),  # lab | exam | "" (both)
     Column("item_codes", Text, nullable=False, default=""),  # comma-separated standard codes
@@ -401,7 +415,7 @@ reminder_log = Table(
     Column("report_kind", String(8)),
     Column("report_id", BigInteger),
     Index(None, "org_code", "at"),
-    Index(None, "id_type_code", "id_no", "at"),
+    Index(None, "id_type_code", "id_no_bidx", "at"),
 )
 
 #: kind name → its (report, item) tables, as the kind's descriptor names them

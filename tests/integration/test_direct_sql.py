@@ -21,8 +21,10 @@ from sqlalchemy import (
     select,
 )
 
+from huren.crypto.aead import FieldCipher
 from huren.store import audit as audit_store
 from huren.store import recognition as rstore
+from huren.store import sealing
 from huren.store.database import make_engine
 from huren.store.direct import DirectInsert, DirectSelect
 from huren.store.tables import access_log, reminder_log
@@ -101,6 +103,7 @@ def test_select_matches_core(engine) -> None:  # type: ignore[no-untyped-def]
 def test_hot_paths_write_rows_core_can_read(engine) -> None:  # type: ignore[no-untyped-def]
     """The reminder and access logs written on the cursor read back through Core unchanged."""
     at = datetime(2026, 11, 30, 10, 0, 0)
+    sealing.bind(engine, FieldCipher({1: b"k" * 32}, 1, b"i" * 32))  # the reminder log seals its ID numbers
     with engine.begin() as conn:
         rstore.log_reminders(conn, [{"at": at, "action": "reminder", "source": "platform", "org_code": "A", "ordered": 5}])
         audit_store.log_access_many(conn, [{"at": at, "org_code": "A", "username": "u", "action": "x", "id_no": "1"}])

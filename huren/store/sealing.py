@@ -1,0 +1,267 @@
+"""Patient identity sealed at rest: which columns of which table, and the one way to seal, open,
+convert and re-key them (issue 10 §1.8, ``huren.crypto.aead``).
+
+Every sealed column holds ``enc1:…`` (an SM4-GCM envelope) bound to its table and column and to a
+*context* taken from the row, so a value copied to another column or another row does not open:
+
+=====================  ====================================  =========================================
+table                  sealed columns                        context
+=====================  ====================================  =========================================
+patient                id_no, name, card_no, phone           ``org_code|patient_id``
+access_log             id_no                                 (none: a log row has no stable owner key)
+lab_report/exam_report id_no, name, card_no                  ``org_code``
+accept/quote_record    id_no                                 ``org_code`` (the deciding institution)
+reminder_log           id_no                                 ``org_code``
+report_history         snapshot (the whole old version)      ``kind|report_id|version``
+rejected_submission    problems (messages echo values)       ``org_code``
+=====================  ====================================  =========================================
+
+Tables holding an ID number also hold ``id_no_bidx``, its keyed blind index in the one domain
+``id_no`` shared by all of them: every lookup by ID number compares it (one HMAC per question).
+A value that does not open is :class:`huren.errors.NotConfigured`, never returned in part.
+
+The store's functions find the cipher through the connection: :func:`bind` ties a
+:class:`FieldCipher` to an engine (``huren.store.database.Database`` does, with the keyring's
+data keys) and :func:`cipher` returns it for a connection of that engine.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, func, select, tuple_, update
+
+from huren.crypto import b64url
+from huren.crypto.aead import TEXT_PREFIX, FieldCipher, SealError, is_sealed_text
+from huren.errors import NotConfigured
+from huren.store import tables as t
+
+ID_DOMAIN = "id_no"  # the blind-index domain of ID numbers, shared by every table that indexes one
+BIDX = "id_no_bidx"
+UNREADABLE = "{what}中的加密字段无法解密：数据密钥（keys/data.keys）与数据库不匹配，请从备份恢复数据密钥文件"
+NO_CIPHER = "数据库未配置数据密钥：无法读写加密保存的患者身份信息（请通过平台启动流程打开数据库）"
+
+
+def _org(row: Mapping[Any, Any]) -> str:
+    return str(row["org_code"])
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """The sealed columns of one table."""
+
+    table: Table
+    columns: tuple[str, ...]
+    context: Callable[[Mapping[Any, Any]], str]
+    what: str  # the table in the operator's words (for UNREADABLE)
+    indexed: bool = True  # holds id_no and its blind index id_no_bidx
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    @property
+    def context_columns(self) -> tuple[str, ...]:
+        return {
+            "patient": ("org_code", "patient_id"),
+            "access_log": (),
+            "report_history": ("kind", "report_id", "version"),
+        }.get(self.name, ("org_code",))
+
+
+SPECS: dict[str, Spec] = {
+    s.name: s
+    for s in (
+        Spec(t.patient, ("id_no", "name", "card_no", "phone"), lambda r: f"{r['org_code']}|{r['patient_id']}", "患者主数据"),
+        Spec(t.access_log, ("id_no",), lambda r: "", "访问日志"),
+        Spec(t.lab_report, ("id_no", "name", "card_no"), _org, "检验报告"),
+        Spec(t.exam_report, ("id_no", "name", "card_no"), _org, "检查报告"),
+        Spec(t.accept_record, ("id_no",), _org, "互认结果记录"),
+        Spec(t.quote_record, ("id_no",), _org, "引用结果记录"),
+        Spec(t.reminder_log, ("id_no",), _org, "提醒与调阅记录"),
+        Spec(
+            t.report_history, ("snapshot",), lambda r: f"{r['kind']}|{r['report_id']}|{r['version']}", "报告历史版本",
+            indexed=False,
+        ),
+        Spec(t.rejected_submission, ("problems",), _org, "被拒提交记录", indexed=False),
+    )
+}
+
+# -- the cipher of a connection ------------------------------------------------------------------
+
+_BOUND: weakref.WeakKeyDictionary[Engine, FieldCipher] = weakref.WeakKeyDictionary()
+
+
+def bind(engine: Engine, fields: FieldCipher) -> None:
+    """Seal and open the rows written and read through ``engine`` with ``fields``."""
+    _BOUND[engine] = fields
+
+
+def cipher(conn: Connection) -> FieldCipher:
+    """The field cipher bound to the connection's engine (NotConfigured when there is none)."""
+    fields = _BOUND.get(conn.engine)
+    if fields is None:
+        raise NotConfigured(NO_CIPHER)
+    return fields
+
+
+# -- rows ------------------------------------------------------------------------------------------
+
+
+def blind_id(fields: FieldCipher, id_no: str) -> str:
+    return fields.blind(id_no, ID_DOMAIN)
+
+
+def seal_row(fields: FieldCipher, table: str, row: Mapping[Any, Any]) -> dict[str, Any]:
+    """A row as stored: its sealed columns (those it carries, not None) sealed and, for a table
+    holding ID numbers, the blind index of the row's ``id_no`` added (None for no ID number)."""
+    spec = SPECS[table]
+    out = dict(row)
+    ctx = spec.context(row)
+    for c in spec.columns:
+        v = out.get(c)
+        if v is not None:
+            out[c] = fields.seal_text(str(v), spec.name, c, ctx)
+    if spec.indexed and "id_no" in row:
+        out[BIDX] = None if row["id_no"] is None else fields.blind(str(row["id_no"]), ID_DOMAIN)
+    return out
+
+
+def open_row(fields: FieldCipher, table: str, row: Mapping[Any, Any]) -> dict[str, Any]:
+    """A stored row (or any selection of its columns holding the context columns) with its sealed
+    columns opened and the blind index left out; NotConfigured when a value does not open."""
+    spec = SPECS[table]
+    out = dict(row)
+    ctx = spec.context(row)
+    try:
+        for c in spec.columns:
+            v = out.get(c)
+            if v:  # None, or a column default "" (nothing to open)
+                out[c] = fields.open_text(v, spec.name, c, ctx)
+    except SealError as exc:
+        raise NotConfigured(UNREADABLE.format(what=spec.what)) from exc
+    out.pop(BIDX, None)
+    return out
+
+
+def open_value(fields: FieldCipher, table: str, column: str, value: str | None, context: str) -> str | None:
+    """One sealed value (NotConfigured when it does not open)."""
+    if not value:
+        return value
+    try:
+        return fields.open_text(value, table, column, context)
+    except SealError as exc:
+        raise NotConfigured(UNREADABLE.format(what=SPECS[table].what)) from exc
+
+
+# -- existing rows: conversion (migrations) and re-keying (huren keys rotate-data) -----------------
+
+
+def _pages(conn: Connection, spec: Spec, batch: int, after: tuple[Any, ...] | None) -> Iterator[list[dict[str, Any]]]:
+    """The table's rows (primary key, context and sealed columns) in primary-key order, a batch at a time."""
+    pk = [c for c in spec.table.primary_key.columns]
+    wanted = {c.name: c for c in pk}
+    for name in (*spec.context_columns, *spec.columns):
+        wanted.setdefault(name, spec.table.c[name])
+    key = tuple_(*pk) if len(pk) > 1 else pk[0]
+    while True:
+        q = select(*wanted.values()).order_by(*pk).limit(batch)
+        if after is not None:
+            q = q.where(key > (tuple_(*after) if len(pk) > 1 else after[0]))
+        found = [dict(r) for r in conn.execute(q).mappings()]
+        if not found:
+            return
+        after = tuple(found[-1][c.name] for c in pk)
+        yield found
+
+
+def _write(conn: Connection, spec: Spec, row: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    pk = list(spec.table.primary_key.columns)
+    conn.execute(update(spec.table).where(*[c == row[c.name] for c in pk]).values(dict(values)))
+
+
+def seal_existing(conn: Connection, fields: FieldCipher, table: str, *, batch: int = 1000) -> int:
+    """Seal the rows of ``table`` stored before its columns were sealed (the 0006 / 0007
+    migrations); returns how many rows were converted. Values already sealed are left alone."""
+    spec = SPECS[table]
+    done = 0
+    for rows in _pages(conn, spec, batch, None):
+        for r in rows:
+            clear = {c: r[c] for c in spec.columns if r[c] is not None and not is_sealed_text(str(r[c]))}
+            if not clear:
+                continue
+            sealed = seal_row(fields, table, r)
+            values = {c: sealed[c] for c in clear}
+            if spec.indexed and "id_no" in clear:
+                values[BIDX] = sealed[BIDX]
+            _write(conn, spec, r, values)
+            done += 1
+    return done
+
+
+def key_id(token: str) -> int:
+    """The data key id a sealed text value is under (without opening it)."""
+    return FieldCipher.header(b64url.decode(token[len(TEXT_PREFIX) :]))[2]
+
+
+@dataclass(slots=True)
+class Resealed:
+    rekeyed: int = 0  # rows re-encrypted under the active key
+    sealed: int = 0  # rows that held a value in clear, sealed now
+    current: int = 0  # rows already under the active key
+
+
+def reseal(
+    conn: Connection, fields: FieldCipher, table: str, *, batch: int = 1000, commit: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Resealed:
+    """Re-encrypt every sealed value of ``table`` not under the active data key (and seal any
+    left in clear), a batch at a time — committed after each batch with ``commit`` (so an
+    interrupted run keeps what it did, and a rerun skips the rows already under the active key).
+    ``progress`` is told how many rows each batch covered. A value that does not open is
+    NotConfigured."""
+    spec = SPECS[table]
+    out = Resealed()
+    for rows in _pages(conn, spec, batch, None):
+        for r in rows:
+            values: dict[str, Any] = {}
+            rekey = False
+            for c in spec.columns:
+                v = r[c]
+                if not v:
+                    continue
+                if is_sealed_text(str(v)):
+                    try:
+                        current = not fields.needs_rekey(b64url.decode(v[len(TEXT_PREFIX) :]))
+                    except (SealError, ValueError) as exc:
+                        raise NotConfigured(UNREADABLE.format(what=spec.what)) from exc
+                    if current:
+                        continue
+                    clear = open_value(fields, table, c, v, spec.context(r))
+                    rekey = True
+                else:
+                    clear = v
+                values[c] = fields.seal_text(str(clear), spec.name, c, spec.context(r))
+            if not values:
+                out.current += 1
+                continue
+            if spec.indexed and "id_no" in values and not is_sealed_text(str(r["id_no"])):
+                values[BIDX] = fields.blind(str(r["id_no"]), ID_DOMAIN)
+            _write(conn, spec, r, values)
+            if rekey:
+                out.rekeyed += 1
+            else:
+                out.sealed += 1
+        if commit:
+            conn.commit()
+        if progress is not None:
+            progress(len(rows))
+    return out
+
+
+def count(conn: Connection, table: str) -> int:
+    """How many rows ``table`` holds (the length of a progress bar)."""
+    return int(conn.execute(select(func.count()).select_from(SPECS[table].table)).scalar_one())
