@@ -30,29 +30,29 @@ def _token(http: httpx2.Client, cred: dict[str, str]) -> str:
     return token
 
 
-def _patients(http: httpx2.Client, token: str) -> list[tuple[str, str]]:
-    """Every demo patient, read from the registered reports (ids are sequential)."""
-    h = {"Authorization": f"Bearer {token}"}
+def _patients(http: httpx2.Client, server: Server) -> list[tuple[str, str]]:
+    """Every demo patient, read by the supervisor from the institutions' report lists (BJ-1.2.1):
+    report ids are opaque refs, so they cannot be walked."""
+    h = {"Authorization": f"Bearer {_token(http, account(server, 'supervisor'))}"}
+    orgs = list(dict.fromkeys(c["org_code"] for c in server.demo["credentials"] if c["role"] == "hospital"))
     found: dict[tuple[str, str], None] = {}
-    for kind in ("lab", "exam"):
-        misses = 0
-        for rid in range(1, 200):
-            r = http.get(f"/api/v1/{kind}-reports/{rid}", headers=h)
-            if r.status_code != 200:
-                misses += 1
-                if misses > 5:
-                    break
-                continue
-            m = r.json()["report"][f"{kind}master"]
-            found[(m["id_type_code"], m["id_no"])] = None
+    for org in orgs:
+        for kind in ("lab", "exam"):
+            r = http.get("/api/v1/org-reports", params={"org_code": org, "kind": kind, "limit": 500}, headers=h)
+            assert r.status_code == 200, r.text
+            for rep in r.json()["reports"]:
+                found[(rep["id_type_code"], rep["id_no"])] = None
+    assert found
     return list(found)
 
 
-def _pick(http: httpx2.Client, token: str, doctor_org: str) -> dict[str, Any]:
+def _pick(http: httpx2.Client, server: Server, his: dict[str, str]) -> dict[str, Any]:
     """A patient with at least two recognizable items held by other hospitals (an exam item or lab
-    sub-items), as the doctor's hospital sees them."""
-    h = {"Authorization": f"Bearer {token}"}
-    for id_type, id_no in _patients(http, token):
+    sub-items), as the doctor's hospital (``his``) sees them."""
+    h = {"Authorization": f"Bearer {_token(http, his)}"}
+    doctor_org = his["org_code"]
+    patients = _patients(http, server)
+    for id_type, id_no in patients:
         answer = http.post("/api/v1/recognition/detail", json={"id_type_code": id_type, "id_no": id_no}, headers=h)
         assert answer.status_code == 200, answer.text
         detail = answer.json()
@@ -76,7 +76,7 @@ def test_doctor_decides_on_recognizable_results(demo_server: Server, context: An
     his = account(demo_server, "hospital", 1)
     with httpx2.Client(base_url=base, timeout=20.0) as http:
         his_token = _token(http, his)
-        p = _pick(http, his_token, his["org_code"])
+        p = _pick(http, demo_server, his)
         token = _token(http, doctor)
 
     # the hospital's administrator watches the recognition statistics
@@ -228,7 +228,7 @@ def test_script_tag_embedding(his_server: tuple[Server, str], context: Any) -> N
     doctor = account(server, "doctor", 2)
     his = account(server, "hospital", 2)
     with httpx2.Client(base_url=base, timeout=20.0) as http_client:
-        p = _pick(http_client, _token(http_client, his), his["org_code"])
+        p = _pick(http_client, server, his)
         token = _token(http_client, doctor)
     HisPage.html = (
         "<html><body><h3>HIS 医生工作站</h3><p>患者：演示 "
@@ -260,7 +260,7 @@ def test_decision_dialog_never_fails_silently(demo_server: Server, context: Any)
     his = account(demo_server, "hospital", 0)
     with httpx2.Client(base_url=base, timeout=20.0) as http:
         his_token = _token(http, his)
-        p = _pick(http, his_token, his["org_code"])
+        p = _pick(http, demo_server, his)
     page = context.new_page()
     login(page, demo_server, doctor, "/ui/doctor")
     order = [("id_type_code", p["id_type"]), ("id_no", p["id_no"])] + [("check", c) for c in p["check"]] + [("lab", c) for c in p["lab"]]

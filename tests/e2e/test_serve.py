@@ -149,11 +149,30 @@ def test_healthz(client: httpx2.Client) -> None:
     assert r.json()["version"]
 
 
-def test_report_query_and_pdf(client: httpx2.Client, token: str) -> None:
-    r = client.get("/api/v1/lab-reports/1", headers=_auth(token))
+def _a_lab_report(server: Server, client: httpx2.Client) -> str:
+    """The ref of a demo lab report with a PDF, as the supervisor's report lists (BJ-1.2.1) give it:
+    report ids are opaque, so there is no ``/lab-reports/1`` to start from."""
+    sup = next(c for c in server.demo["credentials"] if c["role"] == "supervisor")
+    r = client.post("/api/v1/auth/token", json={k: sup[k] for k in ("org_code", "username", "password")})
+    h = _auth(r.json()["access_token"])
+    for org in dict.fromkeys(c["org_code"] for c in server.demo["credentials"] if c["role"] == "hospital"):
+        listed = client.get("/api/v1/org-reports", params={"org_code": org, "kind": "lab"}, headers=h)
+        assert listed.status_code == 200, listed.text
+        for rep in listed.json()["reports"]:
+            if rep["has_pdf"]:
+                ref: str = rep["report_id"]
+                assert rep["url"] == f"/api/v1/lab-reports/{ref}"
+                return ref
+    raise AssertionError("no demo lab report with a PDF")
+
+
+def test_report_query_and_pdf(server: Server, client: httpx2.Client, token: str) -> None:
+    ref = _a_lab_report(server, client)
+    assert len(ref) == 22 and not ref.isdigit()
+    r = client.get(f"/api/v1/lab-reports/{ref}", headers=_auth(token))
     assert r.status_code == 200, r.text
     report = r.json()["report"]
-    assert report["report_id"] == 1 and report["kind"] == "lab"
+    assert report["report_id"] == ref and report["kind"] == "lab"
     master = report["labmaster"]
     assert master["id_no"] and master["id_type_code"]
     assert report["lab_subitem"]
@@ -167,10 +186,10 @@ def test_report_query_and_pdf(client: httpx2.Client, token: str) -> None:
     body = q.json()
     assert body["code"] == "ok"
     assert body["count"] == len(body["reports"]) >= 1
-    assert 1 in [rep["report_id"] for rep in body["reports"]]
+    assert ref in [rep["report_id"] for rep in body["reports"]]
     assert {rep["labmaster"]["id_no"] for rep in body["reports"]} == {master["id_no"]}
 
-    pdf = client.get("/api/v1/lab-reports/1/pdf", headers=_auth(token))
+    pdf = client.get(f"/api/v1/lab-reports/{ref}/pdf", headers=_auth(token))
     assert pdf.status_code == 200
     assert pdf.headers["content-type"] == "application/pdf"
     assert pdf.content.startswith(b"%PDF-")
@@ -178,9 +197,10 @@ def test_report_query_and_pdf(client: httpx2.Client, token: str) -> None:
 
 
 def test_unknown_report_is_404(client: httpx2.Client, token: str) -> None:
-    r = client.get("/api/v1/lab-reports/999999", headers=_auth(token))
-    assert r.status_code == 404
-    assert r.json()["code"] == "not_found"
+    for guess in ("999999", "1", "2", "AAAAAAAAAAAAAAAAAAAAAA"):  # sequential ids and forged refs alike
+        r = client.get(f"/api/v1/lab-reports/{guess}", headers=_auth(token))
+        assert r.status_code == 404
+        assert r.json()["code"] == "not_found"
 
 
 def test_openapi_lists_interface_ids(client: httpx2.Client) -> None:
