@@ -62,6 +62,7 @@ from huren.context import Clock, Principal
 from huren.errors import Conflict
 from huren.settings import Settings
 from huren.store import recognition as rstore
+from huren.store import sealing
 from huren.store.tables import catalog_item, exam_item, exam_report, lab_item, lab_report
 
 SECRET = "bench-" + "k" * 40
@@ -92,6 +93,7 @@ class Ask:
     id_no: str
     lab: tuple[str, ...]
     check: tuple[str, ...]
+    id_no_bidx: str = ""  # its blind index (huren.store.sealing), for the reference SQL
 
     def body(self) -> bytes:
         return json.dumps(
@@ -169,6 +171,7 @@ def make_asks(c: Container, n: int, rng: random.Random) -> tuple[list[Ask], floa
     that kind. 1 or 2 exam codes, the rest lab codes. Returns the asks and the share of patients
     found through a result of the last 10 days."""
     now = c.clock.now()
+    fields = c.keys.fields()
     latest, recent, since = now - timedelta(days=10), now - timedelta(days=30), now - timedelta(days=DAYS)
     with c.db.read() as conn:
         cat = {k: sorted(conn.execute(select(catalog_item.c.code).where(catalog_item.c.kind == k)).scalars()) for k in ("lab", "exam")}
@@ -185,7 +188,7 @@ def make_asks(c: Container, n: int, rng: random.Random) -> tuple[list[Ask], floa
             row = None
             for _try in range(50):
                 row = conn.execute(
-                    select(m.c.id_no, m.c.authenticator_dtime).where(m.c.id == rng.randint(1, top[kind]))
+                    select(m.c.org_code, m.c.id_no, m.c.id_no_bidx, m.c.authenticator_dtime).where(m.c.id == rng.randint(1, top[kind]))
                 ).first()
                 if row is not None and (not want_recent or row.authenticator_dtime >= latest):
                     break
@@ -199,7 +202,7 @@ def make_asks(c: Container, n: int, rng: random.Random) -> tuple[list[Ask], floa
                 q = (
                     select(code, func.max(mt.c.authenticator_dtime))
                     .select_from(mt.join(it, it.c.report_id == mt.c.id))
-                    .where(mt.c.id_type_code == "01", mt.c.id_no == row.id_no, mt.c.authenticator_dtime >= since)
+                    .where(mt.c.id_type_code == "01", mt.c.id_no_bidx == row.id_no_bidx, mt.c.authenticator_dtime >= since)
                     .group_by(code)
                 )
                 known = set(cat[k])
@@ -214,7 +217,8 @@ def make_asks(c: Container, n: int, rng: random.Random) -> tuple[list[Ask], floa
                     code_ = rng.choice(src)
                     if code_ not in picked[k]:
                         picked[k].append(code_)
-            asks.append(Ask(row.id_no, tuple(picked["lab"]), tuple(picked["exam"])))
+            id_no = sealing.open_row(fields, m.name, row._mapping)["id_no"]  # the report holds it sealed
+            asks.append(Ask(id_no, tuple(picked["lab"]), tuple(picked["exam"]), row.id_no_bidx))
     return asks, hits / max(n, 1)
 
 
@@ -231,7 +235,8 @@ def reference_sql(sqlite: bool, n_lab: int, n_exam: int) -> str:
     ordered standard code, item flag 1, catalog recognizable, report not voided, authenticated
     in the window, now < item result time + validity days, institution level >= the code's
     minimum, institution region under the code's scope (one normalised prefix; "" = anywhere).
-    Driven by the (id_type_code, id_no, authenticator_dtime) index, then the items' primary key."""
+    Driven by the (id_type_code, id_no_bidx, authenticator_dtime) index, then the items' primary
+    key; the ask carries the ID number's blind index (the service computes it, one HMAC per ask)."""
     ph = "?" if sqlite else "%s"
     if sqlite:  # DateTime is text 'YYYY-MM-DD HH:MM:SS.ffffff'; datetime() answers 'YYYY-MM-DD HH:MM:SS'
         expiry = f"{ph} < datetime(i.effective_dtime, '+' || c.validity_days || ' days')"
@@ -245,7 +250,7 @@ def reference_sql(sqlite: bool, n_lab: int, n_exam: int) -> str:
                 f" JOIN {items} i ON i.report_id = r.id"
                 f" JOIN catalog_item c ON c.kind = '{kind}' AND c.code = i.{code}"
                 f" JOIN org o ON o.code = r.org_code"
-                f" WHERE r.id_type_code = {ph} AND r.id_no = {ph} AND r.authenticator_dtime >= {ph}"
+                f" WHERE r.id_type_code = {ph} AND r.id_no_bidx = {ph} AND r.authenticator_dtime >= {ph}"
                 f" AND i.{code} IN ({', '.join([ph] * n)})"
                 f" AND i.recognition = 1 AND c.recognizable AND NOT r.voided AND {expiry}"
                 f" AND o.level >= c.min_level"
@@ -281,7 +286,7 @@ class Reference:
         out: list[Any] = []
         for codes in (ask.lab, ask.check):
             if codes:
-                out += ["01", ask.id_no, s_since, *codes, s_now]
+                out += ["01", ask.id_no_bidx, s_since, *codes, s_now]
         return out
 
     def run(self, ask: Ask, now: datetime) -> list[tuple[str, int, str]]:
@@ -307,9 +312,11 @@ class Reference:
         self.raw.close()
 
 
-def service_answer(res: dict[str, Any]) -> list[tuple[str, int, str]]:
-    out = [("lab", int(e["report_id"]), str(i["item_code"])) for e in res["labmaster"] for i in e["item"]]
-    out += [("exam", int(e["report_id"]), str(e["item_code"])) for e in res["exammaster"]]
+def service_answer(c: Container, res: dict[str, Any]) -> list[tuple[str, int, str]]:
+    """The (kind, report id, item code) of an answer, its opaque report refs decoded (huren.services.refs)."""
+    rid = c.refs.report_id
+    out = [("lab", rid("lab", e["report_id"]), str(i["item_code"])) for e in res["labmaster"] for i in e["item"]]
+    out += [("exam", rid("exam", e["report_id"]), str(e["item_code"])) for e in res["exammaster"]]
     return sorted(out)
 
 
@@ -341,7 +348,7 @@ def bench_service(c: Container, asks: list[Ask], warmup: int, who: Principal) ->
                     t0 = perf()
                     res = exists(who, "01", ask.id_no, check=ask.check, lab=ask.lab, days=DAYS)
                     t_svc = perf() - t0
-                    got = service_answer(res)
+                    got = service_answer(c, res)
                 else:
                     t0 = perf()
                     rows = ref.run(ask, now)
