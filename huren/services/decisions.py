@@ -88,7 +88,7 @@ class DecisionService:
         self._audit.record_many(principal, f"list_{table}_records", entries, read=True)
         return [
             {
-                "id": r["id"],
+                "id": self._refs.record(table, r["id"]),  # a ref, as report ids are: no walking the records
                 "org_code": r["org_code"],
                 "report_kind": r["report_kind"],
                 "report_id": self._refs.report(r["report_kind"], r["report_id"]) if r["report_id"] and r["report_kind"] else None,

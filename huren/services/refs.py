@@ -29,7 +29,8 @@ def pdf_url(refs: Refs, kind: str, report_id: int) -> str:
 
 
 class Refs:
-    """Report refs of one installation (the codec's tag is the report kind)."""
+    """Refs of one installation: reports (the codec's tag is the report kind) and the accept /
+    quote records listed back to an institution (tag ``record:accept`` / ``record:quote``)."""
 
     def __init__(self, codec: RefCodec) -> None:
         self._codec = codec
@@ -37,6 +38,10 @@ class Refs:
     def report(self, kind: str, report_id: int) -> str:
         """The ref shown outside for report ``report_id`` of ``kind``."""
         return self._codec.encode(kind, report_id)
+
+    def record(self, table: str, record_id: int) -> str:
+        """The ref shown outside for row ``record_id`` of the accept or quote records."""
+        return self._codec.encode(f"record:{table}", record_id)
 
     def report_id(self, kind: str, ref: object) -> int:
         """The store id of a report ref of ``kind``; NotFound (as a missing report) otherwise."""

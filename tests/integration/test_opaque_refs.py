@@ -153,6 +153,9 @@ def test_answers_carry_refs_never_store_ids(client: TestClient, container: Conta
                 path = value.split("/api/v1/", 1)[-1]
                 assert not NUMERIC_SEGMENT.search("/" + path), (name, value)
     assert refs >= 15, refs  # the walk met the answers' refs (recent, detail, exists, accepted, lists …)
+    records = answers["accept records"]["records"]
+    assert records and all(REF.fullmatch(r["id"]) and REF.fullmatch(r["report_id"]) for r in records), records
+    assert len({r["id"] for r in records}) == len(records)
     # and each answer's url opens the report it names
     item = answers["recent"]["item"][0]
     url = item["url"]
