@@ -286,3 +286,17 @@ def test_rotate_data_reseals_every_sealed_column(
     assert cli.main([*argv, "--resume"]) == 0
     out = capsys.readouterr().out
     assert "检验报告共 1 行：重新加密 0，首次加密 0，已是当前密钥 1" in out, out
+
+
+def test_every_table_holding_an_id_number_seals_it() -> None:
+    """A table that gains an ``id_no`` (or a patient ``name``) column must be listed in
+    huren.store.sealing.SPECS, with its blind index: otherwise the ID number would sit in clear."""
+    from huren.store.tables import metadata
+
+    holding = {t.name for t in metadata.tables.values() if "id_no" in t.c}
+    assert holding <= set(sealing.SPECS), holding - set(sealing.SPECS)
+    for name in holding:
+        spec = sealing.SPECS[name]
+        assert "id_no" in spec.columns and spec.indexed and "id_no_bidx" in spec.table.c, name
+    for name in ("lab_report", "exam_report", "patient"):
+        assert {"name", "card_no"} <= set(sealing.SPECS[name].columns)
