@@ -24,7 +24,8 @@ from huren.errors import InvalidInput, Problem
 MAX_ORDERED = 200
 #: the longest ordered code (the catalog's code column, the accept record's ``code`` VARCHAR2(256))
 MAX_CODE = 256
-#: a report's attributes in an answer, in their order
+#: a report's attributes in an answer, in their order (``report_id``: the platform's opaque ref
+#: of the report, a string; huren.services.refs)
 REPORT_FIELDS = (
     "report_id", "org_code", "org_name", "report_form_no", "event_no", "id_no", "id_type_code",
     "event_type", "report_title", "dtime", "url",

@@ -20,7 +20,10 @@ from huren.services.container import Container
 from huren.services.refs import Refs
 from tests import samples
 from tests.conftest import ORG_A, Api
+from tests.integration import test_gateway_pages
 from tests.integration.access_world import EXAM_CODE, LAB_CODE, PATIENT, VISIT, build_world
+from tests.integration.test_gateway_pages import PAGE_TOKEN
+from tests.integration.test_gateway_preload import Gateway, _reports
 
 REF = re.compile(r"[A-Za-z0-9_-]{22}")
 #: a path segment that is a number (a sequential id in a URL)
@@ -186,3 +189,25 @@ def test_the_openapi_names_report_refs_as_strings(client: TestClient) -> None:
         assert p["schema"]["type"] == "string" and "不透明" in p["description"], p
     link = spec["components"]["schemas"]["LinkRequest"]["properties"]["report_id"]
     assert link["type"] == "string" and "不透明" in link["description"]
+
+
+# -- the gateway's pages: the same refs, through huren.client ------------------------------------
+gateway = test_gateway_pages.gateway
+catalog = test_gateway_pages.catalog
+
+
+def test_the_gateway_pages_open_refs_and_refuse_walks(gateway: Gateway, api_a: Api, container: Container) -> None:
+    _reports(api_a, container)
+    q = {"id_type_code": "01", "id_no": samples.ID_NO, "token": PAGE_TOKEN}
+    assert gateway.http.get("/ui/panel", params=q).status_code == 200  # fills the cache
+    entry = gateway.cache.load("01", samples.ID_NO)
+    assert entry is not None
+    ref = entry.detail["labmaster"][0]["report_id"]
+    assert isinstance(ref, str) and REF.fullmatch(ref)
+    assert gateway.http.get(f"/ui/report/lab/{ref}", params={"token": PAGE_TOKEN}).status_code == 200
+    # sequential ids, a changed character, another kind, a path the client must not build
+    for guess in ("1", "2", "3", *_one_character_changed(ref)[:6], "..", "%2E%2E", "a.b"):
+        for page in (f"/ui/report/lab/{guess}", f"/ui/report/lab/{guess}/pdf"):
+            r = gateway.http.get(page, params={"token": PAGE_TOKEN})
+            assert r.status_code == 404, (page, r.status_code, r.text[:200])
+    assert gateway.http.get(f"/ui/report/exam/{ref}", params={"token": PAGE_TOKEN}).status_code == 404
