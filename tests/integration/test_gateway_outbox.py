@@ -495,7 +495,8 @@ def test_pdf_attachment_goes_with_its_report(tmp_path: Path, platform: Container
     login = gw.client
     with platform.db.read() as conn:
         rid = conn.execute(text("SELECT id FROM lab_report")).scalar_one()
-    got = login.http.get(f"/api/v1/lab-reports/{rid}/pdf", headers={"Authorization": f"Bearer {login.token()}"})
+    ref = platform.refs.report("lab", rid)  # the platform's paths take the report's ref, not its row id
+    got = login.http.get(f"/api/v1/lab-reports/{ref}/pdf", headers={"Authorization": f"Bearer {login.token()}"})
     assert got.status_code == 200 and got.content == pdf
     gw.close()
 
