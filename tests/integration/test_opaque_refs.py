@@ -11,11 +11,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
 from huren.bootstrap import keyring, report_refs
+from huren.crypto import b64url
 from huren.crypto.opaque import REF_LEN, RefCodec
+from huren.crypto.tokens import Signer
 from huren.services.container import Container
 from huren.services.refs import Refs
 from tests import samples
@@ -211,3 +214,23 @@ def test_the_gateway_pages_open_refs_and_refuse_walks(gateway: Gateway, api_a: A
             r = gateway.http.get(page, params={"token": PAGE_TOKEN})
             assert r.status_code == 404, (page, r.status_code, r.text[:200])
     assert gateway.http.get(f"/ui/report/exam/{ref}", params={"token": PAGE_TOKEN}).status_code == 404
+
+
+def test_a_link_signed_before_refs_still_opens_and_a_new_one_names_the_ref(
+    client: TestClient, container: Container, world: dict[str, Any]
+) -> None:
+    """Links live at most a day: one signed with the store id before the upgrade still opens, and
+    is answered under the report's ref; links made now carry the ref."""
+    ref = world["a_lab"]
+    rid = container.refs.report_id("lab", ref)
+    doctor = world["apis"]["doctor"]
+    new = doctor.post("/api/v1/links", {"kind": "lab", "report_id": ref}).json()
+    token = new["url"].rsplit("/", 1)[1]
+    claims = orjson.loads(b64url.decode(token.split(".")[0]))
+    assert claims["i"] == ref and new["report_id"] == ref
+    old = Signer(container.keys.token_secret(), "report-link", container.clock.time).sign_until(
+        claims | {"i": rid}, int(container.clock.time()) + 60
+    )
+    r = client.get(f"/api/v1/links/{old}")
+    assert r.status_code == 200, r.text
+    assert r.content == samples.PDF_BYTES and ref in r.headers["content-disposition"]
