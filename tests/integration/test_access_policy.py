@@ -269,10 +269,10 @@ PAGES: dict[str, str | None] = {
 
 
 def test_every_page_follows_the_table(client: TestClient, world: dict[str, Any]) -> None:
-    from huren.web import routes_doctor, routes_supervision
+    from huren.web import routes_catalog, routes_doctor, routes_supervision
 
     found = {
-        r.path for m in (routes_doctor, routes_supervision) for r in m.router.routes if "GET" in getattr(r, "methods", ())
+        r.path for m in (routes_doctor, routes_supervision, routes_catalog) for r in m.router.routes if "GET" in getattr(r, "methods", ())
     }
     assert found == set(PAGES), "pages without an entry in this test's table"
     wrong = []
