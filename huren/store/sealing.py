@@ -27,6 +27,7 @@ data keys) and :func:`cipher` returns it for a connection of that engine.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -111,8 +112,19 @@ def cipher(conn: Connection) -> FieldCipher:
 # -- rows ------------------------------------------------------------------------------------------
 
 
+_last = threading.local()  # per thread: the last (cipher, ID number, blind index) computed
+
+
 def blind_id(fields: FieldCipher, id_no: str) -> str:
-    return fields.blind(id_no, ID_DOMAIN)
+    """The blind index of an ID number. One question looks a patient up several times (prior
+    items of each kind, the visit's decisions and reminders, the access-log row): the thread's
+    last index is kept, so a question costs one HMAC."""
+    last = getattr(_last, "v", None)
+    if last is not None and last[0] is fields and last[1] == id_no:
+        return str(last[2])
+    bidx = fields.blind(id_no, ID_DOMAIN)
+    _last.v = (fields, id_no, bidx)
+    return bidx
 
 
 def seal_row(fields: FieldCipher, table: str, row: Mapping[Any, Any]) -> dict[str, Any]:
@@ -126,7 +138,7 @@ def seal_row(fields: FieldCipher, table: str, row: Mapping[Any, Any]) -> dict[st
         if v is not None:
             out[c] = fields.seal_text(str(v), spec.name, c, ctx)
     if spec.indexed and "id_no" in row:
-        out[BIDX] = None if row["id_no"] is None else fields.blind(str(row["id_no"]), ID_DOMAIN)
+        out[BIDX] = None if row["id_no"] is None else blind_id(fields, str(row["id_no"]))
     return out
 
 

@@ -300,3 +300,27 @@ def test_every_table_holding_an_id_number_seals_it() -> None:
         assert "id_no" in spec.columns and spec.indexed and "id_no_bidx" in spec.table.c, name
     for name in ("lab_report", "exam_report", "patient"):
         assert {"name", "card_no"} <= set(sealing.SPECS[name].columns)
+
+
+def test_a_question_costs_one_hmac(api_a: Api, container: Container, catalog: None, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """exists-for-order looks the patient up by the blind index several times (each kind's prior
+    items, the visit's decisions and reminders, the access-log row): one HMAC for all of them."""
+    assert api_a.post("/api/v1/lab-reports", _lab(container)).status_code == 200
+    fields = container.keys.fields()
+    calls: list[str] = []
+    blind = fields.blind
+
+    def counted(value: str, domain: str) -> str:
+        calls.append(value)
+        return blind(value, domain)
+
+    monkeypatch.setattr(fields, "blind", counted)
+    from huren.services.recognition import Visit
+
+    visit = Visit(**{k: VISIT[k] for k in ("event_no", "dept_code", "dept_name", "dept_std_code", "dept_std_name", "doc_code", "doc_name")})
+    other = idcard.make("650104", date(1991, 1, 1), 555)
+    for asked in (ID_NO, other):
+        calls.clear()
+        answer = container.recognition.exists(WHO_B, "01", asked, lab=[LAB_CODE], visit=visit)
+        assert calls == [asked], calls
+    assert answer["labmaster"] == []
