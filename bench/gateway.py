@@ -6,7 +6,10 @@ gateway outbox, then drained by the gateway core (``Gateway.drain``: batches of 
 Prints the backlog's write rate, the drain's reports/s (target ≥ 1,000/s) and the count check read
 from the platform's database: every key once — 0 lost, 0 duplicated. The last line is JSON.
 
-Run: ``.venv/bin/python bench/gateway.py [--reports 100000] [--batch 200] [--workers 1]``.
+The outbox is sealed at rest (``huren.gateway.sealing``) under ``--cipher`` (``aes-256-gcm``, the
+gateway's default, or ``sm4-gcm``), with its data keys in ``keys/`` beside it.
+
+Run: ``.venv/bin/python bench/gateway.py [--reports 100000] [--batch 200] [--workers 1] [--cipher sm4-gcm]``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from huren.gateway.config import parse
 from huren.gateway.model import Record
 from huren.gateway.outbox import Outbox, report_key
 from huren.gateway.runner import Gateway
+from huren.gateway.sealing import ALGORITHMS, DEFAULT_CIPHER, cipher_beside
 from huren.settings import Settings
 
 SECRET = "bench-" + "k" * 40
@@ -66,6 +70,7 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=15)
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--workers", type=int, default=1, help="huren serve worker processes")
+    ap.add_argument("--cipher", choices=sorted(ALGORITHMS), default=DEFAULT_CIPHER, help="what seals the outbox")
     args = ap.parse_args()
     org = demo_orgs()[0].code
 
@@ -76,7 +81,7 @@ def main() -> None:
         c.directory.add_org(org, "基准医院", "650102", "3甲", user="his", password=PASSWORD)
         c.close()
 
-        box = Outbox(tmp / "outbox.db")
+        box = Outbox(tmp / "outbox.db", cipher=cipher_beside(tmp / "outbox.db", args.cipher))
         t0 = time.perf_counter()
         chunk: list[Record] = []
         for rec in backlog(args.reports, args.items):
@@ -125,7 +130,7 @@ def main() -> None:
     ok = check["lost"] == 0 and check["duplicated"] == 0 and counts["dead"] == 0 and counts["pending"] == 0
     print(json.dumps({
         "bench": "gateway", "reports": args.reports, "items_per_report": args.items, "batch": args.batch,
-        "workers": args.workers, "backlog_write_rps": round(args.reports / write_s, 1), "drain_rps": round(rps, 1),
+        "workers": args.workers, "cipher": args.cipher, "backlog_write_rps": round(args.reports / write_s, 1), "drain_rps": round(rps, 1),
         "drain_seconds": round(drain_s, 2), "lost": check["lost"], "duplicated": check["duplicated"],
         "dead": counts["dead"], "pending": counts["pending"], "ok": ok,
     }))

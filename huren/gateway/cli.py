@@ -19,7 +19,7 @@ from huren.gateway.ingest import ingest
 from huren.gateway.model import Record
 from huren.gateway.outbox import Outbox
 from huren.gateway.preload_store import PreloadStore
-from huren.gateway.runner import Gateway, make_client
+from huren.gateway.runner import Gateway, make_client, outbox_cipher
 from huren.gateway.sealing import data_keys
 
 
@@ -68,7 +68,7 @@ def status(config_path: Path, *, as_json: bool = False, dead_limit: int = 20, ou
     config = _config(config_path)
     if config is None:
         return 2
-    with Outbox(config.outbox.path) as box:
+    with Outbox(config.outbox.path, cipher=outbox_cipher(config)) as box:
         st = box.stats()
         dead = box.dead(dead_limit)
     if as_json:
@@ -146,7 +146,7 @@ def backfill(config_path: Path, since: date, only: Sequence[str] = (), *, resend
         print(f"错误：配置文件有误：{exc}", file=sys.stderr)
         client.close()
         return 2
-    with Outbox(config.outbox.path) as box, client:
+    with Outbox(config.outbox.path, cipher=outbox_cipher(config)) as box, client:
         for src in sources:
             count = getattr(src, "count", None)
             bar = Progress(src.name, count(start) if callable(count) else None)
@@ -166,7 +166,7 @@ def retry_dead(config_path: Path, ids: Sequence[int] = (), *, all_dead: bool = F
     if not all_dead and not ids:
         print("错误：请给出死信编号，或用 --all", file=sys.stderr)
         return 2
-    with Outbox(config.outbox.path) as box:
+    with Outbox(config.outbox.path, cipher=outbox_cipher(config)) as box:
         retried, superseded = box.retry_dead(None if all_dead else list(ids))
     res: dict[str, Any] = {"retried": retried, "superseded": superseded}
     if ids:
@@ -193,7 +193,7 @@ def rotate_data(config_path: Path, *, resume: bool = False) -> int:
     config = _config(config_path)
     if config is None:
         return 2
-    keys = data_keys(config.outbox.path.parent)
+    keys = data_keys(config.outbox.path.parent, config.outbox.cipher)
     try:
         if resume:
             cipher = keys.cipher()

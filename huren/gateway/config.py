@@ -47,6 +47,7 @@ class OutboxConf:
     max_backoff_seconds: float = 300.0
     max_batch_bytes: int = 32 * 1024 * 1024
     keep_done_days: int = 7
+    cipher: str = "aes-256-gcm"  # what seals the outbox and the preload cache (huren.gateway.sealing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,13 @@ def _daily_at(value: Any) -> dtime:
         raise ConfigError('[schedule] daily_at 应为 "HH:MM" 格式的时刻，如 "03:00"') from None
 
 
+def _cipher(t: dict[str, Any]) -> str:
+    value = _str(t, "outbox", "cipher", "aes-256-gcm").lower()
+    if value not in ("aes-256-gcm", "sm4-gcm"):
+        raise ConfigError('[outbox] cipher 应为 "aes-256-gcm" 或 "sm4-gcm"（出站队列与预加载缓存的加密算法）')
+    return value
+
+
 def parse(doc: dict[str, Any], base_dir: Path) -> GatewayConfig:
     """A ``GatewayConfig`` from the parsed TOML document; relative paths against ``base_dir``."""
     p = _table(doc, "platform")
@@ -128,6 +136,7 @@ def parse(doc: dict[str, Any], base_dir: Path) -> GatewayConfig:
         max_backoff_seconds=_num(o, "outbox", "max_backoff_seconds", 300.0, 1.0),
         max_batch_bytes=int(_num(o, "outbox", "max_batch_bytes", 32 * 1024 * 1024, 1024)),
         keep_done_days=int(_num(o, "outbox", "keep_done_days", 7, 0)),
+        cipher=_cipher(o),
     )
     s = _table(doc, "schedule")
     daily_counts = _str(s, "schedule", "daily_counts", "computed")

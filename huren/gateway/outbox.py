@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS record (
     key TEXT NOT NULL,          -- blind index of the record's key
     source TEXT NOT NULL,
     watermark TEXT NOT NULL DEFAULT '',
-    payload BLOB NOT NULL,      -- sealed (zlib JSON)
+    payload BLOB NOT NULL,      -- sealed: the record's key and its JSON
     digest BLOB NOT NULL,       -- keyed
     has_att INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL DEFAULT 'pending',
@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS record (
     error BLOB,                 -- sealed
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
-    key_seal BLOB               -- the record's key, sealed (NULL: a clear row of an older outbox)
+    sealed INTEGER NOT NULL DEFAULT 0  -- 0: a clear row of an older outbox
 );
 CREATE INDEX IF NOT EXISTS record_key ON record (key, id);
 CREATE INDEX IF NOT EXISTS record_pending ON record (id) WHERE state = 'pending';
@@ -187,11 +187,11 @@ class Outbox(QueueReads):
                 rid += 1  # the id is the row's associated data: chosen before the row is written
                 row = str(rid)
                 c.execute(
-                    "INSERT INTO record (id, kind, key, key_seal, source, watermark, payload, digest, has_att, created_at,"
-                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO record (id, kind, key, sealed, source, watermark, payload, digest, has_att, created_at,"
+                    " updated_at) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        rid, rec.kind, kix, sealer.seal(rec.key.encode(), REC, "key", row), rec.source, rec.watermark,
-                        sealer.seal_json(payload, REC, "payload", row), dg, 1 if rec.attachments else 0, now, now,
+                        rid, rec.kind, kix, rec.source, rec.watermark, sealer.seal_keyed(rec.key, payload, REC, "payload", row),
+                        dg, 1 if rec.attachments else 0, now, now,
                     ),
                 )
                 if rec.attachments:
@@ -199,7 +199,7 @@ class Outbox(QueueReads):
                         "INSERT INTO attachment (record_id, name, data) VALUES (?, ?, ?)",
                         [(rid, n, sealer.seal(d, ATT, "data", f"{rid}/{n}")) for n, d in rec.attachments.items()],
                     )
-                rindex.index(c, sealer, rec)
+                rindex.index(c, sealer, rec, kix)
                 stored += 1
             if source is not None:
                 c.execute("INSERT OR IGNORE INTO source_state (name) VALUES (?)", (source,))
@@ -254,7 +254,7 @@ class Outbox(QueueReads):
         marks = ",".join("?" * len(kinds))
         skip = f" AND r.id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
         sql = (
-            "SELECT r.id, r.kind, r.key_seal, r.source, r.watermark, r.payload, r.has_att, r.attempts FROM record r"
+            "SELECT r.id, r.kind, r.source, r.watermark, r.payload, r.has_att, r.attempts FROM record r"
             f" WHERE r.state = 'pending' AND r.kind IN ({marks}){skip}"
             " AND NOT EXISTS (SELECT 1 FROM record p WHERE p.state = 'pending' AND p.key = r.key AND p.id < r.id)"
             " ORDER BY r.id LIMIT ?"
@@ -262,19 +262,16 @@ class Outbox(QueueReads):
         with self._lock:
             rows = self._conn.execute(sql, (*kinds, *exclude, limit)).fetchall()
             atts: dict[int, dict[str, bytes]] = {}
-            with_att = [r[0] for r in rows if r[6]]
+            with_att = [r[0] for r in rows if r[5]]
             if with_att:
                 q = f"SELECT record_id, name, data FROM attachment WHERE record_id IN ({','.join('?' * len(with_att))})"
                 for rid, name, data in self._conn.execute(q, with_att):
                     atts.setdefault(rid, {})[name] = self.sealer.open(data, ATT, "data", f"{rid}/{name}")
-        op = self.sealer
-        return [
-            Item(
-                r[0], r[1], op.open(r[2], REC, "key", str(r[0])).decode(), r[3], r[4],
-                op.open_json(r[5], REC, "payload", str(r[0])), atts.get(r[0], {}), r[7],
-            )
-            for r in rows
-        ]
+        items = []
+        for rid, kind, source, watermark, sealed, _, attempts in rows:
+            key, payload = self.sealer.open_keyed(sealed, REC, "payload", str(rid))
+            items.append(Item(rid, kind, key, source, watermark, payload, atts.get(rid, {}), attempts))
+        return items
 
     def settle(
         self,

@@ -1,13 +1,14 @@
 """The outbox's rows at rest: converting an older outbox that holds clear rows, and re-sealing
 after a data-key rotation (``huren gateway keys rotate-data``).
 
-Sealed columns (associated data: table, column, the row's id): ``record.payload`` (zlib JSON),
-``record.key_seal`` (the record's key; ``record.key`` holds its blind index), ``record.error``
-(the platform's reason) and ``attachment.data`` (``<record id>/<name>``). ``record.digest`` is
-keyed by the index secret.
+Sealed columns (associated data: table, column, the row's id): ``record.payload`` (the record's
+key and its JSON in one envelope, ``Sealer.seal_keyed``; ``record.key`` holds the key's blind
+index), ``record.error`` (the platform's reason) and ``attachment.data`` (``<record id>/<name>``).
+``record.digest`` is keyed by the index secret; ``record.sealed`` is 0 only on a clear row of an
+older outbox.
 
 **Conversion** happens when an outbox written by an older version is opened: its clear rows
-(``key_seal IS NULL``) are sealed in place in batches of :data:`BATCH`, each batch one transaction
+(``sealed = 0``) are sealed in place in batches of :data:`BATCH`, each batch one transaction
 (records with their attachments), so an interruption leaves every row either clear or sealed and
 the next open goes on; nothing is added or removed, ids and states stay. Then the report index's
 keys are replaced by their blind index, the file is rewritten (``VACUUM``) and the WAL emptied,
@@ -40,10 +41,10 @@ Progress = Callable[[int], None]  # rows handled so far
 
 
 def add_columns(conn: sqlite3.Connection) -> None:
-    """Give an older outbox's ``record`` table the ``key_seal`` column (NULL: the row is clear)."""
+    """Give an older outbox's ``record`` table the ``sealed`` column (0: the row is clear)."""
     cols = {r[1] for r in conn.execute("PRAGMA table_info(record)")}
-    if cols and "key_seal" not in cols:
-        conn.execute("ALTER TABLE record ADD COLUMN key_seal BLOB")
+    if cols and "sealed" not in cols:
+        conn.execute("ALTER TABLE record ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0")
 
 
 def _at_rest(conn: sqlite3.Connection) -> str:
@@ -62,7 +63,7 @@ def convert(box: Outbox, sealer: Sealer, batch: int = BATCH) -> int:
     while True:
         with box._tx() as c:
             rows = c.execute(
-                "SELECT id, key, payload, digest, error FROM record WHERE key_seal IS NULL AND id > ? ORDER BY id LIMIT ?",
+                "SELECT id, key, payload, digest, error FROM record WHERE sealed = 0 AND id > ? ORDER BY id LIMIT ?",
                 (last, batch),
             ).fetchall()
             if not rows:
@@ -94,13 +95,12 @@ def _convert_rows(c: sqlite3.Connection, sealer: Sealer, rows: list[tuple[int, s
         row = str(rid)
         updates.append((
             sealer.index(key, report_index.DOMAIN),
-            sealer.seal(key.encode(), REC, "key", row),
-            sealer.seal_json(bytes(payload), REC, "payload", row),
+            sealer.seal_keyed(key, bytes(payload), REC, "payload", row),
             sealer.digest(bytes(digest)),  # the keyed digest of the same digest: deduplication still matches
             sealer.seal_text(error, REC, "error", row),
             rid,
         ))
-    c.executemany("UPDATE record SET key = ?, key_seal = ?, payload = ?, digest = ?, error = ? WHERE id = ?", updates)
+    c.executemany("UPDATE record SET key = ?, payload = ?, digest = ?, error = ?, sealed = 1 WHERE id = ?", updates)
     first, last = rows[0][0], rows[-1][0]
     atts = c.execute(
         "SELECT record_id, name, data FROM attachment WHERE record_id BETWEEN ? AND ?", (first, last)
@@ -118,21 +118,20 @@ def reseal(box: Outbox, sealer: Sealer, progress: Progress | None = None, batch:
     while True:
         with box._tx() as c:
             rows = c.execute(
-                "SELECT id, key_seal, payload, error FROM record WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
+                "SELECT id, payload, error FROM record WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
             ).fetchall()
             if not rows:
                 break
             updates = []
-            for rid, ks, payload, error in rows:
+            for rid, payload, error in rows:
                 row = str(rid)
                 new = (
-                    sealer.reseal(ks, REC, "key", row),
                     sealer.reseal(payload, REC, "payload", row),
                     sealer.reseal(error, REC, "error", row) if isinstance(error, bytes) else None,
                 )
                 if any(v is not None for v in new):
-                    updates.append((new[0] or ks, new[1] or payload, new[2] or error, rid))
-            c.executemany("UPDATE record SET key_seal = ?, payload = ?, error = ? WHERE id = ?", updates)
+                    updates.append((new[0] or payload, new[1] or error, rid))
+            c.executemany("UPDATE record SET payload = ?, error = ? WHERE id = ?", updates)
             atts = c.execute(
                 "SELECT record_id, name, data FROM attachment WHERE record_id BETWEEN ? AND ?", (rows[0][0], rows[-1][0])
             ).fetchall()

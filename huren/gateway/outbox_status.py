@@ -86,13 +86,13 @@ class QueueReads:
 
     def dead(self, limit: int = 50) -> list[dict[str, Any]]:
         rows = self._rows(
-            "SELECT id, kind, key_seal AS key, source, attempts, error, updated_at FROM record WHERE state = 'dead'"
+            "SELECT id, kind, payload AS key, source, attempts, error, updated_at FROM record WHERE state = 'dead'"
             " ORDER BY id LIMIT ?",
             (limit,),
         )
         for r in rows:
             row = str(r["id"])
-            r["key"] = self.sealer.open(r["key"], REC, "key", row).decode()
+            r["key"] = self.sealer.open_keyed(r["key"], REC, "payload", row)[0]
             r["error"] = self.sealer.open_text(r["error"], REC, "error", row)
         return rows
 

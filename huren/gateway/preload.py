@@ -69,7 +69,7 @@ def build(
     cache = PreloadCache(
         conf.path, client, ttl_seconds=conf.ttl_seconds, days=conf.days, keep_seconds=conf.keep_seconds,
         retry_seconds=conf.retry_seconds, timeout=conf.timeout_seconds,
-        cipher=cipher if cipher is not None else cipher_beside(config.outbox.path),
+        cipher=cipher if cipher is not None else cipher_beside(config.outbox.path, config.outbox.cipher),
     )
     cache.purge()
     pages = (config.platform.org_code, conf.page_token) if conf.page_token else None

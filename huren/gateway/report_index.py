@@ -38,17 +38,19 @@ def report_key(kind: str, fields: dict[str, Any]) -> str:
     return f"{kind}:" + "|".join(str(fields.get(f, "")) for f in _KEY_FIELDS)
 
 
-def index(c: sqlite3.Connection, sealer: Sealer, rec: Record) -> None:
-    """Keep ``report_index`` up to date for the daily counts."""
+def index(c: sqlite3.Connection, sealer: Sealer, rec: Record, key_index: str = "") -> None:
+    """Keep ``report_index`` up to date for the daily counts (``key_index``: the blind index of
+    ``rec.key``, reused when the record's key is its report key, as the sources make it)."""
     if rec.kind in kinds.BY_NAME:
         master = rec.payload.get(kinds.BY_NAME[rec.kind].master_node)
         if not isinstance(master, dict):
             return
+        key = report_key(rec.kind, master)
         c.execute(
             "INSERT OR REPLACE INTO report_index (key, kind, day, dept_code, dept_name, dept_std_code, dept_std_name, voided)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
             (
-                sealer.index(report_key(rec.kind, master), DOMAIN),
+                key_index if key_index and key == rec.key else sealer.index(key, DOMAIN),
                 rec.kind,
                 str(master.get("authenticator_dtime") or "")[:10],
                 str(master.get("participant_dept_code") or ""),

@@ -25,11 +25,13 @@ from types import FrameType
 from typing import Any, Literal, Protocol
 
 from huren.client import HurenClient
+from huren.crypto.aead import FieldCipher
 from huren.gateway.config import GatewayConfig, build_sources
 from huren.gateway.ingest import ingest, notify
 from huren.gateway.model import KINDS, Record, Source
 from huren.gateway.outbox import PUSHED_KINDS, Item, Outbox
 from huren.gateway.preload_conf import preload_conf
+from huren.gateway.sealing import cipher_beside
 from huren.gateway.uploader import Uploader
 
 log = logging.getLogger("huren.gateway.runner")
@@ -47,6 +49,11 @@ class Stoppable(Protocol):
 
 def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def outbox_cipher(config: GatewayConfig) -> FieldCipher:
+    """The gateway's field cipher: its data keys beside the outbox, sealing with ``[outbox] cipher``."""
+    return cipher_beside(config.outbox.path, config.outbox.cipher)
 
 
 def make_client(config: GatewayConfig) -> HurenClient:
@@ -67,7 +74,7 @@ class Gateway:
         self.config = config
         if self.preload_enabled():  # checked before anything starts: no local API without its token
             preload_conf(config.preload, config.outbox.path, config.base_dir)
-        self.box = outbox if outbox is not None else Outbox(config.outbox.path)
+        self.box = outbox if outbox is not None else Outbox(config.outbox.path, cipher=outbox_cipher(config))
         self.client = client if client is not None else make_client(config)
         self.sources = list(sources) if sources is not None else build_sources(config, self.client)
         self.uploader = Uploader(self.client, max_batch_bytes=config.outbox.max_batch_bytes)

@@ -21,10 +21,13 @@ from huren import cli as huren_cli
 from huren.crypto import aead
 from huren.gateway import cli as gwcli
 from huren.gateway import outbox_seal, preload_seal
+from huren.gateway.config import ConfigError, parse
+from huren.gateway.config import load as load_config
 from huren.gateway.model import Record
 from huren.gateway.outbox import Outbox, digest, report_key
 from huren.gateway.preload_store import Entry, PreloadStore
-from huren.gateway.sealing import data_keys
+from huren.gateway.runner import outbox_cipher
+from huren.gateway.sealing import Sealer, data_keys
 from tests import samples
 
 ID_NO = samples.ID_NO
@@ -196,12 +199,12 @@ def test_a_clear_outbox_is_converted_at_open_resumably(tmp_path: Path, monkeypat
         Outbox(path)
     monkeypatch.setattr(outbox_seal, "_convert_rows", real)
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT count(*) FROM record WHERE key_seal IS NOT NULL").fetchone()[0] == outbox_seal.BATCH
+        assert conn.execute("SELECT count(*) FROM record WHERE sealed = 1").fetchone()[0] == outbox_seal.BATCH
     box = Outbox(path)
     assert box.converted == N - outbox_seal.BATCH
     with sqlite3.connect(path) as conn:
         ids = [r[0] for r in conn.execute("SELECT id FROM record ORDER BY id")]
-        assert conn.execute("SELECT count(*) FROM record WHERE key_seal IS NULL").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM record WHERE sealed = 0").fetchone()[0] == 0
         assert conn.execute("SELECT count(*), sum(instr(key, ':') > 0) FROM report_index").fetchone() == (N, 0)
     assert ids == list(range(1, N + 1))  # nothing lost, nothing doubled, ids kept
     assert box.counts() == {s: sum(1 for v in old.values() if v[0] == s) for s in ("pending", "done", "dead")}
@@ -304,7 +307,7 @@ def test_rotate_data_reseals_outbox_and_cache_resumably(
     assert summary["出站队列"] == {"rows": 1200, "resealed": 1200 - outbox_seal.BATCH}
     assert summary["预加载缓存"] == {"rows": 2, "resealed": 2}
     assert "出站队列 [" in err and "1200/1200" in err  # the progress bar
-    for table, column in (("record", "payload"), ("record", "key_seal"), ("attachment", "data")):
+    for table, column in (("record", "payload"), ("attachment", "data")):
         assert _kids(box_path, table, column) == {2}, (table, column)
     assert _kids(cache_path, "patient", "body") == {2} and _kids(cache_path, "decision", "record") == {2}
     doc = json.loads((tmp_path / "q" / "keys" / "data.keys").read_text())
@@ -339,3 +342,38 @@ def test_preload_seal_schema_has_no_identity_column() -> None:
         conn.executescript(preload_seal.SCHEMA)
         cols = {c for t in ("patient", "decision", "report") for c in preload_seal._columns(conn, t)}
     assert not cols & {"id_no", "name", "id_type_code", "new_event_no"}
+
+
+def _algorithms(db: Path) -> set[int]:
+    with sqlite3.connect(db) as conn:
+        return {aead.FieldCipher.header(bytes(v))[1] for (v,) in conn.execute("SELECT payload FROM record")}
+
+
+def test_the_configured_cipher_seals_and_a_rotation_moves_everything_to_it(tmp_path: Path) -> None:
+    cfg = _gateway_toml(tmp_path)
+    text = cfg.read_text("utf-8")
+    cfg.write_text(text.replace('path = "q/outbox.db"\n', 'path = "q/outbox.db"\ncipher = "sm4-gcm"\n'), "utf-8")
+    conf = load_config(cfg)
+    assert conf.outbox.cipher == "sm4-gcm"
+    with Outbox(conf.outbox.path, cipher=outbox_cipher(conf)) as box:
+        box.write([_record(f"F{i}") for i in range(20)])
+    assert _algorithms(conf.outbox.path) == {aead.SM4_GCM}
+    with sqlite3.connect(conf.outbox.path) as conn:  # compressed before SM4: under half its JSON
+        assert max(len(v) for (v,) in conn.execute("SELECT payload FROM record")) < len(orjson.dumps(_lab("F1"))) / 2
+    cfg.write_text(text, "utf-8")  # back to the default, AES-256-GCM
+    assert gwcli.rotate_data(cfg) == 0
+    assert _algorithms(conf.outbox.path) == {aead.AES_256_GCM}
+    with Outbox(conf.outbox.path) as box:  # what SM4 sealed (compressed) and AES re-sealed reads the same
+        assert [orjson.loads(it.payload) for it in box.next_batch(["lab"], 50)] == [_lab(f"F{i}") for i in range(20)]
+    with pytest.raises(ConfigError, match=r"\[outbox\] cipher"):
+        parse({"platform": {"base_url": "http://p", "org_code": "1", "username": "u", "password": "p"},
+               "outbox": {"cipher": "des"}}, tmp_path)
+
+
+def test_sealer_binds_to_column_ad_and_indexes_exactly(tmp_path: Path) -> None:
+    s = Sealer(data_keys(tmp_path).cipher())
+    assert s.ad("outbox.record", "payload", "42") == aead.column_ad("outbox.record", "payload", "42")
+    assert s.index("lab:a|x", "outbox.key") != s.index("lab:A|X", "outbox.key")  # no case folding
+    assert s.index("lab:a|x", "outbox.key") != s.index("lab:a|x", "preload.patient")  # domains apart
+    assert s.index("lab:a|x", "outbox.key") == Sealer(data_keys(tmp_path).cipher()).index("lab:a|x", "outbox.key")
+    assert Sealer(data_keys(tmp_path / "other").cipher()).index("lab:a|x", "outbox.key") != s.index("lab:a|x", "outbox.key")
