@@ -17,8 +17,9 @@ maps it to its own error form in one place (REST: JSON ``{code, message, problem
      ├── PlatformUnavailable   (client side) the platform could not be reached
      └── PlatformRefused       (client side) the platform answered with an error
 
-A refused submission that was kept carries the id it was kept under (``rejected_id``), a field,
-never text glued to the message; transports render it with :meth:`HurenError.text`.
+A refused submission that was kept carries the opaque ref it was kept under (``rejected_id``, made
+by ``huren.services.refs.Refs.rejected`` where it is kept — never the store's sequential id), a
+field, never text glued to the message; transports render it with :meth:`HurenError.text`.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class HurenError(Exception):
     code = "error"
     status = 500
 
-    def __init__(self, message: str, problems: Sequence[Problem] = (), *, rejected_id: int | None = None) -> None:
+    def __init__(self, message: str, problems: Sequence[Problem] = (), *, rejected_id: str | None = None) -> None:
         message = _cap(message)
         super().__init__(message)
         self.message = message
@@ -71,8 +72,8 @@ class HurenError(Exception):
             self.problems = [*self.problems[:MAX_PROBLEMS], Problem("", "more", f"另有{more}处问题未列出")]
         self.rejected_id = rejected_id
 
-    def kept(self, rejected_id: int) -> HurenError:
-        """Record that the refused submission was kept as rejected submission ``rejected_id``."""
+    def kept(self, rejected_id: str) -> HurenError:
+        """Record that the refused submission was kept as rejected submission ``rejected_id`` (its ref)."""
         self.rejected_id = rejected_id
         return self
 

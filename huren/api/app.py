@@ -37,8 +37,8 @@ huren（互认）检查检验结果互认共享平台 REST 接口。
 * 先调用 `POST /api/v1/auth/token` 获取访问令牌（7200 秒有效），之后每个请求带 `Authorization: Bearer <令牌>`。
 * 报告体与新疆方案（种子文档 002）XML 节点一一对应：检验 `{"labmaster": {…}, "lab_subitem": […]}`，
   检查 `{"exammaster": {…}, "exam_subitem": […]}`，日报 `{"lab_exam_report": […]}`；字段名与文档一致。
-* 错误统一为 `{"code", "message", "problems": [{"field", "rule", "message"}]}`；被拒的提交均被保存，可在
-  `GET /api/v1/quality/rejected` 查看。
+* 错误统一为 `{"code", "message", "problems": [{"field", "rule", "message"}]}`；被拒的提交均被保存，错误中的
+  `rejected_id` 是其不透明编号（22位字符，不是顺序号），可在 `GET /api/v1/quality/rejected` 查看。
 * 每个接口的 `x-interface-ids` 列出其实现的接口编号（见 docs/conformance.md）。
 """
 

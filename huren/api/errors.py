@@ -20,7 +20,7 @@ _HTTP_MESSAGES = {404: "接口不存在", 405: "不支持该请求方法", 413: 
 
 
 def error_body(
-    code: str, message: str, problems: list[dict[str, str]] | None = None, rejected_id: int | None = None
+    code: str, message: str, problems: list[dict[str, str]] | None = None, rejected_id: str | None = None
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message, "problems": problems or []}
     if rejected_id is not None:
@@ -29,7 +29,7 @@ def error_body(
 
 
 def huren_error_body(exc: HurenError) -> dict[str, Any]:
-    """The REST error form of a HurenError (the kept submission's id as a field of its own)."""
+    """The REST error form of a HurenError (the kept submission's ref as a field of its own)."""
     return error_body(exc.code, exc.text(), [p.as_dict() for p in exc.problems], exc.rejected_id)
 
 

@@ -47,13 +47,14 @@ class Body(BaseModel):
         return _text(value)
 
 
-#: A stored row's identifier in a path: 1 … 2^63−1 (a database's signed 64-bit integer).
-RowId = Annotated[int, Path(ge=1, le=limits.MAX_INT, description="编号（1 至 2^63−1）")]
 #: A report in a path: its opaque ref (``huren.services.refs``). Deliberately unconstrained here:
 #: a ref of the wrong length or alphabet is answered 404 like every other ref naming no report,
 #: never 422 (a validation error would tell a forged ref from a missing report).
 REPORT_REF_DESCRIPTION = "报告标识：平台生成的不透明编号（22位字符，来自查询或注册应答的 report_id），不是顺序号"
 ReportRef = Annotated[str, Path(description=REPORT_REF_DESCRIPTION)]
+#: A rejected submission in a path: its opaque ref, unconstrained for the same reason.
+REJECTED_REF_DESCRIPTION = "被拒提交标识：平台生成的不透明编号（22位字符，来自拒绝应答或被拒提交列表的 rejected_id / id），不是顺序号"
+RejectedRef = Annotated[str, Path(description=REJECTED_REF_DESCRIPTION)]
 #: Rows skipped by a list: 0 … 2^63−1.
 Offset = Annotated[int, Query(ge=0, le=limits.MAX_INT, description="跳过的条数")]
 #: A calendar day within the domain's bounds (1900-01-01 … 2099-12-31).

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from huren.api.deps import Caller, Services
-from huren.api.models import Day, Offset, RowId
+from huren.api.models import Day, Offset, RejectedRef
 from huren.api.openapi import op
 from huren.api.rest_reports import json_body
 from huren.domain import limits
@@ -84,7 +84,7 @@ async def rectification(
 
 
 @router.get("/quality/rejected/{rejected_id}/payload", **op(["XC-S2"], "下载被拒提交的原始内容"), response_class=Response)
-async def rejected_payload(rejected_id: RowId, c: Services, who: Caller) -> Response:
+async def rejected_payload(rejected_id: RejectedRef, c: Services, who: Caller) -> Response:
     data = await run_in_threadpool(c.quality.rejected_payload, who, rejected_id)
     return Response(
         data, media_type="application/octet-stream",

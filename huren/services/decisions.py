@@ -28,7 +28,8 @@ from huren.store import reports
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
 
-Reject = Callable[[Principal, str, str, Sequence[Problem], bytes | None, str | None], int]
+#: Keeps a rejected submission and returns its ref (RegistryService.reject).
+Reject = Callable[[Principal, str, str, Sequence[Problem], bytes | None, str | None], str]
 
 
 class DecisionService:

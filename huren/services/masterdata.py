@@ -27,8 +27,8 @@ from huren.services.audit import AuditService
 from huren.store import masterdata as store
 from huren.store.database import Database
 
-#: Keeps a rejected submission: (principal, kind, channel, problems, raw bytes, report key) → its id.
-RejectFn = Callable[[Principal, str, str, Sequence[Problem], bytes | None, str | None], int]
+#: Keeps a rejected submission: (principal, kind, channel, problems, raw bytes, report key) → its ref.
+RejectFn = Callable[[Principal, str, str, Sequence[Problem], bytes | None, str | None], str]
 
 #: Equality filters each kind accepts when read.
 FILTERS: dict[str, tuple[str, ...]] = {

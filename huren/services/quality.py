@@ -13,6 +13,7 @@ from huren.domain.records import format_value
 from huren.errors import NotFound
 from huren.services import access
 from huren.services.audit import AuditService
+from huren.services.refs import MISSING_REJECTED, Refs
 from huren.store import quality, reports
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
@@ -31,8 +32,9 @@ LATER_UPLOAD = {
 
 
 class QualityService:
-    def __init__(self, db: Database, blobs: BlobStore, clock: Clock, audit: AuditService) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, clock: Clock, audit: AuditService, refs: Refs) -> None:
         self._db = db
+        self._refs = refs
         self._blobs = blobs
         self._clock = clock
         self._audit = audit
@@ -173,7 +175,7 @@ class QualityService:
             chosen = [r for r in index if not (only_open and fixed[r["id"]])]
             page_ids = [r["id"] for r in chosen[offset : offset + min(limit, 1000)]]
             full = quality.rejected_by_ids(conn, page_ids)
-        rows = [_rejected_out(full[i]) | {"fixed": fixed[i]} for i in page_ids if i in full]
+        rows = [_rejected_out(full[i], self._refs) | {"fixed": fixed[i]} for i in page_ids if i in full]
         self._audit.record(principal, "rejected_list", target=f"{len(rows)} rejected submissions", read=True)
         n_fixed = sum(1 for r in index if fixed[r["id"]])
         return {
@@ -249,12 +251,16 @@ class QualityService:
                 fixed[r["id"]] = at is not None and at > since
         return fixed
 
-    def rejected_payload(self, principal: Principal, rejected_id: int) -> bytes:
+    def rejected_payload(self, principal: Principal, ref: str) -> bytes:
+        """The kept bytes of rejected submission ``ref`` (its ref from the list or the refusal);
+        a ref that names none — a sequential id, a changed character, a report's ref — is the same
+        ``NotFound`` as a submission that does not exist."""
         access.require(principal, "quality.read")
+        rejected_id = self._refs.rejected_id(ref)
         with self._db.read() as conn:
             row = quality.get_rejected(conn, rejected_id)
             if row is None:
-                raise NotFound(f"被拒提交 {rejected_id} 不存在")
+                raise NotFound(MISSING_REJECTED)
             access.check_org(conn, principal, "quality.read", row["org_code"])
         data = self._blobs.get(row["payload_sha256"]) if row["payload_sha256"] else None
         # the kept bytes are a patient's data as submitted: a read for the access log (§1.9)
@@ -273,9 +279,9 @@ def _parse_key(text: str | None) -> tuple[str, tuple[str, str, str, int, str]] |
     return kind, (parts[0], parts[1], parts[2], int(parts[3]), parts[4])
 
 
-def _rejected_out(r: dict[str, Any]) -> dict[str, Any]:
+def _rejected_out(r: dict[str, Any], refs: Refs) -> dict[str, Any]:
     return {
-        "id": r["id"],
+        "id": refs.rejected(r["id"]),  # a ref, as in the refusal that kept it: no walking the store
         "org_code": r["org_code"],
         "username": r["username"],
         "kind": r["kind"],

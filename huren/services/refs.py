@@ -6,6 +6,11 @@ it is an opaque ref (``huren.crypto.opaque``, 22 characters). Services encode on
 :meth:`Refs.report` and decode once on the way in with :meth:`Refs.report_id`, which answers
 anything that is not a ref of this installation for that kind exactly as a missing report:
 ``NotFound("报告不存在")``.
+
+Rejected submissions the same way (tag ``rejected``): :meth:`Refs.rejected` where one is kept
+(``RegistryService.reject`` returns the ref, so the REST error body, a batch result, the SOAP
+``error:`` text and the pages all name it alike) and in the quality list; :meth:`Refs.rejected_id`
+once, in ``QualityService.rejected_payload`` — ``NotFound("被拒提交不存在")`` for anything else.
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ from huren.errors import NotFound
 #: the one message for a missing report and for a ref that names none (indistinguishable)
 MISSING: Final = "报告不存在"
 NO_PDF: Final = "报告没有PDF文件"
+#: the one message for a missing rejected submission and for a ref that names none
+MISSING_REJECTED: Final = "被拒提交不存在"
+#: the codec's tag of rejected-submission refs (distinct from every report kind and record tag)
+REJECTED: Final = "rejected"
 
 
 def report_url(refs: Refs, kind: str, report_id: int) -> str:
@@ -29,8 +38,9 @@ def pdf_url(refs: Refs, kind: str, report_id: int) -> str:
 
 
 class Refs:
-    """Refs of one installation: reports (the codec's tag is the report kind) and the accept /
-    quote records listed back to an institution (tag ``record:accept`` / ``record:quote``)."""
+    """Refs of one installation: reports (the codec's tag is the report kind), the accept / quote
+    records listed back to an institution (tag ``record:accept`` / ``record:quote``) and rejected
+    submissions (tag ``rejected``)."""
 
     def __init__(self, codec: RefCodec) -> None:
         self._codec = codec
@@ -42,6 +52,17 @@ class Refs:
     def record(self, table: str, record_id: int) -> str:
         """The ref shown outside for row ``record_id`` of the accept or quote records."""
         return self._codec.encode(f"record:{table}", record_id)
+
+    def rejected(self, rejected_id: int) -> str:
+        """The ref shown outside for rejected submission ``rejected_id``."""
+        return self._codec.encode(REJECTED, rejected_id)
+
+    def rejected_id(self, ref: object) -> int:
+        """The store id of a rejected-submission ref; NotFound (as a missing one) otherwise."""
+        n = self._codec.decode(REJECTED, ref)
+        if n is None or n == 0 or n >= 2**63:
+            raise NotFound(MISSING_REJECTED)
+        return n
 
     def report_id(self, kind: str, ref: object) -> int:
         """The store id of a report ref of ``kind``; NotFound (as a missing report) otherwise."""

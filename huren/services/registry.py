@@ -51,7 +51,8 @@ class Outcome:
 
     registered: Registered | None = None
     problems: list[Problem] = field(default_factory=list)
-    rejected_id: int | None = None
+    #: the kept submission's ref (``huren.services.refs``), never the store id
+    rejected_id: str | None = None
     status: int = 200
 
     @property
@@ -111,9 +112,11 @@ class RegistryService:
         problems: Sequence[Problem],
         raw: bytes | None,
         report_key: str | None = None,
-    ) -> int:
-        """Keep a rejected submission (its bytes and its problems); return its id. A caller
-        whose role may not make that submission at all is refused instead (nothing is kept).
+    ) -> str:
+        """Keep a rejected submission (its bytes and its problems); return its ref — the one
+        place a rejected id is made for the outside (``Refs.rejected``), so every transport names
+        it alike. A caller whose role may not make that submission at all is refused instead
+        (nothing is kept).
 
         Bounded (issue 10 §1.10): at most ``rejected_keep_bytes`` of the bytes are kept, the
         whole's size and SHA-256 noted beside them; once the institution's kept bytes reach
@@ -149,7 +152,7 @@ class RegistryService:
                     ))
         problems = kept_problems
         with self._db.write() as conn:
-            return quality.add_rejected(
+            rid = quality.add_rejected(
                 conn,
                 {
                     "org_code": principal.org_code,
@@ -163,6 +166,7 @@ class RegistryService:
                     "received_at": self._now(),
                 },
             )
+        return self._refs.rejected(rid)
 
     def _raise_rejected(
         self,

@@ -23,7 +23,8 @@ from huren.services.payloads import dump
 from huren.store import recognition as rstore
 from huren.store.database import Database
 
-Reject = Callable[[Principal, str, str, Sequence[Problem], bytes | None, str | None], int]
+#: Keeps a rejected submission and returns its ref (RegistryService.reject).
+Reject = Callable[[Principal, str, str, Sequence[Problem], bytes | None, str | None], str]
 
 
 def split_codes(item_codes: str) -> dict[str, list[str]]:

@@ -206,7 +206,7 @@ async def rejected(
 
 
 @router.get("/ui/quality/rejected/{rejected_id}/payload")
-async def rejected_payload(request: Request, rejected_id: int, who: Annotated[Caller, Depends(caller)]) -> Response:
+async def rejected_payload(request: Request, rejected_id: str, who: Annotated[Caller, Depends(caller)]) -> Response:
     who.require(SUPERVISION_ROLES, "被拒提交的原始内容")
     data = await call(container(request).quality.rejected_payload, who.principal, rejected_id)
     head = data.lstrip()[:1]

@@ -6,6 +6,7 @@ import base64
 
 from fastapi.testclient import TestClient
 
+from huren.crypto.opaque import REF_LEN
 from huren.services.container import Container
 from tests import samples
 from tests.conftest import ORG_A, Api
@@ -29,7 +30,8 @@ def _problem(resp, field: str, rule: str) -> dict:
     body = resp.json()
     assert {"code", "message", "problems"} <= set(body) <= {"code", "message", "problems", "rejected_id"}, body
     if "rejected_id" in body:  # a kept submission is named by a field and in the message
-        assert isinstance(body["rejected_id"], int) and f"#{body['rejected_id']}" in body["message"], body
+        rid = body["rejected_id"]
+        assert isinstance(rid, str) and len(rid) == REF_LEN and f"#{rid}" in body["message"], body  # a ref, not a number
     hits = [p for p in body["problems"] if p["field"] == field and p["rule"] == rule]
     assert hits, body
     assert hits[0]["message"], hits

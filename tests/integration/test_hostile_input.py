@@ -106,10 +106,10 @@ def test_every_rest_operation_refuses_hostile_values_without_a_500(client: TestC
 @pytest.mark.parametrize(
     ("path", "field"),
     [
-        # a report path holds a ref, not a number: /lab-reports/{BIG} is a 404 (tests/integration/test_opaque_refs.py)
+        # a report or rejected-submission path holds a ref, not a number: /lab-reports/{BIG} and
+        # /quality/rejected/{BIG}/payload are 404s (tests/integration/test_opaque_refs.py, test_rejected_refs.py)
         (f"/api/v1/quality/rejected?offset={BIG}", "offset"),
         (f"/api/v1/directory/depts?offset={BIG}", "offset"),
-        (f"/api/v1/quality/rejected/{BIG}/payload", "rejected_id"),
         ("/api/v1/quality/completeness?day_to=0001-01-01", "day_to"),
         ("/api/v1/quality/timeliness?day_to=9999-12-31", "day_to"),
         ("/api/v1/statistics/recognition?day_from=0001-01-01", "day_from"),

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from lxml import etree
 
 from huren.crypto import b64, keyfiles, sm2, sm4
+from huren.crypto.opaque import REF_LEN
 from huren.domain.versions import verdict
 from huren.services.container import Container
 from huren.store import reports
@@ -51,7 +52,7 @@ def rejected(api: Api) -> list[dict[str, Any]]:
 
 def the_problem(resp: Any, rule: str) -> dict[str, Any]:
     body = resp.json()
-    assert body["code"] == "conflict" and isinstance(body["rejected_id"], int), body
+    assert body["code"] == "conflict" and isinstance(body["rejected_id"], str) and len(body["rejected_id"]) == REF_LEN, body
     [p] = body["problems"]
     assert p["rule"] == rule and p["field"].endswith("master.last_update_dtime"), p
     return dict(p)
@@ -172,7 +173,7 @@ def test_batch_answers_per_report(api_a: Api) -> None:
     assert body["results"][3]["version"] == 2
     for i, later in ((0, T1), (4, T2)):
         res = body["results"][i]
-        assert isinstance(res["rejected_id"], int)
+        assert isinstance(res["rejected_id"], str) and len(res["rejected_id"]) == REF_LEN
         assert res["problems"][0]["rule"] == "stale_version" and later in res["problems"][0]["message"]
     rid = body["results"][3]["report_id"]
     assert "50.5" in [i["result_value"] for i in api_a.get(f"/api/v1/lab-reports/{rid}").json()["report"]["lab_subitem"]]

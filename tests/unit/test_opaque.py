@@ -10,7 +10,7 @@ from huren.crypto import b64url
 from huren.crypto.aead import FieldCipher
 from huren.crypto.opaque import REF_LEN, RefCodec
 from huren.errors import NotFound
-from huren.services.refs import MISSING, Refs
+from huren.services.refs import MISSING, MISSING_REJECTED, Refs
 
 SECRET = bytes(range(32))
 
@@ -79,6 +79,22 @@ def test_refs_door_answers_invalid_as_missing() -> None:
         with pytest.raises(NotFound) as exc:
             refs.report_id("lab", bad)
         assert exc.value.message == MISSING and not exc.value.problems
+
+
+def test_rejected_refs_are_a_kind_of_their_own() -> None:
+    """Rejected-submission refs (tag ``rejected``): a round trip, and neither a report's nor an
+    accept record's ref of the same number is one — nor is a rejected ref a report's."""
+    refs = Refs(RefCodec(SECRET))
+    ref = refs.rejected(7)
+    changed = ("B" if ref[0] == "A" else "A") + ref[1:]
+    assert len(ref) == REF_LEN and refs.rejected_id(ref) == 7
+    assert ref not in (refs.report("lab", 7), refs.report("exam", 7), refs.record("accept", 7))
+    for bad in ("7", refs.report("lab", 7), refs.record("accept", 7), refs.rejected(0), refs.rejected(2**63), changed):
+        with pytest.raises(NotFound) as exc:
+            refs.rejected_id(bad)
+        assert exc.value.message == MISSING_REJECTED and not exc.value.problems
+    with pytest.raises(NotFound):
+        refs.report_id("lab", ref)
 
 
 def test_derived_secret_is_stable_per_purpose_and_independent_of_data_keys() -> None:

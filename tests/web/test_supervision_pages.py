@@ -187,7 +187,7 @@ def test_rejected_submissions_and_their_state(client: TestClient, api_a: Api, ap
     assert "检查检验日报" in r.text and "REST 接口" in r.text and "未整改" in r.text
     assert "lab_exam_report[0].lab_num" in r.text and "max_digits" in r.text and ORG_A[1] in r.text
     assert ORG_B[1] not in r.text
-    [rid] = re.findall(r'href="/ui/quality/rejected/(\d+)/payload"', r.text)
+    [rid] = re.findall(r'href="/ui/quality/rejected/([A-Za-z0-9_-]{22})/payload"', r.text)
     payload = client.get(f"/ui/quality/rejected/{rid}/payload")
     assert payload.status_code == 200 and b"12345" in payload.content
     assert payload.headers["content-type"].startswith("application/json")
@@ -205,7 +205,7 @@ def test_rejected_submissions_and_their_state(client: TestClient, api_a: Api, ap
     assert ORG_A[1] in every and ORG_B[1] in every
     only_open = client.get("/ui/quality/rejected", params={"only_open": "1"}).text
     assert ORG_B[1] in only_open and f'<a href="/ui/quality/rejected/{rid}/payload"' not in only_open
-    other = re.findall(r'href="/ui/quality/rejected/(\d+)/payload"', only_open)
+    other = re.findall(r'href="/ui/quality/rejected/([A-Za-z0-9_-]{22})/payload"', only_open)
     _as(client, ORG_A)
     assert client.get(f"/ui/quality/rejected/{other[0]}/payload").status_code == 403
     assert client.get("/ui/quality/rejected/99999/payload").status_code == 404
