@@ -60,7 +60,7 @@ class Sealer:
     def __init__(self, cipher: aead.FieldCipher) -> None:
         self.cipher = cipher
         # a keyed digest: the outbox's content digests reveal nothing to whoever guesses a payload
-        self._digest_key = bytes.fromhex(cipher.blind("outbox", "gateway.digest-key"))
+        self._digest_key = cipher.derive_secret("gateway/outbox-digest")
         self._prefixes: dict[tuple[str, str], bytes] = {}
         self._index_keys: dict[str, bytes] = {}
 
@@ -77,11 +77,12 @@ class Sealer:
     def index(self, value: str, domain: str) -> str:
         """The exact blind index of ``value`` in ``domain`` (hex, 32 characters): keyed BLAKE2b
         (a MAC, ~0.5 µs; it is on the outbox's write path) under a key derived for the domain
-        from the index secret, which never rotates. Unlike the platform's lookups it does not
-        normalise case or width: two different strings never share an index."""
+        from the index secret (``FieldCipher.derive_secret``), which never rotates. Unlike the
+        platform's lookups it does not normalise case or width: two different strings never
+        share an index."""
         key = self._index_keys.get(domain)
         if key is None:
-            key = self._index_keys[domain] = bytes.fromhex(self.cipher.blind(domain, "gateway.index-key"))
+            key = self._index_keys[domain] = self.cipher.derive_secret(f"gateway/blind-index/{domain}")
         return hashlib.blake2b(value.encode(), digest_size=16, key=key).hexdigest()
 
     def digest(self, raw: bytes) -> bytes:
