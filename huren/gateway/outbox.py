@@ -8,10 +8,11 @@ handed out only when no earlier record with the same key is pending: a void neve
 registration. The platform upserts by key, so sending a record again after a crash is harmless.
 
 Patients' data is sealed at rest (``huren.gateway.sealing``; the conversion of an older clear
-outbox and the re-sealing after a key rotation are ``outbox_seal``'s): a record's payload, its
-key (kept as a blind index for ordering and deduplication, and sealed for display), the
-platform's reason and the attachments are envelopes bound to their row. The ``report_index``
-table (``report_index``) remembers every lab / exam report extracted for the daily counts.
+outbox and the re-sealing after a key rotation are ``outbox_seal``'s): a record's key and payload
+(one envelope), the platform's reason and the attachments are envelopes bound to their table,
+column and row id; the ``key`` column, by which records are ordered and deduplicated, holds the
+key's blind index, and the digest is keyed. The ``report_index`` table (``report_index``)
+remembers every lab / exam report extracted for the daily counts.
 """
 
 from __future__ import annotations

@@ -377,3 +377,20 @@ def test_sealer_binds_to_column_ad_and_indexes_exactly(tmp_path: Path) -> None:
     assert s.index("lab:a|x", "outbox.key") != s.index("lab:a|x", "preload.patient")  # domains apart
     assert s.index("lab:a|x", "outbox.key") == Sealer(data_keys(tmp_path).cipher()).index("lab:a|x", "outbox.key")
     assert Sealer(data_keys(tmp_path / "other").cipher()).index("lab:a|x", "outbox.key") != s.index("lab:a|x", "outbox.key")
+
+
+def test_the_runner_seals_the_cache_with_the_outbox_keys(tmp_path: Path) -> None:
+    from huren.client import HurenClient
+    from huren.gateway import preload
+
+    cfg = _gateway_toml(tmp_path)  # the cache in cache/, the outbox in q/
+    conf = load_config(cfg)
+    hc = HurenClient("http://127.0.0.1:9", "1", "u", "p")
+    try:
+        preload.build(conf, lambda records: None, hc)
+    finally:
+        hc.close()
+    assert (tmp_path / "q" / "keys" / "data.keys").is_file() and not (tmp_path / "cache" / "keys").exists()
+    store = PreloadStore(tmp_path / "cache" / "preload.db", cipher=outbox_cipher(conf))
+    store.store(_entry())
+    assert store.load("01", ID_NO) == _entry()
