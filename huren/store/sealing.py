@@ -58,26 +58,22 @@ class Spec:
     columns: tuple[str, ...]
     context: Callable[[Mapping[Any, Any]], str]
     what: str  # the table in the operator's words (for UNREADABLE)
+    context_columns: tuple[str, ...] = ("org_code",)  # the columns ``context`` reads
     indexed: bool = True  # holds id_no and its blind index id_no_bidx
 
     @property
     def name(self) -> str:
         return self.table.name
 
-    @property
-    def context_columns(self) -> tuple[str, ...]:
-        return {
-            "patient": ("org_code", "patient_id"),
-            "access_log": (),
-            "report_history": ("kind", "report_id", "version"),
-        }.get(self.name, ("org_code",))
-
 
 SPECS: dict[str, Spec] = {
     s.name: s
     for s in (
-        Spec(t.patient, ("id_no", "name", "card_no", "phone"), lambda r: f"{r['org_code']}|{r['patient_id']}", "患者主数据"),
-        Spec(t.access_log, ("id_no",), lambda r: "", "访问日志"),
+        Spec(
+            t.patient, ("id_no", "name", "card_no", "phone"), lambda r: f"{r['org_code']}|{r['patient_id']}", "患者主数据",
+            ("org_code", "patient_id"),
+        ),
+        Spec(t.access_log, ("id_no",), lambda r: "", "访问日志", ()),
         Spec(t.lab_report, ("id_no", "name", "card_no"), _org, "检验报告"),
         Spec(t.exam_report, ("id_no", "name", "card_no"), _org, "检查报告"),
         Spec(t.accept_record, ("id_no",), _org, "互认结果记录"),
@@ -85,7 +81,7 @@ SPECS: dict[str, Spec] = {
         Spec(t.reminder_log, ("id_no",), _org, "提醒与调阅记录"),
         Spec(
             t.report_history, ("snapshot",), lambda r: f"{r['kind']}|{r['report_id']}|{r['version']}", "报告历史版本",
-            indexed=False,
+            ("kind", "report_id", "version"), indexed=False,
         ),
         Spec(t.rejected_submission, ("problems",), _org, "被拒提交记录", indexed=False),
     )
