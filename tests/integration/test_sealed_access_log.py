@@ -6,6 +6,7 @@ converts rows written before it, and a value that does not open fails closed (No
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -112,7 +113,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'old.db'}"
         return
     dbs = request.getfixturevalue("pg_databases")
-    name = "huren_m6_" + tmp_path.name[-20:].replace("-", "_").lower()
+    name = "huren_m6_" + uuid.uuid4().hex  # unique: tests of like names run at once on other workers
     with dbs.admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:

@@ -213,7 +213,7 @@ def _old_rows(url: str, tmp: Path) -> None:
     engine.dispose()
 
 
-def test_the_migration_seals_rows_stored_before_it(empty_url: str, tmp_path: Path) -> None:  # noqa: F811
+def test_0007_seals_rows_stored_before_it(empty_url: str, tmp_path: Path) -> None:  # noqa: F811
     _old_rows(empty_url, tmp_path)
     c = build(Settings(data_dir=tmp_path / "d", database_url=empty_url, secret_key=SECRET), clock=Clock(), upgrade=True)
     try:
@@ -235,7 +235,7 @@ def test_the_migration_seals_rows_stored_before_it(empty_url: str, tmp_path: Pat
         c.close()
 
 
-def test_the_migration_without_the_data_keys_refuses_clear_rows(empty_url: str, tmp_path: Path) -> None:  # noqa: F811
+def test_0007_without_the_data_keys_refuses_clear_rows(empty_url: str, tmp_path: Path) -> None:  # noqa: F811
     _old_rows(empty_url, tmp_path)
     engine = make_engine(empty_url)
     try:
