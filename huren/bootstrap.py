@@ -65,8 +65,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
     settings = settings or Settings()
     private_dir(settings.data_dir)
     private_database(settings.db_url)
-    db = Database(make_engine(settings.db_url))
-    keys = keyring(settings)  # the one keyring: transport, SOAP, tokens, the blob store and the access log take their keys from it
+    keys = keyring(settings)  # the one keyring: transport, SOAP, tokens, the blob store and the store's sealed rows take their keys from it
+    db = Database(make_engine(settings.db_url), fields=keys.fields())  # patient identity sealed in every table (huren.store.sealing)
     if upgrade:
         migrate.upgrade(db.engine, fields=keys.fields())  # 0006 seals the ID numbers already stored
     blobs = BlobStore(settings.blob_dir, cipher=keys.fields())  # PDFs and kept payloads sealed (SM4-GCM)

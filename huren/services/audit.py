@@ -76,8 +76,6 @@ class AuditService:
         self._db = db
         self._clock = clock
         self._fields = fields
-        if fields is not None:  # the store seals patient identity in every table with the same keys
-            db.seal_with(fields)
         self.limiter = ReadLimiter(clock, read_per_minute, system_read_per_minute)
 
     def record(
