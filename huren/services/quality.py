@@ -14,7 +14,7 @@ from huren.errors import NotFound
 from huren.services import access
 from huren.services.audit import AuditService
 from huren.services.refs import MISSING_REJECTED, Refs
-from huren.store import quality, reports
+from huren.store import quality, report_queries
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
 
@@ -61,8 +61,8 @@ class QualityService:
         end = day_to + timedelta(days=1)
         with self._db.read() as conn:
             declared = quality.daily_counts(conn, scope, day_from, end)
-            got_lab = reports.counts_by_day_dept(conn, "lab", scope, day_from, end)
-            got_exam = reports.counts_by_day_dept(conn, "exam", scope, day_from, end)
+            got_lab = report_queries.counts_by_day_dept(conn, "lab", scope, day_from, end)
+            got_exam = report_queries.counts_by_day_dept(conn, "exam", scope, day_from, end)
         rows: dict[tuple[str, date, str], dict[str, Any]] = {}
         for d in declared:
             k = (d["org_code"], d["date_t"], d["dept_code"])

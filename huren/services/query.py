@@ -16,7 +16,7 @@ from huren.errors import InvalidInput, NotFound, Problem
 from huren.services import access
 from huren.services.audit import AuditService
 from huren.services.refs import MISSING, NO_PDF, Refs
-from huren.store import directory, recognition, reports
+from huren.store import directory, recognition, report_queries, reports
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
 
@@ -84,7 +84,7 @@ class QueryService:
         id_no = canonical_id(id_type_code, id_no) or id_no
         with self._db.read() as conn:
             orgs = access.org_scope(conn, principal, "report.read")
-            masters = [m for m in reports.for_patient(conn, kind, id_type_code, id_no, start, end) if access.in_scope(orgs, m["org_code"])]
+            masters = [m for m in report_queries.for_patient(conn, kind, id_type_code, id_no, start, end) if access.in_scope(orgs, m["org_code"])]
             out = self._render(conn, kind, masters)
         self._audit.record(principal, f"query_{kind}", id_type_code=id_type_code, id_no=id_no, target=f"{len(out)} reports")
         return out
@@ -172,7 +172,7 @@ class QueryService:
             if kind == kinds.LAB.name:  # lab: abnormal items; exam: abnormal reports
                 rows = [
                     (m, i)
-                    for m, i in reports.abnormal_lab_items(conn, id_type_code, id_no, start, end, ABNORMAL_INTERPRET)
+                    for m, i in report_queries.abnormal_lab_items(conn, id_type_code, id_no, start, end, ABNORMAL_INTERPRET)
                     if access.in_scope(orgs, m["org_code"])
                 ]
                 out = [
@@ -183,7 +183,7 @@ class QueryService:
             else:
                 masters = [
                     m
-                    for m in reports.for_patient(conn, kinds.EXAM.name, id_type_code, id_no, start, end)
+                    for m in report_queries.for_patient(conn, kinds.EXAM.name, id_type_code, id_no, start, end)
                     if m["is_abnormal"] == EXAM_ABNORMAL and access.in_scope(orgs, m["org_code"])
                 ]
                 out = self._render(conn, kinds.EXAM.name, masters)

@@ -1,4 +1,5 @@
-"""Report persistence: upsert by the seed's primary key with version history, void, queries.
+"""Report persistence: upsert by the seed's primary key with version history, void, reads by id or key
+(queries across reports: :mod:`huren.store.report_queries`).
 
 The patient's identity in a report (``id_no``, ``name``, ``card_no``) and the history's snapshots
 are sealed at rest (huren.store.sealing): every write here seals, every read opens, and a lookup
@@ -9,10 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Row, Table, and_, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Row, Table, and_, delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -329,81 +330,6 @@ def history(conn: Connection, kind: str, report_id: int) -> list[dict[str, Any]]
         }
         for r in rows
     ]
-
-
-def for_patient(
-    conn: Connection,
-    kind: str,
-    id_type_code: str,
-    id_no: str,
-    start: datetime,
-    end: datetime,
-    *,
-    include_voided: bool = False,
-) -> list[dict[str, Any]]:
-    """A patient's reports across institutions, newest first, by authentication time."""
-    master_t, _ = REPORT_TABLES[kind]
-    fields = sealing.cipher(conn)
-    q = select(master_t).where(
-        master_t.c.id_type_code == id_type_code,
-        master_t.c.id_no_bidx == sealing.blind_id(fields, id_no),
-        master_t.c.authenticator_dtime >= start,
-        master_t.c.authenticator_dtime < end,
-    )
-    if not include_voided:
-        q = q.where(master_t.c.voided.is_(False))
-    q = q.order_by(master_t.c.authenticator_dtime.desc(), master_t.c.id.desc())
-    return [sealing.open_row(fields, master_t.name, r) for r in conn.execute(q).mappings()]
-
-
-def abnormal_lab_items(
-    conn: Connection, id_type_code: str, id_no: str, start: datetime, end: datetime, codes: Sequence[str]
-) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    master_t, item_t = REPORT_TABLES["lab"]
-    fields = sealing.cipher(conn)
-    q = (
-        select(master_t, *[c.label(f"item__{c.name}") for c in item_t.c])
-        .join(item_t, item_t.c.report_id == master_t.c.id)
-        .where(
-            master_t.c.id_type_code == id_type_code,
-            master_t.c.id_no_bidx == sealing.blind_id(fields, id_no),
-            master_t.c.authenticator_dtime >= start,
-            master_t.c.authenticator_dtime < end,
-            master_t.c.voided.is_(False),
-            item_t.c.result_interpre.in_(codes),
-        )
-        .order_by(master_t.c.authenticator_dtime.desc(), item_t.c.serial_no)
-    )
-    out = []
-    for r in conn.execute(q).mappings():
-        master = sealing.open_row(fields, master_t.name, {k: v for k, v in r.items() if not k.startswith("item__")})
-        item = {k[6:]: v for k, v in r.items() if k.startswith("item__")}
-        out.append((master, item))
-    return out
-
-
-def counts_by_day_dept(
-    conn: Connection, kind: str, org_codes: Sequence[str] | None, day_from: date, day_to: date
-) -> dict[tuple[str, date, str], int]:
-    """Received, not voided reports per (org, day of authentication, ordering department)."""
-    master_t, _ = REPORT_TABLES[kind]
-    day = func.date(master_t.c.authenticator_dtime)
-    q = (
-        select(master_t.c.org_code, day.label("day"), master_t.c.participant_dept_code, func.count())
-        .where(
-            master_t.c.authenticator_dtime >= datetime.combine(day_from, datetime.min.time()),
-            master_t.c.authenticator_dtime < datetime.combine(day_to, datetime.min.time()),
-            master_t.c.voided.is_(False),
-        )
-        .group_by(master_t.c.org_code, day, master_t.c.participant_dept_code)
-    )
-    if org_codes is not None:
-        q = q.where(master_t.c.org_code.in_(org_codes))
-    out: dict[tuple[str, date, str], int] = {}
-    for org_code, d, dept, n in conn.execute(q):
-        d = date.fromisoformat(d) if isinstance(d, str) else d
-        out[(org_code, d, dept)] = int(n)
-    return out
 
 
 def _sealed(conn: Connection, master_t: Table, row: dict[str, Any]) -> dict[str, Any]:
