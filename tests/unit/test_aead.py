@@ -53,6 +53,30 @@ def test_sm4_gcm_is_the_standard_construction() -> None:
     assert d.update(body) + d.finalize() == b"plain"
 
 
+def test_aes_gcm_is_the_standard_construction_both_ways() -> None:
+    """AES-256-GCM values are sealed with cryptography's one-shot AESGCM (the fast path): they open
+    with a plain streaming AES-GCM decryptor given the HKDF-derived key, and a value sealed that way
+    opens through FieldCipher — the fast path writes the same envelope, not one of its own."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    f = cipher(AES_256_GCM)
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"huren/aead/v1/AES-256-GCM").derive(b"k" * 32)
+    env = f.seal(b"plain", b"ad")
+    header, body, tag = env[: aead.HEADER_LEN], env[aead.HEADER_LEN : -16], env[-16:]
+    d = Cipher(algorithms.AES(key), modes.GCM(header[6:], tag)).decryptor()
+    d.authenticate_additional_data(header + b"ad")
+    assert d.update(body) + d.finalize() == b"plain"
+    nonce = os.urandom(12)
+    header = bytes([1, AES_256_GCM]) + (1).to_bytes(4, "big") + nonce
+    e = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
+    e.authenticate_additional_data(header + b"ad")
+    streamed = header + e.update(b"other") + e.finalize() + e.tag
+    assert f.open(streamed, b"ad") == b"other"
+    with pytest.raises(SealError):
+        f.open(streamed[:-1] + bytes([streamed[-1] ^ 1]), b"ad")
+
+
 @pytest.mark.parametrize("algorithm", [SM4_GCM, AES_256_GCM])
 def test_every_flipped_bit_is_detected(algorithm: int) -> None:
     f = cipher(algorithm)
