@@ -8,6 +8,8 @@ from datetime import date
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
 _SHAPE = re.compile(r"^[0-9]{17}[0-9X]\Z")
+#: an 18-character resident ID number (or a 15-digit first-generation one) inside other text
+_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9A-Za-z])")
 
 
 def check_char(first17: str) -> str:
@@ -36,3 +38,16 @@ def make(region6: str, born: date, sequence: int) -> str:
     """Build a valid number from a 6-digit region code, a birth date and a 3-digit sequence."""
     first17 = f"{region6}{born:%Y%m%d}{sequence % 1000:03d}"
     return first17 + check_char(first17)
+
+
+def mask(id_no: str) -> str:
+    """An ID number as it may be shown or logged: the first 4 and last 2 characters kept, the rest
+    starred (``6501************3X``); a value of 6 characters or fewer is starred whole."""
+    if len(id_no) <= 6:
+        return "*" * len(id_no)
+    return id_no[:4] + "*" * (len(id_no) - 6) + id_no[-2:]
+
+
+def mask_in_text(text: str) -> str:
+    """``text`` with every resident ID number shape in it masked (:func:`mask`)."""
+    return _IN_TEXT.sub(lambda m: mask(m.group(0)), text)

@@ -45,12 +45,13 @@ def check_decisions(cache: PreloadCache, table: str, payload: Any) -> list[dict[
 
 
 def decision_records(table: str, rows: list[dict[str, str]]) -> list[Record]:
-    """One outbox record per decision; the key names the decision (report, item, patient, visit)."""
+    """One outbox record per decision; the key names the decision (report, item, visit — the report
+    names the patient, so the key holds no ID number and can be shown in the gateway's logs)."""
     node, _ = decisions.NODES[table]
     return [
         Record(
             kind=table,
-            key=f"{table}:" + "|".join(r[k] for k in ("hr_org_code", "hr_report_form_no", "code", "id_type_code", "id_no", "new_event_no")),
+            key=f"{table}:" + "|".join(r[k] for k in ("hr_org_code", "hr_report_form_no", "code", "new_event_no")),
             payload={node: [r]},
             source=SOURCE,
         )

@@ -85,7 +85,7 @@ def ingest(
         stored += _flush(box, source, buf, dedup, backfill)
     box.source_polled(source.name, ok=True)
     if stored:
-        log.info("records extracted", extra={"source": source.name, "stored": stored, "watermark": box.watermark(source.name)})
+        log.info("已从来源读取记录", extra={"source": source.name, "stored": stored, "watermark": box.watermark(source.name)})
     return stored
 
 

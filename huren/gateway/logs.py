@@ -1,5 +1,9 @@
 """Structured logs: one JSON object per line — ``ts``, ``level``, ``logger``, ``msg`` and whatever
-was passed in ``extra`` (``source``, ``stored``, ``error`` …), for the hospital's log collector."""
+was passed in ``extra`` (``source``, ``stored``, ``error`` …), for the hospital's log collector.
+
+Messages are in Chinese (the hospital's operators read them). No log line carries a resident ID
+number: every text value is passed through :func:`huren.domain.idcard.mask_in_text` (an error
+text from a source or the platform may quote one)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from typing import IO, Any
 
 import orjson
 
+from huren.domain.idcard import mask_in_text
+
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
 
 
@@ -19,14 +25,26 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": mask_in_text(record.getMessage()),
         }
         for k, v in record.__dict__.items():
             if k not in _STANDARD and not k.startswith("_"):
-                doc[k] = v
+                doc[k] = _masked(v)
         if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
+            doc["exc"] = mask_in_text(self.formatException(record.exc_info))
         return orjson.dumps(doc, default=str).decode()
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_in_text(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_masked(v) for v in value]
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    return mask_in_text(str(value))
 
 
 def setup(level: str = "INFO", stream: IO[str] | None = None) -> None:

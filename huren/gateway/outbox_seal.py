@@ -71,7 +71,7 @@ def convert(box: Outbox, sealer: Sealer, batch: int = BATCH) -> int:
             _convert_rows(c, sealer, rows)
         converted += len(rows)
         last = rows[-1][0]
-        log.warning("outbox: %d clear records sealed so far", converted)
+        log.warning("待上传队列：已加密 %d 条原为明文的记录", converted)
     keys = 0
     while True:
         with box._tx() as c:
@@ -85,7 +85,7 @@ def convert(box: Outbox, sealer: Sealer, batch: int = BATCH) -> int:
         with box._lock:  # the clear bytes of the old rows out of the file and its WAL
             conn.execute("VACUUM")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        log.warning("outbox %s: %d records and %d report-index keys sealed", box.path, converted, keys)
+        log.warning("待上传队列 %s：已加密 %d 条记录和 %d 个报告索引键", box.path, converted, keys)
     return converted
 
 

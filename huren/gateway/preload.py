@@ -92,5 +92,5 @@ def start(
         client.close()
         raise
     service = PreloadService(preload_server(app, conf.listen), client).start()
-    log.info("preload API started", extra={"listen": conf.listen, "cache": str(conf.path)})
+    log.info("预加载接口已启动", extra={"listen": conf.listen, "cache": str(conf.path)})
     return service

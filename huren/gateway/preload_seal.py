@@ -110,7 +110,7 @@ def convert(connect: Connect, sealer: Sealer, batch: int = BATCH) -> int:
             conn.commit()
             conn.execute("VACUUM")  # the clear bytes out of the file and its WAL
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        log.warning("preload cache: %d clear rows sealed", done)
+        log.warning("预加载缓存：已加密 %d 行原为明文的数据", done)
     return done
 
 

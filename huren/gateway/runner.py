@@ -139,7 +139,7 @@ class Gateway:
         if out.unavailable:
             self._backoff(out.unavailable)
         elif self._failures:
-            log.info("platform available again", extra={"after_failures": self._failures})
+            log.info("平台已恢复连接", extra={"after_failures": self._failures})
             self._failures = 0
         return len(out.done) + len(out.dead)
 
@@ -174,7 +174,7 @@ class Gateway:
                 why = "empty" if self.available() else "unavailable"
             if total:
                 took = time.monotonic() - t0
-                log.info("records uploaded", extra={"records": total, "seconds": round(took, 2), "then": why})
+                log.info("记录已上传", extra={"records": total, "seconds": round(took, 2), "then": why})
             return total, why
 
     def daily_due(self, now: datetime) -> list[date]:
@@ -220,12 +220,12 @@ class Gateway:
         for day in days:
             rec = self.daily_record(day, now) if self.config.schedule.daily_counts == "computed" else None
             self.box.write([rec] if rec else [], meta={"daily_last_day": day.isoformat()})
-            log.info("daily counts queued" if rec else "daily counts: nothing to send", extra={"day": day.isoformat()})
+            log.info("日报已加入待上传队列" if rec else "日报：没有需要上传的数据", extra={"day": day.isoformat()})
         if days and self.config.outbox.keep_done_days > 0:
             cutoff = time.time() - self.config.outbox.keep_done_days * 86400
             keep_from = (now.date() - timedelta(days=INDEX_KEEP_DAYS)).isoformat()
             pruned = self.box.prune(cutoff, index_before_day=keep_from)
-            log.info("outbox pruned", extra={"records": pruned})
+            log.info("已清理过期的已上传记录", extra={"records": pruned})
         return days
 
     # -- the loop --------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ class Gateway:
         services: list[Stoppable] = []
         try:
             services = self._services()
-            log.info("gateway started", extra={"sources": [s.name for s in self.sources], "outbox": str(self.box.path)})
+            log.info("前置机已启动", extra={"sources": [s.name for s in self.sources], "outbox": str(self.box.path)})
             self._next_poll = 0.0
             self._next_push = time.monotonic() + self.config.schedule.push_every_seconds
             while not self.stopping.is_set():
@@ -250,7 +250,7 @@ class Gateway:
             for s in services:
                 s.stop()
             restore()
-            log.info("gateway stopped", extra=self.box.counts())
+            log.info("前置机已停止", extra=self.box.counts())
         return 0
 
     def _round(self) -> float:
@@ -277,7 +277,7 @@ class Gateway:
             return lambda: None
 
         def handler(signum: int, _: FrameType | None) -> None:
-            log.info("stopping", extra={"signal": signal.Signals(signum).name})
+            log.info("正在停止", extra={"signal": signal.Signals(signum).name})
             self.stop()
 
         old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}

@@ -198,7 +198,7 @@ def test_every_report_arrives_once(setup: Any) -> None:
     assert platform.reports() == _expected(lines)
     assert len(platform.reports("exam")) == 10
     log = [json.loads(x) for x in gateway.log.read_text("utf-8").splitlines() if x.startswith("{")]
-    assert {"gateway started", "records extracted", "gateway stopped"} <= {x["msg"] for x in log}
+    assert {"前置机已启动", "已从来源读取记录", "前置机已停止"} <= {x["msg"] for x in log}
 
     status = subprocess.run(
         [sys.executable, "-m", "huren.cli", "gateway", "status", "--config", str(gateway.config), "--json"],

@@ -473,13 +473,14 @@ def test_logs_are_json_lines() -> None:
     logs.setup("INFO", buf)
     root = logging.getLogger("huren.gateway")
     try:
-        logging.getLogger("huren.gateway.test").info("records extracted", extra={"source": "lis", "stored": 3})
+        logging.getLogger("huren.gateway.test").info("已从来源读取记录", extra={"source": "lis", "stored": 3, "error": "身份证号 650102199003071234 重复"})
     finally:
         root.handlers.clear()
         root.propagate = True
         root.setLevel(logging.NOTSET)
     doc = json.loads(buf.getvalue())
-    assert doc["msg"] == "records extracted" and doc["source"] == "lis" and doc["stored"] == 3
+    assert doc["msg"] == "已从来源读取记录" and doc["source"] == "lis" and doc["stored"] == 3
+    assert doc["error"] == "身份证号 6501************34 重复"  # no log line holds an ID number
     assert doc["level"] == "INFO" and doc["ts"]
 
 

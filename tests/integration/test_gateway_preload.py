@@ -277,8 +277,9 @@ def test_decisions_are_validated_kept_and_queued(gateway: Gateway, api_a: Api, a
     assert gateway.calls() == before  # nothing sent now: the outbox uploads on its schedule
     assert [rec.kind for rec in gateway.queued] == ["accept", "accept"]
     first = gateway.queued[0]
-    assert first.source == "preload" and first.key.startswith(f"accept:{ORG_A[0]}|14437173|{LAB_CODE}|01|")
+    assert first.source == "preload" and first.key.startswith(f"accept:{ORG_A[0]}|14437173|{LAB_CODE}|")
     [row] = first.payload["sehr_accept_record"]
+    assert row["id_no"] not in first.key  # the key is logged: it names the report, not the patient
     assert row["reason"] == "" and row["is_accept"] == "1" and row["record_time"] == "2026-11-20 13:19:04"
 
     cases = [

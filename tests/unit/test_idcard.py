@@ -134,3 +134,14 @@ def test_property_only_the_check_char_completes_a_prefix(first17: str, other: st
     assert idcard.problem(first17 + check.lower()) is None
     if other != check:
         assert idcard.problem(first17 + other) == "居民身份证号码校验位错误（GB 11643）"
+
+
+def test_mask_keeps_four_and_two_and_finds_numbers_in_text() -> None:
+    from huren.domain.idcard import mask, mask_in_text
+
+    assert mask("65010219900307123X") == "6501************3X"
+    assert mask("12345") == "*****"
+    text = "记录 accept:H1|B1|3001|650102199003071234 与 110101800101123 重复；报告单号 B000000123 不变"
+    assert mask_in_text(text) == "记录 accept:H1|B1|3001|6501************34 与 1101*********23 重复；报告单号 B000000123 不变"
+    assert mask_in_text("65010219900307123x") == "6501************3x"
+    assert mask_in_text("A650102199003071234") == "A650102199003071234"  # part of a longer code: not an ID number
