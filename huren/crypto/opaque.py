@@ -25,7 +25,8 @@ import hashlib
 import hmac
 import re
 import struct
-from typing import Final
+import threading
+from typing import Any, Final
 
 from cryptography.hazmat.backends.openssl import backend
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -55,6 +56,15 @@ class RefCodec:
         key = bytes(secret[:16])
         self._cipher = Cipher(algorithms.SM4(key) if use_sm4 else algorithms.AES(key), modes.ECB())
         self._checks: dict[str, bytes] = {}
+        # ECB over exactly one block keeps no state between calls, so one encryption and one
+        # decryption context per thread serve every ref (a context costs more than the block)
+        self._local = threading.local()
+
+    def _contexts(self) -> tuple[Any, Any]:
+        ctx = getattr(self._local, "ctx", None)
+        if ctx is None:
+            ctx = self._local.ctx = (self._cipher.encryptor(), self._cipher.decryptor())
+        return ctx
 
     def _check(self, tag: str) -> bytes:
         c = self._checks.get(tag)
@@ -65,8 +75,7 @@ class RefCodec:
     def encode(self, tag: str, n: int) -> str:
         if not 0 <= n < 2**64:
             raise ValueError(f"id {n} out of range")
-        enc = self._cipher.encryptor()
-        return b64url.encode(enc.update(_ID.pack(n) + self._check(tag)) + enc.finalize())
+        return b64url.encode(self._contexts()[0].update(_ID.pack(n) + self._check(tag)))
 
     def decode(self, tag: str, ref: object) -> int | None:
         """The id of a ref made by :meth:`encode` with this tag; None for anything else."""
@@ -75,8 +84,7 @@ class RefCodec:
         block = b64url.decode(ref)
         if len(block) != _BLOCK or b64url.encode(block) != ref:  # one spelling per block: no twin refs
             return None
-        dec = self._cipher.decryptor()
-        plain = dec.update(block) + dec.finalize()
+        plain = self._contexts()[1].update(block)
         if not hmac.compare_digest(plain[8:], self._check(tag)):
             return None
         return int(_ID.unpack_from(plain)[0])

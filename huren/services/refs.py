@@ -15,6 +15,7 @@ once, in ``QualityService.rejected_payload`` — ``NotFound("被拒提交不存�
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 from huren.crypto.opaque import RefCodec
@@ -44,10 +45,13 @@ class Refs:
 
     def __init__(self, codec: RefCodec) -> None:
         self._codec = codec
+        # refs are deterministic: an answer names a report twice (its id and its url) and a
+        # doctor's widget, panel and dialog ask about the same reports, so recent ones are kept
+        self._report = functools.lru_cache(maxsize=4096)(codec.encode)
 
     def report(self, kind: str, report_id: int) -> str:
         """The ref shown outside for report ``report_id`` of ``kind``."""
-        return self._codec.encode(kind, report_id)
+        return self._report(kind, report_id)
 
     def record(self, table: str, record_id: int) -> str:
         """The ref shown outside for row ``record_id`` of the accept or quote records."""
