@@ -201,7 +201,7 @@ def log_reminders(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Reminders shown and reports viewed (XC-P4), in the caller's transaction. Written on the
     DBAPI cursor: one is written on every exists-for-order call. The ID numbers are sealed here."""
     fields = sealing.cipher(conn)
-    _reminder_insert(conn.dialect).run(conn, [sealing.seal_row(fields, "reminder_log", r) for r in rows])
+    _reminder_insert(conn.dialect).run(conn, sealing.seal_rows(fields, "reminder_log", rows))
 
 
 def _group(table: Any, by: str, time_col: Any) -> Any:
