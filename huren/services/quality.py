@@ -8,7 +8,7 @@ from statistics import median
 from typing import Any
 
 from huren.context import Clock, Principal
-from huren.domain import limits
+from huren.domain import idcard, labels, limits
 from huren.domain.records import format_value
 from huren.errors import NotFound
 from huren.services import access
@@ -31,8 +31,20 @@ LATER_UPLOAD = {
 }
 
 
+#: Days an institution has to rectify a rejected submission (the deadline shown), by default.
+RECTIFY_DAYS = 7
+
+#: Roles whose opening of their own open items marks them seen (the institution's accounts).
+SEEING_ROLES = ("admin", "hospital")
+
+
 class QualityService:
-    def __init__(self, db: Database, blobs: BlobStore, clock: Clock, audit: AuditService, refs: Refs) -> None:
+    def __init__(
+        self, db: Database, blobs: BlobStore, clock: Clock, audit: AuditService, refs: Refs, *, rectify_days: int = RECTIFY_DAYS
+    ) -> None:
+        if not 1 <= rectify_days <= 365:
+            raise ValueError("rectify_days must be 1..365")
+        self._rectify_days = rectify_days
         self._db = db
         self._refs = refs
         self._blobs = blobs
@@ -165,8 +177,16 @@ class QualityService:
         the same institution succeeded. Nothing else fixes it (an upload of another report of
         the same kind does not). Computed when read, so every worker agrees.
 
-        Returns ``rows`` (the page), ``total`` (rows matching the filter), ``open`` / ``fixed``
-        (over all rows in scope) and ``progress`` (per institution, see :meth:`rectification`).
+        Each row also says, in words a user reads: the report form number and the masked patient
+        (from the report key), the problems with Chinese field labels and rules
+        (``problems_plain``, :mod:`huren.domain.labels`), the deadline (``rectify_days`` after
+        the refusal) and whether it is overdue, and when the institution first saw it. An
+        institution's own account (admin / hospital) opening its open items marks those on the
+        page seen (``seen_at``), once.
+
+        Returns ``rows`` (the page), ``total`` (rows matching the filter), ``open`` / ``fixed`` /
+        ``overdue`` / ``unseen`` (over all rows in scope) and ``progress`` (per institution, see
+        :meth:`rectification`).
         """
         scope = self._scope(principal, org_code)
         with self._db.read() as conn:
@@ -175,15 +195,48 @@ class QualityService:
             chosen = [r for r in index if not (only_open and fixed[r["id"]])]
             page_ids = [r["id"] for r in chosen[offset : offset + min(limit, 1000)]]
             full = quality.rejected_by_ids(conn, page_ids)
-        rows = [_rejected_out(full[i], self._refs) | {"fixed": fixed[i]} for i in page_ids if i in full]
+        now = self._clock.now()
+        if principal.role in SEEING_ROLES:
+            mine = [i for i in page_ids if i in full and not fixed[i] and full[i]["org_code"] == principal.org_code
+                    and full[i]["seen_at"] is None]
+            if mine:
+                with self._db.write() as conn:
+                    quality.mark_seen(conn, principal.org_code, mine, now)
+                for i in mine:
+                    full[i]["seen_at"] = now
+                for r in index:
+                    if r["id"] in mine:
+                        r["seen_at"] = now
+        rows = [_rejected_out(full[i], self._refs) | self._workflow(full[i], fixed[i], now) for i in page_ids if i in full]
         self._audit.record(principal, "rejected_list", target=f"{len(rows)} rejected submissions", read=True)
         n_fixed = sum(1 for r in index if fixed[r["id"]])
+        open_rows = [r for r in index if not fixed[r["id"]]]
         return {
             "rows": rows,
             "total": len(chosen),
             "open": len(index) - n_fixed,
             "fixed": n_fixed,
+            "overdue": sum(1 for r in open_rows if self._deadline(r["received_at"]) < now),
+            "unseen": sum(1 for r in open_rows if r["seen_at"] is None),
+            "rectify_days": self._rectify_days,
             "progress": self._progress(index, fixed),
+        }
+
+    def _deadline(self, received_at: datetime) -> datetime:
+        return received_at + timedelta(days=self._rectify_days)
+
+    def _workflow(self, r: dict[str, Any], fixed: bool, now: datetime) -> dict[str, Any]:
+        """The rectification state of one rejected submission, in words a user reads."""
+        key = _parse_key(r["report_key"])
+        deadline = self._deadline(r["received_at"])
+        return {
+            "fixed": fixed,
+            "report_form_no": key[1][1] if key else None,
+            "patient": idcard.mask(key[1][2]) if key else None,
+            "problems_plain": [labels.problem(p) for p in r["problems"]],
+            "deadline": format_value(deadline),
+            "overdue": not fixed and deadline < now,
+            "seen_at": format_value(r["seen_at"]) if r["seen_at"] else None,
         }
 
     def rectification(self, principal: Principal, *, org_code: str | None = None) -> list[dict[str, Any]]:
@@ -196,15 +249,20 @@ class QualityService:
         return self._progress(index, fixed)
 
     def _progress(self, index: list[dict[str, Any]], fixed: dict[int, bool]) -> list[dict[str, Any]]:
-        today = self._clock.now().date()
+        now = self._clock.now()
+        today = now.date()
         per: dict[str, dict[str, Any]] = {}
         for r in index:
-            p = per.setdefault(r["org_code"], {"org_code": r["org_code"], "total": 0, "fixed": 0, "open": 0, "oldest_open_at": None})
+            p = per.setdefault(r["org_code"], {
+                "org_code": r["org_code"], "total": 0, "fixed": 0, "open": 0, "overdue": 0, "unseen": 0, "oldest_open_at": None,
+            })
             p["total"] += 1
             if fixed[r["id"]]:
                 p["fixed"] += 1
             else:
                 p["open"] += 1
+                p["overdue"] += self._deadline(r["received_at"]) < now
+                p["unseen"] += r.get("seen_at") is None
                 if p["oldest_open_at"] is None or r["received_at"] < p["oldest_open_at"]:
                     p["oldest_open_at"] = r["received_at"]
         out = []

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, func, insert, select
+from sqlalchemy import Connection, case, delete, func, insert, select, update
 
 from huren.store import sealing
 from huren.store.tables import REPORT_TABLES, daily_count, metadata, rejected_submission, report_history
@@ -99,12 +99,26 @@ def kept_bytes(conn: Connection, org_code: str, keep_bytes: int) -> int:
 
 def rejected_index(conn: Connection, org_codes: Sequence[str] | None) -> list[dict[str, Any]]:
     """Every rejected submission in scope, newest first: id, org_code, kind, report_key,
-    received_at (what rectification is judged by; the problems are read per page)."""
+    received_at, seen_at (what rectification is judged by; the problems are read per page)."""
     t = rejected_submission
-    q = select(t.c.id, t.c.org_code, t.c.kind, t.c.report_key, t.c.received_at)
+    q = select(t.c.id, t.c.org_code, t.c.kind, t.c.report_key, t.c.received_at, t.c.seen_at)
     if org_codes is not None:
         q = q.where(t.c.org_code.in_(list(org_codes)))
     return [dict(r) for r in conn.execute(q.order_by(t.c.id.desc())).mappings()]
+
+
+def mark_seen(conn: Connection, org_code: str, ids: Sequence[int], now: datetime) -> int:
+    """Mark the rejected submissions ``ids`` of ``org_code`` not yet seen as seen at ``now``."""
+    t = rejected_submission
+    n = 0
+    for i in range(0, len(ids), 500):
+        q = (
+            update(t)
+            .where(t.c.org_code == org_code, t.c.id.in_(list(ids[i : i + 500])), t.c.seen_at.is_(None))
+            .values(seen_at=now)
+        )
+        n += conn.execute(q).rowcount
+    return n
 
 
 def rejected_by_ids(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str, Any]]:

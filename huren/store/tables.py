@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
@@ -223,6 +224,7 @@ rejected_submission = Table(
     Column("payload_sha256", String(64)),
     Column("payload_size", Integer, nullable=False),
     Column("received_at", DateTime, nullable=False),
+    Column("seen_at", DateTime),  # when the institution's own account first opened it in its open items (0008)
     Index(None, "org_code", "received_at"),
     Index(None, "org_code", "kind", "report_key"),
 )
@@ -259,6 +261,7 @@ catalog_item = Table(
     Column("min_level", Integer, nullable=False, default=2),
     Column("region_scope", String(512), nullable=False, default=""),  # division prefixes, comma-separated; "" = all
     Column("source_note", Text, nullable=False, default=""),
+    Column("fee", Numeric(12, 2)),  # optional 收费标准 per item, yuan (0008): the cost-avoided estimate
     Column("updated_at", DateTime, nullable=False),
 )
 
