@@ -52,6 +52,16 @@ class Settings(BaseSettings):
     #: browser sessions of the pages: expire after this long unused, and this long after login
     web_session_idle_seconds: int = Field(default=1800, ge=60)
     web_session_max_seconds: int = Field(default=8 * 3600, ge=60)
+    #: the supervisor's overview (huren.services.overview): 完整率 / 及时率 below the red per cent
+    #: are red, below the yellow one yellow; 互认率 likewise; open rectifications from
+    #: ``overview_open_red`` on are red, any open one yellow; an institution without a report
+    #: received for ``overview_silent_hours`` is highlighted as silent (also on the quality pages)
+    overview_rate_red: float = Field(default=80, ge=0, le=100)
+    overview_rate_yellow: float = Field(default=95, ge=0, le=100)
+    overview_recognition_red: float = Field(default=30, ge=0, le=100)
+    overview_recognition_yellow: float = Field(default=60, ge=0, le=100)
+    overview_open_red: int = Field(default=10, ge=1)
+    overview_silent_hours: float = Field(default=24, gt=0, le=24 * 366)
     #: reads of patient data per minute and account (doctors, administrators, supervisors), and
     #: per system account (``hospital``: a HIS or gateway reading for many doctors); 0 = no limit
     read_rate_per_minute: int = Field(default=120, ge=0)
