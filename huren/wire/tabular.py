@@ -240,3 +240,24 @@ def write_xlsx(header: Sequence[str], rows: Iterable[Sequence[Any]], *, title: s
         buf = io.BytesIO()
         wb.save(buf)
     return buf.getvalue()
+
+
+#: a text cell a spreadsheet would take for a formula (CSV has no cell types): written with a
+#: leading apostrophe, as Excel itself shows a text that starts so
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(v: Any) -> Any:
+    return "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v
+
+
+def export_table(fmt: str, header: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str) -> tuple[bytes, str]:
+    """A table as shown on a page → (the file's bytes, its media type): ``csv`` (UTF-8 with BOM,
+    no text cell read as a formula) or ``xlsx`` (one sheet named ``title``, Excel's 31 characters)."""
+    if fmt == "csv":
+        return write_csv(header, ([_inert(v) for v in r] for r in rows)), CSV_TYPE + "; charset=utf-8"
+    if fmt == "xlsx":
+        safe = "".join(ch for ch in title if ch not in "[]:*?/\\")[:31] or "Sheet1"
+        return write_xlsx(header, rows, title=safe), XLSX_TYPE
+    msg = f"导出格式应为 xlsx 或 csv，而不是“{excerpt(fmt)}”"
+    raise InvalidInput(msg, [Problem("format", "dictionary", msg)])

@@ -59,7 +59,11 @@ def test_delays_per_institution_and_day(container: Container, delays: dict[str, 
     assert (row["reports"], row["lab_reports"], row["exam_reports"]) == (3, 2, 1)
     assert (row["avg_hours"], row["median_hours"], row["max_hours"]) == (14.0, 10.0, 30.0)
     assert row["late"] == 1 and row["late_rate"] == pytest.approx(1 / 3, abs=1e-4)
-    assert res["days"] == [{"date_t": delays["day"]} | {k: v for k, v in row.items() if k not in ("org_code", "date_t")}]
+    # every day of the 7-day window is on the axis; the days without a report count 0
+    assert len(res["days"]) == 7 and [d["reports"] for d in res["days"]].count(0) == 6
+    [busy] = [d for d in res["days"] if d["reports"]]
+    assert busy == {"date_t": delays["day"]} | {k: v for k, v in row.items() if k not in ("org_code", "date_t")}
+    assert row["timeliness"] == pytest.approx(66.7) and res["orgs"][0]["timeliness"] == pytest.approx(66.7)
     assert res["total"]["reports"] == 3 and res["late_hours"] == 24
     # another threshold
     assert container.quality.timeliness(A, late_hours=5)["rows"][0]["late"] == 2
@@ -75,7 +79,7 @@ def test_window_and_scope(container: Container, delays: dict[str, Any]) -> None:
     empty = container.quality.timeliness(A, day_from=three, day_to=three)
     assert empty["rows"] == [] and empty["total"] == {
         "reports": 0, "lab_reports": 0, "exam_reports": 0, "avg_hours": None, "median_hours": None,
-        "max_hours": None, "late": 0, "late_rate": None,
+        "max_hours": None, "late": 0, "late_rate": None, "timeliness": None,
     }
     # the default window ends yesterday and spans 7 days
     today = container.clock.now().date()
