@@ -36,6 +36,17 @@ REASONS = {
     "level": "报告机构等级低于该项目要求",
     "region": "报告机构不在该项目的互认区域内",
 }
+#: The same reasons in a few characters, for a narrow row (the full text of REASONS on hover).
+SHORT_REASONS = {
+    "not_ordered": "非所开项目",
+    "not_in_catalog": "不在目录",
+    "catalog_not_recognizable": "目录不互认",
+    "flag_not_recognizable": "标为不互认",
+    "voided": "已作废",
+    "expired": "已过期",
+    "level": "机构等级不足",
+    "region": "区域外",
+}
 
 
 #: The longest value of a visit field (VARCHAR2(128) in sehr_accept_record, seed 002 §1.3.2.5).

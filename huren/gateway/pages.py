@@ -13,15 +13,18 @@ recognizable detail; a PDF only through the platform.
 from __future__ import annotations
 
 import hmac
+import threading
+from datetime import datetime
 from typing import Any
 
 from huren.context import Principal
 from huren.domain import kinds
 from huren.domain.recognition import Visit
-from huren.errors import NotFound, Unauthorized
+from huren.errors import NotFound, PlatformRefused, PlatformUnavailable, Unauthorized
 from huren.gateway.desk import DecisionDesk
-from huren.gateway.preload_cache import PreloadCache
+from huren.gateway.preload_cache import PreloadCache, patient_key, still_recognizable
 from huren.gateway.preload_conf import MIN_TOKEN
+from huren.gateway.preload_store import Entry
 
 
 class GatewayBackend:
@@ -36,6 +39,9 @@ class GatewayBackend:
         self.desk = desk
         self.org_code = org_code
         self._token = page_token
+        #: patient key → when its stale cache entry was filled, for the pages' note
+        self._notes: dict[tuple[str, str], str] = {}
+        self._notes_guard = threading.Lock()
 
     def verify_token(self, token: str) -> Principal:
         if not hmac.compare_digest(token.encode(), self._token.encode()):
@@ -57,15 +63,50 @@ class GatewayBackend:
     def _visit(v: dict[str, str]) -> Visit:
         return Visit(**{k: v.get(k, "") for k in Visit.__slots__})
 
+    def _entry(self, id_type: str, id_no: str, visit: Visit) -> Entry:
+        """The patient's cache entry; whether it was answered stale is remembered for the page's
+        note; the platform's failure is said in plain Chinese (never an exception's text)."""
+        try:
+            entry = self.cache.get(id_type, id_no, visit=visit)
+        except PlatformUnavailable:
+            raise PlatformUnavailable(UNAVAILABLE) from None
+        except PlatformRefused as exc:
+            raise plain_refusal(exc) from None
+        key = patient_key(id_type, id_no)
+        with self._notes_guard:
+            if entry.stale:
+                if len(self._notes) > 4096:
+                    self._notes.clear()
+                self._notes[key] = entry.fetched_text(self.cache.clock)[:16]
+            else:
+                self._notes.pop(key, None)
+        return entry
+
+    def cache_note(self, id_type: str, id_no: str) -> str:
+        with self._notes_guard:
+            return self._notes.get(patient_key(id_type, id_no), "")
+
     def recent(self, principal: Principal, id_type: str, id_no: str, visit: dict[str, str]) -> list[dict[str, Any]]:
-        entry = self.cache.get(id_type, id_no, visit=self._visit(visit))
-        return self.cache.recent(entry)
+        entry = self._entry(id_type, id_no, self._visit(visit))
+        return rejudged(self.cache.recent(entry), self.cache.clock.now())
+
+    def patient(self, principal: Principal, id_type: str, id_no: str) -> dict[str, str]:
+        """Name, sex and birth date from the newest cached report of the patient (the cache holds
+        the recognizable detail only), without asking the platform."""
+        entry = self.cache.load(*patient_key(id_type, id_no))
+        if entry is None:
+            return {}
+        masters = [m for node in ("exammaster", "labmaster") for m in entry.detail.get(node, [])]
+        if not masters:
+            return {}
+        m = max(masters, key=lambda m: str(m.get("authenticator_dtime") or ""))
+        return {k: str(m.get(k) or "") for k in ("name", "sex_code", "sex_name")} | {"birth_date": str(m.get("birth_date") or "")[:10]}
 
     def exists(
         self, principal: Principal, id_type: str, id_no: str, check: list[str], lab: list[str], visit: dict[str, str]
     ) -> dict[str, Any]:
         v = self._visit(visit)
-        entry = self.cache.get(id_type, id_no, visit=v)
+        entry = self._entry(id_type, id_no, v)
         return self.desk.exists(entry, v, check=check, lab=lab)
 
     def submit(self, table: str, payload: Any, principal: Principal) -> int:
@@ -74,6 +115,8 @@ class GatewayBackend:
     def report(self, kind: str, report_id: str, principal: Principal) -> dict[str, Any]:
         """A report by the platform's ref: from the platform, or (platform down) from the cache."""
         r = self.cache.platform_report(kind, report_id)
+        if r is not None and r.status_code not in (200, 404) and r.status_code < 500:
+            raise NotFound("互认平台未能提供这份报告，请稍后重试")
         if r is not None and r.status_code == 200:
             body: dict[str, Any] = r.json()["report"]
             return body
@@ -92,6 +135,44 @@ class GatewayBackend:
         if r.status_code != 200:
             raise NotFound("报告没有PDF文件")
         return r.content
+
+
+#: what a doctor reads when the platform cannot be reached and nothing is cached for the patient
+UNAVAILABLE = "互认平台暂时无法访问，本地也没有该患者的缓存记录，请稍后重试"
+
+
+def plain_refusal(exc: PlatformRefused) -> PlatformRefused:
+    """The platform's refusal as a doctor may read it: its Chinese message and the messages of its
+    problems in one sentence, without field or rule codes."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    parts = [str(body.get("message") or "")] + [
+        str(p.get("message") or "") for p in body.get("problems") or [] if isinstance(p, dict)
+    ]
+    text = "；".join(dict.fromkeys(p for p in parts if p))
+    return PlatformRefused(exc.status, {"message": text})
+
+
+def rejudged(recent: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """The cache's recent list with each lab sub-item judged again at the gateway's now (the cache
+    takes the ★ off an entry whose validity has passed; its reason and its sub-items follow)."""
+    out = []
+    for e in recent:
+        e = dict(e)
+        kind = kinds.BY_ORDER_KEY.get(str(e.get("type")), kinds.LAB).name
+        if isinstance(e.get("items"), list):
+            items = []
+            for i in e["items"]:
+                i = dict(i)
+                if i.get("recognition") == "1" and not still_recognizable(kind, str(i.get("item_code", "")), str(i.get("expired_time", "")), now):
+                    i["recognition"], i["reason"] = "0", "expired"
+                items.append(i)
+            e["items"] = items
+        if e.get("recognition") != "1" and e.get("reason") == "":
+            # the platform names the reason of every entry without ★ ("" on recognizable ones): an
+            # entry whose ★ the cache took off was recognizable when fetched, and only time did that
+            e["reason"] = "expired"
+        out.append(e)
+    return out
 
 
 def cached_report(kind: str, m: dict[str, Any]) -> dict[str, Any]:

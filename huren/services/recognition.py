@@ -14,6 +14,7 @@ it is recognizable).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +36,7 @@ from huren.services.reminders import ReminderService, reminder_rows
 from huren.store import audit as audit_store
 from huren.store import catalog as catalog_store
 from huren.store import recognition as rstore
+from huren.store import report_queries
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
 
@@ -45,6 +47,13 @@ WINDOWS = (30, 90)
 MAX_ORDERED = 200
 #: kind name → the prior-items row column holding the item's standard code
 CODE_COLUMN = {k.name: f"i_{k.item_code_field}" for k in kinds.ALL}
+
+
+def report_reason(items: Sequence[dict[str, Any]]) -> str:
+    """Why a lab report has no recognizable sub-item: its sub-items' most frequent reason (the
+    first such in the report's order on a tie)."""
+    reasons = [str(i["reason"]) for i in items if i["reason"]]
+    return Counter(reasons).most_common(1)[0][0] if reasons else ""
 
 
 class RecognitionService:
@@ -158,6 +167,7 @@ class RecognitionService:
                     "recognition": "1" if v.recognizable else "0",
                     "url": report_url(self._refs, "exam", r["id"]),
                     "pacs_url": r["pacs_url"] or "",
+                    "reason": v.reason or "",
                 }
             )
         by_report: dict[int, dict[str, Any]] = {}
@@ -177,16 +187,52 @@ class RecognitionService:
                     "recognition": "0",
                     "url": report_url(self._refs, "lab", r["id"]),
                     "pacs_url": "",
+                    "reason": "",
+                    "items": [],
                     "_old": r["authenticator_dtime"] < window,
                 }
+            e["items"].append(
+                {
+                    "item_code": r["i_class_code"],
+                    "item_name": r["i_class_name"],
+                    "recognition": "1" if v.recognizable else "0",
+                    "expired_time": format_value(v.expired_time) if v.expired_time else "",
+                    "reason": v.reason or "",
+                }
+            )
             if v.recognizable:
                 e["recognition"] = "1"
                 e["expired_time"] = max(e["expired_time"], format_value(v.expired_time))
+        for e in by_report.values():
+            e["reason"] = "" if e["recognition"] == "1" else report_reason(e["items"])
         out.extend(e for e in by_report.values() if e["recognition"] == "1" or not e["_old"])
         out.sort(key=lambda e: (e["dtime"], e["_id"]), reverse=True)  # newest first, by store order within a second
         out = [{k: v for k, v in e.items() if k not in ("_old", "_id")} for e in out]
         self._audit.record(principal, "recognition_recent", id_type_code=id_type, id_no=id_no, target=f"{len(out)} records")
         return out
+
+    def patient(self, principal: Principal, id_type: str, id_no: str) -> dict[str, str]:
+        """Who the patient is, for a page's header: name, sex and birth date as the newest report
+        of the search window writes them (empty when there is none). Read with the recent list
+        (whose access-log row covers it), so not logged again and not a report view."""
+        access.require(principal, "recognition.read")
+        id_no = check_patient(id_type, id_no)
+        start = self._search_start(90, self._ref())
+        end = self._clock.now() + timedelta(seconds=1)
+        newest: dict[str, Any] | None = None
+        with self._db.read() as conn:
+            for kind in kinds.NAMES:
+                masters = report_queries.for_patient(conn, kind, id_type, id_no, start, end)
+                if masters and (newest is None or masters[0]["authenticator_dtime"] > newest["authenticator_dtime"]):
+                    newest = masters[0]
+        if newest is None:
+            return {}
+        return {
+            "name": str(newest.get("name") or ""),
+            "sex_code": str(newest.get("sex_code") or ""),
+            "sex_name": str(newest.get("sex_name") or ""),
+            "birth_date": format_value(newest.get("birth_date"))[:10] if newest.get("birth_date") else "",
+        }
 
     # -- GetCheckLabInfo (XJ-1.3.2.2) --------------------------------------------------------
     def detail(

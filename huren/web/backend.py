@@ -41,6 +41,14 @@ class DoctorBackend(Protocol):
     def recent(self, principal: Principal, id_type: str, id_no: str, visit: dict[str, str]) -> list[dict[str, Any]]:
         """The patient's recent records (the platform's ``recent`` shape), ★ as ``recognition``."""
 
+    def patient(self, principal: Principal, id_type: str, id_no: str) -> dict[str, str]:
+        """Who the patient is, as the newest report writes it: {name, sex_code, sex_name,
+        birth_date}, any of them possibly missing; {} when nothing is known."""
+
+    def cache_note(self, id_type: str, id_no: str) -> str:
+        """When the last answer for this patient came from a local cache because the platform
+        did not answer: the time the cache was filled (YYYY-MM-DD hh24:mi), else ""."""
+
     def exists(
         self, principal: Principal, id_type: str, id_no: str, check: list[str], lab: list[str], visit: dict[str, str]
     ) -> dict[str, Any]:
@@ -108,6 +116,12 @@ class PlatformBackend:
 
     def recent(self, principal: Principal, id_type: str, id_no: str, visit: dict[str, str]) -> list[dict[str, Any]]:
         return self._c.recognition.recent(principal, id_type, id_no, days=90, visit=_visit(visit))
+
+    def patient(self, principal: Principal, id_type: str, id_no: str) -> dict[str, str]:
+        return self._c.recognition.patient(principal, id_type, id_no)
+
+    def cache_note(self, id_type: str, id_no: str) -> str:
+        return ""  # the platform answers from its own store
 
     def exists(
         self, principal: Principal, id_type: str, id_no: str, check: list[str], lab: list[str], visit: dict[str, str]

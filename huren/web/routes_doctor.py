@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import date
 from functools import partial
 from typing import Annotated, Any, TypeVar
 
@@ -20,8 +21,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from huren.domain import dictionaries, kinds
+from huren.domain.recognition import REASONS, SHORT_REASONS
 from huren.errors import HurenError, InvalidInput
-from huren.web.doctor_visit import VISIT_LABELS
+from huren.web.doctor_visit import REJECT_SHORT, VISIT_LABELS, patient_header, ref_range, short_date, summary
 from huren.web.doctor_visit import form_visit as _form_visit
 from huren.web.doctor_visit import given as _given
 from huren.web.doctor_visit import missing_visit as _missing_visit
@@ -37,7 +39,7 @@ T = TypeVar("T")
 #: what one row of the decision dialog carries (hidden, as JSON) from the GET to the POST
 ROW_KEYS = (
     "type", "hr_org_code", "hr_report_form_no", "code", "name", "org_name", "dtime", "pacs_url", "report_id",
-    "result", "unit", "ref", "flag", "done", "done_reason", "done_at",
+    "result", "unit", "ref", "flag", "done", "done_reason", "done_at", "expired_time",
 )
 EMBED_ROLES = tuple(dict.fromkeys(r for m in MENU if m.path == "/ui/embed" for r in m.roles))
 
@@ -65,6 +67,54 @@ async def _call(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
     return await run_in_threadpool(partial(fn, *args, **kw))
 
 
+def _year(request: Request) -> int:
+    return int(_now(request)[:4])
+
+
+def _header(request: Request, info: dict[str, str], id_type: str, id_no: str) -> dict[str, str]:
+    now = _now(request)
+    return patient_header(info, id_type, id_no, date(int(now[:4]), int(now[5:7]), int(now[8:10])))
+
+
+def _why(code: str) -> dict[str, str]:
+    """A reason of non-recognition for a narrow row: its short label and its full text."""
+    return {"short": SHORT_REASONS.get(code, "不可互认"), "full": REASONS.get(code, "不满足互认条件")} if code else {}
+
+
+def _panel_rows(recent: list[dict[str, Any]], year: int) -> list[dict[str, Any]]:
+    """The recent list as the panel's compact rows: short dates, valid-until, the reason of a row
+    without ★, and each lab sub-item's own verdict."""
+    out = []
+    for r in recent:
+        star = r["recognition"] == "1"
+        items = [
+            {
+                "name": i.get("item_name") or i.get("item_code") or "", "star": i.get("recognition") == "1",
+                "until": short_date(str(i.get("expired_time") or ""), year), "until_full": str(i.get("expired_time") or "")[:10],
+                "why": _why("" if i.get("recognition") == "1" else str(i.get("reason") or "")),
+            }
+            for i in r.get("items") or []
+        ]
+        out.append(r | {
+            "star": star, "date": short_date(r["dtime"], year), "until": short_date(r.get("expired_time") or "", year),
+            "until_full": (r.get("expired_time") or "")[:10], "why": _why("" if star else str(r.get("reason") or "")),
+            "subitems": items,
+        })
+    return out
+
+
+def _panel_summary(recent: list[dict[str, Any]], year: int) -> str:
+    """"7 项可互认，最早 12-29 到期": the ★ rows, and the earliest end of validity among the
+    recognizable exam items and lab sub-items."""
+    expiries: list[str] = []
+    for r in recent:
+        if r["recognition"] != "1":
+            continue
+        subs = [str(i.get("expired_time") or "") for i in r.get("items") or [] if i.get("recognition") == "1"]
+        expiries += subs or [str(r.get("expired_time") or "")]
+    return summary(sum(1 for r in recent if r["recognition"] == "1"), expiries, year)
+
+
 def _list(value: Any) -> list[str]:
     if value is None:
         return []
@@ -87,12 +137,15 @@ async def doctor_home(request: Request, who: Annotated[Caller, Depends(caller)])
             recent = await _call(backend(request).recent, who.principal, id_type, id_no, _visit(request, who, given))
         except InvalidInput as exc:
             error = "；".join([exc.text(), *(p.message for p in exc.problems)])
-    exams, labs = _split(recent or [])
+    year = _year(request)
+    exams, labs = _split(_panel_rows(recent or [], year))
     return page(
         request, who, "doctor/lookup.html", title="患者互认查询",
         id_types=dictionaries.load("STD_ID_TYPE"), id_type=id_type, id_no=id_no, error=error, searched=recent is not None,
         exams=exams, labs=labs, catalog=_catalog(request) if recent is not None else {}, given=given,
         starred={r["item_code"] for r in exams if r["recognition"] == "1"},
+        summary=_panel_summary(recent, year) if recent is not None else "",
+        cache_note=backend(request).cache_note(id_type, id_no) if recent is not None else "",
     )
 
 
@@ -119,12 +172,17 @@ async def panel(request: Request, who: Annotated[Caller, Depends(caller)]) -> Re
     q = request.query_params
     id_type, id_no = _patient(q)
     given = _given(q)
-    recent = await _call(backend(request).recent, who.principal, id_type, id_no, _visit(request, who, given))
-    exams, labs = _split(recent)
+    b = backend(request)
+    recent = await _call(b.recent, who.principal, id_type, id_no, _visit(request, who, given))
+    info = await _call(b.patient, who.principal, id_type, id_no)
+    year = _year(request)
+    exams, labs = _split(_panel_rows(recent, year))
     return page(
         request, who, "doctor/panel.html", title="检查检验结果互认提醒", id_type=id_type, id_no=id_no,
         exams=exams, labs=labs, catalog=_catalog(request), given=given,
         starred={r["item_code"] for r in exams if r["recognition"] == "1"},
+        patient=_header(request, info, id_type, id_no), summary=_panel_summary(recent, year),
+        cache_note=b.cache_note(id_type, id_no),
     )
 
 
@@ -142,6 +200,7 @@ def _rows(answer: dict[str, Any]) -> list[dict[str, str]]:
             "type": kinds.EXAM.record_type, "hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "code": m["item_code"],
             "name": m["item_name"], "org_name": m["org_name"], "dtime": m["dtime"], "pacs_url": m.get("pacs_url") or "",
             "report_id": m["report_id"], "result": m.get("conclusion") or "", "unit": "", "ref": "", "flag": "",
+            "expired_time": m.get("expired_time") or "",
         })
     for m in answer["labmaster"]:
         for i in m["item"]:
@@ -150,7 +209,8 @@ def _rows(answer: dict[str, Any]) -> list[dict[str, str]]:
                 "type": kinds.LAB.record_type, "hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "code": i["item_code"],
                 "name": i["item_name"], "org_name": m["org_name"], "dtime": m["dtime"], "pacs_url": "",
                 "report_id": m["report_id"], "result": str(i.get("result_value") or ""), "unit": i.get("result_unit") or "",
-                "ref": f"{lo}–{hi}" if lo or hi else "", "flag": i.get("result_interpre") or "",
+                "ref": ref_range(lo, hi), "flag": i.get("result_interpre") or "",
+                "expired_time": i.get("expired_time") or "",
             })
     return rows
 
@@ -158,8 +218,11 @@ def _rows(answer: dict[str, Any]) -> list[dict[str, str]]:
 def _dialog(
     request: Request, who: Caller, *, id_type: str, id_no: str, rows: list[dict[str, str]], visit: dict[str, str],
     given: dict[str, str], decided: dict[int, tuple[str, str]] | None = None, errors: list[str] | None = None,
-    unmapped: list[dict[str, str]] | None = None, status: int = 200,
+    unmapped: list[dict[str, str]] | None = None, status: int = 200, patient: dict[str, str] | None = None,
+    cache_note: str = "",
 ) -> Response:
+    year = _year(request)
+    pending_rows = [r for r in rows if not r.get("done")]
     return page(
         request, who, "doctor/decide.html", status, title="检查检验结果互认确认", id_type=id_type, id_no=id_no,
         rows=[(i, r, json.dumps(r, ensure_ascii=False)) for i, r in enumerate(rows)],
@@ -169,6 +232,10 @@ def _dialog(
         pending=sum(1 for r in rows if not r.get("done")),
         unmapped=unmapped or [], reasons=dictionaries.load("REJECT_REASON"), visit_labels=VISIT_LABELS,
         event_types=dictionaries.load("STD_EVENT_TYPE"), std_depts=dictionaries.load("STD_DEPT"),
+        reject_short=REJECT_SHORT, year=year, short_date=short_date,
+        patient=_header(request, patient or {}, id_type, id_no), cache_note=cache_note,
+        summary=summary(len({(r["type"], r["code"]) for r in rows}), [r.get("expired_time", "") for r in rows], year),
+        pending_summary=len(pending_rows),
     )
 
 
@@ -183,9 +250,11 @@ async def decide_form(request: Request, who: Annotated[Caller, Depends(caller)])
     lab = [c.strip() for c in q.getlist("lab") if c.strip()]
     if not check and not lab:
         raise invalid("check", "required", "请至少选择一个要开立的检查或检验项目")
-    answer = await _call(backend(request).exists, who.principal, id_type, id_no, check, lab, visit)
+    b = backend(request)
+    answer = await _call(b.exists, who.principal, id_type, id_no, check, lab, visit)
+    info = await _call(b.patient, who.principal, id_type, id_no)
     return _dialog(request, who, id_type=id_type, id_no=id_no, rows=_rows(answer), visit=visit, given=given,
-                   unmapped=answer["unmapped"])
+                   unmapped=answer["unmapped"], patient=info, cache_note=b.cache_note(id_type, id_no))
 
 
 def _posted_rows(form: dict[str, Any]) -> list[dict[str, str]]:

@@ -174,12 +174,12 @@ def test_decide_lists_exam_and_lab_rows(client: TestClient, world: dict[str, Any
     html = _decide(client, world["token"])
     exam = _texts(html, "exam-rows")
     lab = _texts(html, "lab-rows")
-    for col in ("项目名称", "医院", "日期", "影像调阅", "是否互认"):
-        assert col in exam
-    for col in ("结果值", "参考值"):
-        assert col in lab
+    # compact rows (issue 11): name, institution, date, valid until, the result, the toggle
+    for col in ("项目", "是否互认", "互认", "不互认"):
+        assert col in exam and col in lab
+    assert html.count('title="互认有效期至 ') == 3  # each row's valid-until date, the full time on hover
     assert "查看影像" in exam and "CT平扫+三维重建" in exam
-    assert "90.1" in lab and "65–85" in lab and "白蛋白(ALB)" in lab
+    assert "90.1" in lab and "参考 65-85" in lab and "白蛋白(ALB)" in lab  # the range as the report writes it
     assert len(_rows(html)) == 3
     assert html.count("不互认理由") >= 3 and "因病情变化" in html
     assert 'id="decide-save"' in html
@@ -361,7 +361,8 @@ def test_decide_shows_what_this_visit_already_decided(client: TestClient, api_b:
     again = client.get("/ui/decide", params=q(world["token"], event_no="MZ-SEEN", check=[EXAM_CODE], lab=[TP, ALB]))
     assert again.status_code == 200
     assert again.text.count("本次就诊已记录") == 3 and 'id="all-decided"' in again.text
-    assert "本次就诊已记录：不互认（认为原检查诊断结果有疑的）" in unescape(again.text)
+    # the short label, the dictionary's full text on hover
+    assert re.search(r'本次就诊已记录：不互认（<span title="认为原检查诊断结果有疑的">原结果有疑</span>）', unescape(again.text))
     assert 'name="is_accept_0"' not in again.text  # nothing to choose
     resent = client.post("/ui/decide", data=_form(again.text, world["token"], {}, event_no="MZ-SEEN"))
     assert resent.status_code == 422 and "均已记录互认结果" in resent.text

@@ -47,6 +47,25 @@
     refresh();
   }
 
+  // -- Esc closes the panel or the dialog: a window the widget opened closes, a frame asks the HIS
+  // page (widget.js) to close it, else back to the page before
+  if (document.getElementById("huren-panel") || document.getElementById("decide-form") || document.getElementById("nothing-recognizable")) {
+    document.addEventListener("keydown", function (ev) {
+      if (ev.key !== "Escape" || ev.defaultPrevented) return;
+      var t = ev.target;
+      if (t && t.tagName === "SELECT") return; // Esc first closes an open list
+      ev.preventDefault();
+      if (window.opener && !window.opener.closed) { window.close(); return; }
+      if (window.parent !== window) { window.parent.postMessage({ type: "huren:close-panel" }, "*"); return; }
+      window.close();
+      if (!window.closed && window.history.length > 1) window.history.back();
+    });
+  }
+
+  // -- the lookup page: the ID number field has the focus
+  var idField = document.getElementById("lookup-id-no");
+  if (idField && document.activeElement !== idField) { idField.focus(); idField.select(); }
+
   // -- decision dialog: every row decided, every rejection with a reason, the visit filled in;
   // a refusal (the server's or ours) always shown and focused; an expired login keeps the choices
   var form = document.getElementById("decide-form");
@@ -56,6 +75,7 @@
     var alertBox = document.getElementById("decide-alert");
     var serverErrors = document.getElementById("decide-errors");
     var rows = form.querySelectorAll("tr[data-row]:not([data-done])");
+    hint.tabIndex = -1;
     var visitFields = form.querySelectorAll("[data-visit]");
     // the choices survive a reload or a new login in this tab; the key names the rows, not the patient
     var key = (function () {
@@ -121,6 +141,42 @@
       // the server's refusal stays on the page until the form is sent again
     };
     restore();
+    // 全部互认: every row still open is set to 互认 (a row already set to 不互认 keeps its choice)
+    var acceptAll = document.getElementById("accept-all");
+    if (acceptAll) {
+      acceptAll.addEventListener("click", function () {
+        rows.forEach(function (tr) {
+          var i = tr.dataset.row;
+          if (!form.querySelector('input[name="is_accept_' + i + '"]:checked')) {
+            var yes = form.querySelector('input[name="is_accept_' + i + '"][value="1"]');
+            if (yes) yes.checked = true;
+          }
+        });
+        check();
+        persist();
+        if (!save.disabled) save.focus();
+      });
+    }
+    // the reason list shows short labels: the chosen reason's full text is the list's hover title
+    var titled = function (sel) {
+      var opt = sel.options[sel.selectedIndex];
+      sel.title = opt && opt.value ? opt.title : "不互认须选择理由";
+    };
+    form.querySelectorAll("select.reason").forEach(titled);
+    form.addEventListener("change", function (ev) { if (ev.target.matches && ev.target.matches("select.reason")) titled(ev.target); });
+    // Enter saves once everything is chosen (else it says what is missing); links, lists and buttons keep their own Enter
+    form.addEventListener("keydown", function (ev) {
+      if (ev.key !== "Enter" || ev.isComposing) return;
+      var t = ev.target;
+      if (t.tagName === "A" || t.tagName === "SELECT" || t.tagName === "BUTTON" || t.tagName === "TEXTAREA") return;
+      ev.preventDefault();
+      check();
+      if (!save.disabled) {
+        if (form.requestSubmit) form.requestSubmit(save); else save.click();
+      } else {
+        hint.focus();
+      }
+    });
     form.addEventListener("change", function () { check(); persist(); });
     form.addEventListener("input", function () { check(); persist(); });
     form.addEventListener("submit", function (ev) {
