@@ -83,7 +83,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
     recognition = RecognitionService(db, blobs, clock, audit, registry.reject, refs)
     secret = keys.token_secret()
     auth = AuthService(
-        db, secret, clock, settings.token_ttl_seconds, audit=audit, hasher=PasswordHasher(settings.password_hash_n)
+        db, secret, clock, settings.token_ttl_seconds, audit=audit, hasher=PasswordHasher(settings.password_hash_n),
+        page_max=settings.page_token_max_seconds,
     )
     transport = TransportService(db, clock, audit, keys)
     links = LinkService(db, blobs, clock, audit, secret, refs, accounts=auth)
@@ -98,7 +99,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         query=QueryService(db, blobs, clock, audit, refs),
         quality=QualityService(db, blobs, clock, audit, refs),
         directory=DirectoryService(db, clock, hasher=auth.hasher, on_change=auth.forget),
-        catalog=CatalogService(db, clock, on_change=recognition.invalidate),
+        catalog=CatalogService(db, clock, on_change=recognition.invalidate, audit=audit),
         masterdata=MasterDataService(db, clock, audit, registry.reject, fields=keys.fields()),
         recognition=recognition,
         statistics=StatisticsService(db, clock),

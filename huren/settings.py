@@ -33,6 +33,18 @@ def check_base_url(value: str) -> str:
     return value.strip().rstrip("/")
 
 
+def check_origin(value: str) -> str:
+    """An exact web origin ``scheme://host[:port]`` (http or https, no path, no wildcard)."""
+    u = urlsplit(value.strip())
+    if (
+        u.scheme not in ("http", "https") or not u.hostname or "*" in value or u.path not in ("", "/")
+        or u.query or u.fragment or u.username or u.password is not None
+    ):
+        raise ValueError("HUREN_HIS_ORIGINS: space-separated origins such as https://his.example.org (no path or wildcard)")
+    port = f":{u.port}" if u.port else ""
+    return f"{u.scheme}://{u.hostname}{port}"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HUREN_", extra="ignore")
 
@@ -86,6 +98,12 @@ class Settings(BaseSettings):
     #: who may show the pages in a frame (CSP ``frame-ancestors``): space-separated sources, e.g.
     #: ``'self' https://his.example.org`` for a HIS that embeds the doctor's pages; ``'none'``: nobody
     frame_ancestors: str = "'self'"
+    #: the HIS pages (exact origins, space-separated, e.g. ``https://his.example.org``) the doctor's
+    #: pages send their decisions to by ``window.postMessage`` (never to ``"*"``). Unset: the
+    #: explicit ``scheme://host[:port]`` sources of ``frame_ancestors``
+    his_origins: str | None = None
+    #: the longest a page token (``POST /api/v1/auth/page-token``) may live, seconds
+    page_token_max_seconds: int = Field(default=3600, ge=60, le=8 * 3600)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -96,7 +114,22 @@ class Settings(BaseSettings):
         if self.public_base_url is not None:
             self.public_base_url = check_base_url(self.public_base_url)
         self.frame_ancestors = check_frame_ancestors(self.frame_ancestors)
+        if self.his_origins is not None:
+            self.his_origins = " ".join(check_origin(o) for o in self.his_origins.split())
         return self
+
+    @property
+    def his_origin_list(self) -> tuple[str, ...]:
+        """The HIS origins the pages post their decisions to (see ``his_origins``)."""
+        if self.his_origins is not None:
+            return tuple(self.his_origins.split())
+        out = []
+        for src in self.frame_ancestors.split():
+            try:
+                out.append(check_origin(src))
+            except ValueError:  # 'self', a scheme, a wildcard or a path: not one origin
+                continue
+        return tuple(dict.fromkeys(out))
 
     @property
     def public_base(self) -> str:

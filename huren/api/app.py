@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from huren import __version__, web
 from huren.api import (
     errors,
+    rest_auth_pages,
     rest_catalog,
     rest_directory,
     rest_masterdata,
@@ -76,7 +77,7 @@ def create_app(container: Container) -> FastAPI:
         rest_recognition.router.routes,
         rest_reports.router.routes,
         soap.router.routes,  # /Myhealth: the Xinjiang SOAP profile (WSDL at /Myhealth?wsdl)
-        *(m.router.routes for m in (rest_directory, rest_query, rest_quality, rest_catalog, rest_masterdata, rest_transport, rest_org_reports)),
+        *(m.router.routes for m in (rest_directory, rest_query, rest_quality, rest_catalog, rest_masterdata, rest_transport, rest_org_reports, rest_auth_pages)),
     ):
         app.router.routes.extend(routes)
 

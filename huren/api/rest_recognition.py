@@ -6,14 +6,16 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from huren.api.deps import Caller, Services, write
-from huren.api.models import Day, Moment, Order, Patient, ReportRef
+from huren.api.models import Body, Day, Moment, Order, Patient, ReportRef
 from huren.api.openapi import op
 from huren.api.responses import Json
 from huren.api.rest_reports import json_body
 from huren.domain.fields import REMINDER_LOG, SEHR_ACCEPT_RECORD, SEHR_QUOTE_RECORD
+from huren.domain.recognition import VISIT_MAX
 from huren.wire.json_schema import body, node_schema
 
 router = APIRouter(prefix="/api/v1")
@@ -101,6 +103,27 @@ def _list_route(table: str, ids: list[str], summary: str) -> None:
 
 _list_route("accept", ["XJ-1.3.2.5 / 1.4.2.3", "XC-E3", "XC-L6"], "查询本机构的互认结果记录")
 _list_route("quote", ["XJ-1.3.2.6 / 1.4.2.6"], "查询本机构的引用结果记录")
+
+
+class VisitQuery(Body):
+    id_type_code: str = Field("01", description="身份证件类别代码（STD_ID_TYPE）", max_length=2)
+    id_no: str = Field(..., description="身份证件号码", min_length=1, max_length=128)
+    event_no: str = Field(..., description="就诊流水号（开单时传给互认确认窗口的 event_no）", min_length=1, max_length=VISIT_MAX)
+    org_code: str | None = Field(None, description="作出决定的机构编码，默认本机构（监管用户可查辖区内机构）", max_length=128)
+
+
+@router.post(
+    "/recognition/visit-decisions",
+    **op(
+        ["HZ-16", "HZ-18", "HZ-19", "XJ-1.3.2.3", "XJ-1.3.2.5 / 1.4.2.3"],
+        "一次就诊的互认决定（供 HIS 轮询）：互认的项目（应从医嘱中撤除）与不互认的项目及理由；与页面 postMessage 的 huren:decisions 消息字段相同",
+    ),
+)
+async def visit_decisions(q: VisitQuery, c: Services, who: Caller) -> dict[str, Any]:
+    res = await run_in_threadpool(
+        c.recognition.decisions.visit_decisions, who, q.id_type_code, q.id_no, q.event_no, q.org_code
+    )
+    return {"code": "ok"} | res
 
 
 @router.post("/reminder-logs", **op(["XC-P4"], "上传提醒和调阅记录", body(_LOGS)))

@@ -83,6 +83,7 @@ ACTIONS: dict[str, Action] = {
         Action("codemap.read", "查看本机构的编码对照", _grants(ROLES, OWN)),
         Action("reference.read", "查询项目目录、机构、字典", _grants(ROLES, ALL)),
         Action("account.write", "修改本账号的密码", _grants(ROLES, OWN), write=True),
+        Action("page_token.issue", "为本机构医生签发嵌入页面令牌", {"hospital": OWN}, write=True),
     )
 }
 

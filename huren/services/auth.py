@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 from huren.context import Clock, Principal
 from huren.crypto.tokens import Signer
+from huren.domain import access
 from huren.domain.limits import clean_text
+from huren.domain.recognition import VISIT_MAX
 from huren.errors import InvalidInput, Problem, Unauthorized
 from huren.services.audit import AuditService
 from huren.services.logins import LoginThrottle
@@ -93,6 +95,29 @@ class Token:
     principal: Principal
 
 
+#: a page token's life when the HIS asks for none (seconds); at most ``page_max`` (settings)
+PAGE_TTL = 600
+
+
+@dataclass(frozen=True, slots=True)
+class PageGrant:
+    """What a page token opens: the doctor pages as this doctor (``principal``: the institution,
+    the doctor's code as user name, role ``doctor``), named ``doc_name``; one visit only when
+    ``event_no`` is set. ``issuer`` is the hospital system account that minted it."""
+
+    principal: Principal
+    doc_name: str
+    event_no: str
+    issuer: str
+    expires: int
+
+    @property
+    def visit(self) -> dict[str, str]:
+        """The visit fields the token fixes (they win over what a page's URL or form says)."""
+        v = {"doc_code": self.principal.username, "doc_name": self.doc_name}
+        return v | ({"event_no": self.event_no} if self.event_no else {})
+
+
 class AuthService:
     def __init__(
         self,
@@ -104,6 +129,7 @@ class AuthService:
         audit: AuditService | None = None,
         hasher: PasswordHasher | None = None,
         check_ttl: float = CHECK_TTL,
+        page_max: int = 3600,
     ) -> None:
         if len(secret) < 32:
             raise ValueError("token secret must be at least 32 bytes")
@@ -112,8 +138,11 @@ class AuthService:
         self._clock = clock
         self.ttl = ttl_seconds
         self.hasher = hasher or PasswordHasher()
-        self.throttle = LoginThrottle(db, clock, audit or AuditService(db, clock))
+        self._audit = audit or AuditService(db, clock)
+        self.throttle = LoginThrottle(db, clock, self._audit)
         self._tokens = self.signer("access-token")
+        self._pages = self.signer("page-token")  # a purpose of its own: never an access token
+        self.page_max = page_max  # the longest a page token may live (Settings.page_token_max_seconds)
         self.check_ttl = check_ttl
         self._states: OrderedDict[tuple[str, str], tuple[tuple[int, str, bool] | None, float]] = OrderedDict()
         self._sessions: OrderedDict[str, tuple[bool, float]] = OrderedDict()
@@ -200,6 +229,49 @@ class AuthService:
         if type(version) is not int or not self.current(principal.org_code, principal.username, version):
             raise Unauthorized("访问令牌已失效（账号已停用或密码已修改），请重新获取")
         return principal
+
+    # -- page tokens (embedding without the doctor's password) ---------------------------------
+    def page_token(
+        self, issuer: Principal, doc_code: str, doc_name: str, event_no: str = "", ttl: int = PAGE_TTL
+    ) -> tuple[str, int]:
+        """A short-lived token for the doctor pages of one doctor of the issuer's institution
+        (and one visit, if ``event_no``), minted by its system account (``page_token.issue``).
+        It carries the issuer's credential version: disabling the account, or its institution, or
+        changing its password revokes every page token it minted. Returns (token, seconds)."""
+        access.require(issuer, "page_token.issue")
+        doc_code = clean_text(doc_code.strip(), "doc_code", "医生编码", VISIT_MAX)
+        doc_name = clean_text(doc_name.strip(), "doc_name", "医生姓名", VISIT_MAX)
+        event_no = clean_text(event_no.strip(), "event_no", "就诊流水号", VISIT_MAX)
+        problems = [Problem(f, "required", f"请填写{label}（{f}）") for f, label, v in (("doc_code", "医生编码", doc_code), ("doc_name", "医生姓名", doc_name)) if not v]
+        if not 30 <= ttl <= self.page_max:
+            problems.append(Problem("expires_in", "range", f"有效期（expires_in）应在 30 到 {self.page_max} 秒之间"))
+        if problems:
+            raise InvalidInput("页面令牌参数有误", problems)
+        version = self.version_of(issuer.org_code, issuer.username)
+        if version is None:
+            raise Unauthorized("该账号不存在或已停用")
+        claims = {"o": issuer.org_code, "h": issuer.username, "v": version, "d": doc_code, "n": doc_name, "ev": event_no}
+        token = self._pages.sign(claims, ttl)
+        self._audit.record(issuer, "page_token_issued", target=f"doctor:{doc_code}" + (f" visit:{event_no}" if event_no else ""))
+        return token, ttl
+
+    def page_grant(self, token: str) -> PageGrant | None:
+        """What a page token opens; None when ``token`` is no page token at all (an access token,
+        a forgery); Unauthorized when it is one that expired or was revoked with its issuer."""
+        got = self._pages.open(token)
+        if got is None:
+            return None
+        c = got.claims
+        try:
+            grant = PageGrant(Principal(str(c["o"]), str(c["d"]), "doctor"), str(c["n"]), str(c["ev"]), str(c["h"]), got.expires)
+            version = c["v"]
+        except KeyError as exc:
+            raise Unauthorized("页面令牌格式错误") from exc
+        if got.expired:
+            raise Unauthorized("页面令牌已过期，请在 HIS 中重新打开")
+        if type(version) is not int or not self.current(grant.principal.org_code, grant.issuer, version):
+            raise Unauthorized("页面令牌已失效（签发账号已停用或密码已修改）")
+        return grant
 
     # -- revocation ----------------------------------------------------------------------------
     def current(self, org_code: str, username: str, version: int) -> bool:

@@ -14,8 +14,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from huren.context import Clock, Principal
-from huren.domain import kinds, limits
+from huren.domain import dictionaries, kinds, limits
 from huren.domain.decisions import NODES, check_decisions
+from huren.domain.recognition import VISIT_MAX
 from huren.domain.records import format_value, to_text
 from huren.errors import Forbidden, InvalidInput, NotFound, Problem
 from huren.services import access
@@ -108,6 +109,49 @@ class DecisionService:
         if not event_no:
             return []
         return rstore.visit_decisions(conn, principal.org_code, id_type, id_no, event_no)
+
+    def visit_decisions(
+        self, principal: Principal, id_type: str, id_no: str, event_no: str, org_code: str | None = None
+    ) -> dict[str, Any]:
+        """One visit's decisions for a HIS that polls (the pages send the same by postMessage):
+        the institution's own (``records.read``: its system account or administrator), a
+        supervisor's within its region (``org_code``). Accepted items (to withdraw from the
+        order) and rejected ones with their reasons; a logged read of the patient."""
+        access.require(principal, "records.read")
+        id_no = check_patient(id_type, id_no)
+        event_no = limits.clean_text(event_no.strip(), "event_no", "就诊流水号", VISIT_MAX)
+        if not event_no:
+            raise InvalidInput("请填写就诊流水号", [Problem("event_no", "required", "请填写就诊流水号（event_no）")])
+        code = org_code or principal.org_code
+        ref = self._ref.get()
+        reasons = dictionaries.load("REJECT_REASON")
+        with self._db.read() as conn:
+            access.check_org(conn, principal, "records.read", code)
+            rows = rstore.visit_decisions(conn, code, id_type, id_no, event_no)
+            kept: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+            for r in rows:  # oldest first: the latest decision on an item is the one that holds
+                kind = kinds.BY_RECORD_TYPE[str(r["type"])].name
+                rid = rstore.find_report(conn, kind, r["hr_org_code"], r["hr_report_form_no"], id_type, id_no)
+                kept[(str(r["type"]), r["hr_org_code"], r["hr_report_form_no"], r["code"])] = {
+                    "type": str(r["type"]),
+                    "kind": kind,
+                    "code": r["code"],
+                    "hr_org_code": r["hr_org_code"],
+                    "org_name": ref.org_name(r["hr_org_code"]),
+                    "hr_report_form_no": r["hr_report_form_no"],
+                    "report_id": self._refs.report(kind, rid) if rid is not None else None,
+                    "record_time": format_value(r["record_time"]),
+                } | ({"reason": r["reason"], "reason_name": reasons.get(r["reason"] or "", "")} if r["is_accept"] == "2" else {})
+        self._audit.record(principal, "visit_decisions", id_type_code=id_type, id_no=id_no, target=f"{code} visit:{event_no}", read=True)
+        out = list(kept.values())
+        return {
+            "version": 1,
+            "org_code": code,
+            "patient": {"id_type_code": id_type, "id_no": id_no},
+            "visit": {"event_no": event_no},
+            "accepted": [d for d in out if "reason" not in d],
+            "rejected": [d for d in out if "reason" in d],
+        }
 
     # -- GetLabInfo / GetExamInfo and HZ-17 ---------------------------------------------------
     def accepted_reports(self, principal: Principal, kind: str, id_type: str, id_no: str, event_no: str = "") -> list[dict[str, Any]]:

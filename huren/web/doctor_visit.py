@@ -49,7 +49,7 @@ def given(params: Any) -> dict[str, str]:
 
 def page_visit(request: Request, who: Caller, given: dict[str, str]) -> dict[str, str]:
     """The visit of the page: directory defaults, then the HIS's parameters on top."""
-    v = {k: "" for k in VISIT_PARAMS} | {"event_type": "1"} | backend(request).staff_visit(who.principal) | given
+    v = who.pin({k: "" for k in VISIT_PARAMS} | {"event_type": "1"} | backend(request).staff_visit(who.principal) | given)
     if v["dept_std_code"] and not given.get("dept_std_name"):
         v["dept_std_name"] = v["dept_std_name"] or dictionaries.load("STD_DEPT").get(v["dept_std_code"], "")
     return v

@@ -78,8 +78,11 @@ class Caller:
 
     principal: Principal
     csrf: str = ""  # the session's CSRF token ("" in token mode)
-    token: str = ""  # the API token the page was opened with ("" in session mode)
+    token: str = ""  # the API or page token the page was opened with ("" in session mode)
     refreshed: Session | None = field(default=None)
+    #: visit fields a page token fixes (doctor, and one visit if it names one): they win over
+    #: what a page's URL or form says
+    pinned: dict[str, str] = field(default_factory=dict)
 
     @property
     def role(self) -> str:
@@ -91,6 +94,14 @@ class Caller:
         if self.token:
             q["token"] = self.token
         return f"{path}?{urlencode(q, doseq=True)}" if q else path
+
+    def pin(self, visit: dict[str, str]) -> dict[str, str]:
+        """``visit`` with the page token's fixed fields; Forbidden for another visit than the
+        one the token was minted for."""
+        ev = self.pinned.get("event_no", "")
+        if ev and visit.get("event_no") not in ("", None, ev):
+            raise Forbidden("该页面令牌只用于一次就诊，不能用于其他就诊", [Problem("event_no", "page_token", "就诊流水号与页面令牌不符")])
+        return visit | self.pinned
 
     def require(self, roles: Iterable[str], what: str = "该页面") -> None:
         if self.principal.role not in tuple(roles):
@@ -126,11 +137,21 @@ def _client(request: Request, p: Principal) -> Principal:
     return Principal(p.org_code, p.username, p.role, request.client.host if request.client else None)
 
 
+def token_caller(request: Request, token: str) -> Caller:
+    """The caller of a page opened with a token: a page token minted by the hospital's system
+    account (``POST /api/v1/auth/page-token``, the platform only), else the doctor's access token."""
+    c: Container | None = getattr(request.app.state, "container", None)
+    grant = c.auth.page_grant(token) if c is not None else None
+    if grant is not None:
+        return Caller(_client(request, grant.principal), token=token, pinned=grant.visit)
+    return Caller(_client(request, backend(request).verify_token(token)), token=token)
+
+
 async def caller(request: Request) -> Caller:
     """The page's caller: ``token`` (query string) first, then the session cookie."""
     token = request.query_params.get("token", "")
     if token:
-        return Caller(_client(request, backend(request).verify_token(token)), token=token)
+        return token_caller(request, token)
     sc = codec(request)
     if sc is None:
         raise Unauthorized("缺少页面令牌（token）：请从 HIS 中打开本页面")
@@ -152,7 +173,7 @@ async def form_caller(request: Request) -> tuple[Caller, dict[str, Any]]:
     try:
         token = str(flat.get("token") or request.query_params.get("token", ""))
         if token:
-            return Caller(_client(request, backend(request).verify_token(token)), token=token), flat
+            return token_caller(request, token), flat
         c = await caller(request)
         sent = str(flat.get("csrf_token") or request.headers.get("x-csrf-token", ""))
         if not same(sent, c.csrf):
@@ -192,8 +213,26 @@ def set_session_cookie(request: Request, resp: Response, s: Session) -> None:
     )
 
 
+WIDGET_PATH = "/ui/widget"
+
+
+def widget_error(request: Request, status: int, message: str) -> Response:
+    """The widget's refusal inside its own 150×34 box: a grey icon whose tooltip says why in
+    Chinese (never the platform's top bar or a login page cut off by the HIS's small iframe)."""
+    if status == 401 and not message:
+        message = "互认提醒暂不可用：缺少页面令牌或令牌无效，请在 HIS 中重新打开本页面"
+    elif status >= 500:
+        message = "互认提醒暂不可用：平台暂时无法应答，请稍后重试"
+    else:
+        message = f"互认提醒暂不可用：{message}"
+    return page(request, None, "doctor/widget.html", status, title="互认提醒", error=message, count=0, total=0,
+                panel_url="", embedded=False)
+
+
 def error_page(request: Request, status: int, message: str, problems: Sequence[dict[str, str]] = ()) -> Response:
     """A Chinese error page; never a stack trace."""
+    if request.url.path == WIDGET_PATH:
+        return widget_error(request, status, message)
     if status == 401 and not request.query_params.get("token") and codec(request) is not None:
         return RedirectResponse(f"/ui/login?{urlencode({'next': request.url.path})}", 303)
     titles = {400: "请求有误", 401: "需要登录", 403: "无权访问", 404: "未找到", 409: "数据冲突", 413: "文件过大", 422: "输入有误", 429: "请求过于频繁"}
@@ -205,6 +244,8 @@ def error_page(request: Request, status: int, message: str, problems: Sequence[d
 
 def html_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, LoginRequired):
+        if request.url.path == WIDGET_PATH:
+            return widget_error(request, 401, "")  # no token, no session: not a login page in 150×34
         return RedirectResponse(f"/ui/login?{urlencode({'next': exc.next_url})}", 303)
     if isinstance(exc, HurenError):
         if isinstance(exc, Unauthorized) and request.query_params.get("token"):

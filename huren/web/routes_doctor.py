@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from huren.domain import dictionaries, kinds
 from huren.domain.recognition import REASONS, SHORT_REASONS
 from huren.errors import HurenError, InvalidInput
+from huren.web import his_message
 from huren.web.doctor_visit import REJECT_SHORT, VISIT_LABELS, patient_header, ref_range, short_date, summary
 from huren.web.doctor_visit import form_visit as _form_visit
 from huren.web.doctor_visit import given as _given
@@ -278,7 +279,7 @@ async def decide_save(request: Request) -> Response:
     _doctor(who)
     id_type, id_no = _patient(form)
     rows = _posted_rows(form)
-    visit = _form_visit(form)
+    visit = who.pin(_form_visit(form))
     given = _given(form)
     reasons = dictionaries.load("REJECT_REASON")
     decided: dict[int, tuple[str, str]] = {}
@@ -315,8 +316,19 @@ async def decide_save(request: Request) -> Response:
     except InvalidInput as exc:
         return again([exc.text(), *(p.message for p in exc.problems)])
     saved = [(r, decided[i]) for i, r in enumerate(rows) if i in decided]
+    his = his_message.message(
+        "decide", id_type=id_type, id_no=id_no, visit=visit, when=when, reasons=reasons,
+        accepted=[r for r, d in saved if d[0] == "1"], rejected=[(r, d[1]) for r, d in saved if d[0] == "2"],
+    )
     return page(request, who, "doctor/decided.html", title="互认记录已保存", n=n, saved=saved, reasons=reasons,
+                his=his, his_origins=_his_origins(request),
                 back=who.url("/ui/panel", id_type_code=id_type, id_no=id_no, **given))
+
+
+def _his_origins(request: Request) -> str:
+    """The HIS origins the saved page posts its message to (HUREN_HIS_ORIGINS), space-separated."""
+    c = getattr(request.app.state, "container", None)
+    return " ".join(c.settings.his_origin_list) if c is not None else ""
 
 
 @router.get("/ui/alive")
@@ -352,7 +364,7 @@ async def report_view(request: Request, kind: str, report_id: str, who: Annotate
 
 def _report_page(
     request: Request, who: Caller, kind: str, rep: dict[str, Any], visit: dict[str, str], given: dict[str, str],
-    *, quoted: int = 0, errors: list[str] | None = None, status: int = 200,
+    *, quoted: int = 0, errors: list[str] | None = None, status: int = 200, more: dict[str, Any] | None = None,
 ) -> Response:
     k = kinds.BY_NAME[kind]
     master = rep[k.master_node]
@@ -364,6 +376,7 @@ def _report_page(
         event_types=dictionaries.load("STD_EVENT_TYPE"), std_depts=dictionaries.load("STD_DEPT"),
         pdf_url=who.url(f"/ui/report/{kind}/{rep['report_id']}/pdf") if rep.get("has_pdf") else "",
         back=who.url("/ui/panel", id_type_code=master["id_type_code"], id_no=master["id_no"], **given),
+        **(more or {}),
     )
 
 
@@ -383,35 +396,64 @@ async def report_pdf(request: Request, kind: str, report_id: str, who: Annotated
 
 @router.post("/ui/quote")
 async def quote(request: Request) -> Response:
-    """Cite a report in the medical record: one quote record per item of the report."""
+    """Cite a report in the medical record (XJ-1.3.2.4): one quote record per chosen item (a lab
+    report's sub-items ticked on the report page, every item when none is sent; an exam report's
+    items), the text of the cited results for the record, and the same message as the decision
+    dialog's (``action: "quote"``) posted to the HIS page."""
     who, form = await form_caller(request)
     _doctor(who)
     kind = _kind(str(form.get("kind") or ""))
     report_id = str(form.get("report_id") or "")  # the report's ref: one that names none is the pages' 404
     b = backend(request)
     rep = await _call(b.report, kind, report_id, who.principal)
-    visit = _form_visit(form)
+    visit = who.pin(_form_visit(form))
     given = _given(form)
-    m = rep[f"{kind}master"]
+    k = kinds.BY_NAME[kind]
+    m = rep[k.master_node]
+    node = rep[k.item_node]
+    chosen = set(_list(form.get("item")))
+    if chosen and kind == "lab":
+        node = [i for i in node if i[k.item_code_field] in chosen]
     errors = _visit_errors(visit)
+    if not node:
+        errors.append("请至少选择一项要引用的检验结果")
     if not errors:
-        k = kinds.BY_NAME[kind]
-        code_key = k.item_code_field
-        node = rep[k.item_node]
-        type_ = k.record_type
         when = _now(request)
-        row = {"hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "type": type_}
-        records = [
-            _record(row | {"code": i[code_key]}, visit, m["id_type_code"], m["id_no"], when)
-            for i in node
-        ]
+        row = {"hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "type": k.record_type}
+        records = [_record(row | {"code": i[k.item_code_field]}, visit, m["id_type_code"], m["id_no"], when) for i in node]
         try:
             n = await _call(b.submit, "quote", {"sehr_quote_record": records}, who.principal)
         except InvalidInput as exc:
             errors = [exc.text(), *(p.message for p in exc.problems)]
         else:
-            return _report_page(request, who, kind, rep, visit, given, quoted=n)
+            cited = _cited(kind, rep, node)
+            text = his_message.quote_text(kind, rep.get("org_name") or m["org_code"], m.get("authenticator_dtime") or "",
+                                          m.get("report_title") or "", cited)
+            his = his_message.message("quote", id_type=m["id_type_code"], id_no=m["id_no"], visit=visit, when=when,
+                                      quoted=cited, text=text)
+            return _report_page(request, who, kind, rep, visit, given, quoted=n,
+                                more={"his": his, "his_origins": _his_origins(request), "quote_text": text})
     return _report_page(request, who, kind, rep, visit, given, errors=errors, status=422)
+
+
+def _cited(kind: str, rep: dict[str, Any], node: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The cited items in the message's item shape (huren.web.his_message)."""
+    k = kinds.BY_NAME[kind]
+    m = rep[k.master_node]
+    base = {"type": k.record_type, "hr_org_code": m["org_code"], "org_name": rep.get("org_name") or "",
+            "hr_report_form_no": m["report_form_no"], "report_id": rep["report_id"], "dtime": m.get("authenticator_dtime") or ""}
+    out = []
+    for i in node:
+        if kind == "lab":
+            lo, hi = i.get("norm_lower_limit") or "", i.get("norm_upper_limit") or ""
+            ref = f"{lo}–{hi}" if lo and hi else (f"<{hi}" if hi else (f">{lo}" if lo else i.get("norm_value_notes") or ""))
+            out.append(base | {"code": i["class_code"], "name": i.get("class_name") or i.get("class_local_name") or "",
+                               "result": str(i.get("result_value") or ""), "unit": i.get("result_unit") or "", "ref": ref,
+                               "flag": i.get("result_interpre") or ""})
+        else:
+            out.append(base | {"code": i["exam_item_code"], "name": i.get("exam_item_name") or "",
+                               "result": m.get("conclusion") or "", "unit": "", "ref": "", "flag": ""})
+    return out
 
 
 # -- 7. notes for HIS vendors ------------------------------------------------------------------------

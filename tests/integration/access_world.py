@@ -111,6 +111,8 @@ OPERATIONS: dict[tuple[str, str], str | None] = {
     ("GET", "/api/v1/transport/key"): "transport.read",
     ("POST", "/api/v1/links"): "report.read",
     ("POST", "/api/v1/auth/password"): "account.write",
+    ("POST", "/api/v1/auth/page-token"): "page_token.issue",
+    ("POST", "/api/v1/recognition/visit-decisions"): "records.read",
     ("GET", "/api/v1/org-reports"): "report.list",
     ("GET", "/api/v1/statistics/recognized-elsewhere"): "statistics.read",
     ("GET", "/api/v1/quality/rectification"): "quality.read",
@@ -139,6 +141,8 @@ def request_op(api: Api, role: str, method: str, path: str, w: dict[str, Any]) -
         "/api/v1/recognition/exists": PATIENT | VISIT | {"check": [EXAM_CODE], "lab": [LAB_CODE]},
         "/api/v1/transport/key": {"public_key": sm2.generate_key().public_hex},
         "/api/v1/links": {"kind": "lab", "report_id": w["a_lab"]},
+        "/api/v1/auth/page-token": {"doc_code": "9050", "doc_name": "郑伟军"},
+        "/api/v1/recognition/visit-decisions": PATIENT | {"event_no": VISIT["event_no"]},
     }
     if path.startswith(("/api/v1/query/", "/api/v1/recognition/")) and method == "POST" and path not in bodies:
         bodies[path] = PATIENT | VISIT
