@@ -12,6 +12,7 @@ from huren.api.models import Day, Offset, RejectedRef
 from huren.api.openapi import op
 from huren.api.rest_reports import json_body
 from huren.domain import limits
+from huren.services.overview import overview_service
 from huren.wire.json_schema import body, daily_schema
 
 router = APIRouter(prefix="/api/v1")
@@ -81,6 +82,29 @@ async def rectification(
 ) -> dict[str, Any]:
     orgs = await run_in_threadpool(lambda: c.quality.rectification(who, org_code=org_code))
     return {"code": "ok", "orgs": orgs}
+
+
+@router.get(
+    "/quality/overview",
+    **op(["XC-S2", "XC-P5", "BJ-1.3", "BJ-1.4"],
+         "监管驾驶舱：辖区各机构的完整率、及时率、互认率、未整改数、今日上传与静默机构，按阈值标红/黄"),
+)
+async def overview(
+    c: Services,
+    who: Caller,
+    org_code: str | None = Query(None, description="机构编码（监管用户可查辖区内任意机构）"),
+    day_from: Day | None = Query(None, description="开始日期 YYYY-MM-DD，默认结束日期前6天"),
+    day_to: Day | None = Query(None, description="结束日期（含）YYYY-MM-DD，默认昨天"),
+    late_hours: float = Query(24, gt=0, le=limits.MAX_LATE_HOURS, description="超时阈值（小时），用于及时率"),
+    silent_hours: float | None = Query(
+        None, gt=0, le=limits.MAX_LATE_HOURS, description="静默阈值（小时）：超过该时长没有收到报告的机构标为静默；默认 HUREN_OVERVIEW_SILENT_HOURS"
+    ),
+) -> dict[str, Any]:
+    svc = overview_service(c)
+    res = await run_in_threadpool(
+        lambda: svc.overview(who, org_code=org_code, day_from=day_from, day_to=day_to, late_hours=late_hours, silent_hours=silent_hours)
+    )
+    return {"code": "ok"} | res
 
 
 @router.get("/quality/rejected/{rejected_id}/payload", **op(["XC-S2"], "下载被拒提交的原始内容"), response_class=Response)

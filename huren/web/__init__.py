@@ -57,7 +57,7 @@ def _pages_app(backend: DoctorBackend, sessions: SessionCodec | None) -> FastAPI
 
 def install(app: FastAPI, container: Container) -> None:
     """Serve every page under /ui on the platform's app."""
-    from huren.web import routes_auth, routes_catalog, routes_doctor, routes_supervision
+    from huren.web import routes_auth, routes_catalog, routes_doctor, routes_overview, routes_supervision
     from huren.web.backend import PlatformBackend
 
     sessions = SessionCodec(
@@ -68,7 +68,7 @@ def install(app: FastAPI, container: Container) -> None:
     pages = _pages_app(PlatformBackend(container), sessions)
     pages.state.container = container
     pages.state.public_base = container.settings.public_base  # links in pages: never the Host header
-    for module in (routes_auth, routes_doctor, routes_supervision, routes_catalog):
+    for module in (routes_auth, routes_doctor, routes_supervision, routes_catalog, routes_overview):
         pages.router.routes.extend(module.router.routes)
     app.router.routes.append(Pages(pages))
 

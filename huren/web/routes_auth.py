@@ -10,7 +10,18 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from huren.errors import HurenError, InvalidInput, TooMany, Unauthorized
-from huren.web.render import Caller, caller, codec, container, form_caller, menu_for, page, set_session_cookie
+from huren.web.render import (
+    SUPERVISION_ROLES,
+    Caller,
+    caller,
+    codec,
+    container,
+    form_caller,
+    menu_for,
+    page,
+    set_session_cookie,
+)
+from huren.web.routes_overview import overview_page
 from huren.web.session import COOKIE, LOGIN_CSRF_COOKIE, same
 
 router = APIRouter(include_in_schema=False)
@@ -30,6 +41,9 @@ def _remote(request: Request) -> str | None:
 @router.get("/ui")
 @router.get("/ui/")
 async def home(request: Request, who: Annotated[Caller, Depends(caller)]) -> Response:
+    """Supervisors and hospital administrators land on the overview (驾驶舱); doctors on their menu."""
+    if who.role in SUPERVISION_ROLES and not who.token:
+        return await overview_page(request, who, status_home=True)
     return page(request, who, "home.html", groups=menu_for(who.role))
 
 

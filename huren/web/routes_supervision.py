@@ -103,7 +103,8 @@ def _silence(request: Request, who: Caller, org_code: str, hours_text: str) -> t
 def _with_silence(rows: list[dict[str, Any]], silent: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The per-institution rows with the last receipt; an institution in scope without a row too."""
     by = {r["org_code"]: r for r in rows}
-    codes = sorted(set(by) | set(silent))
+    # the institutions of the overview's scope (a supervisor's own body left out), and any with data
+    codes = sorted(set(silent) | {c for c, r in by.items() if r.get("reports") or r.get("received") or r.get("declared")})
     return [by.get(c, {"org_code": c}) | {k: v for k, v in silent.get(c, {}).items() if k != "org_code"} for c in codes]
 
 
