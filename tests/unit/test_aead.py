@@ -53,6 +53,34 @@ def test_sm4_gcm_is_the_standard_construction() -> None:
     assert d.update(body) + d.finalize() == b"plain"
 
 
+@pytest.mark.parametrize("size", [1, 18, aead.SHORT, aead.SHORT + 1, 70_000])
+def test_sm4_gcm_short_and_long_paths_are_one_construction(size: int) -> None:
+    """Fields (GmSSL's one-call SM4-GCM) and bulk values (OpenSSL's streaming SM4-GCM) give the same
+    envelope: each opens what the other sealed, and a flipped tag bit fails on both paths."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    f = cipher(SM4_GCM)
+    key = HKDF(algorithm=hashes.SHA256(), length=16, salt=None, info=b"huren/aead/v1/SM4-GCM").derive(b"k" * 32)
+    value = os.urandom(size)
+    env = f.seal(value, b"ad")
+    header, body, tag = env[: aead.HEADER_LEN], env[aead.HEADER_LEN : -16], env[-16:]
+    d = Cipher(algorithms.SM4(key), modes.GCM(header[6:], tag)).decryptor()
+    d.authenticate_additional_data(header + b"ad")
+    assert d.update(body) + d.finalize() == value
+    nonce = os.urandom(12)
+    header = bytes([1, SM4_GCM]) + (1).to_bytes(4, "big") + nonce
+    e = Cipher(algorithms.SM4(key), modes.GCM(nonce)).encryptor()
+    e.authenticate_additional_data(header + b"ad")
+    streamed = header + e.update(value) + e.finalize() + e.tag
+    assert f.open(streamed, b"ad") == value
+    for bad in (streamed[:-1] + bytes([streamed[-1] ^ 1]), env[:-1] + bytes([env[-1] ^ 1])):
+        with pytest.raises(SealError):
+            f.open(bad, b"ad")
+    with pytest.raises(SealError):
+        f.open(env, b"other")
+
+
 def test_aes_gcm_is_the_standard_construction_both_ways() -> None:
     """AES-256-GCM values are sealed with cryptography's one-shot AESGCM (the fast path): they open
     with a plain streaming AES-GCM decryptor given the HKDF-derived key, and a value sealed that way
