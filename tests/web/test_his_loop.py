@@ -24,6 +24,7 @@ from tests.web.test_doctor_pages import (
     _decide,
     _form,
     _report_id,
+    _texts,
     q,
 )
 
@@ -208,3 +209,14 @@ def test_citing_chosen_lab_sub_items_copies_their_text_and_sends_it(
     none = client.post("/ui/quote", data=data | {"item": ["NOT-AN-ITEM"], "event_no": "MZQ2"})
     assert none.status_code == 422 and "请至少选择一项" in none.text
     assert DOCTOR[4] == "D1001"
+
+
+def test_the_embedding_notes_document_the_trigger_the_return_path_and_page_tokens(client: TestClient, world: dict[str, Any]) -> None:
+    r = client.get("/ui/embed", params={"token": world["token"]})
+    assert r.status_code == 200
+    text = unescape(r.text)
+    assert "/ui/decide?id_type_code=01" in text and "check=" in text
+    assert "huren:decisions" in text and "HUREN_HIS_ORIGINS" in text and "/api/v1/recognition/visit-decisions" in text
+    assert "/api/v1/auth/page-token" in text and "不能调用任何接口" in text and "docs/his-sample/" in text
+    for field in ("accepted", "rejected", "quoted", "reason_name", "hr_report_form_no", "version"):
+        assert field in _texts(r.text, "embed-schema")

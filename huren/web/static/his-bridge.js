@@ -14,16 +14,17 @@
     var targets = [];
     if (window.parent && window.parent !== window) targets.push(window.parent);
     if (window.opener && !window.opener.closed) targets.push(window.opener);
-    var sent = false;
     if (msg) {
       targets.forEach(function (t) {
         origins.forEach(function (o) {
-          try { t.postMessage(msg, o); sent = true; } catch (e) { /* a malformed origin: skip */ }
+          try { t.postMessage(msg, o); } catch (e) { /* a malformed origin: skip */ }
         });
       });
     }
+    // say so only where the browser tells whom it went to (the frame's ancestors, Chromium)
+    var anc = window.location.ancestorOrigins;
     var note = document.getElementById("his-sent");
-    if (note && sent) note.hidden = false;
+    if (note && msg && anc && anc.length && origins.indexOf(anc[0]) >= 0) note.hidden = false;
   }
   var copy = document.getElementById("quote-copy");
   var text = document.getElementById("quote-text");
