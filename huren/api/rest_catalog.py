@@ -60,8 +60,9 @@ def _rows_schema(columns: tuple[rows.Column, ...], name: str) -> dict[str, Any]:
 
 _CATALOG_DOC = (
     "列：kind（lab/exam，或 检验/检查）、code、name、unit、validity_days（正整数）、recognizable（1/0、是/否、true/false，默认1）、"
-    "min_level（1/2/3，默认2）、region_scope（行政区划代码前缀，逗号/分号/空格分隔，空为不限）、source_note；"
-    "文件也可用中文列名：类型/项目编码/项目名称/单位/有效天数/是否互认/最低机构等级/适用区域/来源。"
+    "min_level（1/2/3，默认2）、region_scope（行政区划代码前缀，逗号/分号/空格分隔，空为不限）、source_note、"
+    "fee（收费标准，元，最多两位小数，可空：统计中估算避免的费用）；"
+    "文件也可用中文列名：类型/项目编码/项目名称/单位/有效天数/是否互认/最低机构等级/适用区域/来源/收费标准（或 单价）。"
     "任何一行有问题则整批不导入（422），problems 中逐一列出，字段为 row[N].列名：文件中 N 为表格行号（表头为第1行），"
     "JSON 中 N 为数组下标（从0开始）。相同 (kind, code) 的行被替换。仅限监管机构账号。"
 )
@@ -131,7 +132,43 @@ async def catalog_import_file(
     return {"code": "ok", "message": "ok"} | res
 
 
+_EDIT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object", "properties": {
+            "validity_days": {"type": ["integer", "string"], "description": "有效天数（正整数）"},
+            "recognizable": {"type": ["integer", "boolean", "string"], "description": "是否互认：1/0、是/否、true/false"},
+            "min_level": {"type": ["integer", "string"], "description": "最低机构等级 1/2/3"},
+            "region_scope": {"type": "string", "description": "适用区域：行政区划代码前缀，逗号分隔；空为不限"},
+            "fee": {"type": ["number", "string", "null"], "description": "收费标准（元）；空或 null 为不填"},
+        }, "additionalProperties": False}}},
+    }
+}
+
+
+@router.patch(
+    "/catalog/items/{kind}/{code}",
+    **op(["XC-P2"], "修改标准目录中的一个项目（有效天数、是否互认、最低机构等级、适用区域、收费标准），记入操作日志", _EDIT_BODY),
+)
+async def catalog_edit(request: Request, c: Services, who: Caller, kind: Kind, code: str) -> dict[str, Any]:
+    payload = parse_json(await read_body(request, c.settings.max_request_bytes))
+    if not isinstance(payload, dict):
+        payload = {"": payload}  # refused by the service: not one of the editable fields
+    changes = {k: ("" if v is None else v) for k, v in payload.items()}
+    res = await write(c, c.catalog.edit_item, who, kind, code, changes)
+    return {"code": "ok", "message": "ok"} | res
+
+
 # -- local → standard mapping ---------------------------------------------------------------
+
+
+@router.get(
+    "/code-map/unmapped",
+    **op(["BJ-1.3", "BJ-1.4"], "本机构报告中出现、既非标准编码又未对照的本地项目编码"),
+)
+async def code_map_unmapped(c: Services, who: Caller) -> dict[str, Any]:
+    codes = await run_in_threadpool(c.catalog.unmapped, who)
+    return {"code": "ok", "org_code": who.org_code, "count": len(codes), "unmapped": codes}
 
 
 @router.post(

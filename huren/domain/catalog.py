@@ -18,6 +18,8 @@ min_level       最低机构等级    1/2/3 (一级/二级/三级); empty → 2 
 region_scope    适用区域        administrative division prefixes (``65``, ``650100``) separated by
                                 commas, semicolons or blanks; empty → anywhere
 source_note     来源            optional free text
+fee             收费标准        optional fee per item in yuan (单价 accepted), at most 2 decimals;
+                                empty → none (the statistics' cost-avoided estimate skips it)
 ==============  ==============  =================================================================
 
 Mapping columns: kind (类型), local_code (本地编码), local_name (本地名称), std_code (标准编码);
@@ -27,6 +29,7 @@ std_name (标准名称, as exported) is ignored, org_code (机构编码) is chec
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from huren.domain import kinds
@@ -67,6 +70,7 @@ CATALOG_COLUMNS: tuple[Column, ...] = (
     Column("min_level", "最低机构等级", False, None, ("机构等级",)),
     Column("region_scope", "适用区域", False, 512, ("区域", "互认区域")),
     Column("source_note", "来源", False, None, ("来源说明", "备注")),
+    Column("fee", "收费标准", False, None, ("单价", "收费标准（元）", "费用")),
 )
 #: Read-only columns of the JSON listing, accepted (and ignored) so a listing can be posted back.
 CATALOG_IGNORED = ("updated_at",)
@@ -132,6 +136,7 @@ def parse_catalog(records: Sequence[Record], *, kind: str | None = None) -> tupl
         note = text(rec.values.get("source_note"))
         if reason := text_problem(note):
             r.fail("source_note", "characters", f"来源（source_note）{reason}")
+        fee = _fee(r)
         if row_kind and code:
             first = seen.get((row_kind, code))
             if first is not None:
@@ -151,9 +156,37 @@ def parse_catalog(records: Sequence[Record], *, kind: str | None = None) -> tupl
                     "min_level": level,
                     "region_scope": region_scope,
                     "source_note": note,
+                    "fee": fee,
                 }
             )
     return (out if not problems else []), problems
+
+
+MAX_FEE = Decimal("1000000")
+
+
+def parse_fee(raw: Any) -> tuple[Decimal | None, str | None]:
+    """A fee cell → (yuan, None), (None, None) when empty, or (None, 中文说明) when not a fee."""
+    value = text(raw) if not isinstance(raw, (int, float)) or isinstance(raw, bool) else str(raw)
+    value = value.strip().removesuffix("元").strip()
+    if not value:
+        return None, None
+    try:
+        fee = Decimal(value)
+    except InvalidOperation:
+        return None, f"收费标准应为金额（元），而不是“{excerpt(value)}”"
+    if not fee.is_finite() or fee < 0 or fee > MAX_FEE:
+        return None, f"收费标准应为 0 到 {MAX_FEE} 元之间的金额，而不是“{excerpt(value)}”"
+    if fee != fee.quantize(Decimal("0.01")):
+        return None, f"收费标准最多保留两位小数，而不是“{excerpt(value)}”"
+    return fee.quantize(Decimal("0.01")), None
+
+
+def _fee(r: RowCheck) -> Decimal | None:
+    fee, problem = parse_fee(r.record.values.get("fee"))
+    if problem:
+        r.fail("fee", "format", problem)
+    return fee
 
 
 def _days(r: RowCheck) -> int | None:
@@ -174,7 +207,7 @@ def _days(r: RowCheck) -> int | None:
     return days
 
 
-CATALOG_EXPORT = ("kind", "code", "name", "unit", "validity_days", "recognizable", "min_level", "region_scope", "source_note")
+CATALOG_EXPORT = ("kind", "code", "name", "unit", "validity_days", "recognizable", "min_level", "region_scope", "source_note", "fee")
 
 
 def catalog_export_row(item: Mapping[str, Any]) -> list[Any]:
@@ -189,6 +222,7 @@ def catalog_export_row(item: Mapping[str, Any]) -> list[Any]:
         int(item["min_level"]),
         item["region_scope"],
         item["source_note"],
+        "" if item.get("fee") is None else str(Decimal(str(item["fee"])).quantize(Decimal("0.01"))),
     ]
 
 

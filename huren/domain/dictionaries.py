@@ -61,3 +61,32 @@ def load(name: str) -> Mapping[str, str]:
 
 def all_dictionaries() -> dict[str, Mapping[str, str]]:
     return {name: load(name) for name in NAMES}
+
+
+#: The six situations of the national rules (《医疗机构检查检验结果互认管理办法》, 2022, art. 19)
+#: in which a doctor may repeat a test instead of recognizing an earlier result, in their order.
+REPEAT_SITUATIONS = ("病情变化", "结果变化快", "重大诊疗措施前", "急诊急救", "司法鉴定等", "其他")
+
+#: REJECT_REASON (seed 002 §3.13) → the situation it falls under. 1 / 4: the patient's condition
+#: changed or no longer fits the old result (病情变化); 2: results closely tied to a fast-moving
+#: disease (结果变化快); 3: before surgery, transfusion and other major measures (重大诊疗措施前);
+#: 7: emergency and rescue (急诊急救); 9: forensic, disability, retirement assessments (司法鉴定等);
+#: 5 (doubt about the old diagnosis), 6 (image quality not sufficient), 8 (the patient or family
+#: asks for it), 10 (other) and a decision without a reason: 其他.
+REASON_SITUATION = {
+    "1": "病情变化",
+    "2": "结果变化快",
+    "3": "重大诊疗措施前",
+    "4": "病情变化",
+    "5": "其他",
+    "6": "其他",
+    "7": "急诊急救",
+    "8": "其他",
+    "9": "司法鉴定等",
+    "10": "其他",
+}
+
+
+def repeat_situation(reason: str | None) -> str:
+    """The national rules' situation a REJECT_REASON code falls under (unknown or none: 其他)."""
+    return REASON_SITUATION.get((reason or "").strip(), "其他")

@@ -198,3 +198,31 @@ def problem(p: Mapping[str, Any]) -> dict[str, str]:
         "rule": rule(str(p.get("rule") or "")),
         "message": message(str(p.get("message") or "")),
     }
+
+
+#: English words a catalog's unit column carries → Chinese (symbols such as g/L, mmol/L, U/L
+#: stay: Chinese reports print them so). Longest first.
+UNIT_WORDS: tuple[tuple[str, str], ...] = (
+    ("qualitative+sediment", "定性+沉渣"),
+    ("dipstick items", "干化学试带项目"),
+    ("qualitative", "定性"),
+    ("sediment", "沉渣"),
+    ("panel:", "组合："),
+    ("titer", "滴度"),
+    ("type", "分型"),
+    ("unit", "单位"),
+    (" or ", " 或 "),
+    (" & ", " 及 "),
+)
+_SECONDS = re.compile(r"(?<![A-Za-z])s(?![A-Za-z/])")
+
+
+def unit(text: str) -> str:
+    """A catalog unit as a Chinese reader reads it: ``qualitative`` → 定性, ``s (+INR)`` →
+    秒（含INR）, ``titer`` → 滴度; SI symbols (g/L, mmol/L, 10^9/L) unchanged."""
+    out = (text or "").strip()
+    for en, zh in UNIT_WORDS:
+        out = out.replace(en, zh)
+    out = out.replace("(+", "（含").replace("(", "（").replace(")", "）")
+    out = _SECONDS.sub("秒", out)
+    return out.replace(" （", "（")

@@ -11,14 +11,17 @@ code is translated, anything else is reported unmapped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from huren.context import Clock, Principal
 from huren.domain import catalog as rows
 from huren.domain import kinds
-from huren.errors import Forbidden, InvalidInput, Problem
+from huren.errors import Forbidden, InvalidInput, NotFound, Problem
 from huren.services import access
+from huren.services.audit import AuditService
+from huren.store import audit as audit_store
 from huren.store import catalog as store
 from huren.store.database import Database
 from huren.wire import tabular
@@ -40,8 +43,24 @@ def item_out(r: dict[str, Any]) -> dict[str, Any]:
         "min_level": int(r["min_level"]),
         "region_scope": r["region_scope"],
         "source_note": r["source_note"],
+        "fee": None if r.get("fee") is None else float(r["fee"]),
         "updated_at": _when(r.get("updated_at")),
     }
+
+
+#: What one catalog item's edit may change (the rest is the import's).
+EDITABLE = ("validity_days", "recognizable", "min_level", "region_scope", "fee")
+
+
+def _shown(field: str, value: Any) -> str:
+    """A value as the audit entry writes it (old → new)."""
+    if value is None or value == "":
+        return "空"
+    if field == "recognizable":
+        return "是" if value else "否"
+    if field == "fee":
+        return f"{Decimal(str(value)):.2f}"
+    return str(value)
 
 
 def _check_kind(kind: str | None, field: str = "kind") -> None:
@@ -55,12 +74,52 @@ def _check_format(fmt: str) -> None:
 
 
 class CatalogService:
-    def __init__(self, db: Database, clock: Clock, *, on_change: Callable[[], None] | None = None) -> None:
-        """``on_change`` is called after each catalog import (e.g. to drop a cached copy of the
-        catalog, as the recognition service keeps one)."""
+    def __init__(
+        self, db: Database, clock: Clock, *, on_change: Callable[[], None] | None = None, audit: AuditService | None = None
+    ) -> None:
+        """``on_change`` is called after each catalog import or edit (e.g. to drop a cached copy of
+        the catalog, as the recognition service keeps one); ``audit`` logs each edit (who, when,
+        old → new) in the access log."""
         self._db = db
         self._clock = clock
         self._on_change = on_change
+        self._audit = audit
+
+    def edit_item(self, principal: Principal, kind: str, code: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Change one catalog item in place — validity days, recognizable, minimum level, region,
+        fee (:data:`EDITABLE`) — checked as an import checks them, and write an access-log entry
+        naming the item and each change (old → new), in the same transaction. Only whoever may
+        import the catalog (a supervisor) may edit it. Returns the item as stored and the changes."""
+        access.require(principal, "catalog.write")
+        _check_kind(kind)
+        unknown = sorted(set(changes) - set(EDITABLE))
+        if unknown:
+            raise InvalidInput("只能修改有效天数、是否互认、最低机构等级、适用区域与收费标准",
+                               [Problem(f"catalog.{u}", "unknown_column", "该项不能在此修改") for u in unknown])
+        with self._db.write() as conn:
+            found = store.items(conn, kind, [code])
+            if not found:
+                raise NotFound(f"{kinds.BY_NAME[kind].zh}项目目录中没有编码“{code}”",
+                               [Problem("catalog.code", "not_found", "目录中没有该项目")])
+            old = found[0]
+            values = {c: old[c] for c in ("kind", "code", "name", "unit", "source_note")}
+            values |= {c: ("" if old[c] is None else old[c]) for c in EDITABLE}
+            values["recognizable"] = 1 if old["recognizable"] else 0
+            values |= {k: v for k, v in changes.items()}
+            [parsed], problems = _parse_one(values)
+            if problems:
+                raise InvalidInput(f"修改有{len(problems)}处问题，未保存", problems)
+            diff = {c: (old[c], parsed[c]) for c in EDITABLE if _norm(c, old[c]) != _norm(c, parsed[c])}
+            if diff:
+                store.update_item(conn, kind, code, {c: parsed[c] for c in diff}, now=self._clock.now())
+                if self._audit is not None:
+                    what = "；".join(f"{c} {_shown(c, a)}→{_shown(c, b)}" for c, (a, b) in diff.items())
+                    target = f"catalog {kind}:{code} {what}"[:256]
+                    audit_store.log_access_many(conn, self._audit.rows(principal, "catalog_edit", [(None, None, target)], read=False))
+            [now] = store.items(conn, kind, [code])
+        if diff and self._on_change is not None:
+            self._on_change()
+        return {"item": item_out(now), "changed": {c: [_plain(c, a), _plain(c, b)] for c, (a, b) in diff.items()}}
 
     # -- the catalog ------------------------------------------------------------------------
     def import_rows(self, payload: Any, principal: Principal, *, kind: str | None = None) -> dict[str, Any]:
@@ -234,6 +293,19 @@ class CatalogService:
             for m in maps
         ]
 
+    def unmapped(self, principal: Principal) -> list[dict[str, Any]]:
+        """The caller institution's local item codes its reports carried without a mapping (neither
+        a catalog code nor mapped; see :func:`huren.store.catalog.unmapped_codes`): what it should
+        add to its code mapping. Whoever may read its mapping may read these."""
+        access.require(principal, "codemap.read")
+        out: list[dict[str, Any]] = []
+        with self._db.read() as conn:
+            for k in (kinds.LAB, kinds.EXAM):
+                for r in store.unmapped_codes(conn, principal.org_code, k.name):
+                    out.append({"kind": k.name, "local_code": r["code"], "local_name": r["name"] or "",
+                                "items": int(r["n"]), "last_at": _when(r["last_at"])})
+        return out
+
     def export_mappings(self, principal: Principal, fmt: str, kind: str | None = None) -> bytes:
         _check_format(fmt)
         data = [[m[c] for c in rows.MAPPING_EXPORT] for m in self.mappings(principal, kind)]
@@ -269,6 +341,24 @@ class CatalogService:
         _check_kind(kind)
         with self._db.read() as conn:
             return [item_out(r) for r in store.items(conn, kind, list(codes) if codes is not None else None)]
+
+
+def _parse_one(values: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Problem]]:
+    items, problems = rows.parse_catalog([rows.Record("catalog", values)])
+    return (items or [{}]), problems
+
+
+def _norm(field: str, v: Any) -> Any:
+    if field == "fee":
+        return None if v is None or v == "" else Decimal(str(v)).quantize(Decimal("0.01"))
+    if field == "recognizable":
+        return bool(v)
+    return v
+
+
+def _plain(field: str, v: Any) -> Any:
+    n = _norm(field, v)
+    return float(n) if isinstance(n, Decimal) else n
 
 
 def _label_order(field: str) -> tuple[int, str]:

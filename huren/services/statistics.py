@@ -1,10 +1,14 @@
 """Recognition statistics (BJ-1.3 / BJ-1.4): per institution, department, item or day —
 reminders shown, recognizable results found, accepted, rejected by reason, cited, the
-recognition rate (accepted / decided) and the tests avoided (one per accepted item)."""
+recognition rate (accepted / decided), the tests avoided (one per accepted item) and their cost
+(the catalog's optional fee per item); rejections also by the six situations of the national rules
+(huren.domain.dictionaries.REPEAT_SITUATIONS). The totals (the KPI cards) count over everything in
+scope whatever the grouping."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from huren.context import Clock, Principal
@@ -43,22 +47,28 @@ class StatisticsService:
             scope = access.org_scope(conn, principal, "statistics.read", org_code)
             groups = rstore.statistics(conn, by, scope, start, end)
             names = self._names(conn, by)
+            # the KPI cards count over everything in scope, whatever the grouping (grouped by item,
+            # reminders carry no item: summing the rows would drop them to 0)
+            overall = rstore.statistics(conn, "all", scope, start, end).get("", _empty())
+            per_item = groups if by == "item" else rstore.statistics(conn, "item", scope, start, end)
+            fees = {(str(c["kind"]), str(c["code"])): c.get("fee") for c in rstore.catalog(conn)}
         reasons = dictionaries.load("REJECT_REASON")
         rows = []
         for key, r in sorted(groups.items()):
             r["name"] = names.get(key, key) if key else "（未填写）"
-            r["rejected_by_reason"] = [
-                {"reason": code, "name": reasons.get(code, "未填写理由"), "count": n}
-                for code, n in sorted(r["rejected_by_reason"].items(), key=lambda kv: (-kv[1], kv[0]))
-            ]
+            r["rejected_by_situation"] = _situations(r["rejected_by_reason"])
+            r["rejected_by_reason"] = _reasons(r["rejected_by_reason"], reasons)
             rows.append(r)
         counted = ("reminders", "recognizable", "views", "accepted", "rejected", "cited")
-        total: dict[str, Any] = {k: sum(r[k] for r in rows) for k in counted}
+        total: dict[str, Any] = {k: overall[k] for k in counted}
         # 检查 / 检验 split (reminders, decisions and citations each carry their kind)
-        total["by_kind"] = {kind: {k: sum(r["by_kind"][kind][k] for r in rows) for k in counted} for kind in ("exam", "lab")}
+        total["by_kind"] = {kind: {k: overall["by_kind"][kind][k] for k in counted} for kind in ("exam", "lab")}
         decided = total["accepted"] + total["rejected"]
         total["recognition_rate"] = round(total["accepted"] / decided, 4) if decided else None
         total["tests_avoided"] = total["accepted"]
+        total["rejected_by_reason"] = _reasons(overall["rejected_by_reason"], reasons)
+        total["rejected_by_situation"] = _situations(overall["rejected_by_reason"])
+        total |= _cost(per_item, fees)
         return {"by": by, "day_from": day_from.isoformat(), "day_to": day_to.isoformat(), "rows": rows, "total": total}
 
     def _names(self, conn: Any, by: str) -> dict[str, str]:
@@ -69,3 +79,47 @@ class StatisticsService:
         if by == "item":
             return {str(c["code"]): str(c["name"]) for c in rstore.catalog(conn)}
         return {}
+
+
+def _empty() -> dict[str, Any]:
+    zero = {"reminders": 0, "recognizable": 0, "views": 0, "accepted": 0, "rejected": 0, "cited": 0}
+    return {**zero, "rejected_by_reason": {}, "by_kind": {"exam": dict(zero), "lab": dict(zero)}}
+
+
+def _reasons(counts: dict[str, int], names: Any) -> list[dict[str, Any]]:
+    return [
+        {"reason": code, "name": names.get(code, "未填写理由"), "count": n}
+        for code, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
+
+
+def _situations(counts: dict[str, int]) -> list[dict[str, Any]]:
+    """Rejections per situation of the national rules (huren.domain.dictionaries.REPEAT_SITUATIONS),
+    all six in their order, 0 included: they add up to the rejected decisions."""
+    per = dict.fromkeys(dictionaries.REPEAT_SITUATIONS, 0)
+    for code, n in counts.items():
+        per[dictionaries.repeat_situation(code)] += n
+    return [{"name": name, "count": n} for name, n in per.items()]
+
+
+def _cost(per_item: dict[str, dict[str, Any]], fees: dict[tuple[str, str], Any]) -> dict[str, Any]:
+    """The cost avoided: the catalog's fee of each accepted item (an accepted item is a test not
+    repeated), summed; accepted items whose catalog row gives no fee are counted apart."""
+    cost = Decimal(0)
+    priced = unpriced = 0
+    for code, r in per_item.items():
+        for kind in ("exam", "lab"):
+            n = int(r["by_kind"][kind]["accepted"])
+            if not n:
+                continue
+            fee = fees.get((kind, code))
+            if fee is None:
+                unpriced += n
+            else:
+                cost += Decimal(str(fee)) * n
+                priced += n
+    return {
+        "cost_avoided": float(cost.quantize(Decimal("0.01"))) if priced else None,
+        "cost_items_priced": priced,
+        "cost_items_unpriced": unpriced,
+    }

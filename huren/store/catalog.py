@@ -6,9 +6,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, select, update
 
-from huren.store.tables import catalog_item, code_map
+from huren.store.tables import REPORT_TABLES, catalog_item, code_map
 
 
 def upsert_items(conn: Connection, rows: Sequence[dict[str, Any]], *, now: datetime) -> None:
@@ -18,6 +18,13 @@ def upsert_items(conn: Connection, rows: Sequence[dict[str, Any]], *, now: datet
             codes = [r["code"] for r in chunk if r["kind"] == kind]
             conn.execute(delete(catalog_item).where(catalog_item.c.kind == kind, catalog_item.c.code.in_(codes)))
         conn.execute(insert(catalog_item), [r | {"updated_at": now} for r in chunk])
+
+
+def update_item(conn: Connection, kind: str, code: str, values: dict[str, Any], *, now: datetime) -> None:
+    """Change some columns of one catalog item."""
+    conn.execute(
+        update(catalog_item).where(catalog_item.c.kind == kind, catalog_item.c.code == code).values(**values, updated_at=now)
+    )
 
 
 def items(conn: Connection, kind: str | None = None, codes: Iterable[str] | None = None) -> list[dict[str, Any]]:
@@ -99,3 +106,31 @@ def item_names(conn: Connection, kind: str | None = None) -> dict[tuple[str, str
     if kind is not None:
         q = q.where(catalog_item.c.kind == kind)
     return {(r.kind, r.code): r.name for r in conn.execute(q)}
+
+
+#: kind → (the item field holding its code, the item field naming it as the institution does)
+_ITEM_CODE = {"lab": ("class_code", "class_local_name"), "exam": ("exam_item_code", "exam_item_name")}
+
+
+def unmapped_codes(conn: Connection, org_code: str, kind: str, *, limit: int = 1000) -> list[dict[str, Any]]:
+    """The item codes ``org_code``'s stored reports (not voided) of ``kind`` carry that are neither
+    in the catalog nor mapped by the institution — what its gateway or upload sent without a
+    mapping (the gateway uploads an unmapped code as it is): code, a name it came with, how many
+    items and the latest receipt. Most frequent first."""
+    master_t, item_t = REPORT_TABLES[kind]
+    code_col, name_col = (item_t.c[c] for c in _ITEM_CODE[kind])
+    in_catalog = select(catalog_item.c.code).where(catalog_item.c.kind == kind, catalog_item.c.code == code_col)
+    mapped = select(code_map.c.local_code).where(
+        code_map.c.org_code == org_code, code_map.c.kind == kind, code_map.c.local_code == code_col
+    )
+    n = func.count().label("n")
+    q = (
+        select(code_col.label("code"), func.max(name_col).label("name"), n, func.max(master_t.c.received_at).label("last_at"))
+        .select_from(item_t.join(master_t, master_t.c.id == item_t.c.report_id))
+        .where(master_t.c.org_code == org_code, master_t.c.voided.is_(False), code_col != "",
+               ~in_catalog.exists(), ~mapped.exists())
+        .group_by(code_col)
+        .order_by(n.desc(), code_col)
+        .limit(limit)
+    )
+    return [dict(r) for r in conn.execute(q).mappings()]

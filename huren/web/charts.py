@@ -60,6 +60,23 @@ def shorten(s: str, width: float, size: float = 12) -> str:
     return out + "…"
 
 
+def wrap(s: str, width: float, size: float = 12, max_lines: int = 4) -> list[str]:
+    """``s`` broken into lines no wider than ``width`` (full text kept: a label is wrapped, not cut;
+    only past ``max_lines`` lines is the last one shortened, and the full text is in the tooltip)."""
+    lines: list[str] = []
+    line = ""
+    for ch in s:
+        if line and text_width(line + ch, size) > width:
+            lines.append(line)
+            line = ""
+        line += ch
+    if line or not lines:
+        lines.append(line)
+    if len(lines) > max_lines:
+        lines = [*lines[: max_lines - 1], shorten("".join(lines[max_lines - 1 :]), width, size)]
+    return lines
+
+
 def nice_max(v: float, ticks: int = 4) -> float:
     """A round top of the scale at or above ``v``: ``ticks`` steps of 1, 2 or 5 × 10ⁿ, at least 1
     per step (so that counts get whole-number ticks); ``v`` ≤ 0 gives ``ticks``."""
@@ -134,38 +151,58 @@ def hbar_chart(
     color: str = PALETTE[0],
     notes: Sequence[str] | None = None,
     empty: str = EMPTY_TEXT,
+    x_label: str = "",
+    label_width: float = 240,
 ) -> str:
     """Horizontal bars, one per (label, value); the value is written after the bar (``None``:
-    "无数据"). ``notes`` adds a text per bar after its value (e.g. the counts behind a rate)."""
+    "无数据"). ``notes`` adds a text per bar after its value (e.g. the counts behind a rate).
+    Labels wider than ``label_width`` are wrapped onto more lines, not cut; ``x_label`` names the
+    value axis's unit under its scale."""
     if not items:
         return _empty(title, width, message=empty)
-    label_w = min(max(text_width(lbl) for lbl, _ in items) + 12, 240)
+    label_w = min(max(text_width(lbl) for lbl, _ in items) + 12, label_width)
     values = [float(v) for _, v in items if v is not None]
     top = max_value if max_value is not None else nice_max(max(values, default=0))
     top = top if top > 0 else 1.0
-    row_h, bar_h, head = 24, 16, 32
+    line_h, bar_h, head = 15, 16, 32
+    wrapped = [wrap(lbl, label_w - 8) for lbl, _ in items]
+    heights = [max(24, line_h * len(w) + 9) for w in wrapped]
     x0 = label_w + 8
     plot_w = width - x0 - 170
-    height = head + row_h * len(items) + 26
+    foot = 26 + (16 if x_label else 0)
+    height = head + sum(heights) + foot
     parts = _open(width, height, title)
+    axis_y = height - foot + 18
     # vertical grid lines at 0, 25, 50, 75, 100 % of the scale
     for i in range(5):
         gx = x0 + plot_w * i / 4
-        parts.append(f'<line x1="{_fmt_num(gx)}" y1="{head - 4}" x2="{_fmt_num(gx)}" y2="{_fmt_num(height - 22)}" stroke="#e6e9ee"/>')
-        parts.append(f'<text x="{_fmt_num(gx)}" y="{_fmt_num(height - 8)}" font-size="10" fill="#667" text-anchor="middle">'
+        parts.append(f'<line x1="{_fmt_num(gx)}" y1="{head - 4}" x2="{_fmt_num(gx)}" y2="{_fmt_num(height - foot + 4)}" stroke="#e6e9ee"/>')
+        parts.append(f'<text x="{_fmt_num(gx)}" y="{_fmt_num(axis_y)}" font-size="10" fill="#667" text-anchor="middle">'
                      f"{_t(fmt(top * i / 4))}</text>")
+    if x_label:
+        parts.append(f'<text class="axis-label" x="{_fmt_num(x0 + plot_w / 2)}" y="{_fmt_num(axis_y + 15)}" font-size="10" '
+                     f'fill="#667" text-anchor="middle">{_t(x_label)}</text>')
+    y = float(head)
     for i, (label, value) in enumerate(items):
-        y = head + i * row_h
+        rh = heights[i]
         shown = fmt(float(value)) if value is not None else "无数据"
         note = notes[i] if notes is not None and i < len(notes) else ""
         tip = f"{label}：{shown}" + (f"（{note}）" if note else "")
         parts.append(f'<g class="bar"><title>{_t(tip)}</title>')
-        parts.append(f'<text x="{_fmt_num(label_w)}" y="{y + 13}" font-size="12" fill="#333" text-anchor="end">'
-                     f"{_t(shorten(label, label_w - 8))}</text>")
+        lines = wrapped[i]
+        ty = y + (rh - line_h * len(lines)) / 2 + 11
+        parts.append(f'<text x="{_fmt_num(label_w)}" y="{_fmt_num(ty)}" font-size="12" fill="#333" text-anchor="end">')
+        if len(lines) == 1:
+            parts.append(_t(lines[0]))
+        else:  # wrapped: one tspan a line
+            parts += [f'<tspan x="{_fmt_num(label_w)}" dy="{0 if j == 0 else line_h}">{_t(ln)}</tspan>' for j, ln in enumerate(lines)]
+        parts.append("</text>")
         w = 0.0 if value is None else max(0.0, min(float(value), top)) / top * plot_w
-        parts.append(f'<rect x="{_fmt_num(x0)}" y="{y + 2}" width="{_fmt_num(w)}" height="{bar_h}" fill={_a(color)} rx="2"/>')
+        by = y + (rh - bar_h) / 2
+        parts.append(f'<rect x="{_fmt_num(x0)}" y="{_fmt_num(by)}" width="{_fmt_num(w)}" height="{bar_h}" fill={_a(color)} rx="2"/>')
         text = shown + (f"  {note}" if note else "")
-        parts.append(f'<text x="{_fmt_num(x0 + w + 6)}" y="{y + 14}" font-size="12" fill="#222">{_t(text)}</text></g>')
+        parts.append(f'<text x="{_fmt_num(x0 + w + 6)}" y="{_fmt_num(by + 12)}" font-size="12" fill="#222">{_t(text)}</text></g>')
+        y += rh
     parts.append("</svg>")
     return "".join(parts)
 
@@ -197,8 +234,10 @@ def bar_chart(
     width: float = 720,
     height: float = 280,
     empty: str = EMPTY_TEXT,
+    x_label: str = "",
 ) -> str:
-    """Vertical bars per category (e.g. per day): one bar per series side by side, or stacked."""
+    """Vertical bars per category (e.g. per day): one bar per series side by side, or stacked;
+    ``y_label`` / ``x_label`` name the axes' units."""
     if not categories or not series:
         return _empty(title, width, message=empty)
     colors = _colors(series)
@@ -212,7 +251,10 @@ def bar_chart(
     parts = _open(width, height, title)
     parts += _legend(series, colors, x0, 38)
     if y_label:
-        parts.append(f'<text x="8" y="{_fmt_num(head - 10)}" font-size="10" fill="#667">{_t(y_label)}</text>')
+        parts.append(f'<text class="axis-label" x="8" y="{_fmt_num(head - 10)}" font-size="10" fill="#667">{_t(y_label)}</text>')
+    if x_label:
+        parts.append(f'<text class="axis-label" x="{_fmt_num(width - 8)}" y="{_fmt_num(height - 6)}" font-size="10" fill="#667" '
+                     f'text-anchor="end">{_t(x_label)}</text>')
     _y_axis(parts, top, x0, y0, plot_w, plot_h, fmt)
     slot = plot_w / n
     group_w = slot * 0.8
@@ -257,8 +299,12 @@ def line_chart(
     width: float = 720,
     height: float = 260,
     empty: str = EMPTY_TEXT,
+    x_label: str = "",
+    notes: Sequence[str | None] | None = None,
 ) -> str:
-    """Lines over categories (e.g. days); a ``None`` value breaks the line."""
+    """Lines over categories (e.g. days); a ``None`` value breaks the line. ``notes`` (one per
+    category, e.g. ``n=12``: how many the point stands on) is written beside each point of the
+    first series and in its tooltip; ``y_label`` / ``x_label`` name the axes' units."""
     if not categories or not series or all(v is None for s in series for v in s.values):
         return _empty(title, width, message=empty)
     colors = _colors(series)
@@ -272,7 +318,10 @@ def line_chart(
     parts = _open(width, height, title)
     parts += _legend(series, colors, x0, 38, line=True)
     if y_label:
-        parts.append(f'<text x="8" y="{_fmt_num(head - 10)}" font-size="10" fill="#667">{_t(y_label)}</text>')
+        parts.append(f'<text class="axis-label" x="8" y="{_fmt_num(head - 10)}" font-size="10" fill="#667">{_t(y_label)}</text>')
+    if x_label:
+        parts.append(f'<text class="axis-label" x="{_fmt_num(width - 8)}" y="{_fmt_num(height - 6)}" font-size="10" fill="#667" '
+                     f'text-anchor="end">{_t(x_label)}</text>')
     _y_axis(parts, top, x0, y0, plot_w, plot_h, fmt)
     step = plot_w / max(n - 1, 1)
 
@@ -309,8 +358,12 @@ def line_chart(
             if v is None:
                 continue
             x, y = xy(i, float(v))
-            tip = f"{categories[i]} · {s.name}：{fmt(float(v))}"
+            note = notes[i] if notes is not None and i < len(notes) and s is series[0] else None
+            tip = f"{categories[i]} · {s.name}：{fmt(float(v))}" + (f"（{note}）" if note else "")
             parts.append(f'<circle cx="{_fmt_num(x)}" cy="{_fmt_num(y)}" r="3" fill={_a(color)}><title>{_t(tip)}</title></circle>')
+            if note and n <= 31:
+                parts.append(f'<text class="point-note" x="{_fmt_num(x)}" y="{_fmt_num(y - 7)}" font-size="9" fill="#556" '
+                             f'text-anchor="middle">{_t(note)}</text>')
         parts.append("</g>")
     parts.append("</svg>")
     return "".join(parts)

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from huren.domain import access, kinds
+from huren.domain import access, kinds, labels
 from huren.errors import InvalidInput, Problem, TooLarge
 from huren.web.render import SUPERVISION_ROLES, Caller, caller, container, form_caller, invalid, page
 from huren.web.routes_supervision import base_context, call, problem_dicts
@@ -25,7 +25,7 @@ CATALOG_KINDS = {k.name: k.zh for k in (kinds.LAB, kinds.EXAM)}
 CATALOG_SHOWN = 300
 
 
-def _catalog_ctx(request: Request, who: Caller, kind: str, q: str) -> dict[str, Any]:
+def _catalog_ctx(request: Request, who: Caller, kind: str, q: str, edit: str = "") -> dict[str, Any]:
     c = container(request)
     items = c.catalog.list(kind or None)
     needle = q.strip().lower()
@@ -36,9 +36,15 @@ def _catalog_ctx(request: Request, who: Caller, kind: str, q: str) -> dict[str, 
     can_import = access.scope(who.principal, "catalog.write") is not None
     can_map = access.scope(who.principal, "directory.write") is not None
     maps = c.catalog.mappings(who.principal) if can_map else []
+    # the one item being edited (?edit=lab:CODE), for whoever may change the catalog
+    e_kind, _, e_code = edit.partition(":")
+    editing = next(iter(c.catalog.list(e_kind, [e_code])), None) if can_import and e_kind in CATALOG_KINDS and e_code else None
     return {
         "can_import_catalog": can_import,
         "can_map": can_map,
+        "editing": editing,
+        "unmapped": c.catalog.unmapped(who.principal) if can_map else [],
+        "unit_text": labels.unit,
         "items": items[:CATALOG_SHOWN], "total_items": len(items), "all_items": c.catalog.count(),
         "shown_max": CATALOG_SHOWN, "maps": maps, "kinds": CATALOG_KINDS, "filter": {"kind": kind, "q": q},
         "level_names": {1: "一级", 2: "二级", 3: "三级"},
@@ -46,12 +52,39 @@ def _catalog_ctx(request: Request, who: Caller, kind: str, q: str) -> dict[str, 
 
 
 @router.get("/ui/catalog")
-async def catalog(request: Request, who: Annotated[Caller, Depends(caller)], kind: str = "", q: str = "") -> Response:
+async def catalog(
+    request: Request, who: Annotated[Caller, Depends(caller)], kind: str = "", q: str = "", edit: str = ""
+) -> Response:
     ctx = base_context(request, who, "项目目录与编码对照页面")
     if kind not in ("", *CATALOG_KINDS):
         raise invalid("kind", "dictionary", "类型应为 检验 或 检查")
-    more = await run_in_threadpool(_catalog_ctx, request, who, kind, q)
+    more = await run_in_threadpool(_catalog_ctx, request, who, kind, q, edit)
     return page(request, who, "supervision/catalog.html", **ctx, **more, result=None, result_of="")
+
+
+#: the edit form's fields → what the service takes (a checkbox sends nothing when unticked)
+EDIT_FIELDS = ("validity_days", "min_level", "region_scope", "fee")
+
+
+@router.post("/ui/catalog/item")
+async def catalog_edit(request: Request) -> Response:
+    """Save the edit of one catalog item (validity days, recognizable, level, region, fee); the
+    service checks it as an import does and writes the audit entry (old → new)."""
+    who, form = await form_caller(request)
+    ctx = base_context(request, who, "项目目录与编码对照页面")
+    kind, code = str(form.get("kind") or ""), str(form.get("code") or "")
+    changes: dict[str, Any] = {f: str(form.get(f) or "") for f in EDIT_FIELDS}
+    changes["recognizable"] = "1" if form.get("recognizable") else "0"
+    status, result, problems, error, edit = 200, None, [], None, ""
+    try:
+        if kind not in CATALOG_KINDS:
+            raise invalid("kind", "dictionary", "类型应为 检验 或 检查")
+        result = await call(container(request).catalog.edit_item, who.principal, kind, code, changes)
+    except InvalidInput as exc:
+        status, error, problems, edit = 422, exc.text(), problem_dicts(exc), f"{kind}:{code}"
+    more = await run_in_threadpool(_catalog_ctx, request, who, "", code if status == 200 else "", edit)
+    return page(request, who, "supervision/catalog.html", status, **ctx, **more, result=result, result_of="edit",
+                error=error, problems=problems, field_names=labels.CATALOG_FIELDS)
 
 
 def _download(data: bytes, fmt: str, stem: str) -> Response:

@@ -430,22 +430,33 @@ async def stats(
                     error=exc.text(), problems=problem_dicts(exc))
     rows = res["rows"]
     group = GROUP_NAMES[by]
+    t = res["total"]
     charts_out: list[str] = []
-    # over time: every day of the range, a gap where nothing was decided
+    # over time: every day of the range, a gap where nothing was decided; n (decisions) by each point
     by_day = {r["key"][:10]: r for r in trend["rows"]}
     first, last = date.fromisoformat(res["day_from"]), date.fromisoformat(res["day_to"])
     days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
-    labels = [d[5:] for d in days]
+    labels_ = [d[5:] for d in days]
+    decided_n = [by_day[d]["accepted"] + by_day[d]["rejected"] if d in by_day else 0 for d in days]
     if by_day:
         charts_out.append(charts.line_chart(
-            labels, [charts.Series("互认率", [by_day[d]["recognition_rate"] if d in by_day else None for d in days])],
-            title="互认率趋势（按日）", fmt=charts.percent, max_value=1.0, y_label="互认率",
+            labels_, [charts.Series("互认率", [by_day[d]["recognition_rate"] if d in by_day else None for d in days])],
+            title="互认率趋势（按日；点旁 n 为当日决定项次）", fmt=charts.percent, max_value=1.0, y_label="互认率（%）",
+            x_label="日期（月-日）", notes=[f"n={n}" if n else None for n in decided_n],
         ))
         charts_out.append(charts.bar_chart(
-            labels,
+            labels_,
             [charts.Series("接受互认", [by_day[d]["accepted"] if d in by_day else 0 for d in days], charts.PALETTE[1]),
              charts.Series("不予互认", [by_day[d]["rejected"] if d in by_day else 0 for d in days], charts.PALETTE[2])],
-            title="每日互认决定数", stacked=True, y_label="项次",
+            title="每日互认决定数", stacked=True, y_label="项次", x_label="日期（月-日）",
+        ))
+    bk = t["by_kind"]
+    if any(bk[k]["accepted"] + bk[k]["rejected"] for k in ("exam", "lab")):
+        charts_out.append(charts.bar_chart(
+            ["检查", "检验"],
+            [charts.Series("接受互认", [bk["exam"]["accepted"], bk["lab"]["accepted"]], charts.PALETTE[1]),
+             charts.Series("不予互认", [bk["exam"]["rejected"], bk["lab"]["rejected"]], charts.PALETTE[2])],
+            title="检查与检验的互认决定", y_label="项次", x_label="类别", height=240,
         ))
     if by != "day":
         decided = [r for r in rows if r["accepted"] + r["rejected"]]
@@ -454,19 +465,22 @@ async def stats(
         charts_out.append(charts.hbar_chart(
             [(_row_label(r, by), r["recognition_rate"]) for r in shown], title=f"各{group}互认率",
             fmt=charts.percent, max_value=1.0, notes=[_rate_note(r) for r in shown],
-            empty=f"所选期间没有按{group}统计的互认决定",
+            empty=f"所选期间没有按{group}统计的互认决定", x_label="互认率（%）",
         ))
-    reasons: dict[str, int] = {}
-    for r in rows:
-        for x in r["rejected_by_reason"]:
-            reasons[x["name"]] = reasons.get(x["name"], 0) + x["count"]
-    reason_items = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+    reason_items = [(x["name"], x["count"]) for x in t["rejected_by_reason"]]
     charts_out.append(charts.hbar_chart(
         reason_items, title="不予互认的理由", color=charts.PALETTE[2], empty="所选期间没有不予互认的决定",
+        x_label="项次", label_width=320,
     ))
+    situations = [(x["name"], x["count"]) for x in t["rejected_by_situation"]]
+    if t["rejected"]:
+        charts_out.append(charts.hbar_chart(
+            situations, title="不予互认按国家规定可复查的情形归类", color=charts.PALETTE[2], x_label="项次",
+        ))
     return page(
         request, who, "supervision/stats.html", **ctx, form=form, res=res, group=group, group_names=GROUP_NAMES,
-        charts=charts_out, reasons=reason_items, row_label=lambda r: _row_label(r, by), elsewhere=elsewhere,
+        charts=charts_out, reasons=reason_items, situations=situations, row_label=lambda r: _row_label(r, by),
+        elsewhere=elsewhere,
     )
 
 

@@ -133,7 +133,7 @@ def test_csv_download_round_trip(api_sup: Api, api_a: Api) -> None:
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/csv")
     assert 'filename="catalog-lab.csv"' in r.headers["content-disposition"]
-    assert r.content.startswith(b"\xef\xbb\xbfkind,code,name,unit,validity_days,recognizable,min_level,region_scope,source_note\r\n")
+    assert r.content.startswith(b"\xef\xbb\xbfkind,code,name,unit,validity_days,recognizable,min_level,region_scope,source_note,fee\r\n")
     assert r.content.count(b"\r\nlab,") == 53
     r = _put_file(api_sup, "/api/v1/catalog/file", r.content, "application/octet-stream", filename="catalog-lab.csv")
     assert r.status_code == 200, r.text

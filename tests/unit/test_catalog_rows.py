@@ -71,6 +71,7 @@ def test_demo_csv_parses_exactly() -> None:
         "region_scope": "",
         "source_note": "[SX2014] 25030100201 '血清白蛋白测定'; also [SPEC]; LOINC 1751-7 [HSPC]; "
         "validity:HB-HR(湖北公示,鄂卫通〔2023〕56号); conf=high",
+        "fee": None,
     }
     # a quoted unit with commas, an unquoted note, an empty exam unit
     assert by["lab", "250101015"]["unit"].startswith("panel: WBC/NEUT/LYMPH/MONO/EO/BASO 10^9/L & %, RBC 10^12/L")
@@ -114,9 +115,9 @@ def test_chinese_headers_and_values() -> None:
     assert problems == []
     assert items == [
         {"kind": "lab", "code": "250304001", "name": "钾测定", "unit": "mmol/L", "validity_days": 7, "recognizable": False,
-         "min_level": 3, "region_scope": "65,650100,6523", "source_note": "湖北"},
+         "min_level": 3, "region_scope": "65,650100,6523", "source_note": "湖北", "fee": None},
         {"kind": "exam", "code": "210300001", "name": "CT扫描", "unit": "", "validity_days": 90, "recognizable": True,
-         "min_level": 2, "region_scope": "", "source_note": ""},
+         "min_level": 2, "region_scope": "", "source_note": "", "fee": None},
     ]  # fmt: skip
 
 
@@ -307,8 +308,8 @@ def test_mapping_rows() -> None:
 def test_xlsx_round_trip_keeps_text_as_text() -> None:
     header = list(rows.CATALOG_EXPORT)
     data = [
-        ["lab", "0250", "=1+1 不是公式", "", 30, 0, 3, "65,6501", "note, with comma\nand a new line"],
-        ["exam", "210300001", "CT", "", 90, 1, 2, "", ""],
+        ["lab", "0250", "=1+1 不是公式", "", 30, 0, 3, "65,6501", "note, with comma\nand a new line", ""],
+        ["exam", "210300001", "CT", "", 90, 1, 2, "", "", "12.50"],
     ]
     sheet = tabular.read_table(tabular.write_xlsx(header, data, title="catalog"), "catalog.xlsx")
     assert sheet.header == header
@@ -358,3 +359,15 @@ def test_unreadable_files(data: bytes, filename: str | None, rule: str) -> None:
 def test_empty_file_and_header_only() -> None:
     assert fields(parse_file(b"")[1]) >= {("rows", "required"), ("header.code", "required")}
     assert fields(parse_file(b"kind,code,name,validity_days\n")[1]) == {("rows", "required")}
+
+
+def test_fee_column() -> None:
+    data = csv_bytes(
+        ["kind", "code", "name", "validity_days", "单价"],
+        ["lab", "1", "a", "3", "12.5"], ["lab", "2", "b", "3", ""], ["lab", "3", "c", "3", "8元"],
+    )
+    items, problems = parse_file(data)
+    assert problems == [] and [str(i["fee"]) if i["fee"] is not None else None for i in items] == ["12.50", None, "8.00"]
+    for bad in ("abc", "-1", "1.234", "NaN", "2000000"):
+        items, problems = parse_file(csv_bytes(["kind", "code", "name", "validity_days", "收费标准"], ["lab", "1", "a", "3", bad]))
+        assert items == [] and fields(problems) == {("row[2].fee", "format")}, bad
