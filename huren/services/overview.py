@@ -104,7 +104,8 @@ class OverviewService:
         out = {}
         for o in orgs:
             n, last = got.get(o["org_code"], (0, None))
-            since = round((now - last).total_seconds() / 3600, 1) if last else None
+            # a receipt a moment "after" now (the store's clock and this one) is 0 hours ago
+            since = max(0.0, round((now - last).total_seconds() / 3600, 1)) if last else None
             out[o["org_code"]] = o | {
                 "today": n,
                 "last_received_at": last.isoformat(sep=" ", timespec="seconds") if last else None,

@@ -33,6 +33,15 @@ def _link(path: str, **params: str) -> str:
     return f"{path}?{urlencode({k: v for k, v in params.items() if v})}"
 
 
+FIGURE_NAMES = {"completeness": "完整率", "timeliness": "及时率", "recognition": "互认率", "open": "未整改", "silent": "静默"}
+
+
+def _status(r: tables.Row) -> str:
+    """红 / 黄 / 正常, with the figures that make it so: 红（静默、完整率）."""
+    why = [FIGURE_NAMES[k] for k, v in r["levels"].items() if v == r["level"] and r["level"] in (RED, YELLOW)]
+    return LEVEL_NAMES[r["level"]] + (f"（{'、'.join(why)}）" if why else "")
+
+
 def ranking(request: Request, res: dict[str, Any], names: dict[str, str]) -> tables.Table:
     """The ranking as one table of huren.web.tables."""
     span = {"day_from": res["day_from"], "day_to": res["day_to"]}
@@ -46,7 +55,7 @@ def ranking(request: Request, res: dict[str, Any], names: dict[str, str]) -> tab
     return tables.Table(
         "overview", "机构排名",
         [tables.Column("org_code", "机构", text=tables.org_text(names), link=down("/ui/quality/completeness")),
-         tables.Column("level", "状态", value=lambda r: LEVEL_NAMES[r["level"]],
+         tables.Column("level", "状态", value=_status,
                        tag=lambda r: {"red": "bad", "yellow": "warn", "green": "ok"}.get(r["level"], "")),
          tables.Column("completeness", "完整率（%）", num=True, percent=True, cls=lv("completeness"),
                        link=down("/ui/quality/completeness", exc="completeness")),

@@ -29,7 +29,7 @@ def test_supervisor_walks_the_supervision_pages(demo_server: Server, context: An
     _menu(page, "数据完整性", "/ui/quality/completeness")
     assert page.locator(f"#completeness tr.bad[data-org='{first}'] .tag.bad", has_text="不一致").count() >= 1
     assert page.locator(f"#completeness tr.bad[data-org='{second}'] .tag.warn", has_text="未申报").count() >= 1
-    assert page.locator(".chart svg").count() == 1
+    assert page.locator(".chart svg").count() == 2  # declared vs received, and the daily 完整率
     shot(page, "supervision-completeness")
     # narrowed to the first hospital
     page.select_option("select[name=org_code]", first)

@@ -135,6 +135,7 @@ def test_thresholds_colour_the_rows(client: TestClient, container: Container, wo
     strict = {x["data"]["org"]: x for x in _table(client.get("/ui/overview").text, "overview")}
     assert "level-red" in strict[ORG_A[0]]["class"]  # 50 % complete < 80 %
     assert 'class="num lvl-red"' in strict[ORG_A[0]]["html"]
+    assert "红（完整率、及时率）" in strict[ORG_A[0]]["cells"]  # the status says which figures
     container.settings.overview_rate_red = 40  # 50 % is now yellow (below 95 %)
     mid = {x["data"]["org"]: x for x in _table(client.get("/ui/overview").text, "overview")}
     assert "level-yellow" in mid[ORG_A[0]]["class"] and 'class="num lvl-yellow"' in mid[ORG_A[0]]["html"]
