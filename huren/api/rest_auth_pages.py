@@ -33,6 +33,11 @@ class PageTokenRequest(Body):
     **op(
         ["HZ-18", "HZ-19", "XJ-1.3.2.3", "HZ-13"],
         "机构接入账号为本机构一名医生签发短期页面令牌（只能打开医生页面，不能调用任何接口）；签发账号停用或改密后失效",
+        description=(
+            "只有机构接入账号（hospital）可以签发，且只为本机构医生（page_token.issue）。返回的 `page_token` 作为医生页面"
+            "（/ui/widget、/ui/panel、/ui/decide、/ui/report/…）的 `token` 参数；页面上的医生编码、姓名（及写明的就诊流水号）以令牌为准。"
+            "令牌以独立用途签名，任何 /api/v1 接口都不接受它（401）。默认 600 秒有效，最长为平台配置 HUREN_PAGE_TOKEN_MAX_SECONDS（默认 3600 秒）。"
+        ),
     ),
 )
 async def page_token(req: PageTokenRequest, c: Services, who: Caller) -> dict[str, Any]:

@@ -117,6 +117,13 @@ class VisitQuery(Body):
     **op(
         ["HZ-16", "HZ-18", "HZ-19", "XJ-1.3.2.3", "XJ-1.3.2.5 / 1.4.2.3"],
         "一次就诊的互认决定（供 HIS 轮询）：互认的项目（应从医嘱中撤除）与不互认的项目及理由；与页面 postMessage 的 huren:decisions 消息字段相同",
+        description=(
+            "机构接入账号、医院管理员查本机构；监管用户以 org_code 查辖区内机构（records.read）；每次查询记入访问日志。\n\n"
+            "返回 `{code, version: 1, org_code, patient: {id_type_code, id_no}, visit: {event_no}, accepted: [项目], rejected: [项目]}`；"
+            "项目为 `{type (1 检查 / 2 检验), kind (exam / lab), code (标准项目编码), hr_org_code, org_name, hr_report_form_no, "
+            "report_id (报告标识), record_time}`，rejected 另有 `reason`（REJECT_REASON 代码）与 `reason_name`（理由全文）。"
+            "同一项目多次决定时以最后一次为准。页面保存后以 postMessage 发给 HIS 的 huren:decisions 消息（见 /ui/embed）用同样的字段名，并多出 name、dtime、result 等显示字段。"
+        ),
     ),
 )
 async def visit_decisions(q: VisitQuery, c: Services, who: Caller) -> dict[str, Any]:

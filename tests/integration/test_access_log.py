@@ -34,6 +34,7 @@ READ_POSTS = {
     "/api/v1/recognition/recent", "/api/v1/recognition/detail", "/api/v1/recognition/exists",
     "/api/v1/recognition/lab-reports", "/api/v1/recognition/exam-reports",
     "/api/v1/links",  # makes a link that serves a patient's PDF
+    "/api/v1/recognition/visit-decisions",  # one visit's decisions, for a HIS that polls
 }
 #: reads that hold no patient data, and why
 NOT_PATIENT_DATA = {
