@@ -97,7 +97,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         audit=audit,
         registry=registry,
         query=QueryService(db, blobs, clock, audit, refs),
-        quality=QualityService(db, blobs, clock, audit, refs),
+        quality=QualityService(db, blobs, clock, audit, refs, rectify_days=settings.rectify_days),
         directory=DirectoryService(db, clock, hasher=auth.hasher, on_change=auth.forget),
         catalog=CatalogService(db, clock, on_change=recognition.invalidate, audit=audit),
         masterdata=MasterDataService(db, clock, audit, registry.reject, fields=keys.fields()),

@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     #: at most this many kept bytes per institution; past it only the problems are kept
     rejected_keep_bytes: int = Field(default=256 * 1024, ge=0)
     rejected_quota_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
+    #: days an institution has to rectify a rejected submission: the deadline on the rectification page
+    rectify_days: int = Field(default=7, ge=1, le=365)
     timezone: str = "Asia/Shanghai"
     #: SM2 ciphertext layout of the SOAP ``strKey`` when raw (DER is always accepted): the
     #: GM/T 0003-2012 order C1C3C2, or the older C1C2C3

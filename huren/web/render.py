@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from huren import __version__
 from huren.context import Principal
-from huren.domain import access
+from huren.domain import access, labels
 from huren.errors import Forbidden, HurenError, InvalidInput, Problem, Unauthorized
 from huren.web.backend import DoctorBackend
 from huren.web.session import COOKIE, Session, SessionCodec, same
@@ -238,7 +238,8 @@ def error_page(request: Request, status: int, message: str, problems: Sequence[d
     titles = {400: "请求有误", 401: "需要登录", 403: "无权访问", 404: "未找到", 409: "数据冲突", 413: "文件过大", 422: "输入有误", 429: "请求过于频繁"}
     return page(
         request, None, "error.html", status,
-        title=titles.get(status, "出错了"), message=message, problems=list(problems), code=status,
+        # field paths and rule codes as a user reads them (huren.domain.labels)
+        title=titles.get(status, "出错了"), message=message, problems=[labels.problem(p) for p in problems], code=status,
     )
 
 

@@ -89,3 +89,31 @@ def test_one_mapping_of_labels() -> None:
     assert labels.rule("dictionary") == "须为字典中的代码" and labels.rule("xyz") == labels.OTHER_RULE
     assert labels.message("审核者审核时间（authenticator_dtime）为必填项") == "审核者审核时间为必填项"
     assert labels.message("收到“a_b.c”") == "收到“a_b.c”"  # the value sent is kept as sent
+
+
+def test_the_deadline_is_configurable(api_a: Api, container: Container) -> None:
+    from datetime import datetime, timedelta
+
+    import pytest
+
+    from huren.services.quality import QualityService
+    from huren.settings import Settings
+
+    assert container.settings.rectify_days == 7
+    with pytest.raises(ValueError):
+        Settings(rectify_days=0)
+    assert api_a.post("/api/v1/exam-reports", bad_exam("EX-D1")).status_code == 422
+    short = QualityService(container.db, container.blobs, container.clock, container.audit, container.refs, rectify_days=3)
+    [row] = short.rejected(container_principal(container))
+    received = datetime.fromisoformat(row["received_at"])
+    assert datetime.fromisoformat(row["deadline"]) == received + timedelta(days=3)
+    assert short.rejected_page(container_principal(container))["rectify_days"] == 3
+
+
+def test_error_pages_name_fields_and_rules_in_chinese(client: TestClient) -> None:
+    web_login(client, SUPERVISOR)
+    r = client.get("/ui/catalog", params={"kind": "zzz"})
+    assert r.status_code == 422
+    table = re.search(r'<table class="grid">.*?</table>', r.text, re.S)
+    assert table and "须为字典中的代码" in table.group(0)
+    assert "<td>dictionary</td>" not in r.text and "<td>kind</td>" not in r.text
