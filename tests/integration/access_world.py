@@ -116,6 +116,7 @@ OPERATIONS: dict[tuple[str, str], str | None] = {
     ("GET", "/api/v1/org-reports"): "report.list",
     ("GET", "/api/v1/statistics/recognized-elsewhere"): "statistics.read",
     ("GET", "/api/v1/quality/rectification"): "quality.read",
+    ("GET", "/api/v1/quality/overview"): "quality.read",
 }
 for _kind in ("lab", "exam"):
     OPERATIONS |= {

@@ -50,6 +50,7 @@ NOT_PATIENT_DATA = {
     "/api/v1/quality/completeness": "counts per day and department",
     "/api/v1/quality/timeliness": "upload delays",
     "/api/v1/quality/rectification": "counts of rejected submissions",
+    "/api/v1/quality/overview": "counts and rates per institution",
     "/api/v1/statistics/recognition": "counts",
     "/api/v1/statistics/recognized-elsewhere": "counts",
     "/api/v1/transport/key": "an institution's public key",

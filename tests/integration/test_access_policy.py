@@ -265,14 +265,16 @@ PAGES: dict[str, str | None] = {
     "/ui/catalog": "quality.read",
     "/ui/catalog/download": "quality.read",
     "/ui/catalog/mappings/download": "quality.read",
+    "/ui/overview": "quality.read",
 }
 
 
 def test_every_page_follows_the_table(client: TestClient, world: dict[str, Any]) -> None:
-    from huren.web import routes_catalog, routes_doctor, routes_supervision
+    from huren.web import routes_catalog, routes_doctor, routes_overview, routes_supervision
 
     found = {
-        r.path for m in (routes_doctor, routes_supervision, routes_catalog) for r in m.router.routes if "GET" in getattr(r, "methods", ())
+        r.path for m in (routes_doctor, routes_supervision, routes_catalog, routes_overview)
+        for r in m.router.routes if "GET" in getattr(r, "methods", ())
     }
     assert found == set(PAGES), "pages without an entry in this test's table"
     wrong = []
