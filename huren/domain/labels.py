@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from huren.domain import fields, masterdata
+from huren.domain import dictionaries, fields, masterdata
 
 #: Record nodes → their Chinese names.
 NODE_NAMES: Mapping[str, str] = {
@@ -170,6 +170,7 @@ def rule(code: str) -> str:
     return RULE_NAMES.get(code, OTHER_RULE)
 
 
+_DICT_NAME = re.compile(r"\b(" + "|".join(sorted(dictionaries.NAMES, key=len, reverse=True)) + r")\b(?:（[^）]*）)?")
 _PAREN_NAME = re.compile(r"（[A-Za-z_][A-Za-z0-9_.\[\]]*）")
 _QUOTED = re.compile(r"(“[^”]*”)")
 _IDENT = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b|\b(?:labmaster|exammaster|is_accept|reason|code|name|pdf)\b")
@@ -177,13 +178,15 @@ _IDENT = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b|\b(?:labmaster|exammaste
 
 def message(text: str) -> str:
     """A validation message without the developer names it echoes: ``审核者审核时间（authenticator_dtime）``
-    loses the parenthesis; a bare field name outside “quotes” (the value sent) becomes its title."""
+    loses the parenthesis; a dictionary's name (``STD_DEPT（标准科室代码）``) becomes its title; a bare
+    field name outside “quotes” (the value sent) becomes its title."""
     titles = field_titles()
     out = []
     for i, part in enumerate(_QUOTED.split(text or "")):
         if i % 2 == 1:  # a quoted value sent: as it was
             out.append(part)
             continue
+        part = _DICT_NAME.sub(lambda m: f"“{dictionaries.TITLES.get(m.group(1), '代码')}”", part)
         part = _PAREN_NAME.sub("", part)
         part = _IDENT.sub(lambda m: NODE_NAMES.get(m.group(0)) or titles.get(m.group(0), m.group(0)), part)
         out.append(part)

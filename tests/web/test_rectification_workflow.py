@@ -117,3 +117,8 @@ def test_error_pages_name_fields_and_rules_in_chinese(client: TestClient) -> Non
     table = re.search(r'<table class="grid">.*?</table>', r.text, re.S)
     assert table and "须为字典中的代码" in table.group(0)
     assert "<td>dictionary</td>" not in r.text and "<td>kind</td>" not in r.text
+
+
+def test_messages_lose_dictionary_names() -> None:
+    text = labels.message("检查执行标准科室编码的值“3221”不在字典 STD_DEPT（标准科室代码）中")
+    assert text == "检查执行标准科室编码的值“3221”不在字典 “标准科室代码”中" and "STD_" not in text
