@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from huren.context import Clock, Principal
 from huren.domain import access as policy
 from huren.domain import limits
+from huren.errors import InvalidInput, Problem
 from huren.services import access
 from huren.services.quality import QualityService
 from huren.services.statistics import StatisticsService
@@ -95,7 +96,9 @@ class OverviewService:
         """Per institution in scope: reports received today, the last receipt, the hours since and
         whether it has been silent (nothing received) for more than ``hours``."""
         hours = self.thresholds.silent_hours if hours is None else hours
-        limits.check_late_hours(hours)
+        if not 0 < hours <= limits.MAX_LATE_HOURS:  # NaN fails both comparisons
+            msg = f"静默阈值应在 0 到 {limits.MAX_LATE_HOURS} 小时之间"
+            raise InvalidInput("静默阈值无效", [Problem("silent_hours", "range", msg)])
         now = self._clock.now()
         orgs = self.institutions(principal, org_code)
         today = datetime.combine(now.date(), datetime.min.time())

@@ -284,3 +284,6 @@ def test_silent_institutions_are_highlighted(client: TestClient, container: Cont
     rows = {r["data"]["org"]: r for r in _table(client.get("/ui/quality/timeliness").text, "timeliness_orgs")}
     assert "silent" in rows[ORG_A[0]]["class"]
     assert "静默阈值应为小时数" in client.get("/ui/quality/timeliness", params={"silent_hours": "x"}).text
+    for path in ("/ui/overview", "/ui/quality/completeness", "/ui/quality/timeliness"):
+        r = client.get(path, params={"silent_hours": "0"})
+        assert r.status_code == 422 and "静默阈值应在 0 到" in r.text, path
