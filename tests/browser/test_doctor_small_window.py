@@ -51,8 +51,10 @@ REACHABLE = """(id) => {
   const b = el.getBoundingClientRect();
   const x = b.left + b.width / 2, y = b.top + b.height / 2;
   const hit = document.elementFromPoint(x, y);
-  return {inside: b.top >= 0 && b.left >= 0 && b.bottom <= window.innerHeight && b.right <= window.innerWidth && b.height > 0,
-          hit: !!hit && (hit === el || el.contains(hit))};
+  // (half a pixel of sub-pixel layout is not a clipped button)
+  return {inside: b.top >= -0.5 && b.left >= -0.5 && b.bottom <= window.innerHeight + 0.5 && b.right <= window.innerWidth + 0.5 && b.height > 0,
+          hit: !!hit && (hit === el || el.contains(hit)),
+          box: [b.left, b.top, b.right, b.bottom], window: [window.innerWidth, window.innerHeight]};
 }"""
 
 

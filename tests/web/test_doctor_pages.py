@@ -298,7 +298,7 @@ def test_report_view_marks_and_pdf(client: TestClient, container: Container, wor
     r = client.get(f"/ui/report/lab/{rid}", params={"token": world["token"]})
     assert r.status_code == 200, r.text
     items = _texts(r.text, "lab-items")
-    assert "90.1" in items and "g/L" in items and "65–85" in items
+    assert "90.1" in items and "g/L" in items and "65-85" in items
     assert 'class="flag-H"' in r.text
     assert ORG_A[1] in r.text and "14437173" in r.text and "张三" in r.text
     assert f'src="/ui/report/lab/{rid}/pdf?token=' in r.text

@@ -6,6 +6,7 @@ with the full text on hover. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date, timedelta
 from html import unescape
@@ -19,7 +20,7 @@ from huren.services.container import Container
 from huren.web.doctor_visit import REJECT_SHORT, patient_header, ref_range, short_date, summary
 from tests import samples
 from tests.conftest import Api
-from tests.web.test_doctor_pages import ALB, TP, _decide, _shift, lab_report, q, world
+from tests.web.test_doctor_pages import ALB, TP, _decide, _rows, _shift, lab_report, q, world
 
 __all__ = ["world"]  # the doctor pages' world fixture: catalog, A's reports, a doctor at B
 
@@ -129,3 +130,16 @@ def test_ranges_and_lines_as_written() -> None:
     h = patient_header({}, "01", samples.ID_NO, date(2026, 2, 1))
     assert h == {"name": "", "sex": "男", "age": "59岁", "id": mask(samples.ID_NO)}
     assert patient_header({"name": "李四", "sex_name": "女性"}, "02", "P1234567", date(2026, 1, 1))["sex"] == "女性"
+
+
+def test_upper_limit_only_is_written_as_the_report_does(client: TestClient, api_a: Api, container: Container, world: dict[str, Any]) -> None:
+    p = _renumber(lab_report(container), "LAB-UPPER")
+    for i in p["lab_subitem"]:
+        i.update(norm_lower_limit="", norm_upper_limit="5.20")
+    assert api_a.post("/api/v1/lab-reports", p).status_code == 200
+    html = _decide(client, world["token"])
+    assert "参考 <5.20" in unescape(html)
+    [ref] = {r["report_id"] for r in map(json.loads, _rows(html)) if r["hr_report_form_no"] == "LAB-UPPER"}
+    page = client.get(f"/ui/report/lab/{ref}", params={"token": world["token"]})
+    assert page.status_code == 200
+    assert "&lt;5.20" in page.text and "–5.20" not in page.text
