@@ -4,6 +4,7 @@ REST operation: it is signed for a purpose of its own (``page-token``, ``huren.c
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter
@@ -26,6 +27,10 @@ class PageTokenRequest(Body):
     event_no: str = Field("", description="只用于这一次就诊（就诊流水号），可空", max_length=VISIT_MAX)
     expires_in: int = Field(PAGE_TTL, description="有效期（秒），默认600，不超过平台配置的上限（默认3600）")
     org_code: str | None = Field(None, description="医生所属机构编码：只能是本机构（可省略）", max_length=128)
+    callback: str = Field(
+        "", description="可选：保存或引用后，浏览器把同一消息也以 POST（JSON，CORS）发到此地址；须在平台配置的 HIS 地址（HUREN_HIS_ORIGINS）之下",
+        max_length=1000,
+    )
 
 
 @router.post(
@@ -46,5 +51,8 @@ async def page_token(req: PageTokenRequest, c: Services, who: Caller) -> dict[st
             "只能为本机构的医生签发页面令牌",
             [Problem("org_code", "ownership", f"机构编码“{req.org_code}”不是当前登录机构“{who.org_code}”")],
         )
-    token, ttl = await run_in_threadpool(c.auth.page_token, who, req.doc_code, req.doc_name, req.event_no, req.expires_in)
+    token, ttl = await run_in_threadpool(
+        partial(c.auth.page_token, callback=req.callback, callback_origins=c.settings.his_origin_list),
+        who, req.doc_code, req.doc_name, req.event_no, req.expires_in,
+    )
     return {"code": "ok", "page_token": token, "expires_in": ttl, "org_code": who.org_code, "doc_code": req.doc_code.strip()}

@@ -19,6 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from huren.context import Clock, Principal
 from huren.crypto.tokens import Signer
@@ -99,6 +100,18 @@ class Token:
 PAGE_TTL = 600
 
 
+def _callback_allowed(url: str, origins: tuple[str, ...]) -> bool:
+    """An http(s) URL without credentials or fragment whose origin is one of ``origins``."""
+    try:
+        u = urlsplit(url)
+        port = u.port
+    except ValueError:
+        return False
+    if u.scheme not in ("http", "https") or not u.hostname or u.username or u.password or u.fragment or any(ch.isspace() for ch in url):
+        return False
+    return f"{u.scheme}://{u.hostname}{f':{port}' if port else ''}" in origins
+
+
 @dataclass(frozen=True, slots=True)
 class PageGrant:
     """What a page token opens: the doctor pages as this doctor (``principal``: the institution,
@@ -110,6 +123,7 @@ class PageGrant:
     event_no: str
     issuer: str
     expires: int
+    callback: str = ""  # where the browser also posts the pages' message (an allowed HIS origin)
 
     @property
     def visit(self) -> dict[str, str]:
@@ -232,7 +246,8 @@ class AuthService:
 
     # -- page tokens (embedding without the doctor's password) ---------------------------------
     def page_token(
-        self, issuer: Principal, doc_code: str, doc_name: str, event_no: str = "", ttl: int = PAGE_TTL
+        self, issuer: Principal, doc_code: str, doc_name: str, event_no: str = "", ttl: int = PAGE_TTL,
+        *, callback: str = "", callback_origins: tuple[str, ...] = (),
     ) -> tuple[str, int]:
         """A short-lived token for the doctor pages of one doctor of the issuer's institution
         (and one visit, if ``event_no``), minted by its system account (``page_token.issue``).
@@ -245,12 +260,17 @@ class AuthService:
         problems = [Problem(f, "required", f"请填写{label}（{f}）") for f, label, v in (("doc_code", "医生编码", doc_code), ("doc_name", "医生姓名", doc_name)) if not v]
         if not 30 <= ttl <= self.page_max:
             problems.append(Problem("expires_in", "range", f"有效期（expires_in）应在 30 到 {self.page_max} 秒之间"))
+        callback = callback.strip()
+        if callback and not _callback_allowed(callback, callback_origins):
+            problems.append(Problem("callback", "allowed_origin", "回调地址（callback）须为平台配置的 HIS 地址（HUREN_HIS_ORIGINS）下的 http(s) 地址"))
         if problems:
             raise InvalidInput("页面令牌参数有误", problems)
         version = self.version_of(issuer.org_code, issuer.username)
         if version is None:
             raise Unauthorized("该账号不存在或已停用")
         claims = {"o": issuer.org_code, "h": issuer.username, "v": version, "d": doc_code, "n": doc_name, "ev": event_no}
+        if callback:
+            claims["cb"] = callback
         token = self._pages.sign(claims, ttl)
         self._audit.record(issuer, "page_token_issued", target=f"doctor:{doc_code}" + (f" visit:{event_no}" if event_no else ""))
         return token, ttl
@@ -263,7 +283,10 @@ class AuthService:
             return None
         c = got.claims
         try:
-            grant = PageGrant(Principal(str(c["o"]), str(c["d"]), "doctor"), str(c["n"]), str(c["ev"]), str(c["h"]), got.expires)
+            grant = PageGrant(
+                Principal(str(c["o"]), str(c["d"]), "doctor"), str(c["n"]), str(c["ev"]), str(c["h"]), got.expires,
+                str(c.get("cb") or ""),
+            )
             version = c["v"]
         except KeyError as exc:
             raise Unauthorized("页面令牌格式错误") from exc

@@ -83,6 +83,8 @@ class Caller:
     #: visit fields a page token fixes (doctor, and one visit if it names one): they win over
     #: what a page's URL or form says
     pinned: dict[str, str] = field(default_factory=dict)
+    #: where the browser also posts the pages' message to the HIS (a page token's, allowed at minting)
+    callback: str = ""
 
     @property
     def role(self) -> str:
@@ -143,7 +145,7 @@ def token_caller(request: Request, token: str) -> Caller:
     c: Container | None = getattr(request.app.state, "container", None)
     grant = c.auth.page_grant(token) if c is not None else None
     if grant is not None:
-        return Caller(_client(request, grant.principal), token=token, pinned=grant.visit)
+        return Caller(_client(request, grant.principal), token=token, pinned=grant.visit, callback=grant.callback)
     return Caller(_client(request, backend(request).verify_token(token)), token=token)
 
 

@@ -15,11 +15,13 @@ from collections.abc import Callable
 from datetime import date
 from functools import partial
 from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from huren.api.headers import content_security_policy
 from huren.domain import dictionaries, kinds
 from huren.domain.recognition import REASONS, SHORT_REASONS
 from huren.errors import HurenError, InvalidInput
@@ -320,15 +322,26 @@ async def decide_save(request: Request) -> Response:
         "decide", id_type=id_type, id_no=id_no, visit=visit, when=when, reasons=reasons,
         accepted=[r for r, d in saved if d[0] == "1"], rejected=[(r, d[1]) for r, d in saved if d[0] == "2"],
     )
-    return page(request, who, "doctor/decided.html", title="互认记录已保存", n=n, saved=saved, reasons=reasons,
-                his=his, his_origins=_his_origins(request),
-                back=who.url("/ui/panel", id_type_code=id_type, id_no=id_no, **given))
+    return _to_his(request, who, page(request, who, "doctor/decided.html", title="互认记录已保存", n=n, saved=saved, reasons=reasons,
+                                      his=his, his_origins=_his_origins(request),
+                                      back=who.url("/ui/panel", id_type_code=id_type, id_no=id_no, **given)))
 
 
 def _his_origins(request: Request) -> str:
     """The HIS origins the saved page posts its message to (HUREN_HIS_ORIGINS), space-separated."""
     c = getattr(request.app.state, "container", None)
     return " ".join(c.settings.his_origin_list) if c is not None else ""
+
+
+def _to_his(request: Request, who: Caller, resp: Response) -> Response:
+    """A page that posts the message to the page token's callback: its CSP lets it connect there
+    (the callback's origin only, one of HUREN_HIS_ORIGINS when the token was minted)."""
+    c = getattr(request.app.state, "container", None)
+    if who.callback and c is not None:
+        u = urlsplit(who.callback)
+        origin = f"{u.scheme}://{u.netloc}"
+        resp.headers["Content-Security-Policy"] = f"{content_security_policy(c.settings.frame_ancestors)}; connect-src 'self' {origin}"
+    return resp
 
 
 @router.get("/ui/alive")
@@ -431,8 +444,8 @@ async def quote(request: Request) -> Response:
                                           m.get("report_title") or "", cited)
             his = his_message.message("quote", id_type=m["id_type_code"], id_no=m["id_no"], visit=visit, when=when,
                                       quoted=cited, text=text)
-            return _report_page(request, who, kind, rep, visit, given, quoted=n,
-                                more={"his": his, "his_origins": _his_origins(request), "quote_text": text})
+            return _to_his(request, who, _report_page(request, who, kind, rep, visit, given, quoted=n,
+                                                      more={"his": his, "his_origins": _his_origins(request), "quote_text": text}))
     return _report_page(request, who, kind, rep, visit, given, errors=errors, status=422)
 
 
@@ -446,7 +459,7 @@ def _cited(kind: str, rep: dict[str, Any], node: list[dict[str, Any]]) -> list[d
     for i in node:
         if kind == "lab":
             lo, hi = i.get("norm_lower_limit") or "", i.get("norm_upper_limit") or ""
-            ref = f"{lo}–{hi}" if lo and hi else (f"<{hi}" if hi else (f">{lo}" if lo else i.get("norm_value_notes") or ""))
+            ref = ref_range(lo, hi, i.get("norm_value_notes") or "")
             out.append(base | {"code": i["class_code"], "name": i.get("class_name") or i.get("class_local_name") or "",
                                "result": str(i.get("result_value") or ""), "unit": i.get("result_unit") or "", "ref": ref,
                                "flag": i.get("result_interpre") or ""})

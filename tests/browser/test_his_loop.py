@@ -15,8 +15,8 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode
+from typing import Any, ClassVar
+from urllib.parse import urlencode, urlsplit
 
 import httpx2
 import pytest
@@ -30,8 +30,30 @@ VISIT = {"event_type": "1", "dept_code": "0101", "dept_name": "内科门诊", "d
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):
+    """The HIS's web server: the sample page's files, and ``POST /callback`` (with CORS for the
+    platform's pages) keeping what it receives."""
+
+    received: ClassVar[list[dict[str, Any]]] = []
+
     def log_message(self, *args: Any) -> None:
         pass
+
+    def _cors(self) -> None:
+        self.send_header("Access-Control-Allow-Origin", self.headers.get("Origin") or "null")
+        self.send_header("Access-Control-Allow-Methods", "POST")
+        self.send_header("Access-Control-Allow-Headers", "Content-Type")
+
+    def do_OPTIONS(self) -> None:  # the standard library names it so
+        self.send_response(204)
+        self._cors()
+        self.end_headers()
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).received.append({"path": self.path, "origin": self.headers.get("Origin"), "body": json.loads(body)})
+        self.send_response(204)
+        self._cors()
+        self.end_headers()
 
 
 def _his(directory: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
@@ -74,6 +96,7 @@ def his_loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server,
 
 
 def _page_token(http: httpx2.Client, his: dict[str, str], **body: Any) -> str:
+    """A page token for doctor D7001, minted by the hospital's system account."""
     r = http.post("/api/v1/auth/page-token", json={"doc_code": "D7001", "doc_name": "赵医生"} | body,
                   headers={"Authorization": f"Bearer {_token(http, his)}"})
     assert r.status_code == 200, r.text
@@ -169,3 +192,22 @@ def test_the_widget_with_a_bad_token_is_a_grey_icon_in_its_box(his_loop: tuple[S
     assert inner[0] <= 150 and inner[1] <= 34, inner
     SHOTS.mkdir(parents=True, exist_ok=True)
     frame_el.screenshot(path=str(SHOTS / "widget-bad-token.png"))
+
+
+def test_the_browser_posts_the_message_to_the_page_token_s_callback(his_loop: tuple[Server, str, str], context: Any) -> None:
+    server, his_origin, _ = his_loop
+    base = server.base_url
+    his = account(server, "hospital", 1)
+    with httpx2.Client(base_url=base, timeout=20.0) as http:
+        p = _pick(http, server, his)
+        token = _page_token(http, his, callback=f"{his_origin}/callback")
+    Quiet.received.clear()
+    page = context.new_page()
+    page.goto(_sample_url(his_origin, base, token, p, "MZLOOP04"))
+    dialog = _decide_all(page)
+    dialog.locator("#his-callback", has_text="已发送到 HIS 回调地址").wait_for()
+    [got] = Quiet.received
+    assert got["path"] == "/callback" and got["origin"] == urlsplit(base)._replace(path="").geturl()
+    msg = got["body"]
+    assert (msg["type"], msg["version"], msg["action"]) == ("huren:decisions", 1, "decide")
+    assert msg["visit"]["event_no"] == "MZLOOP04" and msg["accepted"]

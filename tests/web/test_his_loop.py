@@ -200,7 +200,7 @@ def test_citing_chosen_lab_sub_items_copies_their_text_and_sends_it(
     assert [x["code"] for x in quotes] == [TP]
     msg, origins = _message(r.text)
     text = msg["text"]
-    assert "总蛋白" in text and "90.1 g/L↑" in text and "65–85" in text and ORG_A[1] in text and "白蛋白" not in text
+    assert "总蛋白" in text and "90.1 g/L↑（参考 65-85）" in text and ORG_A[1] in text and "白蛋白" not in text
     assert f'readonly>{text}</textarea>' in unescape(r.text)  # for the doctor to copy into the record
     assert origins == HIS and msg["action"] == "quote" and msg["type"] == "huren:decisions" and msg["version"] == 1
     assert [i["code"] for i in msg["quoted"]] == [TP]
@@ -220,3 +220,23 @@ def test_the_embedding_notes_document_the_trigger_the_return_path_and_page_token
     assert "/api/v1/auth/page-token" in text and "不能调用任何接口" in text and "docs/his-sample/" in text
     for field in ("accepted", "rejected", "quoted", "reason_name", "hr_report_form_no", "version"):
         assert field in _texts(r.text, "embed-schema")
+
+
+def test_a_callback_named_by_the_page_token_is_allowed_origins_only(
+    client: TestClient, container: Container, api_b: Api, world: dict[str, Any]
+) -> None:
+    assert _mint(api_b, callback=f"{HIS}/huren/decisions").status_code == 422  # no HIS origin configured
+    container.settings.his_origins = HIS
+    for bad in ("https://evil.example/x", "javascript:alert(1)", f"{HIS}.evil.example/x", "https://user@his.example.org/x",
+                "http://his.example.org/x", "https://his.example.org:444/x"):
+        r = _mint(api_b, callback=bad)
+        assert r.status_code == 422 and "回调地址" in r.text, bad
+    token = _mint(api_b, callback=f"{HIS}/huren/decisions?dept=0101").json()["page_token"]
+    r = _save(client, token, **DEPT)
+    assert r.status_code == 200
+    assert f'data-callback="{HIS}/huren/decisions?dept=0101"' in unescape(r.text)
+    csp = r.headers["content-security-policy"]
+    assert csp.endswith(f"connect-src 'self' {HIS}") and "frame-ancestors" in csp and "script-src 'self'" in csp
+    # a page without a callback keeps the one policy: connects to the platform only
+    plain = _save(client, world["token"], event_no=EVENT + "C")
+    assert "data-callback" not in plain.text and "connect-src" not in plain.headers["content-security-policy"]
