@@ -218,6 +218,7 @@ def test_the_embedding_notes_document_the_trigger_the_return_path_and_page_token
     assert "/ui/decide?id_type_code=01" in text and "check=" in text
     assert "huren:decisions" in text and "HUREN_HIS_ORIGINS" in text and "/api/v1/recognition/visit-decisions" in text
     assert "/api/v1/auth/page-token" in text and "不能调用任何接口" in text and "docs/his-sample/" in text
+    assert "callback" in text and "平台服务器本身从不访问该地址" in text
     for field in ("accepted", "rejected", "quoted", "reason_name", "hr_report_form_no", "version"):
         assert field in _texts(r.text, "embed-schema")
 
