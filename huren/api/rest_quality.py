@@ -52,7 +52,11 @@ async def timeliness(
     return {"code": "ok"} | res
 
 
-@router.get("/quality/rejected", **op(["XC-S2", "BJ-4"], "被拒绝的提交及其问题（整改进度）"))
+@router.get("/quality/rejected", **op(
+    ["XC-S2", "BJ-4"], "被拒绝的提交及其问题（整改进度）",
+    description="每行含报告单号、脱敏患者标识、problems_plain（中文字段名与规则）、整改期限 deadline、是否超期 overdue、"
+                "机构首次查看时间 seen_at；机构自己的账号读取其未整改的提交即记为已查看。",
+))
 async def rejected(
     c: Services,
     who: Caller,
@@ -70,6 +74,9 @@ async def rejected(
         "total": page["total"],
         "open": page["open"],
         "fixed": page["fixed"],
+        "overdue": page["overdue"],  # open past the deadline (rectify_days after the refusal)
+        "unseen": page["unseen"],  # open, not yet opened by the institution's own account
+        "rectify_days": page["rectify_days"],
         "rejected": page["rows"],
     }
 

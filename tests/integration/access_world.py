@@ -107,6 +107,8 @@ OPERATIONS: dict[tuple[str, str], str | None] = {
     ("POST", "/api/v1/code-map"): "directory.write",
     ("PUT", "/api/v1/code-map/file"): "directory.write",
     ("GET", "/api/v1/code-map"): "codemap.read",
+    ("GET", "/api/v1/code-map/unmapped"): "codemap.read",
+    ("PATCH", "/api/v1/catalog/items/{kind}/{code}"): "catalog.write",
     ("PUT", "/api/v1/transport/key"): "transport.write",
     ("GET", "/api/v1/transport/key"): "transport.read",
     ("POST", "/api/v1/links"): "report.read",
@@ -137,6 +139,7 @@ def request_op(api: Api, role: str, method: str, path: str, w: dict[str, Any]) -
     kind = "lab" if "/lab-" in path else "exam"
     url = path.replace("{token}", w["token"]).replace("{rejected_id}", str(w["rejected"])).replace("{name}", "STD_ID_TYPE")
     url = url.replace("{report_id}", str(w[("b_" if "/recognition/" in path else "a_") + kind]))
+    url = url.replace("{kind}", "lab").replace("{code}", LAB_CODE)
     bodies: dict[str, Any] = {
         "/api/v1/auth/token": {"org_code": ACCOUNTS[role][0], "username": ACCOUNTS[role][4], "password": ACCOUNTS[role][5]},
         "/api/v1/recognition/exists": PATIENT | VISIT | {"check": [EXAM_CODE], "lab": [LAB_CODE]},
@@ -150,6 +153,8 @@ def request_op(api: Api, role: str, method: str, path: str, w: dict[str, Any]) -
     if method == "GET":
         params = {"org_code": ACCOUNTS[role][0]} if path == "/api/v1/org-reports" else None
         return api.get(url, params=params)
+    if method == "PATCH":
+        return api.client.patch(url, json={"validity_days": 30}, headers=api.headers)
     if method == "PUT" and path in bodies:
         return api.put(url, json=bodies[path])
     if method == "PUT":

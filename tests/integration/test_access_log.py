@@ -43,6 +43,7 @@ NOT_PATIENT_DATA = {
     "/api/v1/dictionaries/{name}": "a dictionary",
     "/api/v1/catalog": "the standard item catalog",
     "/api/v1/code-map": "an institution's code mapping",
+    "/api/v1/code-map/unmapped": "an institution's item codes without a mapping",
     "/api/v1/directory/depts": "departments",
     "/api/v1/directory/staff": "the institution's staff (no patients)",
     "/api/v1/directory/devices": "lab instruments",

@@ -122,3 +122,15 @@ def test_error_pages_name_fields_and_rules_in_chinese(client: TestClient) -> Non
 def test_messages_lose_dictionary_names() -> None:
     text = labels.message("检查执行标准科室编码的值“3221”不在字典 STD_DEPT（标准科室代码）中")
     assert text == "检查执行标准科室编码的值“3221”不在字典 “标准科室代码”中" and "STD_" not in text
+
+
+def test_rest_reads_the_workflow(api_a: Api, api_sup: Api) -> None:
+    assert api_a.post("/api/v1/exam-reports", bad_exam("EX-REST")).status_code == 422
+    body = api_sup.get("/api/v1/quality/rejected").json()
+    assert (body["unseen"], body["overdue"], body["rectify_days"]) == (1, 0, 7)
+    [row] = body["rejected"]
+    assert row["seen_at"] is None and row["report_form_no"] == "EX-REST" and row["deadline"]
+    assert row["problems_plain"][0]["field"] == "检查报告 · 检查执行标准科室编码"
+    own = api_a.get("/api/v1/quality/rejected", params={"only_open": "true"}).json()  # the hospital reads its open items
+    assert own["rejected"][0]["seen_at"] is not None
+    assert api_sup.get("/api/v1/quality/rejected").json()["unseen"] == 0
