@@ -239,7 +239,7 @@ def silent_column(hours_text: str) -> Column:
             return "从未上传"
         return f"{r['last_received_at']}（{r['silent_hours']:.1f} 小时前）"
     return Column(
-        "last_received_at", "最近上传时间", text=text, nowrap=True,
+        "last_received_at", "最近上传时间", text=text,
         tag=lambda r: "bad" if r.get("silent") else "",
         cls=lambda r: "silent" if r.get("silent") else "",
     )
