@@ -17,7 +17,7 @@ import httpx2
 import pytest
 
 from huren.domain.recognition import REASONS
-from tests.browser.conftest import account, shot
+from tests.browser.conftest import account, login, shot
 from tests.browser.test_doctor_flow import _patients, _pick, _token
 from tests.e2e.test_serve import Server
 
@@ -264,3 +264,16 @@ def test_lookup_focuses_the_id_field(demo_server: Server, small: Small, world: d
     page.goto(f"{demo_server.base_url}/ui/doctor?{urlencode({'token': world['token']})}")
     assert page.evaluate("() => document.activeElement && document.activeElement.name") == "id_no"
     _whole(page, f"lookup {small.size_name}")
+
+
+def test_logged_in_dialog_is_whole_without_the_side_menu(demo_server: Server, small: Small, world: dict[str, Any]) -> None:
+    """The same dialog inside a logged-in session (top bar and menu of the platform): still whole."""
+    page = small.new_page()
+    login(page, demo_server, account(demo_server, "doctor", 1), "/ui/doctor")
+    p = world["p"]
+    order = [("id_type_code", p["id_type"]), ("id_no", p["id_no"])] + [("check", c) for c in p["check"]] + [("lab", c) for c in p["lab"]]
+    page.goto(f"{demo_server.base_url}/ui/decide?{urlencode(order)}")
+    page.wait_for_selector("#decide-form")
+    _whole(page, f"logged-in dialog {small.size_name}")
+    _reachable(page, "decide-save")
+    shot(page, f"doctor-small-decide-session-{small.size_name}")
