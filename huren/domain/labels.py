@@ -173,7 +173,7 @@ def rule(code: str) -> str:
 _DICT_NAME = re.compile(r"\b(" + "|".join(sorted(dictionaries.NAMES, key=len, reverse=True)) + r")\b(?:（[^）]*）)?")
 _PAREN_NAME = re.compile(r"（[A-Za-z_][A-Za-z0-9_.\[\]]*）")
 _QUOTED = re.compile(r"(“[^”]*”)")
-_IDENT = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b|\b(?:labmaster|exammaster|is_accept|reason|code|name|pdf)\b")
+_IDENT = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b|\b(?:labmaster|exammaster)\b")
 
 
 def message(text: str) -> str:
