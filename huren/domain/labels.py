@@ -91,6 +91,20 @@ RULE_NAMES: Mapping[str, str] = {
     "host": "主机地址不正确",
 }
 
+#: FastAPI's own validation types (a page's parameter of the wrong type: ``?page=x``)
+PARAM_RULES: Mapping[str, str] = {
+    "int_parsing": "须为整数",
+    "int_type": "须为整数",
+    "float_parsing": "须为数字",
+    "bool_parsing": "须为是（1）或否（0）",
+    "missing": "必填",
+    "greater_than_equal": "超出允许范围",
+    "less_than_equal": "超出允许范围",
+    "greater_than": "超出允许范围",
+    "less_than": "超出允许范围",
+    "string_too_long": "超过长度上限",
+}
+
 OTHER_RULE = "不符合规则"
 OTHER_FIELD = "字段"
 
@@ -111,6 +125,30 @@ CATALOG_FIELDS: Mapping[str, str] = {
 }
 
 
+#: The pages' own parameters (filters, thresholds, sorting, export), for their error boxes.
+PAGE_PARAMS: Mapping[str, str] = {
+    "silent_hours": "静默阈值（小时）",
+    "late_hours": "超时阈值（小时）",
+    "day_from": "开始日期",
+    "day_to": "结束日期",
+    "org_code": "机构",
+    "kind": "类型",
+    "format": "文件格式",
+    "by": "分组方式",
+    "page": "页码",
+    "only_open": "只看未整改",
+    "q": "编码或名称",
+    "edit": "修改的项目",
+    "sort": "排序",
+    "dir": "排序方向",
+    "exc": "只看异常",
+    "export": "导出的表格",
+    "file": "文件",
+    "csrf_token": "表单令牌",
+    "token": "页面令牌",
+}
+
+
 @cache
 def field_titles() -> Mapping[str, str]:
     """Field name → its Chinese title, over every seed table (the first table naming it wins)."""
@@ -124,6 +162,8 @@ def field_titles() -> Mapping[str, str]:
         for f in table:
             out.setdefault(f.name, f.title)
     for name, title in CATALOG_FIELDS.items():
+        out.setdefault(name, title)
+    for name, title in PAGE_PARAMS.items():
         out.setdefault(name, title)
     return out
 
@@ -167,7 +207,7 @@ def field(path: str) -> str:
 
 
 def rule(code: str) -> str:
-    return RULE_NAMES.get(code, OTHER_RULE)
+    return RULE_NAMES.get(code) or PARAM_RULES.get(code, OTHER_RULE)
 
 
 _DICT_NAME = re.compile(r"\b(" + "|".join(sorted(dictionaries.NAMES, key=len, reverse=True)) + r")\b(?:（[^）]*）)?")

@@ -56,6 +56,7 @@ class MenuItem:
 MENU: tuple[MenuItem, ...] = (
     MenuItem("/ui/doctor", "患者互认查询", DOCTOR_ROLES, "医生工作台"),
     MenuItem("/ui/embed", "HIS 嵌入说明", ("doctor", "admin", "hospital", "supervisor"), "医生工作台"),
+    MenuItem("/ui/overview", "监管驾驶舱", SUPERVISION_ROLES, "质控监管"),
     MenuItem("/ui/quality/completeness", "数据完整性", SUPERVISION_ROLES, "质控监管"),
     MenuItem("/ui/quality/timeliness", "上传及时性", SUPERVISION_ROLES, "质控监管"),
     MenuItem("/ui/quality/rejected", "整改进度", SUPERVISION_ROLES, "质控监管"),

@@ -250,6 +250,18 @@ def test_script_tag_embedding(his_server: tuple[Server, str], context: Any) -> N
     dialog.get_by_text("关闭").click()
     assert page.locator('div[role="dialog"]').count() == 0
 
+    # Esc inside the panel closes the popup: the panel frame posts huren:close-panel to the HIS
+    # page, and widget.js accepts it from the frame it opened (and from no other window)
+    frame.locator("#huren-widget").click()
+    dialog.wait_for()
+    page.evaluate("window.postMessage({type: 'huren:close-panel'}, '*')")  # the HIS page itself: ignored
+    page.wait_for_timeout(200)
+    assert page.locator('div[role="dialog"]').count() == 1
+    panel.locator("h1").click()
+    page.keyboard.press("Escape")
+    page.locator('div[role="dialog"]').wait_for(state="detached")
+    assert page.locator('div[role="dialog"]').count() == 0
+
 
 def test_decision_dialog_never_fails_silently(demo_server: Server, context: Any) -> None:
     """Issue 10 §2.7: without the visit number the dialog does not say "可以保存"; a refusal by the

@@ -287,3 +287,15 @@ def test_silent_institutions_are_highlighted(client: TestClient, container: Cont
     for path in ("/ui/overview", "/ui/quality/completeness", "/ui/quality/timeliness"):
         r = client.get(path, params={"silent_hours": "0"})
         assert r.status_code == 422 and "静默阈值应在 0 到" in r.text, path
+
+
+def test_the_menu_leads_to_the_overview(client: TestClient, container: Container, accounts: None) -> None:  # noqa: F811
+    """"监管驾驶舱" in the side menu of whoever sees the overview, marked on the overview itself;
+    not in a doctor's menu."""
+    for who in (SUPERVISOR, ADMIN_A, ORG_A):
+        _as(client, who)
+        html = client.get("/ui/overview").text
+        assert '<a href="/ui/overview" class="active">监管驾驶舱</a>' in html, who
+        assert '<a href="/ui/overview" >监管驾驶舱</a>' in client.get("/ui/stats").text
+    _as(client, DOCTOR_A)
+    assert "/ui/overview" not in client.get("/ui/doctor").text

@@ -1,7 +1,8 @@
 /* 互认状态图标 for a HIS page, one line:
  *   <script src="http://平台地址/ui/static/widget.js" data-id-type-code="01" data-id-no="…" data-token="…"></script>
  * Inserts the widget iframe where the script is; a click on the green icon shows the reminder
- * panel as a fixed 450×500 iframe at the bottom right, with a 关闭 (close) button.
+ * panel as a fixed 450×500 iframe at the bottom right, with a 关闭 (close) button; Esc inside the
+ * panel (or its 关闭) posts huren:close-panel, which closes it too.
  * Optional visit attributes: data-event-no, data-event-type, data-dept-code, data-dept-name,
  * data-dept-std-code, data-dept-std-name, data-doc-code, data-doc-name. Our own code, no libraries.
  */
@@ -31,8 +32,9 @@
   me.parentNode.insertBefore(frame, me);
 
   var box = null;
+  var panel = null;
   function close() {
-    if (box) { box.remove(); box = null; }
+    if (box) { box.remove(); box = null; panel = null; }
   }
   function open() {
     if (box) return;
@@ -46,7 +48,7 @@
     btn.textContent = "关闭";
     btn.style.cssText = "position:absolute;top:4px;right:6px;z-index:1;font-size:12px;padding:1px 8px;cursor:pointer;";
     btn.addEventListener("click", close);
-    var panel = document.createElement("iframe");
+    panel = document.createElement("iframe");
     panel.src = origin + "/ui/panel?" + params.toString();
     panel.title = "检查检验结果互认提醒";
     panel.style.cssText = "border:0;width:450px;height:500px;display:block;";
@@ -54,8 +56,11 @@
     box.appendChild(panel);
     document.body.appendChild(box);
   }
+  // only the platform's own frames are listened to: the widget asks to open the panel; the panel
+  // (or the decision dialog it navigated to, the same frame) asks to close it (Esc, 关闭)
   window.addEventListener("message", function (ev) {
-    if (ev.origin !== origin || ev.source !== frame.contentWindow) return;
-    if (ev.data && ev.data.type === "huren:open-panel") open();
+    if (ev.origin !== origin || !ev.data) return;
+    if (ev.source === frame.contentWindow && ev.data.type === "huren:open-panel") open();
+    else if (panel && ev.source === panel.contentWindow && ev.data.type === "huren:close-panel") close();
   });
 })();
