@@ -14,6 +14,7 @@ from starlette.datastructures import UploadFile
 
 from huren.domain import access, kinds, labels
 from huren.errors import InvalidInput, Problem, TooLarge
+from huren.web import tables
 from huren.web.render import SUPERVISION_ROLES, Caller, caller, container, form_caller, invalid, page
 from huren.web.routes_supervision import base_context, call, problem_dicts
 
@@ -23,6 +24,65 @@ router = APIRouter(include_in_schema=False)
 CATALOG_KINDS = {k.name: k.zh for k in (kinds.LAB, kinds.EXAM)}
 #: catalog rows shown at once (the filter narrows it down)
 CATALOG_SHOWN = 300
+
+
+LEVEL_NAMES = {1: "一级", 2: "二级", 3: "三级"}
+
+
+def _fee(v: Any) -> str:
+    return f"{v:.2f}" if v is not None else "—"
+
+
+def catalog_tables(request: Request, who: Caller, items: list[dict[str, Any]], maps: list[dict[str, Any]],
+                   unmapped: list[dict[str, Any]], can_edit: bool) -> list[tables.Table]:
+    """The catalog page's tables (huren.web.tables): the items (at most CATALOG_SHOWN on the page,
+    all of the filter's in the export), the institution's mappings and its unmapped local codes."""
+    kind_name = lambda r: CATALOG_KINDS.get(r["kind"], "")  # noqa: E731
+    item_cols = [
+        tables.Column("code", "编码", nowrap=True),
+        tables.Column("name", "名称", cls=lambda r: "name"),
+        tables.Column("kind", "类型", text=kind_name, nowrap=True),
+        tables.Column("unit", "单位", text=lambda r: labels.unit(r["unit"]) if r.get("unit") else "", cls=lambda r: "unit"),
+        tables.Column("recognizable", "是否互认", text=lambda r: "互认" if r["recognizable"] else "不互认",
+                      tag=lambda r: "ok" if r["recognizable"] else "warn"),
+        tables.Column("validity_days", "有效天数", num=True),
+        tables.Column("min_level", "最低机构等级", text=lambda r: LEVEL_NAMES.get(r["min_level"], str(r["min_level"]))),
+        tables.Column("region_scope", "适用区域", text=lambda r: r.get("region_scope") or "不限"),
+        tables.Column("fee", "收费标准（元）", num=True, text=lambda r: _fee(r.get("fee")), data=lambda r: [("fee", "")]),
+    ]
+    if can_edit:
+        item_cols.append(tables.Column(
+            "edit", "操作", text=lambda r: "修改", export=False,
+            link=lambda r: who.url("/ui/catalog", edit=f"{r['kind']}:{r['code']}", q=r["code"]) + "#edit-item"))
+    items_t = tables.Table(
+        "catalog", "标准项目目录", item_cols, items,
+        exception=lambda r: not r["recognizable"] or not r.get("validity_days") or r.get("fee") is None,
+        exception_label="不互认、无有效天数或未给收费标准",
+        row_class=lambda r: "" if r["recognizable"] else "warn", row_data=(("kind", "kind"), ("code", "code")),
+        limit=CATALOG_SHOWN, empty="没有符合条件的项目。", path="/ui/catalog",
+    )
+    maps_t = tables.Table(
+        "mappings", "本机构编码对照",
+        [tables.Column("kind", "类型", text=kind_name),
+         tables.Column("local_code", "本地编码"), tables.Column("local_name", "本地名称"),
+         tables.Column("std_code", "标准编码"),
+         tables.Column("std_name", "标准名称", text=lambda r: r.get("std_name") or "（目录中没有该编码）",
+                       tag=lambda r: "" if r.get("std_name") else "bad"),
+         tables.Column("updated_at", "更新时间", nowrap=True)],
+        maps,
+        exception=lambda r: not r.get("std_name"), exception_label="标准编码不在项目目录中",
+        row_class=lambda r: "" if r.get("std_name") else "bad", row_data=(("code", "local_code"),),
+        empty="本机构尚未上传编码对照。", path="/ui/catalog",
+    )
+    unmapped_t = tables.Table(  # every row is one to fix: no 只看异常
+        "unmapped", "未对照的本地编码",
+        [tables.Column("kind", "类型", text=kind_name),
+         tables.Column("local_code", "本地编码"), tables.Column("local_name", "本地名称"),
+         tables.Column("items", "出现项次", num=True),
+         tables.Column("last_at", "最近上传", nowrap=True)],
+        unmapped, row_data=(("code", "local_code"),), default_sort="items", default_desc=True, path="/ui/catalog",
+    )
+    return [tables.view(request, t) for t in (items_t, maps_t, unmapped_t)]
 
 
 def _catalog_ctx(request: Request, who: Caller, kind: str, q: str, edit: str = "") -> dict[str, Any]:
@@ -39,15 +99,17 @@ def _catalog_ctx(request: Request, who: Caller, kind: str, q: str, edit: str = "
     # the one item being edited (?edit=lab:CODE), for whoever may change the catalog
     e_kind, _, e_code = edit.partition(":")
     editing = next(iter(c.catalog.list(e_kind, [e_code])), None) if can_import and e_kind in CATALOG_KINDS and e_code else None
+    unmapped = c.catalog.unmapped(who.principal) if can_map else []
+    items_t, maps_t, unmapped_t = catalog_tables(request, who, items, maps, unmapped, can_import)
     return {
         "can_import_catalog": can_import,
         "can_map": can_map,
         "editing": editing,
-        "unmapped": c.catalog.unmapped(who.principal) if can_map else [],
-        "unit_text": labels.unit,
-        "items": items[:CATALOG_SHOWN], "total_items": len(items), "all_items": c.catalog.count(),
-        "shown_max": CATALOG_SHOWN, "maps": maps, "kinds": CATALOG_KINDS, "filter": {"kind": kind, "q": q},
-        "level_names": {1: "一级", 2: "二级", 3: "三级"},
+        "unmapped": unmapped,
+        "items": items, "all_items": c.catalog.count(),
+        "maps": maps, "kinds": CATALOG_KINDS, "filter": {"kind": kind, "q": q},
+        "level_names": LEVEL_NAMES,
+        "catalog_table": items_t, "mappings_table": maps_t, "unmapped_table": unmapped_t,
     }
 
 
@@ -59,6 +121,8 @@ async def catalog(
     if kind not in ("", *CATALOG_KINDS):
         raise invalid("kind", "dictionary", "类型应为 检验 或 检查")
     more = await run_in_threadpool(_catalog_ctx, request, who, kind, q, edit)
+    if (file := tables.first_export(request, more["catalog_table"], more["mappings_table"], more["unmapped_table"])) is not None:
+        return file
     return page(request, who, "supervision/catalog.html", **ctx, **more, result=None, result_of="")
 
 

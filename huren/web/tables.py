@@ -50,6 +50,9 @@ class Column:
     link: Callable[[Row], str] | None = None  # a link from the cell down to the rows behind it
     nowrap: bool = False
     percent: bool = False  # the value is per cent (one decimal): shown "95.0%"
+    lines: Callable[[Row], Sequence[str]] | None = None  # more lines under the text (the file: same cell, one per line)
+    data: Callable[[Row], Sequence[tuple[str, str]]] | None = None  # data-* attributes of the cell
+    export: bool = True  # False: on the page only (an action such as 修改), not in the file
 
     def get(self, row: Row) -> Any:
         return self.value(row) if self.value is not None else row.get(self.key)
@@ -82,6 +85,14 @@ class Table:
     empty: str = "没有数据"
     default_sort: str = ""  # column key; "" keeps the rows' own order
     default_desc: bool = False
+    #: at most this many rows written on the page (0: all); the export holds every row shown
+    limit: int = 0
+    #: the rows are one page of a longer list of ``total`` rows (the page says the export holds them all)
+    total: int | None = None
+    #: a footer line (a total over everything in scope): its cells' texts, not exported
+    foot: Sequence[str] = ()
+    #: the page the links lead to ("": the request's own; a form's POST answer names its GET page)
+    path: str = ""
     # the request's state, set by view()
     sort: str = ""
     desc: bool = False
@@ -98,6 +109,8 @@ class Cell:
     cls: str
     tag: str
     href: str
+    lines: Sequence[str] = ()
+    data: Sequence[tuple[str, str]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,11 +139,12 @@ def _key(v: Any) -> tuple[int, Any]:
     return (1, str(v))
 
 
-def _url(request: Request, drop: Sequence[str] = (), add: Sequence[tuple[str, str]] = ()) -> str:
+def _url(request: Request, drop: Sequence[str] = (), add: Sequence[tuple[str, str]] = (), path: str = "") -> str:
     """The page's own URL with its parameters, ``drop`` left out and ``add`` added (never an export)."""
     params = [(k, v) for k, v in request.query_params.multi_items() if k not in (*drop, "export", "format")]
     q = urlencode(params + list(add))
-    return f"{request.url.path}?{q}" if q else request.url.path
+    path = path or request.url.path
+    return f"{path}?{q}" if q else path
 
 
 def view(request: Request, t: Table) -> Table:
@@ -155,20 +169,23 @@ def view(request: Request, t: Table) -> Table:
     t.shown = rows
     others = [("exc", v) for v in q.getlist("exc") if v != t.id]
     t.links = {
-        "exceptions": _url(request, drop=("exc",), add=others if t.only_exceptions else [*others, ("exc", t.id)]),
-        "xlsx": _url(request, add=[("export", t.id), ("format", "xlsx")]),
-        "csv": _url(request, add=[("export", t.id), ("format", "csv")]),
+        # a paged list starts again at its first page when filtered or sorted
+        "exceptions": _url(request, drop=("exc", "page"), add=others if t.only_exceptions else [*others, ("exc", t.id)],
+                           path=t.path),
+        "xlsx": _url(request, add=[("export", t.id), ("format", "xlsx")], path=t.path),
+        "csv": _url(request, add=[("export", t.id), ("format", "csv")], path=t.path),
     }
     t.head = []
     for c in t.columns:
         here = t.sort == c.key
         # a click sorts by the column: numbers largest first, text A→Z; a second click reverses
         nxt = ("asc" if t.desc else "desc") if here else ("desc" if c.num else "asc")
-        href = _url(request, drop=("sort", "dir"), add=[("sort", f"{t.id}.{c.key}"), ("dir", nxt)])
+        href = _url(request, drop=("sort", "dir", "page"), add=[("sort", f"{t.id}.{c.key}"), ("dir", nxt)], path=t.path)
         aria = ("descending" if t.desc else "ascending") if here else "none"
         t.head.append(Head(c.label, "num" if c.num else "", href, aria, ("▼" if t.desc else "▲") if here else ""))
     t.body = [
-        Line(t.row_class(r), [(name, str(r.get(k, ""))) for name, k in t.row_data], cells(t, r)) for r in rows
+        Line(t.row_class(r), [(name, str(r.get(k, ""))) for name, k in t.row_data], cells(t, r))
+        for r in (rows[: t.limit] if t.limit else rows)
     ]
     return t
 
@@ -178,7 +195,8 @@ def cells(t: Table, row: Row) -> list[Cell]:
     out = []
     for c in t.columns:
         classes = " ".join(x for x in ("num" if c.num else "", "nowrap" if c.nowrap else "", c.cls(row) if c.cls else "") if x)
-        out.append(Cell(c.shown(row), classes, c.tag(row) if c.tag else "", c.link(row) if c.link else ""))
+        out.append(Cell(c.shown(row), classes, c.tag(row) if c.tag else "", c.link(row) if c.link else "",
+                        tuple(c.lines(row)) if c.lines else (), tuple(c.data(row)) if c.data else ()))
     return out
 
 
@@ -187,8 +205,9 @@ def export(request: Request, t: Table) -> Response | None:
     if request.query_params.get("export") != t.id:
         return None
     fmt = request.query_params.get("format", "xlsx")
-    header = [c.label for c in t.columns]
-    rows = [[_cell_value(c, r) for c in t.columns] for r in t.shown]
+    cols = [c for c in t.columns if c.export]
+    header = [c.label for c in cols]
+    rows = [[_cell_value(c, r) for c in cols] for r in t.shown]
     data, media = tabular.export_table(fmt, header, rows, title=t.title)
     name = f"{t.title}.{fmt}"
     return Response(data, media_type=media, headers={
@@ -200,9 +219,10 @@ def export(request: Request, t: Table) -> Response | None:
 def _cell_value(c: Column, row: Row) -> Any:
     """What the file holds: numbers as numbers, everything else as the page's text."""
     v = c.get(row)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or c.text is not None:
+    more = [x for x in c.lines(row) if x] if c.lines else []
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or c.text is not None or more:
         text = c.shown(row)
-        return "" if text == "—" else text
+        return "\n".join([t for t in ("" if text == "—" else text, *more) if t])
     return v
 
 

@@ -42,7 +42,7 @@ def test_statistics_and_catalog_edit_in_the_browser(demo_server: Server, context
     page = _fresh(context)
     login(page, demo_server, account(demo_server, "supervisor"), "/ui/stats?by=item")
     rejected = int(page.inner_text("[data-kpi=rejected] .v"))
-    cells = page.locator("#stats-situations td[data-situation]").all_inner_texts()
+    cells = page.locator("#stats_situations td[data-situation]").all_inner_texts()
     assert len(cells) == 6 and sum(map(int, cells)) == rejected
     assert page.locator("text.point-note").count() >= 1  # n beside the trend points
     assert int(page.inner_text("[data-kpi=reminders] .v")) > 0  # grouped by item, the cards keep their meaning

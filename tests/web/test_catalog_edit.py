@@ -104,7 +104,7 @@ def test_admin_sees_its_unmapped_local_codes(client: TestClient, api_sup: Api, a
     assert "AG" in codes and codes["AG"]["local_name"] == "阴离子间隙" and "250301002" not in codes
     web_login(client, ADMIN_A, next_url="/ui/catalog")
     html = client.get("/ui/catalog").text
-    m = re.search(r'<table class="grid" id="unmapped">.*?</table>', html, re.S)
+    m = re.search(r'<table class="grid sortable" id="unmapped">.*?</table>', html, re.S)
     assert m and 'data-code="AG"' in m.group(0) and "阴离子间隙" in m.group(0)
     # once mapped, it is no longer listed
     good = "kind,local_code,local_name,std_code\nlab,AG,阴离子间隙,250102035\n".encode()

@@ -30,7 +30,7 @@ def bad_exam(form: str) -> dict[str, Any]:
 
 
 def rejected_table(html: str) -> str:
-    m = re.search(r'<table class="grid" id="rejected">.*?</table>', html, re.S)
+    m = re.search(r'<table class="grid sortable" id="rejected">.*?</table>', html, re.S)
     assert m, html
     return m.group(0)
 

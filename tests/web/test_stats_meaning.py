@@ -52,7 +52,7 @@ def test_kpis_keep_their_meaning_and_the_page_says_more(client: TestClient, api_
     assert cards["org"]["cost_avoided"] == LAB_FEE  # Σ fee of the accepted items (the rejected CT not counted)
     html = pages["item"]
     assert "n=2" in html and 'class="point-note"' in html  # n beside the day's trend point
-    assert 'id="stats-kinds"' in html and "检查与检验的互认决定" in html
+    assert 'id="stats_kinds"' in html and "检查与检验的互认决定" in html
     situations = dict(re.findall(r'data-situation="([^"]+)">(\d+)<', html))
     assert list(situations) == list(dictionaries.REPEAT_SITUATIONS)
     assert sum(map(int, situations.values())) == int(cards["org"]["rejected"]) and situations["病情变化"] == "1"
