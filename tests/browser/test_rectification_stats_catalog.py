@@ -66,3 +66,26 @@ def test_statistics_and_catalog_edit_in_the_browser(demo_server: Server, context
     assert page.locator("#unmapped, #unmapped-empty").count() == 1
     assert page.locator("#catalog a:has-text('修改')").count() == 0
     shot(page, "catalog-unmapped-admin")
+
+
+def test_catalog_edit_form_fits_at_1280_and_1024(demo_server: Server, context: Any) -> None:
+    """The edit form of one item: its fields at their own width (not a full-width input each),
+    nothing past the right edge of the window at 1280 and at 1024 CSS px."""
+    page = _fresh(context)
+    login(page, demo_server, account(demo_server, "supervisor"), "/ui/catalog")
+    page.goto(f"{demo_server.base_url}/ui/catalog?edit=lab:250301002&q=250301002")
+    page.wait_for_selector("#edit-item")
+    for width in (1280, 1024):
+        page.set_viewport_size({"width": width, "height": 800})
+        form = page.locator("#edit-item").bounding_box()
+        assert form is not None
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
+        for name in ("validity_days", "fee", "region_scope", "min_level"):
+            box = page.locator(f"#edit-item [name={name}]").bounding_box()
+            assert box is not None and box["x"] + box["width"] <= form["x"] + form["width"] + 0.5, (width, name)
+            assert box["width"] < form["width"] / 2, (width, name)  # not full width
+        # the first fields share one line
+        days = page.locator("#edit-item [name=validity_days]").bounding_box()
+        level = page.locator("#edit-item [name=min_level]").bounding_box()
+        assert days is not None and level is not None and abs(days["y"] - level["y"]) < 20, width
+        shot(page, f"catalog-edit-form-{width}")
