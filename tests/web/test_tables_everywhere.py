@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from huren.services.container import Container
+from huren.web import routes_catalog
 from tests import samples
 from tests.conftest import ORG_A, ORG_B, SUPERVISOR, Api
 from tests.integration.test_rectification import lab
@@ -161,6 +162,17 @@ def test_stats_tables_sort_filter_and_export(client: TestClient, api_a: Api, api
 # -- catalog --------------------------------------------------------------------------------------
 
 
+def test_catalog_page_shows_a_limit_and_exports_every_row(client: TestClient, api_sup: Api,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    _import(api_sup)
+    monkeypatch.setattr(routes_catalog, "CATALOG_SHOWN", 2)
+    _as(client, SUPERVISOR)
+    html = client.get("/ui/catalog").text
+    assert len(_table(html, "catalog")) == 2 and "共 3 行，页面只显示前 2 行" in html and "导出全部 3 行" in html
+    for fmt in ("xlsx", "csv"):
+        assert len(_export(client, "/ui/catalog", "catalog", {}, fmt)) - 1 == 3
+
+
 def test_catalog_tables_sort_filter_and_export(client: TestClient, api_sup: Api, api_a: Api, container: Container,
                                                admin: None) -> None:  # noqa: F811
     _import(api_sup)  # 3 items; 尿液分析 has no fee
@@ -179,6 +191,13 @@ def test_catalog_tables_sort_filter_and_export(client: TestClient, api_sup: Api,
         assert sheet[0][:4] == ["编码", "名称", "类型", "单位"] and "操作" not in sheet[0]
     units = {r[0]: r[3] for r in _export(client, "/ui/catalog", "catalog", {}, "xlsx")[1:]}
     assert units["250102035"] == "定性"  # the unit column in Chinese, as on the page
+    # the answer of a form (POST /ui/catalog/item) links its tables to the catalog page, not to the form
+    csrf = _as(client, SUPERVISOR, next_url="/ui/catalog")
+    saved = client.post("/ui/catalog/item", data={"csrf_token": csrf, "kind": "lab", "code": "250102035",
+                                                  "validity_days": "5", "recognizable": "1", "min_level": "2", "fee": "8"})
+    assert saved.status_code == 200 and "已保存项目 250102035" in saved.text
+    assert 'href="/ui/catalog?sort=catalog.code&amp;dir=asc"' in saved.text and "/ui/catalog/item?" not in saved.text
+    assert 'href="/ui/catalog?export=catalog&amp;format=xlsx"' in saved.text
 
     # an institution's admin: its mappings and unmapped codes, sorted and exported
     assert api_a.post("/api/v1/lab-reports", samples.lab()).status_code == 200  # AG is unmapped
