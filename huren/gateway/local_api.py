@@ -171,6 +171,7 @@ def create_preload_app(
     listen: str = "127.0.0.1:8765",
     hosts: Iterable[str] = (),
     pages: tuple[str, str] | None = None,
+    his_origins: Iterable[str] = (),
 ) -> FastAPI:
     """The local API over ``cache``; accepted decisions are handed to ``enqueue`` as Records.
     ``api_token`` (at least 24 characters) is required on every call of the JSON API but
@@ -197,7 +198,7 @@ def create_preload_app(
     if pages is not None:
         from huren.web import install_doctor_pages
 
-        install_doctor_pages(app, GatewayBackend(cache, desk, *pages))
+        install_doctor_pages(app, GatewayBackend(cache, desk, *pages), his_origins=tuple(his_origins))
 
     @app.post("/swipe", summary="刷卡预加载：从平台获取患者近期记录与可互认明细到本地缓存", dependencies=guard)
     def swipe(q: Patient) -> dict[str, Any]:

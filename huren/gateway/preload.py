@@ -74,7 +74,8 @@ def build(
     cache.purge()
     pages = (config.platform.org_code, conf.page_token) if conf.page_token else None
     app = create_preload_app(
-        cache, enqueue=enqueue, api_token=conf.api_token, listen=conf.listen, hosts=conf.hosts, pages=pages
+        cache, enqueue=enqueue, api_token=conf.api_token, listen=conf.listen, hosts=conf.hosts, pages=pages,
+        his_origins=conf.his_origins,
     )
     return app, conf
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from huren.gateway.config import ConfigError
+from huren.settings import check_origin
 
 WINDOWS = (30, 90)
 MIN_TOKEN = 24
@@ -34,6 +35,8 @@ class PreloadConf:
     timeout_seconds: float = 10.0
     page_token: str = ""
     hosts: tuple[str, ...] = field(default=())
+    #: exact HIS origins the doctor's pages post their decisions to (window.postMessage), never "*"
+    his_origins: tuple[str, ...] = field(default=())
 
     def allowed_hosts(self) -> frozenset[str]:
         return allowed_hosts(self.listen, self.hosts)
@@ -98,6 +101,16 @@ def preload_conf(table: dict[str, Any], outbox_path: Path, base_dir: Path) -> Pr
     hosts = table.get("hosts", [])
     if not isinstance(hosts, list) or not all(isinstance(h, str) and h and ":" not in h and "/" not in h for h in hosts):
         raise ConfigError('[preload] hosts 须为不带端口的主机名列表，例如 ["his-gw.hospital.local"]')
+    raw_origins = table.get("his_origins", [])
+    if not isinstance(raw_origins, list) or not all(isinstance(o, str) for o in raw_origins):
+        raise ConfigError('[preload] his_origins 须为 HIS 页面来源的列表，例如 ["https://his.hospital.local"]')
+    try:
+        his_origins = tuple(check_origin(o) for o in raw_origins)
+    except ValueError:
+        raise ConfigError(
+            '[preload] his_origins 中的每一项须为确切的来源“协议://主机[:端口]”（http 或 https，不带路径或通配符），'
+            '例如 "https://his.hospital.local"'
+        ) from None
     host = parse_listen(str(listen))[0]
     if host in ("0.0.0.0", "::") and not hosts:
         raise ConfigError(
@@ -115,4 +128,5 @@ def preload_conf(table: dict[str, Any], outbox_path: Path, base_dir: Path) -> Pr
         timeout_seconds=num("timeout_seconds", 10.0, 0.5),
         page_token=page_token,
         hosts=tuple(hosts),
+        his_origins=his_origins,
     )

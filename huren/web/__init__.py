@@ -73,10 +73,12 @@ def install(app: FastAPI, container: Container) -> None:
     app.router.routes.append(Pages(pages))
 
 
-def install_doctor_pages(app: FastAPI, backend: DoctorBackend) -> None:
-    """Serve the doctor's pages (token only, no login) on another app: the gateway's local API."""
+def install_doctor_pages(app: FastAPI, backend: DoctorBackend, *, his_origins: tuple[str, ...] = ()) -> None:
+    """Serve the doctor's pages (token only, no login) on another app: the gateway's local API.
+    ``his_origins``: the exact HIS origins the saved dialog posts its decisions to."""
     from huren.web import routes_doctor
 
     pages = _pages_app(backend, None)
+    pages.state.his_origins = his_origins
     pages.router.routes.extend(routes_doctor.router.routes)
     app.router.routes.append(Pages(pages))

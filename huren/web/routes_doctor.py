@@ -328,9 +328,12 @@ async def decide_save(request: Request) -> Response:
 
 
 def _his_origins(request: Request) -> str:
-    """The HIS origins the saved page posts its message to (HUREN_HIS_ORIGINS), space-separated."""
+    """The HIS origins the saved page posts its message to, space-separated: the platform's
+    HUREN_HIS_ORIGINS, or the gateway's ``[preload] his_origins``."""
     c = getattr(request.app.state, "container", None)
-    return " ".join(c.settings.his_origin_list) if c is not None else ""
+    if c is not None:
+        return " ".join(c.settings.his_origin_list)
+    return " ".join(getattr(request.app.state, "his_origins", ()))
 
 
 def _to_his(request: Request, who: Caller, resp: Response) -> Response:

@@ -126,3 +126,38 @@ def test_page_token_must_be_long(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="page_token"):
         preload_conf({"page_token": "short", "api_token": API_TOKEN}, tmp_path / "outbox.db", tmp_path)
     assert preload_conf({"page_token": PAGE_TOKEN, "api_token": API_TOKEN}, tmp_path / "outbox.db", tmp_path).page_token == PAGE_TOKEN
+
+
+def test_saved_dialog_posts_to_the_configured_his_origins_only(
+    client: TestClient, tmp_path: Path, catalog: None, api_a: Api, container: Container
+) -> None:
+    """``[preload] his_origins``: the gateway's saved dialog carries the huren:decisions message
+    for those exact origins (his-bridge.js never posts to "*"); without it, to none."""
+    conf = preload_conf(
+        {"page_token": PAGE_TOKEN, "api_token": API_TOKEN, "his_origins": ["https://his.hospital.local:8443/"]},
+        tmp_path / "outbox.db", tmp_path,
+    )
+    assert conf.his_origins == ("https://his.hospital.local:8443",)
+    hc = HurenClient("http://testserver", ORG_B[0], ORG_B[4], ORG_B[5], http=client)
+    cache = PreloadCache(tmp_path / "gw" / "preload.db", hc, ttl_seconds=600, days=90, retry_seconds=30, clock=Clock())
+    queued: list[Record] = []
+    _reports(api_a, container)
+    for n, (origins, expected) in enumerate(((conf.his_origins, "https://his.hospital.local:8443"), ((), ""))):
+        visit = VISIT | {"event_no": f"{VISIT['event_no']}-{n}"}  # a visit of its own: nothing decided yet
+        app = create_preload_app(cache, enqueue=queued.extend, api_token=API_TOKEN, pages=(ORG_B[0], PAGE_TOKEN), his_origins=origins)
+        with TestClient(app, base_url=LOCAL) as http:
+            r = http.get("/ui/decide", params=[*_q().items(), ("check", EXAM_CODE), ("lab", LAB_CODE), *visit.items()])
+            rows = re.findall(r'name="row" value="([^"]+)"', r.text)
+            assert len(rows) == 2, r.text
+            form = {"token": PAGE_TOKEN, **PATIENT, **visit, "event_type": "1", "row": [html.unescape(v) for v in rows]}
+            ok = http.post("/ui/decide", data=form | {"is_accept_0": "1", "is_accept_1": "2", "reason_1": "8"})
+            assert ok.status_code == 200, ok.text
+            m = re.search(r'<script type="application/json" id="his-message" data-his-origins="([^"]*)"', ok.text)
+            assert m is not None and m.group(1) == expected
+            assert "huren:decisions" in ok.text
+
+
+@pytest.mark.parametrize("bad", [["*"], ["https://his.local/path"], ["his.local"], "https://his.local", [1]])
+def test_his_origins_must_be_exact_origins(tmp_path: Path, bad: object) -> None:
+    with pytest.raises(ValueError, match="his_origins"):
+        preload_conf({"page_token": PAGE_TOKEN, "api_token": API_TOKEN, "his_origins": bad}, tmp_path / "outbox.db", tmp_path)
