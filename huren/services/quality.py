@@ -4,11 +4,10 @@ submissions and their rectification (XC-S2, BJ-4)."""
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from statistics import median
 from typing import Any
 
 from huren.context import Clock, Principal
-from huren.domain import idcard, labels, limits
+from huren.domain import figures, idcard, labels, limits
 from huren.domain.records import format_value
 from huren.errors import NotFound
 from huren.services import access
@@ -106,8 +105,8 @@ class QualityService:
             "day_to": day_to.isoformat(),
             "rows": out,
             "differences": [r for r in out if not r["complete"]],
-            "orgs": _completeness_orgs(out, scope),
-            "days": _completeness_days(out, day_from, day_to),
+            "orgs": figures.completeness_orgs(out, scope),
+            "days": figures.completeness_days(out, day_from, day_to),
         }
 
     def timeliness(
@@ -152,19 +151,19 @@ class QualityService:
             "day_to": day_to.isoformat(),
             "late_hours": late_hours,
             "rows": [
-                {"org_code": org, "date_t": day.isoformat()} | _delay_stats(d, late_hours)
+                {"org_code": org, "date_t": day.isoformat()} | figures.delay_stats(d, late_hours)
                 for (org, day), d in sorted(per_org.items())
             ],
             # every day of the range, a day without a report too (an outage shows as a day of 0)
             "days": [
-                {"date_t": day.isoformat()} | _delay_stats(per_day.get(day, {"lab": [], "exam": []}), late_hours)
-                for day in _each_day(day_from, day_to)
+                {"date_t": day.isoformat()} | figures.delay_stats(per_day.get(day, {"lab": [], "exam": []}), late_hours)
+                for day in figures.each_day(day_from, day_to)
             ],
             "orgs": [
-                {"org_code": org} | _delay_stats(d, late_hours)
-                for org, d in sorted(_per_org(per_org, scope).items())
+                {"org_code": org} | figures.delay_stats(d, late_hours)
+                for org, d in sorted(figures.per_org(per_org, scope).items())
             ],
-            "total": _delay_stats(everything, late_hours),
+            "total": figures.delay_stats(everything, late_hours),
         }
 
     def rejected(
@@ -359,84 +358,3 @@ def _rejected_out(r: dict[str, Any], refs: Refs) -> dict[str, Any]:
         "payload_size": r["payload_size"],
         "received_at": format_value(r["received_at"]),
     }
-
-
-def _delay_stats(d: dict[str, list[float]], late_hours: float) -> dict[str, Any]:
-    """Count, average / median / longest delay (hours, 2 decimals) and the late ones."""
-    hours = d["lab"] + d["exam"]
-    return {
-        "reports": len(hours),
-        "lab_reports": len(d["lab"]),
-        "exam_reports": len(d["exam"]),
-        "avg_hours": round(sum(hours) / len(hours), 2) if hours else None,
-        "median_hours": round(median(hours), 2) if hours else None,
-        "max_hours": round(max(hours), 2) if hours else None,
-        "late": sum(1 for h in hours if h > late_hours),
-        "late_rate": round(sum(1 for h in hours if h > late_hours) / len(hours), 4) if hours else None,
-        # 及时率: the share uploaded within ``late_hours`` of approval, per cent
-        "timeliness": percent(sum(1 for h in hours if h <= late_hours), len(hours)),
-    }
-
-
-def _each_day(first: date, last: date) -> list[date]:
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
-
-
-def percent(part: int, whole: int) -> float | None:
-    """``part`` of ``whole`` in per cent, one decimal; None when there is no whole."""
-    return round(100 * part / whole, 1) if whole else None
-
-
-def _completeness_orgs(rows: list[dict[str, Any]], scope: list[str] | None) -> list[dict[str, Any]]:
-    """Per institution: declared and received reports (lab + exam) and 完整率 — received over
-    declared on the days and departments it declared, each row's received capped at its declared
-    count (a surplus in one department does not hide a shortfall in another); None when it
-    declared nothing. Every institution of an explicit scope has a row, one without any also."""
-    per: dict[str, dict[str, Any]] = {o: _org_zero(o) for o in (scope or [])}
-    for r in rows:
-        p = per.setdefault(r["org_code"], _org_zero(r["org_code"]))
-        got = r["received_lab"] + r["received_exam"]
-        p["received"] += got
-        if r["declared"]:
-            want = (r["lab_num"] or 0) + (r["exam_num"] or 0)
-            p["declared"] += want
-            p["matched"] += min(got, want)
-            p["declared_days"].add(r["date_t"])
-        else:
-            p["undeclared"] += got
-        if not r["complete"]:
-            p["differences"] += 1
-    out = []
-    for _, p in sorted(per.items()):
-        days = p.pop("declared_days")
-        out.append(p | {"declared_days": len(days), "completeness": percent(p["matched"], p["declared"])})
-    return out
-
-
-def _org_zero(org: str) -> dict[str, Any]:
-    return {"org_code": org, "declared": 0, "received": 0, "matched": 0, "undeclared": 0, "differences": 0, "declared_days": set()}
-
-
-def _completeness_days(rows: list[dict[str, Any]], first: date, last: date) -> list[dict[str, Any]]:
-    """Per day of the range (a day without a declaration or a report too): declared, received, 完整率."""
-    per = {d.isoformat(): {"declared": 0, "received": 0, "matched": 0} for d in _each_day(first, last)}
-    for r in rows:
-        p = per.get(r["date_t"])
-        if p is None:
-            continue
-        got = r["received_lab"] + r["received_exam"]
-        p["received"] += got
-        if r["declared"]:
-            want = (r["lab_num"] or 0) + (r["exam_num"] or 0)
-            p["declared"] += want
-            p["matched"] += min(got, want)
-    return [{"date_t": d} | p | {"completeness": percent(p["matched"], p["declared"])} for d, p in per.items()]
-
-
-def _per_org(per_org_day: dict[tuple[str, date], dict[str, list[float]]], scope: list[str] | None) -> dict[str, dict[str, list[float]]]:
-    out: dict[str, dict[str, list[float]]] = {o: {"lab": [], "exam": []} for o in (scope or [])}
-    for (org, _), d in per_org_day.items():
-        acc = out.setdefault(org, {"lab": [], "exam": []})
-        acc["lab"] += d["lab"]
-        acc["exam"] += d["exam"]
-    return out

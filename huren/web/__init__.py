@@ -57,7 +57,16 @@ def _pages_app(backend: DoctorBackend, sessions: SessionCodec | None) -> FastAPI
 
 def install(app: FastAPI, container: Container) -> None:
     """Serve every page under /ui on the platform's app."""
-    from huren.web import routes_auth, routes_catalog, routes_doctor, routes_overview, routes_supervision
+    from huren.web import (
+        routes_auth,
+        routes_catalog,
+        routes_doctor,
+        routes_overview,
+        routes_rectification,
+        routes_report,
+        routes_stats,
+        routes_supervision,
+    )
     from huren.web.backend import PlatformBackend
 
     sessions = SessionCodec(
@@ -68,7 +77,7 @@ def install(app: FastAPI, container: Container) -> None:
     pages = _pages_app(PlatformBackend(container), sessions)
     pages.state.container = container
     pages.state.public_base = container.settings.public_base  # links in pages: never the Host header
-    for module in (routes_auth, routes_doctor, routes_supervision, routes_catalog, routes_overview):
+    for module in (routes_auth, routes_doctor, routes_report, routes_supervision, routes_rectification, routes_stats, routes_catalog, routes_overview):
         pages.router.routes.extend(module.router.routes)
     app.router.routes.append(Pages(pages))
 
@@ -76,9 +85,10 @@ def install(app: FastAPI, container: Container) -> None:
 def install_doctor_pages(app: FastAPI, backend: DoctorBackend, *, his_origins: tuple[str, ...] = ()) -> None:
     """Serve the doctor's pages (token only, no login) on another app: the gateway's local API.
     ``his_origins``: the exact HIS origins the saved dialog posts its decisions to."""
-    from huren.web import routes_doctor
+    from huren.web import routes_doctor, routes_report
 
     pages = _pages_app(backend, None)
     pages.state.his_origins = his_origins
     pages.router.routes.extend(routes_doctor.router.routes)
+    pages.router.routes.extend(routes_report.router.routes)
     app.router.routes.append(Pages(pages))

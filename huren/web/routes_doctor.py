@@ -1,5 +1,5 @@
 """The doctor's side of the pages (issue #6): the status widget a HIS embeds, the 450×500
-reminder panel, the decision dialog for ordered items, the report view with citing, and the
+reminder panel, the decision dialog for ordered items, the report view (:mod:`huren.web.routes_report`) with citing, and the
 embedding notes for HIS vendors.
 
 Embedded pages (widget, panel, dialog, report) work with the doctor's API token (``token``),
@@ -48,7 +48,7 @@ EMBED_ROLES = tuple(dict.fromkeys(r for m in MENU if m.path == "/ui/embed" for r
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def _doctor(who: Caller) -> None:
+def require_doctor(who: Caller) -> None:
     who.require(DOCTOR_ROLES, "医生工作台页面")
 
 
@@ -61,21 +61,21 @@ def _split(recent: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dic
     return [r for r in recent if r["type"] == kinds.EXAM.order_key], [r for r in recent if r["type"] == kinds.LAB.order_key]
 
 
-def _now(request: Request) -> str:
+def now_text(request: Request) -> str:
     return backend(request).now_text()
 
 
-async def _call(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+async def call(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
     """A backend call off the event loop (the gateway's may wait on the platform)."""
     return await run_in_threadpool(partial(fn, *args, **kw))
 
 
 def _year(request: Request) -> int:
-    return int(_now(request)[:4])
+    return int(now_text(request)[:4])
 
 
 def _header(request: Request, info: dict[str, str], id_type: str, id_no: str) -> dict[str, str]:
-    now = _now(request)
+    now = now_text(request)
     return patient_header(info, id_type, id_no, date(int(now[:4]), int(now[5:7]), int(now[8:10])))
 
 
@@ -118,7 +118,7 @@ def _panel_summary(recent: list[dict[str, Any]], year: int) -> str:
     return summary(sum(1 for r in recent if r["recognition"] == "1"), expiries, year)
 
 
-def _list(value: Any) -> list[str]:
+def as_list(value: Any) -> list[str]:
     if value is None:
         return []
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
@@ -127,7 +127,7 @@ def _list(value: Any) -> list[str]:
 # -- 1. patient lookup for a logged-in doctor ----------------------------------------------------
 @router.get("/ui/doctor")
 async def doctor_home(request: Request, who: Annotated[Caller, Depends(caller)]) -> Response:
-    _doctor(who)
+    require_doctor(who)
     q = request.query_params
     given = _given(q)
     id_type = q.get("id_type_code", "01")
@@ -137,7 +137,7 @@ async def doctor_home(request: Request, who: Annotated[Caller, Depends(caller)])
     if id_no:
         try:
             id_type, id_no = _patient(q)
-            recent = await _call(backend(request).recent, who.principal, id_type, id_no, _visit(request, who, given))
+            recent = await call(backend(request).recent, who.principal, id_type, id_no, _visit(request, who, given))
         except InvalidInput as exc:
             error = "；".join([exc.text(), *(p.message for p in exc.problems)])
     year = _year(request)
@@ -157,11 +157,11 @@ async def doctor_home(request: Request, who: Annotated[Caller, Depends(caller)])
 async def widget(request: Request, who: Annotated[Caller, Depends(caller)]) -> Response:
     """Green icon with the number of recognizable results (entries with recognition "1" of the
     90-day recent list), grey and inert when there are none."""
-    _doctor(who)
+    require_doctor(who)
     q = request.query_params
     id_type, id_no = _patient(q)
     given = _given(q)
-    recent = await _call(backend(request).recent, who.principal, id_type, id_no, _visit(request, who, given))
+    recent = await call(backend(request).recent, who.principal, id_type, id_no, _visit(request, who, given))
     count = sum(1 for r in recent if r["recognition"] == "1")
     panel = who.url("/ui/panel", id_type_code=id_type, id_no=id_no, **given)
     return page(request, who, "doctor/widget.html", title="互认提醒", count=count, total=len(recent), panel_url=panel,
@@ -171,13 +171,13 @@ async def widget(request: Request, who: Annotated[Caller, Depends(caller)]) -> R
 # -- 4. the reminder panel -----------------------------------------------------------------------
 @router.get("/ui/panel")
 async def panel(request: Request, who: Annotated[Caller, Depends(caller)]) -> Response:
-    _doctor(who)
+    require_doctor(who)
     q = request.query_params
     id_type, id_no = _patient(q)
     given = _given(q)
     b = backend(request)
-    recent = await _call(b.recent, who.principal, id_type, id_no, _visit(request, who, given))
-    info = await _call(b.patient, who.principal, id_type, id_no)
+    recent = await call(b.recent, who.principal, id_type, id_no, _visit(request, who, given))
+    info = await call(b.patient, who.principal, id_type, id_no)
     year = _year(request)
     exams, labs = _split(_panel_rows(recent, year))
     return page(
@@ -244,7 +244,7 @@ def _dialog(
 
 @router.get("/ui/decide")
 async def decide_form(request: Request, who: Annotated[Caller, Depends(caller)]) -> Response:
-    _doctor(who)
+    require_doctor(who)
     q = request.query_params
     id_type, id_no = _patient(q)
     given = _given(q)
@@ -254,15 +254,15 @@ async def decide_form(request: Request, who: Annotated[Caller, Depends(caller)])
     if not check and not lab:
         raise invalid("check", "required", "请至少选择一个要开立的检查或检验项目")
     b = backend(request)
-    answer = await _call(b.exists, who.principal, id_type, id_no, check, lab, visit)
-    info = await _call(b.patient, who.principal, id_type, id_no)
+    answer = await call(b.exists, who.principal, id_type, id_no, check, lab, visit)
+    info = await call(b.patient, who.principal, id_type, id_no)
     return _dialog(request, who, id_type=id_type, id_no=id_no, rows=_rows(answer), visit=visit, given=given,
                    unmapped=answer["unmapped"], patient=info, cache_note=b.cache_note(id_type, id_no))
 
 
 def _posted_rows(form: dict[str, Any]) -> list[dict[str, str]]:
     rows = []
-    for raw in _list(form.get("row")):
+    for raw in as_list(form.get("row")):
         try:
             r = json.loads(raw)
         except ValueError:
@@ -278,7 +278,7 @@ def _posted_rows(form: dict[str, Any]) -> list[dict[str, str]]:
 @router.post("/ui/decide")
 async def decide_save(request: Request) -> Response:
     who, form = await form_caller(request)
-    _doctor(who)
+    require_doctor(who)
     id_type, id_no = _patient(form)
     rows = _posted_rows(form)
     visit = who.pin(_form_visit(form))
@@ -305,7 +305,7 @@ async def decide_save(request: Request) -> Response:
 
     if errors:
         return again(errors)
-    when = _now(request)
+    when = now_text(request)
     records = [
         _record(r, visit, id_type, id_no, when) | {"is_accept": decided[i][0], "reason": decided[i][1]}
         for i, r in enumerate(rows)
@@ -314,7 +314,7 @@ async def decide_save(request: Request) -> Response:
     if not records:
         return again(["这些项目本次就诊均已记录互认结果，无需再次保存"])
     try:
-        n = await _call(backend(request).submit, "accept", {"sehr_accept_record": records}, who.principal)
+        n = await call(backend(request).submit, "accept", {"sehr_accept_record": records}, who.principal)
     except InvalidInput as exc:
         return again([exc.text(), *(p.message for p in exc.problems)])
     saved = [(r, decided[i]) for i, r in enumerate(rows) if i in decided]
@@ -322,12 +322,12 @@ async def decide_save(request: Request) -> Response:
         "decide", id_type=id_type, id_no=id_no, visit=visit, when=when, reasons=reasons,
         accepted=[r for r, d in saved if d[0] == "1"], rejected=[(r, d[1]) for r, d in saved if d[0] == "2"],
     )
-    return _to_his(request, who, page(request, who, "doctor/decided.html", title="互认记录已保存", n=n, saved=saved, reasons=reasons,
-                                      his=his, his_origins=_his_origins(request),
+    return to_his(request, who, page(request, who, "doctor/decided.html", title="互认记录已保存", n=n, saved=saved, reasons=reasons,
+                                      his=his, his_origins=his_origins(request),
                                       back=who.url("/ui/panel", id_type_code=id_type, id_no=id_no, **given)))
 
 
-def _his_origins(request: Request) -> str:
+def his_origins(request: Request) -> str:
     """The HIS origins the saved page posts its message to, space-separated: the platform's
     HUREN_HIS_ORIGINS, or the gateway's ``[preload] his_origins``."""
     c = getattr(request.app.state, "container", None)
@@ -336,7 +336,7 @@ def _his_origins(request: Request) -> str:
     return " ".join(getattr(request.app.state, "his_origins", ()))
 
 
-def _to_his(request: Request, who: Caller, resp: Response) -> Response:
+def to_his(request: Request, who: Caller, resp: Response) -> Response:
     """A page that posts the message to the page token's callback: its CSP lets it connect there
     (the callback's origin only, one of HUREN_HIS_ORIGINS when the token was minted)."""
     c = getattr(request.app.state, "container", None)
@@ -359,117 +359,6 @@ async def alive(request: Request) -> Response:
     except (LoginRequired, HurenError):
         return JSONResponse({"alive": False}, 401, headers=headers)
     return JSONResponse({"alive": True, "csrf": who.csrf or ""}, headers=headers)
-
-
-# -- 6. the report view, its PDF and citing --------------------------------------------------------
-def _kind(kind: str) -> str:
-    if kind not in kinds.BY_NAME:
-        raise invalid("kind", "dictionary", "报告类型应为 lab（检验）或 exam（检查）")
-    return kind
-
-
-@router.get("/ui/report/{kind}/{report_id}")
-async def report_view(request: Request, kind: str, report_id: str, who: Annotated[Caller, Depends(caller)]) -> Response:
-    _doctor(who)
-    _kind(kind)
-    rep = await _call(backend(request).report, kind, report_id, who.principal)
-    given = _given(request.query_params)
-    visit = _visit(request, who, given)
-    return _report_page(request, who, kind, rep, visit, given)
-
-
-def _report_page(
-    request: Request, who: Caller, kind: str, rep: dict[str, Any], visit: dict[str, str], given: dict[str, str],
-    *, quoted: int = 0, errors: list[str] | None = None, status: int = 200, more: dict[str, Any] | None = None,
-) -> Response:
-    k = kinds.BY_NAME[kind]
-    master = rep[k.master_node]
-    items = rep[k.item_node]
-    return page(
-        request, who, "doctor/report.html", status, title=k.report_name, kind=kind, kind_name=k.zh, rep=rep,
-        m=master, items=items, visit=visit, missing=_missing_visit(visit), given=given, quoted=quoted, errors=errors or [],
-        interpret=dictionaries.load("STD_OBSERVATION_INTERPRET"), visit_labels=VISIT_LABELS,
-        event_types=dictionaries.load("STD_EVENT_TYPE"), std_depts=dictionaries.load("STD_DEPT"),
-        pdf_url=who.url(f"/ui/report/{kind}/{rep['report_id']}/pdf") if rep.get("has_pdf") else "",
-        back=who.url("/ui/panel", id_type_code=master["id_type_code"], id_no=master["id_no"], **given),
-        **(more or {}),
-    )
-
-
-@router.get("/ui/report/{kind}/{report_id}/pdf")
-async def report_pdf(request: Request, kind: str, report_id: str, who: Annotated[Caller, Depends(caller)]) -> Response:
-    _doctor(who)
-    data = await _call(backend(request).pdf, _kind(kind), report_id, who.principal)
-    return Response(
-        data, media_type="application/pdf",
-        headers={
-            "Content-Disposition": f'inline; filename="{kind}-{report_id}.pdf"',
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
-
-
-@router.post("/ui/quote")
-async def quote(request: Request) -> Response:
-    """Cite a report in the medical record (XJ-1.3.2.4): one quote record per chosen item (a lab
-    report's sub-items ticked on the report page, every item when none is sent; an exam report's
-    items), the text of the cited results for the record, and the same message as the decision
-    dialog's (``action: "quote"``) posted to the HIS page."""
-    who, form = await form_caller(request)
-    _doctor(who)
-    kind = _kind(str(form.get("kind") or ""))
-    report_id = str(form.get("report_id") or "")  # the report's ref: one that names none is the pages' 404
-    b = backend(request)
-    rep = await _call(b.report, kind, report_id, who.principal)
-    visit = who.pin(_form_visit(form))
-    given = _given(form)
-    k = kinds.BY_NAME[kind]
-    m = rep[k.master_node]
-    node = rep[k.item_node]
-    chosen = set(_list(form.get("item")))
-    if chosen and kind == "lab":
-        node = [i for i in node if i[k.item_code_field] in chosen]
-    errors = _visit_errors(visit)
-    if not node:
-        errors.append("请至少选择一项要引用的检验结果")
-    if not errors:
-        when = _now(request)
-        row = {"hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "type": k.record_type}
-        records = [_record(row | {"code": i[k.item_code_field]}, visit, m["id_type_code"], m["id_no"], when) for i in node]
-        try:
-            n = await _call(b.submit, "quote", {"sehr_quote_record": records}, who.principal)
-        except InvalidInput as exc:
-            errors = [exc.text(), *(p.message for p in exc.problems)]
-        else:
-            cited = _cited(kind, rep, node)
-            text = his_message.quote_text(kind, rep.get("org_name") or m["org_code"], m.get("authenticator_dtime") or "",
-                                          m.get("report_title") or "", cited)
-            his = his_message.message("quote", id_type=m["id_type_code"], id_no=m["id_no"], visit=visit, when=when,
-                                      quoted=cited, text=text)
-            return _to_his(request, who, _report_page(request, who, kind, rep, visit, given, quoted=n,
-                                                      more={"his": his, "his_origins": _his_origins(request), "quote_text": text}))
-    return _report_page(request, who, kind, rep, visit, given, errors=errors, status=422)
-
-
-def _cited(kind: str, rep: dict[str, Any], node: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """The cited items in the message's item shape (huren.web.his_message)."""
-    k = kinds.BY_NAME[kind]
-    m = rep[k.master_node]
-    base = {"type": k.record_type, "hr_org_code": m["org_code"], "org_name": rep.get("org_name") or "",
-            "hr_report_form_no": m["report_form_no"], "report_id": rep["report_id"], "dtime": m.get("authenticator_dtime") or ""}
-    out = []
-    for i in node:
-        if kind == "lab":
-            lo, hi = i.get("norm_lower_limit") or "", i.get("norm_upper_limit") or ""
-            ref = ref_range(lo, hi, i.get("norm_value_notes") or "")
-            out.append(base | {"code": i["class_code"], "name": i.get("class_name") or i.get("class_local_name") or "",
-                               "result": str(i.get("result_value") or ""), "unit": i.get("result_unit") or "", "ref": ref,
-                               "flag": i.get("result_interpre") or ""})
-        else:
-            out.append(base | {"code": i["exam_item_code"], "name": i.get("exam_item_name") or "",
-                               "result": m.get("conclusion") or "", "unit": "", "ref": "", "flag": ""})
-    return out
 
 
 # -- 7. notes for HIS vendors ------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from huren.errors import InvalidInput
 from huren.services.overview import RED, YELLOW, overview_service
 from huren.web import charts, tables
 from huren.web.render import SUPERVISION_ROLES, Caller, caller, container, invalid, menu_for, page
-from huren.web.routes_supervision import _day, base_context, call, problem_dicts
+from huren.web.routes_supervision import base_context, call, day_param, problem_dicts
 
 router = APIRouter(include_in_schema=False)
 
@@ -88,7 +88,7 @@ async def overview_page(request: Request, who: Caller, status_home: bool = False
             raise invalid("silent_hours", "number", f"静默阈值应为小时数，而不是“{excerpt(form['silent_hours'])}”") from None
         res = await call(
             svc.overview, who.principal, org_code=form["org_code"] or None,
-            day_from=_day(form["day_from"], "day_from", "开始日期"), day_to=_day(form["day_to"], "day_to", "结束日期"),
+            day_from=day_param(form["day_from"], "day_from", "开始日期"), day_to=day_param(form["day_to"], "day_to", "结束日期"),
             silent_hours=silent,
         )
     except InvalidInput as exc:

@@ -270,10 +270,18 @@ PAGES: dict[str, str | None] = {
 
 
 def test_every_page_follows_the_table(client: TestClient, world: dict[str, Any]) -> None:
-    from huren.web import routes_catalog, routes_doctor, routes_overview, routes_supervision
+    from huren.web import (
+        routes_catalog,
+        routes_doctor,
+        routes_overview,
+        routes_rectification,
+        routes_report,
+        routes_stats,
+        routes_supervision,
+    )
 
     found = {
-        r.path for m in (routes_doctor, routes_supervision, routes_catalog, routes_overview)
+        r.path for m in (routes_doctor, routes_report, routes_supervision, routes_rectification, routes_stats, routes_catalog, routes_overview)
         for r in m.router.routes if "GET" in getattr(r, "methods", ())
     }
     assert found == set(PAGES), "pages without an entry in this test's table"

@@ -180,7 +180,7 @@ GATEWAY_MODULES = sorted(m for m in MODULES if _under(m, "huren.gateway"))
 
 
 # the doctor's pages the gateway serves from its preload cache (mounted on its local API)
-GATEWAY_PAGES = ["huren.web", "huren.web.routes_doctor", "huren.web.render", "huren.web.backend"]
+GATEWAY_PAGES = ["huren.web", "huren.web.routes_doctor", "huren.web.routes_report", "huren.web.render", "huren.web.backend"]
 
 
 @pytest.mark.parametrize("module", ["huren.gateway", *GATEWAY_MODULES, *GATEWAY_PAGES])
