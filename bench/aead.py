@@ -10,7 +10,9 @@ extra time goes.
 
 Runs alternate (clear, sealed, clear, sealed …) so the machine's drift falls on both. Ends with one
 JSON line: ``sm4_seal_us``, ``sm4_open_us``, ``aes_seal_us``, ``aes_open_us``, ``blind_us``,
-``log_clear_us``, ``log_sealed_us`` (per row, median of the rounds), ``log_sealed_pct``.
+``sm4_gmssl_18b_us`` / ``sm4_openssl_18b_us`` / ``sm4_gmssl_10kb_us`` / ``sm4_openssl_10kb_us`` (one
+SM4-GCM seal by each library, for a field and for a 10 KB payload), ``log_clear_us``,
+``log_sealed_us`` (per row, median of the rounds), ``log_sealed_pct``.
 
     python bench/aead.py [--rows 5000] [--rounds 3]
 """
@@ -56,6 +58,32 @@ def cipher_figures(n: int) -> dict[str, float]:
     return out
 
 
+def sm4_paths(n: int) -> dict[str, float]:
+    """µs per SM4-GCM seal of 18 bytes and of 10 KB through GmSSL's one call (what FieldCipher uses
+    up to ``aead.SHORT`` bytes) and through OpenSSL's streaming Cipher (what it uses above)."""
+    import gmssl_pyx  # type: ignore[import-untyped]
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    key, ad = os.urandom(16), b"a" * 40
+    out: dict[str, float] = {}
+    for label, size in (("18b", 18), ("10kb", 10_000)):
+        plain = os.urandom(size)
+        calls = n if size < 1000 else max(200, n // 50)
+
+        def openssl(plain: bytes = plain) -> None:
+            enc = Cipher(algorithms.SM4(key), modes.GCM(os.urandom(12))).encryptor()
+            enc.authenticate_additional_data(ad)
+            enc.update(plain)
+            enc.finalize()
+
+        def gmssl(plain: bytes = plain) -> None:
+            gmssl_pyx.sm4_gcm_encrypt(key, os.urandom(12), ad, plain)
+
+        out[f"sm4_gmssl_{label}_us"] = per_call_us(gmssl, calls)
+        out[f"sm4_openssl_{label}_us"] = per_call_us(openssl, calls)
+    return out
+
+
 def log_rows_us(path: Path, rows: int, fields: FieldCipher | None) -> float:
     """µs per access-log row, one row per transaction, ID numbers sealed when ``fields`` is given."""
     engine = create_engine(f"sqlite:///{path}")
@@ -89,7 +117,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--calls", type=int, default=20000)
     args = ap.parse_args()
-    out = cipher_figures(args.calls)
+    out = cipher_figures(args.calls) | sm4_paths(args.calls)
     fields = FieldCipher({1: os.urandom(32)}, 1, os.urandom(32))
     clear: list[float] = []
     sealed: list[float] = []

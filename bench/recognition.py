@@ -621,6 +621,9 @@ def main() -> None:
                     help="default: SQLite under the data dir; a PostgreSQL database given here is emptied and filled")
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="also time the steps inside N service calls (where the time goes) and cProfile them")
     ap.add_argument("--no-http", action="store_true")
+    ap.add_argument("--identity-seal", action="store_true",
+                    help="after the fill, seal the service's log rows with an identity instead of SM4-GCM "
+                         "(what sealing costs exists-for-order: compare with a run without it; service layer only)")
     ap.add_argument("--seed", type=int, default=20241122)
     args = ap.parse_args()
 
@@ -630,6 +633,10 @@ def main() -> None:
     db = "postgresql" if args.database_url and args.database_url.startswith("postgres") else "sqlite"
     try:
         c, info = prepare(args, data_dir)
+        if args.identity_seal:  # this process only: the HTTP server (another process) still seals
+            from huren.crypto import aead
+
+            aead.FieldCipher.seal_text = lambda self, value, table, column, context="": aead.TEXT_PREFIX + value  # type: ignore[method-assign]
         size = db_size(data_dir, args.database_url, c)
         print(f"store: {db}, {size / 2**30:.2f} GiB on disk ({data_dir if db == 'sqlite' else args.database_url})")
         rng = random.Random(args.seed + 1)
@@ -696,7 +703,7 @@ def main() -> None:
     print(json.dumps({
         "bench": "recognition", "db": db, "lab_reports": info["lab_reports"], "exam_reports": info["exam_reports"],
         "patients": info["patients"], "fill_seconds": round(info.get("seconds", 0.0), 1), "reused": info["reused"],
-        "db_bytes": size, "queries": args.queries,
+        "db_bytes": size, "queries": args.queries, "identity_seal": args.identity_seal,
         "service_p50_ms": r3(svc["p50"]), "service_p90_ms": r3(svc["p90"]), "service_p99_ms": r3(svc["p99"]),
         "service_max_ms": r3(svc["max"]),
         "raw_p50_ms": r3(raw["p50"]), "raw_p90_ms": r3(raw["p90"]), "raw_p99_ms": r3(raw["p99"]), "raw_max_ms": r3(raw["max"]),
