@@ -65,14 +65,15 @@ class DataKeys:
         try:
             doc = json.loads(self.path.read_bytes())
             if doc["format"] != FORMAT or str(doc["active"]) not in doc["keys"]:
-                raise ValueError("unknown format or no active key")
+                raise _Unusable("格式不是本系统的数据密钥文件，或缺少当前密钥")
             for v in (*doc["keys"].values(), doc["index"]):
                 if len(bytes.fromhex(v)) != aead.SECRET_LEN:
-                    raise ValueError("a secret is not 32 bytes")
+                    raise _Unusable(f"其中的密钥不是 {aead.SECRET_LEN} 字节")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.error("%s: unusable data key file (%s)", self.path, exc)
+            why = "文件无法读取" if isinstance(exc, OSError) else str(exc) if isinstance(exc, _Unusable) else "内容不是有效的密钥文件"
             raise NotConfigured(
-                f"数据密钥文件 {self.path} 无法读取（{exc}）：请从备份恢复。切勿删除或重新生成它，"
+                f"数据密钥文件 {self.path} 无法读取（{why}）：请从备份恢复。切勿删除或重新生成它，"
                 f"否则{self.guards}将无法读取"
             ) from exc
         return dict(doc)
@@ -114,3 +115,7 @@ class DataKeys:
 
 def _dump(doc: dict[str, Any]) -> bytes:
     return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
+
+
+class _Unusable(ValueError):
+    """A key file that parses but is not a usable one (its message is the operator's, in Chinese)."""

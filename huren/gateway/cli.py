@@ -214,8 +214,8 @@ def rotate_data(config_path: Path, *, resume: bool = False) -> int:
             bar = Progress(what, store.reseal_total())
             try:
                 resealed, seen = store.reseal(cipher, progress=bar.update)
-            except SealError as exc:
-                print(f"\n错误：{what}中有无法打开的记录（{exc}）；已完成的批次已保存，可修复后用 --resume 继续", file=sys.stderr)
+            except SealError:
+                print(f"\n错误：{what}中有无法打开的记录（数据密钥不匹配或记录已被改动）；已完成的批次已保存，可修复后用 --resume 继续", file=sys.stderr)
                 return 1
             bar.count = seen
             bar.draw(end="\n")

@@ -210,3 +210,22 @@ def test_cli_rotate_data_reseals_every_blob_with_progress(
     assert cli.main(["keys", "rotate-data", "--data-dir", str(data), "--resume"]) == 1
     out, err = capsys.readouterr()
     assert "已是当前密钥 5，无法打开 1" in out and sealed[0] in err
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"not json", b'{"format": "other", "active": 1, "keys": {}, "index": ""}', b'{"format": "huren-data-keys/1", "active": 1, "keys": {"1": "zz"}, "index": "00"}'],
+)
+def test_an_unusable_data_key_file_is_named_in_chinese(tmp_path: Path, content: bytes) -> None:
+    """The operator reads the reason in Chinese, never a parser's English text."""
+    import re
+
+    from huren.crypto.datakeys import DataKeys
+    from huren.errors import NotConfigured
+
+    path = tmp_path / "data.keys"
+    path.write_bytes(content)
+    with pytest.raises(NotConfigured) as err:
+        DataKeys(path).read(create=False)
+    assert str(path) in str(err.value) and "请从备份恢复" in str(err.value)
+    assert not re.search(r"[A-Za-z]{4,}", str(err.value).replace(str(path), "")), str(err.value)
