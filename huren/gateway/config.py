@@ -4,7 +4,10 @@
 ``[platform]`` where and as whom to upload; ``[outbox]`` the durable SQLite queue; ``[schedule]``
 daily counts and accept / quote pushes; ``[[source]]`` one table per hospital source, handed as a
 dict to ``huren.gateway.sources.build`` (or, with ``factory = "module:callable"``, to that
-callable); ``[preload]`` kept as a dict for the preload cache; ``[mapping]`` (local codes → standard, see
+callable); ``[preload]`` kept as a dict for the preload cache; ``[pacs_views]`` (one table, or
+``[[pacs_views]]`` several: the PACS's imaging views, ``huren.gateway.sources.pacs_views``) and
+``[imaging]`` (the spool, the study pusher and the YB endpoints, ``huren.gateway.imaging_api``)
+kept as dicts likewise; ``[mapping]`` (local codes → standard, see
 ``huren.gateway.mapping``) likewise; ``[log]`` the log level. ``[[sources]]`` is read as
 ``[[source]]``.
 Relative paths (the outbox) are taken from the config file's directory.
@@ -66,6 +69,8 @@ class GatewayConfig:
     sources: tuple[dict[str, Any], ...] = ()
     preload: dict[str, Any] = field(default_factory=dict)
     mapping: dict[str, Any] = field(default_factory=dict)
+    pacs_views: tuple[dict[str, Any], ...] = ()
+    imaging: dict[str, Any] = field(default_factory=dict)
     log_level: str = "INFO"
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -159,6 +164,18 @@ def parse(doc: dict[str, Any], base_dir: Path) -> GatewayConfig:
         if name in names:
             raise ConfigError(f"[[source]] name = \"{name}\" 重复：每个来源的 name 应唯一")
         names.add(name)
+    raw_views = doc.get("pacs_views", [])
+    raw_views = [raw_views] if isinstance(raw_views, dict) else raw_views
+    if not isinstance(raw_views, list) or not all(isinstance(x, dict) for x in raw_views):
+        raise ConfigError("[pacs_views] 应为一个表，或表数组（每个 PACS / 区域影像云一个 [[pacs_views]] 表）")
+    for i, src in enumerate(raw_views):
+        name = src.get("name", "pacs_views" if len(raw_views) == 1 else "")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"[[pacs_views]] 第 {i + 1} 个表缺少 name（有多个影像视图来源时每个都须命名）")
+        if name in names:
+            raise ConfigError(f"[pacs_views] name = \"{name}\" 与其他来源重名：每个来源的 name 应唯一")
+        names.add(name)
+        src.setdefault("name", name)
     log = _table(doc, "log")
     return GatewayConfig(
         platform=platform,
@@ -167,6 +184,8 @@ def parse(doc: dict[str, Any], base_dir: Path) -> GatewayConfig:
         sources=tuple(dict(x) for x in raw_sources),
         preload=dict(_table(doc, "preload")),
         mapping=dict(_table(doc, "mapping")),
+        pacs_views=tuple(dict(x) for x in raw_views),
+        imaging=dict(_table(doc, "imaging")),
         log_level=_str(log, "log", "level", "INFO").upper(),
         base_dir=base_dir,
     )

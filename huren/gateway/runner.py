@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 from huren.client import HurenClient
 from huren.crypto.aead import FieldCipher
 from huren.gateway.config import GatewayConfig, build_sources
+from huren.gateway.imaging import imaging_hook
 from huren.gateway.ingest import ingest, notify
 from huren.gateway.model import KINDS, Record, Source
 from huren.gateway.outbox import PUSHED_KINDS, Item, Outbox
@@ -78,6 +79,7 @@ class Gateway:
         self.client = client if client is not None else make_client(config)
         self.sources = list(sources) if sources is not None else build_sources(config, self.client)
         self.uploader = Uploader(self.client, max_batch_bytes=config.outbox.max_batch_bytes)
+        self.imaging = imaging_hook(config, self.box, self.client) if config.pacs_views or config.imaging else None
         self.stopping = threading.Event()
         self._rng = rng or random.Random()
         self._failures = 0
@@ -106,6 +108,8 @@ class Gateway:
             if self.stopping.is_set():
                 break
             n += ingest(self.box, src, should_stop=self.stopping.is_set)
+        if self.imaging is not None and not self.stopping.is_set():
+            n += self.imaging.poll(self.stopping.is_set)
         return n
 
     def available(self) -> bool:
@@ -265,6 +269,12 @@ class Gateway:
             if why == "empty":
                 self._next_push = time.monotonic() + sched.push_every_seconds
         _, why = self.drain(until=self._next_poll)
+        if self.imaging is not None and why in ("empty", "time") and self.available():
+            until = max(self._next_poll, time.monotonic() + 5.0)  # a study at least, also behind a backlog
+            _, down = self.imaging.pusher.drain(until=until, should_stop=self.stopping.is_set)
+            if down:
+                self._backoff(down)
+                why = "unavailable"
         if why == "time":
             return 0.0
         wake = min(self._next_poll, self._next_push, time.monotonic() + 60.0)
@@ -284,10 +294,14 @@ class Gateway:
         return lambda: [signal.signal(s, h) for s, h in old.items()]
 
     def _services(self) -> list[Stoppable]:
-        """The preload cache's local API, when configured (``[preload]``)."""
+        """The preload cache's local API, when configured (``[preload]``); the YB imaging endpoints
+        (``[imaging] listen``)."""
+        services: list[Stoppable] = []
+        if self.imaging is not None and self.imaging.conf.listen:
+            services.append(self.imaging.start_api(self.enqueue))
         if not self.preload_enabled():
-            return []
+            return services
         from huren.gateway import preload  # the web stack is loaded only when the local API runs
 
         service: Stoppable = preload.start(self.config, self.enqueue, self.box.sealer.cipher)
-        return [service]
+        return [*services, service]

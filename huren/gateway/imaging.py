@@ -1,0 +1,509 @@
+"""Imaging on the gateway: the spool of DICOM files read from the PACS, and the study pusher.
+
+The ``pacs_views`` source (``huren.gateway.sources.pacs_views``) finds complete studies in the
+PACS views and stages every file into the **spool** (``[imaging] spool_dir``, default
+``imaging-spool`` beside the outbox): fetched by its ``FILEPATH`` (a local or UNC-mounted path, or
+an http(s) URL, at most ``max_file_bytes``), checked to be DICOM Part 10 whose SOP Instance UID and
+Study Instance UID are the view row's, and stored under its SHA-256 (``<sha256>.dcm``, mode 0600 in
+a 0700 folder). The outbox then holds ONE record per study (kind ``study``): the instances'
+UIDs, sizes, SHA-256 and spool names, never the bytes — so a PACS that purges its files after the
+study was queued loses nothing, and the outbox stays small.
+
+The pusher drains the ``study`` records (and the YB-4.5 deletion notices, kind
+``image_deletion``) from the outbox: it sends the study's files with STOW-RS
+(``huren.client.HurenClient.stow``, ``max_stow_bytes`` per request) and then commits the study
+with every instance's SHA-256 (``HurenClient.commit_study``). Only a commit
+answered ``complete`` settles the record; a crash anywhere before that leaves it pending and the
+next run sends the study again — the platform stores identical bytes once and a commit repeated
+is harmless, so a study arrives exactly once. The spool files of a settled study are removed
+(unless a pending record still names them); ``sweep`` removes strays left by a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx2
+import orjson
+
+from huren.client import HurenClient
+from huren.errors import PlatformRefused, PlatformUnavailable
+from huren.gateway.model import Record, os_reason
+from huren.gateway.outbox import Item, Outbox
+from huren.gateway.outbox_seal import REC
+from huren.gateway.uploader import reason
+
+if TYPE_CHECKING:
+    from huren.gateway.config import GatewayConfig
+
+log = logging.getLogger("huren.gateway.imaging")
+
+#: outbox kinds the pusher drains (the runner's uploader does not know them)
+KINDS = ("study", "image_deletion")
+CAPTION = "扫描查看数字影像"
+FONTS = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "C:/Windows/Fonts/msyh.ttc",
+    "C:/Windows/Fonts/simhei.ttf",
+)
+
+CHUNK = 1 << 20
+DICM_AT = 128
+
+
+class FetchError(Exception):
+    """A file could not be had or is not the file the view promised (a Chinese reason)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    sha256: str
+    size: int
+    name: str  # the spool file's name
+
+
+def _dicom_uids(path: Path) -> tuple[str, str]:
+    """(SOP Instance UID, Study Instance UID) of a Part-10 file; FetchError when it is not one."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(DICM_AT + 4)
+            if head[DICM_AT:] != b"DICM":
+                raise FetchError("不是 DICOM 文件（缺少 128 字节前导与“DICM”标记）")
+            fh.seek(0)
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=["SOPInstanceUID", "StudyInstanceUID"])
+    except (InvalidDicomError, EOFError, ValueError, KeyError, AttributeError) as exc:
+        raise FetchError(f"DICOM 文件头无法解析（{exc.__class__.__name__}）") from exc
+    return str(ds.get("SOPInstanceUID", "")), str(ds.get("StudyInstanceUID", ""))
+
+
+class Spool:
+    """The folder of staged DICOM files, named by their SHA-256."""
+
+    def __init__(self, path: Path, *, max_file_bytes: int = 512 * 1024 * 1024, http_timeout: float = 60.0) -> None:
+        self.path = path
+        self.max_file_bytes = max_file_bytes
+        self.http_timeout = http_timeout
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path, 0o700)
+
+    def file(self, name: str) -> Path:
+        if "/" in name or "\\" in name or not name.endswith(".dcm"):
+            raise ValueError(f"bad spool name {name!r}")
+        return self.path / name
+
+    def stage(self, source: str, sop_uid: str, study_uid: str) -> Staged:
+        """Copy ``source`` (a path or an http(s) URL) into the spool, checked; FetchError with a
+        Chinese reason when it cannot be read, is too big, is not DICOM or holds other UIDs."""
+        tmp = self.path / f".part-{secrets.token_hex(8)}"
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                for block in self._read(source):
+                    size += len(block)
+                    if size > self.max_file_bytes:
+                        raise FetchError(f"文件超过上限 {self.max_file_bytes} 字节")
+                    digest.update(block)
+                    out.write(block)
+            sop, study = _dicom_uids(tmp)
+            if sop != sop_uid:
+                raise FetchError(f"文件中的 SOP Instance UID（{sop[:64]}）与视图 INSTANCESOPIUID（{sop_uid}）不符")
+            if study != study_uid:
+                raise FetchError(f"文件中的 Study Instance UID（{study[:64]}）与视图 STUDIUIID（{study_uid}）不符")
+            sha = digest.hexdigest()
+            name = f"{sha}.dcm"
+            os.replace(tmp, self.path / name)  # the same bytes twice: one file
+            return Staged(sha, size, name)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _read(self, source: str) -> Any:
+        if source.lower().startswith(("http://", "https://")):
+            return self._http(source)
+        return self._local(Path(source))
+
+    def _local(self, path: Path) -> Any:
+        try:
+            fh = path.open("rb")
+        except OSError as exc:
+            raise FetchError(f"无法读取文件 {path}（{os_reason(exc)}）") from exc
+        with fh:
+            while block := fh.read(CHUNK):
+                yield block
+
+    def _http(self, url: str) -> Any:
+        try:
+            with httpx2.stream("GET", url, timeout=self.http_timeout, follow_redirects=False) as r:
+                if r.status_code != 200:
+                    raise FetchError(f"下载影像文件失败：HTTP {r.status_code}")
+                length = r.headers.get("content-length", "")
+                if length.isdigit() and int(length) > self.max_file_bytes:
+                    raise FetchError(f"文件超过上限 {self.max_file_bytes} 字节")
+                yield from r.iter_bytes(CHUNK)
+        except httpx2.HTTPError as exc:
+            raise FetchError(f"下载影像文件失败（{exc.__class__.__name__}）") from exc
+
+    def remove(self, names: Sequence[str], keep: set[str]) -> None:
+        for n in names:
+            if n not in keep:
+                self.file(n).unlink(missing_ok=True)
+
+    def sweep(self, keep: set[str], older_than: float = 3600.0) -> int:
+        """Remove spool files no pending record names, last changed more than ``older_than`` s ago."""
+        cutoff = time.time() - older_than
+        n = 0
+        for f in self.path.iterdir():
+            try:
+                if f.name not in keep and f.stat().st_mtime < cutoff:
+                    f.unlink()
+                    n += 1
+            except OSError:
+                continue
+        return n
+
+
+def qr_png(url: str, *, caption: bool = True, font: Path | None = None) -> bytes:
+    """The QR code of ``url`` as PNG; with ``caption`` (and a CJK font) "扫描查看数字影像" under it."""
+    import segno
+    from PIL import Image, ImageDraw, ImageFont
+
+    buf = io.BytesIO()
+    segno.make(url, error="m", micro=False).save(buf, kind="png", scale=8, border=4)
+    if not caption or font is None:
+        return buf.getvalue()
+    code = Image.open(io.BytesIO(buf.getvalue())).convert("L")
+    size = max(16, code.width // 12)
+    face = ImageFont.truetype(str(font), size, index=2 if font.suffix.lower() == ".ttc" and "Noto" in font.name else 0)
+    band = int(size * 1.8)
+    out = Image.new("L", (code.width, code.height + band), 255)
+    out.paste(code, (0, 0))
+    draw = ImageDraw.Draw(out)
+    width = draw.textlength(CAPTION, font=face)
+    draw.text(((code.width - width) / 2, code.height - size // 3), CAPTION, font=face, fill=0)
+    png = io.BytesIO()
+    out.save(png, format="PNG", optimize=True)
+    return png.getvalue()
+
+
+def find_font(configured: str = "") -> Path | None:
+    for f in ((configured,) if configured else FONTS):
+        if f and Path(f).is_file():
+            return Path(f)
+    return None
+
+
+def spool_names(payload: bytes) -> list[str]:
+    doc = orjson.loads(payload)
+    return [str(i["spool"]) for i in doc.get("instances", []) if isinstance(i, dict) and i.get("spool")]
+
+
+class Pusher:
+    """Drains ``study`` and ``image_deletion`` records from the outbox to the platform."""
+
+    def __init__(self, box: Outbox, client: HurenClient, spool: Spool, *, max_stow_bytes: int = 256 * 1024 * 1024) -> None:
+        self.box, self.client, self.spool = box, client, spool
+        self.max_stow_bytes = max_stow_bytes
+
+    def referenced(self) -> set[str]:
+        """The spool names the pending study records hold (all of them, also those queued behind
+        an earlier record of their study)."""
+        keep: set[str] = set()
+        for row in self.box._rows("SELECT id, payload FROM record WHERE state = 'pending' AND kind = 'study'"):
+            _, payload = self.box.sealer.open_keyed(row["payload"], REC, "payload", str(row["id"]))
+            keep.update(spool_names(payload))
+        return keep
+
+    def drain(self, *, until: float | None = None, should_stop: Callable[[], bool] = lambda: False) -> tuple[int, str]:
+        """Push records until the queue is empty, ``until`` (monotonic) passes or the platform is
+        unavailable; (records settled, why the platform was unavailable or "")."""
+        settled = 0
+        while not should_stop() and (until is None or time.monotonic() < until):
+            items = self.box.next_batch(KINDS, 1)
+            if not items:
+                break
+            it = items[0]
+            try:
+                ok, why = self.push(it)
+            except PlatformUnavailable as exc:
+                self.box.settle(failed={it.id: str(exc)}, meta={"imaging_last_error": str(exc)})
+                return settled, str(exc)
+            if ok is None:  # not yet: the platform is missing instances, sent again next round
+                self.box.settle(failed={it.id: why})
+                return settled, why
+            if ok:
+                self.box.settle(done=[it.id], meta={"imaging_last_ok": time.strftime("%Y-%m-%d %H:%M:%S")})
+                if it.kind == "study":
+                    self.spool.remove(spool_names(it.payload), self.referenced())
+                log.info("影像已推送并确认完整" if it.kind == "study" else "影像删除通知已上报", extra={"key": it.key})
+            else:
+                self.box.settle(dead={it.id: why})
+                log.error("平台拒收影像记录（已转入死信）", extra={"id": it.id, "kind": it.kind, "key": it.key, "reason": why})
+            settled += 1
+        return settled, ""
+
+    def push(self, it: Item) -> tuple[bool | None, str]:
+        """(True, "") accepted; (False, reason) refused; (None, reason) to try again later."""
+        if it.kind == "image_deletion":
+            try:
+                self.client.image_deletion(it.payload)
+            except PlatformRefused as exc:
+                return False, reason(exc.status, exc.body)
+            return True, ""
+        return self._study(orjson.loads(it.payload))
+
+    def _study(self, doc: dict[str, Any]) -> tuple[bool | None, str]:
+        uid = str(doc["study_instance_uid"])
+        instances = [i for i in doc["instances"] if isinstance(i, dict)]
+        files: list[Path] = []
+        for inst in instances:
+            f = self.spool.file(str(inst["spool"]))
+            if not f.is_file():  # removed by hand, or a disk restored from backup: fetch it again
+                try:
+                    again = self.spool.stage(str(inst.get("filepath", "")), str(inst["sop_instance_uid"]), uid)
+                except FetchError as exc:
+                    return None, f"前置机暂存的影像文件 {f.name} 已丢失，从 PACS 重新读取也失败：{exc}"
+                if again.name != f.name:
+                    return False, reason(0, {"code": "spool_changed", "message": f"PACS 中的文件 {inst.get('filepath')} 已改变，请重新读取该检查"})
+            files.append(f)
+        refused: list[tuple[str, str]] = []
+        try:
+            for group in self._groups(files, [int(i["size"]) for i in instances]):
+                res = self.client.stow(group)
+                refused.extend(res.failed)
+            answer = self.client.commit_study(uid, [(str(i["sop_instance_uid"]), str(i["sha256"])) for i in instances])
+        except PlatformRefused as exc:
+            return False, reason(exc.status, exc.body)
+        state = answer.get("state") if isinstance(answer, dict) else None
+        if state == "complete":
+            return True, ""
+        failed = answer.get("failed", []) if isinstance(answer, dict) else []
+        if refused or any(isinstance(f, dict) and f.get("reason") == "sha256" for f in failed):
+            return False, reason(409, {"code": "stow_refused", "message": "平台拒收了部分实例", "refused": refused, "failed": failed})
+        return None, f"平台确认检查 {uid} 尚不完整：{orjson.dumps(failed).decode()[:500]}"
+
+    def _groups(self, files: list[Path], sizes: list[int]) -> list[list[Path]]:
+        groups: list[list[Path]] = [[]]
+        total = 0
+        for f, n in zip(files, sizes, strict=True):
+            if groups[-1] and total + n > self.max_stow_bytes:
+                groups.append([])
+                total = 0
+            groups[-1].append(f)
+            total += n
+        return groups
+
+
+# -- [imaging] ---------------------------------------------------------------------------------------
+
+IMAGING_KEYS = (
+    "spool_dir", "max_file_bytes", "fetch_timeout_seconds", "max_stow_bytes", "listen", "hosts", "clients", "token",
+    "hospital_ids", "sm2_key_dir", "sm2_order", "session_hours", "caption_font", "timeout_seconds",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ImagingConf:
+    """``[imaging]`` checked: the spool, the pusher and (with ``listen``) the YB endpoints."""
+
+    spool_dir: Path
+    max_file_bytes: int = 512 * 1024 * 1024
+    fetch_timeout_seconds: float = 60.0
+    max_stow_bytes: int = 256 * 1024 * 1024
+    listen: str = ""
+    table: tuple[tuple[str, Any], ...] = ()
+
+    def spool(self) -> Spool:
+        return Spool(self.spool_dir, max_file_bytes=self.max_file_bytes, http_timeout=self.fetch_timeout_seconds)
+
+
+def imaging_conf(config: GatewayConfig) -> ImagingConf:
+    from huren.gateway.config import ConfigError
+
+    t = config.imaging
+    unknown = sorted(set(t) - set(IMAGING_KEYS))
+    if unknown:
+        raise ConfigError(f"[imaging]：不认识的配置项 {'、'.join(unknown)}；可用的有 {'、'.join(IMAGING_KEYS)}")
+
+    def num(key: str, default: float, minimum: float) -> float:
+        value = t.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            raise ConfigError(f"[imaging] {key} 应为不小于 {minimum:g} 的数")
+        return float(value)
+
+    raw = t.get("spool_dir", "")
+    if not isinstance(raw, str):
+        raise ConfigError("[imaging] spool_dir 应为文件夹路径")
+    spool = Path(raw).expanduser() if raw else config.outbox.path.parent / "imaging-spool"
+    listen = t.get("listen", "")
+    if not isinstance(listen, str):
+        raise ConfigError('[imaging] listen 应为“主机:端口”，例如 "0.0.0.0:8766"')
+    return ImagingConf(
+        spool_dir=spool if spool.is_absolute() else config.base_dir / spool,
+        max_file_bytes=int(num("max_file_bytes", 512 * 1024 * 1024, 1024)),
+        fetch_timeout_seconds=num("fetch_timeout_seconds", 60.0, 1.0),
+        max_stow_bytes=int(num("max_stow_bytes", 256 * 1024 * 1024, 1024)),
+        listen=listen,
+        table=tuple(t.items()),
+    )
+
+
+def yb_conf(config: GatewayConfig, conf: ImagingConf) -> Any:
+    """The YB endpoints' settings (``huren.gateway.imaging_api.YbConf``); the SM2 key pair the PACS
+    encrypts ID numbers to is created on first use in ``sm2_key_dir`` (default ``keys/yb`` beside
+    the outbox; give the vendor ``sm2_public.txt``)."""
+    import ipaddress
+
+    from huren.crypto import keyfiles
+    from huren.crypto.errors import GmError
+    from huren.gateway.config import ConfigError
+    from huren.gateway.imaging_api import YbConf
+    from huren.gateway.preload_conf import allowed_hosts, parse_listen
+
+    t = dict(conf.table)
+    try:
+        parse_listen(conf.listen)
+    except ValueError:
+        raise ConfigError('[imaging] listen 应为“主机:端口”，例如 "0.0.0.0:8766"') from None
+    try:
+        clients = tuple(ipaddress.ip_network(str(c), strict=False) for c in t.get("clients", ["127.0.0.1", "::1"]))
+    except ValueError:
+        raise ConfigError('[imaging] clients 应为 IP 地址或网段的列表，例如 ["10.1.2.30", "10.1.8.0/24"]') from None
+    hosts = t.get("hosts", [])
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h and ":" not in h for h in hosts):
+        raise ConfigError('[imaging] hosts 应为不带端口的主机名列表，例如 ["pacs-gw.hospital.local"]')
+    token = t.get("token", "")
+    if not isinstance(token, str) or (token and len(token) < 16):
+        raise ConfigError("[imaging] token 应为至少 16 个字符的字符串（不设则只按 clients 限制调用方）")
+    ids = t.get("hospital_ids", [config.platform.org_code])
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise ConfigError('[imaging] hospital_ids 应为医保医疗机构代码的列表，例如 ["H65010200001"]')
+    order = str(t.get("sm2_order", "C1C3C2")).upper()
+    if order not in ("C1C3C2", "C1C2C3"):
+        raise ConfigError('[imaging] sm2_order 应为 "C1C3C2" 或 "C1C2C3"')
+    raw = str(t.get("sm2_key_dir", "") or "")
+    key_dir = Path(raw).expanduser() if raw else config.outbox.path.parent / "keys" / "yb"
+    key_dir = key_dir if key_dir.is_absolute() else config.base_dir / key_dir
+    try:
+        key = (
+            keyfiles.load_platform_key(key_dir) if (key_dir / keyfiles.PRIVATE_KEY_FILE).exists()
+            else keyfiles.init_platform_key(key_dir)
+        )
+    except GmError as exc:
+        raise ConfigError(f"[imaging] sm2_key_dir：{exc}") from exc
+    hours = t.get("session_hours", 12)
+    if isinstance(hours, bool) or not isinstance(hours, int | float) or hours <= 0:
+        raise ConfigError("[imaging] session_hours 应为正数")
+    font = find_font(str(t.get("caption_font", "") or ""))
+    if font is None:
+        log.warning("未找到中文字体：云胶片二维码下方将不显示“扫描查看数字影像”（可在 [imaging] caption_font 指定字体文件）")
+    names = allowed_hosts(conf.listen, tuple(hosts)) if hosts else frozenset()
+    return YbConf(
+        org_code=config.platform.org_code, hospital_ids=frozenset(ids), clients=clients, hosts=names, token=token,
+        key=key, order="C1C2C3" if order == "C1C2C3" else "C1C3C2", session_seconds=float(hours) * 3600, font=font,
+    )
+
+
+class YbService:
+    """The YB endpoints served by uvicorn in a thread; ``stop()`` ends it and closes its client."""
+
+    def __init__(self, server: Any, client: HurenClient) -> None:
+        self.server, self.client = server, client
+        self.thread = threading.Thread(target=server.run, name="yb-api", daemon=True)
+
+    def start(self, wait: float = 10.0) -> YbService:
+        self.thread.start()
+        deadline = time.monotonic() + wait
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("医保影像云接口未能启动（端口被占用或地址无效？）")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.thread.is_alive():
+            self.thread.join(10.0)
+        self.client.close()
+
+
+def start_yb(config: GatewayConfig, conf: ImagingConf, enqueue: Callable[[list[Record]], None]) -> YbService:
+    """Start the YB endpoints on ``[imaging] listen`` (what the runner calls)."""
+    from huren.gateway.imaging_api import create_yb_app
+    from huren.gateway.preload import preload_server
+
+    yb = yb_conf(config, conf)
+    p = config.platform
+    timeout = float(dict(conf.table).get("timeout_seconds", 10.0))
+    client = HurenClient(p.base_url, p.org_code, p.username, p.password, timeout=timeout)
+    try:
+        service = YbService(preload_server(create_yb_app(yb, client, enqueue), conf.listen), client).start()
+    except BaseException:
+        client.close()
+        raise
+    log.info("医保影像云接口已启动", extra={"listen": conf.listen})
+    return service
+
+
+class ImagingHook:
+    """What the runner drives: the ``[pacs_views]`` sources polled into the outbox (their waiting
+    and refused studies written to the status, meta ``imaging_waiting:<source>`` /
+    ``imaging_refused:<source>``), the pusher, the spool's sweep, the YB endpoints."""
+
+    SWEEP_EVERY = 3600.0
+
+    def __init__(self, config: GatewayConfig, box: Outbox, client: HurenClient) -> None:
+        from huren.gateway.sources import pacs_views
+
+        self.config, self.box = config, box
+        self.conf = imaging_conf(config)
+        spool = self.conf.spool()
+        self.sources = [
+            pacs_views.build(raw, org_code=config.platform.org_code, spool=spool, base_dir=config.base_dir)
+            for raw in config.pacs_views
+        ]
+        self.pusher = Pusher(box, client, spool, max_stow_bytes=self.conf.max_stow_bytes)
+        self._swept = 0.0
+
+    def poll(self, should_stop: Callable[[], bool] = lambda: False) -> int:
+        from huren.gateway.ingest import ingest
+
+        n = 0
+        for src in self.sources:
+            if should_stop():
+                break
+            n += ingest(self.box, src, should_stop=should_stop)
+            meta = {}
+            for what, found in (("waiting", src.waiting), ("refused", src.refused)):
+                text = "；".join(f"{uid}：{why}" for uid, why in sorted(found.items()))
+                meta[f"imaging_{what}:{src.name}"] = f"{len(found)} 个检查：{text}"[:4000] if found else ""
+            self.box.write([], meta=meta)
+        if time.monotonic() - self._swept > self.SWEEP_EVERY:
+            self._swept = time.monotonic()
+            swept = self.pusher.spool.sweep(self.pusher.referenced())
+            if swept:
+                log.info("已清理暂存区中不再需要的影像文件", extra={"files": swept})
+        return n
+
+    def start_api(self, enqueue: Callable[[list[Record]], None]) -> YbService:
+        return start_yb(self.config, self.conf, enqueue)
+
+
+def imaging_hook(config: GatewayConfig, box: Outbox, client: HurenClient) -> ImagingHook:
+    return ImagingHook(config, box, client)

@@ -1,0 +1,399 @@
+"""The gateway's PACS views source (XJ-2.3.1 v_web_jcjg, XJ-2.3.2 v_web_jctj, XJ-2.4) and the study
+pusher: a SQLite file standing in for the PACS (the two views over tables, the seed's columns),
+pydicom's CT_small / MR_small copied with new UIDs as the files, a platform answering STOW-RS and
+the commit. A study is pushed once, a count mismatch waits, a killed run resumes without doubling."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import orjson
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+
+from huren.client import HurenClient
+from huren.gateway.config import parse
+from huren.gateway.imaging import Spool
+from huren.gateway.runner import Gateway
+from huren.gateway.sources.pacs_views import FILE_COLUMNS, STUDY_COLUMNS, PacsViewsSource, build
+
+ORG = "457759922"
+OLD = (datetime.now() - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# -- the PACS -------------------------------------------------------------------------------------
+
+
+def make_pacs(path: Path, study_view: str = "v_web_jctj", file_view: str = "v_web_jcjg") -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute(f"CREATE TABLE pacs_file ({', '.join(c + ' TEXT' for c in FILE_COLUMNS)})")
+    db.execute(f"CREATE TABLE pacs_study ({', '.join(c + ' TEXT' for c in STUDY_COLUMNS)})")
+    db.execute(f"CREATE VIEW {file_view} AS SELECT {', '.join(FILE_COLUMNS)} FROM pacs_file")
+    db.execute(f"CREATE VIEW {study_view} AS SELECT {', '.join(STUDY_COLUMNS)} FROM pacs_study")
+    return db
+
+
+@dataclass
+class Study:
+    uid: str
+    access_no: str
+    files: list[tuple[Path, str, str]] = field(default_factory=list)  # (path, series uid, sop uid)
+
+
+def add_study(db: sqlite3.Connection, folder: Path, access_no: str, *, n: int = 2, org: str = ORG,
+              modify: str = OLD, count: int | None = None, size_delta: int = 0, name: str = "张三") -> Study:
+    """``n`` instances (CT_small, MR_small alternately) with new UIDs, in the tables; ``count`` /
+    ``size_delta`` make v_web_jctj disagree with the files."""
+    st = Study(generate_uid(), access_no)
+    series = generate_uid()
+    folder.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for i in range(n):
+        ds = pydicom.dcmread(get_testdata_file("CT_small.dcm" if i % 2 == 0 else "MR_small.dcm"))
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = st.uid, series
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.AccessionNumber, ds.PatientID = access_no, f"P{access_no}"
+        path = folder / f"{access_no}-{i}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        size = path.stat().st_size
+        total += size
+        st.files.append((path, series, ds.SOPInstanceUID))
+        row = {
+            "FILEPATH": str(path), "CREATEDTIME": modify, "STUDIUIID": st.uid, "STUDYDATE": "2026-11-30",
+            "SERIESIUID": series, "SERIESNO": "1", "INSTANCESOPIUID": ds.SOPInstanceUID, "INSTANCEINSTNO": str(i + 1),
+            "PATIENTNAME": name, "PATIENTAGE": "45Y", "PATIENTSEX": "1", "ACCESS_NO": access_no,
+            "PATIENT_ID": f"P{access_no}", "MODALITY": "CT", "INSTITUTIONNAME": "测试医院", "INSTITUTIONCODE": org,
+            "FILESIZE": str(size),
+        }
+        db.execute(f"INSERT INTO pacs_file VALUES ({','.join('?' * len(FILE_COLUMNS))})", [row[c] for c in FILE_COLUMNS])
+    srow = {
+        "PATIENT_ID": f"P{access_no}", "PATIENTNAME": name, "MODALITY": "CT", "ACCESS_NO": access_no,
+        "STUDIUIID": st.uid, "STUDYTIME": "2026-11-30 08:00:00", "MODIFYTIME": modify, "INSTITUTIONNAME": "测试医院",
+        "INSTITUTIONCODE": org, "FILESIZE": str(total + size_delta), "INSTANCECOUNT": str(n if count is None else count),
+    }
+    db.execute(f"INSERT INTO pacs_study VALUES ({','.join('?' * len(STUDY_COLUMNS))})", [srow[c] for c in STUDY_COLUMNS])
+    return st
+
+
+# -- a platform answering STOW-RS and the commit -----------------------------------------------------
+
+
+class FakePlatform:
+    """The platform's imaging REST as the contract fixes it (STOW-RS at /dicom-web/studies, the commit,
+    the film URL, the deletions, the patient's exams), recording what arrived."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, dict[str, str]] = {}  # study → sop → sha256
+        self.sent = 0  # instances received (duplicates included)
+        self.commits: list[str] = []
+        self.deletions: list[dict[str, Any]] = []
+        self.down = False
+        self.fail_commit_once = False
+        self.film_status = 200
+        self.calls: list[str] = []
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        if self.down:
+            raise httpx2.ConnectError("connection refused", request=request)
+        path = request.url.path
+        self.calls.append(path)
+        if path == "/api/v1/auth/token":
+            return httpx2.Response(200, json={"access_token": "t", "expires_in": 3600})
+        assert request.headers["authorization"] == "Bearer t"
+        if path == "/dicom-web/studies":
+            return self._stow(request)
+        m = re.fullmatch(r"/api/v1/imaging/studies/([0-9.]+)/commit", path)
+        if m:
+            if self.fail_commit_once:
+                self.fail_commit_once = False
+                return httpx2.Response(503, json={"code": "busy", "message": "busy"})
+            return self._commit(m[1], orjson.loads(request.read()))
+        if path == "/api/v1/imaging/film-url":
+            body = orjson.loads(request.read())
+            if self.film_status != 200:
+                return httpx2.Response(self.film_status, json={"code": "not_found", "message": "检查不存在"})
+            return httpx2.Response(200, json={"code": "ok", "url": f"http://film.example/f/{body['accessNumber']}k", "key": "k"})
+        if path == "/api/v1/imaging/deletions":
+            self.deletions.append(orjson.loads(request.read()))
+            return httpx2.Response(200, json={"code": "ok", "hidden": 2})
+        if path == "/api/v1/imaging/patient-exams":
+            body = orjson.loads(request.read())
+            exams = [{"org_code": "B", "accession_number": "X1", "modality": "CT"}] if body["id_no"].endswith("1") else []
+            return httpx2.Response(200, json={"code": "ok", "count": len(exams), "exams": exams})
+        return httpx2.Response(404, json={"code": "not_found", "message": path})
+
+    def _stow(self, request: httpx2.Request) -> httpx2.Response:
+        ctype = request.headers["content-type"]
+        assert ctype.startswith('multipart/related; type="application/dicom"; boundary=')
+        boundary = ctype.rsplit("=", 1)[1].encode()
+        body = request.read()
+        assert len(body) == int(request.headers["content-length"])
+        parts = body.split(b"--" + boundary)
+        assert parts[0] == b"" and parts[-1] == b"--\r\n"
+        refs = []
+        for part in parts[1:-1]:
+            head, _, data = part.partition(b"\r\n\r\n")
+            assert b"Content-Type: application/dicom" in head
+            data = data[:-2]  # the CRLF before the next delimiter
+            ds = pydicom.dcmread(pydicom.filebase.DicomBytesIO(data), stop_before_pixels=True)
+            self.stored.setdefault(str(ds.StudyInstanceUID), {})[str(ds.SOPInstanceUID)] = hashlib.sha256(data).hexdigest()
+            self.sent += 1
+            refs.append({"00081155": {"vr": "UI", "Value": [str(ds.SOPInstanceUID)]}})
+        return httpx2.Response(200, json={"00081199": {"vr": "SQ", "Value": refs}})
+
+    def _commit(self, uid: str, body: dict[str, Any]) -> httpx2.Response:
+        self.commits.append(uid)
+        have = self.stored.get(uid, {})
+        failed = []
+        for inst in body["instances"]:
+            got = have.get(inst["SOPInstanceUID"])
+            if got is None:
+                failed.append({"SOPInstanceUID": inst["SOPInstanceUID"], "reason": "missing"})
+            elif got != inst["sha256"]:
+                failed.append({"SOPInstanceUID": inst["SOPInstanceUID"], "reason": "sha256"})
+        state = "receiving" if failed else "complete"
+        return httpx2.Response(200, json={"code": "ok", "study_instance_uid": uid, "state": state, "committed": [], "failed": failed})
+
+
+def fake_client(fake: FakePlatform) -> HurenClient:
+    return HurenClient("http://platform", ORG, "his", "pw", http=httpx2.Client(base_url="http://platform", transport=httpx2.MockTransport(fake)))
+
+
+@pytest.fixture
+def pacs(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    db = make_pacs(tmp_path / "pacs.db")
+    yield db
+    db.close()
+
+
+def source(tmp_path: Path, **kw: Any) -> PacsViewsSource:
+    raw = {"name": "pacs", "url": f"sqlite:///{tmp_path / 'pacs.db'}"} | kw
+    return build(raw, org_code=ORG, spool=Spool(tmp_path / "spool"))
+
+
+def gateway(tmp_path: Path, fake: FakePlatform, **views: Any) -> Gateway:
+    doc = {
+        "platform": {"base_url": "http://platform", "org_code": ORG, "username": "his", "password": "pw"},
+        "outbox": {"path": "outbox.db", "max_backoff_seconds": 2},
+        "pacs_views": {"url": "sqlite:///pacs.db"} | views,
+        "imaging": {"spool_dir": "spool"},
+    }
+    return Gateway(parse(doc, tmp_path), sources=[], client=fake_client(fake))
+
+
+# -- tests --------------------------------------------------------------------------------------------
+
+
+def test_a_complete_study_is_pushed_once_byte_exact(tmp_path: Path, pacs: sqlite3.Connection) -> None:
+    st = add_study(pacs, tmp_path / "pacsfiles", "A1001", n=3)
+    fake = FakePlatform()
+    gw = gateway(tmp_path, fake)
+    assert gw.poll() == 1
+    assert gw.box.counts()["pending"] == 1
+    [item] = gw.box.next_batch(["study"], 10)
+    doc = orjson.loads(item.payload)
+    assert doc["study_instance_uid"] == st.uid and doc["instance_count"] == 3
+    assert {i["sop_instance_uid"] for i in doc["instances"]} == {sop for _, _, sop in st.files}
+    assert "PATIENTNAME" not in item.payload.decode() and b"\xe5\xbc\xa0" not in item.payload  # names stay in the files
+    want = {sop: hashlib.sha256(path.read_bytes()).hexdigest() for path, _, sop in st.files}
+    for path, _, _ in st.files:  # the PACS purges its files once queued: nothing is lost
+        path.unlink()
+    settled, down = gw.imaging.pusher.drain()  # type: ignore[union-attr]
+    assert (settled, down) == (1, "")
+    assert fake.stored[st.uid] == want  # the bytes as the PACS had them
+    assert {i["sop_instance_uid"]: i["sha256"] for i in doc["instances"]} == want
+    assert fake.commits == [st.uid] and gw.box.counts() == {"pending": 0, "done": 1, "dead": 0}
+    assert list((tmp_path / "spool").iterdir()) == []  # the spool is emptied once the study is committed
+    assert gw.poll() == 0  # read again: nothing new
+    assert gw.imaging.pusher.drain() == (0, "")  # type: ignore[union-attr]
+    assert fake.sent == 3
+    gw.close()
+
+
+def _meta(gw: Gateway, what: str, name: str = "pacs_views") -> str:
+    return gw.box.meta(f"imaging_{what}:{name}")
+
+
+def test_a_count_mismatch_waits_and_later_studies_go_on(tmp_path: Path, pacs: sqlite3.Connection, caplog: pytest.LogCaptureFixture) -> None:
+    short = add_study(pacs, tmp_path / "f", "B1", n=2, count=3, modify="2026-11-30 08:00:00")
+    later = add_study(pacs, tmp_path / "f", "B2", n=2, modify="2026-11-30 09:00:00")
+    fake = FakePlatform()
+    gw = gateway(tmp_path, fake)
+    assert gw.poll() == 1
+    [item] = gw.box.next_batch(["study"], 10)
+    assert orjson.loads(item.payload)["study_instance_uid"] == later.uid
+    text = _meta(gw, "waiting")
+    assert short.uid in text and "实例数不符：v_web_jctj 的 INSTANCECOUNT 为 3，v_web_jcjg 列出 2 个文件" in text
+    assert any("检查影像尚不完整" in r.getMessage() and getattr(r, "reason", "").startswith("实例数不符") for r in caplog.records)
+    assert gw.imaging.pusher.drain() == (1, "")  # type: ignore[union-attr]
+    assert short.uid not in fake.stored
+    assert gw.poll() == 0  # still short: still waiting, nothing half pushed
+    assert short.uid not in fake.stored and short.uid in _meta(gw, "waiting")
+    # the PACS finishes the study (without touching MODIFYTIME): the waiting list finds it
+    extra = add_study(pacs, tmp_path / "g", "B1x", n=1)
+    pacs.execute("UPDATE pacs_file SET STUDIUIID = ?, ACCESS_NO = 'B1' WHERE STUDIUIID = ?", (short.uid, extra.uid))
+    pacs.execute("DELETE FROM pacs_study WHERE STUDIUIID = ?", (extra.uid,))
+    ds = pydicom.dcmread(extra.files[0][0])
+    ds.StudyInstanceUID = short.uid
+    ds.save_as(extra.files[0][0])
+    size = extra.files[0][0].stat().st_size
+    pacs.execute("UPDATE pacs_file SET FILESIZE = ? WHERE INSTANCESOPIUID = ?", (str(size), extra.files[0][2]))
+    pacs.execute("UPDATE pacs_study SET FILESIZE = CAST(FILESIZE AS INTEGER) + ? WHERE STUDIUIID = ?", (size, short.uid))
+    assert gw.poll() == 1
+    assert _meta(gw, "waiting") == ""
+    assert gw.imaging.pusher.drain() == (1, "")  # type: ignore[union-attr]
+    assert len(fake.stored[short.uid]) == 3
+    gw.close()
+
+
+def test_sizes_must_agree_and_the_files_must_be_the_rows(tmp_path: Path, pacs: sqlite3.Connection) -> None:
+    big = add_study(pacs, tmp_path / "f", "C1", n=2, size_delta=10)
+    other = add_study(pacs, tmp_path / "f", "C2", n=1)
+    swapped = add_study(pacs, tmp_path / "f", "C3", n=1)
+    pacs.execute("UPDATE pacs_file SET FILEPATH = ? WHERE STUDIUIID = ?", (str(other.files[0][0]), swapped.uid))
+    junk = add_study(pacs, tmp_path / "f", "C4", n=1)
+    junk.files[0][0].write_bytes(b"\0" * junk.files[0][0].stat().st_size)
+    gone = add_study(pacs, tmp_path / "f", "C5", n=1)
+    gone.files[0][0].unlink()
+    gw = gateway(tmp_path, FakePlatform())
+    assert gw.poll() == 1  # C2 only
+    text = _meta(gw, "waiting")
+    assert f"{big.uid}：文件大小不符" in text
+    assert f"{swapped.uid}：文件中的 SOP Instance UID" in text
+    assert f"{junk.uid}：不是 DICOM 文件" in text
+    assert f"{gone.uid}：无法读取文件" in text and "文件不存在" in text
+    assert [p.name for p in (tmp_path / "spool").iterdir() if not p.name.startswith(".")] != []
+    assert not [p for p in (tmp_path / "spool").iterdir() if p.name.startswith(".part-")]
+    gw.close()
+
+
+def test_another_institutions_study_is_refused(tmp_path: Path, pacs: sqlite3.Connection, caplog: pytest.LogCaptureFixture) -> None:
+    foreign = add_study(pacs, tmp_path / "f", "D1", n=1, org="999999999")
+    gw = gateway(tmp_path, FakePlatform())
+    assert gw.poll() == 0
+    assert f"{foreign.uid}：INSTITUTIONCODE“999999999”不是本前置机的机构（{ORG}），拒绝推送" in _meta(gw, "refused")
+    assert any(r.levelname == "ERROR" and "拒绝推送" in r.getMessage() for r in caplog.records)
+    assert gw.box.counts()["pending"] == 0
+    gw.close()
+
+
+def test_view_names_and_columns_are_configurable(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "pacs.db", isolation_level=None)
+    cols = [("STUDYIUID" if c == "STUDIUIID" else c) for c in FILE_COLUMNS]
+    db.execute(f"CREATE TABLE f ({', '.join(c + ' TEXT' for c in cols)})")
+    db.execute(f"CREATE TABLE s ({', '.join(('STUDYIUID' if c == 'STUDIUIID' else c) + ' TEXT' for c in STUDY_COLUMNS)})")
+    db.execute("CREATE VIEW v_web_jcjc AS SELECT * FROM f")  # as the seed misspells it (002:1356)
+    db.execute("CREATE VIEW \"v_web_jc jg\" AS SELECT * FROM s")
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    path = tmp_path / "x.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    row = dict.fromkeys(FILE_COLUMNS, "") | {
+        "FILEPATH": "D:\\PACS\\x.dcm", "CREATEDTIME": OLD, "STUDIUIID": ds.StudyInstanceUID, "INSTANCESOPIUID": ds.SOPInstanceUID,
+        "INSTITUTIONCODE": "H01", "FILESIZE": str(path.stat().st_size),
+    }
+    db.execute("INSERT INTO f VALUES (" + ",".join("?" * len(cols)) + ")", [row[c] for c in FILE_COLUMNS])
+    srow = dict.fromkeys(STUDY_COLUMNS, "") | {
+        "STUDIUIID": ds.StudyInstanceUID, "MODIFYTIME": OLD, "INSTITUTIONCODE": "H01", "FILESIZE": row["FILESIZE"], "INSTANCECOUNT": "1",
+    }
+    db.execute("INSERT INTO s VALUES (" + ",".join("?" * len(STUDY_COLUMNS)) + ")", [srow[c] for c in STUDY_COLUMNS])
+    db.close()
+    src = source(
+        tmp_path, study_view="v_web_jc jg", file_view="v_web_jcjc", columns={"STUDIUIID": "STUDYIUID"},
+        institution_codes=["H01"], path_map={"D:\\PACS\\": f"{tmp_path}/"},
+    )
+    [rec] = list(src.poll(""))
+    assert rec.payload["study_instance_uid"] == ds.StudyInstanceUID and rec.payload["org_code"] == "H01"
+    assert rec.payload["instances"][0]["filepath"] == f"{tmp_path}/x.dcm"
+
+
+def test_files_too_young_wait(tmp_path: Path, pacs: sqlite3.Connection) -> None:
+    now = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    st = add_study(pacs, tmp_path / "f", "E1", n=1, modify=now)
+    src = source(tmp_path, settle_seconds=600)
+    assert list(src.poll("")) == []
+    assert "PACS 可能仍在写入" in src.waiting[st.uid]
+    assert [r.payload["study_instance_uid"] for r in source(tmp_path, settle_seconds=0).poll("")] == [st.uid]
+
+
+def test_a_killed_run_resumes_without_doubling(tmp_path: Path, pacs: sqlite3.Connection) -> None:
+    st = add_study(pacs, tmp_path / "f", "F1", n=2)
+    fake = FakePlatform()
+    fake.fail_commit_once = True  # the instances arrive, the commit does not: as if killed after STOW
+    gw = gateway(tmp_path, fake)
+    assert gw.poll() == 1
+    settled, down = gw.imaging.pusher.drain()  # type: ignore[union-attr]
+    assert settled == 0 and "503" in down
+    assert gw.box.counts() == {"pending": 1, "done": 0, "dead": 0}
+    gw.close()  # the process ends here
+    again = gateway(tmp_path, fake)  # a new run on the same outbox and spool
+    assert again.poll() == 0  # the study is already queued: not a second record
+    assert again.imaging.pusher.drain() == (1, "")  # type: ignore[union-attr]
+    assert again.box.counts() == {"pending": 0, "done": 1, "dead": 0}
+    assert fake.sent == 4 and len(fake.stored[st.uid]) == 2  # sent twice, held once
+    assert fake.commits == [st.uid]
+    assert again.poll() == 0 and again.imaging.pusher.drain() == (0, "")  # type: ignore[union-attr]
+    again.close()
+
+
+def test_platform_down_keeps_the_study_pending(tmp_path: Path, pacs: sqlite3.Connection) -> None:
+    add_study(pacs, tmp_path / "f", "G1", n=1)
+    fake = FakePlatform()
+    gw = gateway(tmp_path, fake)
+    gw.poll()
+    fake.down = True
+    settled, down = gw.imaging.pusher.drain()  # type: ignore[union-attr]
+    assert settled == 0 and "ConnectError" in down
+    fake.down = False
+    assert gw.imaging.pusher.drain() == (1, "")  # type: ignore[union-attr]
+    gw.close()
+
+
+@pytest.fixture
+def http_folder(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    folder = tmp_path / "web"
+    folder.mkdir()
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", folder
+    server.shutdown()
+    server.server_close()
+
+
+def test_files_by_http_url_with_a_size_bound(tmp_path: Path, pacs: sqlite3.Connection, http_folder: tuple[str, Path]) -> None:
+    base, folder = http_folder
+    st = add_study(pacs, folder, "H1", n=2)
+    for path, _, sop in st.files:
+        pacs.execute("UPDATE pacs_file SET FILEPATH = ? WHERE INSTANCESOPIUID = ?", (f"{base}/{path.name}", sop))
+    missing = add_study(pacs, folder, "H2", n=1)
+    pacs.execute("UPDATE pacs_file SET FILEPATH = ? WHERE STUDIUIID = ?", (f"{base}/nothing.dcm", missing.uid))
+    src = source(tmp_path)
+    [rec] = list(src.poll(""))
+    assert rec.payload["study_instance_uid"] == st.uid
+    spooled = {i["sha256"] for i in rec.payload["instances"]}
+    assert spooled == {hashlib.sha256(p.read_bytes()).hexdigest() for p, _, _ in st.files}
+    assert "下载影像文件失败：HTTP 404" in src.waiting[missing.uid]
+    small = build({"name": "pacs", "url": f"sqlite:///{tmp_path / 'pacs.db'}"}, org_code=ORG,
+                  spool=Spool(tmp_path / "spool2", max_file_bytes=4096))
+    assert list(small.poll("")) == []
+    assert "文件超过上限 4096 字节" in small.waiting[st.uid]
