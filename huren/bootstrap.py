@@ -14,6 +14,7 @@ from huren.services.auth import AuthService, PasswordHasher
 from huren.services.catalog import CatalogService
 from huren.services.container import Container
 from huren.services.directory import DirectoryService
+from huren.services.imaging import ImagingService
 from huren.services.links import LinkService
 from huren.services.masterdata import MasterDataService
 from huren.services.quality import QualityService
@@ -107,6 +108,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         links=links,
         keys=keys,
         refs=refs,
+        imaging=ImagingService(db, blobs, clock, audit, refs, max_instance_bytes=settings.max_instance_bytes),
     )
 
 

@@ -106,6 +106,20 @@ class Settings(BaseSettings):
     his_origins: str | None = None
     #: the longest a page token (``POST /api/v1/auth/page-token``) may live, seconds
     page_token_max_seconds: int = Field(default=3600, ge=60, le=8 * 3600)
+    # -- imaging (issue 12) ---------------------------------------------------------------------
+    #: the DICOM SCP (C-ECHO / C-STORE / C-FIND / C-MOVE / C-GET): started by ``huren serve`` when
+    #: a port is given, with this AE title, on this address (like ``host``: loopback by default)
+    dicom_port: int | None = Field(default=None, ge=1, le=65535)
+    dicom_aet: str = Field(default="HUREN", min_length=1, max_length=16)
+    dicom_host: str = "127.0.0.1"
+    #: the largest DICOM file (one instance) accepted, bytes
+    max_instance_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    #: lifetimes of image keys: a viewing hospital's viewerKey, a downloadKey, a patient's cloud-film link
+    viewer_key_ttl_seconds: int = Field(default=1800, ge=60, le=366 * 86400)
+    download_key_ttl_seconds: int = Field(default=900, ge=60, le=366 * 86400)
+    film_key_ttl_seconds: int = Field(default=30 * 86400, ge=60, le=366 * 86400)
+    #: another conforming imaging platform asked for studies the platform does not hold (XC-E-note)
+    imaging_fallback_url: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

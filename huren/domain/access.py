@@ -84,6 +84,12 @@ ACTIONS: dict[str, Action] = {
         Action("reference.read", "查询项目目录、机构、字典", _grants(ROLES, ALL)),
         Action("account.write", "修改本账号的密码", _grants(ROLES, OWN), write=True),
         Action("page_token.issue", "为本机构医生签发嵌入页面令牌", {"hospital": OWN}, write=True),
+        # -- imaging (issue 12) -------------------------------------------------------------------
+        Action("image.write", "推送、提交或删除本机构的影像", _grants(_INSTITUTION, OWN), write=True),
+        Action("image.read", "查询、调阅患者的影像", _grants(_CLINIC, ALL, supervisor=REGION)),
+        Action("image_key.issue", "申请影像调阅密钥、下载密钥或云胶片链接", _grants(_CLINIC, ALL), write=True),
+        Action("image_key.verify", "校验本机构影像的调阅密钥", _grants(_INSTITUTION, OWN)),
+        Action("dicom_node.write", "登记 DICOM 节点（AE 标题）", {"admin": OWN, "supervisor": REGION}, write=True),
     )
 }
 

@@ -9,6 +9,7 @@ from huren.services.audit import AuditService
 from huren.services.auth import AuthService
 from huren.services.catalog import CatalogService
 from huren.services.directory import DirectoryService
+from huren.services.imaging import ImagingService
 from huren.services.links import LinkService
 from huren.services.masterdata import MasterDataService
 from huren.services.quality import QualityService
@@ -45,6 +46,8 @@ class Container:
     keys: Keyring
     #: report ids as they cross a transport (opaque refs; issue 10 §1.11)
     refs: Refs
+    #: the image archive (issue 12): ingest, commit, query, retrieve; ``imaging.nodes``: AE titles
+    imaging: ImagingService
 
     def close(self) -> None:
         self.db.dispose()

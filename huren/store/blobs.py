@@ -11,6 +11,16 @@ Durable: ``put`` returns only once the file's bytes and its directory entry are 
 file is written under a temporary name, fsynced, renamed into place, and its directory —
 and any directory it had to create — fsynced), so a report answered ``ok`` keeps its PDF
 through a power loss. Directories are created 0700, files 0600.
+
+**Streamed blobs** (DICOM instances, issue 12; :meth:`BlobStore.put_stream`, :meth:`BlobStore.open_stream`):
+never the whole file in memory. A file holds ``HRNS | version (1) | segment size (4) | envelope
+length (2) | envelope`` and then the segments. The envelope is the field cipher's seal (SM4-GCM,
+``huren.crypto.aead``) of a random 32-byte file key, bound to the blob's address; the content is cut
+into 64 KiB segments, each sealed with AES-256-GCM under the file key, its 12-byte nonce the
+segment's index (8 bytes) and a final flag (4 bytes: 1 on the last segment only), so a reordered,
+dropped, truncated or appended segment does not open. Rotating the data key re-wraps the file key
+only (the envelope is rewritten in place, same length; the segments stay). ``put_stream`` does not
+fsync: :meth:`BlobStore.sync` makes a set of blobs durable (the study's commit).
 """
 
 from __future__ import annotations
@@ -19,15 +29,30 @@ import contextlib
 import hashlib
 import logging
 import os
+import struct
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
-from huren.crypto.aead import FieldCipher, SealError, column_ad
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from huren.crypto.aead import HEADER_LEN, TAG_LEN, FieldCipher, SealError, column_ad
+from huren.errors import Problem, TooLarge
 
 log = logging.getLogger("huren.store")
 SEALED = b"HRNB"  # a sealed blob file begins with these bytes, then the envelope
+STREAM = b"HRNS"  # a streamed sealed blob (segmented AEAD, see the module's docstring)
+STREAM_VERSION = 1
+SEGMENT = 64 * 1024
+_STREAM_HEAD = struct.Struct(">4sBIH")  # magic, version, segment size, envelope length
+_FILE_KEY = 32
+_ENVELOPE_LEN = HEADER_LEN + _FILE_KEY + TAG_LEN
+STREAM_HEADER_LEN = _STREAM_HEAD.size + _ENVELOPE_LEN
+_SEGMENT_AD = b"huren/blob-stream/v1"
+READ_CHUNK = 1024 * 1024  # plaintext chunks of an unsealed / whole-file blob as streamed out
 
 
 #: threads syncing the files of one batch at once
@@ -170,6 +195,13 @@ class BlobStore:
             stored = self._path(digest).read_bytes()
         except (FileNotFoundError, ValueError):
             return None
+        if stored.startswith(STREAM):
+            chunks = self.open_stream(digest)
+            try:
+                return None if chunks is None else b"".join(chunks)
+            except SealError as exc:
+                log.error("blob %s does not open (%s)", digest, exc)
+                return None
         return self.unseal(digest, stored)
 
     def exists(self, digest: str) -> bool:
@@ -191,6 +223,10 @@ class BlobStore:
         if self.cipher is None:
             raise ValueError("a store without a data key cannot seal")
         path = self._path(digest)
+        with open(path, "rb") as fh:
+            magic = fh.read(len(STREAM))
+        if magic == STREAM:
+            return self._reseal_stream(digest)
         stored = path.read_bytes()
         data = self.unseal(digest, stored)  # every file is opened: the run checks them all
         if data is None or hashlib.sha256(data).hexdigest() != digest:
@@ -203,3 +239,212 @@ class BlobStore:
             return "current"
         self._write_sealed(path, digest, data)
         return outcome
+
+    # -- streamed blobs (DICOM instances) ---------------------------------------------------------
+    def _stream_ad(self, digest: str) -> bytes:
+        return column_ad("blob", "stream", digest)
+
+    def put_stream(self, source: BinaryIO | Iterable[bytes], *, max_bytes: int | None = None) -> tuple[str, int, bool]:
+        """Store the bytes of ``source`` (a binary file read in chunks, or an iterable of chunks),
+        sealed in segments, at their SHA-256 address; (digest, size, new). Not fsynced: call
+        :meth:`sync` before answering that they are kept. TooLarge past ``max_bytes`` (nothing kept)."""
+        incoming = self.root / ".incoming"
+        if not incoming.is_dir():
+            self._makedirs(incoming)
+        fd, tmp = tempfile.mkstemp(dir=incoming, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                digest, size = self._write_stream(out, _chunks(source), max_bytes)
+            path = self._path(digest)
+            if path.exists():
+                os.unlink(tmp)
+                return digest, size, False
+            if not path.parent.is_dir():
+                self._makedirs_unsynced(path.parent)
+            os.replace(tmp, path)
+            return digest, size, True
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def _write_stream(self, out: BinaryIO, chunks: Iterator[bytes], max_bytes: int | None) -> tuple[str, int]:
+        h = hashlib.sha256()
+        size = 0
+        if self.cipher is None:  # a store without a data key keeps the bytes as they are
+            for chunk in chunks:
+                size += len(chunk)
+                if max_bytes is not None and size > max_bytes:
+                    raise _too_large(max_bytes)
+                h.update(chunk)
+                out.write(chunk)
+            return h.hexdigest(), size
+        file_key = os.urandom(_FILE_KEY)
+        aead = AESGCM(file_key)
+        out.write(b"\0" * STREAM_HEADER_LEN)  # the header names the digest: written once it is known
+        buf = bytearray()
+        pending: bytes | None = None
+        index = 0
+        for chunk in chunks:
+            size += len(chunk)
+            if max_bytes is not None and size > max_bytes:
+                raise _too_large(max_bytes)
+            h.update(chunk)
+            buf += chunk
+            while len(buf) >= SEGMENT:
+                if pending is not None:
+                    out.write(aead.encrypt(_nonce(index, False), pending, _SEGMENT_AD))
+                    index += 1
+                pending = bytes(buf[:SEGMENT])
+                del buf[:SEGMENT]
+        if pending is not None:
+            if buf:
+                out.write(aead.encrypt(_nonce(index, False), pending, _SEGMENT_AD))
+                index += 1
+                pending = bytes(buf)
+        else:
+            pending = bytes(buf)
+        out.write(aead.encrypt(_nonce(index, True), pending, _SEGMENT_AD))
+        digest = h.hexdigest()
+        envelope = self.cipher.seal(file_key, self._stream_ad(digest))
+        out.seek(0)
+        out.write(_STREAM_HEAD.pack(STREAM, STREAM_VERSION, SEGMENT, len(envelope)) + envelope)
+        return digest, size
+
+    def _file_key(self, digest: str, head: bytes) -> tuple[AESGCM, int] | None:
+        """The segment cipher and segment size of a streamed file's header; None (logged) when it does not open."""
+        try:
+            magic, version, segment, n = _STREAM_HEAD.unpack_from(head)
+        except struct.error:
+            log.error("blob %s: truncated stream header", digest)
+            return None
+        if magic != STREAM or version != STREAM_VERSION or n != _ENVELOPE_LEN or not 0 < segment <= 2**24:
+            log.error("blob %s: unknown stream header", digest)
+            return None
+        if self.cipher is None:
+            log.error("blob %s is sealed but the store has no data key", digest)
+            return None
+        try:
+            key = self.cipher.open(head[_STREAM_HEAD.size : STREAM_HEADER_LEN], self._stream_ad(digest))
+        except SealError as exc:
+            log.error("blob %s does not open (%s): damaged, moved or sealed under an unknown key", digest, exc)
+            return None
+        return AESGCM(key), int(segment)
+
+    def open_stream(self, digest: str) -> Iterator[bytes] | None:
+        """The plaintext of a blob in chunks, never whole in memory; None when it is missing or
+        does not open. A segment that fails to authenticate mid-stream raises SealError."""
+        try:
+            path = self._path(digest)
+            with open(path, "rb") as fh:
+                head = fh.read(STREAM_HEADER_LEN)
+        except (FileNotFoundError, ValueError):
+            return None
+        if head.startswith(SEALED):
+            data = self.get(digest)
+            return None if data is None else iter([data])
+        if not head.startswith(STREAM):
+            return _read_file(path, 0)
+        opened = self._file_key(digest, head)
+        if opened is None:
+            return None
+        return _open_segments(path, *opened)
+
+    def remove(self, digest: str) -> None:
+        """Drop a blob just stored that nothing refers to (an instance refused after its copy)."""
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            os.unlink(self._path(digest))
+
+    def sync(self, digests: Iterable[str]) -> None:
+        """Make the given blobs durable: each file fsynced, then the directories that hold them
+        (their entries, and those of any directory created for them), a few threads at once."""
+        files: list[str] = []
+        dirs: set[Path] = set()
+        for d in set(digests):
+            path = self._path(d)
+            if path.exists():
+                files.append(str(path))
+                dirs |= {path.parent, path.parent.parent, self.root}
+        if not files:
+            return
+        with ThreadPoolExecutor(max_workers=SYNC_THREADS) as pool:
+            list(pool.map(_fsync_file, files))
+            list(pool.map(fsync_dir, sorted(dirs)))
+
+    def _reseal_stream(self, digest: str) -> str:
+        """Re-wrap a streamed blob's file key under the active data key, in place (same length), after
+        checking every segment and the digest."""
+        assert self.cipher is not None
+        path = self._path(digest)
+        with open(path, "rb") as fh:
+            head = fh.read(STREAM_HEADER_LEN)
+        opened = self._file_key(digest, head)
+        if opened is None:
+            return "unreadable"
+        h = hashlib.sha256()
+        try:
+            for chunk in _open_segments(path, *opened):
+                h.update(chunk)
+        except SealError:
+            return "unreadable"
+        if h.hexdigest() != digest:
+            return "unreadable"
+        envelope = head[_STREAM_HEAD.size :]
+        if not self.cipher.needs_rekey(envelope):
+            return "current"
+        key = self.cipher.open(envelope, self._stream_ad(digest))
+        fresh = self.cipher.seal(key, self._stream_ad(digest))
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, fresh, _STREAM_HEAD.size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return "rekeyed"
+
+
+def _too_large(limit: int) -> TooLarge:
+    msg = f"文件超过允许的大小（最大 {limit} 字节）"
+    return TooLarge(msg, [Problem("file", "size", msg)])
+
+
+def _nonce(index: int, final: bool) -> bytes:
+    return struct.pack(">QI", index, 1 if final else 0)
+
+
+def _chunks(source: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
+    read = getattr(source, "read", None)
+    if read is None:
+        yield from source
+        return
+    while True:
+        chunk = read(READ_CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _read_file(path: Path, offset: int) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        while chunk := fh.read(READ_CHUNK):
+            yield chunk
+
+
+def _open_segments(path: Path, aead: AESGCM, segment: int) -> Iterator[bytes]:
+    """The plaintext segments of a streamed file (its header already checked)."""
+    size = segment + TAG_LEN
+    with open(path, "rb") as fh:
+        fh.seek(STREAM_HEADER_LEN)
+        index = 0
+        current = fh.read(size)
+        while True:
+            following = fh.read(size) if len(current) == size else b""
+            final = not following
+            try:
+                yield aead.decrypt(_nonce(index, final), current, _SEGMENT_AD)
+            except InvalidTag:
+                raise SealError(f"{path.name}: segment {index} does not open (damaged, truncated or reordered)") from None
+            if final:
+                return
+            current, index = following, index + 1

@@ -14,10 +14,15 @@ accept/quote_record    id_no                                 ``org_code`` (the d
 reminder_log           id_no                                 ``org_code``
 report_history         snapshot (the whole old version)      ``kind|report_id|version``
 rejected_submission    problems (messages echo values)       ``org_code``
+image_study            patient_name, patient_id,             ``org_code|study_uid``
+                       patient_birth_date, patient_json
+image_deletion         patient_name                          ``org_code``
 =====================  ====================================  =========================================
 
 Tables holding an ID number also hold ``id_no_bidx``, its keyed blind index in the one domain
-``id_no`` shared by all of them: every lookup by ID number compares it (one HMAC per question).
+``id_no`` shared by all of them: every lookup by ID number compares it (one HMAC per question). ``image_study`` keeps blind indexes of its own (:attr:`Spec.blind`):
+``patient_id_bidx`` (domain ``dicom_patient_id``) and ``patient_name_bidx`` (``dicom_patient_name``),
+for the exact PatientID / PatientName matches of QIDO-RS and C-FIND.
 A value that does not open is :class:`huren.errors.NotConfigured`, never returned in part.
 
 The store's functions find the cipher through the connection: :func:`bind` ties a
@@ -60,6 +65,8 @@ class Spec:
     what: str  # the table in the operator's words (for UNREADABLE)
     context_columns: tuple[str, ...] = ("org_code",)  # the columns ``context`` reads
     indexed: bool = True  # holds id_no and its blind index id_no_bidx
+    #: other blind indexes: (sealed column, its blind-index column, domain)
+    blind: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def name(self) -> str:
@@ -84,6 +91,12 @@ SPECS: dict[str, Spec] = {
             ("kind", "report_id", "version"), indexed=False,
         ),
         Spec(t.rejected_submission, ("problems",), _org, "被拒提交记录", indexed=False),
+        Spec(
+            t.image_study, ("patient_name", "patient_id", "patient_birth_date", "patient_json"),
+            lambda r: f"{r['org_code']}|{r['study_uid']}", "影像检查", ("org_code", "study_uid"), indexed=False,
+            blind=(("patient_id", "patient_id_bidx", "dicom_patient_id"), ("patient_name", "patient_name_bidx", "dicom_patient_name")),
+        ),
+        Spec(t.image_deletion, ("patient_name",), _org, "影像删除通知", indexed=False),
     )
 }
 
@@ -135,6 +148,9 @@ def seal_row(fields: FieldCipher, table: str, row: Mapping[Any, Any]) -> dict[st
             out[c] = fields.seal_text(str(v), spec.name, c, ctx)
     if spec.indexed and "id_no" in row:
         out[BIDX] = None if row["id_no"] is None else blind_id(fields, str(row["id_no"]))
+    for column, bidx, domain in spec.blind:
+        if column in row:
+            out[bidx] = None if row[column] in (None, "") else fields.blind(str(row[column]), domain)
     return out
 
 
@@ -178,6 +194,8 @@ def open_row(fields: FieldCipher, table: str, row: Mapping[Any, Any]) -> dict[st
     except SealError as exc:
         raise NotConfigured(UNREADABLE.format(what=spec.what)) from exc
     out.pop(BIDX, None)
+    for _, bidx, _ in spec.blind:
+        out.pop(bidx, None)
     return out
 
 

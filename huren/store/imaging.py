@@ -1,0 +1,354 @@
+"""The image index: studies, series, instances (``huren.store.tables`` image_*), their patient
+identity sealed (``huren.store.sealing``, table ``image_study``).
+
+Ingest is one short transaction per instance (not fsynced: ``Database.write(durable=False)``; the
+study's commit is the durable one): the study and series rows are created on first sight
+(``INSERT … ON CONFLICT DO NOTHING``, so two associations pushing one study at once meet no
+unique violation), the instance inserted, and the counters kept on the study and series rows,
+so a QIDO answer reads one row per study. Every lookup is by a unique or indexed column.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
+
+from huren.domain import imaging
+from huren.store import sealing
+from huren.store.tables import dicom_node, exam_report, image_instance, image_series, image_study
+from huren.wire.dicom import InstanceRecord
+
+STUDY = "image_study"
+st, se, ins = image_study, image_series, image_instance
+
+#: what a reader's answer needs of an instance (and to stream it), in one indexed query
+INSTANCE_COLS = (
+    ins.c.id, ins.c.sop_uid, ins.c.sop_class_uid, ins.c.transfer_syntax, ins.c.instance_number, ins.c.rows,
+    ins.c.columns, ins.c.frames, ins.c.size, ins.c.sha256, se.c.series_uid, st.c.study_uid, st.c.org_code,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    study_id: int
+    duplicate: bool  # the same bytes were already held under this SOP Instance UID
+    replaced: bool  # other bytes of a study still receiving were replaced
+
+
+class Refusal(Exception):
+    """Why an instance is not indexed: ``ownership`` (another institution's study), ``conflict``
+    (other bytes under a UID of a complete study, or a UID held by another study / series)."""
+
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(detail)
+        self.rule = rule
+        self.detail = detail
+
+
+def _insert_ignore(conn: Connection, table: Any, values: dict[str, Any], key: str) -> None:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(table).values(values).on_conflict_do_nothing(index_elements=[key]))
+
+
+def _study_values(conn: Connection, rec: InstanceRecord, org_code: str, sender: str, now: datetime) -> dict[str, Any]:
+    row = {
+        "study_uid": rec.study_uid, "org_code": org_code, "state": imaging.RECEIVING,
+        "patient_name": rec.patient_name or None, "patient_id": rec.patient_id or None,
+        "patient_birth_date": rec.patient_birth_date or None,
+        "patient_json": json.dumps(rec.patient_json, ensure_ascii=False, separators=(",", ":")),
+        "patient_sex": rec.patient_sex, "study_date": rec.study_date, "study_time": rec.study_time,
+        "accession_number": rec.accession_number, "study_id": rec.study_id,
+        "study_description": rec.study_description, "referring_physician": rec.referring_physician,
+        "institution_name": rec.institution_name, "modalities": "", "series_count": 0, "instance_count": 0,
+        "charset": rec.charset_in[:64], "sender": sender[:256], "created_at": now, "updated_at": now,
+    }
+    return sealing.seal_row(sealing.cipher(conn), STUDY, row)
+
+
+def ingest(
+    conn: Connection, rec: InstanceRecord, *, org_code: str, sender: str, sha256: str, size: int, now: datetime
+) -> Ingested:
+    """Index one stored instance (its bytes already in the blob store as ``sha256``)."""
+    study = conn.execute(select(st.c.id, st.c.org_code, st.c.state).where(st.c.study_uid == rec.study_uid)).first()
+    if study is None:
+        _insert_ignore(conn, st, _study_values(conn, rec, org_code, sender, now), "study_uid")
+        study = conn.execute(select(st.c.id, st.c.org_code, st.c.state).where(st.c.study_uid == rec.study_uid)).one()
+    study_id, owner, state = int(study.id), str(study.org_code), str(study.state)
+    if owner != org_code:
+        raise Refusal("ownership", owner)
+    old = conn.execute(
+        select(ins.c.id, ins.c.study_id, ins.c.series_id, ins.c.sha256).where(ins.c.sop_uid == rec.sop_uid)
+    ).first()
+    if old is not None and int(old.study_id) != study_id:
+        raise Refusal("conflict", "sop_uid")
+    if old is not None and old.sha256 == sha256:
+        return Ingested(study_id, True, False)
+    if old is not None and state == imaging.COMPLETE:
+        raise Refusal("conflict", "sha256")
+    series = conn.execute(select(se.c.id, se.c.study_id).where(se.c.series_uid == rec.series_uid)).first()
+    new_series = series is None
+    if series is None:
+        _insert_ignore(conn, se, _series_values(study_id, rec), "series_uid")
+        series = conn.execute(select(se.c.id, se.c.study_id).where(se.c.series_uid == rec.series_uid)).one()
+    if int(series.study_id) != study_id:
+        raise Refusal("conflict", "series_uid")
+    values = _instance_values(study_id, int(series.id), rec, sha256, size, now)
+    if old is not None:  # other bytes while the study is still receiving: the newer file wins
+        conn.execute(update(ins).where(ins.c.id == old.id).values(values))
+        return Ingested(study_id, False, True)
+    conn.execute(ins.insert().values(values))
+    conn.execute(update(se).where(se.c.id == series.id).values(instance_count=se.c.instance_count + 1))
+    modalities = conn.execute(select(st.c.modalities).where(st.c.id == study_id)).scalar_one()
+    mods = sorted({m for m in str(modalities).split(",") if m} | ({rec.modality} if rec.modality else set()))
+    conn.execute(
+        update(st).where(st.c.id == study_id).values(
+            instance_count=st.c.instance_count + 1, series_count=st.c.series_count + (1 if new_series else 0),
+            modalities=",".join(mods)[:128], state=imaging.RECEIVING, updated_at=now,
+        )
+    )
+    return Ingested(study_id, False, False)
+
+
+def _series_values(study_id: int, rec: InstanceRecord) -> dict[str, Any]:
+    return {
+        "study_id": study_id, "series_uid": rec.series_uid, "modality": rec.modality,
+        "series_number": rec.series_number, "series_description": rec.series_description, "body_part": rec.body_part,
+        "series_date": rec.series_date, "series_time": rec.series_time, "instance_count": 0,
+    }
+
+
+def _instance_values(study_id: int, series_id: int, rec: InstanceRecord, sha256: str, size: int, now: datetime) -> dict[str, Any]:
+    return {
+        "study_id": study_id, "series_id": series_id, "sop_uid": rec.sop_uid, "sop_class_uid": rec.sop_class_uid,
+        "transfer_syntax": rec.transfer_syntax, "instance_number": rec.instance_number, "rows": rec.rows,
+        "columns": rec.columns, "frames": rec.frames, "size": size, "sha256": sha256,
+        "metadata": json.dumps(rec.metadata, ensure_ascii=False, separators=(",", ":")), "received_at": now,
+        "deleted_at": None,
+    }
+
+
+# -- commit ---------------------------------------------------------------------------------------
+def study_row(conn: Connection, study_uid: str) -> dict[str, Any] | None:
+    r = conn.execute(select(st).where(st.c.study_uid == study_uid)).mappings().first()
+    return dict(r) if r else None
+
+
+def instance_digests(conn: Connection, study_id: int) -> dict[str, str]:
+    """SOP Instance UID → SHA-256 of every instance of a study not deleted."""
+    q = select(ins.c.sop_uid, ins.c.sha256).where(ins.c.study_id == study_id, ins.c.deleted_at.is_(None))
+    return {str(r.sop_uid): str(r.sha256) for r in conn.execute(q)}
+
+
+def locate(conn: Connection, sop_uids: Sequence[str]) -> dict[str, tuple[str, str, str, str]]:
+    """SOP Instance UID → (study UID, institution, SHA-256, SOP class UID) for the instances held (not deleted)."""
+    out: dict[str, tuple[str, str, str, str]] = {}
+    for i in range(0, len(sop_uids), 500):
+        q = (
+            select(ins.c.sop_uid, st.c.study_uid, st.c.org_code, ins.c.sha256, ins.c.sop_class_uid)
+            .join(st, st.c.id == ins.c.study_id)
+            .where(ins.c.sop_uid.in_(sop_uids[i : i + 500]), ins.c.deleted_at.is_(None), st.c.deleted_at.is_(None))
+        )
+        out |= {str(r.sop_uid): (str(r.study_uid), str(r.org_code), str(r.sha256), str(r.sop_class_uid)) for r in conn.execute(q)}
+    return out
+
+
+def mark_state(conn: Connection, study_id: int, state: str, now: datetime) -> None:
+    values: dict[str, Any] = {"state": state, "updated_at": now}
+    if state == imaging.COMPLETE:
+        values["committed_at"] = now
+    conn.execute(update(st).where(st.c.id == study_id).values(values))
+
+
+# -- reads ----------------------------------------------------------------------------------------
+def opened(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
+    return sealing.open_row(sealing.cipher(conn), STUDY, row)
+
+
+def _like(column: Any, pattern: str) -> ColumnElement[bool]:
+    if not imaging.has_wildcard(pattern):
+        return column == pattern  # type: ignore[no-any-return]
+    esc = pattern.replace("!", "!!").replace("%", "!%").replace("_", "!_").replace("*", "%").replace("?", "_")
+    return column.ilike(esc, escape="!")  # type: ignore[no-any-return]
+
+
+def study_filters(conn: Connection, q: dict[str, str], orgs: list[str] | None) -> tuple[list[ColumnElement[bool]], str | None]:
+    """SQL conditions for a study query; the PatientName wildcard left to the caller (sealed names
+    match in Python, after the other conditions)."""
+    fields = sealing.cipher(conn)
+    where: list[ColumnElement[bool]] = [st.c.deleted_at.is_(None), st.c.instance_count > 0]
+    if orgs is not None:
+        where.append(st.c.org_code.in_(orgs))
+    name_pattern = None
+    for key, value in q.items():
+        v = value.strip()
+        if not v or v == "*":
+            continue
+        if key == "PatientID":
+            if imaging.has_wildcard(v):
+                raise ValueError("PatientID")
+            where.append(st.c.patient_id_bidx == fields.blind(v, "dicom_patient_id"))
+        elif key == "PatientName":
+            if imaging.has_wildcard(v):
+                name_pattern = v
+            else:
+                where.append(st.c.patient_name_bidx == fields.blind(v, "dicom_patient_name"))
+        elif key == "StudyInstanceUID":
+            where.append(st.c.study_uid.in_(imaging.split_uids(v)))
+        elif key == "StudyDate":
+            lo, hi = imaging.date_range(v)
+            if lo:
+                where.append(st.c.study_date >= lo)
+            if hi:
+                where.append(st.c.study_date <= hi)
+        elif key == "ModalitiesInStudy":
+            mods = [m.strip().upper() for m in v.replace("\\", ",").split(",") if m.strip()]
+            m = st.c.modalities
+            where.append(or_(*[or_(m == x, m.like(f"{x},%"), m.like(f"%,{x}"), m.like(f"%,{x},%")) for x in mods]))
+        elif key in _TEXT_KEYS:
+            where.append(_like(_TEXT_KEYS[key], v))
+    return where, name_pattern
+
+
+_TEXT_KEYS: dict[str, Any] = {
+    "AccessionNumber": st.c.accession_number, "StudyDescription": st.c.study_description,
+    "ReferringPhysicianName": st.c.referring_physician, "StudyID": st.c.study_id, "PatientSex": st.c.patient_sex,
+}
+
+
+def find_studies(
+    conn: Connection, where: Sequence[ColumnElement[bool]], *, limit: int, offset: int, name_pattern: str | None = None,
+    scan_cap: int = 20_000,
+) -> list[dict[str, Any]]:
+    """Studies (opened rows), newest first; with ``name_pattern``, matched on the opened names."""
+    base = select(st).where(and_(*where)).order_by(st.c.study_date.desc(), st.c.id.desc())
+    if name_pattern is None:
+        return [opened(conn, dict(r)) for r in conn.execute(base.limit(limit).offset(offset)).mappings()]
+    rx = imaging.wildcard_regex(name_pattern)
+    out: list[dict[str, Any]] = []
+    skipped = scanned = 0
+    while scanned < scan_cap and len(out) < limit:
+        page = [dict(r) for r in conn.execute(base.limit(500).offset(scanned)).mappings()]
+        if not page:
+            break
+        scanned += len(page)
+        for r in page:
+            row = opened(conn, r)
+            if rx.fullmatch(row.get("patient_name") or ""):
+                if skipped < offset:
+                    skipped += 1
+                elif len(out) < limit:
+                    out.append(row)
+    return out
+
+
+def series_of(conn: Connection, study_id: int, q: dict[str, str]) -> list[dict[str, Any]]:
+    where: list[ColumnElement[bool]] = [se.c.study_id == study_id, se.c.instance_count > 0]
+    for key, col in (("Modality", se.c.modality), ("SeriesDescription", se.c.series_description), ("BodyPartExamined", se.c.body_part)):
+        if q.get(key, "").strip() not in ("", "*"):
+            where.append(_like(col, q[key].strip()))
+    if q.get("SeriesInstanceUID", "").strip():
+        where.append(se.c.series_uid.in_(imaging.split_uids(q["SeriesInstanceUID"], "SeriesInstanceUID")))
+    if q.get("SeriesNumber", "").strip().isdigit():
+        where.append(se.c.series_number == int(q["SeriesNumber"].strip()))
+    rows = conn.execute(select(se).where(*where).order_by(se.c.series_number, se.c.id)).mappings()
+    return [dict(r) for r in rows]
+
+
+def instances(
+    conn: Connection, study_id: int, series_uid: str | None = None, *, sop_uids: Iterable[str] | None = None,
+    with_metadata: bool = False,
+) -> list[dict[str, Any]]:
+    cols = [*INSTANCE_COLS, ins.c.metadata] if with_metadata else list(INSTANCE_COLS)
+    q = (
+        select(*cols).select_from(ins.join(se, se.c.id == ins.c.series_id).join(st, st.c.id == ins.c.study_id))
+        .where(ins.c.study_id == study_id, ins.c.deleted_at.is_(None))
+    )
+    if series_uid is not None:
+        q = q.where(se.c.series_uid == series_uid)
+    if sop_uids is not None:
+        q = q.where(ins.c.sop_uid.in_(list(sop_uids)))
+    q = q.order_by(se.c.series_number, se.c.id, ins.c.instance_number, ins.c.id)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def instance_by_uid(conn: Connection, sop_uid: str) -> dict[str, Any] | None:
+    """One instance by its SOP Instance UID (one indexed query), with its study's state."""
+    q = (
+        select(*INSTANCE_COLS, st.c.deleted_at.label("study_deleted"))
+        .select_from(ins.join(se, se.c.id == ins.c.series_id).join(st, st.c.id == ins.c.study_id))
+        .where(ins.c.sop_uid == sop_uid, ins.c.deleted_at.is_(None))
+    )
+    r = conn.execute(q).mappings().first()
+    return dict(r) if r and r["study_deleted"] is None else None
+
+
+# -- the exam report link -------------------------------------------------------------------------
+def study_for_exam(conn: Connection, org_code: str, report_form_no: str) -> str | None:
+    r = conn.execute(
+        select(exam_report.c.study_instance_uid, exam_report.c.pacs_id)
+        .where(exam_report.c.org_code == org_code, exam_report.c.report_form_no == report_form_no)
+        .order_by(exam_report.c.voided, exam_report.c.id.desc()).limit(1)
+    ).first()
+    if r is None:
+        return None
+    if r.study_instance_uid:
+        return str(r.study_instance_uid)
+    if not r.pacs_id:
+        return None
+    uid = conn.execute(
+        select(st.c.study_uid).where(st.c.org_code == org_code, st.c.accession_number == r.pacs_id, st.c.deleted_at.is_(None))
+        .order_by(st.c.id.desc()).limit(1)
+    ).scalar()
+    return str(uid) if uid else None
+
+
+def exam_for_study(conn: Connection, study: dict[str, Any]) -> dict[str, Any] | None:
+    """The exam report behind a study: by ``study_instance_uid``, else by accession number (``pacs_id``)."""
+    cols = (exam_report.c.id, exam_report.c.org_code, exam_report.c.report_form_no, exam_report.c.voided)
+    r = conn.execute(
+        select(*cols).where(exam_report.c.study_instance_uid == study["study_uid"]).order_by(exam_report.c.voided).limit(1)
+    ).first()
+    if r is None and study.get("accession_number"):
+        r = conn.execute(
+            select(*cols).where(exam_report.c.org_code == study["org_code"], exam_report.c.pacs_id == study["accession_number"])
+            .order_by(exam_report.c.voided, exam_report.c.id.desc()).limit(1)
+        ).first()
+    if r is None:
+        return None
+    return {"report_id": int(r.id), "org_code": str(r.org_code), "report_form_no": str(r.report_form_no), "voided": bool(r.voided)}
+
+
+def count_instances(conn: Connection, study_id: int) -> int:
+    q = select(func.count()).select_from(ins).where(ins.c.study_id == study_id, ins.c.deleted_at.is_(None))
+    return int(conn.execute(q).scalar_one())
+
+
+# -- DICOM nodes ----------------------------------------------------------------------------------
+def get_node(conn: Connection, ae_title: str) -> dict[str, Any] | None:
+    r = conn.execute(select(dicom_node).where(dicom_node.c.ae_title == ae_title)).mappings().first()
+    return dict(r) if r else None
+
+
+def org_has_node(conn: Connection, org_code: str) -> bool:
+    q = select(dicom_node.c.ae_title).where(dicom_node.c.org_code == org_code, dicom_node.c.purpose != "pacs").limit(1)
+    return conn.execute(q).first() is not None
+
+
+def put_node(conn: Connection, row: dict[str, Any]) -> None:
+    conn.execute(delete(dicom_node).where(dicom_node.c.ae_title == row["ae_title"]))
+    conn.execute(dicom_node.insert().values(row))
+
+
+def list_nodes(conn: Connection) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(select(dicom_node).order_by(dicom_node.c.org_code, dicom_node.c.ae_title)).mappings()]
+
+
+def remove_node(conn: Connection, ae_title: str) -> bool:
+    return bool(conn.execute(delete(dicom_node).where(dicom_node.c.ae_title == ae_title)).rowcount)

@@ -1,0 +1,174 @@
+"""The image archive (huren.services.imaging) on SQLite and PostgreSQL: store → find → retrieve
+byte-exact, refusals with nothing kept, the access policy, commit, duplicates, sealing (issue 12)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+from sqlalchemy import func, select
+
+from huren.bootstrap import Container
+from huren.context import Principal
+from huren.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge
+from huren.services.imaging import KeyGrant, Sender
+from huren.store.tables import access_log, image_instance, image_study
+from tests.conftest import ORG_A, ORG_B, SUPERVISOR
+
+A = Sender(ORG_A[0], "dimse:TEST@127.0.0.1", "dimse")
+B = Sender(ORG_B[0], "dimse:OTHER@127.0.0.1", "dimse")
+DOC_B = Principal(ORG_B[0], "doc", "doctor")
+HIS_A = Principal(ORG_A[0], "his", "hospital")
+
+
+def make(tmp: Path, *, study: str | None = None, name: str = "张三", pid: str = "P001", base: str = "CT_small.dcm",
+         charset: str = "GB18030", series: str | None = None, accession: str = "ACC1", number: int = 1) -> tuple[Path, pydicom.Dataset]:
+    ds = pydicom.dcmread(str(get_testdata_file(base)))
+    ds.SpecificCharacterSet = charset
+    ds.PatientName, ds.PatientID, ds.AccessionNumber, ds.PatientBirthDate = name, pid, accession, "19800101"
+    ds.StudyInstanceUID = study or generate_uid()
+    ds.SeriesInstanceUID = series or generate_uid()
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.InstanceNumber = number
+    path = tmp / f"{ds.SOPInstanceUID}.dcm"
+    ds.save_as(path)
+    return path, ds
+
+
+def n_instances(c: Container) -> int:
+    with c.db.read() as conn:
+        return int(conn.execute(select(func.count()).select_from(image_instance)).scalar_one())
+
+
+def test_store_find_retrieve_byte_exact(container: Container, tmp_path: Path) -> None:
+    img = container.imaging
+    p1, ds = make(tmp_path)
+    p2, _ = make(tmp_path, study=ds.StudyInstanceUID, series=ds.SeriesInstanceUID, number=2)
+    p3, _ = make(tmp_path, study=ds.StudyInstanceUID, base="MR_small.dcm", charset="ISO_IR 192")
+    got = [img.store_instance(A, p) for p in (p1, p2, p3)]
+    assert got[0].sha256 == hashlib.sha256(p1.read_bytes()).hexdigest() and not got[0].duplicate
+    [study] = img.find_studies(DOC_B, {"PatientID": "P001"})
+    assert study["0020000D"]["Value"] == [ds.StudyInstanceUID]
+    assert study["00100010"]["Value"] == [{"Alphabetic": "张三"}]
+    assert study["00201206"]["Value"] == [2] and study["00201208"]["Value"] == [3]
+    assert study["00080061"]["Value"] == ["CT", "MR"]
+    assert img.find_studies(DOC_B, {"PatientName": "张*"}) == [study]
+    assert img.find_studies(DOC_B, {"PatientName": "张三"}) == [study]
+    assert img.find_studies(DOC_B, {"PatientName": "李*"}) == []
+    assert img.find_studies(DOC_B, {"PatientID": "P002"}) == []
+    assert len(img.find_studies(DOC_B, {"StudyDate": "20000101-20991231", "ModalitiesInStudy": "MR"})) == (
+        1 if ds.StudyDate >= "20000101" else 0
+    )
+    assert img.find_studies(DOC_B, {"AccessionNumber": "ACC*"}) == [study]
+    series = img.find_series(DOC_B, ds.StudyInstanceUID, {})
+    assert sorted(s["00080060"]["Value"][0] for s in series) == ["CT", "MR"]
+    insts = img.find_instances(DOC_B, ds.StudyInstanceUID, ds.SeriesInstanceUID, {})
+    assert [i["00200013"]["Value"] for i in insts] == [[1], [2]]
+    f = img.instance(DOC_B, ds.StudyInstanceUID, None, ds.SOPInstanceUID)
+    assert b"".join(f.chunks()) == p1.read_bytes() and f.size == p1.stat().st_size
+    files = img.instances_of(DOC_B, ds.StudyInstanceUID)
+    assert sorted(b"".join(x.chunks()) for x in files) == sorted(p.read_bytes() for p in (p1, p2, p3))
+    meta = json.loads(img.metadata(DOC_B, ds.StudyInstanceUID, ds.SeriesInstanceUID))
+    assert len(meta) == 2 and meta[0]["00100010"]["Value"] == [{"Alphabetic": "张三"}]
+    assert meta[0]["7FE00010"] == {"vr": "OW"} and meta[0]["00080005"]["Value"] == ["ISO_IR 192"]
+    [pat] = img.find_patients(DOC_B, {"PatientID": "P001"})
+    assert pat["00201200"]["Value"] == [1]
+
+
+def test_refusals_keep_nothing(container: Container, tmp_path: Path) -> None:
+    img = container.imaging
+    p, ds = make(tmp_path)
+    data = p.read_bytes()
+    for bad, rule in ((data[:5000], "dicom"), (b"\0" * 128 + b"DICX" + data[132:], "dicom")):
+        with pytest.raises(InvalidInput) as exc:
+            img.store_instance(A, io.BytesIO(bad))
+        assert exc.value.problems[0].rule == rule
+    img.max_instance_bytes = 1000
+    with pytest.raises(TooLarge):
+        img.store_instance(A, p)
+    img.max_instance_bytes = 10**9
+    img.store_instance(A, p)
+    q, _ = make(tmp_path, study=ds.StudyInstanceUID)
+    with pytest.raises(Forbidden) as forb:
+        img.store_instance(B, q)  # a study held for A, pushed by B
+    assert forb.value.problems[0].rule == "ownership"
+    assert n_instances(container) == 1
+    assert len(list(container.blobs.digests())) == 1  # the refused copy was dropped
+
+
+def test_readers_outside_the_policy_see_nothing(container: Container, tmp_path: Path) -> None:
+    img = container.imaging
+    p, ds = make(tmp_path)
+    other, ds2 = make(tmp_path, pid="P9")
+    img.store_instance(A, p)
+    img.store_instance(A, other)
+    grant = KeyGrant(1, "viewer", ds2.StudyInstanceUID, ORG_B[0], "x", datetime.now() + timedelta(hours=1))
+    with pytest.raises(NotFound):
+        img.instance(grant, ds.StudyInstanceUID, None, ds.SOPInstanceUID)
+    with pytest.raises(NotFound):
+        img.metadata(grant, ds.StudyInstanceUID)
+    assert [s["00100020"]["Value"] for s in img.find_studies(grant, {})] == [["P9"]]
+    container.directory.add_org("652301001", "昌吉州人民医院", "652301", "3甲", user="sup", password="password-x", role="supervisor")
+    far = Principal("652301001", "sup", "supervisor")
+    assert img.find_studies(far, {}) == []
+    with pytest.raises(NotFound):
+        img.instance(far, ds.StudyInstanceUID, None, ds.SOPInstanceUID)
+    near = Principal(SUPERVISOR[0], "admin", "supervisor")
+    assert len(img.find_studies(near, {})) == 2
+    with pytest.raises(InvalidInput) as exc:
+        img.instance(DOC_B, "1.2.x", None, ds.SOPInstanceUID)
+    assert exc.value.problems[0].rule == "uid"
+
+
+def test_commit_duplicates_and_conflicts(container: Container, tmp_path: Path) -> None:
+    img = container.imaging
+    p1, ds = make(tmp_path)
+    p2, ds2 = make(tmp_path, study=ds.StudyInstanceUID)
+    s1 = img.store_instance(A, p1)
+    assert img.store_instance(A, p1).duplicate and n_instances(container) == 1
+    r = img.commit_study(A, ds.StudyInstanceUID, [(ds.SOPInstanceUID, s1.sha256), (ds2.SOPInstanceUID, None)])
+    assert r.committed == [ds.SOPInstanceUID] and r.failed == [(ds2.SOPInstanceUID, "missing")] and r.state == "receiving"
+    img.store_instance(A, p2)
+    r = img.commit_study(A, ds.StudyInstanceUID, [(ds.SOPInstanceUID, "0" * 64), (ds2.SOPInstanceUID, None)])
+    assert r.failed == [(ds.SOPInstanceUID, "sha256")]
+    r = img.commit_study(A, ds.StudyInstanceUID, [(ds.SOPInstanceUID, s1.sha256), (ds2.SOPInstanceUID, None)])
+    assert r.failed == [] and r.state == "complete" and img.study_state(HIS_A, ds.StudyInstanceUID) == "complete"
+    changed = pydicom.dcmread(p1)
+    changed.StudyDescription = "changed"
+    changed.save_as(tmp_path / "changed.dcm")
+    with pytest.raises(Conflict):
+        img.store_instance(A, tmp_path / "changed.dcm")
+    assert img.store_instance(A, p1).duplicate
+    p3, _ = make(tmp_path, study=ds.StudyInstanceUID)
+    img.store_instance(A, p3)
+    assert img.study_state(HIS_A, ds.StudyInstanceUID) == "receiving"
+    [res] = img.commit_instances(A, [(ds.SOPClassUID, ds.SOPInstanceUID)])
+    assert res.committed == [ds.SOPInstanceUID] and res.state == "complete"
+    res2 = img.commit_instances(B, [(ds.SOPClassUID, ds.SOPInstanceUID)])
+    assert res2[-1].failed == [(ds.SOPInstanceUID, "missing")]
+
+
+def test_patient_identity_is_sealed_and_reads_are_logged_once(container: Container, tmp_path: Path) -> None:
+    img = container.imaging
+    p, ds = make(tmp_path, name="欧阳娜娜", pid="ZY123456")
+    img.store_instance(A, p)
+    with container.db.read() as conn:
+        row = conn.execute(select(image_study)).mappings().one()
+        meta = conn.execute(select(image_instance.c.metadata)).scalar_one()
+    for col in ("patient_name", "patient_id", "patient_birth_date", "patient_json"):
+        assert str(row[col]).startswith("enc1:"), col
+    assert "欧阳" not in str(dict(row)) and "ZY123456" not in str(dict(row)) and "欧阳" not in meta
+    for _ in range(5):
+        img.instance(DOC_B, ds.StudyInstanceUID, None, ds.SOPInstanceUID)
+        img.metadata(DOC_B, ds.StudyInstanceUID)
+    with container.db.read() as conn:
+        acts = [r.action for r in conn.execute(select(access_log.c.action).where(access_log.c.action.like("image.%")))]
+    assert sorted(acts) == ["image.metadata", "image.retrieve"]
