@@ -129,7 +129,7 @@ class FakePlatform:
             return httpx2.Response(200, json={"code": "ok", "hidden": 2})
         if path == "/api/v1/imaging/patient-exams":
             body = orjson.loads(request.read())
-            exams = [{"org_code": "B", "accession_number": "X1", "modality": "CT"}] if body["id_no"].endswith("1") else []
+            exams = [{"org_code": "B", "accession_number": "X1", "modality": "CT"}] if body["id_no"] == "650102198001010012" else []
             return httpx2.Response(200, json={"code": "ok", "count": len(exams), "exams": exams})
         return httpx2.Response(404, json={"code": "not_found", "message": path})
 

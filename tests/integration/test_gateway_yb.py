@@ -1,0 +1,213 @@
+"""The YB endpoints on the gateway (seed 003 YB-4.3, 4.4.3.1, 4.4.3.2, 4.5) against a platform
+answering the imaging REST: the seed's envelope and codes (200 / 202 / 500), the ``$`` decoding,
+the workstation session, the deletion notice queued durably and forwarded, the caller checks,
+and the listener the gateway runner starts."""
+
+from __future__ import annotations
+
+import base64
+import io
+import ipaddress
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from huren.crypto import sm2
+from huren.gateway.config import parse
+from huren.gateway.imaging import Pusher, Spool, find_font
+from huren.gateway.imaging_api import YbConf, create_yb_app
+from huren.gateway.outbox import Outbox
+from huren.gateway.runner import Gateway
+from tests.integration.test_gateway_pacs_views import ORG, FakePlatform, fake_client
+
+KEY = sm2.generate_key()
+ID = "650102198001010012"  # has exams elsewhere in the fake platform
+QR = "/getway/reportAndFilm/api/qrurl"
+QRCODE = "/getway/reportAndFilm/api/qrcode"
+WS = "10.1.8.21"
+
+
+def conf(**over: Any) -> YbConf:
+    nets = tuple(ipaddress.ip_network(n) for n in ("127.0.0.1/32", "10.1.8.0/24"))
+    base: dict[str, Any] = {
+        "org_code": ORG, "hospital_ids": frozenset({ORG, "H650102"}), "clients": nets, "hosts": frozenset(), "key": KEY,
+        "font": find_font(),
+    }
+    return YbConf(**(base | over))
+
+
+class Env:
+    def __init__(self, tmp_path: Path, **over: Any) -> None:
+        self.fake = FakePlatform()
+        self.client = fake_client(self.fake)
+        self.box = Outbox(tmp_path / "outbox.db")
+        self.app = create_yb_app(conf(**over), self.client, self.box.enqueue)
+
+    def http(self, ip: str = "127.0.0.1") -> TestClient:
+        return TestClient(self.app, client=(ip, 40000), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    e = Env(tmp_path)
+    yield e
+    e.client.close()
+    e.box.close()
+
+
+def test_qrurl_answers_the_seeds_envelope(env: Env) -> None:
+    r = env.http().get(QR, params={"accessNumber": "A123", "modality": "CT", "hospitalId": "H650102"})
+    assert r.status_code == 200
+    assert r.json() == {"code": 200, "data": "http://film.example/f/A123k", "message": "请求成功"}
+    assert "/api/v1/imaging/film-url" in env.fake.calls
+
+
+def test_a_missing_parameter_is_202(env: Env) -> None:
+    r = env.http().get(QR, params={"modality": "CT", "hospitalId": ORG})
+    assert (r.status_code, r.json()) == (202, {"code": 202, "message": "传参数不规范（少传参数）：缺少 accessNumber", "data": None})
+    r = env.http().get(QRCODE, params={"accessNumber": "A1", "modality": "CT"})
+    assert r.json()["message"] == "传参数不规范（少传参数）：缺少 hospitalId"
+    r = env.http().get(QR, params={"accessNumber": "A1", "modality": "XX", "hospitalId": "nope"})
+    assert r.status_code == 202
+    assert "modality “XX”不在检查模式字典" in r.json()["message"] and "hospitalId “nope”不是本前置机的医保医疗机构" in r.json()["message"]
+    assert env.fake.calls == []  # refused before asking the platform
+
+
+def test_the_platform_down_is_500_in_chinese(env: Env) -> None:
+    env.fake.down = True
+    r = env.http().get(QR, params={"accessNumber": "A1", "modality": "CT", "hospitalId": ORG})
+    assert r.status_code == 500
+    assert r.json() == {"code": 500, "message": "内部服务错误：医保影像云平台暂时无法连接，请稍后重试", "data": None}
+    env.fake.down = False
+    env.fake.film_status = 404  # no such study of this institution: the parameter is wrong
+    r = env.http().get(QR, params={"accessNumber": "A1", "modality": "CT", "hospitalId": ORG})
+    assert (r.status_code, r.json()["message"]) == (202, "传参数不规范：检查不存在")
+    env.fake.film_status = 500
+    r = env.http().get(QR, params={"accessNumber": "A1", "modality": "CT", "hospitalId": ORG})
+    assert r.status_code == 500 and "Traceback" not in r.text
+
+
+def test_qrcode_is_a_base64_png_of_the_url(env: Env) -> None:
+    r = env.http().get(QRCODE, params={"accessNumber": "A9", "modality": "MR", "hospitalId": ORG})
+    assert r.status_code == 200 and r.json()["message"] == "请求成功"
+    png = base64.b64decode(r.json()["data"], validate=True)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    bare = env.http().get(QRCODE, params={"accessNumber": "A9", "modality": "MR", "hospitalId": ORG, "caption": "0"})
+    code = Image.open(io.BytesIO(base64.b64decode(bare.json()["data"])))
+    assert code.width == code.height  # the bare code is square
+    if find_font() is None:
+        pytest.skip("no CJK font here (fonts-noto-cjk): the caption is left out")
+    shown = Image.open(io.BytesIO(png))
+    assert shown.width == code.width and shown.height > code.height  # the caption's band under the code
+
+
+def _login_query(**over: str) -> str:
+    fields = {
+        "hisUserId": "pacs01", "type": "1", "doctorName": "$E5$BC$A0$E5$8C$BB$E7$94$9F", "hospitalId": "H650102",
+        "department": "$E6$94$BE$E5$B0$84$E7$A7$91", "departmentCode": "0301", "doctorSex": "1", "doctorType": "1",
+        "doctorCode": "D650102000001", "doctorIdCardNo": sm2.sm2_encrypt(KEY, ID.encode()).hex(), "phoneNumber": "13800138000",
+    } | over
+    return "&".join(f"{k}={v}" for k, v in fields.items())
+
+
+def test_login_swipe_logout(env: Env) -> None:
+    ws = env.http(WS)
+    r = ws.get("/iuWorkStation/swipingIdCardNo?hisUserId=pacs01&idCardNo=" + ID)
+    assert r.status_code == 401 and r.json()["code"] == 401 and "未登录" in r.json()["message"]
+    r = ws.get("/hrball/?" + _login_query())
+    assert r.status_code == 200
+    assert r.json() == {"code": 200, "message": "请求成功", "data": {"hisUserId": "pacs01", "doctorName": "张医生", "loggedIn": True}}
+    r = ws.get("/iuWorkStation/swipingIdCardNo?hisUserId=pacs01&idCardNo=" + sm2.sm2_encrypt(KEY, ID.encode()).hex())
+    assert r.status_code == 200
+    data = r.json()["data"]
+    assert data["count"] == 1 and data["exams"][0]["accession_number"] == "X1" and "外院有 1 次影像检查" in data["bubble"]
+    other = ws.get("/iuWorkStation/swipingIdCardNo?hisUserId=pacs01&idCardNo=650102198001010020")
+    assert other.json()["data"] == {"count": 0, "bubble": "", "exams": []}
+    # the session is the workstation's: another machine with the same hisUserId is not logged in
+    assert env.http("10.1.8.99").get("/iuWorkStation/swipingIdCardNo?hisUserId=pacs01&idCardNo=" + ID).status_code == 401
+    bad = ws.get("/iuWorkStation/swipingIdCardNo?hisUserId=pacs01&idCardNo=123")
+    assert bad.status_code == 202 and bad.json()["message"].startswith("传参数不规范：idCardNo")
+    assert ws.get("/hrball/?hisUserId=pacs01&type=2").json()["data"] == {"hisUserId": "pacs01", "loggedIn": False}
+    assert ws.get("/iuWorkStation/swipingIdCardNo?hisUserId=pacs01&idCardNo=" + ID).status_code == 401
+
+
+def test_a_bad_login_names_each_field(env: Env) -> None:
+    r = env.http(WS).get("/hrball/?" + _login_query(doctorSex="3", doctorType="9", doctorName="$E5$BC"))
+    assert r.status_code == 202
+    assert r.json()["message"] == "传参数不规范：doctorName 不是合法的 encodeURI 编码（UTF-8，% 以 $ 代替）"
+    r = env.http(WS).get("/hrball/?" + _login_query(doctorSex="3", doctorType="9"))
+    msg = r.json()["message"]
+    assert "doctorSex “3”不在性别字典" in msg and "doctorType “9”不在人员类型字典" in msg
+    r = env.http(WS).get("/hrball/?" + _login_query(type="7"))
+    assert r.json()["message"] == "传参数不规范：type “7”应为 1（登录）或 2（退出）"
+    r = env.http(WS).get("/hrball/?hisUserId=pacs01")
+    assert r.json()["message"] == "传参数不规范（少传参数）：缺少 type"
+
+
+def test_the_deletion_notice_is_queued_then_forwarded(env: Env, tmp_path: Path) -> None:
+    notice = {"patientName": "张三", "accessionNo": "A77", "hospitalId": "H650102", "operateDoctorName": "李医生",
+              "operateDateTime": "2026-11-30 10:20:30"}
+    r = env.http().post("/getway/api/imageDeletion", json=notice)
+    assert (r.status_code, r.json()) == (200, {"code": 200, "message": "请求成功", "data": {"queued": True}})
+    form = "patientName=%E5%BC%A0%E4%B8%89&accessionNo=A78&hospitalId=H650102&operateDoctorName=$E6$9D$8E&operateDateTime=2026-11-30+10:21:00"
+    r = env.http().post("/getway/api/imageDeletion", content=form, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200, r.json()
+    r = env.http().post("/getway/api/imageDeletion", json=notice | {"operateDateTime": ""})
+    assert (r.status_code, r.json()["message"]) == (202, "传参数不规范（少传参数）：缺少 operateDateTime")
+    r = env.http().post("/getway/api/imageDeletion", content=b"<x/>", headers={"Content-Type": "text/xml"})
+    assert r.status_code == 202
+    assert env.box.counts() == {"pending": 2, "done": 0, "dead": 0}  # durably queued before the answer
+    assert env.fake.calls == []
+    pusher = Pusher(env.box, env.client, Spool(tmp_path / "spool"))
+    assert pusher.drain() == (2, "")
+    assert [d["accessionNo"] for d in env.fake.deletions] == ["A77", "A78"]
+    first = env.fake.deletions[0]
+    assert first == notice | {"hospitalId": ORG, "operateDateTime": "2026-11-30T10:20:30"}
+    assert env.fake.deletions[1]["patientName"] == "张三" and env.fake.deletions[1]["operateDoctorName"] == "李"
+
+
+def test_callers_outside_clients_and_without_the_token_are_refused(tmp_path: Path) -> None:
+    e = Env(tmp_path, token="s" * 24)
+    q = {"accessNumber": "A1", "modality": "CT", "hospitalId": ORG}
+    r = e.http("192.168.5.5").get(QR, params=q)
+    assert r.status_code == 403 and "不在 [imaging] clients 允许之列" in r.json()["message"]
+    assert e.http().get(QR, params=q).status_code == 403
+    assert e.http().get(QR, params=q | {"token": "s" * 24}).status_code == 200
+    assert e.http().get(QR, params=q, headers={"X-Access-Token": "s" * 24}).status_code == 200
+    e.client.close()
+    e.box.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_runner_serves_the_yb_endpoints(tmp_path: Path) -> None:
+    port = _free_port()
+    doc = {
+        "platform": {"base_url": "http://127.0.0.1:1", "org_code": ORG, "username": "his", "password": "pw"},
+        "outbox": {"path": "outbox.db"},
+        "imaging": {"listen": f"127.0.0.1:{port}"},
+    }
+    gw = Gateway(parse(doc, tmp_path), sources=[], client=fake_client(FakePlatform()))
+    assert gw.imaging is not None
+    [service] = gw._services()
+    try:
+        r = httpx2.get(f"http://127.0.0.1:{port}{QR}?modality=CT&hospitalId={ORG}", timeout=10)
+        assert r.status_code == 202 and r.json()["message"] == "传参数不规范（少传参数）：缺少 accessNumber"
+        down = httpx2.get(f"http://127.0.0.1:{port}{QR}?accessNumber=A1&modality=CT&hospitalId={ORG}", timeout=20)
+        assert down.status_code == 500 and down.json()["code"] == 500  # its own client: the platform is not there
+        assert (tmp_path / "keys" / "yb" / "sm2_public.txt").is_file()  # the key the PACS encrypts ID numbers to
+        assert orjson.loads(httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=5).content)["code"] == 200
+    finally:
+        service.stop()
+        gw.close()
