@@ -1,0 +1,179 @@
+"""The AE's handlers for the association and for C-ECHO and C-STORE, bound as pynetdicom does:
+``(evt.EVT_C_STORE, handle_store, [ctx])``. C-FIND / C-MOVE / C-GET are in :mod:`huren.dimse.query`,
+storage commitment in :mod:`huren.dimse.commitment`.
+
+C-STORE keeps the dataset as received: pynetdicom (``STORE_RECV_CHUNKED_DATASET``) writes the
+P-DATA fragments into a Part-10 temporary file (preamble, the file meta of the presentation
+context, the dataset's bytes untouched) and ``ImagingService.store_instance`` copies that file into
+the blob store. Nothing is decoded or encoded again, and nothing is fsynced per instance: a study is made
+durable, and COMPLETE, by storage commitment (``commit_instances``), never by a timer or by the
+end of the association.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydicom.dataset import Dataset
+from pynetdicom.pdu import P_DATA_TF
+
+from huren.context import Principal
+from huren.dimse import status
+from huren.dimse.session import Session, Sessions
+from huren.errors import HurenError
+
+if TYPE_CHECKING:
+    from pynetdicom.events import Event
+
+    from huren.services.imaging import ImagingService
+
+LOG = logging.getLogger("huren.dimse")
+
+
+@dataclass
+class Context:
+    """What every handler is bound with: the service, the sessions, the AE's limits."""
+
+    imaging: ImagingService
+    aet: str
+    max_instance_bytes: int
+    sessions: Sessions = field(default_factory=Sessions)
+
+
+def nodelay(event: Event) -> None:
+    """EVT_CONN_OPEN: TCP_NODELAY on the association's socket (with Nagle's algorithm on, a C-STORE
+    waits for the delayed ACK of its response: ~12 instances/s instead of hundreds)."""
+    sock = event.assoc.dul.socket
+    raw = getattr(sock, "socket", None)
+    if isinstance(raw, socket.socket):
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if QUICKACK is not None:
+                raw.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+        except OSError:  # the peer went away between accept and here
+            pass
+
+
+#: Linux: acknowledge at once instead of delaying the ACK (re-armed after each PDU: the kernel drops
+#: the flag by itself). A peer with Nagle's algorithm on (Debian's dcmtk ``storescu`` unless
+#: ``TCP_NODELAY=1`` is in its environment) holds its dataset PDU until the ACK of its command PDU:
+#: without this, ~40 ms (the delayed ACK) per instance.
+QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+
+
+def quickack(event: Event) -> None:
+    """EVT_PDU_SENT: back out of the kernel's delayed-ACK ("ping-pong") mode that sending an
+    answer puts the connection in, so the peer's next command PDU is acknowledged at once."""
+    raw = getattr(event.assoc.dul.socket, "socket", None)
+    if isinstance(raw, socket.socket) and QUICKACK is not None:
+        with contextlib.suppress(OSError):
+            raw.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+
+
+def handle_requested(event: Event, ctx: Context) -> None:
+    """EVT_REQUESTED: the calling AE title must be an institution's (``nodes.resolve_calling_ae``);
+    otherwise A-ASSOCIATE-RJ (rejected-permanent, service-user, calling AE title not recognised).
+    The called AE title is checked by pynetdicom (``require_called_aet``)."""
+    assoc = event.assoc
+    primitive = assoc.requestor.primitive
+    calling = str(getattr(primitive, "calling_ae_title", "") or "").strip()
+    host = str(assoc.requestor.address)
+    org: str | None = None
+    try:
+        org = ctx.imaging.nodes.resolve_calling_ae(calling, host) if calling else None
+    except Exception:  # a database hiccup: refuse transiently rather than half-accept
+        LOG.exception("DICOM 关联请求：无法查询调用方AE %s", calling)
+        _reject(assoc, 0x02, 0x01)
+        return
+    if org is None:
+        LOG.warning("DICOM 关联被拒绝：调用方AE“%s”（%s）未登记为任何机构", calling, host)
+        _reject(assoc, 0x01, 0x03)
+        return
+    from huren.services.imaging import Sender
+
+    actor = f"dimse:{calling}@{host}"
+    ctx.sessions.put(
+        assoc,
+        Session(
+            calling_ae=calling,
+            host=host,
+            org_code=org,
+            sender=Sender(org_code=org, actor=actor, channel="dimse"),
+            reader=Principal(org_code=org, username=f"dimse:{calling}", role="hospital", remote_addr=host),
+        ),
+    )
+
+
+def _reject(assoc: Any, result: int, diagnostic: int) -> None:
+    """A-ASSOCIATE-RJ from the service user, sent before the connection closes (as pynetdicom's own
+    rejections: the reactor is killed once the DUL has sent the PDU)."""
+    assoc.acse.send_reject(result, 0x01, diagnostic)
+    assoc.kill()
+
+
+def session_of(event: Event, ctx: Context) -> Session:
+    session = ctx.sessions.get(event.assoc)
+    if session is None:  # cannot happen: EVT_REQUESTED accepted the association with a session
+        raise RuntimeError("association without a session")
+    return session
+
+
+def handle_pdu_recv(event: Event, ctx: Context) -> None:
+    """EVT_PDU_RECV: bounds what one C-STORE may send (pynetdicom would write any length to disk):
+    past ``max_instance_bytes`` (plus room for the command set) the association is aborted."""
+    pdu = event.pdu
+    if not isinstance(pdu, P_DATA_TF):
+        return
+
+    session = ctx.sessions.get(event.assoc)
+    if session is None:
+        return
+    session.receiving += sum(len(item.data or b"") for item in pdu.presentation_data_value_items)
+    if session.receiving > ctx.max_instance_bytes + 65536:
+        LOG.warning(
+            "DICOM：%s 发送的实例超过上限 %d 字节，关联已中止", session.calling_ae, ctx.max_instance_bytes
+        )
+        session.receiving = 0
+        event.assoc.abort()
+
+
+def handle_echo(event: Event, ctx: Context) -> int:
+    return status.SUCCESS
+
+
+def handle_store(event: Event, ctx: Context) -> int | Dataset:
+    """EVT_C_STORE: the received Part-10 temp file to ``store_instance`` for the calling AE's
+    institution; a refusal answers its PS3.7 status, the server stays up."""
+    session = session_of(event, ctx)
+    session.receiving = 0
+    try:
+        path = event.dataset_path
+        stored = ctx.imaging.store_instance(session.sender, path)
+    except HurenError as exc:
+        LOG.warning("DICOM C-STORE 被拒绝（%s，%s）：%s", session.calling_ae, session.host, status.message_of(exc))
+        return status.status_dataset(exc, "store")
+    except Exception as exc:
+        LOG.exception("DICOM C-STORE 处理失败（%s）", session.calling_ae)
+        return status.status_dataset(exc, "store")
+    with session.lock:
+        session.studies.add(stored.study_uid)
+    LOG.debug("DICOM C-STORE %s %s %d bytes", stored.study_uid, stored.sop_uid, stored.size)
+    request: Any = event.request
+    if (stored.sop_uid, stored.sop_class_uid) != (str(request.AffectedSOPInstanceUID), str(request.AffectedSOPClassUID)):
+        # the command named another instance / class than the dataset holds: kept under the dataset's
+        LOG.warning("DICOM C-STORE（%s）：命令中的UID与数据集不一致，按数据集的 %s 保存", session.calling_ae, stored.sop_uid)
+        return status.WARNING_DATASET_MISMATCH
+    return status.SUCCESS
+
+
+def handle_finished(event: Event, ctx: Context) -> None:
+    """EVT_RELEASED / EVT_ABORTED: the session ends. The studies it pushed stay RECEIVING; they
+    become durable and COMPLETE by storage commitment (N-ACTION) — not by the end of the association."""
+    session = ctx.sessions.pop(event.assoc)
+    if session is not None and session.studies:
+        LOG.info("DICOM 关联结束（%s）：%d 个检查接收中，待存储确认", session.calling_ae, len(session.studies))
+

@@ -1,0 +1,290 @@
+"""C-FIND, C-MOVE and C-GET SCP (Patient Root and Study Root Query/Retrieve), answered from the
+index through ``ImagingService`` for the institution of the calling AE (the access policy and the
+access log are the service's).
+
+C-FIND maps the identifier's matching keys (non-empty values) to the service's query keys and
+answers each match with exactly the requested keys, plus the level's unique key, in
+``SpecificCharacterSet`` ISO_IR 192: names normalised at ingest (GB18030 / GBK / mislabelled
+ISO_IR 100) travel as UTF-8. Matching keys the index cannot match on are matched as universal and
+the answers say so (Pending 0xFF01). C-MOVE / C-GET send each stored instance (one in memory at a
+time) over a C-STORE sub-association / the same association.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pydicom import dcmread
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.valuerep import PersonName
+from pynetdicom import build_context, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from huren.dimse import status
+from huren.dimse.handlers import Context, nodelay, session_of
+from huren.errors import HurenError, InvalidInput, Problem
+
+if TYPE_CHECKING:
+    from pynetdicom.events import Event
+    from pynetdicom.presentation import PresentationContext
+
+    from huren.services.imaging import InstanceFile
+
+LOG = logging.getLogger("huren.dimse")
+
+#: matching keys the service answers, per level (the rest are matched as universal)
+MATCH_KEYS: dict[str, tuple[str, ...]] = {
+    "PATIENT": ("PatientID", "PatientName", "PatientBirthDate", "PatientSex"),
+    "STUDY": (
+        "PatientID", "PatientName", "StudyInstanceUID", "AccessionNumber", "StudyDate", "ModalitiesInStudy",
+        "StudyDescription", "ReferringPhysicianName", "StudyID",
+    ),
+    "SERIES": ("SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription", "BodyPartExamined"),
+    "IMAGE": ("SOPInstanceUID", "SOPClassUID", "InstanceNumber"),
+}
+UNIQUE_KEY = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID", "IMAGE": "SOPInstanceUID"}
+#: keys the query carries for the levels above (used to place the query, not matched again)
+PARENT_KEYS = {"PATIENT": (), "STUDY": (), "SERIES": ("StudyInstanceUID",), "IMAGE": ("StudyInstanceUID", "SeriesInstanceUID")}
+SKIP = {"SpecificCharacterSet", "QueryRetrieveLevel", "TimezoneOffsetFromUTC"}
+PAGE = 500
+MAX_MATCHES = 10000
+
+
+def _bad(field: str, message: str) -> InvalidInput:
+    return InvalidInput(message, [Problem(field, "dicom", message)])
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(_text(v) for v in value)
+    if isinstance(value, PersonName):
+        groups = [g for g in str(value).split("=") if g]
+        return groups[0] if groups else ""
+    return "" if value is None else str(value)
+
+
+def level_of(identifier: Dataset) -> str:
+    level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
+    if level not in UNIQUE_KEY:
+        raise _bad("QueryRetrieveLevel", f"查询级别“{level}”不是 PATIENT / STUDY / SERIES / IMAGE")
+    return level
+
+
+def matching(identifier: Dataset, level: str) -> tuple[dict[str, str], dict[str, str], bool]:
+    """(query keys for the service, parent unique keys, whether some matching key was ignored)."""
+    q: dict[str, str] = {}
+    parents: dict[str, str] = {}
+    ignored = False
+    for elem in identifier:
+        kw = elem.keyword
+        if not kw or kw in SKIP or elem.VR == "SQ":
+            continue
+        value = _text(elem.value).strip()
+        if value in ("", "*"):
+            continue
+        if kw in PARENT_KEYS[level]:
+            parents[kw] = value
+        elif kw in MATCH_KEYS[level]:
+            q[kw] = value
+        else:
+            ignored = True
+    return q, parents, ignored
+
+
+def _answer(found: Dataset, identifier: Dataset, level: str, aet: str) -> Dataset:
+    out = Dataset()
+    out.SpecificCharacterSet = "ISO_IR 192"
+    out.QueryRetrieveLevel = level
+    wanted = [e.keyword for e in identifier if e.keyword and e.keyword not in SKIP]
+    for kw in dict.fromkeys([*wanted, UNIQUE_KEY[level], *PARENT_KEYS[level]]):
+        if kw in found:
+            out[kw] = found[kw]
+        elif kw == "RetrieveAETitle":
+            out.RetrieveAETitle = aet
+        elif kw == "InstanceAvailability":
+            out.InstanceAvailability = "ONLINE"
+        elif kw in identifier:
+            tag = identifier[kw].tag
+            out[tag] = DataElement(tag, dictionary_VR(tag), [] if identifier[kw].VR == "SQ" else None)
+    return out
+
+
+def _pages(fetch: Any) -> Iterator[Mapping[str, Any]]:
+    offset = 0
+    while offset < MAX_MATCHES:
+        page = fetch(min(PAGE, MAX_MATCHES - offset), offset)
+        yield from page
+        if len(page) < PAGE:
+            return
+        offset += len(page)
+
+
+def _required(parents: Mapping[str, str], key: str) -> str:
+    value = parents.get(key, "")
+    if not value or "\\" in value or "*" in value or "?" in value:
+        raise _bad(key, f"此级别的查询必须给出唯一的 {key}")
+    return value
+
+
+def search(ctx: Context, reader: Any, identifier: Dataset) -> tuple[str, Iterator[Mapping[str, Any]], bool]:
+    level = level_of(identifier)
+    q, parents, ignored = matching(identifier, level)
+    svc = ctx.imaging
+    rows: Iterator[Mapping[str, Any]]
+    if level == "PATIENT":
+        rows = iter(svc.find_patients(reader, q, limit=1000))
+    elif level == "STUDY":
+        rows = _pages(lambda n, o: svc.find_studies(reader, q, limit=n, offset=o))
+    elif level == "SERIES":
+        study = _required(parents, "StudyInstanceUID")
+        rows = _pages(lambda n, o: svc.find_series(reader, study, q, limit=n, offset=o))
+    else:
+        study = _required(parents, "StudyInstanceUID")
+        series = parents.get("SeriesInstanceUID") or None
+        rows = _pages(lambda n, o: svc.find_instances(reader, study, series, q, limit=n, offset=o))
+    return level, rows, ignored
+
+
+def handle_find(event: Event, ctx: Context) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+    """EVT_C_FIND: (Pending, identifier) per match, then Success; a refusal its status."""
+    session = session_of(event, ctx)
+    try:
+        identifier = event.identifier
+        level, rows, ignored = search(ctx, session.reader, identifier)
+        pending = status.PENDING_OPTIONAL_KEYS if ignored else status.PENDING
+        for row in rows:
+            if event.is_cancelled:
+                yield status.CANCEL, None
+                return
+            yield pending, _answer(Dataset.from_json(dict(row)), identifier, level, ctx.aet)
+    except HurenError as exc:
+        LOG.warning("DICOM C-FIND 被拒绝（%s）：%s", session.calling_ae, status.message_of(exc))
+        yield status.status_dataset(exc, "find"), None
+        return
+    except Exception as exc:
+        LOG.exception("DICOM C-FIND 处理失败（%s）", session.calling_ae)
+        yield status.status_dataset(exc, "find"), None
+        return
+    yield status.SUCCESS, None
+
+
+def instances(ctx: Context, reader: Any, identifier: Dataset) -> list[InstanceFile]:
+    """The stored instances a C-MOVE / C-GET identifier names (hierarchical: every unique key above)."""
+    level = level_of(identifier)
+    svc = ctx.imaging
+
+    def values(key: str) -> list[str]:
+        raw = _text(identifier.get(key, "") and identifier[key].value).strip()
+        if "*" in raw or "?" in raw:
+            raise _bad(key, f"取回请求的 {key} 不能含通配符")
+        return [v.strip() for v in raw.replace(",", "\\").split("\\") if v.strip()]
+
+    if level == "PATIENT":
+        pids = values("PatientID")
+        if len(pids) != 1:
+            raise _bad("PatientID", "患者级取回必须给出一个 PatientID")
+        studies = [_text(Dataset.from_json(dict(r)).get("StudyInstanceUID", "")) for r in
+                   svc.find_studies(reader, {"PatientID": pids[0]}, limit=1000)]
+        return [i for s in studies if s for i in svc.instances_of(reader, s)]
+    studies = values("StudyInstanceUID")
+    if not studies:
+        raise _bad("StudyInstanceUID", "取回请求必须给出 StudyInstanceUID")
+    if level == "STUDY":
+        return [i for s in studies for i in svc.instances_of(reader, s)]
+    if len(studies) != 1:
+        raise _bad("StudyInstanceUID", "序列级及实例级取回只能给出一个 StudyInstanceUID")
+    series = values("SeriesInstanceUID")
+    if not series:
+        raise _bad("SeriesInstanceUID", "序列级及实例级取回必须给出 SeriesInstanceUID")
+    if level == "SERIES":
+        return [i for e in series for i in svc.instances_of(reader, studies[0], e)]
+    if len(series) != 1:
+        raise _bad("SeriesInstanceUID", "实例级取回只能给出一个 SeriesInstanceUID")
+    sops = set(values("SOPInstanceUID"))
+    if not sops:
+        raise _bad("SOPInstanceUID", "实例级取回必须给出 SOPInstanceUID")
+    return [i for i in svc.instances_of(reader, studies[0], series[0]) if i.sop_uid in sops]
+
+
+def dataset_of(item: InstanceFile) -> Dataset:
+    """The stored file, parsed (one instance in memory), to be sent in its stored transfer syntax."""
+    buf = io.BytesIO()
+    for chunk in item.chunks():
+        buf.write(chunk)
+    buf.seek(0)
+    return dcmread(buf)
+
+
+def contexts_for(items: Sequence[InstanceFile]) -> list[PresentationContext]:
+    """One presentation context per (SOP class, stored transfer syntax): the bytes go as stored."""
+    pairs = dict.fromkeys((i.sop_class_uid, i.transfer_syntax) for i in items)
+    return [build_context(sop, [ts]) for sop, ts in list(pairs)[:128]]
+
+
+def _suboperations(event: Event, items: list[InstanceFile]) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+    for item in items:
+        if event.is_cancelled:
+            yield status.CANCEL, None
+            return
+        try:
+            ds = dataset_of(item)
+        except Exception:
+            LOG.exception("DICOM：无法读取已存实例 %s", item.sop_uid)
+            failed = Dataset()
+            failed.SOPInstanceUID = item.sop_uid
+            yield status.PENDING, failed  # counted as a failed sub-operation
+            continue
+        yield status.PENDING, ds
+
+
+def handle_move(event: Event, ctx: Context) -> Iterator[Any]:
+    """EVT_C_MOVE: the destination from the registered DICOM nodes, then the sub-operations."""
+    session = session_of(event, ctx)
+    dest_ae = str(event.move_destination or "").strip()
+    try:
+        dest = ctx.imaging.nodes.move_destination(dest_ae) if dest_ae else None
+    except Exception:
+        LOG.exception("DICOM C-MOVE：无法查询目的AE %s", dest_ae)
+        dest = None
+    if dest is None:
+        LOG.warning("DICOM C-MOVE（%s）：目的AE“%s”未登记", session.calling_ae, dest_ae)
+        yield None, None
+        return
+    try:
+        items = instances(ctx, session.reader, event.identifier)
+    except Exception as exc:
+        yield from _refused(session.calling_ae, "C-MOVE", exc, op="move", dest=dest)
+        return
+    host, port = dest
+    yield host, port, {"contexts": contexts_for(items), "evt_handlers": [(evt.EVT_CONN_OPEN, nodelay)]}
+    yield len(items)
+    yield from _suboperations(event, items)
+
+
+def handle_get(event: Event, ctx: Context) -> Iterator[Any]:
+    """EVT_C_GET: the sub-operations over the same association (the SCU proposed SCP roles)."""
+    session = session_of(event, ctx)
+    try:
+        items = instances(ctx, session.reader, event.identifier)
+    except Exception as exc:
+        yield from _refused(session.calling_ae, "C-GET", exc, op="get", dest=None)
+        return
+    yield len(items)
+    yield from _suboperations(event, items)
+
+
+def _refused(ae: str, what: str, exc: BaseException, *, op: status.Operation, dest: Any) -> Iterator[Any]:
+    if isinstance(exc, HurenError):
+        LOG.warning("DICOM %s 被拒绝（%s）：%s", what, ae, status.message_of(exc))
+    else:
+        LOG.exception("DICOM %s 处理失败（%s）", what, ae)
+    if dest is not None:  # pynetdicom needs the destination (and opens an association) before any status
+        yield dest[0], dest[1], {"contexts": [build_context(Verification)], "evt_handlers": [(evt.EVT_CONN_OPEN, nodelay)]}
+    yield 1
+    yield status.status_dataset(exc, op), None

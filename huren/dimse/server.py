@@ -1,0 +1,133 @@
+"""The platform's DICOM AE (pynetdicom): C-ECHO, C-STORE for every storage SOP class, C-FIND /
+C-MOVE / C-GET (Patient Root and Study Root), Storage Commitment Push Model.
+
+``DicomServer(imaging, aet=…, host=…, port=…).start()`` listens in a thread; ``stop()`` ends it.
+Only an institution's calling AE title is accepted (``nodes.resolve_calling_ae``), only the
+configured called AE title (``HUREN_DICOM_AET``). TCP_NODELAY is set on every socket (EVT_CONN_OPEN).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StorageCommitmentPushModel,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+from huren.dimse import commitment, handlers, query
+
+if TYPE_CHECKING:
+    from pynetdicom.transport import ThreadedAssociationServer
+
+    from huren.services.imaging import ImagingService
+
+LOG = logging.getLogger("huren.dimse")
+#: the largest P-DATA PDU the AE accepts (and offers as requestor): big PDUs, few reactor turns
+MAX_PDU = 1024 * 1024
+
+
+def configure_pynetdicom() -> None:
+    """Process-wide pynetdicom settings huren relies on (set once, before any association):
+    received C-STORE datasets go to a temp file as received; a C-STORE of a file path sends its
+    bytes without decoding; no per-message logging and no identifiers (patient data) in logs."""
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    _config.LOG_HANDLER_LEVEL = "none"
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+
+
+def build_ae(aet: str) -> AE:
+    """The AE with its supported presentation contexts (storage in SCU and SCP role for C-GET)."""
+    ae = AE(ae_title=aet)
+    ae.require_called_aet = True
+    ae.maximum_pdu_size = MAX_PDU
+    ae.maximum_associations = 64
+    ae.network_timeout = 120
+    ae.acse_timeout = 30
+    ae.dimse_timeout = 60
+    for cx in AllStoragePresentationContexts:
+        if cx.abstract_syntax is not None:
+            ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
+    for uid in (
+        Verification,
+        PatientRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelFind,
+        PatientRootQueryRetrieveInformationModelMove,
+        StudyRootQueryRetrieveInformationModelMove,
+        PatientRootQueryRetrieveInformationModelGet,
+        StudyRootQueryRetrieveInformationModelGet,
+        StorageCommitmentPushModel,
+    ):
+        ae.add_supported_context(uid)
+    return ae
+
+
+def event_handlers(ctx: handlers.Context) -> list[Any]:
+    return [
+        (evt.EVT_CONN_OPEN, handlers.nodelay),
+        (evt.EVT_PDU_SENT, handlers.quickack),
+        (evt.EVT_REQUESTED, handlers.handle_requested, [ctx]),
+        (evt.EVT_PDU_RECV, handlers.handle_pdu_recv, [ctx]),
+        (evt.EVT_RELEASED, handlers.handle_finished, [ctx]),
+        (evt.EVT_ABORTED, handlers.handle_finished, [ctx]),
+        (evt.EVT_C_ECHO, handlers.handle_echo, [ctx]),
+        (evt.EVT_C_STORE, handlers.handle_store, [ctx]),
+        (evt.EVT_C_FIND, query.handle_find, [ctx]),
+        (evt.EVT_C_MOVE, query.handle_move, [ctx]),
+        (evt.EVT_C_GET, query.handle_get, [ctx]),
+        (evt.EVT_N_ACTION, commitment.handle_action, [ctx]),
+        (evt.EVT_DIMSE_SENT, commitment.handle_sent, [ctx]),
+    ]
+
+
+class DicomServer:
+    """The SCP, listening in a thread of the calling process."""
+
+    def __init__(
+        self, imaging: ImagingService, *, aet: str = "HUREN", host: str = "127.0.0.1", port: int = 11112,
+        max_instance_bytes: int = 512 * 1024 * 1024,
+    ) -> None:
+        if not aet or len(aet) > 16 or not aet.isascii() or "\\" in aet or aet != aet.strip():
+            raise ValueError("HUREN_DICOM_AET: 1–16 ASCII characters, no backslash or surrounding spaces")
+        self.ctx = handlers.Context(imaging=imaging, aet=aet, max_instance_bytes=max_instance_bytes)
+        self.host = host
+        self.port = port
+        self._server: ThreadedAssociationServer | None = None
+        self._ae: AE | None = None
+
+    def start(self) -> int:
+        """Listen; returns the bound port (``port=0`` picks a free one)."""
+        configure_pynetdicom()
+        self._ae = build_ae(self.ctx.aet)
+        server = self._ae.start_server((self.host, self.port), block=False, evt_handlers=event_handlers(self.ctx))
+        if server is None:  # block=False always returns the server
+            raise RuntimeError("pynetdicom did not start the server")
+        self._server = server
+        self.port = int(server.server_address[1])
+        LOG.info("DICOM 服务已启动：AE %s，%s:%d", self.ctx.aet, self.host, self.port)
+        return self.port
+
+    @property
+    def server(self) -> ThreadedAssociationServer:
+        if self._server is None:
+            raise RuntimeError("DicomServer not started")
+        return self._server
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        if self._ae is not None:
+            self._ae.shutdown()
+            self._ae = None

@@ -1,0 +1,433 @@
+"""The platform's DICOM AE (huren.dimse) with pynetdicom as the peer: association control, C-ECHO,
+C-STORE kept byte-exact, C-FIND with a GB18030 name, C-MOVE to a second SCP, C-GET, storage
+commitment, refusals with their PS3.7 statuses (the server stays healthy), TCP_NODELAY."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, build_role, evt
+from pynetdicom.association import Association
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    CTImageStorage,
+    MRImageStorage,
+    PatientRootQueryRetrieveInformationModelFind,
+    StorageCommitmentPushModel,
+    StorageCommitmentPushModelInstance,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+from huren.bootstrap import Container
+from huren.context import Principal
+from huren.dimse import scu, status
+from huren.dimse.server import DicomServer
+from huren.domain import imaging
+from huren.errors import NotFound
+from tests.conftest import ORG_A, ORG_B
+
+AET = "HUREN"
+NAME = "王小明"
+
+
+def part10_dataset(data: bytes) -> bytes:
+    """The dataset of a Part-10 file: what a C-STORE carries (after preamble and file meta)."""
+    assert data[128:132] == b"DICM"
+    group_length = int.from_bytes(data[140:144], "little")
+    return data[144 + group_length:]
+
+
+def gb18030_file(directory: Path, name: str = NAME, patient_id: str = "GB-001") -> Path:
+    """pydicom's CT with new UIDs and a Chinese name encoded in GB18030."""
+    ds = dcmread(get_testdata_file("CT_small.dcm"))
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.SpecificCharacterSet = "GB18030"
+    ds.PatientName = name
+    ds.PatientID = patient_id
+    ds.AccessionNumber = "ACC" + patient_id[-3:]
+    path = directory / f"{patient_id}.dcm"
+    ds.save_as(path)
+    assert name.encode("gb18030") in path.read_bytes()
+    return path
+
+
+def sample(name: str) -> Path:
+    return Path(str(get_testdata_file(name)))
+
+
+@pytest.fixture
+def dicom(container: Container) -> Iterator[DicomServer]:
+    server = DicomServer(container.imaging, aet=AET, host="127.0.0.1", port=0)
+    server.start()
+    yield server
+    server.stop()
+
+
+def peer(server: DicomServer, calling: str = ORG_A[0]) -> scu.Peer:
+    return scu.Peer("127.0.0.1", server.port, AET, calling_aet=calling, timeout=15)
+
+
+def reader(org: str = ORG_A[0]) -> Principal:
+    return Principal(org, "test", "hospital")
+
+
+def stored_bytes(container: Container, study: str, sop: str) -> bytes:
+    item = container.imaging.instance(reader(), study, None, sop)
+    return b"".join(item.chunks())
+
+
+def ident(path: Path) -> tuple[str, str, str, str]:
+    ds = dcmread(path, stop_before_pixels=True)
+    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID), str(ds.SOPClassUID)
+
+
+def associate(server: DicomServer, contexts: list[str], calling: str = ORG_A[0], **kw: object) -> Association:
+    ae = AE(ae_title=calling)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 15
+    for uid in contexts:
+        ae.add_requested_context(uid)
+    return ae.associate("127.0.0.1", server.port, ae_title=kw.pop("called", AET), **kw)  # type: ignore[arg-type]
+
+
+# --- association control, C-ECHO, TCP_NODELAY --------------------------------------------------------------------------
+
+
+def test_echo_and_tcp_nodelay_on_both_ends(dicom: DicomServer) -> None:
+    assert scu.echo(peer(dicom)) == status.SUCCESS
+    assoc = scu.associate(peer(dicom), [scu.build_context(Verification)])
+    try:
+        mine = assoc.dul.socket.socket  # type: ignore[union-attr]
+        assert mine is not None and mine.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        deadline = time.monotonic() + 5
+        while not dicom.server.active_associations and time.monotonic() < deadline:
+            time.sleep(0.01)
+        theirs = dicom.server.active_associations[0].dul.socket.socket  # type: ignore[union-attr]
+        assert theirs is not None and theirs.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        assert assoc.send_c_echo().Status == 0
+    finally:
+        assoc.release()
+
+
+def test_unknown_calling_ae_and_wrong_called_ae_are_rejected(dicom: DicomServer) -> None:
+    assoc = associate(dicom, [Verification], calling="NOBODY")
+    assert assoc.is_rejected
+    rj = assoc.acceptor.primitive
+    assert rj is not None and (rj.result, rj.result_source, rj.diagnostic) == (0x01, 0x01, 0x03)
+    assoc = associate(dicom, [Verification], called="OTHER")
+    assert assoc.is_rejected and assoc.acceptor.primitive is not None and assoc.acceptor.primitive.diagnostic == 0x07
+    assert scu.echo(peer(dicom)) == status.SUCCESS  # still serving
+
+
+def test_a_configured_node_binds_its_institution_and_hosts(container: Container, dicom: DicomServer) -> None:
+    container.imaging.nodes.add_node("CT_FRONT", ORG_B[0], hosts="10.9.9.9")
+    assert associate(dicom, [Verification], calling="CT_FRONT").is_rejected  # not from its host
+    container.imaging.nodes.add_node("CT_FRONT", ORG_B[0], hosts="127.0.0.1")
+    assert scu.echo(peer(dicom, "CT_FRONT")) == status.SUCCESS
+    assert associate(dicom, [Verification], calling=ORG_B[0]).is_rejected  # B configured its own AE titles
+
+
+# --- C-STORE ------------------------------------------------------------------------------------------------------------
+
+
+def test_store_keeps_the_bytes_as_sent(container: Container, dicom: DicomServer, tmp_path: Path) -> None:
+    files = [sample("CT_small.dcm"), sample("MR_small.dcm"), gb18030_file(tmp_path)]
+    results = scu.store_files(peer(dicom), files)
+    assert [s for _, s in results] == [0, 0, 0]
+    for path in files:
+        study, _, sop, _ = ident(path)
+        assert part10_dataset(stored_bytes(container, study, sop)) == part10_dataset(path.read_bytes())
+    assert container.imaging.study_state(reader(), ident(files[2])[0]) == imaging.RECEIVING
+
+
+def test_study_of_another_institution_is_refused(container: Container, dicom: DicomServer, tmp_path: Path) -> None:
+    path = gb18030_file(tmp_path)
+    assert [s for _, s in scu.store_files(peer(dicom), [path])] == [0]
+    again = dcmread(path)
+    again.SOPInstanceUID = again.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    other = tmp_path / "b.dcm"
+    again.save_as(other)
+    [(_, code)] = scu.store_files(peer(dicom, ORG_B[0]), [other])
+    assert code == status.NOT_AUTHORIZED
+    with pytest.raises(NotFound):
+        stored_bytes(container, str(again.StudyInstanceUID), str(again.SOPInstanceUID))
+
+
+def _with_body(tmp_path: Path, name: str, body: bytes) -> Path:
+    """A Part-10 file: CT_small's preamble and file meta, then ``body`` as the dataset."""
+    data = sample("CT_small.dcm").read_bytes()
+    head = len(data) - len(part10_dataset(data))
+    path = tmp_path / name
+    path.write_bytes(data[:head] + body)
+    return path
+
+
+def test_truncated_and_non_dicom_datasets_are_refused_and_the_server_stays_up(
+    container: Container, dicom: DicomServer, tmp_path: Path
+) -> None:
+    data = part10_dataset(sample("CT_small.dcm").read_bytes())
+    truncated = _with_body(tmp_path, "cut.dcm", data[: len(data) // 2])
+    junk = _with_body(tmp_path, "junk.dcm", b"\xff\xfe not a dataset at all " * 200)
+    results = scu.store_files(peer(dicom), [truncated, junk])
+    assert all(code in (status.CANNOT_UNDERSTAND, status.DATASET_DOES_NOT_MATCH_SOP_CLASS) for _, code in results), results
+    study, _, sop, _ = ident(sample("CT_small.dcm"))
+    with pytest.raises(NotFound):
+        stored_bytes(container, study, sop)
+    assert scu.echo(peer(dicom)) == status.SUCCESS
+    assert [s for _, s in scu.store_files(peer(dicom), [sample("CT_small.dcm")])] == [0]
+
+
+def test_oversized_instance_answers_out_of_resources(container: Container, dicom: DicomServer) -> None:
+    container.imaging.max_instance_bytes = 4096
+    [(_, code)] = scu.store_files(peer(dicom), [sample("CT_small.dcm")])
+    assert code == status.OUT_OF_RESOURCES
+
+
+# --- C-FIND -------------------------------------------------------------------------------------------------------------
+
+
+def _find(server: DicomServer, query: Dataset, model: str = StudyRootQueryRetrieveInformationModelFind) -> list[Dataset]:
+    assoc = associate(server, [model])
+    assert assoc.is_established
+    out: list[Dataset] = []
+    try:
+        for rsp, found in assoc.send_c_find(query, model):
+            assert rsp.Status in (0x0000, 0xFF00, 0xFF01), hex(rsp.Status)
+            if found is not None:
+                out.append(found)
+    finally:
+        assoc.release()
+    return out
+
+
+def test_find_by_a_gb18030_name_answers_it_in_utf8(dicom: DicomServer, tmp_path: Path) -> None:
+    path = gb18030_file(tmp_path)
+    scu.store_files(peer(dicom), [path, sample("MR_small.dcm")])
+    study, series, sop, _ = ident(path)
+    q = Dataset()
+    q.SpecificCharacterSet = "GB18030"  # the query itself in GB18030
+    q.QueryRetrieveLevel = "STUDY"
+    q.PatientName = "王*"
+    q.PatientID = ""
+    q.StudyInstanceUID = ""
+    q.NumberOfStudyRelatedInstances = ""
+    [found] = _find(dicom, q)
+    assert found.SpecificCharacterSet == "ISO_IR 192"
+    assert str(found.PatientName) == NAME
+    assert found.StudyInstanceUID == study and found.PatientID == "GB-001"
+    assert int(found.NumberOfStudyRelatedInstances) == 1
+    assert "StudyDescription" not in found  # only the keys asked for
+
+    q = Dataset()
+    q.QueryRetrieveLevel = "SERIES"
+    q.StudyInstanceUID = study
+    q.SeriesInstanceUID = ""
+    q.Modality = ""
+    [s] = _find(dicom, q)
+    assert (s.SeriesInstanceUID, s.Modality) == (series, "CT")
+    q = Dataset()
+    q.QueryRetrieveLevel = "IMAGE"
+    q.StudyInstanceUID = study
+    q.SeriesInstanceUID = series
+    q.SOPInstanceUID = ""
+    [i] = _find(dicom, q)
+    assert i.SOPInstanceUID == sop
+    q = Dataset()
+    q.QueryRetrieveLevel = "PATIENT"
+    q.PatientID = "GB-001"
+    q.PatientName = ""
+    [p] = _find(dicom, q, PatientRootQueryRetrieveInformationModelFind)
+    assert str(p.PatientName) == NAME
+
+
+def test_find_with_a_bad_identifier_answers_a_failure(dicom: DicomServer) -> None:
+    q = Dataset()
+    q.QueryRetrieveLevel = "SERIES"  # no StudyInstanceUID
+    q.SeriesInstanceUID = ""
+    assoc = associate(dicom, [StudyRootQueryRetrieveInformationModelFind])
+    try:
+        [(rsp, _)] = list(assoc.send_c_find(q, StudyRootQueryRetrieveInformationModelFind))
+        assert rsp.Status == status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS
+    finally:
+        assoc.release()
+
+
+# --- C-MOVE / C-GET -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Receiver:
+    """A second SCP (pynetdicom) that keeps what it is sent: SOP Instance UID → dataset bytes."""
+
+    port: int = 0
+    got: dict[str, bytes] = field(default_factory=dict)
+
+    def handle(self, event: evt.Event) -> int:
+        data = part10_dataset(Path(event.dataset_path).read_bytes())
+        self.got[str(event.request.AffectedSOPInstanceUID)] = data
+        return 0
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    ae = AE(ae_title="DEST")
+    for cx in StoragePresentationContexts:
+        ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, r.handle)])
+    assert server is not None
+    r.port = int(server.server_address[1])
+    yield r
+    server.shutdown()
+
+
+def test_move_sends_the_study_to_a_registered_destination(
+    container: Container, dicom: DicomServer, receiver: Receiver, tmp_path: Path
+) -> None:
+    path = gb18030_file(tmp_path)
+    scu.store_files(peer(dicom), [path])
+    study, _, sop, _ = ident(path)
+    q = Dataset()
+    q.QueryRetrieveLevel = "STUDY"
+    q.StudyInstanceUID = study
+    model = StudyRootQueryRetrieveInformationModelMove
+    assoc = associate(dicom, [model])
+    try:
+        [(rsp, _)] = [r for r in assoc.send_c_move(q, "DEST", model) if r[0].Status != 0xFF00]
+        assert rsp.Status == status.MOVE_DESTINATION_UNKNOWN  # not registered yet
+        container.imaging.nodes.add_node("DEST", ORG_A[0], hosts="127.0.0.1", port=receiver.port, purpose="pacs")
+        responses = [r for r, _ in assoc.send_c_move(q, "DEST", model)]
+    finally:
+        assoc.release()
+    assert responses[-1].Status == 0 and responses[-1].NumberOfCompletedSuboperations == 1
+    assert receiver.got[sop] == part10_dataset(path.read_bytes())
+
+
+def test_get_sends_the_study_over_the_same_association(dicom: DicomServer, tmp_path: Path) -> None:
+    path = gb18030_file(tmp_path)
+    scu.store_files(peer(dicom), [path, sample("MR_small.dcm")])
+    study, _, sop, _ = ident(path)
+    got = Receiver()
+    ae = AE(ae_title=ORG_A[0])
+    ae.dimse_timeout = 15
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    ae.add_requested_context(MRImageStorage, ExplicitVRLittleEndian)
+    roles = [build_role(CTImageStorage, scp_role=True), build_role(MRImageStorage, scp_role=True)]
+    assoc = ae.associate(
+        "127.0.0.1", dicom.port, ae_title=AET, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, got.handle)]  # type: ignore[arg-type]
+    )
+    q = Dataset()
+    q.QueryRetrieveLevel = "STUDY"
+    q.StudyInstanceUID = study
+    try:
+        responses = [r for r, _ in assoc.send_c_get(q, StudyRootQueryRetrieveInformationModelGet)]
+    finally:
+        assoc.release()
+    assert responses[-1].Status == 0 and responses[-1].NumberOfCompletedSuboperations == 1
+    assert got.got == {sop: part10_dataset(path.read_bytes())}
+
+
+# --- storage commitment -------------------------------------------------------------------------------------------------
+
+
+def _commit_request(refs: list[tuple[str, str]]) -> Dataset:
+    ds = Dataset()
+    ds.TransactionUID = generate_uid()
+    items = []
+    for cls, sop in refs:
+        item = Dataset()
+        item.ReferencedSOPClassUID = cls
+        item.ReferencedSOPInstanceUID = sop
+        items.append(item)
+    ds.ReferencedSOPSequence = items
+    return ds
+
+
+def _commit(server: DicomServer, refs: list[tuple[str, str]]) -> tuple[int, Dataset]:
+    reports: list[tuple[int, Dataset]] = []
+    done = threading.Event()
+
+    def on_report(event: evt.Event) -> tuple[int, None]:
+        reports.append((int(event.event_type), event.event_information))
+        done.set()
+        return 0, None
+
+    assoc = associate(server, [StorageCommitmentPushModel], evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
+    request = _commit_request(refs)
+    try:
+        rsp, _ = assoc.send_n_action(request, 1, StorageCommitmentPushModel, StorageCommitmentPushModelInstance)
+        assert rsp.Status == 0
+        assert done.wait(15), "no N-EVENT-REPORT"
+    finally:
+        assoc.release()
+    event_type, info = reports[0]
+    assert info.TransactionUID == request.TransactionUID
+    return event_type, info
+
+
+def test_storage_commitment_completes_the_study(container: Container, dicom: DicomServer, tmp_path: Path) -> None:
+    path = gb18030_file(tmp_path)
+    scu.store_files(peer(dicom), [path])
+    study, _, sop, cls = ident(path)
+    missing = generate_uid()
+    event_type, info = _commit(dicom, [(cls, missing)])
+    assert event_type == 2 and "ReferencedSOPSequence" not in info
+    assert [(i.ReferencedSOPInstanceUID, i.FailureReason) for i in info.FailedSOPSequence] == [(missing, 0x0112)]
+    assert container.imaging.study_state(reader(), study) == imaging.RECEIVING
+    event_type, info = _commit(dicom, [(cls, sop), (cls, missing)])
+    assert event_type == 2
+    assert [i.ReferencedSOPInstanceUID for i in info.ReferencedSOPSequence] == [sop]
+    assert [(i.ReferencedSOPInstanceUID, i.FailureReason) for i in info.FailedSOPSequence] == [(missing, 0x0112)]
+    event_type, info = _commit(dicom, [(cls, sop)])
+    assert event_type == 1 and "FailedSOPSequence" not in info
+    assert container.imaging.study_state(reader(), study) == imaging.COMPLETE
+
+
+def test_storage_commitment_report_on_a_new_association(
+    container: Container, dicom: DicomServer, tmp_path: Path
+) -> None:
+    """The requester releases at once: the report comes on an association the platform opens."""
+    path = gb18030_file(tmp_path)
+    scu.store_files(peer(dicom), [path])
+    study, _, sop, cls = ident(path)
+    reports: list[int] = []
+    done = threading.Event()
+
+    def on_report(event: evt.Event) -> tuple[int, None]:
+        reports.append(int(event.event_type))
+        done.set()
+        return 0, None
+
+    ae = AE(ae_title=ORG_A[0])
+    ae.add_supported_context(StorageCommitmentPushModel, scu_role=True, scp_role=True)
+    listener = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
+    assert listener is not None
+    try:
+        container.imaging.nodes.add_node(
+            ORG_A[0], ORG_A[0], hosts="127.0.0.1", port=int(listener.server_address[1]), purpose="both"
+        )
+        assoc = associate(dicom, [StorageCommitmentPushModel])
+        rsp, _ = assoc.send_n_action(_commit_request([(cls, sop)]), 1, StorageCommitmentPushModel,
+                                     StorageCommitmentPushModelInstance)
+        assoc.release()
+        assert rsp.Status == 0
+        assert done.wait(15), "no N-EVENT-REPORT on a new association"
+        assert reports == [1]
+        assert container.imaging.study_state(reader(), study) == imaging.COMPLETE
+    finally:
+        listener.shutdown()
