@@ -13,6 +13,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from huren import __version__, web
 from huren.api import (
+    dicomweb_qido,
+    dicomweb_stow,
+    dicomweb_wado,
     errors,
     rest_auth_pages,
     rest_catalog,
@@ -25,7 +28,10 @@ from huren.api import (
     rest_reports,
     rest_transport,
     soap,
+    wado,
 )
+from huren.api.dicomweb import PREFIX as DICOMWEB
+from huren.api.dicomweb import DicomwebCors
 from huren.api.headers import SecurityHeaders
 from huren.api.responses import Json
 from huren.api.signing import SignedTransport
@@ -65,7 +71,13 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     errors.install(app)
     app.add_middleware(SignedTransport, container=container)  # signed / SM4 / gzip bodies under /api/v1 (inside BodyLimit)
-    app.add_middleware(BodyLimit, limit=container.settings.max_request_bytes)
+    # STOW-RS (POST /dicom-web/studies) carries whole studies: its own, larger limit (dicomweb_stow)
+    app.add_middleware(
+        BodyLimit, limit=container.settings.max_request_bytes,
+        prefixes={DICOMWEB + "/studies": dicomweb_stow.stow_limit(container.settings)},
+    )
+    # DICOMweb answers readable by a viewer of another origin: only the configured HIS origins
+    app.add_middleware(DicomwebCors, origins=container.settings.his_origin_list)
     # outermost: nosniff, Content-Disposition on files and the pages' CSP on every answer, errors too
     app.add_middleware(SecurityHeaders, frame_ancestors=container.settings.frame_ancestors)
     # The routers' routes go straight into the app's one flat route list: FastAPI 0.163 walks
@@ -73,11 +85,18 @@ def create_app(container: Container) -> FastAPI:
     # recognition query itself (bench/recognition.py). Starlette tries the routes in order, so
     # the busiest come first (doctors' questions, then hospitals' uploads and the SOAP profile);
     # no two modules share a path, so the order changes nothing but the time to find a route.
+    # WADO-URI first: the benchmark's lean path (one plain Starlette route, no FastAPI dependencies)
     for routes in (
+        wado.routes,
         rest_recognition.router.routes,
         rest_reports.router.routes,
         soap.router.routes,  # /Myhealth: the Xinjiang SOAP profile (WSDL at /Myhealth?wsdl)
         *(m.router.routes for m in (rest_directory, rest_query, rest_quality, rest_catalog, rest_masterdata, rest_transport, rest_org_reports, rest_auth_pages)),
+        # DICOMweb: QIDO-RS (/studies, /series, /instances searches) before the WADO-RS retrieves,
+        # whose /studies/{study} would otherwise not be reached first for a search; STOW-RS is POST
+        dicomweb_qido.router.routes,
+        dicomweb_wado.router.routes,
+        dicomweb_stow.router.routes,
     ):
         app.router.routes.extend(routes)
 
@@ -93,21 +112,26 @@ def create_app(container: Container) -> FastAPI:
 
 
 class BodyLimit:
-    """Refuse a request whose declared Content-Length is over the limit before reading it."""
+    """Refuse a request whose declared Content-Length is over the limit before reading it.
+    ``prefixes``: paths with a limit of their own (STOW-RS), which their endpoint also enforces
+    on the bytes actually received."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, prefixes: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.prefixes = tuple((prefixes or {}).items())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # the SOAP endpoint enforces the same limit itself and answers in its own form (error:…)
         if scope["type"] == "http" and not scope["path"].startswith("/Myhealth"):
+            path: str = scope["path"]
+            limit = next((n for p, n in self.prefixes if path.startswith(p)), self.limit)
             for name, value in scope["headers"]:
-                if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                if name == b"content-length" and value.isdigit() and int(value) > limit:
                     body = errors.error_body(
                         "too_large",
-                        f"请求体超过上限 {self.limit} 字节",
-                        [{"field": "body", "rule": "max_size", "message": f"请求体不能超过 {self.limit} 字节"}],
+                        f"请求体超过上限 {limit} 字节",
+                        [{"field": "body", "rule": "max_size", "message": f"请求体不能超过 {limit} 字节"}],
                     )
                     await Json(body, 413)(scope, receive, send)
                     return

@@ -1,0 +1,429 @@
+"""WADO-RS (PS3.18 §10.4) under ``/dicom-web``: instances, metadata, frames, rendered, thumbnail.
+
+* ``/studies/{S}[/series/{E}[/instances/{I}]]``: ``multipart/related; type="application/dicom"``,
+  each part a stored file byte for byte, streamed. Without ``transfer-syntax`` (or with ``*``) the
+  stored syntax is sent (as Orthanc does); a named one must be the stored one (Explicit VR LE is
+  also made from Implicit VR LE), else 406.
+* ``…/metadata`` (study, series, instance): the DICOM JSON built at ingest (``ImagingService.metadata``;
+  files are not read), PixelData as a ``BulkDataURI`` to the instance's ``frames`` URL; gzip when
+  the client accepts it.
+* ``…/instances/{I}/frames/{n[,m…]}``: ``multipart/related`` of the frames: native pixel data as
+  ``application/octet-stream`` (little endian); a compressed frame as stored with its media type
+  (``image/jpeg``, ``image/jp2``, ``image/jls``, ``image/x-dicom-rle`` …) when the client accepts it
+  (``transfer-syntax=*``, OHIF's Accept) or the type, else decoded to native bytes when the codec is
+  installed, else 406.
+* ``…/instances/{I}[/frames/{n}]/rendered`` (image/jpeg or image/png; ``window=center,width``,
+  ``viewport=w,h``, ``quality``) and ``/thumbnail`` at study, series, instance and frame level.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.concurrency import iterate_in_threadpool
+from starlette.responses import Response, StreamingResponse
+
+from huren.api.dicomweb import PREFIX, NotAcceptable, Reader, bad, call, dicom_json, public_base, resolve_reader
+from huren.api.openapi import op
+from huren.domain.imaging import check_uid
+from huren.errors import NotFound, Problem
+from huren.services.container import Container
+from huren.services.imaging import InstanceFile
+from huren.wire import dicom_render as dr
+from huren.wire.multipart import new_boundary, parse_content_type, related_content_type, write_related
+
+# DICOMweb is specified by PS3.18, not by this OpenAPI document (docs/imaging.md lists it): out of the schema
+router = APIRouter(prefix=PREFIX, tags=["DICOMweb"], include_in_schema=False)
+
+DICOM = "application/dicom"
+OCTET = "application/octet-stream"
+#: metadata at least this large is gzipped for a client that accepts it
+GZIP_FROM = 1024
+MAX_FRAMES_PER_REQUEST = 1000
+
+
+def _c(request: Request) -> Container:
+    c: Container = request.app.state.container
+    return c
+
+
+def accepts(request: Request) -> list[tuple[str, dict[str, str]]]:
+    """The Accept header's media ranges in the client's order of preference (q=0 dropped)."""
+    raw = request.headers.get("accept", "")
+    items: list[tuple[float, int, str, dict[str, str]]] = []
+    for i, part in enumerate(_split(raw)):
+        media, params = parse_content_type(part)
+        if not media:
+            continue
+        try:
+            q = float(params.pop("q", "1"))
+        except ValueError:
+            q = 1.0
+        if q > 0:
+            items.append((-q, i, media, params))
+    return [(m, p) for _, _, m, p in sorted(items)] or [("*/*", {})]
+
+
+def _split(raw: str) -> Iterator[str]:
+    """Split an Accept header at commas outside quotes."""
+    buf: list[str] = []
+    quoted = False
+    for ch in raw:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            yield "".join(buf)
+            buf = []
+        else:
+            buf.append(ch)
+    if buf:
+        yield "".join(buf)
+
+
+def _refuse(what: str) -> NotAcceptable:
+    return NotAcceptable(f"无法以请求的媒体类型提供{what}", [Problem("Accept", "media_type", f"Accept 头不含可提供的{what}类型")])
+
+
+# -- instances -------------------------------------------------------------------------------------
+def _dicom_syntax(request: Request) -> str | None:
+    """The transfer syntax asked for application/dicom parts (None: as stored); 406 when the
+    Accept header names no application/dicom representation."""
+    for media, params in accepts(request):
+        if media in ("*/*", "multipart/*"):
+            return None
+        if media == "multipart/related" and params.get("type", DICOM).lower() in (DICOM, "application/*", "*/*"):
+            ts = params.get("transfer-syntax", "*")
+            return None if ts == "*" else ts
+        if media == DICOM:  # single-part asked: multipart is what the standard answers for a collection
+            ts = params.get("transfer-syntax", "*")
+            return None if ts == "*" else ts
+    raise _refuse("DICOM 文件")
+
+
+def _check_syntax(files: list[InstanceFile], ts: str | None) -> None:
+    if ts is None:
+        return
+    for f in files:
+        if f.transfer_syntax != ts and not (ts == dr.EXPLICIT_LE and f.transfer_syntax == dr.IMPLICIT_LE):
+            raise NotAcceptable(
+                f"无法以传输语法 {ts[:64]} 提供影像 {f.sop_uid}（存储的传输语法为 {f.transfer_syntax}）",
+                [Problem("transfer-syntax", "unsupported", "只能提供存储时的传输语法，或由隐式 VR 小端转为显式 VR 小端")],
+            )
+
+
+def _parts(files: list[InstanceFile], ts: str | None) -> Iterator[tuple[dict[str, str], Iterator[bytes]]]:
+    for f in files:
+        if ts is not None and ts != f.transfer_syntax:  # Implicit → Explicit VR LE (checked before)
+            data = dr.to_explicit_le(b"".join(f.chunks()))
+            yield {"Content-Type": f"{DICOM}; transfer-syntax={ts}", "Content-Length": str(len(data))}, iter((data,))
+        else:
+            yield {"Content-Type": f"{DICOM}; transfer-syntax={f.transfer_syntax}", "Content-Length": str(f.size)}, f.chunks()
+
+
+async def _retrieve(request: Request, load: Callable[[Reader], list[InstanceFile]]) -> Response:
+    c = _c(request)
+    ts = _dicom_syntax(request)
+
+    def run() -> list[InstanceFile]:
+        files = load(resolve_reader(c, request))
+        if not files:
+            raise NotFound("未找到影像", [Problem("StudyInstanceUID", "not_found", "该检查或序列没有可提供的影像")])
+        _check_syntax(files, ts)
+        return files
+
+    files = await call(run)
+    boundary = new_boundary()
+    body = write_related(_parts(files, ts), boundary)
+    return StreamingResponse(iterate_in_threadpool(body), media_type=related_content_type(DICOM, boundary))
+
+
+@router.get("/studies/{study}", **op(["XC-E12"], "WADO-RS 获取整个检查的 DICOM 文件（multipart/related）"))
+async def retrieve_study(study: str, request: Request) -> Response:
+    c = _c(request)
+    return await _retrieve(request, lambda r: c.imaging.instances_of(r, check_uid(study, "StudyInstanceUID")))
+
+
+@router.get("/studies/{study}/series/{series}", **op(["XC-E12"], "WADO-RS 获取一个序列的 DICOM 文件"))
+async def retrieve_series(study: str, series: str, request: Request) -> Response:
+    c = _c(request)
+    return await _retrieve(request, lambda r: c.imaging.instances_of(
+        r, check_uid(study, "StudyInstanceUID"), check_uid(series, "SeriesInstanceUID")))
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}", **op(["XC-E12"], "WADO-RS 获取一个 DICOM 实例"))
+async def retrieve_instance(study: str, series: str, instance: str, request: Request) -> Response:
+    c = _c(request)
+    return await _retrieve(request, lambda r: [c.imaging.instance(
+        r, check_uid(study, "StudyInstanceUID"), check_uid(series, "SeriesInstanceUID"), check_uid(instance, "SOPInstanceUID"))])
+
+
+# -- metadata --------------------------------------------------------------------------------------
+def _metadata_ok(request: Request) -> None:
+    for media, _params in accepts(request):
+        if media in ("*/*", "application/*", "application/dicom+json", "application/json"):
+            return
+        if media == "multipart/related":
+            continue  # application/dicom+xml: not offered
+    raise _refuse("元数据（application/dicom+json）")
+
+
+def _metadata_answer(request: Request, body: bytes) -> Response:
+    if len(body) >= GZIP_FROM and "gzip" in request.headers.get("accept-encoding", "").lower():
+        return dicom_json(gzip.compress(body, compresslevel=5), headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+    return dicom_json(body, headers={"Vary": "Accept-Encoding"})
+
+
+def with_bulk_data(raw: bytes, base: str, only_sop: str | None = None) -> bytes:
+    """The stored metadata with each instance's PixelData pointing at its ``frames`` URL (and, for
+    instance-level metadata, only that instance)."""
+    items: list[dict[str, Any]] = orjson.loads(raw)
+    out = []
+    for item in items:
+        sop = _first(item, "00080018")
+        if only_sop is not None and sop != only_sop:
+            continue
+        for tag in ("7FE00010", "7FE00008", "7FE00009"):
+            element = item.get(tag)
+            if isinstance(element, dict) and "InlineBinary" not in element:
+                study, series = _first(item, "0020000D"), _first(item, "0020000E")
+                element.pop("Value", None)
+                element["BulkDataURI"] = f"{base}/studies/{study}/series/{series}/instances/{sop}/frames/1"
+                frames = _first(item, "00280008")
+                if frames:
+                    try:
+                        n = int(frames)
+                    except ValueError:
+                        n = 1
+                    if 1 < n <= MAX_FRAMES_PER_REQUEST:
+                        element["BulkDataURI"] = element["BulkDataURI"][: -len("/1")] + "/" + ",".join(str(i) for i in range(1, n + 1))
+        out.append(item)
+    return orjson.dumps(out)
+
+
+def _first(item: dict[str, Any], tag: str) -> str | None:
+    element = item.get(tag)
+    if isinstance(element, dict):
+        values = element.get("Value")
+        if isinstance(values, list) and values:
+            return str(values[0])
+    return None
+
+
+@router.get("/studies/{study}/metadata", **op(["XC-E12"], "WADO-RS 检查元数据（入库时生成，不读取影像文件）"))
+async def study_metadata(study: str, request: Request) -> Response:
+    c = _c(request)
+    _metadata_ok(request)
+    raw = await call(lambda: c.imaging.metadata(resolve_reader(c, request), check_uid(study, "StudyInstanceUID")))
+    return _metadata_answer(request, with_bulk_data(raw, public_base(c)))
+
+
+@router.get("/studies/{study}/series/{series}/metadata", **op(["XC-E12"], "WADO-RS 序列元数据（OHIF 按序列并发请求）"))
+async def series_metadata(study: str, series: str, request: Request) -> Response:
+    c = _c(request)
+    _metadata_ok(request)
+    raw = await call(lambda: c.imaging.metadata(
+        resolve_reader(c, request), check_uid(study, "StudyInstanceUID"), check_uid(series, "SeriesInstanceUID")))
+    return _metadata_answer(request, with_bulk_data(raw, public_base(c)))
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}/metadata", **op(["XC-E12"], "WADO-RS 图像元数据"))
+async def instance_metadata(study: str, series: str, instance: str, request: Request) -> Response:
+    c = _c(request)
+    _metadata_ok(request)
+    sop = check_uid(instance, "SOPInstanceUID")
+    raw = await call(lambda: c.imaging.metadata(
+        resolve_reader(c, request), check_uid(study, "StudyInstanceUID"), check_uid(series, "SeriesInstanceUID")))
+    body = with_bulk_data(raw, public_base(c), only_sop=sop)
+    if body == b"[]":
+        raise NotFound("未找到该图像", [Problem("SOPInstanceUID", "not_found", "该序列中没有这个图像")])
+    return _metadata_answer(request, body)
+
+
+# -- frames, rendered, thumbnail -------------------------------------------------------------------
+def _frame_numbers(raw: str) -> list[int]:
+    parts = raw.split(",")
+    if len(parts) > MAX_FRAMES_PER_REQUEST:
+        raise bad("frames", "limit", f"一次最多请求 {MAX_FRAMES_PER_REQUEST} 帧")
+    out = []
+    for p in parts:
+        p = p.strip()
+        if not p.isdigit() or int(p) < 1:
+            raise bad("frames", "integer", "帧号应为从 1 开始的正整数，多个用逗号分隔")
+        out.append(int(p))
+    return out
+
+
+def _frame_plan(request: Request, stored_media: str) -> str:
+    """How frames are sent: "stored" (as stored) or "native" (decoded to uncompressed)."""
+    for media, params in accepts(request):
+        if media in ("*/*", "multipart/*"):
+            return "stored"
+        if media != "multipart/related":
+            continue
+        kind = params.get("type", OCTET).lower()
+        ts = params.get("transfer-syntax")
+        if kind in ("*/*", "*") or (kind == stored_media and (ts is None or ts == "*")):
+            return "stored"
+        if kind == OCTET:
+            if stored_media == OCTET or ts == "*":
+                return "stored"
+            return "native"
+        if kind.endswith("/*") and stored_media.startswith(kind[:-1]):
+            return "stored"
+    raise _refuse("像素帧")
+
+
+def _file_dataset(c: Container, request: Request, study: str, series: str, instance: str) -> Any:
+    reader = resolve_reader(c, request)
+    f = c.imaging.instance(reader, check_uid(study, "StudyInstanceUID"), check_uid(series, "SeriesInstanceUID"),
+                           check_uid(instance, "SOPInstanceUID"))
+    return dr.load(b"".join(f.chunks()))
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", **op(["XC-E12"], "WADO-RS 像素帧（批量数据）"))
+async def retrieve_frames(study: str, series: str, instance: str, frames: str, request: Request) -> Response:
+    c = _c(request)
+    numbers = _frame_numbers(frames)
+
+    def run() -> tuple[list[tuple[bytes, str, str]], str]:
+        ds = _file_dataset(c, request, study, series, instance)
+        stored = [dr.frame_bytes(ds, n) for n in numbers]
+        plan = _frame_plan(request, stored[0][1])
+        if plan == "native" and stored[0][1] != OCTET:
+            return [(dr.decoded_frame_bytes(ds, n), OCTET, dr.EXPLICIT_LE) for n in numbers], OCTET
+        return stored, stored[0][1]
+
+    got, media = await call(run)
+    boundary = new_boundary()
+    parts = (
+        ({"Content-Type": f"{m}; transfer-syntax={ts}", "Content-Length": str(len(data))}, iter((data,)))
+        for data, m, ts in got
+    )
+    return Response(b"".join(write_related(parts, boundary)), media_type=related_content_type(media, boundary))
+
+
+def _render_format(request: Request) -> dr.Format:
+    for media, _params in accepts(request):
+        if media in ("image/jpeg", "image/*", "*/*"):
+            return "jpeg"
+        if media == "image/png":
+            return "png"
+    raise _refuse("渲染图像（image/jpeg、image/png）")
+
+
+def _render_options(request: Request, frame: int, fmt: dr.Format) -> dr.RenderOptions:
+    params = request.query_params
+    center = width = None
+    if params.get("window"):
+        parts = params["window"].split(",")
+        try:
+            center, width = float(parts[0]), float(parts[1])
+        except (ValueError, IndexError):
+            raise bad("window", "format", "window 应为 center,width[,function]") from None
+        if width < 1:
+            raise bad("window", "range", "窗宽应不小于 1")
+    rows = columns = None
+    if params.get("viewport"):
+        parts = params["viewport"].split(",")
+        try:
+            columns, rows = int(parts[0]), int(parts[1])
+        except (ValueError, IndexError):
+            raise bad("viewport", "format", "viewport 应为 宽,高（像素）") from None
+        if not (0 < rows <= dr.MAX_SIDE and 0 < columns <= dr.MAX_SIDE):
+            raise bad("viewport", "range", f"viewport 的宽和高应在 1 到 {dr.MAX_SIDE} 之间")
+    quality = 90
+    if params.get("quality"):
+        raw = params["quality"]
+        if not raw.isdigit() or not 1 <= int(raw) <= 100:
+            raise bad("quality", "range", "quality 应为 1 到 100 的整数")
+        quality = int(raw)
+    return dr.RenderOptions(frame=frame, window_center=center, window_width=width, rows=rows, columns=columns,
+                            quality=quality, fmt=fmt)
+
+
+def _image(data: bytes, fmt: dr.Format) -> Response:
+    return Response(data, media_type="image/png" if fmt == "png" else "image/jpeg", headers={"Cache-Control": "private, max-age=300"})
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}/rendered", **op(["XC-E12"], "WADO-RS 渲染图像（第 1 帧）"))
+async def rendered_instance(study: str, series: str, instance: str, request: Request) -> Response:
+    c, fmt = _c(request), _render_format(request)
+    opts = _render_options(request, 1, fmt)
+    data = await call(lambda: dr.render(_file_dataset(c, request, study, series, instance), opts))
+    return _image(data, fmt)
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}/frames/{frame}/rendered", **op(["XC-E12"], "WADO-RS 渲染某一帧"))
+async def rendered_frame(study: str, series: str, instance: str, frame: str, request: Request) -> Response:
+    c, fmt = _c(request), _render_format(request)
+    numbers = _frame_numbers(frame)
+    if len(numbers) != 1:
+        raise bad("frames", "single", "渲染时只能指定一帧")
+    opts = _render_options(request, numbers[0], fmt)
+    data = await call(lambda: dr.render(_file_dataset(c, request, study, series, instance), opts))
+    return _image(data, fmt)
+
+
+def _thumbnail_size(request: Request) -> int:
+    raw = request.query_params.get("viewport")
+    if not raw:
+        return dr.THUMBNAIL_SIDE
+    try:
+        side = max(int(v) for v in raw.split(","))
+    except ValueError:
+        raise bad("viewport", "format", "viewport 应为 宽,高（像素）") from None
+    if not 0 < side <= 1024:
+        raise bad("viewport", "range", "缩略图的宽和高应在 1 到 1024 之间")
+    return side
+
+
+def _middle(files: list[InstanceFile]) -> InstanceFile:
+    if not files:
+        raise NotFound("未找到影像", [Problem("StudyInstanceUID", "not_found", "该检查或序列没有可提供的影像")])
+    images = [f for f in files if f.number_of_frames] or files
+    return images[len(images) // 2]
+
+
+@router.get("/studies/{study}/thumbnail", **op(["XC-E12"], "WADO-RS 检查缩略图"))
+async def study_thumbnail(study: str, request: Request) -> Response:
+    c, fmt, side = _c(request), _render_format(request), _thumbnail_size(request)
+
+    def run() -> bytes:
+        f = _middle(c.imaging.instances_of(resolve_reader(c, request), check_uid(study, "StudyInstanceUID")))
+        return dr.thumbnail(dr.load(b"".join(f.chunks())), side=side, fmt=fmt)
+
+    return _image(await call(run), fmt)
+
+
+@router.get("/studies/{study}/series/{series}/thumbnail", **op(["XC-E12"], "WADO-RS 序列缩略图"))
+async def series_thumbnail(study: str, series: str, request: Request) -> Response:
+    c, fmt, side = _c(request), _render_format(request), _thumbnail_size(request)
+
+    def run() -> bytes:
+        f = _middle(c.imaging.instances_of(resolve_reader(c, request), check_uid(study, "StudyInstanceUID"),
+                                           check_uid(series, "SeriesInstanceUID")))
+        return dr.thumbnail(dr.load(b"".join(f.chunks())), side=side, fmt=fmt)
+
+    return _image(await call(run), fmt)
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}/thumbnail", **op(["XC-E12"], "WADO-RS 图像缩略图"))
+async def instance_thumbnail(study: str, series: str, instance: str, request: Request) -> Response:
+    c, fmt, side = _c(request), _render_format(request), _thumbnail_size(request)
+    data = await call(lambda: dr.thumbnail(_file_dataset(c, request, study, series, instance), side=side, fmt=fmt))
+    return _image(data, fmt)
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}/frames/{frame}/thumbnail", **op(["XC-E12"], "WADO-RS 某帧缩略图"))
+async def frame_thumbnail(study: str, series: str, instance: str, frame: str, request: Request) -> Response:
+    c, fmt, side = _c(request), _render_format(request), _thumbnail_size(request)
+    numbers = _frame_numbers(frame)
+    if len(numbers) != 1:
+        raise bad("frames", "single", "缩略图只能指定一帧")
+    opts = dr.RenderOptions(frame=numbers[0], rows=side, columns=side, quality=80, fmt=fmt)
+    data = await call(lambda: dr.render(_file_dataset(c, request, study, series, instance), opts))
+    return _image(data, fmt)
