@@ -89,6 +89,13 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
     )
     transport = TransportService(db, clock, audit, keys)
     links = LinkService(db, blobs, clock, audit, secret, refs, accounts=auth)
+    imaging = ImagingService(
+        db, blobs, clock, audit, refs, max_instance_bytes=settings.max_instance_bytes, public_base=settings.public_base,
+        key_ttl={
+            "viewer": settings.viewer_key_ttl_seconds, "download": settings.download_key_ttl_seconds,
+            "film": settings.film_key_ttl_seconds,
+        },
+    )
     return Container(
         settings=settings,
         db=db,
@@ -108,7 +115,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         links=links,
         keys=keys,
         refs=refs,
-        imaging=ImagingService(db, blobs, clock, audit, refs, max_instance_bytes=settings.max_instance_bytes),
+        imaging=imaging,
+        imaging_keys=imaging,
     )
 
 

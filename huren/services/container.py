@@ -10,6 +10,7 @@ from huren.services.auth import AuthService
 from huren.services.catalog import CatalogService
 from huren.services.directory import DirectoryService
 from huren.services.imaging import ImagingService
+from huren.services.imaging_keys import ImagingKeys
 from huren.services.links import LinkService
 from huren.services.masterdata import MasterDataService
 from huren.services.quality import QualityService
@@ -48,6 +49,8 @@ class Container:
     refs: Refs
     #: the image archive (issue 12): ingest, commit, query, retrieve; ``imaging.nodes``: AE titles
     imaging: ImagingService
+    #: the image keys (XC-E7…E11, YB-4.3): the same object as ``imaging`` (its key methods)
+    imaging_keys: ImagingKeys
 
     def close(self) -> None:
         self.db.dispose()

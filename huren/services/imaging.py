@@ -18,131 +18,58 @@ is listed with its VR only — no ``Value``, no ``BulkDataURI`` (the DICOMweb la
 ``BulkDataURI``\\s for its own routes); ``SpecificCharacterSet`` is ``ISO_IR 192``.
 """
 
+
 from __future__ import annotations
 
 import os
 import tempfile
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from huren.context import Clock, Principal
 from huren.domain import imaging
-from huren.errors import Conflict, Forbidden, InvalidInput, NotFound, Problem, TooLarge
+from huren.errors import Conflict, Forbidden, InvalidInput, Problem, TooLarge
 from huren.services import access
-from huren.services import imaging_json as js
 from huren.services.audit import AuditService
+from huren.services.imaging_keys import ImagingKeys, same_name
 from huren.services.imaging_nodes import NodeService
+from huren.services.imaging_reads import ImagingReads
+from huren.services.imaging_types import (
+    CommitResult,
+    InstanceFile,
+    IssuedKey,
+    KeyCheck,
+    KeyGrant,
+    Once,
+    Reader,
+    Sender,
+    StoredInstance,
+)
 from huren.services.refs import Refs
+from huren.store import audit as audit_store
 from huren.store import imaging as store
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
 from huren.wire import dicom
 
-MAX_LIMIT = 1000
-#: the query keys matched at the study level (the others are the series' or instances' own)
-STUDY_KEYS = frozenset({
-    "PatientID", "PatientName", "StudyInstanceUID", "AccessionNumber", "StudyDate", "ModalitiesInStudy",
-    "StudyDescription", "ReferringPhysicianName", "StudyID", "PatientSex",
-})
+__all__ = [
+    "CommitResult", "ImagingService", "InstanceFile", "IssuedKey", "KeyCheck", "KeyGrant", "Reader", "Sender", "StoredInstance",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class Sender:
-    """Who pushes instances: the institution they are stored for, the actor, the channel."""
-
-    org_code: str
-    actor: str  # "dimse:<calling AE>@<ip>" / "stow:<org>/<user>" / "gateway:<org>"
-    channel: str  # "dimse" | "stow" | "gateway"
-
-
-@dataclass(frozen=True, slots=True)
-class KeyGrant:
-    """A verified viewer / download / film key: read access to ONE study."""
-
-    key_id: int
-    kind: str
-    study_uid: str
-    viewer_org: str | None
-    issued_by: str
-    expires_at: datetime
-
-
-Reader = Principal | KeyGrant
-
-
-@dataclass(frozen=True, slots=True)
-class StoredInstance:
-    study_uid: str
-    series_uid: str
-    sop_uid: str
-    sop_class_uid: str
-    transfer_syntax: str
-    size: int
-    sha256: str
-    duplicate: bool
-
-
-@dataclass(slots=True)
-class CommitResult:
-    study_uid: str
-    committed: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (sop uid, "missing" | "sha256")
-    state: str = imaging.RECEIVING  # the study's state after the commit ("" for instances not held)
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceFile:
-    study_uid: str
-    series_uid: str
-    sop_uid: str
-    sop_class_uid: str
-    transfer_syntax: str
-    size: int
-    sha256: str
-    number_of_frames: int
-    chunks: Callable[[], Iterator[bytes]]  # the stored bytes, byte-exact, streamed (each call anew)
-
-
-def _not_found(what: str = "检查") -> NotFound:
-    msg = f"未找到该{what}的影像（不存在或无权查看）"
-    return NotFound(msg, [Problem("StudyInstanceUID", "not_found", msg)])
-
-
-class _Once:
-    """In-process memory of what was logged: (who, study, action) → when (bounded)."""
-
-    def __init__(self, clock: Clock, seconds: float, cap: int = 50_000) -> None:
-        self._clock, self._seconds, self._cap = clock, seconds, cap
-        self._seen: dict[tuple[str, str, str], float] = {}
-        self._lock = threading.Lock()
-
-    def first(self, key: tuple[str, str, str]) -> bool:
-        now = self._clock.time()
-        with self._lock:
-            at = self._seen.get(key)
-            if at is not None and now - at < self._seconds:
-                return False
-            if len(self._seen) >= self._cap:
-                self._seen = {k: t for k, t in self._seen.items() if now - t < self._seconds}
-                if len(self._seen) >= self._cap:
-                    self._seen.clear()
-            self._seen[key] = now
-            return True
-
-
-class ImagingService:
+class ImagingService(ImagingReads, ImagingKeys):
     def __init__(
         self, db: Database, blobs: BlobStore, clock: Clock, audit: AuditService, refs: Refs, *,
-        max_instance_bytes: int = 512 * 1024 * 1024,
+        max_instance_bytes: int = 512 * 1024 * 1024, key_ttl: dict[str, int] | None = None,
+        public_base: str = "http://127.0.0.1:8000",
     ) -> None:
         self._db, self._blobs, self._clock, self._audit, self._refs = db, blobs, clock, audit, refs
         self.max_instance_bytes = max_instance_bytes
+        self.key_ttl = {imaging.VIEWER: 1800, imaging.DOWNLOAD: 900, imaging.FILM: 30 * 86400} | (key_ttl or {})
+        self.public_base = public_base.rstrip("/")
         self.nodes = NodeService(db, clock)
-        self._once = _Once(clock, imaging.LOG_DEDUPE_SECONDS)
+        self._once = Once(clock, imaging.LOG_DEDUPE_SECONDS)
 
     # -- ingest ------------------------------------------------------------------------------------
     def sender_for(self, principal: Principal, channel: str = "stow") -> Sender:
@@ -243,210 +170,39 @@ class ImagingService:
         return [*results, unknown] if unknown.failed else results
 
     # -- access ------------------------------------------------------------------------------------
-    def _visible(self, conn: Any, reader: Reader, study_uid: str) -> dict[str, Any]:
-        """The study row a reader may see (opened), else NotFound."""
-        imaging.check_uid(study_uid)
-        row = store.study_row(conn, study_uid)
-        if row is None or row["deleted_at"] is not None:
-            raise _not_found()
-        if isinstance(reader, KeyGrant):
-            if reader.study_uid != study_uid:
-                raise _not_found()
-        else:
-            s = access.require(reader, "image.read")
-            if not access.reach(conn, reader, s, str(row["org_code"])):
-                raise _not_found()
-        return row
-
-    def _who(self, reader: Reader) -> Principal:
-        if isinstance(reader, KeyGrant):
-            return Principal(reader.viewer_org or "-", f"key:{reader.key_id}", "key")
-        return reader
-
-    def _log(self, reader: Reader, action: str, study_uid: str, target: str | None = None) -> None:
-        who = self._who(reader)
-        if self._once.first((f"{who.org_code}/{who.username}", study_uid, action)):
-            self._audit.record(who, action, target=target or f"study:{study_uid}", read=True)
-
-    # -- queries -----------------------------------------------------------------------------------
-    def find_studies(
-        self, reader: Reader, q: Mapping[str, str], *, limit: int = 100, offset: int = 0, fuzzy: bool = False
-    ) -> list[dict[str, Any]]:
-        """Studies as DICOM JSON objects (study level), newest first. ``fuzzy`` is accepted and
-        ignored (matching follows PS3.4 C.2.2.2: exact, wildcard, range, list of UIDs)."""
-        rows = self._find(reader, q, limit, offset)
-        self._log_query(reader, "studies", rows)
-        return [js.study(r) for r in rows]
-
-    def _find(self, reader: Reader, q: Mapping[str, str], limit: int, offset: int) -> list[dict[str, Any]]:
-        limit, offset = _bounds(limit, offset)
-        with self._db.read() as conn:
-            orgs = None if isinstance(reader, KeyGrant) else access.org_scope(conn, reader, "image.read")
-            try:
-                where, name = store.study_filters(conn, dict(q), orgs)
-            except ValueError:
-                msg = "PatientID 不支持通配符匹配"
-                raise InvalidInput(msg, [Problem("PatientID", "wildcard", msg)]) from None
-            if isinstance(reader, KeyGrant):
-                where.append(store.st.c.study_uid == reader.study_uid)
-            return store.find_studies(conn, where, limit=limit, offset=offset, name_pattern=name)
-
-    def _log_query(self, reader: Reader, level: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        uids = [str(r["study_uid"]) for r in rows]
-        target = f"{level}:{uids[0]}" if len(uids) == 1 else f"{level}:{len(uids)} studies"
-        who = self._who(reader)
-        key = (f"{who.org_code}/{who.username}", ",".join(uids)[:2000], "image.query")
-        if self._once.first(key):
-            self._audit.record(who, "image.query", target=target[:256], read=True)
-
-    def find_patients(self, reader: Reader, q: Mapping[str, str], *, limit: int = 100) -> list[dict[str, Any]]:
-        """PATIENT level (C-FIND): the studies matching ``q`` grouped by patient."""
-        rows = self._find(reader, q, MAX_LIMIT, 0)
-        self._log_query(reader, "patients", rows)
-        return js.patients(rows, _bounds(limit, 0)[0])
-
-    def _studies(self, reader: Reader, study_uid: str | None, q: Mapping[str, str]) -> list[dict[str, Any]]:
-        """The study given (visible to the reader), or — ``study_uid`` None, as for QIDO ``/series``
-        and ``/instances`` — the studies (at most MAX_LIMIT) matching the study-level keys of ``q``."""
-        if study_uid is not None:
-            with self._db.read() as conn:
-                return [self._visible(conn, reader, study_uid)]
-        rows = self._find(reader, {k: v for k, v in q.items() if k in STUDY_KEYS}, MAX_LIMIT, 0)
-        self._log_query(reader, "studies", rows)
-        return rows
-
-    def find_series(
-        self, reader: Reader, study_uid: str | None, q: Mapping[str, str] | None = None, *, limit: int = 1000, offset: int = 0
-    ) -> list[dict[str, Any]]:
-        """SERIES level, of one study or (``study_uid`` None) of the studies ``q``'s study keys match."""
-        limit, offset = _bounds(limit, offset)
-        q = dict(q or {})
-        out: list[dict[str, Any]] = []
-        for study in self._studies(reader, study_uid, q):
-            with self._db.read() as conn:
-                rows = store.series_of(conn, int(study["id"]), q)
-            if study_uid is not None:
-                self._log(reader, "image.query", study_uid)
-            out += [js.series(r, str(study["study_uid"])) for r in rows]
-            if len(out) >= offset + limit:
-                break
-        return out[offset : offset + limit]
-
-    def find_instances(
-        self, reader: Reader, study_uid: str | None, series_uid: str | None = None, q: Mapping[str, str] | None = None, *,
-        limit: int = 1000, offset: int = 0,
-    ) -> list[dict[str, Any]]:
-        """IMAGE level, of one study (or series), or (``study_uid`` None) of the studies ``q`` matches."""
-        limit, offset = _bounds(limit, offset, MAX_LIMIT * 10)
-        q = dict(q or {})
-        sops = imaging.split_uids(q["SOPInstanceUID"], "SOPInstanceUID") if q.get("SOPInstanceUID", "").strip() else None
-        if series_uid is not None:
-            imaging.check_uid(series_uid, "SeriesInstanceUID")
-        cls = q.get("SOPClassUID", "").strip()
-        num = q.get("InstanceNumber", "").strip()
-        out: list[dict[str, Any]] = []
-        for study in self._studies(reader, study_uid, q):
-            with self._db.read() as conn:
-                rows = store.instances(conn, int(study["id"]), series_uid, sop_uids=sops)
-            if study_uid is not None:
-                self._log(reader, "image.query", study_uid)
-            out += [
-                js.instance(r) for r in rows
-                if (not cls or r["sop_class_uid"] == cls) and (not num or str(r["instance_number"]) == num)
-            ]
-            if len(out) >= offset + limit:
-                break
-        return out[offset : offset + limit]
-
-    # -- retrieve ----------------------------------------------------------------------------------
-    def metadata(self, reader: Reader, study_uid: str, series_uid: str | None = None) -> bytes:
-        """The JSON array (UTF-8) of the metadata of every instance of the study or series."""
-        if series_uid is not None:
-            imaging.check_uid(series_uid, "SeriesInstanceUID")
-        with self._db.read() as conn:
-            study = store.opened(conn, self._visible(conn, reader, study_uid))
-            rows = store.instances(conn, int(study["id"]), series_uid, with_metadata=True)
-        if series_uid is not None and not rows:
-            raise _not_found("序列")
-        self._log(reader, "image.metadata", study_uid)
-        return js.metadata_array(study.get("patient_json"), (str(r["metadata"]) for r in rows))
-
-    def _file(self, r: Mapping[str, Any]) -> InstanceFile:
-        sha = str(r["sha256"])
-
-        def chunks() -> Iterator[bytes]:
-            it = self._blobs.open_stream(sha)
-            if it is None:
-                raise _not_found("实例")
-            return it
-
-        return InstanceFile(
-            str(r["study_uid"]), str(r["series_uid"]), str(r["sop_uid"]), str(r["sop_class_uid"]), str(r["transfer_syntax"]),
-            int(r["size"]), sha, int(r["frames"] or 1), chunks,
-        )
-
-    def instance(self, reader: Reader, study_uid: str, series_uid: str | None, sop_uid: str) -> InstanceFile:
-        """One stored file (one indexed query), byte-exact; NotFound for what the reader may not see."""
-        imaging.check_uid(study_uid)
-        imaging.check_uid(sop_uid, "SOPInstanceUID")
-        if series_uid is not None:
-            imaging.check_uid(series_uid, "SeriesInstanceUID")
-        with self._db.read() as conn:
-            r = store.instance_by_uid(conn, sop_uid)
-            if r is None or r["study_uid"] != study_uid or (series_uid is not None and r["series_uid"] != series_uid):
-                raise _not_found("实例")
-            if isinstance(reader, KeyGrant):
-                if reader.study_uid != study_uid:
-                    raise _not_found("实例")
-            else:
-                s = access.require(reader, "image.read")
-                if not access.reach(conn, reader, s, str(r["org_code"])):
-                    raise _not_found("实例")
-        if not self._blobs.exists(str(r["sha256"])):
-            raise _not_found("实例")
-        self._log(reader, "image.retrieve", study_uid)
-        return self._file(r)
-
-    def instances_of(self, reader: Reader, study_uid: str, series_uid: str | None = None) -> list[InstanceFile]:
-        if series_uid is not None:
-            imaging.check_uid(series_uid, "SeriesInstanceUID")
-        with self._db.read() as conn:
-            study = self._visible(conn, reader, study_uid)
-            rows = store.instances(conn, int(study["id"]), series_uid)
-        if series_uid is not None and not rows:
-            raise _not_found("序列")
-        self._log(reader, "image.retrieve", study_uid)
-        return [self._file(r) for r in rows]
-
-    # -- the exam report link ------------------------------------------------------------------------
-    def study_for_exam(self, reader: Reader, org_code: str, report_form_no: str) -> str | None:
-        """The study UID behind an exam report (its ``study_instance_uid``, else a held study with
-        its 检查号 as accession number); None when there is none."""
-        with self._db.read() as conn:
-            if isinstance(reader, Principal):
-                access.check_org(conn, reader, "image.read", org_code)
-            uid = store.study_for_exam(conn, org_code, report_form_no)
-        if isinstance(reader, KeyGrant) and uid != reader.study_uid:
-            return None
-        return uid
-
-    def exam_for_study(self, reader: Reader, study_uid: str) -> dict[str, Any] | None:
-        """The exam report behind a study: {"ref", "org_code", "report_form_no", "voided"}, or None."""
-        with self._db.read() as conn:
-            study = self._visible(conn, reader, study_uid)
-            exam = store.exam_for_study(conn, study)
-        if exam is None:
-            return None
-        return {
-            "ref": self._refs.report("exam", exam["report_id"]), "org_code": exam["org_code"],
-            "report_form_no": exam["report_form_no"], "voided": exam["voided"],
-        }
-
-    def study_state(self, reader: Reader, study_uid: str) -> str:
-        """RECEIVING or COMPLETE (for transports that tell the sender)."""
-        with self._db.read() as conn:
-            return str(self._visible(conn, reader, study_uid)["state"])
-
+    # -- YB-4.5: deletion notices ----------------------------------------------------------------------
+    def delete_notice(
+        self, principal: Principal, *, hospitalId: str, accessionNo: str, patientName: str = "",
+        operateDoctorName: str = "", operateDateTime: str = "",
+    ) -> int:
+        """The PACS deleted a study's images: its instances are marked deleted (kept, hidden from
+        every answer and key), the notice kept in ``image_deletion``; how many instances were hidden
+        (0 for a repeated notice). A patient name that differs from the study's is refused."""
+        problems = [Problem(f, "required", f"缺少参数 {f}") for f, v in (("hospitalId", hospitalId), ("accessionNo", accessionNo)) if not v]
+        for f, v, n in (("accessionNo", accessionNo, 64), ("patientName", patientName, 128), ("operateDoctorName", operateDoctorName, 128),
+                        ("operateDateTime", operateDateTime, 32)):
+            if len(v or "") > n:
+                problems.append(Problem(f, "length", f"{f} 超过 {n} 个字符"))
+        if problems:
+            raise InvalidInput("影像删除通知的参数无效", problems)
+        now = self._clock.now()
+        with self._db.write() as conn:
+            access.check_org(conn, principal, "image.write", hospitalId, "hospitalId")
+            studies = store.studies_by_accession(conn, hospitalId, accessionNo.strip())
+            for s in studies:
+                if patientName and s.get("patient_name") and not same_name(patientName, str(s["patient_name"])):
+                    msg = "患者姓名与该检查号的检查不符，未删除"
+                    raise InvalidInput(msg, [Problem("patientName", "mismatch", msg)])
+            hidden = store.hide_studies(conn, [int(s["id"]) for s in studies], now)
+            store.add_deletion(conn, {
+                "org_code": hospitalId, "accession_no": accessionNo.strip(), "patient_name": patientName or None,
+                "operate_doctor_name": operateDoctorName, "operate_datetime": operateDateTime,
+                "study_uids": ",".join(str(s["study_uid"]) for s in studies), "instances": hidden,
+                "actor": principal.actor[:256], "received_at": now,
+            })
+            rows = self._audit.rows(principal, "image.delete", [(None, None, f"{hospitalId}/{accessionNo}"[:256])], read=False)
+            audit_store.log_access_many(conn, rows)
+        return hidden
 
 def _refusal(r: store.Refusal, rec: dicom.InstanceRecord) -> Forbidden | Conflict:
     if r.rule == "ownership":
@@ -457,13 +213,6 @@ def _refusal(r: store.Refusal, rec: dicom.InstanceRecord) -> Forbidden | Conflic
     )
     fld = {"series_uid": "SeriesInstanceUID"}.get(r.detail, "SOPInstanceUID")
     return Conflict(f"{what}：{rec.sop_uid if fld == 'SOPInstanceUID' else rec.series_uid}", [Problem(fld, "conflict", what)])
-
-
-def _bounds(limit: int, offset: int, cap: int = MAX_LIMIT) -> tuple[int, int]:
-    if not 0 < limit <= cap or offset < 0 or offset > 10**7:
-        msg = f"limit 必须在 1–{cap} 之间，offset 不能为负"
-        raise InvalidInput(msg, [Problem("limit", "range", msg)])
-    return limit, offset
 
 
 def _seekable(f: BinaryIO) -> bool:

@@ -22,7 +22,15 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from huren.domain import imaging
 from huren.store import sealing
-from huren.store.tables import dicom_node, exam_report, image_instance, image_series, image_study
+from huren.store.tables import (
+    dicom_node,
+    exam_report,
+    image_deletion,
+    image_instance,
+    image_key,
+    image_series,
+    image_study,
+)
 from huren.wire.dicom import InstanceRecord
 
 STUDY = "image_study"
@@ -325,11 +333,6 @@ def exam_for_study(conn: Connection, study: dict[str, Any]) -> dict[str, Any] | 
     return {"report_id": int(r.id), "org_code": str(r.org_code), "report_form_no": str(r.report_form_no), "voided": bool(r.voided)}
 
 
-def count_instances(conn: Connection, study_id: int) -> int:
-    q = select(func.count()).select_from(ins).where(ins.c.study_id == study_id, ins.c.deleted_at.is_(None))
-    return int(conn.execute(q).scalar_one())
-
-
 # -- DICOM nodes ----------------------------------------------------------------------------------
 def get_node(conn: Connection, ae_title: str) -> dict[str, Any] | None:
     r = conn.execute(select(dicom_node).where(dicom_node.c.ae_title == ae_title)).mappings().first()
@@ -352,3 +355,77 @@ def list_nodes(conn: Connection) -> list[dict[str, Any]]:
 
 def remove_node(conn: Connection, ae_title: str) -> bool:
     return bool(conn.execute(delete(dicom_node).where(dicom_node.c.ae_title == ae_title)).rowcount)
+
+
+# -- image keys -----------------------------------------------------------------------------------
+def add_key(conn: Connection, row: dict[str, Any]) -> int:
+    return int(conn.execute(image_key.insert().values(row).returning(image_key.c.id)).scalar_one())
+
+
+def key_by_hash(conn: Connection, key_sha256: str) -> dict[str, Any] | None:
+    r = conn.execute(select(image_key).where(image_key.c.key_sha256 == key_sha256)).mappings().first()
+    return dict(r) if r else None
+
+
+def key_by_id(conn: Connection, key_id: int) -> dict[str, Any] | None:
+    r = conn.execute(select(image_key).where(image_key.c.id == key_id)).mappings().first()
+    return dict(r) if r else None
+
+
+def keys_of(conn: Connection, study_uid: str, viewer_org: str | None = None) -> list[dict[str, Any]]:
+    q = select(image_key).where(image_key.c.study_uid == study_uid)
+    if viewer_org is not None:
+        q = q.where(image_key.c.viewer_org == viewer_org)
+    return [dict(r) for r in conn.execute(q.order_by(image_key.c.id.desc()).limit(1000)).mappings()]
+
+
+def revoke_key(conn: Connection, key_id: int, *, by: str, now: datetime) -> None:
+    conn.execute(update(image_key).where(image_key.c.id == key_id, image_key.c.revoked_at.is_(None)).values(revoked_at=now, revoked_by=by))
+
+
+def used_key(conn: Connection, key_id: int, now: datetime) -> None:
+    conn.execute(update(image_key).where(image_key.c.id == key_id).values(uses=image_key.c.uses + 1, last_used_at=now))
+
+
+# -- deletion (YB-4.5) ----------------------------------------------------------------------------
+def studies_by_accession(conn: Connection, org_code: str, accession: str) -> list[dict[str, Any]]:
+    q = select(st).where(st.c.org_code == org_code, st.c.accession_number == accession, st.c.deleted_at.is_(None))
+    return [opened(conn, dict(r)) for r in conn.execute(q).mappings()]
+
+
+def hide_studies(conn: Connection, study_ids: Sequence[int], now: datetime) -> int:
+    """Mark the studies and their instances deleted (kept, never served); how many instances."""
+    if not study_ids:
+        return 0
+    n = conn.execute(update(ins).where(ins.c.study_id.in_(study_ids), ins.c.deleted_at.is_(None)).values(deleted_at=now)).rowcount
+    conn.execute(update(st).where(st.c.id.in_(study_ids)).values(deleted_at=now, updated_at=now))
+    return int(n or 0)
+
+
+def add_deletion(conn: Connection, row: dict[str, Any]) -> None:
+    conn.execute(image_deletion.insert().values(sealing.seal_row(sealing.cipher(conn), "image_deletion", row)))
+
+
+def exams_with_images(conn: Connection, id_type_code: str, id_no_bidx: str, *, exclude_org: str, limit: int = 200) -> list[dict[str, Any]]:
+    """A patient's exam reports (by the ID number's blind index) at other institutions whose
+    study the archive holds: each with the study's UID, date and modalities."""
+    e = exam_report
+    rows = conn.execute(
+        select(e.c.id, e.c.org_code, e.c.report_form_no, e.c.study_instance_uid, e.c.pacs_id, e.c.class_name, e.c.report_title,
+               e.c.performer_dtime)
+        .where(e.c.id_type_code == id_type_code, e.c.id_no_bidx == id_no_bidx, e.c.org_code != exclude_org, e.c.voided.is_(False))
+        .order_by(e.c.performer_dtime.desc()).limit(limit)
+    ).mappings().all()
+    out = []
+    for r in rows:
+        q = select(st.c.study_uid, st.c.study_date, st.c.modalities, st.c.instance_count).where(st.c.deleted_at.is_(None))
+        if r["study_instance_uid"]:
+            q = q.where(st.c.study_uid == r["study_instance_uid"])
+        elif r["pacs_id"]:
+            q = q.where(st.c.org_code == r["org_code"], st.c.accession_number == r["pacs_id"])
+        else:
+            continue
+        s = conn.execute(q.limit(1)).mappings().first()
+        if s is not None and s["instance_count"]:
+            out.append(dict(r) | dict(s))
+    return out
