@@ -14,7 +14,7 @@ the REST API's 422), an answer that cannot be given in the form asked 406.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import orjson
@@ -27,6 +27,7 @@ from huren.context import Principal
 from huren.errors import HurenError, InvalidInput, MalformedBody, Problem, Unauthorized
 from huren.services.container import Container
 from huren.services.imaging import KeyGrant
+from huren.wire.multipart import parse_content_type
 
 #: kinds of image key accepted for reading: a viewing hospital's viewerKey, a downloadKey (XC-E11:
 #: the UIDs, then WADO-URI), a patient's cloud-film link (pages and the DICOM download)
@@ -117,6 +118,39 @@ def dicom_json(content: Any, status: int = 200, headers: dict[str, str] | None =
 def public_base(c: Container) -> str:
     """The DICOMweb root as users reach it (``public_base_url`` + ``/dicom-web``, never the Host header)."""
     return c.settings.public_base + PREFIX
+
+
+def accepts(request: Request) -> list[tuple[str, dict[str, str]]]:
+    """The Accept header's media ranges in the client's order of preference (q=0 dropped)."""
+    raw = request.headers.get("accept", "")
+    items: list[tuple[float, int, str, dict[str, str]]] = []
+    for i, part in enumerate(_split(raw)):
+        media, params = parse_content_type(part)
+        if not media:
+            continue
+        try:
+            q = float(params.pop("q", "1"))
+        except ValueError:
+            q = 1.0
+        if q > 0:
+            items.append((-q, i, media, params))
+    return [(m, p) for _, _, m, p in sorted(items)] or [("*/*", {})]
+
+
+def _split(raw: str) -> Iterator[str]:
+    """Split an Accept header at commas outside quotes."""
+    buf: list[str] = []
+    quoted = False
+    for ch in raw:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            yield "".join(buf)
+            buf = []
+        else:
+            buf.append(ch)
+    if buf:
+        yield "".join(buf)
 
 
 # -- CORS ------------------------------------------------------------------------------------------

@@ -110,7 +110,10 @@ async def _receive(request: Request, c: Container, spool: _Spool, boundary: str)
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
         raise TooLarge(f"请求体超过上限 {limit} 字节", [Problem("body", "max_size", f"STOW-RS 请求体不能超过 {limit} 字节")])
-    rr = RelatedReader(boundary, spool.sink, max_part_bytes=c.settings.max_instance_bytes)
+    try:
+        rr = RelatedReader(boundary, spool.sink, max_part_bytes=c.settings.max_instance_bytes)
+    except InvalidInput as exc:
+        raise bad("Content-Type", "boundary", exc.message) from exc
     parts: list[Part] = []
     total = 0
     try:

@@ -27,14 +27,24 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
-from huren.api.dicomweb import PREFIX, NotAcceptable, Reader, bad, call, dicom_json, public_base, resolve_reader
+from huren.api.dicomweb import (
+    PREFIX,
+    NotAcceptable,
+    Reader,
+    accepts,
+    bad,
+    call,
+    dicom_json,
+    public_base,
+    resolve_reader,
+)
 from huren.api.openapi import op
 from huren.domain.imaging import check_uid
 from huren.errors import NotFound, Problem
 from huren.services.container import Container
 from huren.services.imaging import InstanceFile
 from huren.wire import dicom_render as dr
-from huren.wire.multipart import new_boundary, parse_content_type, related_content_type, write_related
+from huren.wire.multipart import new_boundary, related_content_type, write_related
 
 # DICOMweb is specified by PS3.18, not by this OpenAPI document (docs/imaging.md lists it): out of the schema
 router = APIRouter(prefix=PREFIX, tags=["DICOMweb"], include_in_schema=False)
@@ -49,39 +59,6 @@ MAX_FRAMES_PER_REQUEST = 1000
 def _c(request: Request) -> Container:
     c: Container = request.app.state.container
     return c
-
-
-def accepts(request: Request) -> list[tuple[str, dict[str, str]]]:
-    """The Accept header's media ranges in the client's order of preference (q=0 dropped)."""
-    raw = request.headers.get("accept", "")
-    items: list[tuple[float, int, str, dict[str, str]]] = []
-    for i, part in enumerate(_split(raw)):
-        media, params = parse_content_type(part)
-        if not media:
-            continue
-        try:
-            q = float(params.pop("q", "1"))
-        except ValueError:
-            q = 1.0
-        if q > 0:
-            items.append((-q, i, media, params))
-    return [(m, p) for _, _, m, p in sorted(items)] or [("*/*", {})]
-
-
-def _split(raw: str) -> Iterator[str]:
-    """Split an Accept header at commas outside quotes."""
-    buf: list[str] = []
-    quoted = False
-    for ch in raw:
-        if ch == '"':
-            quoted = not quoted
-        if ch == "," and not quoted:
-            yield "".join(buf)
-            buf = []
-        else:
-            buf.append(ch)
-    if buf:
-        yield "".join(buf)
 
 
 def _refuse(what: str) -> NotAcceptable:

@@ -326,3 +326,37 @@ def test_keys_scope_queries_and_metadata(container: Container, client: TestClien
     mr = world["mr"]
     assert client.get(f"{DW}/studies/{mr.study_uid}/series/{mr.series_uid}/metadata", headers=h).status_code == 404
 
+
+
+def test_hostile_requests_never_500(api_a: Api, world: dict[str, Any]) -> None:
+    ct = world["ct"]
+    inst = f"{DW}/studies/{ct.study_uid}/series/{ct.series_uid}/instances/{ct.sop_uid}"
+    wado = {"requestType": "WADO", "studyUID": ct.study_uid, "seriesUID": ct.series_uid, "objectUID": ct.sop_uid}
+    gets: list[tuple[str, dict[str, str], dict[str, str]]] = [
+        ("/wado", wado | {"region": "nan,0,1,1"}, {}),
+        ("/wado", wado | {"frameNumber": "１"}, {}),
+        ("/wado", wado | {"objectUID": "１.２"}, {}),
+        ("/wado", wado | {"windowCenter": "inf", "windowWidth": "1"}, {}),
+        ("/wado", wado | {"contentType": ",,,"}, {}),
+        (f"{inst}/frames/1,,2", {}, {}),
+        (f"{inst}/frames/99999999999999999999", {}, {}),
+        (f"{inst}/frames/1", {}, {"Accept": 'multipart/related; type="'}),
+        (f"{inst}/frames/1", {}, {"Accept": "multipart/related; q=abc"}),
+        (f"{inst}/rendered", {"viewport": "99999,1"}, {}),
+        (f"{inst}/rendered", {"quality": "0"}, {}),
+        (f"{inst}/thumbnail", {"viewport": "a,b"}, {}),
+        (f"{DW}/studies", {"PatientName": "x" * 300}, {}),
+        (f"{DW}/studies", {"limit": "99999999999999999999999"}, {}),
+        (f"{DW}/studies/{'1' * 65}/series", {}, {}),
+        (f"{DW}/studies/{ct.study_uid}/series/{ct.series_uid}/metadata", {}, {"Accept": "text/html"}),
+    ]
+    for path, q, headers in gets:
+        r = api_a.get(path, params=q, headers=headers)
+        assert r.status_code < 500, (path, q, r.status_code, r.text)
+        if r.status_code >= 400:
+            assert problem(r), (path, q)
+    for ctype in ('multipart/related; type="application/dicom"; boundary=' + "b" * 80,
+                  'multipart/related; type="application/dicom"; boundary=""', "multipart/related; type"):
+        r = stow(api_a, b"--x--", ctype=ctype)
+        assert r.status_code in (400, 415), (ctype, r.text)
+        assert problem(r)
