@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export HUREN_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: run test lint typecheck venv bench clean
+.PHONY: run test lint typecheck venv bench bench-imaging clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "需要 $(PYTHON)"; exit 1; }
@@ -16,12 +16,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## make run: install, migrate an SQLite database under ./data, load demo data, serve on :8000
+## make run: install, migrate an SQLite database under ./data, load demo data (with DICOM studies behind
+## the exam reports), serve HTTP on :8000 and DICOM (C-ECHO/STORE/FIND/MOVE/GET, AE title HUREN) on :11112
+## (HUREN_DICOM_PORT=… to change it)
+HUREN_DICOM_PORT ?= 11112
 run: $(STAMP)
 	mkdir -p -m 700 "$(HUREN_DATA_DIR)"
 	$(BIN)/huren db upgrade
 	$(BIN)/huren demo --if-empty
-	$(BIN)/huren serve
+	HUREN_DICOM_PORT=$(HUREN_DICOM_PORT) $(BIN)/huren serve
 
 ## make test: ruff, mypy, pytest on every core (TEST_WORKERS=0 runs it in one process)
 TEST_WORKERS ?= auto
@@ -36,6 +39,10 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+
+## make bench-imaging: huren against Debian's Orthanc on the same DICOM corpus (C-STORE, WADO-URI, QIDO-RS)
+bench-imaging: $(STAMP)
+	$(BIN)/python bench/imaging.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -17,6 +17,7 @@ from huren.demo.accounts import DEMO_DOCTORS, add_staff_and_accounts
 from huren.demo.catalog import import_packaged_demo
 from huren.demo.decisions import doctor_decisions
 from huren.demo.generator import DemoOrg, demo_orgs, make_daily_counts, make_exam_report, make_lab_report, make_patients
+from huren.demo.imaging import load_demo_images
 from huren.demo.uploads import register_as_received
 from huren.errors import HurenError
 from huren.services.container import Container
@@ -65,6 +66,7 @@ def load_demo(c: Container, *, reports: int = 200, seed: int = 20241122, if_empt
             kinds[org.code].append("exam")
 
     registered = register_as_received(c, rng, orgs, by_org, kinds, now)
+    images = load_demo_images(c, orgs, by_org)  # DICOM studies behind the exam reports (no randomness drawn)
     for org in orgs:
         who = Principal(org.code, org.user, "hospital")
         payloads = by_org.get(org.code, [])
@@ -106,6 +108,7 @@ def load_demo(c: Container, *, reports: int = 200, seed: int = 20241122, if_empt
         "catalog_items": catalog_items,
         "patients": len(patients),
         "reports_registered": registered,
+        "imaging": images,
         "rejected_examples": rejected,
         "credentials": [
             {"org_code": o.code, "name": o.name, "username": o.user, "password": o.password, "role": "hospital"}
