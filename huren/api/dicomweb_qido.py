@@ -8,7 +8,8 @@ SeriesInstanceUID, SeriesNumber, SeriesDescription, BodyPartExamined, SeriesDate
 SOPInstanceUID, SOPClassUID, InstanceNumber. ``limit`` (default 100, at most 1000), ``offset``,
 ``fuzzymatching`` (true: PatientName matches word prefixes). ``includefield`` is accepted and
 ignored: every answer carries the level's full attribute set (a superset of what OHIF asks for).
-Unknown keys are ignored and named in a ``Warning: 299`` header (PS3.18 §8.3.4.5).
+Unknown keys are ignored and named in a ``Warning: 299`` header (PS3.18 §8.3.4.5). PatientID is
+matched exactly (patient IDs are sealed in the index); OHIF's ``*id*`` is matched as ``id``.
 
 Nothing found: 200 with an empty array (as Orthanc does; dcm4chee answers 204 — a 200 with ``[]``
 is what every client parses without a special case).
@@ -61,6 +62,7 @@ class Query:
     def __init__(self, request: Request, *levels: dict[str, str]) -> None:
         self.q: dict[str, str] = {}
         self.unknown: list[str] = []
+        self.warnings: list[str] = []
         params = request.query_params
         for name, value in params.multi_items():
             if name in CONTROL:
@@ -72,7 +74,7 @@ class Query:
             if len(value) > MAX_VALUE:
                 raise bad(keyword, "max_length", f"{keyword} 的匹配值不能超过 {MAX_VALUE} 个字符")
             if value != "" and value != "*":  # an empty value or a lone * asks for the attribute, matches all
-                self.q[keyword] = value
+                self.q[keyword] = self._patient_id(value) if keyword == "PatientID" else value
         self.limit = _int(params.get("limit"), "limit", DEFAULT_LIMIT, MAX_LIMIT)
         self.offset = _int(params.get("offset"), "offset", 0, 10_000_000)
         fuzzy = (params.get("fuzzymatching") or "false").lower()
@@ -80,11 +82,22 @@ class Query:
             raise bad("fuzzymatching", "enum", "fuzzymatching 应为 true 或 false")
         self.fuzzy = fuzzy == "true"
 
+    def _patient_id(self, value: str) -> str:
+        """Patient IDs are kept sealed and matched exactly. OHIF wraps its MRN filter in ``*…*``
+        (``supportsWildcard``, meant for names): such a value is matched exactly on what is
+        inside, and the answer says so in a Warning; any other wildcard is refused (400)."""
+        inner = value[1:-1] if len(value) > 2 and value.startswith("*") and value.endswith("*") else None
+        if inner is not None and "*" not in inner and "?" not in inner:
+            self.warnings.append("PatientID wildcards are not supported: matched exactly")
+            return inner
+        return value
+
     def answer(self, rows: list[dict[str, Any]]) -> Response:
-        headers = {}
+        warnings = list(self.warnings)
         if self.unknown:
             names = ", ".join(sorted(set(self.unknown)))[:400]
-            headers["Warning"] = f'299 huren "The following query parameters are not supported and were ignored: {names}"'
+            warnings.append(f"The following query parameters are not supported and were ignored: {names}")
+        headers = {"Warning": ", ".join(f'299 huren "{w}"' for w in warnings)} if warnings else None
         return dicom_json(rows, headers=headers)
 
 

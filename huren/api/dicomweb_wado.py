@@ -234,23 +234,26 @@ def _frame_numbers(raw: str) -> list[int]:
     return out
 
 
-def _frame_plan(request: Request, stored_media: str) -> str:
-    """How frames are sent: "stored" (as stored) or "native" (decoded to uncompressed)."""
+def _frame_plan(request: Request, stored_media: str, count: int) -> tuple[str, bool]:
+    """How frames are sent: ("stored" as stored | "native" decoded to uncompressed, single part?).
+    A single-part media type (``application/octet-stream``, ``image/jpeg`` …) is answered single
+    part when one frame is asked (PS3.18 §8.7.3, OHIF's ``singlepart``)."""
     for media, params in accepts(request):
         if media in ("*/*", "multipart/*"):
-            return "stored"
-        if media != "multipart/related":
-            continue
-        kind = params.get("type", OCTET).lower()
-        ts = params.get("transfer-syntax")
+            return "stored", False
+        single = media != "multipart/related"
+        if single:
+            if count != 1:
+                continue
+            kind, ts = media, params.get("transfer-syntax")
+        else:
+            kind, ts = params.get("type", OCTET).lower(), params.get("transfer-syntax")
         if kind in ("*/*", "*") or (kind == stored_media and (ts is None or ts == "*")):
-            return "stored"
+            return "stored", single
         if kind == OCTET:
-            if stored_media == OCTET or ts == "*":
-                return "stored"
-            return "native"
+            return ("stored" if stored_media == OCTET or ts == "*" else "native"), single
         if kind.endswith("/*") and stored_media.startswith(kind[:-1]):
-            return "stored"
+            return "stored", single
     raise _refuse("像素帧")
 
 
@@ -266,15 +269,18 @@ async def retrieve_frames(study: str, series: str, instance: str, frames: str, r
     c = _c(request)
     numbers = _frame_numbers(frames)
 
-    def run() -> tuple[list[tuple[bytes, str, str]], str]:
+    def run() -> tuple[list[tuple[bytes, str, str]], str, bool]:
         ds = _file_dataset(c, request, study, series, instance)
         stored = [dr.frame_bytes(ds, n) for n in numbers]
-        plan = _frame_plan(request, stored[0][1])
+        plan, single = _frame_plan(request, stored[0][1], len(numbers))
         if plan == "native" and stored[0][1] != OCTET:
-            return [(dr.decoded_frame_bytes(ds, n), OCTET, dr.EXPLICIT_LE) for n in numbers], OCTET
-        return stored, stored[0][1]
+            return [(dr.decoded_frame_bytes(ds, n), OCTET, dr.EXPLICIT_LE) for n in numbers], OCTET, single
+        return stored, stored[0][1], single
 
-    got, media = await call(run)
+    got, media, single = await call(run)
+    if single:
+        data, m, ts = got[0]
+        return Response(data, media_type=f"{m}; transfer-syntax={ts}")
     boundary = new_boundary()
     parts = (
         ({"Content-Type": f"{m}; transfer-syntax={ts}", "Content-Length": str(len(data))}, iter((data,)))

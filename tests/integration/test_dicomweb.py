@@ -73,6 +73,9 @@ def test_search_studies_and_filters(api_b: Api, world: dict[str, Any]) -> None:
     assert found(ModalitiesInStudy="MR") == {mr.study_uid}
     assert found(StudyInstanceUID=f"{ct.study_uid}\\{mr.study_uid}") == {ct.study_uid, mr.study_uid}
     assert found(PatientID="nobody") == set()
+    ohif = api_b.get(f"{DW}/studies", params={"00100020": "*1CT1*", "limit": "101", "offset": "0"})
+    assert set(uids(ohif.json(), "0020000D")) == {ct.study_uid} and "PatientID" in ohif.headers["warning"]
+    assert api_b.get(f"{DW}/studies", params={"PatientID": "1CT*"}).status_code == 400
     assert found(PatientID="1CT1", includefield="00081030,00080060", fuzzymatching="true") == {ct.study_uid}
     study = api_b.get(f"{DW}/studies", params={"PatientID": "1CT1"}).json()[0]
     assert study["00201208"]["Value"] == [2] and study["00100010"]["Value"][0]["Alphabetic"] == "CompressedSamples^CT1"
@@ -199,9 +202,21 @@ def test_frames(api_a: Api, world: dict[str, Any]) -> None:
     assert len(stored) == 2 and all(h["content-type"].startswith("image/x-dicom-rle") for h, _ in stored)
     native = parts(api_a.get(f"{rb}/frames/2", headers={"Accept": 'multipart/related; type="application/octet-stream"'}))
     assert len(native[0][1]) == 100 * 100 * 3 and native[0][0]["content-type"].startswith("application/octet-stream")
+    single = api_a.get(f"{base}/frames/1", headers={"Accept": "application/octet-stream; transfer-syntax=*"})
+    assert single.status_code == 200 and single.headers["content-type"].startswith("application/octet-stream")
+    assert single.content == dcmread(sample("CT_small.dcm")).PixelData
+    jpeg = store_jpeg(api_a)
+    r = api_a.get(jpeg, headers={"Accept": "image/jpeg"})
+    assert r.status_code == 200 and r.content[:2] == b"\xff\xd8" and r.headers["content-type"].startswith("image/jpeg")
     assert api_a.get(f"{base}/frames/2").status_code == 400
     assert api_a.get(f"{base}/frames/0").status_code == 400
     assert api_a.get(f"{base}/frames/1", headers={"Accept": "image/gif"}).status_code == 406
+
+
+def store_jpeg(api: Api) -> str:
+    c = api.client.app.state.container
+    i = store(c, [sample("SC_rgb_jpeg_dcmtk.dcm")])[0]
+    return f"{DW}/studies/{i.study_uid}/series/{i.series_uid}/instances/{i.sop_uid}/frames/1"
 
 
 def test_rendered_and_thumbnail(api_a: Api, world: dict[str, Any]) -> None:
