@@ -27,16 +27,18 @@ PREFIX = "/ui"
 
 
 class Pages(BaseRoute):
-    """Everything under /ui goes, path unchanged, to the pages' own application, which answers its
-    errors as Chinese pages (huren.web.errors) while the host app keeps its own error form."""
+    """Everything under /ui (or another ``prefix``) goes, path unchanged, to the pages' own
+    application, which answers its errors as Chinese pages (huren.web.errors) while the host app
+    keeps its own error form."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, prefix: str = PREFIX) -> None:
         self.app = app
+        self.prefix = prefix
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] == "http":
             path: str = scope["path"]
-            if path == PREFIX or path.startswith(PREFIX + "/"):
+            if path == self.prefix or path.startswith(self.prefix + "/"):
                 return Match.FULL, {}
         return Match.NONE, {}
 
@@ -61,6 +63,7 @@ def install(app: FastAPI, container: Container) -> None:
         routes_auth,
         routes_catalog,
         routes_doctor,
+        routes_imaging,
         routes_overview,
         routes_rectification,
         routes_report,
@@ -77,9 +80,13 @@ def install(app: FastAPI, container: Container) -> None:
     pages = _pages_app(PlatformBackend(container), sessions)
     pages.state.container = container
     pages.state.public_base = container.settings.public_base  # links in pages: never the Host header
-    for module in (routes_auth, routes_doctor, routes_report, routes_supervision, routes_rectification, routes_stats, routes_catalog, routes_overview):
+    for module in (routes_auth, routes_doctor, routes_report, routes_imaging, routes_supervision, routes_rectification, routes_stats,
+                   routes_catalog, routes_overview):
         pages.router.routes.extend(module.router.routes)
     app.router.routes.append(Pages(pages))
+    # the patient's cloud film (YB-4.3): outside /ui's login, the key in its URL is the credential
+    pages.router.routes.extend(routes_imaging.film_router.routes)
+    app.router.routes.append(Pages(pages, routes_imaging.FILM_PREFIX))
 
 
 def install_doctor_pages(app: FastAPI, backend: DoctorBackend, *, his_origins: tuple[str, ...] = ()) -> None:

@@ -40,7 +40,7 @@ class FileMember:
         return read
 
 
-def testdata(name: str) -> str:
+def bundled(name: str) -> str:
     """The path of one of pydicom's bundled test files."""
     path = get_testdata_file(name)
     assert isinstance(path, str), name
@@ -58,7 +58,7 @@ def fileset(ds: Dataset) -> Iterator[FileSet]:
 
 
 def make(tmp: Path, source: str, study: str, series: str, n: int, *, name: str = NAME) -> FileMember:
-    ds = dcmread(testdata(source))
+    ds = dcmread(bundled(source))
     ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.SpecificCharacterSet = "GB18030"
@@ -107,7 +107,7 @@ def test_name_from_the_file_when_not_given(tmp_path: Path) -> None:
 
 
 def test_missing_record_attributes_get_placeholders_not_edits(tmp_path: Path) -> None:
-    ds = dcmread(testdata("CT_small.dcm"))
+    ds = dcmread(bundled("CT_small.dcm"))
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     del ds.StudyID, ds.InstanceNumber
     path = tmp_path / "x.dcm"

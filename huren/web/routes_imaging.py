@@ -1,0 +1,413 @@
+"""The imaging pages (issue 12): the doctor's viewer (``/ui/imaging/{study_uid}``, "查看影像" from an
+exam report) and the patient's cloud film (YB-4.3, ``/film/{key}``, mobile, the key in the URL is
+the credential), one renderer for both: the study header, the series list with thumbnails, and a
+frame area of server-rendered JPEG frames (DICOMweb ``…/frames/n/rendered``) that
+``static/viewer.js`` pages through (buttons, ←/→, mouse wheel) and windows (CT presets, else the
+file's own windows). Links work without the script (``?series=&i=&w=``); the script only saves
+the round trip. Every image request carries a short-lived key the page issues (viewer) or the
+film key itself; the service checks the access policy and logs every read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Annotated, Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
+
+from huren.domain import access
+from huren.domain import imaging as dom
+from huren.errors import Forbidden, HurenError, LinkExpired, NotFound, Unauthorized
+from huren.web.render import TEMPLATES, Caller, caller, container, page
+from huren.web.routes_doctor import call
+
+router = APIRouter(include_in_schema=False)  # under /ui (login or token)
+film_router = APIRouter(include_in_schema=False)  # /film/{key}: no login, the key is the credential
+
+#: the viewer needs a viewer key for its images: who may ask for one (``image_key.issue``) may open it;
+#: the service then decides which studies (``image.read``: NotFound for one the reader may not see)
+VIEWER_ROLES = access.roles_for("image_key.issue")
+FILM_PREFIX = "/film"
+
+#: CT window presets (center, width in HU); "默认" is the file's own window
+CT_PRESETS: tuple[tuple[str, str, float | None, float | None], ...] = (
+    ("default", "默认", None, None),
+    ("lung", "肺窗", -600, 1500),
+    ("mediastinum", "纵隔窗", 40, 400),
+    ("bone", "骨窗", 400, 1800),
+)
+#: tags of the DICOM JSON model the pages read
+T = {
+    "PatientName": "00100010", "PatientSex": "00100040", "PatientID": "00100020", "StudyDate": "00080020",
+    "ModalitiesInStudy": "00080061", "StudyDescription": "00081030", "AccessionNumber": "00080050",
+    "InstitutionName": "00080080", "SeriesInstanceUID": "0020000E", "Modality": "00080060", "SeriesNumber": "00200011",
+    "SeriesDescription": "0008103E", "BodyPartExamined": "00180015", "NumberOfSeriesRelatedInstances": "00201209",
+    "SOPInstanceUID": "00080018", "InstanceNumber": "00200013", "NumberOfFrames": "00280008",
+    "WindowCenter": "00281050", "WindowWidth": "00281051", "WindowExplanation": "00281055",
+}
+SEX = {"M": "男", "F": "女", "O": "其他"}
+
+
+def value(obj: Mapping[str, Any], keyword: str, default: str = "") -> str:
+    """The first value of an attribute of a DICOM JSON object, as text (a PN's alphabetic group)."""
+    vals = (obj.get(T[keyword]) or {}).get("Value") or []
+    return text_of(vals[0]) if vals else default
+
+
+def values(obj: Mapping[str, Any], keyword: str) -> list[str]:
+    return [text_of(v) for v in (obj.get(T[keyword]) or {}).get("Value") or []]
+
+
+def text_of(v: Any) -> str:
+    if isinstance(v, dict):
+        return str(v.get("Alphabetic") or v.get("Ideographic") or "")
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def shown_name(pn: str) -> str:
+    """A PN as a person reads it: Chinese names without the ``^`` separators."""
+    parts = [p for p in pn.split("^") if p]
+    return "".join(parts) if any(ord(c) > 0x2E7F for c in pn) else " ".join(parts)
+
+
+def shown_date(da: str) -> str:
+    return f"{da[:4]}-{da[4:6]}-{da[6:8]}" if len(da) == 8 and da.isdigit() else da
+
+
+@dataclass(slots=True)
+class Preset:
+    code: str
+    label: str
+    center: float | None
+    width: float | None
+
+    @property
+    def window(self) -> str:
+        return "" if self.center is None or self.width is None else f"{self.center:g},{self.width:g}"
+
+
+@dataclass(slots=True)
+class SeriesView:
+    uid: str
+    number: str
+    modality: str
+    description: str
+    instances: list[tuple[str, int]]  # (SOP Instance UID, number of frames), in instance order
+    presets: list[Preset] = field(default_factory=list)
+
+    @property
+    def preset_data(self) -> list[list[str]]:
+        """The presets for viewer.js: [code, label, "center,width" or ""]."""
+        return [[p.code, p.label, p.window] for p in self.presets]
+
+    @property
+    def frames(self) -> int:
+        return sum(n for _, n in self.instances)
+
+    def frame(self, i: int) -> tuple[str, int]:
+        """The ``i``-th frame of the series (0-based) as (instance, frame number from 1)."""
+        for sop, n in self.instances:
+            if i < n:
+                return sop, i + 1
+            i -= n
+        return self.instances[-1][0], self.instances[-1][1]
+
+
+@dataclass(slots=True)
+class StudyView:
+    uid: str
+    patient_name: str
+    patient_sex: str
+    exam_date: str
+    modality: str
+    description: str
+    accession: str
+    source: str  # 影像来源：the institution the images come from
+    series: list[SeriesView]
+    exam: dict[str, Any] | None
+
+
+def _presets(modality: str, meta: Sequence[Mapping[str, Any]]) -> list[Preset]:
+    """CT: the four presets; otherwise 默认 and the windows the first instance names."""
+    if modality == "CT":
+        return [Preset(*p) for p in CT_PRESETS]
+    out = [Preset("default", "默认", None, None)]
+    if meta:
+        centers, widths = values(meta[0], "WindowCenter"), values(meta[0], "WindowWidth")
+        names = values(meta[0], "WindowExplanation")
+        for n, (c, w) in enumerate(zip(centers, widths, strict=False)):
+            try:
+                cf, wf = float(c), float(w)
+            except ValueError:
+                continue
+            if wf > 0:
+                label = names[n] if n < len(names) and names[n] else f"窗{n + 1}"
+                out.append(Preset(f"file{n + 1}", label, cf, wf))
+    return out
+
+
+def study_view(imaging: Any, reader: Any, study_uid: str, org_name: Callable[[str], str]) -> StudyView:
+    """The study as the pages show it, from the index (the access policy and the access log are the
+    service's: NotFound for a study the reader may not see)."""
+    found = imaging.find_studies(reader, {"StudyInstanceUID": study_uid}, limit=1)
+    if not found:
+        raise NotFound("未找到该检查的影像（平台尚未收到，或已被删除）")
+    st = found[0]
+    series: list[SeriesView] = []
+    for s in imaging.find_series(reader, study_uid, {}, limit=1000):
+        uid = value(s, "SeriesInstanceUID")
+        rows = _all_instances(imaging, reader, study_uid, uid)
+        rows.sort(key=lambda r: (_int(value(r, "InstanceNumber"), 0), value(r, "SOPInstanceUID")))
+        inst = [(value(r, "SOPInstanceUID"), max(1, _int(value(r, "NumberOfFrames"), 1))) for r in rows]
+        if not inst:
+            continue
+        modality = value(s, "Modality")
+        meta: list[dict[str, Any]] = []
+        if modality != "CT":
+            meta = json.loads(imaging.metadata(reader, study_uid, uid))[:1]
+        series.append(SeriesView(uid, value(s, "SeriesNumber"), modality, value(s, "SeriesDescription"), inst,
+                                 _presets(modality, meta)))
+    series.sort(key=lambda v: (_int(v.number, 1 << 30), v.uid))
+    exam = imaging.exam_for_study(reader, study_uid)
+    org = (exam or {}).get("org_code") or ""
+    source = (exam or {}).get("org_name") or (org_name(org) if org else "") or value(st, "InstitutionName") or org
+    return StudyView(
+        uid=study_uid, patient_name=shown_name(value(st, "PatientName")), patient_sex=SEX.get(value(st, "PatientSex"), ""),
+        exam_date=shown_date(value(st, "StudyDate")), modality="/".join(values(st, "ModalitiesInStudy")),
+        description=value(st, "StudyDescription"), accession=value(st, "AccessionNumber"), source=source,
+        series=series, exam=exam,
+    )
+
+
+#: instances of one series the page lists at most (the service answers them in pages of this size)
+PAGE = 10000
+MAX_PAGES = 5
+
+
+def _all_instances(imaging: Any, reader: Any, study_uid: str, series_uid: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for n in range(MAX_PAGES):
+        got = imaging.find_instances(reader, study_uid, series_uid, {}, limit=PAGE, offset=n * PAGE)
+        rows += got
+        if len(got) < PAGE:
+            break
+    return rows
+
+
+def _int(text: str, default: int) -> int:
+    try:
+        return int(float(text))
+    except ValueError:
+        return default
+
+
+def frame_template(study_uid: str, key: str) -> str:
+    """The rendered-frame URL with ``{series}``, ``{instance}``, ``{frame}`` to fill (viewer.js does
+    the same); ``&window=center,width`` added for a preset."""
+    return (f"/dicom-web/studies/{study_uid}/series/{{series}}/instances/{{instance}}/frames/{{frame}}/rendered?"
+            + urlencode({"key": key}))
+
+
+def frame_url(template: str, series: str, instance: str, frame: int, window: str) -> str:
+    url = template.replace("{series}", series).replace("{instance}", instance).replace("{frame}", str(frame))
+    return url + (f"&window={quote(window, safe=',')}" if window else "")
+
+
+def thumb_url(study_uid: str, series_uid: str, key: str) -> str:
+    return f"/dicom-web/studies/{study_uid}/series/{series_uid}/thumbnail?" + urlencode({"key": key})
+
+
+def _position(request: Request, v: StudyView) -> tuple[int, int, str]:
+    """The series, frame and preset the URL asks for (defaults: the first series, frame, 默认)."""
+    q = request.query_params
+    si = next((n for n, s in enumerate(v.series) if s.uid == q.get("series")), 0)
+    fi = _int(q.get("i", "0")[:9], 0) if v.series else 0
+    fi = min(max(fi, 0), v.series[si].frames - 1) if v.series else 0
+    preset = q.get("w", "default")[:20]
+    if v.series and preset not in {p.code for p in v.series[si].presets}:
+        preset = "default"
+    return si, fi, preset
+
+
+def viewer_context(request: Request, v: StudyView, key: str, link: Any) -> dict[str, Any]:
+    """What the shared viewer partial needs; ``link(**params)`` makes a link to the same page."""
+    si, fi, preset = _position(request, v)
+    tpl = frame_template(v.uid, key)
+    current = ""
+    if v.series:
+        s = v.series[si]
+        sop, n = s.frame(fi)
+        win = next((p.window for p in s.presets if p.code == preset), "")
+        current = frame_url(tpl, s.uid, sop, n, win)
+    return {
+        "v": v, "si": si, "fi": fi, "preset": preset, "frame_tpl": tpl, "current": current, "link": link,
+        "thumbs": [thumb_url(v.uid, s.uid, key) for s in v.series],
+    }
+
+
+# -- the doctor's viewer ---------------------------------------------------------------------------
+def imaging_url(request: Request, who: Caller | None, master: Mapping[str, Any]) -> str:
+    """The viewer link of an exam report whose study the platform holds and the doctor may see;
+    "" otherwise (and on a gateway's pages, which have no archive). The report page calls it
+    (a template global, registered below, so only where this module is installed)."""
+    c = getattr(request.app.state, "container", None)
+    if c is None or who is None or who.role not in VIEWER_ROLES or not master.get("report_form_no"):
+        return ""
+    try:
+        uid = c.imaging.study_for_exam(who.principal, str(master.get("org_code") or ""), str(master["report_form_no"]))
+        if not uid or not dom.valid_uid(uid):
+            return ""
+        c.imaging.study_state(who.principal, uid)  # NotFound: not held, deleted, or not for this reader
+    except HurenError:
+        return ""
+    return who.url(f"/ui/imaging/{uid}")
+
+
+TEMPLATES.globals["imaging_url"] = imaging_url
+
+
+@router.get("/ui/imaging/{study_uid}")
+async def viewer(request: Request, study_uid: str, who: Annotated[Caller, Depends(caller)]) -> Response:
+    who.require(VIEWER_ROLES, "影像调阅页面")
+    uid = dom.check_uid(study_uid)
+    c = container(request)
+    v = await call(study_view, c.imaging, who.principal, uid, _org_names(c))
+    issued = await call(c.imaging.issue_key, who.principal, dom.VIEWER, uid)
+    exam = v.exam or {}
+    report = who.url(f"/ui/report/exam/{exam['ref']}") if exam.get("ref") else ""
+
+    def link(**params: Any) -> str:
+        return who.url(f"/ui/imaging/{uid}", **params)
+
+    return page(request, who, "imaging/viewer.html", title="影像调阅", report_url=report,
+                expires_at=issued.expires_at, **viewer_context(request, v, issued.key, link))
+
+
+def _org_names(c: Any) -> Callable[[str], str]:
+    """An institution's name by its code ("" for one the directory does not hold)."""
+    def name(code: str) -> str:
+        try:
+            return str(c.directory.get_org(code)["name"])
+        except NotFound:
+            return ""
+    return name
+
+
+# -- the patient's cloud film (YB-4.3) ---------------------------------------------------------------
+FILM_ERRORS = {
+    404: ("链接不存在", "该云胶片链接不存在，请核对二维码或链接是否完整。"),
+    410: ("链接已过期", "该云胶片链接已过期。如需再次查看，请联系检查医院重新获取。"),
+    403: ("链接已失效", "该云胶片链接已被撤销，不能再查看。如有疑问，请联系检查医院。"),
+}
+
+
+def _film_error(request: Request, status: int, detail: str = "") -> Response:
+    title, message = FILM_ERRORS.get(status, ("暂时无法查看", "云胶片暂时无法打开，请稍后重试。"))
+    resp = page(request, None, "imaging/film_error.html", status, title=title, message=message, detail=detail)
+    resp.headers["Referrer-Policy"] = "no-referrer"  # the key is in the URL: never sent on to anyone
+    return resp
+
+
+def _film_grant(c: Any, key: str) -> Any:
+    if not dom.looks_like_key(key):
+        raise NotFound("云胶片链接不存在")
+    try:
+        return c.imaging.grant(key, (dom.FILM,))
+    except Unauthorized as exc:
+        raise NotFound(exc.text()) from exc
+
+
+async def _film(request: Request, key: str) -> tuple[Any, Any]:
+    c = container(request)
+    return c, await call(_film_grant, c, key)
+
+
+def _refused(request: Request, exc: HurenError) -> Response:
+    status = 410 if isinstance(exc, LinkExpired) else 403 if isinstance(exc, Forbidden) else exc.status
+    return _film_error(request, status if status in FILM_ERRORS else 500 if status >= 500 else status, exc.text())
+
+
+@film_router.get(FILM_PREFIX + "/{key}")
+async def film(request: Request, key: str) -> Response:
+    try:
+        c, grant = await _film(request, key)
+        v = await call(study_view, c.imaging, grant, grant.study_uid, _org_names(c))
+    except HurenError as exc:
+        return _refused(request, exc)
+    base = f"{FILM_PREFIX}/{key}"
+
+    def link(**params: Any) -> str:
+        q = {k: x for k, x in params.items() if x not in (None, "")}
+        return f"{base}?{urlencode(q)}" if q else base
+
+    resp = page(request, None, "imaging/film.html", title="数字影像", download_url=f"{base}/download",
+                expires_at=grant.expires_at, **viewer_context(request, v, key, link))
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    return resp
+
+
+def _zip_to_file(c: Any, grant: Any, name: str) -> IO[bytes]:
+    from huren.wire import dicomdir
+
+    members = c.imaging.instances_of(grant, grant.study_uid)
+    if not members:
+        raise NotFound("该检查没有可下载的影像")
+    # handed on to the streamed answer, whose background task closes (and so deletes) it
+    fh = tempfile.TemporaryFile(prefix="huren-film-", dir=_tmp_dir(c))  # noqa: SIM115
+    try:
+        dicomdir.write_zip(members, fh, patient_name=name or None)
+        fh.seek(0)
+    except BaseException:
+        fh.close()
+        raise
+    return fh
+
+
+def _tmp_dir(c: Any) -> str | None:
+    d = getattr(c.settings, "data_dir", None)
+    if d is None:
+        return None
+    path = os.path.join(str(d), "tmp")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def _stream(fh: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+    while chunk := fh.read(size):
+        yield chunk
+
+
+@film_router.get(FILM_PREFIX + "/{key}/download")
+async def film_download(request: Request, key: str) -> Response:
+    """The original files, byte-exact, with a DICOMDIR, as one zip (written to a temporary file,
+    then streamed; the file is gone when the answer is)."""
+    try:
+        c, grant = await _film(request, key)
+        found = await call(c.imaging.find_studies, grant, {"StudyInstanceUID": grant.study_uid}, limit=1)
+        name = shown_name(value(found[0], "PatientName")) if found else ""
+        date = value(found[0], "StudyDate") if found else ""
+        fh = await call(_zip_to_file, c, grant, name)
+    except HurenError as exc:
+        return _refused(request, exc)
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    fh.seek(0)
+    filename = f"DICOM-{date or 'study'}.zip"
+    zh = quote(f"数字影像-{date}.zip" if date else "数字影像.zip")
+    return StreamingResponse(
+        _stream(fh), media_type="application/zip", background=BackgroundTask(fh.close),
+        headers={
+            "Content-Disposition": f"attachment; filename=\"{filename}\"; filename*=UTF-8''{zh}",
+            "Content-Length": str(size), "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
