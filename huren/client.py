@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -136,21 +136,39 @@ def stow_result(status: int, body: Any) -> StowResult:
     return StowResult(status, [s for s in stored if s], failed)
 
 
-def multipart_parts(files: Sequence[Path], boundary: str, chunk: int = 1 << 20) -> tuple[int, Callable[[], Iterator[bytes]]]:
+#: one DICOM file of a STOW-RS request: a path, or (its size, a callable giving its bytes in chunks)
+StowPart = Path | tuple[int, Callable[[], Iterable[bytes]]]
+
+
+def _file_chunks(path: Path, chunk: int) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            yield block
+
+
+def multipart_parts(files: Sequence[StowPart], boundary: str, chunk: int = 1 << 20) -> tuple[int, Callable[[], Iterator[bytes]]]:
     """(length, a factory of the chunks) of a ``multipart/related; type="application/dicom"``
-    body of ``files``: streamed from disk, never held whole in memory; the factory can be called
-    again (a retry after a 401)."""
+    body of ``files``: streamed, never held whole in memory; the factory can be called again (a
+    retry after a 401). A part that yields other than its announced size raises ValueError."""
     head = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
     tail = f"--{boundary}--\r\n".encode()
-    sizes = [f.stat().st_size for f in files]
-    length = sum(len(head) + n + 2 for n in sizes) + len(tail)
+    parts: list[tuple[int, Callable[[], Iterable[bytes]]]] = []
+    for f in files:
+        if isinstance(f, Path):
+            parts.append((f.stat().st_size, lambda f=f: _file_chunks(f, chunk)))  # type: ignore[misc]
+        else:
+            parts.append(f)
+    length = sum(len(head) + n + 2 for n, _ in parts) + len(tail)
 
     def chunks() -> Iterator[bytes]:
-        for f in files:
+        for size, source in parts:
             yield head
-            with f.open("rb") as fh:
-                while block := fh.read(chunk):
-                    yield block
+            sent = 0
+            for block in source():
+                sent += len(block)
+                yield block
+            if sent != size:
+                raise ValueError(f"a STOW-RS part yielded {sent} bytes, not {size}")
             yield b"\r\n"
         yield tail
 
@@ -402,9 +420,9 @@ class HurenClient:
         return self.rest_call("GET", PATHS["dept"], params={"limit": limit, "offset": offset})
 
     # imaging ----------------------------------------------------------------------------------
-    def stow(self, files: Sequence[Path], *, timeout: float | None = None) -> StowResult:
+    def stow(self, files: Sequence[StowPart], *, timeout: float | None = None) -> StowResult:
         """Push DICOM Part-10 files with STOW-RS (``POST /dicom-web/studies``, one
-        ``multipart/related; type="application/dicom"`` request, streamed from disk). The
+        ``multipart/related; type="application/dicom"`` request, streamed). The
         platform stores identical bytes once (a re-send after a crash is a duplicate, not an
         error). 200 / 202 / 409 are answered as a :class:`StowResult`; another 4xx raises
         PlatformRefused, a 5xx / unreachable PlatformUnavailable."""

@@ -1,11 +1,10 @@
-"""Imaging on the gateway: the spool of DICOM files read from the PACS, and the study pusher.
+"""Imaging on the gateway: the study pusher, the ``[imaging]`` settings, the cloud-film QR image,
+and the hook the runner drives.
 
 The ``pacs_views`` source (``huren.gateway.sources.pacs_views``) finds complete studies in the
-PACS views and stages every file into the **spool** (``[imaging] spool_dir``, default
-``imaging-spool`` beside the outbox): fetched by its ``FILEPATH`` (a local or UNC-mounted path, or
-an http(s) URL, at most ``max_file_bytes``), checked to be DICOM Part 10 whose SOP Instance UID and
-Study Instance UID are the view row's, and stored under its SHA-256 (``<sha256>.dcm``, mode 0600 in
-a 0700 folder). The outbox then holds ONE record per study (kind ``study``): the instances'
+PACS views and stages every file into the **spool** (``huren.gateway.imaging_spool``;
+``[imaging] spool_dir``, default ``imaging-spool`` beside the outbox: sealed at rest, 0600 files
+in a 0700 folder). The outbox then holds ONE record per study (kind ``study``): the instances'
 UIDs, sizes, SHA-256 and spool names, never the bytes — so a PACS that purges its files after the
 study was queued loses nothing, and the outbox stays small.
 
@@ -21,26 +20,24 @@ is harmless, so a study arrives exactly once. The spool files of a settled study
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
-import os
-import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx2
 import orjson
 
-from huren.client import HurenClient
+from huren.client import HurenClient, StowPart
 from huren.errors import PlatformRefused, PlatformUnavailable
-from huren.gateway.model import Record, os_reason
+from huren.gateway.imaging_spool import FetchError, Spool
+from huren.gateway.model import Record
 from huren.gateway.outbox import Item, Outbox
 from huren.gateway.outbox_seal import REC
+from huren.gateway.sealing import Sealer
 from huren.gateway.uploader import reason
 
 if TYPE_CHECKING:
@@ -59,123 +56,6 @@ FONTS = (
     "C:/Windows/Fonts/simhei.ttf",
 )
 
-CHUNK = 1 << 20
-DICM_AT = 128
-
-
-class FetchError(Exception):
-    """A file could not be had or is not the file the view promised (a Chinese reason)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Staged:
-    sha256: str
-    size: int
-    name: str  # the spool file's name
-
-
-def _dicom_uids(path: Path) -> tuple[str, str]:
-    """(SOP Instance UID, Study Instance UID) of a Part-10 file; FetchError when it is not one."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(DICM_AT + 4)
-            if head[DICM_AT:] != b"DICM":
-                raise FetchError("不是 DICOM 文件（缺少 128 字节前导与“DICM”标记）")
-            fh.seek(0)
-            ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=["SOPInstanceUID", "StudyInstanceUID"])
-    except (InvalidDicomError, EOFError, ValueError, KeyError, AttributeError) as exc:
-        raise FetchError(f"DICOM 文件头无法解析（{exc.__class__.__name__}）") from exc
-    return str(ds.get("SOPInstanceUID", "")), str(ds.get("StudyInstanceUID", ""))
-
-
-class Spool:
-    """The folder of staged DICOM files, named by their SHA-256."""
-
-    def __init__(self, path: Path, *, max_file_bytes: int = 512 * 1024 * 1024, http_timeout: float = 60.0) -> None:
-        self.path = path
-        self.max_file_bytes = max_file_bytes
-        self.http_timeout = http_timeout
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(path, 0o700)
-
-    def file(self, name: str) -> Path:
-        if "/" in name or "\\" in name or not name.endswith(".dcm"):
-            raise ValueError(f"bad spool name {name!r}")
-        return self.path / name
-
-    def stage(self, source: str, sop_uid: str, study_uid: str) -> Staged:
-        """Copy ``source`` (a path or an http(s) URL) into the spool, checked; FetchError with a
-        Chinese reason when it cannot be read, is too big, is not DICOM or holds other UIDs."""
-        tmp = self.path / f".part-{secrets.token_hex(8)}"
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                for block in self._read(source):
-                    size += len(block)
-                    if size > self.max_file_bytes:
-                        raise FetchError(f"文件超过上限 {self.max_file_bytes} 字节")
-                    digest.update(block)
-                    out.write(block)
-            sop, study = _dicom_uids(tmp)
-            if sop != sop_uid:
-                raise FetchError(f"文件中的 SOP Instance UID（{sop[:64]}）与视图 INSTANCESOPIUID（{sop_uid}）不符")
-            if study != study_uid:
-                raise FetchError(f"文件中的 Study Instance UID（{study[:64]}）与视图 STUDIUIID（{study_uid}）不符")
-            sha = digest.hexdigest()
-            name = f"{sha}.dcm"
-            os.replace(tmp, self.path / name)  # the same bytes twice: one file
-            return Staged(sha, size, name)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def _read(self, source: str) -> Any:
-        if source.lower().startswith(("http://", "https://")):
-            return self._http(source)
-        return self._local(Path(source))
-
-    def _local(self, path: Path) -> Any:
-        try:
-            fh = path.open("rb")
-        except OSError as exc:
-            raise FetchError(f"无法读取文件 {path}（{os_reason(exc)}）") from exc
-        with fh:
-            while block := fh.read(CHUNK):
-                yield block
-
-    def _http(self, url: str) -> Any:
-        try:
-            with httpx2.stream("GET", url, timeout=self.http_timeout, follow_redirects=False) as r:
-                if r.status_code != 200:
-                    raise FetchError(f"下载影像文件失败：HTTP {r.status_code}")
-                length = r.headers.get("content-length", "")
-                if length.isdigit() and int(length) > self.max_file_bytes:
-                    raise FetchError(f"文件超过上限 {self.max_file_bytes} 字节")
-                yield from r.iter_bytes(CHUNK)
-        except httpx2.HTTPError as exc:
-            raise FetchError(f"下载影像文件失败（{exc.__class__.__name__}）") from exc
-
-    def remove(self, names: Sequence[str], keep: set[str]) -> None:
-        for n in names:
-            if n not in keep:
-                self.file(n).unlink(missing_ok=True)
-
-    def sweep(self, keep: set[str], older_than: float = 3600.0) -> int:
-        """Remove spool files no pending record names, last changed more than ``older_than`` s ago."""
-        cutoff = time.time() - older_than
-        n = 0
-        for f in self.path.iterdir():
-            try:
-                if f.name not in keep and f.stat().st_mtime < cutoff:
-                    f.unlink()
-                    n += 1
-            except OSError:
-                continue
-        return n
 
 
 def qr_png(url: str, *, caption: bool = True, font: Path | None = None) -> bytes:
@@ -270,25 +150,36 @@ class Pusher:
     def _study(self, doc: dict[str, Any]) -> tuple[bool | None, str]:
         uid = str(doc["study_instance_uid"])
         instances = [i for i in doc["instances"] if isinstance(i, dict)]
-        files: list[Path] = []
+        parts: list[tuple[int, Callable[[], Iterator[bytes]]]] = []
+        broken: dict[str, str] = {}
         for inst in instances:
-            f = self.spool.file(str(inst["spool"]))
-            if not f.is_file():  # removed by hand, or a disk restored from backup: fetch it again
+            name = str(inst["spool"])
+            if not self.spool.file(name).is_file():  # removed by hand, or found broken: fetch it again
                 try:
                     again = self.spool.stage(str(inst.get("filepath", "")), str(inst["sop_instance_uid"]), uid)
                 except FetchError as exc:
-                    return None, f"前置机暂存的影像文件 {f.name} 已丢失，从 PACS 重新读取也失败：{exc}"
-                if again.name != f.name:
-                    return False, reason(0, {"code": "spool_changed", "message": f"PACS 中的文件 {inst.get('filepath')} 已改变，请重新读取该检查"})
-            files.append(f)
+                    return None, f"前置机暂存的影像文件 {name} 已丢失，从 PACS 重新读取也失败：{exc}"
+                if again.name != name:
+                    self.spool.remove([again.name], self.referenced())
+                    why = f"PACS 中的文件 {inst.get('filepath')} 已改变，请重新读取该检查"
+                    return False, reason(0, {"code": "spool_changed", "message": why})
+            parts.append((int(inst["size"]), lambda name=name: self._opened(name, broken)))  # type: ignore[misc]
         refused: list[tuple[str, str]] = []
         try:
-            for group in self._groups(files, [int(i["size"]) for i in instances]):
+            for group in self._groups(parts):
                 res = self.client.stow(group)
                 refused.extend(res.failed)
             answer = self.client.commit_study(uid, [(str(i["sop_instance_uid"]), str(i["sha256"])) for i in instances])
         except PlatformRefused as exc:
             return False, reason(exc.status, exc.body)
+        except Exception as exc:
+            if not broken:
+                raise
+            # a spool file that does not open (whatever the HTTP stack made of it): fetched again next time
+            for name in broken:
+                self.spool.file(name).unlink(missing_ok=True)
+            log.warning("暂存的影像文件无法读取，已删除，将从 PACS 重新读取", extra={"study": uid, "error": str(exc)})
+            return None, f"检查 {uid} 的暂存文件无法读取，将从 PACS 重新读取：{next(iter(broken.values()))}"
         state = answer.get("state") if isinstance(answer, dict) else None
         if state == "complete":
             return True, ""
@@ -297,17 +188,23 @@ class Pusher:
             return False, reason(409, {"code": "stow_refused", "message": "平台拒收了部分实例", "refused": refused, "failed": failed})
         return None, f"平台确认检查 {uid} 尚不完整：{orjson.dumps(failed).decode()[:500]}"
 
-    def _groups(self, files: list[Path], sizes: list[int]) -> list[list[Path]]:
-        groups: list[list[Path]] = [[]]
+    def _opened(self, name: str, broken: dict[str, str]) -> Iterator[bytes]:
+        try:
+            yield from self.spool.chunks(name)
+        except (FetchError, OSError) as exc:
+            broken[name] = str(exc)
+            raise
+
+    def _groups(self, parts: list[tuple[int, Callable[[], Iterator[bytes]]]]) -> list[list[StowPart]]:
+        groups: list[list[StowPart]] = [[]]
         total = 0
-        for f, n in zip(files, sizes, strict=True):
-            if groups[-1] and total + n > self.max_stow_bytes:
+        for part in parts:
+            if groups[-1] and total + part[0] > self.max_stow_bytes:
                 groups.append([])
                 total = 0
-            groups[-1].append(f)
-            total += n
+            groups[-1].append(part)
+            total += part[0]
         return groups
-
 
 # -- [imaging] ---------------------------------------------------------------------------------------
 
@@ -328,8 +225,8 @@ class ImagingConf:
     listen: str = ""
     table: tuple[tuple[str, Any], ...] = ()
 
-    def spool(self) -> Spool:
-        return Spool(self.spool_dir, max_file_bytes=self.max_file_bytes, http_timeout=self.fetch_timeout_seconds)
+    def spool(self, sealer: Sealer) -> Spool:
+        return Spool(self.spool_dir, sealer, max_file_bytes=self.max_file_bytes, http_timeout=self.fetch_timeout_seconds)
 
 
 def imaging_conf(config: GatewayConfig) -> ImagingConf:
@@ -473,7 +370,7 @@ class ImagingHook:
 
         self.config, self.box = config, box
         self.conf = imaging_conf(config)
-        spool = self.conf.spool()
+        spool = self.conf.spool(box.sealer)
         self.sources = [
             pacs_views.build(raw, org_code=config.platform.org_code, spool=spool, base_dir=config.base_dir)
             for raw in config.pacs_views

@@ -23,8 +23,9 @@ from pydicom.uid import generate_uid
 
 from huren.client import HurenClient
 from huren.gateway.config import parse
-from huren.gateway.imaging import Spool
+from huren.gateway.imaging_spool import Spool
 from huren.gateway.runner import Gateway
+from huren.gateway.sealing import Sealer, cipher_beside
 from huren.gateway.sources.pacs_views import FILE_COLUMNS, STUDY_COLUMNS, PacsViewsSource, build
 
 ORG = "457759922"
@@ -177,9 +178,13 @@ def pacs(tmp_path: Path) -> Iterator[sqlite3.Connection]:
     db.close()
 
 
+def spool(tmp_path: Path, folder: str = "spool", **kw: Any) -> Spool:
+    return Spool(tmp_path / folder, Sealer(cipher_beside(tmp_path / "outbox.db")), **kw)
+
+
 def source(tmp_path: Path, **kw: Any) -> PacsViewsSource:
     raw = {"name": "pacs", "url": f"sqlite:///{tmp_path / 'pacs.db'}"} | kw
-    return build(raw, org_code=ORG, spool=Spool(tmp_path / "spool"))
+    return build(raw, org_code=ORG, spool=spool(tmp_path))
 
 
 def gateway(tmp_path: Path, fake: FakePlatform, **views: Any) -> Gateway:
@@ -394,6 +399,32 @@ def test_files_by_http_url_with_a_size_bound(tmp_path: Path, pacs: sqlite3.Conne
     assert spooled == {hashlib.sha256(p.read_bytes()).hexdigest() for p, _, _ in st.files}
     assert "下载影像文件失败：HTTP 404" in src.waiting[missing.uid]
     small = build({"name": "pacs", "url": f"sqlite:///{tmp_path / 'pacs.db'}"}, org_code=ORG,
-                  spool=Spool(tmp_path / "spool2", max_file_bytes=4096))
+                  spool=spool(tmp_path, "spool2", max_file_bytes=4096))
     assert list(small.poll("")) == []
     assert "文件超过上限 4096 字节" in small.waiting[st.uid]
+
+
+def test_the_spool_is_sealed_at_rest_and_a_broken_file_is_fetched_again(tmp_path: Path, pacs: sqlite3.Connection) -> None:
+    st = add_study(pacs, tmp_path / "f", "K1", n=2, name="王五")
+    fake = FakePlatform()
+    gw = gateway(tmp_path, fake)
+    gw.poll()
+    files = sorted((tmp_path / "spool").iterdir())
+    assert len(files) == 2
+    clear = [p.read_bytes() for p, _, _ in st.files]
+    for f in files:
+        raw = f.read_bytes()
+        assert b"DICM" not in raw
+        assert not any(c[132:196] in raw or c[-64:] in raw for c in clear)  # no stretch of either file in the clear
+        assert f.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "spool").stat().st_mode & 0o777 == 0o700
+    raw = bytearray(files[0].read_bytes())
+    raw[-5] ^= 1  # a flipped bit in the last chunk
+    files[0].write_bytes(bytes(raw))
+    settled, why = gw.imaging.pusher.drain()  # type: ignore[union-attr]
+    assert settled == 0 and "暂存文件无法读取，将从 PACS 重新读取" in why
+    assert not files[0].exists() and files[1].exists()
+    assert st.uid not in fake.commits
+    assert gw.imaging.pusher.drain() == (1, "")  # type: ignore[union-attr]  # fetched again from the PACS
+    assert sorted(fake.stored[st.uid].values()) == sorted(hashlib.sha256(c).hexdigest() for c in clear)
+    gw.close()

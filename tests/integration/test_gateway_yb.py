@@ -21,8 +21,9 @@ from PIL import Image
 
 from huren.crypto import sm2
 from huren.gateway.config import parse
-from huren.gateway.imaging import Pusher, Spool, find_font
+from huren.gateway.imaging import Pusher, find_font
 from huren.gateway.imaging_api import YbConf, create_yb_app
+from huren.gateway.imaging_spool import Spool
 from huren.gateway.outbox import Outbox
 from huren.gateway.runner import Gateway
 from tests.integration.test_gateway_pacs_views import ORG, FakePlatform, fake_client
@@ -165,7 +166,7 @@ def test_the_deletion_notice_is_queued_then_forwarded(env: Env, tmp_path: Path) 
     assert r.status_code == 202
     assert env.box.counts() == {"pending": 2, "done": 0, "dead": 0}  # durably queued before the answer
     assert env.fake.calls == []
-    pusher = Pusher(env.box, env.client, Spool(tmp_path / "spool"))
+    pusher = Pusher(env.box, env.client, Spool(tmp_path / "spool", env.box.sealer))
     assert pusher.drain() == (2, "")
     assert [d["accessionNo"] for d in env.fake.deletions] == ["A77", "A78"]
     first = env.fake.deletions[0]

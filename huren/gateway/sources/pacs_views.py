@@ -55,7 +55,7 @@ from sqlalchemy import ColumnElement, Select, String, and_, cast, column, litera
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from huren.gateway.imaging import FetchError, Spool
+from huren.gateway.imaging_spool import FetchError, Spool
 from huren.gateway.model import Record
 from huren.gateway.sources.base import Conf, ConfigError, SourceError, parse_time, to_text
 from huren.gateway.sources.dbview import lowered, raw_time, readonly_engine, view
