@@ -7,9 +7,11 @@ the DIMSE and DICOMweb transports, and the pages.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from importlib import resources
 from typing import Final
 
 from huren.errors import InvalidInput, Problem
@@ -163,3 +165,44 @@ def date_range(value: str, field: str = "StudyDate") -> tuple[str | None, str | 
         msg = f"{field} 必须是 YYYYMMDD 或 YYYYMMDD-YYYYMMDD 形式的日期或日期范围：“{value[:40]}”"
         raise InvalidInput(msg, [Problem(field, "date", msg)])
     return lo or None, hi or None
+
+
+# -- YB-5: the dictionaries of seed 003 (package data: huren/domain/data/yb_dictionaries.tsv) -------
+YB_DICTIONARIES: Final = ("patientType", "sex", "examRsltCode", "imgExamType", "prfs", "chargeType", "doctorType")
+YB_TITLES: Final = {
+    "patientType": "患者类型", "sex": "性别", "examRsltCode": "检查检验结果代码", "imgExamType": "影像检查类型",
+    "prfs": "职业", "chargeType": "费用类型", "doctorType": "人员类型",
+}
+
+
+@cache
+def _yb() -> dict[str, dict[str, str]]:
+    text = resources.files("huren.domain").joinpath("data/yb_dictionaries.tsv").read_text(encoding="utf-8")
+    out: dict[str, dict[str, str]] = {name: {} for name in YB_DICTIONARIES}
+    for line in text.splitlines()[1:]:
+        if line.strip():
+            name, code, title = line.split("\t")
+            out[name][code] = title
+    return out
+
+
+def yb_dictionary(name: str) -> Mapping[str, str]:
+    """The codes of one YB-5 dictionary (code → name), exactly as seed 003 prints them."""
+    if name not in YB_DICTIONARIES:
+        raise KeyError(name)
+    return _yb()[name]
+
+
+def yb_name(dictionary: str, code: str) -> str | None:
+    return yb_dictionary(dictionary).get(code.strip())
+
+
+def check_yb(dictionary: str, code: str, field: str | None = None) -> str:
+    """``code`` when it is in the YB-5 dictionary; InvalidInput (rule ``dictionary``) naming the allowed codes otherwise."""
+    value = code.strip() if isinstance(code, str) else ""
+    codes = yb_dictionary(dictionary)
+    if value not in codes:
+        allowed = "、".join(f"{k} {v}" for k, v in codes.items())
+        msg = f"{field or dictionary}（{YB_TITLES[dictionary]}）的取值“{str(code)[:20]}”不在字典中，可选：{allowed}"
+        raise InvalidInput(msg, [Problem(field or dictionary, "dictionary", msg)])
+    return value

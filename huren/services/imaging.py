@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -173,11 +174,13 @@ class ImagingService(ImagingReads, ImagingKeys):
     # -- YB-4.5: deletion notices ----------------------------------------------------------------------
     def delete_notice(
         self, principal: Principal, *, hospitalId: str, accessionNo: str, patientName: str = "",
-        operateDoctorName: str = "", operateDateTime: str = "",
+        operateDoctorName: str = "", operateDateTime: str | datetime = "",
     ) -> int:
         """The PACS deleted a study's images: its instances are marked deleted (kept, hidden from
         every answer and key), the notice kept in ``image_deletion``; how many instances were hidden
         (0 for a repeated notice). A patient name that differs from the study's is refused."""
+        if isinstance(operateDateTime, datetime):
+            operateDateTime = operateDateTime.isoformat(sep=" ", timespec="seconds")
         problems = [Problem(f, "required", f"缺少参数 {f}") for f, v in (("hospitalId", hospitalId), ("accessionNo", accessionNo)) if not v]
         for f, v, n in (("accessionNo", accessionNo, 64), ("patientName", patientName, 128), ("operateDoctorName", operateDoctorName, 128),
                         ("operateDateTime", operateDateTime, 32)):

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from huren.bootstrap import Container
 from huren.context import Clock, Principal
 from huren.errors import Forbidden, InvalidInput, LinkExpired, NotFound, Unauthorized
+from huren.services.container import Container
 from huren.store.tables import access_log, image_deletion, image_key
 from tests.conftest import ORG_A, ORG_B
 from tests.integration.test_imaging_store import A, make

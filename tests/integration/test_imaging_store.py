@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -15,10 +16,14 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 from sqlalchemy import func, select
 
-from huren.bootstrap import Container
+from huren import cli
 from huren.context import Principal
+from huren.crypto.aead import HEADER_LEN, TAG_LEN, FieldCipher
 from huren.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge
+from huren.services.container import Container
 from huren.services.imaging import KeyGrant, Sender
+from huren.store import sealing
+from huren.store.blobs import STREAM_HEADER_LEN, BlobStore
 from huren.store.tables import access_log, image_instance, image_study
 from tests.conftest import ORG_A, ORG_B, SUPERVISOR
 
@@ -26,6 +31,7 @@ A = Sender(ORG_A[0], "dimse:TEST@127.0.0.1", "dimse")
 B = Sender(ORG_B[0], "dimse:OTHER@127.0.0.1", "dimse")
 DOC_B = Principal(ORG_B[0], "doc", "doctor")
 HIS_A = Principal(ORG_A[0], "his", "hospital")
+ENVELOPE_LEN = HEADER_LEN + 32 + TAG_LEN  # the wrapped file key of a streamed blob
 
 
 def make(tmp: Path, *, study: str | None = None, name: str = "张三", pid: str = "P001", base: str = "CT_small.dcm",
@@ -172,3 +178,28 @@ def test_patient_identity_is_sealed_and_reads_are_logged_once(container: Contain
     with container.db.read() as conn:
         acts = [r.action for r in conn.execute(select(access_log.c.action).where(access_log.c.action.like("image.%")))]
     assert sorted(acts) == ["image.metadata", "image.retrieve"]
+
+
+def test_rotate_data_covers_studies_and_streamed_blobs(
+    container: Container, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "umask", lambda mask: 0o022)  # cli.main sets 077 for the process
+    img = container.imaging
+    p, ds = make(tmp_path, name="欧阳娜娜")
+    stored = img.store_instance(A, p)
+    img.delete_notice(HIS_A, hospitalId=ORG_A[0], accessionNo="none", patientName="某人")
+    argv = ["keys", "rotate-data", "--data-dir", str(container.settings.data_dir), "--database-url", container.settings.db_url]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "影像检查共 1 行：重新加密 1" in out and "影像删除通知共 1 行：重新加密 1" in out, out
+    assert "文件（报告PDF与被拒提交原文）共 1 个：重新加密 1" in out, out
+    fields = container.keys.reload_fields()
+    head = (container.settings.blob_dir / stored.sha256[:2] / stored.sha256[2:4] / stored.sha256).read_bytes()[:STREAM_HEADER_LEN]
+    assert FieldCipher.header(head[STREAM_HEADER_LEN - ENVELOPE_LEN :])[2] == fields.active
+    with container.db.read() as conn:
+        row = conn.execute(select(image_study)).mappings().one()
+    assert {sealing.key_id(row[c]) for c in ("patient_name", "patient_id", "patient_json")} == {fields.active}
+    container.db.seal_with(fields)
+    img._blobs = BlobStore(container.settings.blob_dir, cipher=fields)
+    assert b"".join(img.instance(DOC_B, ds.StudyInstanceUID, None, ds.SOPInstanceUID).chunks()) == p.read_bytes()
+    assert img.find_studies(DOC_B, {"PatientName": "欧阳娜娜"})[0]["00100010"]["Value"] == [{"Alphabetic": "欧阳娜娜"}]
