@@ -375,3 +375,25 @@ def test_hostile_requests_never_500(api_a: Api, world: dict[str, Any]) -> None:
         r = stow(api_a, b"--x--", ctype=ctype)
         assert r.status_code in (400, 415), (ctype, r.text)
         assert problem(r)
+
+
+def test_chinese_names_through_qido(container: Container, api_a: Api, tmp_path: Path) -> None:
+    """GB18030, and GBK bytes in a file mislabelled ISO_IR 100, read right in QIDO and metadata."""
+    gb = variant(tmp_path, "CT_small.dcm", SpecificCharacterSet="GB18030", PatientName="张三^",
+                 PatientID="GB1", StudyInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid())
+    ds = dcmread(variant(tmp_path, "MR_small.dcm", PatientID="GBK1", StudyInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid()))
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds["PatientName"].value = "李四".encode("gbk")  # the bytes a GBK system writes under a Latin-1 label
+    mislabelled = tmp_path / "mislabelled.dcm"
+    ds.save_as(mislabelled)
+    got = store(container, [gb, mislabelled])
+    for pid, name, stored in (("GB1", "张三", got[0]), ("GBK1", "李四", got[1])):
+        [study] = api_a.get(f"{DW}/studies", params={"PatientID": pid}).json()
+        assert study["00100010"]["Value"][0]["Alphabetic"].rstrip("^") == name
+        assert study["00080005"]["Value"] == ["ISO_IR 192"]
+        meta = api_a.get(f"{DW}/studies/{stored.study_uid}/metadata").json()
+        assert meta[0]["00100010"]["Value"][0]["Alphabetic"].rstrip("^") == name
+    r = api_a.get(f"{DW}/studies", params={"PatientName": "张*"})
+    assert uids(r.json(), "0020000D") == [got[0].study_uid]
+    assert "charset=" not in r.headers["content-type"]  # application/dicom+json is UTF-8 by definition
+    assert "张三".encode() in r.content
