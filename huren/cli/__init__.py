@@ -1,10 +1,10 @@
 """Command line: ``huren serve | db upgrade | demo | org add | list | disable | enable | user add |
-disable | enable | passwd | catalog import | export | list | keys init | keys public | gateway run | status | backfill | retry-dead``.
+disable | enable | passwd | catalog import | export | list | keys init | keys public | gateway run | status | backfill | retry-dead | dicom node add | list | remove | dicom echo | move``.
 
 Every command reads settings from ``HUREN_*`` environment variables; the options given here
 override them (``--data-dir`` ↔ ``HUREN_DATA_DIR``, ``--host`` ↔ ``HUREN_HOST`` …). One module per
 command group: ``serve`` (serve, db), ``demo``, ``accounts`` (org, user), ``catalog``, ``keys``,
-``gateway``; ``common`` holds the settings and options they share. Each module imports what its
+``gateway``, ``dicom``; ``common`` holds the settings and options they share. Each module imports what its
 commands need when they run, so that ``huren gateway`` loads nothing of the platform.
 """
 
@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from huren.cli import accounts, catalog, demo, gateway, keys, serve
+from huren.cli import accounts, catalog, demo, dicom, gateway, keys, serve
 from huren.errors import HurenError
 from huren.files import private_umask
 
@@ -24,7 +24,7 @@ __all__ = ["main", "parser"]
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="huren", description="huren 检查检验结果互认共享平台")
     sub = ap.add_subparsers(dest="command", required=True)
-    for group in (serve, demo, accounts, catalog, keys, gateway):  # the order of ``huren --help``
+    for group in (serve, demo, accounts, catalog, keys, gateway, dicom):  # the order of ``huren --help``
         group.add(sub)
     return ap
 

@@ -8,7 +8,9 @@ configured called AE title (``HUREN_DICOM_AET``). TCP_NODELAY is set on every so
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 from typing import TYPE_CHECKING, Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
@@ -22,6 +24,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
+from pynetdicom.transport import AssociationSocket
 
 from huren.dimse import commitment, handlers, query
 
@@ -45,6 +48,19 @@ def configure_pynetdicom() -> None:
     _config.LOG_REQUEST_IDENTIFIERS = False
     _config.LOG_RESPONSE_IDENTIFIERS = False
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    AssociationSocket._shutdown_socket = _shutdown_socket  # type: ignore[method-assign]
+
+
+def _shutdown_socket(self: AssociationSocket) -> None:
+    """pynetdicom 3.0.4 closes a socket only when ``shutdown()`` succeeded, so a connection that
+    failed (ENOTCONN) leaks its socket: shut down if possible, close in any case."""
+    sock = self.socket
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()
 
 
 def build_ae(aet: str) -> AE:
