@@ -239,3 +239,23 @@ def test_blob_gone_is_404_not_500(container: Container, api_a: Api, ct: StoredIn
     container.imaging._blobs.remove(ct.sha256)
     r = api_a.get("/wado", params=params(ct, contentType="application/dicom"))
     assert r.status_code == 404 and problem(r)
+
+
+def _log(c: Container) -> list[dict[str, Any]]:
+    from huren.store import audit as audit_store
+
+    with c.db.read() as conn:
+        return audit_store.list_access(conn, c.keys.fields(), limit=1000)
+
+
+def test_reads_are_in_the_access_log_once_per_view(container: Container, client: TestClient, api_b: Api, ct: StoredInstance) -> None:
+    before = {r["id"] for r in _log(container)}
+    for _ in range(3):  # three frames of one view: one entry
+        assert api_b.get("/wado", params=params(ct)).status_code == 200
+    new = [r for r in _log(container) if r["id"] not in before and r["action"] == "image.retrieve"]
+    assert len(new) == 1 and new[0]["org_code"] == ORG_B[0] and ct.study_uid in new[0]["target"]
+    issued = container.imaging.issue_key(_principal(ORG_B), "viewer", ct.study_uid)
+    seen = {r["id"] for r in _log(container)}
+    assert client.get("/wado", params=params(ct, key=issued.key)).status_code == 200
+    used = [r for r in _log(container) if r["id"] not in seen]
+    assert any(r["action"] == "image.retrieve" and "key:" in str(r["username"]) for r in used), used
