@@ -141,9 +141,12 @@ class Pusher:
         """(True, "") accepted; (False, reason) refused; (None, reason) to try again later."""
         if it.kind == "image_deletion":
             try:
-                self.client.image_deletion(it.payload)
+                answer = self.client.image_deletion(it.payload)
             except PlatformRefused as exc:
                 return False, reason(exc.status, exc.body)
+            hidden = answer.get("hidden") if isinstance(answer, dict) else None
+            if hidden == 0:
+                log.warning("影像删除通知已上报，但平台未找到对应的影像（检查号或患者姓名不符，或尚未推送）", extra={"key": it.key})
             return True, ""
         return self._study(orjson.loads(it.payload))
 

@@ -43,6 +43,7 @@ from starlette.responses import JSONResponse, Response
 from huren.client import HurenClient
 from huren.crypto import sm2
 from huren.domain import dictionaries, idcard
+from huren.domain.imaging import yb_dictionary
 from huren.errors import PlatformRefused, PlatformUnavailable
 from huren.gateway.imaging import qr_png
 from huren.gateway.model import Record
@@ -53,10 +54,9 @@ MAX_QUERY = 8192
 MAX_VALUE = 256
 MAX_BODY = 64 * 1024
 OK = "请求成功"
-# TODO(lead): the YB-5 dictionaries (seed 003 §5.2 sex, §5.7 doctorType) belong in huren/domain
-# (helper A); defined here until they are there.
-YB_SEX = {"0": "未知", "1": "男", "2": "女", "9": "未说明性别"}
-YB_DOCTOR_TYPE = {"1": "医师", "2": "技师", "3": "护士"}
+#: the YB-5 dictionaries (seed 003 §5.2 sex, §5.7 doctorType) the login's fields follow
+YB_SEX = yb_dictionary("sex")
+YB_DOCTOR_TYPE = yb_dictionary("doctorType")
 _DOLLAR = re.compile(r"\$([0-9A-Fa-f]{2})")
 _PHONE = re.compile(r"\+?[0-9][0-9-]{5,19}")
 _FIELD_TEXT = re.compile(r"[^\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]+")

@@ -65,6 +65,7 @@ def add_study(db: sqlite3.Connection, folder: Path, access_no: str, *, n: int = 
         ds.SOPInstanceUID = generate_uid()
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.AccessionNumber, ds.PatientID = access_no, f"P{access_no}"
+        ds.SpecificCharacterSet, ds.PatientName = "ISO_IR 192", name
         path = folder / f"{access_no}-{i}.dcm"
         ds.save_as(path, enforce_file_format=True)
         size = path.stat().st_size
@@ -428,3 +429,73 @@ def test_the_spool_is_sealed_at_rest_and_a_broken_file_is_fetched_again(tmp_path
     assert gw.imaging.pusher.drain() == (1, "")  # type: ignore[union-attr]  # fetched again from the PACS
     assert sorted(fake.stored[st.uid].values()) == sorted(hashlib.sha256(c).hexdigest() for c in clear)
     gw.close()
+
+
+# -- against the platform itself (its STOW-RS and commit, in process) --------------------------------
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """SQLite only: the gateway does not care which database the platform runs on."""
+    import shutil
+
+    target = tmp_path / "huren.db"
+    shutil.copy(sqlite_template, target)
+    return f"sqlite:///{target}"
+
+
+class Counting(httpx2.BaseTransport):
+    """The in-process platform, counting the STOW-RS requests and failing the next commit on demand."""
+
+    def __init__(self, inner: httpx2.BaseTransport) -> None:
+        self.inner, self.stows, self.fail_commit = inner, 0, False
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/dicom-web/studies":
+            self.stows += 1
+        if request.url.path.endswith("/commit") and self.fail_commit:
+            self.fail_commit = False
+            raise httpx2.ConnectError("killed", request=request)
+        return self.inner.handle_request(request)
+
+
+def platform_gateway(tmp_path: Path, transport: httpx2.BaseTransport) -> Gateway:
+    from tests.e2e.gateway_source import ORG as PORG
+    from tests.e2e.gateway_source import PASSWORD
+
+    doc = {
+        "platform": {"base_url": "http://testserver", "org_code": PORG.code, "username": "his", "password": PASSWORD},
+        "outbox": {"path": "outbox.db", "max_backoff_seconds": 2},
+        "pacs_views": {"url": "sqlite:///pacs.db"},
+    }
+    hc = HurenClient("http://testserver", PORG.code, "his", PASSWORD, http=httpx2.Client(base_url="http://testserver", transport=transport))
+    return Gateway(parse(doc, tmp_path), sources=[], client=hc)
+
+
+def test_pushed_to_the_platform_once_byte_exact_and_committed(tmp_path: Path, pacs: sqlite3.Connection, container: Any, client: Any) -> None:
+    from huren.context import Principal
+    from tests.e2e.gateway_source import ORG as PORG
+    from tests.e2e.gateway_source import PASSWORD
+
+    container.directory.add_org(PORG.code, PORG.name, PORG.region_code, "3甲", user="his", password=PASSWORD)
+    st = add_study(pacs, tmp_path / "f", "P1", n=3, org=PORG.code)
+    clear = {sop: path.read_bytes() for path, _, sop in st.files}
+    transport = Counting(client._transport)
+    transport.fail_commit = True  # the instances arrive, then the gateway is killed before its commit
+    gw = platform_gateway(tmp_path, transport)
+    assert gw.poll() == 1
+    settled, down = gw.imaging.pusher.drain()  # type: ignore[union-attr]
+    assert settled == 0 and down
+    me = Principal(PORG.code, "his", "hospital")
+    assert gw.box.counts() == {"pending": 1, "done": 0, "dead": 0}  # not confirmed: the study stays queued
+    gw.close()
+    again = platform_gateway(tmp_path, transport)
+    assert again.poll() == 0
+    assert again.imaging.pusher.drain() == (1, "")  # type: ignore[union-attr]
+    assert container.imaging.study_state(me, st.uid) == "complete"
+    held = container.imaging.instances_of(me, st.uid)
+    assert {f.sop_uid: b"".join(f.chunks()) for f in held} == clear  # byte-exact, each once
+    assert transport.stows == 2 and again.box.counts() == {"pending": 0, "done": 1, "dead": 0}
+    assert again.poll() == 0 and again.imaging.pusher.drain() == (0, "")  # type: ignore[union-attr]
+    assert transport.stows == 2
+    again.close()

@@ -20,12 +20,14 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from huren.crypto import sm2
+from huren.errors import NotFound
 from huren.gateway.config import parse
 from huren.gateway.imaging import Pusher, find_font
 from huren.gateway.imaging_api import YbConf, create_yb_app
 from huren.gateway.imaging_spool import Spool
 from huren.gateway.outbox import Outbox
 from huren.gateway.runner import Gateway
+from tests.integration import test_gateway_pacs_views as pvt
 from tests.integration.test_gateway_pacs_views import ORG, FakePlatform, fake_client
 
 KEY = sm2.generate_key()
@@ -212,3 +214,43 @@ def test_the_runner_serves_the_yb_endpoints(tmp_path: Path) -> None:
     finally:
         service.stop()
         gw.close()
+
+
+# -- against the platform itself ---------------------------------------------------------------------
+
+database_url = pvt.database_url  # SQLite only: the gateway does not care which database the platform runs on
+
+
+def test_film_url_and_deletion_through_the_platform(tmp_path: Path, container: Any, client: Any) -> None:
+    from huren.context import Principal
+    from tests.e2e.gateway_source import ORG as PORG
+    from tests.e2e.gateway_source import PASSWORD
+
+    container.directory.add_org(PORG.code, PORG.name, PORG.region_code, "3甲", user="his", password=PASSWORD)
+    db = pvt.make_pacs(tmp_path / "pacs.db")
+    st = pvt.add_study(db, tmp_path / "f", "Y1", n=2, org=PORG.code)
+    db.close()
+    gw = pvt.platform_gateway(tmp_path, client._transport)
+    gw.poll()
+    assert gw.imaging.pusher.drain() == (1, "")  # type: ignore[union-attr]
+    nets = (ipaddress.ip_network("127.0.0.1/32"),)
+    yb = YbConf(org_code=PORG.code, hospital_ids=frozenset({PORG.code}), clients=nets, hosts=frozenset(), key=KEY)
+    app = create_yb_app(yb, gw.client, gw.enqueue)
+    http = TestClient(app, client=("127.0.0.1", 40000), raise_server_exceptions=False)
+    q = {"accessNumber": "Y1", "modality": "CT", "hospitalId": PORG.code}
+    r = http.get(QR, params=q)
+    assert r.status_code == 200 and r.json()["message"] == "请求成功"
+    url = r.json()["data"]
+    assert "/film/" in url
+    page = client.get(httpx2.URL(url).path)
+    assert page.status_code == 200  # the patient's cloud film opens
+    assert http.get(QR, params=q | {"accessNumber": "NOPE"}).status_code == 202  # no such study of ours
+    notice = {"patientName": "张三", "accessionNo": "Y1", "hospitalId": PORG.code, "operateDoctorName": "李医生",
+              "operateDateTime": "2026-11-30 10:20:30"}
+    assert http.post("/getway/api/imageDeletion", json=notice).json()["code"] == 200
+    assert gw.imaging.pusher.drain() == (1, "")  # type: ignore[union-attr]
+    me = Principal(PORG.code, "his", "hospital")
+    with pytest.raises(NotFound):
+        container.imaging.instances_of(me, st.uid)  # hidden from every answer now
+    assert http.get(QR, params=q).status_code == 202  # and no cloud film for it any more
+    gw.close()
