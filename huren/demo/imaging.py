@@ -142,6 +142,8 @@ def _template(name: str) -> Dataset:
         raise FileNotFoundError(name)
     ds = dcmread(path)
     ds.remove_private_tags()
+    if "DataSetTrailingPadding" in ds:  # CT_small has some: a C-STORE SCU drops it, so the demo does not send it
+        del ds.DataSetTrailingPadding
     return ds
 
 
