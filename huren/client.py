@@ -15,7 +15,8 @@ By default one SM4 key serves the client's lifetime (the platform then unwraps i
 ``fresh_key_per_call=True`` makes a new key, and a new strKey, for every call.
 
 REST: the client owns every REST path of the platform the gateway and the SDK speak to
-(``PATHS``, ``report_path``), the access token (fetched once, again a minute before it expires,
+(``PATHS``, ``report_path``, ``imaging_commit_path``; STOW-RS ``POST /dicom-web/studies``
+streamed from disk or from the gateway's sealed spool: ``stow``), the access token (fetched once, again a minute before it expires,
 and once more when a call is answered 401) and the two ways a call fails: ``PlatformUnavailable``
 (the platform could not be reached, answered 5xx / 408 / 425 / 429, or refused the client's own
 account — try again later) and ``PlatformRefused`` (it refused the question: a 4xx, its
@@ -69,8 +70,6 @@ PATHS = {
     "film_url": f"{API}/imaging/film-url",
     "deletions": f"{API}/imaging/deletions",
     "patient_exams": f"{API}/imaging/patient-exams",
-    "viewer_key": f"{API}/imaging/viewer-key",
-    "download_address": f"{API}/imaging/download-address",
 }
 #: a DICOM UID as it may appear in a path (PS3.5 §9.1: digits and dots, at most 64)
 _UID = re.compile(r"[0-9][0-9.]{0,63}")

@@ -394,6 +394,14 @@ class ImagingHook:
                 text = "；".join(f"{uid}：{why}" for uid, why in sorted(found.items()))
                 meta[f"imaging_{what}:{src.name}"] = f"{len(found)} 个检查：{text}"[:4000] if found else ""
             self.box.write([], meta=meta)
+            summary = "；".join(
+                f"{len(found)} 个检查{label}（详见 gateway status --json 的 imaging_{what}:{src.name}）"
+                for what, label, found in (("waiting", "尚不完整，等待重试", src.waiting), ("refused", "被拒绝推送", src.refused))
+                if found
+            )
+            if summary:  # shown as the source's 最近错误 in `gateway status`, without counting a failed poll
+                with self.box._lock:
+                    self.box._conn.execute("UPDATE source_state SET last_error = ? WHERE name = ?", (summary, src.name))
         if time.monotonic() - self._swept > self.SWEEP_EVERY:
             self._swept = time.monotonic()
             swept = self.pusher.spool.sweep(self.pusher.referenced())

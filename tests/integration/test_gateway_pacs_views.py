@@ -241,6 +241,8 @@ def test_a_count_mismatch_waits_and_later_studies_go_on(tmp_path: Path, pacs: sq
     assert orjson.loads(item.payload)["study_instance_uid"] == later.uid
     text = _meta(gw, "waiting")
     assert short.uid in text and "实例数不符：v_web_jctj 的 INSTANCECOUNT 为 3，v_web_jcjg 列出 2 个文件" in text
+    status = gw.box.stats()["sources"]["pacs_views"]
+    assert status["last_error"].startswith("1 个检查尚不完整，等待重试") and status["poll_failures"] == 0
     assert any("检查影像尚不完整" in r.getMessage() and getattr(r, "reason", "").startswith("实例数不符") for r in caplog.records)
     assert gw.imaging.pusher.drain() == (1, "")  # type: ignore[union-attr]
     assert short.uid not in fake.stored
