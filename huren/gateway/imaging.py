@@ -312,7 +312,12 @@ def yb_conf(config: GatewayConfig, conf: ImagingConf) -> Any:
     font = find_font(str(t.get("caption_font", "") or ""))
     if font is None:
         log.warning("未找到中文字体：云胶片二维码下方将不显示“扫描查看数字影像”（可在 [imaging] caption_font 指定字体文件）")
-    names = allowed_hosts(conf.listen, tuple(hosts)) if hosts else frozenset()
+    if parse_listen(conf.listen)[0] in ("0.0.0.0", "::") and not hosts:
+        raise ConfigError(
+            f"[imaging] listen ({conf.listen}) 监听所有网卡时须在 hosts 中列出 PACS 与工作站访问前置机所用的地址或主机名"
+            '（例如 hosts = ["10.1.2.5", "pacs-gw.hospital.local"]）：其他 Host 的请求一律拒绝'
+        )
+    names = allowed_hosts(conf.listen, tuple(hosts))
     return YbConf(
         org_code=config.platform.org_code, hospital_ids=frozenset(ids), clients=clients, hosts=names, token=token,
         key=key, order="C1C2C3" if order == "C1C2C3" else "C1C3C2", session_seconds=float(hours) * 3600, font=font,

@@ -40,7 +40,7 @@ WS = "10.1.8.21"
 def conf(**over: Any) -> YbConf:
     nets = tuple(ipaddress.ip_network(n) for n in ("127.0.0.1/32", "10.1.8.0/24"))
     base: dict[str, Any] = {
-        "org_code": ORG, "hospital_ids": frozenset({ORG, "H650102"}), "clients": nets, "hosts": frozenset(), "key": KEY,
+        "org_code": ORG, "hospital_ids": frozenset({ORG, "H650102"}), "clients": nets, "hosts": frozenset({"testserver"}), "key": KEY,
         "font": find_font(),
     }
     return YbConf(**(base | over))
@@ -184,6 +184,8 @@ def test_callers_outside_clients_and_without_the_token_are_refused(tmp_path: Pat
     assert e.http().get(QR, params=q).status_code == 403
     assert e.http().get(QR, params=q | {"token": "s" * 24}).status_code == 200
     assert e.http().get(QR, params=q, headers={"X-Access-Token": "s" * 24}).status_code == 200
+    rebound = e.http().get(QR, params=q | {"token": "s" * 24}, headers={"Host": "evil.example"})
+    assert rebound.status_code == 403 and "不是前置机的地址" in rebound.json()["message"]
     e.client.close()
     e.box.close()
 
@@ -192,6 +194,31 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_listening_on_every_interface_needs_hosts(tmp_path: Path) -> None:
+    from huren.gateway.config import ConfigError
+    from huren.gateway.imaging import imaging_conf, yb_conf
+
+    doc = {
+        "platform": {"base_url": "http://127.0.0.1:1", "org_code": ORG, "username": "his", "password": "pw"},
+        "outbox": {"path": "outbox.db"},
+        "imaging": {"listen": "0.0.0.0:8766"},
+    }
+    config = parse(doc, tmp_path)
+    with pytest.raises(ConfigError, match="须在 hosts 中列出"):
+        yb_conf(config, imaging_conf(config))
+    doc["imaging"] = {"listen": "0.0.0.0:8766", "hosts": ["10.1.2.5"], "clients": ["10.1.8.0/24"]}
+    config = parse(doc, tmp_path)
+    yb = yb_conf(config, imaging_conf(config))
+    assert "10.1.2.5:8766" in yb.hosts and ipaddress.ip_address("10.1.8.7") in yb.clients[0]
+    doc["imaging"] = {"listen": "127.0.0.1:8766", "clients": ["not an address"]}
+    with pytest.raises(ConfigError, match="clients"):
+        config = parse(doc, tmp_path)
+        yb_conf(config, imaging_conf(config))
+    doc["imaging"] = {"lisen": "127.0.0.1:8766"}
+    with pytest.raises(ConfigError, match="不认识的配置项 lisen"):
+        imaging_conf(parse(doc, tmp_path))
 
 
 def test_the_runner_serves_the_yb_endpoints(tmp_path: Path) -> None:
@@ -234,7 +261,7 @@ def test_film_url_and_deletion_through_the_platform(tmp_path: Path, container: A
     gw.poll()
     assert gw.imaging.pusher.drain() == (1, "")  # type: ignore[union-attr]
     nets = (ipaddress.ip_network("127.0.0.1/32"),)
-    yb = YbConf(org_code=PORG.code, hospital_ids=frozenset({PORG.code}), clients=nets, hosts=frozenset(), key=KEY)
+    yb = YbConf(org_code=PORG.code, hospital_ids=frozenset({PORG.code}), clients=nets, hosts=frozenset({"testserver"}), key=KEY)
     app = create_yb_app(yb, gw.client, gw.enqueue)
     http = TestClient(app, client=("127.0.0.1", 40000), raise_server_exceptions=False)
     q = {"accessNumber": "Y1", "modality": "CT", "hospitalId": PORG.code}
