@@ -19,11 +19,12 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 from PIL import Image
 from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
 from pydicom.errors import InvalidDicomError
@@ -62,6 +63,9 @@ FRAME_MEDIA_TYPES = {
 }
 #: the largest rendered image side (rows / columns / viewport beyond this are refused)
 MAX_SIDE = 4096
+#: values larger than this are read from the file when used, not when the file is opened
+DEFER_BYTES = 256 * 1024
+PIXEL_DATA = 0x7FE00010
 THUMBNAIL_SIDE = 128
 Format = Literal["jpeg", "png"]
 
@@ -89,13 +93,26 @@ def _bad(field: str, message: str) -> InvalidInput:
     return InvalidInput(message, [Problem(field, "range", message)])
 
 
-def load(data: bytes) -> Dataset:
+def load(src: bytes | BinaryIO) -> Dataset:
     """The dataset of a stored Part-10 file (stored files were validated at ingest; a damaged
-    one is refused, not a 500)."""
+    one is refused, not a 500). Values over :data:`DEFER_BYTES` stay in ``src`` until used, so a
+    frame of a large multi-frame file is read alone (:func:`frame_bytes`); a file object must
+    stay open while the dataset is used."""
     try:
-        return dcmread(io.BytesIO(data))
+        return dcmread(io.BytesIO(src) if isinstance(src, bytes) else src, defer_size=DEFER_BYTES)
     except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
         raise NotRenderable("影像文件无法解析", [Problem("objectUID", "dicom", "存储的影像文件无法解析")]) from exc
+
+
+def _deferred_pixels(ds: Dataset) -> tuple[BinaryIO, int] | None:
+    """(file, offset of the Pixel Data value) when the value was not read yet (and can be read
+    in place: not from a deflated file, whose stream pydicom inflated)."""
+    raw = ds.get_item(PIXEL_DATA, keep_deferred=True)
+    buffer = getattr(ds, "buffer", None)
+    if (isinstance(raw, RawDataElement) and raw.value is None and buffer is not None
+            and _transfer_syntax(ds) != DEFLATED and raw.value_tell is not None):
+        return buffer, int(raw.value_tell)
+    return None
 
 
 def number_of_frames(ds: Dataset) -> int:
@@ -129,11 +146,15 @@ def frame_bytes(ds: Dataset, frame: int) -> tuple[bytes, str, str]:
     little-endian byte order (transfer syntax Explicit VR LE), else the encapsulated frame."""
     n = _check_frame(ds, frame, "frame")
     ts = _transfer_syntax(ds)
-    raw = ds.PixelData
+    deferred = _deferred_pixels(ds)
     if ts not in NATIVE:
         try:
-            data = get_frame(raw, frame - 1, number_of_frames=n)
-        except (ValueError, IndexError) as exc:
+            if deferred is not None:
+                deferred[0].seek(deferred[1])
+                data = get_frame(deferred[0], frame - 1, number_of_frames=n)
+            else:
+                data = get_frame(ds.PixelData, frame - 1, number_of_frames=n)
+        except (ValueError, IndexError, OSError) as exc:
             raise NotRenderable("压缩像素数据的帧无法读取", [Problem("frame", "pixel_data", "压缩帧无法读取")]) from exc
         return data, frame_media_type(ts), ts
     bits = int(ds.get("BitsAllocated", 8))
@@ -144,7 +165,11 @@ def frame_bytes(ds: Dataset, frame: int) -> tuple[bytes, str, str]:
         size = get_expected_length(ds, "bytes") // n
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise NotRenderable("像素数据的行列属性无效", [Problem("frame", "pixel_data", "Rows / Columns 等属性无效")]) from exc
-    data = bytes(raw[(frame - 1) * size: frame * size])
+    if deferred is not None:
+        deferred[0].seek(deferred[1] + (frame - 1) * size)
+        data = deferred[0].read(size)
+    else:
+        data = bytes(ds.PixelData[(frame - 1) * size: frame * size])
     if len(data) != size:
         raise NotRenderable("像素数据不完整", [Problem("frame", "pixel_data", "像素数据短于行列所需")])
     if ts == BIG_ENDIAN and bits in (16, 32):

@@ -397,3 +397,23 @@ def test_chinese_names_through_qido(container: Container, api_a: Api, tmp_path: 
     assert uids(r.json(), "0020000D") == [got[0].study_uid]
     assert "charset=" not in r.headers["content-type"]  # application/dicom+json is UTF-8 by definition
     assert "张三".encode() in r.content
+
+
+def test_frames_of_a_large_multiframe_file(container: Container, api_a: Api, tmp_path: Path) -> None:
+    """Ten 128×128 frames (320 KB of pixel data, read in place): each frame is its own slice."""
+    ds = dcmread(sample("CT_small.dcm"))
+    frame = np.frombuffer(ds.PixelData, dtype="<i2").reshape(128, 128)
+    stack = np.stack([np.roll(frame, 7 * k, axis=1) for k in range(10)])
+    ds.NumberOfFrames = 10
+    ds.PixelData = stack.astype("<i2").tobytes()
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    path = tmp_path / "multi.dcm"
+    ds.save_as(path)
+    i = store(container, [path])[0]
+    base = f"{DW}/studies/{i.study_uid}/series/{i.series_uid}/instances/{i.sop_uid}"
+    [(_, seventh)] = parts(api_a.get(f"{base}/frames/7"))
+    assert seventh == stack[6].astype("<i2").tobytes()
+    r = api_a.get(f"{base}/frames/7/rendered", params={"window": "40,400"}, headers={"Accept": "image/png"})
+    assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (128, 128)
+    assert api_a.get(f"{base}/frames/11").status_code == 400

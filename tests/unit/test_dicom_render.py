@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -147,3 +148,22 @@ def test_header_uids() -> None:
     study, cls, sop = dr.header_uids(path)
     assert cls == "1.2.840.10008.5.1.4.1.1.2" and study and sop and study.startswith("1.3.6.1.4.1.5962")
     assert dr.header_uids(__file__) == (None, None, None)
+
+
+@pytest.mark.parametrize("name", ["MR_small.dcm", "MR_small_bigendian.dcm", "SC_rgb_rle_2frame.dcm", "SC_rgb_jpeg_dcmtk.dcm",
+                                  "JPEG2000.dcm", "rtdose.dcm", "SC_ybr_full_422_uncompressed.dcm"])
+def test_frames_read_in_place_equal_frames_read_whole(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With Pixel Data left in the file (deferred), each frame is read alone from the open file,
+    and equals the frame cut from the value read whole."""
+    whole = _ds(name)
+    monkeypatch.setattr(dr, "DEFER_BYTES", 64)
+    with tempfile.SpooledTemporaryFile(max_size=1024) as fh:  # as the API spools a stored file
+        fh.write(_bytes(name))
+        fh.seek(0)
+        lazy = dr.load(fh)  # type: ignore[arg-type]
+        assert dr._deferred_pixels(lazy) is not None
+        for frame in range(1, dr.number_of_frames(whole) + 1):
+            assert dr.frame_bytes(lazy, frame) == dr.frame_bytes(whole, frame), frame
+        assert dr.render(lazy, dr.RenderOptions(fmt="png")) == dr.render(whole, dr.RenderOptions(fmt="png"))
+    raw = _bytes("MR_small_implicit.dcm")
+    assert dr.to_explicit_le(raw) == (monkeypatch.undo() or dr.to_explicit_le(raw))
