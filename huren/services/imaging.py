@@ -81,10 +81,11 @@ class ImagingService(ImagingReads, ImagingKeys):
     def store_instance(self, sender: Sender, src: Path | BinaryIO, *, size_hint: int | None = None) -> StoredInstance:
         """Parse, copy (streamed, sealed) and index one Part-10 file; see the module's docstring."""
         if isinstance(src, Path):
-            size = src.stat().st_size
-            self._check_size(size)
-            rec = dicom.read_header(src, size)
-            with open(src, "rb") as fh:
+            with open(src, "rb") as fh:  # one open: the header read, then the copy from the start
+                size = os.fstat(fh.fileno()).st_size
+                self._check_size(size)
+                rec = dicom.read_header(fh, size)
+                fh.seek(0)
                 return self._keep(sender, rec, fh)
         if not _seekable(src) or src.tell() != 0:  # a stream, or a file inside a larger one: spooled
             with tempfile.TemporaryFile(dir=self._spool_dir()) as spool:

@@ -11,12 +11,14 @@ so a QIDO answer reads one row per study. Every lookup is by a unique or indexed
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -80,47 +82,101 @@ def _study_values(conn: Connection, rec: InstanceRecord, org_code: str, sender: 
     return sealing.seal_row(sealing.cipher(conn), STUDY, row)
 
 
+class _Known:
+    """Facts of committed rows that never change, per engine (process-local): a study's id and
+    institution (and the modalities seen), a series' id and study. A row this process has just
+    inserted is not remembered until it is read back from a later transaction."""
+
+    def __init__(self, cap: int = 20_000) -> None:
+        self.cap = cap
+        self.studies: dict[str, tuple[int, str, set[str]]] = {}
+        self.series: dict[str, tuple[int, int]] = {}
+        self.lock = threading.Lock()
+
+    def remember(self, table: dict[str, Any], key: str, value: Any) -> None:
+        with self.lock:
+            if len(table) >= self.cap:
+                table.clear()
+            table[key] = value
+
+
+_KNOWN: weakref.WeakKeyDictionary[Engine, _Known] = weakref.WeakKeyDictionary()
+
+
+def _known(conn: Connection) -> _Known:
+    k = _KNOWN.get(conn.engine)
+    if k is None:
+        k = _KNOWN.setdefault(conn.engine, _Known())
+    return k
+
+
+def _study(conn: Connection, known: _Known, rec: InstanceRecord, org_code: str, sender: str, now: datetime) -> tuple[int, str, set[str]]:
+    hit = known.studies.get(rec.study_uid)
+    if hit is not None:
+        return hit
+    q = select(st.c.id, st.c.org_code, st.c.modalities).where(st.c.study_uid == rec.study_uid)
+    r = conn.execute(q).first()
+    if r is not None:
+        found = (int(r.id), str(r.org_code), {m for m in str(r.modalities).split(",") if m})
+        known.remember(known.studies, rec.study_uid, found)
+        return found
+    _insert_ignore(conn, st, _study_values(conn, rec, org_code, sender, now), "study_uid")
+    r = conn.execute(q).one()
+    return int(r.id), str(r.org_code), {m for m in str(r.modalities).split(",") if m}
+
+
+def _series(conn: Connection, known: _Known, study_id: int, rec: InstanceRecord) -> tuple[int, int, bool]:
+    """(series id, its study id, created now)."""
+    hit = known.series.get(rec.series_uid)
+    if hit is not None:
+        return hit[0], hit[1], False
+    q = select(se.c.id, se.c.study_id).where(se.c.series_uid == rec.series_uid)
+    r = conn.execute(q).first()
+    if r is not None:
+        known.remember(known.series, rec.series_uid, (int(r.id), int(r.study_id)))
+        return int(r.id), int(r.study_id), False
+    _insert_ignore(conn, se, _series_values(study_id, rec), "series_uid")
+    r = conn.execute(q).one()
+    return int(r.id), int(r.study_id), True
+
+
 def ingest(
     conn: Connection, rec: InstanceRecord, *, org_code: str, sender: str, sha256: str, size: int, now: datetime
 ) -> Ingested:
-    """Index one stored instance (its bytes already in the blob store as ``sha256``)."""
-    study = conn.execute(select(st.c.id, st.c.org_code, st.c.state).where(st.c.study_uid == rec.study_uid)).first()
-    if study is None:
-        _insert_ignore(conn, st, _study_values(conn, rec, org_code, sender, now), "study_uid")
-        study = conn.execute(select(st.c.id, st.c.org_code, st.c.state).where(st.c.study_uid == rec.study_uid)).one()
-    study_id, owner, state = int(study.id), str(study.org_code), str(study.state)
+    """Index one stored instance (its bytes already in the blob store as ``sha256``): three
+    statements for a study and series already known (insert, two counter updates)."""
+    known = _known(conn)
+    study_id, owner, mods = _study(conn, known, rec, org_code, sender, now)
     if owner != org_code:
         raise Refusal("ownership", owner)
-    old = conn.execute(
-        select(ins.c.id, ins.c.study_id, ins.c.series_id, ins.c.sha256).where(ins.c.sop_uid == rec.sop_uid)
-    ).first()
-    if old is not None and int(old.study_id) != study_id:
-        raise Refusal("conflict", "sop_uid")
-    if old is not None and old.sha256 == sha256:
-        return Ingested(study_id, True, False)
-    if old is not None and state == imaging.COMPLETE:
-        raise Refusal("conflict", "sha256")
-    series = conn.execute(select(se.c.id, se.c.study_id).where(se.c.series_uid == rec.series_uid)).first()
-    new_series = series is None
-    if series is None:
-        _insert_ignore(conn, se, _series_values(study_id, rec), "series_uid")
-        series = conn.execute(select(se.c.id, se.c.study_id).where(se.c.series_uid == rec.series_uid)).one()
-    if int(series.study_id) != study_id:
+    series_id, series_study, new_series = _series(conn, known, study_id, rec)
+    if series_study != study_id:
         raise Refusal("conflict", "series_uid")
-    values = _instance_values(study_id, int(series.id), rec, sha256, size, now)
-    if old is not None:  # other bytes while the study is still receiving: the newer file wins
-        conn.execute(update(ins).where(ins.c.id == old.id).values(values))
+    values = _instance_values(study_id, series_id, rec, sha256, size, now)
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(ins).values(values).on_conflict_do_nothing(index_elements=["sop_uid"]).returning(ins.c.id)
+    if conn.execute(stmt).scalar() is None:  # held already: the same bytes, or others
+        old = conn.execute(select(ins.c.id, ins.c.study_id, ins.c.sha256).where(ins.c.sop_uid == rec.sop_uid)).one()
+        if int(old.study_id) != study_id:
+            raise Refusal("conflict", "sop_uid")
+        if old.sha256 == sha256:
+            return Ingested(study_id, True, False)
+        if conn.execute(select(st.c.state).where(st.c.id == study_id)).scalar_one() == imaging.COMPLETE:
+            raise Refusal("conflict", "sha256")
+        conn.execute(update(ins).where(ins.c.id == old.id).values(values))  # still receiving: the newer file wins
         return Ingested(study_id, False, True)
-    conn.execute(ins.insert().values(values))
-    conn.execute(update(se).where(se.c.id == series.id).values(instance_count=se.c.instance_count + 1))
-    modalities = conn.execute(select(st.c.modalities).where(st.c.id == study_id)).scalar_one()
-    mods = sorted({m for m in str(modalities).split(",") if m} | ({rec.modality} if rec.modality else set()))
-    conn.execute(
-        update(st).where(st.c.id == study_id).values(
-            instance_count=st.c.instance_count + 1, series_count=st.c.series_count + (1 if new_series else 0),
-            modalities=",".join(mods)[:128], state=imaging.RECEIVING, updated_at=now,
-        )
-    )
+    conn.execute(update(se).where(se.c.id == series_id).values(instance_count=se.c.instance_count + 1))
+    study_values: dict[str, Any] = {
+        "instance_count": st.c.instance_count + 1, "state": imaging.RECEIVING, "updated_at": now,
+    }
+    if new_series:
+        study_values["series_count"] = st.c.series_count + 1
+    if rec.modality and rec.modality not in mods:
+        current = conn.execute(select(st.c.modalities).where(st.c.id == study_id)).scalar_one()
+        merged = {m for m in str(current).split(",") if m} | {rec.modality}
+        study_values["modalities"] = ",".join(sorted(merged))[:128]
+        mods.add(rec.modality)  # (a rollback leaves only ModalitiesInStudy short of it)
+    conn.execute(update(st).where(st.c.id == study_id).values(study_values))
     return Ingested(study_id, False, False)
 
 

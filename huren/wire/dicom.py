@@ -50,6 +50,7 @@ from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]
 
 from huren.domain import imaging
 from huren.errors import InvalidInput, Problem
+from huren.wire.dicom_json import dataset_json
 
 # A value pydicom finds invalid while reading (a bad UID, a too-long string) is not warned about:
 # the rules below refuse what the platform cannot keep, with the field named, and a server has no
@@ -67,7 +68,6 @@ PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 UNICODE = "ISO_IR 192"
 CHINESE = frozenset({"GB18030", "GBK", UNICODE, "ISO 2022 IR 58", "ISO 2022 58", "ISO 2022 GBK"})
 LATIN_OR_NONE = frozenset({"", "ISO_IR 6", "ISO_IR 100", "ISO 2022 IR 6", "ISO 2022 IR 100"})
-_BULK = "\0bulk"
 _IMPLICIT = "1.2.840.10008.1.2"
 _BIG = "1.2.840.10008.1.2.2"
 _DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
@@ -264,16 +264,6 @@ def _drop_bulk(ds: Dataset) -> dict[str, Any]:
     return stubs
 
 
-def _strip_bulk(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        if obj.get("BulkDataURI") == _BULK:
-            return {"vr": obj["vr"]}
-        return {k: _strip_bulk(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_strip_bulk(v) for v in obj]
-    return obj
-
-
 def read_header(src: Path | BinaryIO, size: int) -> InstanceRecord:
     """Parse a Part-10 file's header (never its pixel data); InvalidInput (rule ``dicom``,
     ``uid`` or ``sop_class``) for what the platform does not keep."""
@@ -301,12 +291,12 @@ def _read(fh: BinaryIO, size: int) -> InstanceRecord:
         if charset != declared_text:  # pydicom decodes with the charset it read: told the one to use
             ds._read_charset = convert_encodings(charset.split("\\") if charset else ["ISO_IR 6"])
         stubs = _drop_bulk(ds)
-        js = ds.to_json_dict(bulk_data_threshold=BULK_THRESHOLD, bulk_data_element_handler=lambda _el: _BULK)
+        js = dataset_json(ds, list(ds.original_character_set), ts != _BIG, BULK_THRESHOLD)
     except InvalidInput:
         raise
     except Exception as exc:  # whatever pydicom raises on a malformed file: refused, never a 500
         raise _bad(f"无法解析的 DICOM 文件（{_reason(exc)}）") from None
-    js = _strip_bulk(js) | stubs
+    js = js | stubs
     if pixel_vr is not None:
         js["7FE00010"] = {"vr": pixel_vr}
     js["00080005"] = {"vr": "CS", "Value": [UNICODE]}
