@@ -184,7 +184,7 @@ def spool(tmp_path: Path, folder: str = "spool", **kw: Any) -> Spool:
 
 
 def source(tmp_path: Path, **kw: Any) -> PacsViewsSource:
-    raw = {"name": "pacs", "url": f"sqlite:///{tmp_path / 'pacs.db'}"} | kw
+    raw = {"name": "pacs", "url": f"sqlite:///{tmp_path / 'pacs.db'}", "recheck_seconds": 0} | kw
     return build(raw, org_code=ORG, spool=spool(tmp_path))
 
 
@@ -192,7 +192,7 @@ def gateway(tmp_path: Path, fake: FakePlatform, **views: Any) -> Gateway:
     doc = {
         "platform": {"base_url": "http://platform", "org_code": ORG, "username": "his", "password": "pw"},
         "outbox": {"path": "outbox.db", "max_backoff_seconds": 2},
-        "pacs_views": {"url": "sqlite:///pacs.db"} | views,
+        "pacs_views": {"url": "sqlite:///pacs.db", "recheck_seconds": 0} | views,
         "imaging": {"spool_dir": "spool"},
     }
     return Gateway(parse(doc, tmp_path), sources=[], client=fake_client(fake))
@@ -325,6 +325,23 @@ def test_view_names_and_columns_are_configurable(tmp_path: Path) -> None:
     assert rec.payload["instances"][0]["filepath"] == f"{tmp_path}/x.dcm"
 
 
+def test_a_waiting_study_is_not_fetched_at_every_poll(tmp_path: Path, pacs: sqlite3.Connection) -> None:
+    st = add_study(pacs, tmp_path / "f", "J1", n=2)
+    st.files[1][0].unlink()  # one file missing: the other is fetched at each check
+    src = source(tmp_path, recheck_seconds=3600)
+    fetched: list[str] = []
+    stage = src.spool.stage
+    src.spool.stage = lambda path, sop, study: fetched.append(sop) or stage(path, sop, study)  # type: ignore[method-assign]
+    assert list(src.poll("")) == []
+    assert "无法读取文件" in src.waiting[st.uid] and len(fetched) == 2  # the first file, then the missing one
+    n = len(fetched)
+    wm = '{"at": null, "wait": {"%s": "%s"}}' % (st.uid, datetime.now().strftime("%Y-%m-%d %H:%M:%S"))
+    assert list(src.poll(wm)) == [] and len(fetched) == n  # checked a moment ago: not again
+    assert "无法读取文件" in src.waiting[st.uid]  # still reported
+    src.recheck_seconds = 0
+    assert list(src.poll(wm)) == [] and len(fetched) > n
+
+
 def test_files_too_young_wait(tmp_path: Path, pacs: sqlite3.Connection) -> None:
     now = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
     st = add_study(pacs, tmp_path / "f", "E1", n=1, modify=now)
@@ -401,7 +418,7 @@ def test_files_by_http_url_with_a_size_bound(tmp_path: Path, pacs: sqlite3.Conne
     spooled = {i["sha256"] for i in rec.payload["instances"]}
     assert spooled == {hashlib.sha256(p.read_bytes()).hexdigest() for p, _, _ in st.files}
     assert "下载影像文件失败：HTTP 404" in src.waiting[missing.uid]
-    small = build({"name": "pacs", "url": f"sqlite:///{tmp_path / 'pacs.db'}"}, org_code=ORG,
+    small = build({"name": "pacs", "url": f"sqlite:///{tmp_path / 'pacs.db'}", "recheck_seconds": 0}, org_code=ORG,
                   spool=spool(tmp_path, "spool2", max_file_bytes=4096))
     assert list(small.poll("")) == []
     assert "文件超过上限 4096 字节" in small.waiting[st.uid]
@@ -468,7 +485,7 @@ def platform_gateway(tmp_path: Path, transport: httpx2.BaseTransport) -> Gateway
     doc = {
         "platform": {"base_url": "http://testserver", "org_code": PORG.code, "username": "his", "password": PASSWORD},
         "outbox": {"path": "outbox.db", "max_backoff_seconds": 2},
-        "pacs_views": {"url": "sqlite:///pacs.db"},
+        "pacs_views": {"url": "sqlite:///pacs.db", "recheck_seconds": 0},
     }
     hc = HurenClient("http://testserver", PORG.code, "his", PASSWORD, http=httpx2.Client(base_url="http://testserver", transport=transport))
     return Gateway(parse(doc, tmp_path), sources=[], client=hc)

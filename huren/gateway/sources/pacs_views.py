@@ -17,7 +17,7 @@ INSTITUTIONNAME, INSTITUTIONCODE, FILESIZE) are its instances. A study becomes O
   row's FILESIZE (``filesize_unit``: bytes, kb or mb; kb / mb compared to within one unit).
 
 Otherwise the study waits: it is kept in the watermark's waiting list and checked again at every
-poll (later studies go on), the reason written in Chinese to the log and to ``gateway status``
+poll (at most every ``recheck_seconds``; later studies go on), the reason written in Chinese to the log and to ``gateway status``
 (meta ``imaging_waiting``), until it is complete or ``wait_hours`` passed (then it is read again
 only when its MODIFYTIME moves). Half a study is never queued. A study read again with the same
 files is recognised as identical (one push); with more files it is queued and pushed again.
@@ -35,6 +35,7 @@ Keys of ``[pacs_views]`` (or several ``[[pacs_views]]`` tables, e.g. a PACS and 
     batch_size = 100                     # studies per read (at most 1000)
     settle_seconds = 60
     wait_hours = 72
+    recheck_seconds = 60                 # a waiting study is checked (its files fetched) at most this often
     start = "2024-01-01"                 # where to begin when no watermark is stored yet
     time_as = "auto"                     # text | datetime (auto: text for SQLite)
 
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -74,8 +76,10 @@ STUDY_COLUMNS = (
 )
 KEYS = (
     "url", "study_view", "file_view", "columns", "institution_codes", "path_map", "filesize_unit", "batch_size",
-    "settle_seconds", "wait_hours", "start", "time_as",
+    "settle_seconds", "wait_hours", "recheck_seconds", "start", "time_as",
 )
+#: studies kept waiting at most (the watermark carries their UIDs)
+MAX_WAITING = 5000
 UNITS = {"bytes": 1, "kb": 1024, "mb": 1024 * 1024}
 
 
@@ -118,6 +122,7 @@ class PacsViewsSource:
         batch_size: int = 100,
         settle_seconds: float = 60.0,
         wait_hours: float = 72.0,
+        recheck_seconds: float = 60.0,
         start: str = "",
         time_as: str = "auto",
         now: Any = datetime.now,
@@ -129,6 +134,7 @@ class PacsViewsSource:
         self.path_map = dict(path_map or {})
         self.unit = UNITS[filesize_unit]
         self.batch_size, self.settle_seconds, self.wait_hours = batch_size, settle_seconds, wait_hours
+        self.recheck_seconds = recheck_seconds
         self.start = start
         self.time_as = ("text" if engine.dialect.name == "sqlite" else "datetime") if time_as == "auto" else time_as
         self.now = now
@@ -136,6 +142,7 @@ class PacsViewsSource:
         self.waiting: dict[str, str] = {}
         self.refused: dict[str, str] = {}
         self._said: dict[str, str] = {}
+        self._checked: dict[str, float] = {}  # STUDIUIID → when it was last checked (monotonic)
 
     # -- reading -----------------------------------------------------------------------------------
     def _c(self, name: str) -> Any:
@@ -262,6 +269,11 @@ class PacsViewsSource:
 
     def _one(self, study: Mapping[str, Any], files: list[dict[str, Any]], pos: Position) -> Record | None:
         uid = self.v(study, "STUDIUIID")
+        last = self._checked.get(uid)
+        if last is not None and uid in pos.wait and time.monotonic() - last < self.recheck_seconds:
+            self.waiting[uid] = self._said.get(uid, "等待重试")  # checked a moment ago: not every poll
+            return None
+        self._checked[uid] = time.monotonic()
         refused = self._refusal(study, files)
         if refused:
             self.refused[uid] = refused
@@ -271,6 +283,11 @@ class PacsViewsSource:
         try:
             rec = self._check(study, files)
         except FetchError as exc:
+            if uid not in pos.wait and len(pos.wait) >= MAX_WAITING:
+                text = f"等待中的检查已达 {MAX_WAITING} 个，不再记入等待列表（PACS 更新该检查后将重新读取）：{exc}"
+                self.refused[uid] = text
+                self._say(uid, text, refused=True)
+                return None
             first = pos.wait.setdefault(uid, self.now().strftime("%Y-%m-%d %H:%M:%S"))
             if (self.now() - parse_time(first)).total_seconds() > self.wait_hours * 3600:
                 pos.wait.pop(uid)
@@ -283,6 +300,7 @@ class PacsViewsSource:
             return None
         pos.wait.pop(uid, None)
         self._said.pop(uid, None)
+        self._checked.pop(uid, None)
         return rec
 
     def poll(self, watermark: str) -> Iterator[Record]:
@@ -344,6 +362,7 @@ def build(raw: Mapping[str, Any], *, org_code: str, spool: Spool, base_dir: Path
         batch_size=batch_size,
         settle_seconds=conf.number("settle_seconds", 60.0),
         wait_hours=conf.number("wait_hours", 72.0),
+        recheck_seconds=conf.number("recheck_seconds", 60.0),
         start=conf.text("start", ""),
         time_as=time_as,
     )
