@@ -6,8 +6,8 @@ turn (huren, Orthanc, huren, Orthanc… with ``--rounds``), and measures for eac
 
 * ``store_ips``: C-STORE ingest with dcmtk ``storescu`` — one association sending the whole corpus
   directory (``+sd +r``), instances/s of wall time (the client with ``TCP_NODELAY=1``, as Orthanc);
-* ``rss_peak_mb`` / ``rss_hwm_mb``: the server's resident memory while ingesting (VmRSS sampled every
-  20 ms from /proc/<pid>/status, and VmHWM at the end of the ingest);
+* ``rss_before_mb`` / ``rss_peak_mb`` / ``rss_hwm_mb``: the server's resident memory before and while
+  ingesting (VmRSS sampled every 20 ms from /proc/<pid>/status; VmHWM at the end of the ingest);
 * ``wado_p50_ms`` / ``wado_p99_ms``: WADO-URI ``contentType=application/dicom``, 1 client, keep-alive;
 * ``wado_rps``: WADO-URI with 8 client processes (keep-alive each) for ``--seconds``;
 * ``qido_p50_ms`` / ``qido_p99_ms``: QIDO-RS ``/dicom-web/studies?PatientID=…``, 1 client.
@@ -302,13 +302,14 @@ def measure(start: Callable[[Path], Target], work: Path, corpus: Corpus, a: argp
         t.stop()
 
 
-KEYS = ("store_ips", "wado_p50_ms", "wado_p99_ms", "wado_rps", "qido_p50_ms", "qido_p99_ms", "rss_peak_mb", "rss_hwm_mb")
+KEYS = ("store_ips", "wado_p50_ms", "wado_p99_ms", "wado_rps", "qido_p50_ms", "qido_p99_ms", "rss_before_mb", "rss_peak_mb",
+        "rss_hwm_mb")
 
 
 def _line(name: str, f: dict[str, float]) -> str:
     return (f"{name:8s} store {f['store_ips']:7.1f} inst/s | WADO p50 {f['wado_p50_ms']:6.2f} ms p99 {f['wado_p99_ms']:6.2f} ms"
             f" | WADO x8 {f['wado_rps']:7.1f} req/s | QIDO p50 {f['qido_p50_ms']:6.2f} ms p99 {f['qido_p99_ms']:6.2f} ms"
-            f" | RSS peak {f['rss_peak_mb']:6.1f} MB (HWM {f['rss_hwm_mb']:6.1f})")
+            f" | RSS {f['rss_before_mb']:5.1f} → peak {f['rss_peak_mb']:5.1f} MB (HWM {f['rss_hwm_mb']:5.1f})")
 
 
 def _ratio(h: dict[str, float] | None, o: dict[str, float] | None, key: str) -> float | None:
