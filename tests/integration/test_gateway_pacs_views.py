@@ -335,7 +335,7 @@ def test_a_waiting_study_is_not_fetched_at_every_poll(tmp_path: Path, pacs: sqli
     assert list(src.poll("")) == []
     assert "无法读取文件" in src.waiting[st.uid] and len(fetched) == 2  # the first file, then the missing one
     n = len(fetched)
-    wm = orjson.dumps({"at": None, "wait": {st.uid: datetime.now().strftime("%Y-%m-%d %H:%M:%S")}}).decode()
+    wm = orjson.dumps({"at": None, "wait": {str(st.uid): datetime.now().strftime("%Y-%m-%d %H:%M:%S")}}).decode()
     assert list(src.poll(wm)) == [] and len(fetched) == n  # checked a moment ago: not again
     assert "无法读取文件" in src.waiting[st.uid]  # still reported
     src.recheck_seconds = 0
