@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
-from typing import Final
+from typing import Any, Final
 
 from huren.errors import InvalidInput, Problem
 
@@ -36,6 +36,44 @@ SHA_MISMATCH: Final = "sha256"
 
 #: the storage SOP classes live under this root (PS3.4 B.5)
 STORAGE_ROOT: Final = "1.2.840.10008.5.1.4."
+
+
+@dataclass(slots=True)
+class InstanceRecord:
+    """What the index keeps of one instance (text as Unicode, from the normalised character set);
+    made from a file's header by ``huren.wire.dicom.read_header``."""
+
+    sop_uid: str
+    sop_class_uid: str
+    study_uid: str
+    series_uid: str
+    transfer_syntax: str
+    patient_name: str
+    patient_id: str
+    patient_birth_date: str
+    patient_sex: str
+    study_date: str
+    study_time: str
+    accession_number: str
+    study_id: str
+    study_description: str
+    referring_physician: str
+    institution_name: str
+    modality: str
+    series_number: int | None
+    series_description: str
+    body_part: str
+    series_date: str
+    series_time: str
+    instance_number: int | None
+    rows: int | None
+    columns: int | None
+    frames: int
+    charset_in: str  # the Specific Character Set as received
+    charset: str  # the one used to decode the text
+    metadata: dict[str, Any] = field(default_factory=dict)  # DICOM JSON without group 0010
+    patient_json: dict[str, Any] = field(default_factory=dict)  # DICOM JSON of group 0010
+
 
 # -- image keys (XC-E7…E11, YB-4.3) ---------------------------------------------------------------
 VIEWER: Final = "viewer"

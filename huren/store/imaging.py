@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
 from huren.domain import imaging
+from huren.domain.imaging import InstanceRecord
 from huren.store import sealing
 from huren.store.tables import (
     dicom_node,
@@ -33,7 +34,6 @@ from huren.store.tables import (
     image_series,
     image_study,
 )
-from huren.wire.dicom import InstanceRecord
 
 STUDY = "image_study"
 st, se, ins = image_study, image_series, image_instance

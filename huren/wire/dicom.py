@@ -35,7 +35,6 @@ from __future__ import annotations
 import re
 import struct
 import unicodedata
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -49,6 +48,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]
 
 from huren.domain import imaging
+from huren.domain.imaging import InstanceRecord
 from huren.errors import InvalidInput, Problem
 from huren.wire.dicom_json import dataset_json
 
@@ -65,6 +65,8 @@ BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN"})
 TEXT_VRS = frozenset({"PN", "LO", "SH", "ST", "LT", "UT", "UC"})
 _LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"})
 PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+__all__ = ["InstanceRecord", "detect_charset", "read_header"]
+
 UNICODE = "ISO_IR 192"
 CHINESE = frozenset({"GB18030", "GBK", UNICODE, "ISO 2022 IR 58", "ISO 2022 58", "ISO 2022 GBK"})
 LATIN_OR_NONE = frozenset({"", "ISO_IR 6", "ISO_IR 100", "ISO 2022 IR 6", "ISO 2022 IR 100"})
@@ -72,42 +74,6 @@ _IMPLICIT = "1.2.840.10008.1.2"
 _BIG = "1.2.840.10008.1.2.2"
 _DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
 _SEQ_DELIM = b"\xfe\xff\xdd\xe0\0\0\0\0"
-
-
-@dataclass(slots=True)
-class InstanceRecord:
-    """What the index keeps of one instance (text as Unicode, from the normalised character set)."""
-
-    sop_uid: str
-    sop_class_uid: str
-    study_uid: str
-    series_uid: str
-    transfer_syntax: str
-    patient_name: str
-    patient_id: str
-    patient_birth_date: str
-    patient_sex: str
-    study_date: str
-    study_time: str
-    accession_number: str
-    study_id: str
-    study_description: str
-    referring_physician: str
-    institution_name: str
-    modality: str
-    series_number: int | None
-    series_description: str
-    body_part: str
-    series_date: str
-    series_time: str
-    instance_number: int | None
-    rows: int | None
-    columns: int | None
-    frames: int
-    charset_in: str  # the Specific Character Set as received
-    charset: str  # the one used to decode the text
-    metadata: dict[str, Any] = field(default_factory=dict)  # DICOM JSON without group 0010
-    patient_json: dict[str, Any] = field(default_factory=dict)  # DICOM JSON of group 0010
 
 
 def _bad(message: str, rule: str = "dicom", fld: str = "file") -> InvalidInput:
