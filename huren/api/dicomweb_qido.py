@@ -69,7 +69,7 @@ class Query:
                 continue
             keyword = next((lv[name.upper()] for lv in levels if name.upper() in lv), None)
             if keyword is None:
-                self.unknown.append(name[:40])
+                self.unknown.append("".join(ch if " " < ch < "\x7f" and ch != "\"" else "?" for ch in name[:40]))  # header-safe
                 continue
             if len(value) > MAX_VALUE:
                 raise bad(keyword, "max_length", f"{keyword} 的匹配值不能超过 {MAX_VALUE} 个字符")

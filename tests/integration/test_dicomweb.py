@@ -90,8 +90,9 @@ def test_paging(api_a: Api, world: dict[str, Any]) -> None:
 
 
 def test_unknown_key_warned_and_bad_values_400(api_a: Api, world: dict[str, Any]) -> None:
-    r = api_a.get(f"{DW}/studies", params={"PatientID": "1CT1", "Bogus": "1"})
+    r = api_a.get(f"{DW}/studies", params={"PatientID": "1CT1", "Bogus": "1", "患者": "x", 'a"b': "y"})
     assert r.status_code == 200 and len(r.json()) == 1 and "Bogus" in r.headers["warning"]
+    assert "??" in r.headers["warning"] and 'a?b' in r.headers["warning"]  # a header stays ASCII and quoted
     for q, field in (({"limit": "-1"}, "limit"), ({"offset": "x"}, "offset"), ({"StudyDate": "2004"}, "StudyDate"),
                      ({"fuzzymatching": "maybe"}, "fuzzymatching")):
         r = api_a.get(f"{DW}/studies", params=q)
