@@ -65,3 +65,15 @@ def test_regions_in_one_room() -> None:
     assert not regions.in_scope("652301", ("650100", "6502"))
     assert regions.level_name(3, "甲") == "三级甲等" and regions.level_name(9) == "未定级"
     assert regions.is_org_region("650102") and not regions.is_org_region("6501")
+
+
+def test_the_imaging_actions() -> None:
+    """Issue 12: institutions push and delete their own images; doctors read anyone's images
+    and ask for keys; supervisors read their region's; the viewed side verifies its own keys."""
+    his = Principal("457759922", "pacs", "hospital")
+    assert access.roles_for("image.write") == ("hospital", "admin") and access.scope(his, "image.write") is OWN
+    assert access.scope(DOCTOR, "image.read") is ALL and access.scope(SUP, "image.read") is REGION
+    assert access.scope(DOCTOR, "image_key.issue") is ALL and access.scope(SUP, "image_key.issue") is None
+    assert access.scope(his, "image_key.verify") is OWN and access.scope(DOCTOR, "image_key.verify") is None
+    assert access.scope(SUP, "dicom_node.write") is REGION and access.scope(his, "dicom_node.write") is None
+    assert access.action("image.write").write and not access.action("image.read").write
