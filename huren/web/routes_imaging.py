@@ -149,8 +149,8 @@ def _presets(modality: str, meta: Sequence[Mapping[str, Any]]) -> list[Preset]:
                 cf, wf = float(c), float(w)
             except ValueError:
                 continue
-            if wf > 0:
-                label = names[n] if n < len(names) and names[n] else f"窗{n + 1}"
+            if wf > 0:  # named as the file names it, else by its level / width
+                label = names[n][:16] if n < len(names) and names[n] else f"{cf:g}/{wf:g}"
                 out.append(Preset(f"file{n + 1}", label, cf, wf))
     return out
 

@@ -15,7 +15,9 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.browser.conftest import account, shot
+from tests import samples
+from tests.browser.conftest import account, login, shot
+from tests.conftest import ORG_A
 from tests.browser.test_doctor_flow import _token
 from tests.e2e.test_serve import ROOT, Server, _env, serve
 
@@ -66,7 +68,19 @@ def imaging_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S
     assert proc.returncode == 0, proc.stderr
     study = json.loads(proc.stdout.strip().splitlines()[-1])
     with serve(data, demo=demo) as s:
+        with httpx2.Client(base_url=s.base_url, timeout=10.0) as http:
+            study["report"] = _exam_report(http, hospital, study["uid"])
         yield s, study
+
+
+def _exam_report(http: httpx2.Client, hospital: dict[str, str], study_uid: str) -> str:
+    """An exam report of the hospital whose study is ``study_uid`` (its ref)."""
+    payload = json.loads(json.dumps(samples.exam(), ensure_ascii=False).replace(ORG_A[0], hospital["org_code"]))
+    payload["exammaster"]["study_instance_uid"] = study_uid
+    r = http.post("/api/v1/exam-reports", json=payload, headers={"Authorization": f"Bearer {_token(http, hospital)}"})
+    assert r.status_code == 200, r.text
+    ref: str = r.json()["report_id"]
+    return ref
 
 
 def _page(browser: Any, size: tuple[dict[str, int], float]) -> tuple[Any, Any, list[str]]:
@@ -75,10 +89,20 @@ def _page(browser: Any, size: tuple[dict[str, int], float]) -> tuple[Any, Any, l
     ctx.set_default_timeout(15_000)
     page = ctx.new_page()
     errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    _console(page, errors)
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     page.add_init_script(WATCH_CSP)
     return ctx, page, errors
+
+
+def _console(page: Any, errors: list[str]) -> None:
+    """Console errors of the page (not the browser's own /favicon.ico of pages that name no icon)."""
+    def seen(m: Any) -> None:
+        url = m.location.get("url", "")
+        if m.type == "error" and not url.endswith("/favicon.ico"):
+            errors.append(f"{m.text} {url}")
+    page.on("console", seen)
 
 
 def _src(page: Any) -> str:
@@ -155,7 +179,7 @@ def test_patient_film_on_a_phone(browser: Any, imaging_server: tuple[Server, dic
     server, study = imaging_server
     ctx, page, errors = _page(browser, PHONE)
     try:
-        r = page.goto(f"{server.base_url}/film/{study['film']}")
+        r = page.goto(f"{server.base_url}/film/{study['film']}?series={study['ct']}")
         assert r is not None and r.status == 200
         _loaded(page)
         assert "王小明" in page.inner_text("#patient-name")
@@ -171,3 +195,24 @@ def test_patient_film_on_a_phone(browser: Any, imaging_server: tuple[Server, dic
         assert "链接不存在" in page.inner_text("main")
     finally:
         ctx.close()
+
+
+def test_from_the_report_to_the_viewer_in_a_session(context: Any, imaging_server: tuple[Server, dict[str, str]]) -> None:
+    """查看影像 on the exam report (a logged-in doctor of another hospital, 1280 px): the viewer opens
+    with the platform's menu, the frame loads, 返回检查报告 leads back."""
+    server, study = imaging_server
+    page = context.new_page()
+    errors: list[str] = []
+    _console(page, errors)
+    page.add_init_script(WATCH_CSP)
+    report = f"/ui/report/exam/{study['report']}"
+    login(page, server, account(server, "doctor", 1), report)
+    page.click("#imaging-link")
+    page.wait_for_url(f"**/ui/imaging/{study['uid']}*")
+    _loaded(page)
+    assert "王小明" in page.inner_text("#patient-name")
+    _whole(page)
+    shot(page, "imaging-viewer-session")
+    page.click("#report-link")
+    page.wait_for_url(f"**{report}*")
+    _clean(page, errors)
