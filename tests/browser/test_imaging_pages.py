@@ -17,8 +17,8 @@ import pytest
 
 from tests import samples
 from tests.browser.conftest import account, login, shot
-from tests.conftest import ORG_A
 from tests.browser.test_doctor_flow import _token
+from tests.conftest import ORG_A
 from tests.e2e.test_serve import ROOT, Server, _env, serve
 
 SIZES = {
