@@ -120,6 +120,14 @@ def query_params(raw: str) -> dict[str, str]:
     return out
 
 
+def utf8(raw: bytes, where: str) -> str:
+    """Bytes sent unencoded (some clients do) are taken as UTF-8; Bad otherwise."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Bad([], [(where, "不是合法的 UTF-8 编码")]) from None
+
+
 def require(params: Mapping[str, str], names: tuple[str, ...]) -> None:
     missing = [n for n in names if not params.get(n)]
     if missing:
@@ -329,7 +337,7 @@ def create_yb_app(conf: YbConf, client: HurenClient, enqueue: Callable[[list[Rec
         return handler
 
     def params(request: Request) -> dict[str, str]:
-        return query_params(request.scope.get("query_string", b"").decode("latin-1"))
+        return query_params(utf8(request.scope.get("query_string", b""), "query"))
 
     def film(p: Mapping[str, str]) -> str:
         require(p, ("accessNumber", "modality", "hospitalId"))
@@ -408,7 +416,7 @@ def create_yb_app(conf: YbConf, client: HurenClient, enqueue: Callable[[list[Rec
             if not isinstance(body, dict):
                 raise Bad([], [("body", "应为 JSON 对象")])
         elif media in ("application/x-www-form-urlencoded", ""):
-            body = query_params(raw.decode("latin-1").replace("+", "%20"))  # a form's space
+            body = query_params(utf8(raw, "body").replace("+", "%20"))  # a form's space
         else:
             raise Bad([], [("Content-Type", "应为 application/json 或 application/x-www-form-urlencoded")])
         notice = deletion_notice(body, conf.hospital_ids) | {"hospitalId": conf.org_code}

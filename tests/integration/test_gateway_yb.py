@@ -120,6 +120,11 @@ def _login_query(**over: str) -> str:
     return "&".join(f"{k}={v}" for k, v in fields.items())
 
 
+def test_a_name_sent_without_the_dollar_convention_is_read(env: Env) -> None:  # the HTTP client %-encodes it
+    r = env.http(WS).get("/hrball/?" + _login_query(doctorName="张医生"))
+    assert r.status_code == 200 and r.json()["data"]["doctorName"] == "张医生"
+
+
 def test_login_swipe_logout(env: Env) -> None:
     ws = env.http(WS)
     r = ws.get("/iuWorkStation/swipingIdCardNo?hisUserId=pacs01&idCardNo=" + ID)
@@ -162,15 +167,21 @@ def test_the_deletion_notice_is_queued_then_forwarded(env: Env, tmp_path: Path) 
     form = "patientName=%E5%BC%A0%E4%B8%89&accessionNo=A78&hospitalId=H650102&operateDoctorName=$E6$9D$8E&operateDateTime=2026-11-30+10:21:00"
     r = env.http().post("/getway/api/imageDeletion", content=form, headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 200, r.json()
+    raw = "patientName=张三&accessionNo=A79&hospitalId=H650102&operateDoctorName=李医生&operateDateTime=20261130102200".encode()
+    r = env.http().post("/getway/api/imageDeletion", content=raw, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200, r.json()  # UTF-8 sent unencoded is read too
+    bad = env.http().post("/getway/api/imageDeletion", content=b"patientName=\xd5\xc5", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert (bad.status_code, bad.json()["message"]) == (202, "传参数不规范：body 不是合法的 UTF-8 编码")
     r = env.http().post("/getway/api/imageDeletion", json=notice | {"operateDateTime": ""})
     assert (r.status_code, r.json()["message"]) == (202, "传参数不规范（少传参数）：缺少 operateDateTime")
     r = env.http().post("/getway/api/imageDeletion", content=b"<x/>", headers={"Content-Type": "text/xml"})
     assert r.status_code == 202
-    assert env.box.counts() == {"pending": 2, "done": 0, "dead": 0}  # durably queued before the answer
+    assert env.box.counts() == {"pending": 3, "done": 0, "dead": 0}  # durably queued before the answer
     assert env.fake.calls == []
     pusher = Pusher(env.box, env.client, Spool(tmp_path / "spool", env.box.sealer))
-    assert pusher.drain() == (2, "")
-    assert [d["accessionNo"] for d in env.fake.deletions] == ["A77", "A78"]
+    assert pusher.drain() == (3, "")
+    assert [d["accessionNo"] for d in env.fake.deletions] == ["A77", "A78", "A79"]
+    assert env.fake.deletions[2]["patientName"] == "张三" and env.fake.deletions[2]["operateDoctorName"] == "李医生"
     first = env.fake.deletions[0]
     assert first == notice | {"hospitalId": ORG, "operateDateTime": "2026-11-30T10:20:30"}
     assert env.fake.deletions[1]["patientName"] == "张三" and env.fake.deletions[1]["operateDoctorName"] == "李"
