@@ -234,7 +234,7 @@ def _frame_numbers(raw: str) -> list[int]:
     return out
 
 
-def _frame_plan(request: Request, stored_media: str, count: int) -> tuple[str, bool]:
+def _frame_plan(request: Request, stored_media: str, stored_ts: str, count: int) -> tuple[str, bool]:
     """How frames are sent: ("stored" as stored | "native" decoded to uncompressed, single part?).
     A single-part media type (``application/octet-stream``, ``image/jpeg`` …) is answered single
     part when one frame is asked (PS3.18 §8.7.3, OHIF's ``singlepart``)."""
@@ -248,7 +248,7 @@ def _frame_plan(request: Request, stored_media: str, count: int) -> tuple[str, b
             kind, ts = media, params.get("transfer-syntax")
         else:
             kind, ts = params.get("type", OCTET).lower(), params.get("transfer-syntax")
-        if kind in ("*/*", "*") or (kind == stored_media and (ts is None or ts == "*")):
+        if kind in ("*/*", "*") or (kind == stored_media and ts in (None, "*", stored_ts)):
             return "stored", single
         if kind == OCTET:
             return ("stored" if stored_media == OCTET or ts == "*" else "native"), single
@@ -272,7 +272,7 @@ async def retrieve_frames(study: str, series: str, instance: str, frames: str, r
     def run() -> tuple[list[tuple[bytes, str, str]], str, bool]:
         ds = _file_dataset(c, request, study, series, instance)
         stored = [dr.frame_bytes(ds, n) for n in numbers]
-        plan, single = _frame_plan(request, stored[0][1], len(numbers))
+        plan, single = _frame_plan(request, stored[0][1], stored[0][2], len(numbers))
         if plan == "native" and stored[0][1] != OCTET:
             return [(dr.decoded_frame_bytes(ds, n), OCTET, dr.EXPLICIT_LE) for n in numbers], OCTET, single
         return stored, stored[0][1], single

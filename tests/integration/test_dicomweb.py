@@ -209,6 +209,10 @@ def test_frames(api_a: Api, world: dict[str, Any]) -> None:
     jpeg = store_jpeg(api_a)
     r = api_a.get(jpeg, headers={"Accept": "image/jpeg"})
     assert r.status_code == 200 and r.content[:2] == b"\xff\xd8" and r.headers["content-type"].startswith("image/jpeg")
+    named = api_a.get(jpeg, headers={"Accept": 'multipart/related; type="image/jpeg"; transfer-syntax=1.2.840.10008.1.2.4.50'})
+    assert named.status_code == 200 and parts(named)[0][1] == r.content
+    other = api_a.get(jpeg, headers={"Accept": 'multipart/related; type="image/jpeg"; transfer-syntax=1.2.840.10008.1.2.4.70'})
+    assert other.status_code == 406
     assert api_a.get(f"{base}/frames/2").status_code == 400
     assert api_a.get(f"{base}/frames/0").status_code == 400
     assert api_a.get(f"{base}/frames/1", headers={"Accept": "image/gif"}).status_code == 406
