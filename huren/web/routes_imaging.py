@@ -173,7 +173,7 @@ def study_view(imaging: Any, reader: Any, study_uid: str, org_name: Callable[[st
         modality = value(s, "Modality")
         meta: list[dict[str, Any]] = []
         if modality != "CT":
-            meta = json.loads(imaging.metadata(reader, study_uid, uid))[:1]
+            meta = _first_metadata(imaging.metadata(reader, study_uid, uid))
         series.append(SeriesView(uid, value(s, "SeriesNumber"), modality, value(s, "SeriesDescription"), inst,
                                  _presets(modality, meta)))
     series.sort(key=lambda v: (_int(v.number, 1 << 30), v.uid))
@@ -186,6 +186,16 @@ def study_view(imaging: Any, reader: Any, study_uid: str, org_name: Callable[[st
         description=value(st, "StudyDescription"), accession=value(st, "AccessionNumber"), source=source,
         series=series, exam=exam,
     )
+
+
+def _first_metadata(raw: bytes) -> list[dict[str, Any]]:
+    """The first instance's object of a metadata array, decoded alone (a series may hold hundreds)."""
+    text = raw.decode("utf-8").lstrip()
+    if not text.startswith("[") or text[1:].lstrip().startswith("]"):
+        return []
+    start = len(text) - len(text[1:].lstrip())
+    first, _ = json.JSONDecoder().raw_decode(text, start)
+    return [first] if isinstance(first, dict) else []
 
 
 #: instances of one series the page lists at most (the service answers them in pages of this size)

@@ -148,6 +148,9 @@ def test_viewer_shows_the_study_to_another_hospitals_doctor(client: TestClient, 
     # the MR series: 默认 and the file's windows, no CT presets
     r4 = client.get(f"/ui/imaging/{st.uid}", params={"token": tok, "series": st.mr})
     assert f"/series/{st.mr}/" in frame_src(r4.text) and 'data-code="lung"' not in r4.text
+    own = re.search(r'href="([^"]+)" data-code="file1" data-window="600,1600">600/1600<', r4.text)  # MR_small's window
+    assert own
+    assert "window=600,1600" in frame_src(client.get(unescape(own.group(1))).text)
 
 
 def test_report_view_links_to_the_viewer(client: TestClient, world: dict[str, Any]) -> None:
