@@ -518,3 +518,17 @@ def test_pushed_to_the_platform_once_byte_exact_and_committed(tmp_path: Path, pa
     assert again.poll() == 0 and again.imaging.pusher.drain() == (0, "")  # type: ignore[union-attr]
     assert transport.stows == 2
     again.close()
+
+
+def test_the_run_loop_polls_and_pushes_and_backs_off(tmp_path: Path, pacs: sqlite3.Connection) -> None:
+    st = add_study(pacs, tmp_path / "f", "L1", n=1)
+    fake = FakePlatform()
+    fake.down = True
+    gw = gateway(tmp_path, fake)
+    gw._round()  # polled, the push found the platform down: the gateway backs off
+    assert gw.box.counts()["pending"] == 1 and not gw.available()
+    fake.down = False
+    gw._retry_at = 0.0
+    gw._round()
+    assert fake.commits == [st.uid] and gw.box.counts() == {"pending": 0, "done": 1, "dead": 0}
+    gw.close()
