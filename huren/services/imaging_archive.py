@@ -181,6 +181,12 @@ class OrthancArchive:
     def close(self) -> None:
         self.http.close()
 
+    def __enter__(self) -> OrthancArchive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- ids -----------------------------------------------------------------------------------------
     def _remember(self, sha256: str, archive_id: str) -> None:
         with self._lock:
@@ -261,8 +267,9 @@ class OrthancArchive:
         raise AssertionError("unreachable")
 
     def _stored(self, r: httpx2.Response, sha: str, md5: str, size: int) -> Put:
-        if r.status_code == 400:
-            msg = "影像归档服务（Orthanc）无法解析该 DICOM 文件，未保存"
+        if 400 <= r.status_code < 500 and r.status_code not in (401, 403):  # 400 bad file, 404 "Inexistent tag"
+            log.warning("Orthanc refused an instance (HTTP %s): %s", r.status_code, r.text[:300])
+            msg = "影像归档服务（Orthanc）无法解析该 DICOM 文件（文件格式错误或缺少必需的属性），未保存"
             raise InvalidInput(msg, [Problem("file", "dicom", msg)])
         if r.status_code >= 300:
             raise self._refused(r, "保存实例")

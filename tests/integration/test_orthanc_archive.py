@@ -1,0 +1,235 @@
+"""Orthanc as the image archive (issue 12: "a regional platform that already runs Orthanc can use it
+as the archive"): huren.services.imaging_archive.OrthancArchive against Debian's Orthanc 1.10,
+started here on free 127.0.0.1 ports with basic authentication. Round trips byte-exact, refusals
+with nothing kept, Orthanc stopped → PlatformUnavailable in Chinese, and working again once back."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import urllib.error
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+
+from bench.orthanc import DCMTK_ENV, ORTHANC, OrthancServer, orthanc_missing
+from huren.errors import Conflict, InvalidInput, NotConfigured, PlatformUnavailable, TooLarge
+from huren.services.imaging_archive import LocalArchive, OrthancArchive, Ref, open_archive
+from huren.store.blobs import BlobStore
+from tests.conftest import missing
+
+USERS = {"huren": "s3cret-口令"}
+
+
+def _need_orthanc() -> None:
+    reason = orthanc_missing(dicomweb=False)
+    if reason:
+        missing(reason)
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:
+    _need_orthanc()
+    with OrthancServer(tmp_path_factory.mktemp("orthanc"), dicomweb=False, users=USERS) as o:
+        yield o
+
+
+_OPEN: list[OrthancArchive] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_archives() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+def archive(o: OrthancServer | str, *, user: str = "huren", password: str | None = None, timeout: float = 5.0) -> OrthancArchive:
+    url = o if isinstance(o, str) else o.http_url
+    a = OrthancArchive(url, username=user, password=USERS[user] if password is None else password, timeout=timeout)
+    _OPEN.append(a)
+    return a
+
+
+def dicom(*, base: str = "CT_small.dcm", description: str = "", rows: int | None = None) -> tuple[bytes, pydicom.Dataset]:
+    ds = pydicom.dcmread(str(get_testdata_file(base)))
+    ds.SpecificCharacterSet = "GB18030"
+    ds.PatientName, ds.PatientID = "张三", "P-ORTHANC"
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if description:
+        ds.StudyDescription = description
+    if rows:  # a larger image: rows x 512 16-bit pixels
+        ds.Rows, ds.Columns = rows, 512
+        ds.PixelData = os.urandom(rows * 512 * 2)
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    return buf.getvalue(), ds
+
+
+def held(o: OrthancServer, oid: str) -> bytes | None:
+    try:
+        return o.request("GET", f"/instances/{oid}/file")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+
+
+def count(o: OrthancServer) -> int:
+    return len(json.loads(o.request("GET", "/instances")))
+
+
+def test_round_trip_byte_exact(orthanc: OrthancServer) -> None:
+    a = archive(orthanc)
+    for base in ("CT_small.dcm", "MR_small.dcm"):
+        data, ds = dicom(base=base)
+        put = a.put(io.BytesIO(data))
+        assert put.sha256 == hashlib.sha256(data).hexdigest() and put.size == len(data) and put.new
+        assert put.archive_id and held(orthanc, put.archive_id) == data  # Orthanc holds exactly what was sent
+        chunks = a.open(put.sha256)
+        assert chunks is not None and b"".join(chunks) == data
+        # another process (nothing remembered) finds it by the index's id, or by its SOP Instance UID
+        fresh = archive(orthanc)
+        by_id = fresh.open(Ref(put.sha256, archive_id=put.archive_id))
+        assert by_id is not None and b"".join(by_id) == data
+        by_sop = archive(orthanc).open(Ref(put.sha256, sop_uid=ds.SOPInstanceUID))
+        assert by_sop is not None and b"".join(by_sop) == data
+        assert fresh.exists(Ref(put.sha256, archive_id=put.archive_id))
+    assert archive(orthanc).open(Ref("0" * 64, sop_uid=generate_uid())) is None
+    assert not archive(orthanc).exists(Ref("0" * 64, sop_uid=generate_uid()))
+
+
+def test_large_instance_streamed_both_ways(orthanc: OrthancServer, tmp_path: Path) -> None:
+    data, _ = dicom(rows=4096)  # ~4 MiB of pixel data, sent from a file in chunks
+    path = tmp_path / "big.dcm"
+    path.write_bytes(data)
+    a = archive(orthanc)
+    with open(path, "rb") as fh:
+        put = a.put(fh, max_bytes=len(data))
+    chunks = a.open(put.sha256)
+    assert chunks is not None
+    got = list(chunks)
+    assert len(got) > 1 and b"".join(got) == data
+
+
+def test_same_bytes_again_not_new_other_bytes_conflict(orthanc: OrthancServer) -> None:
+    a = archive(orthanc)
+    data, _ = dicom(description="第一次")
+    first = a.put(io.BytesIO(data))
+    again = a.put(io.BytesIO(data))
+    assert (again.new, again.archive_id, again.sha256) == (False, first.archive_id, first.sha256)
+    a.remove(again)  # not new: nothing removed
+    assert first.archive_id and held(orthanc, first.archive_id) == data
+    # the same identifiers (Orthanc's id hashes PatientID / Study / Series / SOP UIDs), other bytes
+    ds2 = pydicom.dcmread(io.BytesIO(data))
+    ds2.StudyDescription = "内容不同"
+    buf = io.BytesIO()
+    ds2.save_as(buf)
+    with pytest.raises(Conflict) as e:
+        a.put(io.BytesIO(buf.getvalue()))
+    assert "内容不同" in e.value.message
+    assert held(orthanc, first.archive_id) == data  # Orthanc kept the first bytes
+
+
+def test_refusals_keep_nothing(orthanc: OrthancServer) -> None:
+    a = archive(orthanc)
+    before = count(orthanc)
+    data, _ = dicom(rows=1024)
+    with pytest.raises(TooLarge):
+        a.put(iter([data[i : i + 65536] for i in range(0, len(data), 65536)]), max_bytes=len(data) // 2)
+    with pytest.raises(InvalidInput) as bad:
+        a.put(io.BytesIO(b"DICM" + b"\0" * 300))
+    assert bad.value.problems[0].rule == "dicom" and "Orthanc" in bad.value.message
+    assert count(orthanc) == before
+    with pytest.raises(NotConfigured) as cred:
+        archive(orthanc, password="wrong").put(io.BytesIO(data))
+    assert "RegisteredUsers" in cred.value.message
+    assert count(orthanc) == before
+    # an instance the index refused after it was kept is removed again
+    put = a.put(io.BytesIO(data))
+    assert count(orthanc) == before + 1
+    a.remove(put)
+    assert put.archive_id and held(orthanc, put.archive_id) is None and count(orthanc) == before
+
+
+def test_bytes_that_differ_from_the_index_are_refused(orthanc: OrthancServer) -> None:
+    a = archive(orthanc)
+    data, _ = dicom()
+    put = a.put(io.BytesIO(data))
+    chunks = archive(orthanc).open(Ref("f" * 64, archive_id=put.archive_id))  # the index holds another digest
+    assert chunks is not None
+    with pytest.raises(PlatformUnavailable) as e:
+        b"".join(chunks)
+    assert "SHA-256" in e.value.message
+
+
+def _restart(o: OrthancServer) -> None:
+    """Start a stopped OrthancServer again on the same ports and storage."""
+    with o.log_path.open("ab") as log:
+        o.proc = subprocess.Popen([ORTHANC, "--no-jobs", str(o.workdir / "orthanc.json")], stdout=log,
+                                  stderr=subprocess.STDOUT, cwd=o.workdir, env=os.environ | DCMTK_ENV)
+    assert o._wait_ready(30), o.log_path.read_text(errors="replace")[-2000:]
+
+
+def test_orthanc_stopped_clear_error_then_healthy(tmp_path: Path) -> None:
+    _need_orthanc()
+    o = OrthancServer(tmp_path / "o", dicomweb=False, users=USERS).start()
+    try:
+        a = archive(o)
+        data, _ = dicom()
+        put = a.put(io.BytesIO(data))
+        a.check()
+        o.stop()
+        later, _ = dicom()
+        with pytest.raises(PlatformUnavailable) as e:
+            a.put(io.BytesIO(later))
+        assert e.value.status == 503 and "Orthanc" in e.value.message and "暂不可用" in e.value.message
+        assert e.value.problems[0].field == "archive"
+        chunks = a.open(put.sha256)
+        assert chunks is not None
+        with pytest.raises(PlatformUnavailable):
+            b"".join(chunks)
+        with pytest.raises(PlatformUnavailable):
+            a.check()
+        _restart(o)
+        a.check()  # the same client (its pool held connections to the old process) works again
+        assert b"".join(a.open(put.sha256) or []) == data
+        again = a.put(io.BytesIO(later))
+        assert again.new and held(o, str(again.archive_id)) == later
+    finally:
+        o.stop()
+
+
+def test_local_archive_is_the_blob_store(tmp_path: Path) -> None:
+    a = open_archive("local", BlobStore(tmp_path / "blobs"))
+    assert isinstance(a, LocalArchive)
+    data, _ = dicom()
+    put = a.put(io.BytesIO(data))
+    assert put.new and put.archive_id is None and b"".join(a.open(put.sha256) or []) == data
+    a.sync([put.sha256])
+    a.remove(put)
+    assert a.open(put.sha256) is None
+    with pytest.raises(NotConfigured):
+        open_archive("orthanc", BlobStore(tmp_path / "b2"))
+    with pytest.raises(NotConfigured):
+        open_archive("s3", BlobStore(tmp_path / "b3"))
+
+
+def test_no_orthanc_listening_is_unavailable() -> None:
+    from bench.orthanc import free_port
+
+    a = archive(f"http://127.0.0.1:{free_port()}", timeout=1.0)
+    with pytest.raises(PlatformUnavailable):
+        a.check()
+    with pytest.raises(PlatformUnavailable):
+        a.put(io.BytesIO(b"x" * 10))
