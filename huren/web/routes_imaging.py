@@ -15,10 +15,10 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Annotated, Any
+from typing import IO, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
@@ -286,7 +286,12 @@ TEMPLATES.globals["imaging_url"] = imaging_url
 
 
 @router.get("/ui/imaging/{study_uid}")
-async def viewer(request: Request, study_uid: str, who: Annotated[Caller, Depends(caller)]) -> Response:
+async def viewer(request: Request, study_uid: str) -> Response:
+    """The doctor's viewer: opened in a session or with a token (the page issues a viewer key for its
+    images), or with a viewing institution's ``key`` (XC-E7's viewer_url: the key alone opens it)."""
+    if request.query_params.get("key"):
+        return await _keyed_viewer(request, study_uid, request.query_params["key"])
+    who = await caller(request)
     who.require(VIEWER_ROLES, "影像调阅页面")
     uid = dom.check_uid(study_uid)
     c = container(request)
@@ -298,8 +303,37 @@ async def viewer(request: Request, study_uid: str, who: Annotated[Caller, Depend
     def link(**params: Any) -> str:
         return who.url(f"/ui/imaging/{uid}", **params)
 
-    return page(request, who, "imaging/viewer.html", title="影像调阅", report_url=report,
+    return page(request, who, "imaging/viewer.html", title="影像调阅", report_url=report, keyed=False,
                 expires_at=issued.expires_at, **viewer_context(request, v, issued.key, link))
+
+
+def _viewer_grant(c: Any, key: str, study_uid: str) -> Any:
+    """A viewer key's grant for this study (an unknown key or another study's: NotFound)."""
+    if not dom.looks_like_key(key):
+        raise NotFound("调阅密钥不存在或无效")
+    try:
+        g = c.imaging.grant(key, (dom.VIEWER,))
+    except Unauthorized as exc:
+        raise NotFound(exc.text()) from exc
+    if g.study_uid != study_uid:
+        raise NotFound("调阅密钥不能用于该检查")
+    return g
+
+
+async def _keyed_viewer(request: Request, study_uid: str, key: str) -> Response:
+    uid = dom.check_uid(study_uid)
+    c = container(request)
+    grant = await call(_viewer_grant, c, key.strip(), uid)
+    v = await call(study_view, c.imaging, grant, uid, _org_names(c))
+
+    def link(**params: Any) -> str:
+        q = {k: x for k, x in params.items() if x not in (None, "")} | {"key": key}
+        return f"/ui/imaging/{uid}?{urlencode(q)}"
+
+    resp = page(request, None, "imaging/viewer.html", title="影像调阅", report_url="", keyed=True,
+                expires_at=grant.expires_at, **viewer_context(request, v, key, link))
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    return resp
 
 
 def _org_names(c: Any) -> Callable[[str], str]:

@@ -254,3 +254,23 @@ def test_film_keys_expired_revoked_unknown(client: TestClient, container: Contai
     viewer = container.imaging.issue_key(Principal(ORG_B[0], DOC_B[4], "doctor"), "viewer", st.uid).key
     r = client.get(f"/film/{viewer}")  # a viewer key is not a film link
     assert r.status_code == 403 and re.search(r"[\u4e00-\u9fff]", text(r.text))
+
+
+def test_viewer_opened_with_a_viewing_institutions_key(client: TestClient, container: Container, world: dict[str, Any]) -> None:
+    """XC-E7: the viewing hospital's system gets a viewerKey and opens the viewer with it alone."""
+    st: Study = world["study"]
+    key = container.imaging.issue_key(Principal(ORG_B[0], DOC_B[4], "doctor"), "viewer", st.uid).key
+    r = client.get(f"/ui/imaging/{st.uid}", params={"key": key, "series": st.ct})
+    assert r.status_code == 200, r.text[-500:]
+    assert NAME in text(r.text) and "退出登录" not in r.text and r.headers["referrer-policy"] == "no-referrer"
+    src = frame_src(r.text)
+    assert f"key={key}" in src and client.get(src).status_code == 200
+    nxt = re.search(r'id="next" href="([^"]+)"', r.text)
+    assert nxt and f"key={key}" in unescape(nxt.group(1)) and "token=" not in nxt.group(1)
+    assert client.get(f"/ui/imaging/{generate_uid()}", params={"key": key}).status_code == 404  # one study only
+    assert client.get(f"/ui/imaging/{st.uid}", params={"key": "AAAAAAAAAAAAAAAAAAAAAA"}).status_code == 404
+    film = film_key(container, st.uid)
+    assert client.get(f"/ui/imaging/{st.uid}", params={"key": film}).status_code == 403  # a film link is not a viewer key
+    container.imaging.revoke_key(Principal(ORG_B[0], DOC_B[4], "doctor"), key)
+    r = client.get(f"/ui/imaging/{st.uid}", params={"key": key})
+    assert r.status_code == 403 and "撤销" in r.text
