@@ -66,18 +66,19 @@ def _refuse(what: str) -> NotAcceptable:
 
 
 # -- instances -------------------------------------------------------------------------------------
-def _dicom_syntax(request: Request) -> str | None:
-    """The transfer syntax asked for application/dicom parts (None: as stored); 406 when the
-    Accept header names no application/dicom representation."""
+def _dicom_syntax(request: Request, one: bool) -> tuple[str | None, bool]:
+    """(transfer syntax asked for the files — None: as stored —, single part?). A single-part
+    ``application/dicom`` is taken for one instance only (PS3.18 §10.4.4: ignored for a study or
+    series); 406 when no acceptable representation remains."""
     for media, params in accepts(request):
         if media in ("*/*", "multipart/*"):
-            return None
+            return None, False
         if media == "multipart/related" and params.get("type", DICOM).lower() in (DICOM, "application/*", "*/*"):
             ts = params.get("transfer-syntax", "*")
-            return None if ts == "*" else ts
-        if media == DICOM:  # single-part asked: multipart is what the standard answers for a collection
+            return (None if ts == "*" else ts), False
+        if media == DICOM and one:
             ts = params.get("transfer-syntax", "*")
-            return None if ts == "*" else ts
+            return (None if ts == "*" else ts), True
     raise _refuse("DICOM 文件")
 
 
@@ -101,9 +102,9 @@ def _parts(files: list[InstanceFile], ts: str | None) -> Iterator[tuple[dict[str
             yield {"Content-Type": f"{DICOM}; transfer-syntax={f.transfer_syntax}", "Content-Length": str(f.size)}, f.chunks()
 
 
-async def _retrieve(request: Request, load: Callable[[Reader], list[InstanceFile]]) -> Response:
+async def _retrieve(request: Request, load: Callable[[Reader], list[InstanceFile]], *, one: bool = False) -> Response:
     c = _c(request)
-    ts = _dicom_syntax(request)
+    ts, single = _dicom_syntax(request, one)
 
     def run() -> list[InstanceFile]:
         files = load(resolve_reader(c, request))
@@ -113,6 +114,10 @@ async def _retrieve(request: Request, load: Callable[[Reader], list[InstanceFile
         return files
 
     files = await call(run)
+    if single:
+        [(headers, chunks)] = list(_parts(files, ts))
+        return StreamingResponse(iterate_in_threadpool(chunks), media_type=headers["Content-Type"],
+                                 headers={"Content-Length": headers["Content-Length"]})
     boundary = new_boundary()
     body = write_related(_parts(files, ts), boundary)
     return StreamingResponse(iterate_in_threadpool(body), media_type=related_content_type(DICOM, boundary))
@@ -135,7 +140,8 @@ async def retrieve_series(study: str, series: str, request: Request) -> Response
 async def retrieve_instance(study: str, series: str, instance: str, request: Request) -> Response:
     c = _c(request)
     return await _retrieve(request, lambda r: [c.imaging.instance(
-        r, check_uid(study, "StudyInstanceUID"), check_uid(series, "SeriesInstanceUID"), check_uid(instance, "SOPInstanceUID"))])
+        r, check_uid(study, "StudyInstanceUID"), check_uid(series, "SeriesInstanceUID"), check_uid(instance, "SOPInstanceUID"))],
+        one=True)
 
 
 # -- metadata --------------------------------------------------------------------------------------

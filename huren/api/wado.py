@@ -3,7 +3,9 @@
 ``requestType=WADO&studyUID=…&seriesUID=…&objectUID=…`` (all four required) and, optionally:
 
 * ``contentType``: ``application/dicom`` (the stored file, byte for byte, streamed),
-  ``image/jpeg`` (the default for an image), ``image/png``; a list takes the first supported type;
+  ``image/jpeg``, ``image/png``; a list takes the first supported type. Not given: JPEG for a
+  single-frame image (when the Accept header allows it) or when rendering parameters are given,
+  else the file (a multi-frame image, an object without pixel data), as PS3.18 §9 has it;
 * ``transferSyntax`` (application/dicom only): the stored one, or Explicit VR Little Endian
   ``1.2.840.10008.1.2.1`` for a file stored in Implicit VR Little Endian (re-encoded); else 406;
 * images: ``frameNumber`` (1-based), ``windowCenter`` + ``windowWidth``, ``rows`` / ``columns``
@@ -29,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from huren.api.dicomweb import NotAcceptable, bad, resolve_reader, translate
+from huren.api.dicomweb import NotAcceptable, accepts, bad, resolve_reader, translate
 from huren.domain.imaging import check_uid
 from huren.errors import Problem
 from huren.services.container import Container
@@ -53,7 +55,7 @@ class WadoRequest:
     study_uid: str
     series_uid: str
     object_uid: str
-    content_type: str
+    content_type: str | None  # None: not asked (PS3.18 §9: JPEG for a single-frame image, else the file)
     transfer_syntax: str | None
     render: dr.RenderOptions
 
@@ -84,9 +86,10 @@ def _float(params: dict[str, str], name: str) -> float | None:
     return value
 
 
-def _content_type(raw: str | None) -> str:
+def _content_type(raw: str | None) -> str | None:
+    """The media type asked (None: not asked — the default depends on the object)."""
     if raw is None or not raw.strip():
-        return JPEG
+        return None
     for item in raw.split(","):
         media = item.split(";")[0].strip().lower()
         if media in (DICOM, JPEG, PNG):
@@ -121,12 +124,14 @@ def parse(params: dict[str, str]) -> WadoRequest:
             raise bad("anonymize", "enum", "anonymize 只能为 yes")
         raise bad("anonymize", "unsupported", "暂不提供匿名化下载（anonymize=yes）：请向影像所属机构申请")
     ctype = _content_type(params.get("contentType"))
+    image_only = ("frameNumber", "windowCenter", "windowWidth", "rows", "columns", "region", "imageQuality")
+    if ctype is None and any(params.get(n) for n in image_only):
+        ctype = JPEG  # rendering parameters ask for an image
     ts = params.get("transferSyntax") or None
     if ts is not None:
         if ctype != DICOM:
             raise bad("transferSyntax", "content_type", "transferSyntax 仅用于 contentType=application/dicom")
         ts = check_uid(ts, "transferSyntax")
-    image_only = ("frameNumber", "windowCenter", "windowWidth", "rows", "columns", "region", "imageQuality")
     if ctype == DICOM:
         given = [n for n in image_only if params.get(n)]
         if given:
@@ -178,7 +183,10 @@ def answer(c: Container, request: Request) -> _Answer:
     w = translate(lambda: parse(dict(request.query_params)))
     reader = resolve_reader(c, request)
     f = translate(lambda: c.imaging.instance(reader, w.study_uid, w.series_uid, w.object_uid))
-    if w.content_type == DICOM:
+    ctype = w.content_type
+    if ctype is None:  # the default: JPEG for a single-frame image the client accepts, else the file
+        ctype = JPEG if f.number_of_frames <= 1 and _accepts_jpeg(request) else DICOM
+    if ctype == DICOM:
         name = {"Content-Disposition": f'attachment; filename="{f.sop_uid}.dcm"'}
         if w.transfer_syntax is None or w.transfer_syntax == f.transfer_syntax:
             if f.size <= WHOLE_BYTES:
@@ -190,9 +198,21 @@ def answer(c: Container, request: Request) -> _Answer:
             f"无法以传输语法 {w.transfer_syntax} 提供该影像（存储的传输语法为 {f.transfer_syntax}）",
             [Problem("transferSyntax", "unsupported", "只能提供存储时的传输语法，或由隐式 VR 小端转为显式 VR 小端")],
         )
-    ds = dr.load(b"".join(f.chunks()))
-    data = translate(lambda: dr.render(ds, w.render))
-    return _Answer(data, None, w.content_type, {"Cache-Control": "private, max-age=300"})
+    raw = b"".join(f.chunks())
+    try:
+        data = translate(lambda: dr.render(dr.load(raw), w.render))
+    except dr.NotRenderable as exc:
+        if w.content_type is None and any(p.rule == "pixel_data" for p in exc.problems):
+            return _Answer(raw, None, DICOM, {"Content-Disposition": f'attachment; filename="{f.sop_uid}.dcm"'})
+        raise  # not an image (an SR, a plan…) and no contentType asked: the object itself
+    return _Answer(data, None, ctype, {"Cache-Control": "private, max-age=300"})
+
+
+def _accepts_jpeg(request: Request) -> bool:
+    """Whether the Accept header allows image/jpeg (no header: yes), PS3.18 §9's condition for the default."""
+    if "accept" not in request.headers:
+        return True
+    return any(m in (JPEG, "image/*", "*/*") for m, _ in accepts(request))
 
 
 async def wado(request: Request) -> Response:

@@ -145,6 +145,12 @@ def test_retrieve_byte_exact(api_b: Api, world: dict[str, Any]) -> None:
     one = parts(api_b.get(f"{DW}/studies/{ct.study_uid}/series/{ct.series_uid}/instances/{ct.sop_uid}",
                           headers={"Accept": "multipart/related; type=application/dicom; transfer-syntax=*"}))
     assert [b for _, b in one] == [sample("CT_small.dcm").read_bytes()]
+    single = api_b.get(f"{DW}/studies/{ct.study_uid}/series/{ct.series_uid}/instances/{ct.sop_uid}",
+                       headers={"Accept": "application/dicom"})
+    assert single.status_code == 200 and single.content == sample("CT_small.dcm").read_bytes()
+    assert single.headers["content-type"].startswith("application/dicom; transfer-syntax=")
+    # a single-part type is not an answer for a study (PS3.18 §10.4.4)
+    assert api_b.get(f"{DW}/studies/{ct.study_uid}", headers={"Accept": "application/dicom"}).status_code == 406
 
 
 def test_retrieve_refuses_other_transfer_syntax(api_a: Api, world: dict[str, Any]) -> None:

@@ -259,3 +259,20 @@ def test_reads_are_in_the_access_log_once_per_view(container: Container, client:
     assert client.get("/wado", params=params(ct, key=issued.key)).status_code == 200
     used = [r for r in _log(container) if r["id"] not in seen]
     assert any(r["action"] == "image.retrieve" and "key:" in str(r["username"]) for r in used), used
+
+
+def test_default_content_type_follows_the_object(container: Container, api_a: Api, ct: StoredInstance) -> None:
+    """PS3.18 §9: JPEG for a single-frame image the client accepts; the file for a multi-frame
+    image or an object without pixel data; rendering parameters ask for JPEG."""
+    multi = store(container, [sample("SC_rgb_rle_2frame.dcm")])[0]
+    r = api_a.get("/wado", params=params(multi))
+    assert r.headers["content-type"] == "application/dicom" and r.content == sample("SC_rgb_rle_2frame.dcm").read_bytes()
+    r = api_a.get("/wado", params=params(multi, frameNumber="2"))
+    assert r.headers["content-type"] == "image/jpeg"
+    r = api_a.get("/wado", params=params(ct), headers={"Accept": "application/dicom"})
+    assert r.headers["content-type"] == "application/dicom" and r.content == sample("CT_small.dcm").read_bytes()
+    plan = store(container, [sample("rtplan.dcm")])[0]
+    r = api_a.get("/wado", params=params(plan))
+    assert r.status_code == 200 and r.content == sample("rtplan.dcm").read_bytes()
+    r = api_a.get("/wado", params=params(plan, contentType="image/jpeg"))
+    assert r.status_code == 406 and problem(r)["rule"] == "pixel_data"
