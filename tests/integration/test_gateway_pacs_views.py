@@ -532,3 +532,83 @@ def test_the_run_loop_polls_and_pushes_and_backs_off(tmp_path: Path, pacs: sqlit
     gw._round()
     assert fake.commits == [st.uid] and gw.box.counts() == {"pending": 0, "done": 1, "dead": 0}
     gw.close()
+
+
+@pytest.mark.e2e
+def test_huren_gateway_run_killed_mid_push_resumes_without_doubling(tmp_path: Path, pacs: sqlite3.Connection) -> None:
+    """`huren gateway run` as a real process in front of `huren serve`: killed (SIGKILL) while it
+    pushes the studies, started again: every instance is held once, every study complete."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.e2e.gateway_source import ORG as PORG
+    from tests.e2e.test_gateway_faults import ROOT, Platform, _env, _free_port, _wait
+
+    studies = [add_study(pacs, tmp_path / "f", f"Q{i}", n=3, org=PORG.code) for i in range(8)]
+    port = _free_port()
+    platform = Platform(tmp_path / "data", port)
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[platform]\nbase_url = "http://127.0.0.1:{port}"\norg_code = "{PORG.code}"\nusername = "his"\n'
+        'password_env = "HUREN_GATEWAY_PASSWORD"\ntimeout_seconds = 10\n'
+        '[outbox]\npath = "outbox.db"\nmax_backoff_seconds = 1\n'
+        '[schedule]\npoll_every_seconds = 0.2\ndaily_counts = "off"\n'
+        f'[pacs_views]\nurl = "sqlite:///{tmp_path / "pacs.db"}"\nsettle_seconds = 0\n'
+        '[imaging]\nmax_stow_bytes = 1024\n',  # one instance per STOW-RS request: a longer push to land in
+        "utf-8",
+    )
+    log = tmp_path / "gateway.log"
+
+    def start() -> subprocess.Popen[bytes]:
+        with log.open("ab") as fh:
+            return subprocess.Popen(
+                [sys.executable, "-m", "huren.cli", "gateway", "run", "--config", str(config)],
+                env=_env(), cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def outbox(sql: str) -> Any:
+        try:
+            with contextlib.closing(sqlite3.connect(tmp_path / "outbox.db", timeout=30)) as db:
+                return db.execute(sql).fetchone()
+        except sqlite3.OperationalError:
+            return None
+
+    def held() -> int:
+        with contextlib.closing(sqlite3.connect(tmp_path / "data" / "huren.db", timeout=30)) as db:
+            try:
+                return int(db.execute("SELECT count(*) FROM image_instance").fetchone()[0])
+            except sqlite3.OperationalError:
+                return 0
+
+    gw: subprocess.Popen[bytes] | None = None
+    try:
+        platform.start()
+        gw = start()
+        _wait("a first instance to arrive", lambda: held() >= 4, logs=(log, platform.log))
+        os.killpg(gw.pid, signal.SIGKILL)
+        gw.wait(15)
+        left = outbox("SELECT count(*) FROM record WHERE state = 'pending'")
+        assert left is not None and left[0] > 0, "the push was over before the kill"
+        gw = start()
+        _wait("every study to be confirmed", lambda: (outbox("SELECT count(*) FROM record WHERE state = 'done'") or [0])[0] == 8,
+              logs=(log, platform.log))
+        os.killpg(gw.pid, signal.SIGTERM)
+        assert gw.wait(30) == 0
+    finally:
+        for p in (gw, platform.proc):
+            if p is not None and p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait(15)
+    assert outbox("SELECT count(*), sum(state = 'done') FROM record") == (8, 8)  # one record per study, ever
+    with contextlib.closing(sqlite3.connect(tmp_path / "data" / "huren.db")) as db:
+        rows = db.execute(
+            "SELECT s.study_uid, s.state, count(i.id), count(DISTINCT i.sop_uid) FROM image_study s"
+            " JOIN image_instance i ON i.study_id = s.id GROUP BY s.study_uid"
+        ).fetchall()
+        shas = dict(db.execute("SELECT sop_uid, sha256 FROM image_instance").fetchall())
+    assert sorted(rows) == sorted((st.uid, "complete", 3, 3) for st in studies)
+    assert shas == {sop: hashlib.sha256(p.read_bytes()).hexdigest() for st in studies for p, _, sop in st.files}
