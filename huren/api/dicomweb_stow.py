@@ -192,6 +192,12 @@ async def _stow(request: Request, study: str | None) -> Response:
             "STOW-RS 只接受 multipart/related; type=\"application/dicom\"",
             [Problem("Content-Type", "media_type", "请求体应为 multipart/related，部件为 application/dicom")],
         )
+    coding = request.headers.get("content-encoding", "identity").strip().lower()
+    if coding not in ("", "identity"):
+        raise UnsupportedEncoding(
+            f"STOW-RS 不接受压缩的请求体（Content-Encoding: {coding[:20]}）",
+            [Problem("Content-Encoding", "unsupported", "请以未压缩的 multipart/related 发送")],
+        )
     boundary = params.get("boundary")
     if not boundary:
         raise bad("Content-Type", "boundary", "Content-Type 缺少 boundary 参数")

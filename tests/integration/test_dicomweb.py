@@ -316,6 +316,9 @@ def test_stow_refusals(container: Container, client: TestClient, api_a: Api, wor
     ct = sample("CT_small.dcm").read_bytes()
     assert stow(api_a, stow_body(ct), ctype="application/dicom").status_code == 415
     assert stow(api_a, stow_body(ct), ctype='multipart/related; type="application/dicom+json"; boundary=x').status_code == 415
+    r = api_a.client.post(f"{DW}/studies", content=gzip.compress(stow_body(ct)),
+                          headers=api_a.headers | {"Content-Type": STOW_TYPE, "Content-Encoding": "gzip"})
+    assert r.status_code == 415 and problem(r)["field"] == "Content-Encoding"
     r = stow(api_a, stow_body(ct), ctype='multipart/related; type="application/dicom"')
     assert r.status_code == 400 and problem(r)["field"] == "Content-Type"
     r = client.post(f"{DW}/studies", content=stow_body(ct), headers={"Content-Type": STOW_TYPE})
