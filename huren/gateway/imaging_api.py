@@ -269,9 +269,14 @@ class Sessions:
         with self._lock:
             self._by_user[login.his_user_id] = login
 
-    def end(self, his_user_id: str) -> bool:
+    def end(self, his_user_id: str, client: str) -> bool:
+        """End the workstation's login (only from the machine that logged in)."""
         with self._lock:
-            return self._by_user.pop(his_user_id, None) is not None
+            s = self._by_user.get(his_user_id)
+            if s is None or s.client != client:
+                return False
+            del self._by_user[his_user_id]
+            return True
 
     def count(self) -> int:
         with self._lock:
@@ -371,7 +376,7 @@ def create_yb_app(conf: YbConf, client: HurenClient, enqueue: Callable[[list[Rec
         require(p, ("hisUserId", "type"))
         ip = request.client.host if request.client else ""
         if p["type"] == "2":
-            ended = sessions.end(p["hisUserId"])
+            ended = sessions.end(p["hisUserId"], ip)
             log.info("外院调阅插件已退出", extra={"hisUserId": p["hisUserId"], "was_logged_in": ended})
             return envelope(200, OK, {"hisUserId": p["hisUserId"], "loggedIn": False})
         if p["type"] != "1":

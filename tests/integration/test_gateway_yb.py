@@ -142,6 +142,8 @@ def test_login_swipe_logout(env: Env) -> None:
     assert env.http("10.1.8.99").get("/iuWorkStation/swipingIdCardNo?hisUserId=pacs01&idCardNo=" + ID).status_code == 401
     bad = ws.get("/iuWorkStation/swipingIdCardNo?hisUserId=pacs01&idCardNo=123")
     assert bad.status_code == 202 and bad.json()["message"].startswith("传参数不规范：idCardNo")
+    env.http("10.1.8.99").get("/hrball/?hisUserId=pacs01&type=2")  # another machine cannot end it
+    assert ws.get("/iuWorkStation/swipingIdCardNo?hisUserId=pacs01&idCardNo=" + ID).status_code == 200
     assert ws.get("/hrball/?hisUserId=pacs01&type=2").json()["data"] == {"hisUserId": "pacs01", "loggedIn": False}
     assert ws.get("/iuWorkStation/swipingIdCardNo?hisUserId=pacs01&idCardNo=" + ID).status_code == 401
 
