@@ -30,6 +30,7 @@ from huren.services import access
 from huren.services.audit import AuditService
 from huren.services.imaging_types import IssuedKey, KeyCheck, KeyGrant, Once, not_found
 from huren.store import imaging as store
+from huren.store import imaging_links as links
 from huren.store.database import Database
 
 KEY_ACTIONS = ("image_key.issue", "image_key.verify", "image_key.use", "image_key.revoke")
@@ -76,7 +77,7 @@ class ImagingKeys:
                 "viewer_org": None if kind == imaging.FILM else principal.org_code, "issued_by": principal.actor[:256],
                 "issued_at": now, "expires_at": expires, "uses": 0,
             }
-            key_id = store.add_key(conn, row)
+            key_id = links.add_key(conn, row)
         self._audit.record(principal, "image_key.issue", target=f"{kind}#{key_id}:{study_uid}", read=False)
         return IssuedKey(key, key_id, kind, study_uid, expires)
 
@@ -84,7 +85,7 @@ class ImagingKeys:
         if not isinstance(key, str) or not imaging.looks_like_key(key.strip()):
             return None
         with self._db.read() as conn:
-            return store.key_by_hash(conn, key_hash(key.strip()))
+            return links.key_by_hash(conn, key_hash(key.strip()))
 
     def verify_key(self, key: str, kind: str | None = None, *, verifier: Principal | None = None) -> KeyCheck:
         """Whether a key is good now (and for ``kind``). ``verifier``: the viewed side asking
@@ -135,7 +136,7 @@ class ImagingKeys:
         g = _grant(row)
         if self._once.first((f"key:{g.key_id}", g.study_uid, "image_key.use")):
             with self._db.write(durable=False) as conn:
-                store.used_key(conn, g.key_id, self._clock.now())
+                links.used_key(conn, g.key_id, self._clock.now())
             who = Principal(g.viewer_org or "-", f"key:{g.key_id}", "key")
             self._audit.record(who, "image_key.use", target=f"{g.kind}#{g.key_id}:{g.study_uid}", read=False)
         return g
@@ -146,13 +147,13 @@ class ImagingKeys:
         access.require(principal, "image_key.issue")
         with self._db.write() as conn:
             if isinstance(key_or_id, int) or (isinstance(key_or_id, str) and key_or_id.isdigit()):
-                row = store.key_by_id(conn, int(key_or_id))
+                row = links.key_by_id(conn, int(key_or_id))
             else:
-                row = store.key_by_hash(conn, key_hash(str(key_or_id).strip()))
+                row = links.key_by_hash(conn, key_hash(str(key_or_id).strip()))
             if row is None or principal.org_code not in (row["org_code"], row["viewer_org"]):
                 msg = "影像密钥不存在"
                 raise NotFound(msg, [Problem("key", "not_found", msg)])
-            store.revoke_key(conn, int(row["id"]), by=principal.actor[:256], now=self._clock.now())
+            links.revoke_key(conn, int(row["id"]), by=principal.actor[:256], now=self._clock.now())
         self._audit.record(principal, "image_key.revoke", target=f"{row['kind']}#{row['id']}:{row['study_uid']}", read=False)
 
     def list_keys(self, principal: Principal, study_uid: str) -> list[dict[str, Any]]:
@@ -163,7 +164,7 @@ class ImagingKeys:
         with self._db.read() as conn:
             study = self._visible(conn, principal, study_uid)
             own = study["org_code"] == principal.org_code
-            rows = store.keys_of(conn, study_uid, None if own else principal.org_code)
+            rows = links.keys_of(conn, study_uid, None if own else principal.org_code)
         out = []
         for r in rows:
             state = imaging.key_state(kind=r["kind"], expires_at=r["expires_at"], revoked=r["revoked_at"] is not None, now=now)

@@ -15,7 +15,7 @@ from huren.domain import imaging
 from huren.errors import InvalidInput, NotFound, Problem
 from huren.services import access
 from huren.store import directory
-from huren.store import imaging as store
+from huren.store import imaging_links as links
 from huren.store.database import Database
 
 
@@ -41,7 +41,7 @@ class NodeService:
         if not ae or len(ae) > imaging.AE_MAX:
             return None
         with self._db.read() as conn:
-            node = store.get_node(conn, ae)
+            node = links.get_node(conn, ae)
             if node is not None:
                 if node["purpose"] == "pacs":
                     return None
@@ -50,7 +50,7 @@ class NodeService:
                     return None
                 return str(node["org_code"])
             org = directory.get_org(conn, ae)
-            if org is None or org.get("disabled") or store.org_has_node(conn, ae):
+            if org is None or org.get("disabled") or links.org_has_node(conn, ae):
                 return None
             return ae
 
@@ -79,26 +79,26 @@ class NodeService:
                 access.check_org(conn, principal, "dicom_node.write", org_code)
             if directory.get_org(conn, org_code) is None:
                 raise NotFound(f"机构“{org_code}”不存在", [Problem("org_code", "not_found", f"没有机构编码为“{org_code}”的机构")])
-            store.put_node(conn, row)
+            links.put_node(conn, row)
         return row
 
     def list_nodes(self) -> list[dict[str, Any]]:
         with self._db.read() as conn:
-            return store.list_nodes(conn)
+            return links.list_nodes(conn)
 
     def remove_node(self, ae_title: str, *, principal: Principal | None = None) -> bool:
         with self._db.write() as conn:
-            node = store.get_node(conn, ae_title.strip())
+            node = links.get_node(conn, ae_title.strip())
             if node is None:
                 return False
             if principal is not None:
                 access.check_org(conn, principal, "dicom_node.write", str(node["org_code"]))
-            return store.remove_node(conn, str(node["ae_title"]))
+            return links.remove_node(conn, str(node["ae_title"]))
 
     def move_destination(self, ae_title: str) -> tuple[str, int] | None:
         """Where a C-MOVE to ``ae_title`` is sent: a node for ``pacs`` / ``both`` with a port (its first host)."""
         with self._db.read() as conn:
-            node = store.get_node(conn, ae_title.strip())
+            node = links.get_node(conn, ae_title.strip())
         if node is None or node["purpose"] == "sender" or not node["port"] or not node["hosts"]:
             return None
         return str(node["hosts"]).split(",")[0], int(node["port"])

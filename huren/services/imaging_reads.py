@@ -25,6 +25,7 @@ from huren.services.imaging_types import (
 )
 from huren.services.refs import Refs
 from huren.store import imaging as store
+from huren.store import imaging_links as links
 from huren.store import sealing
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
@@ -220,7 +221,7 @@ class ImagingReads:
         with self._db.read() as conn:
             if isinstance(reader, Principal):
                 access.check_org(conn, reader, "image.read", org_code)
-            uid = store.study_for_exam(conn, org_code, report_form_no)
+            uid = links.study_for_exam(conn, org_code, report_form_no)
         if isinstance(reader, KeyGrant) and uid != reader.study_uid:
             return None
         return uid
@@ -229,7 +230,7 @@ class ImagingReads:
         """The exam report behind a study: {"ref", "org_code", "report_form_no", "voided"}, or None."""
         with self._db.read() as conn:
             study = self._visible(conn, reader, study_uid)
-            exam = store.exam_for_study(conn, study)
+            exam = links.exam_for_study(conn, study)
         if exam is None:
             return None
         return {
@@ -270,7 +271,7 @@ class ImagingReads:
         with self._db.read() as conn:
             orgs = access.org_scope(conn, principal, "image.read")
             bidx = sealing.blind_id(sealing.cipher(conn), id_no)
-            rows = store.exams_with_images(conn, id_type_code, bidx, exclude_org=principal.org_code)
+            rows = links.exams_with_images(conn, id_type_code, bidx, exclude_org=principal.org_code)
         rows = [r for r in rows if access.in_scope(orgs, str(r["org_code"]))]
         self._audit.record(principal, "image.exams", id_type_code=id_type_code, id_no=id_no, target=f"exams:{len(rows)}")
         return [

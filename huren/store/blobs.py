@@ -36,23 +36,27 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from huren.crypto.aead import HEADER_LEN, TAG_LEN, FieldCipher, SealError, column_ad
-from huren.errors import Problem, TooLarge
+from huren.crypto.aead import FieldCipher, SealError, column_ad
+from huren.store.blob_stream import (
+    ENVELOPE_LEN,
+    FILE_KEY,
+    SEGMENT,
+    SEGMENT_AD,
+    STREAM,
+    STREAM_HEAD,
+    STREAM_HEADER_LEN,
+    STREAM_VERSION,
+    chunks,
+    nonce,
+    open_segments,
+    read_file,
+    too_large,
+)
 
 log = logging.getLogger("huren.store")
 SEALED = b"HRNB"  # a sealed blob file begins with these bytes, then the envelope
-STREAM = b"HRNS"  # a streamed sealed blob (segmented AEAD, see the module's docstring)
-STREAM_VERSION = 1
-SEGMENT = 64 * 1024
-_STREAM_HEAD = struct.Struct(">4sBIH")  # magic, version, segment size, envelope length
-_FILE_KEY = 32
-_ENVELOPE_LEN = HEADER_LEN + _FILE_KEY + TAG_LEN
-STREAM_HEADER_LEN = _STREAM_HEAD.size + _ENVELOPE_LEN
-_SEGMENT_AD = b"huren/blob-stream/v1"
-READ_CHUNK = 1024 * 1024  # plaintext chunks of an unsealed / whole-file blob as streamed out
 
 
 #: threads syncing the files of one batch at once
@@ -254,7 +258,7 @@ class BlobStore:
         fd, tmp = tempfile.mkstemp(dir=incoming, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as out:
-                digest, size = self._write_stream(out, _chunks(source), max_bytes)
+                digest, size = self._write_stream(out, chunks(source), max_bytes)
             path = self._path(digest)
             if path.exists():
                 os.unlink(tmp)
@@ -275,11 +279,11 @@ class BlobStore:
             for chunk in chunks:
                 size += len(chunk)
                 if max_bytes is not None and size > max_bytes:
-                    raise _too_large(max_bytes)
+                    raise too_large(max_bytes)
                 h.update(chunk)
                 out.write(chunk)
             return h.hexdigest(), size
-        file_key = os.urandom(_FILE_KEY)
+        file_key = os.urandom(FILE_KEY)
         aead = AESGCM(file_key)
         out.write(b"\0" * STREAM_HEADER_LEN)  # the header names the digest: written once it is known
         buf = bytearray()
@@ -288,44 +292,44 @@ class BlobStore:
         for chunk in chunks:
             size += len(chunk)
             if max_bytes is not None and size > max_bytes:
-                raise _too_large(max_bytes)
+                raise too_large(max_bytes)
             h.update(chunk)
             buf += chunk
             while len(buf) >= SEGMENT:
                 if pending is not None:
-                    out.write(aead.encrypt(_nonce(index, False), pending, _SEGMENT_AD))
+                    out.write(aead.encrypt(nonce(index, False), pending, SEGMENT_AD))
                     index += 1
                 pending = bytes(buf[:SEGMENT])
                 del buf[:SEGMENT]
         if pending is not None:
             if buf:
-                out.write(aead.encrypt(_nonce(index, False), pending, _SEGMENT_AD))
+                out.write(aead.encrypt(nonce(index, False), pending, SEGMENT_AD))
                 index += 1
                 pending = bytes(buf)
         else:
             pending = bytes(buf)
-        out.write(aead.encrypt(_nonce(index, True), pending, _SEGMENT_AD))
+        out.write(aead.encrypt(nonce(index, True), pending, SEGMENT_AD))
         digest = h.hexdigest()
         envelope = self.cipher.seal(file_key, self._stream_ad(digest))
         out.seek(0)
-        out.write(_STREAM_HEAD.pack(STREAM, STREAM_VERSION, SEGMENT, len(envelope)) + envelope)
+        out.write(STREAM_HEAD.pack(STREAM, STREAM_VERSION, SEGMENT, len(envelope)) + envelope)
         return digest, size
 
     def _file_key(self, digest: str, head: bytes) -> tuple[AESGCM, int] | None:
         """The segment cipher and segment size of a streamed file's header; None (logged) when it does not open."""
         try:
-            magic, version, segment, n = _STREAM_HEAD.unpack_from(head)
+            magic, version, segment, n = STREAM_HEAD.unpack_from(head)
         except struct.error:
             log.error("blob %s: truncated stream header", digest)
             return None
-        if magic != STREAM or version != STREAM_VERSION or n != _ENVELOPE_LEN or not 0 < segment <= 2**24:
+        if magic != STREAM or version != STREAM_VERSION or n != ENVELOPE_LEN or not 0 < segment <= 2**24:
             log.error("blob %s: unknown stream header", digest)
             return None
         if self.cipher is None:
             log.error("blob %s is sealed but the store has no data key", digest)
             return None
         try:
-            key = self.cipher.open(head[_STREAM_HEAD.size : STREAM_HEADER_LEN], self._stream_ad(digest))
+            key = self.cipher.open(head[STREAM_HEAD.size : STREAM_HEADER_LEN], self._stream_ad(digest))
         except SealError as exc:
             log.error("blob %s does not open (%s): damaged, moved or sealed under an unknown key", digest, exc)
             return None
@@ -344,11 +348,11 @@ class BlobStore:
             data = self.get(digest)
             return None if data is None else iter([data])
         if not head.startswith(STREAM):
-            return _read_file(path, 0)
+            return read_file(path, 0)
         opened = self._file_key(digest, head)
         if opened is None:
             return None
-        return _open_segments(path, *opened)
+        return open_segments(path, *opened)
 
     def remove(self, digest: str) -> None:
         """Drop a blob just stored that nothing refers to (an instance refused after its copy)."""
@@ -383,68 +387,22 @@ class BlobStore:
             return "unreadable"
         h = hashlib.sha256()
         try:
-            for chunk in _open_segments(path, *opened):
+            for chunk in open_segments(path, *opened):
                 h.update(chunk)
         except SealError:
             return "unreadable"
         if h.hexdigest() != digest:
             return "unreadable"
-        envelope = head[_STREAM_HEAD.size :]
+        envelope = head[STREAM_HEAD.size :]
         if not self.cipher.needs_rekey(envelope):
             return "current"
         key = self.cipher.open(envelope, self._stream_ad(digest))
         fresh = self.cipher.seal(key, self._stream_ad(digest))
         fd = os.open(path, os.O_WRONLY)
         try:
-            os.pwrite(fd, fresh, _STREAM_HEAD.size)
+            os.pwrite(fd, fresh, STREAM_HEAD.size)
             os.fsync(fd)
         finally:
             os.close(fd)
         return "rekeyed"
 
-
-def _too_large(limit: int) -> TooLarge:
-    msg = f"文件超过允许的大小（最大 {limit} 字节）"
-    return TooLarge(msg, [Problem("file", "size", msg)])
-
-
-def _nonce(index: int, final: bool) -> bytes:
-    return struct.pack(">QI", index, 1 if final else 0)
-
-
-def _chunks(source: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
-    read = getattr(source, "read", None)
-    if read is None:
-        yield from source
-        return
-    while True:
-        chunk = read(READ_CHUNK)
-        if not chunk:
-            return
-        yield chunk
-
-
-def _read_file(path: Path, offset: int) -> Iterator[bytes]:
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        while chunk := fh.read(READ_CHUNK):
-            yield chunk
-
-
-def _open_segments(path: Path, aead: AESGCM, segment: int) -> Iterator[bytes]:
-    """The plaintext segments of a streamed file (its header already checked)."""
-    size = segment + TAG_LEN
-    with open(path, "rb") as fh:
-        fh.seek(STREAM_HEADER_LEN)
-        index = 0
-        current = fh.read(size)
-        while True:
-            following = fh.read(size) if len(current) == size else b""
-            final = not following
-            try:
-                yield aead.decrypt(_nonce(index, final), current, _SEGMENT_AD)
-            except InvalidTag:
-                raise SealError(f"{path.name}: segment {index} does not open (damaged, truncated or reordered)") from None
-            if final:
-                return
-            current, index = following, index + 1
