@@ -130,6 +130,9 @@ class Settings(BaseSettings):
         if self.public_base_url is not None:
             self.public_base_url = check_base_url(self.public_base_url)
         self.frame_ancestors = check_frame_ancestors(self.frame_ancestors)
+        if not re.fullmatch(r"[\x20-\x5b\x5d-\x7e]{1,16}", self.dicom_aet) or not self.dicom_aet.strip():
+            raise ValueError("HUREN_DICOM_AET: 1–16 printable ASCII characters without a backslash (e.g. HUREN)")
+        self.dicom_aet = self.dicom_aet.strip()
         if self.his_origins is not None:
             self.his_origins = " ".join(check_origin(o) for o in self.his_origins.split())
         return self
