@@ -35,6 +35,8 @@ READ_KINDS = ("viewer", "download", "film")
 DICOM_JSON = "application/dicom+json"
 KEY_MAX = 64
 PREFIX = "/dicom-web"
+#: frames in one /frames request (and in a multi-frame PixelData BulkDataURI)
+MAX_FRAMES = 1000
 
 Reader = Principal | KeyGrant
 T = TypeVar("T")
@@ -151,6 +153,43 @@ def _split(raw: str) -> Iterator[str]:
             buf.append(ch)
     if buf:
         yield "".join(buf)
+
+
+# -- metadata ----------------------------------------------------------------------------------------
+def with_bulk_data(raw: bytes, base: str, only_sop: str | None = None) -> bytes:
+    """The stored metadata with each instance's PixelData pointing at its ``frames`` URL (and, for
+    instance-level metadata, only that instance)."""
+    items: list[dict[str, Any]] = orjson.loads(raw)
+    out = []
+    for item in items:
+        sop = _first(item, "00080018")
+        if only_sop is not None and sop != only_sop:
+            continue
+        for tag in ("7FE00010", "7FE00008", "7FE00009"):
+            element = item.get(tag)
+            if isinstance(element, dict) and "InlineBinary" not in element:
+                study, series = _first(item, "0020000D"), _first(item, "0020000E")
+                element.pop("Value", None)
+                element["BulkDataURI"] = f"{base}/studies/{study}/series/{series}/instances/{sop}/frames/1"
+                frames = _first(item, "00280008")
+                if frames:
+                    try:
+                        n = int(frames)
+                    except ValueError:
+                        n = 1
+                    if 1 < n <= MAX_FRAMES:
+                        element["BulkDataURI"] = element["BulkDataURI"][: -len("/1")] + "/" + ",".join(str(i) for i in range(1, n + 1))
+        out.append(item)
+    return orjson.dumps(out)
+
+
+def _first(item: dict[str, Any], tag: str) -> str | None:
+    element = item.get(tag)
+    if isinstance(element, dict):
+        values = element.get("Value")
+        if isinstance(values, list) and values:
+            return str(values[0])
+    return None
 
 
 # -- CORS ------------------------------------------------------------------------------------------

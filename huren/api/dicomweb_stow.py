@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -52,6 +53,8 @@ CANNOT_UNDERSTAND = 0xC000
 PROCESSING_FAILURE = 0x0110
 DUPLICATE = 0x0111
 SOP_CLASS_NOT_SUPPORTED = 0x0122
+#: a spool directory older than this belongs to no running request (STOW requests are bounded in size)
+STALE_SECONDS = 6 * 3600
 
 
 def stow_limit(settings: Settings) -> int:
@@ -88,12 +91,19 @@ def _reason(exc: HurenError) -> int:
 
 
 class _Spool:
-    """The request's parts, one temporary file each, in a directory of the data dir (0700)."""
+    """The request's parts, one temporary file each (0600), in a directory of the data dir (0700),
+    removed when the request ends; what a crashed process left there is removed by the next
+    STOW request after :data:`STALE_SECONDS`."""
 
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.dir = Path(tempfile.mkdtemp(prefix="stow-", dir=root))
         self.n = 0
+        now = time.time()
+        for old in root.glob("stow-*"):
+            with contextlib.suppress(OSError):
+                if old != self.dir and now - old.stat().st_mtime > STALE_SECONDS:
+                    shutil.rmtree(old, ignore_errors=True)
 
     def sink(self) -> tuple[Path, BinaryIO]:
         self.n += 1

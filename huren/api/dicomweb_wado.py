@@ -22,12 +22,12 @@ import gzip
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from huren.api.dicomweb import (
+    MAX_FRAMES,
     PREFIX,
     NotAcceptable,
     Reader,
@@ -37,6 +37,7 @@ from huren.api.dicomweb import (
     dicom_json,
     public_base,
     resolve_reader,
+    with_bulk_data,
 )
 from huren.api.openapi import op
 from huren.domain.imaging import check_uid
@@ -53,7 +54,6 @@ DICOM = "application/dicom"
 OCTET = "application/octet-stream"
 #: metadata at least this large is gzipped for a client that accepts it
 GZIP_FROM = 1024
-MAX_FRAMES_PER_REQUEST = 1000
 
 
 def _c(request: Request) -> Container:
@@ -160,42 +160,6 @@ def _metadata_answer(request: Request, body: bytes) -> Response:
     return dicom_json(body, headers={"Vary": "Accept-Encoding"})
 
 
-def with_bulk_data(raw: bytes, base: str, only_sop: str | None = None) -> bytes:
-    """The stored metadata with each instance's PixelData pointing at its ``frames`` URL (and, for
-    instance-level metadata, only that instance)."""
-    items: list[dict[str, Any]] = orjson.loads(raw)
-    out = []
-    for item in items:
-        sop = _first(item, "00080018")
-        if only_sop is not None and sop != only_sop:
-            continue
-        for tag in ("7FE00010", "7FE00008", "7FE00009"):
-            element = item.get(tag)
-            if isinstance(element, dict) and "InlineBinary" not in element:
-                study, series = _first(item, "0020000D"), _first(item, "0020000E")
-                element.pop("Value", None)
-                element["BulkDataURI"] = f"{base}/studies/{study}/series/{series}/instances/{sop}/frames/1"
-                frames = _first(item, "00280008")
-                if frames:
-                    try:
-                        n = int(frames)
-                    except ValueError:
-                        n = 1
-                    if 1 < n <= MAX_FRAMES_PER_REQUEST:
-                        element["BulkDataURI"] = element["BulkDataURI"][: -len("/1")] + "/" + ",".join(str(i) for i in range(1, n + 1))
-        out.append(item)
-    return orjson.dumps(out)
-
-
-def _first(item: dict[str, Any], tag: str) -> str | None:
-    element = item.get(tag)
-    if isinstance(element, dict):
-        values = element.get("Value")
-        if isinstance(values, list) and values:
-            return str(values[0])
-    return None
-
-
 @router.get("/studies/{study}/metadata", **op(["XC-E12"], "WADO-RS 检查元数据（入库时生成，不读取影像文件）"))
 async def study_metadata(study: str, request: Request) -> Response:
     c = _c(request)
@@ -229,8 +193,8 @@ async def instance_metadata(study: str, series: str, instance: str, request: Req
 # -- frames, rendered, thumbnail -------------------------------------------------------------------
 def _frame_numbers(raw: str) -> list[int]:
     parts = raw.split(",")
-    if len(parts) > MAX_FRAMES_PER_REQUEST:
-        raise bad("frames", "limit", f"一次最多请求 {MAX_FRAMES_PER_REQUEST} 帧")
+    if len(parts) > MAX_FRAMES:
+        raise bad("frames", "limit", f"一次最多请求 {MAX_FRAMES} 帧")
     out = []
     for p in parts:
         p = p.strip()

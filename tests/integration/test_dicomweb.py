@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +283,16 @@ def _principal_a() -> Any:
     from huren.context import Principal
     from tests.conftest import ORG_A
     return Principal(ORG_A[0], ORG_A[4], "hospital")
+
+
+def test_stow_spool_removed(container: Container, api_a: Api) -> None:
+    spool = container.settings.data_dir / "spool"
+    stale = spool / "stow-crashed"
+    stale.mkdir(parents=True)
+    (stale / "part-00001.dcm").write_bytes(b"left by a crash")
+    os.utime(stale, (time.time() - 7 * 3600, time.time() - 7 * 3600))
+    assert stow(api_a, stow_body(sample("MR_small.dcm").read_bytes())).status_code == 200
+    assert list(spool.iterdir()) == []  # this request's parts and the stale directory are gone
 
 
 def test_stow_partial_and_failed(api_a: Api, tmp_path: Path) -> None:
