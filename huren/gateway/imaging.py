@@ -34,7 +34,7 @@ import orjson
 from huren.client import HurenClient, StowPart
 from huren.errors import PlatformRefused, PlatformUnavailable
 from huren.gateway.imaging_spool import FetchError, Spool
-from huren.gateway.model import Record
+from huren.gateway.model import Record, os_reason
 from huren.gateway.outbox import Item, Outbox
 from huren.gateway.outbox_seal import REC
 from huren.gateway.sealing import Sealer
@@ -374,15 +374,22 @@ class ImagingHook:
     SWEEP_EVERY = 3600.0
 
     def __init__(self, config: GatewayConfig, box: Outbox, client: HurenClient) -> None:
+        from huren.gateway.config import ConfigError
         from huren.gateway.sources import pacs_views
 
         self.config, self.box = config, box
         self.conf = imaging_conf(config)
-        spool = self.conf.spool(box.sealer)
-        self.sources = [
-            pacs_views.build(raw, org_code=config.platform.org_code, spool=spool, base_dir=config.base_dir)
-            for raw in config.pacs_views
-        ]
+        try:
+            spool = self.conf.spool(box.sealer)
+        except OSError as exc:
+            raise ConfigError(f"[imaging] spool_dir：无法创建或使用暂存文件夹 {self.conf.spool_dir}（{os_reason(exc)}）") from exc
+        try:
+            self.sources = [
+                pacs_views.build(raw, org_code=config.platform.org_code, spool=spool, base_dir=config.base_dir)
+                for raw in config.pacs_views
+            ]
+        except ValueError as exc:  # the sources' ConfigError names the key as sources[<name>].<key>
+            raise ConfigError(str(exc).replace("sources[", "pacs_views[", 1)) from exc
         self.pusher = Pusher(box, client, spool, max_stow_bytes=self.conf.max_stow_bytes)
         self._swept = 0.0
 

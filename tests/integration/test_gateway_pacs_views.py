@@ -612,3 +612,17 @@ def test_huren_gateway_run_killed_mid_push_resumes_without_doubling(tmp_path: Pa
         shas = dict(db.execute("SELECT sop_uid, sha256 FROM image_instance").fetchall())
     assert sorted(rows) == sorted((st.uid, "complete", 3, 3) for st in studies)
     assert shas == {sop: hashlib.sha256(p.read_bytes()).hexdigest() for st in studies for p, _, sop in st.files}
+
+
+def test_configuration_errors_name_the_key(tmp_path: Path, pacs: sqlite3.Connection) -> None:
+    from huren.gateway.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"pacs_views\[pacs_views\]\.batch_size 不能大于 1000"):
+        gateway(tmp_path, FakePlatform(), batch_size=5000)
+    with pytest.raises(ConfigError, match=r"pacs_views\[pacs_views\]\.url：SQLite 数据库 .*nope.db 不存在"):
+        gateway(tmp_path, FakePlatform(), url="sqlite:///nope.db")
+    with pytest.raises(ConfigError, match=r"pacs_views\[pacs_views\]：不认识的配置项 view"):
+        gateway(tmp_path, FakePlatform(), view="v_web_jcjg")
+    with pytest.raises(ConfigError, match="name = \"pacs\" 与其他来源重名"):
+        parse({"platform": {"base_url": "http://x", "org_code": ORG, "username": "u", "password": "p"},
+               "source": [{"name": "pacs", "type": "db"}], "pacs_views": {"name": "pacs", "url": "sqlite:///pacs.db"}}, tmp_path)
