@@ -122,51 +122,58 @@ def _study(conn: Connection, known: _Known, rec: InstanceRecord, org_code: str, 
     return int(r.id), str(r.org_code), {m for m in str(r.modalities).split(",") if m}
 
 
-def _series(conn: Connection, known: _Known, study_id: int, rec: InstanceRecord) -> tuple[int, int, bool]:
-    """(series id, its study id, created now)."""
+def _series(conn: Connection, known: _Known, study_id: int, rec: InstanceRecord) -> tuple[int, int]:
+    """(series id, its study id)."""
     hit = known.series.get(rec.series_uid)
     if hit is not None:
-        return hit[0], hit[1], False
+        return hit
     q = select(se.c.id, se.c.study_id).where(se.c.series_uid == rec.series_uid)
     r = conn.execute(q).first()
     if r is not None:
         known.remember(known.series, rec.series_uid, (int(r.id), int(r.study_id)))
-        return int(r.id), int(r.study_id), False
+        return int(r.id), int(r.study_id)
     _insert_ignore(conn, se, _series_values(study_id, rec), "series_uid")
     r = conn.execute(q).one()
-    return int(r.id), int(r.study_id), True
+    return int(r.id), int(r.study_id)
 
 
 def ingest(
     conn: Connection, rec: InstanceRecord, *, org_code: str, sender: str, sha256: str, size: int, now: datetime
 ) -> Ingested:
     """Index one stored instance (its bytes already in the blob store as ``sha256``): three
-    statements for a study and series already known (insert, two counter updates)."""
+    statements for a study and series already known (insert, two counter updates). An instance
+    pushed again after a deletion notice is shown again, with its study."""
     known = _known(conn)
     study_id, owner, mods = _study(conn, known, rec, org_code, sender, now)
     if owner != org_code:
         raise Refusal("ownership", owner)
-    series_id, series_study, new_series = _series(conn, known, study_id, rec)
+    series_id, series_study = _series(conn, known, study_id, rec)
     if series_study != study_id:
         raise Refusal("conflict", "series_uid")
     values = _instance_values(study_id, series_id, rec, sha256, size, now)
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(ins).values(values).on_conflict_do_nothing(index_elements=["sop_uid"]).returning(ins.c.id)
-    if conn.execute(stmt).scalar() is None:  # held already: the same bytes, or others
-        old = conn.execute(select(ins.c.id, ins.c.study_id, ins.c.sha256).where(ins.c.sop_uid == rec.sop_uid)).one()
+    if conn.execute(stmt).scalar() is None:  # held already: the same bytes, others, or deleted (YB-4.5)
+        old = conn.execute(
+            select(ins.c.id, ins.c.study_id, ins.c.sha256, ins.c.deleted_at).where(ins.c.sop_uid == rec.sop_uid)
+        ).one()
         if int(old.study_id) != study_id:
             raise Refusal("conflict", "sop_uid")
-        if old.sha256 == sha256:
-            return Ingested(study_id, True, False)
-        if conn.execute(select(st.c.state).where(st.c.id == study_id)).scalar_one() == imaging.COMPLETE:
-            raise Refusal("conflict", "sha256")
-        conn.execute(update(ins).where(ins.c.id == old.id).values(values))  # still receiving: the newer file wins
-        return Ingested(study_id, False, True)
-    conn.execute(update(se).where(se.c.id == series_id).values(instance_count=se.c.instance_count + 1))
+        if old.deleted_at is None:
+            if old.sha256 == sha256:
+                return Ingested(study_id, True, False)
+            if conn.execute(select(st.c.state).where(st.c.id == study_id)).scalar_one() == imaging.COMPLETE:
+                raise Refusal("conflict", "sha256")
+            conn.execute(update(ins).where(ins.c.id == old.id).values(values))  # still receiving: the newer file wins
+            return Ingested(study_id, False, True)
+        conn.execute(update(ins).where(ins.c.id == old.id).values(values))  # pushed again after a deletion notice
+    in_series = conn.execute(
+        update(se).where(se.c.id == series_id).values(instance_count=se.c.instance_count + 1).returning(se.c.instance_count)
+    ).scalar_one()
     study_values: dict[str, Any] = {
-        "instance_count": st.c.instance_count + 1, "state": imaging.RECEIVING, "updated_at": now,
+        "instance_count": st.c.instance_count + 1, "state": imaging.RECEIVING, "updated_at": now, "deleted_at": None,
     }
-    if new_series:
+    if in_series == 1:  # a series new, or shown again
         study_values["series_count"] = st.c.series_count + 1
     if rec.modality and rec.modality not in mods:
         current = conn.execute(select(st.c.modalities).where(st.c.id == study_id)).scalar_one()
@@ -361,7 +368,8 @@ def hide_studies(conn: Connection, study_ids: Sequence[int], now: datetime) -> i
     if not study_ids:
         return 0
     n = conn.execute(update(ins).where(ins.c.study_id.in_(study_ids), ins.c.deleted_at.is_(None)).values(deleted_at=now)).rowcount
-    conn.execute(update(st).where(st.c.id.in_(study_ids)).values(deleted_at=now, updated_at=now))
+    conn.execute(update(se).where(se.c.study_id.in_(study_ids)).values(instance_count=0))
+    conn.execute(update(st).where(st.c.id.in_(study_ids)).values(deleted_at=now, updated_at=now, instance_count=0, series_count=0))
     return int(n or 0)
 
 

@@ -120,3 +120,17 @@ def test_deletion_notice_hides_everything(container: Container, tmp_path: Path) 
     assert [r["instances"] for r in rows] == [1, 0] and str(rows[0]["patient_name"]).startswith("enc1:")
     assert rows[0]["study_uids"] == ds.StudyInstanceUID and rows[0]["operate_doctor_name"] == "赵医生"
     assert container.blobs.exists(hashlib.sha256(p.read_bytes()).hexdigest())  # marked, not erased
+
+
+def test_a_study_pushed_again_after_deletion_is_shown_again(container: Container, tmp_path: Path) -> None:
+    img = container.imaging
+    p1, ds = make(tmp_path, accession="DEL-2")
+    p2, _ = make(tmp_path, study=ds.StudyInstanceUID, accession="DEL-2")
+    img.store_instance(A, p1)
+    img.store_instance(A, p2)
+    assert img.delete_notice(HIS_A, hospitalId=ORG_A[0], accessionNo="DEL-2") == 2
+    assert img.find_studies(DOC_B, {"AccessionNumber": "DEL-2"}) == []
+    assert not img.store_instance(A, p1).duplicate  # the PACS sends it again
+    [study] = img.find_studies(DOC_B, {"AccessionNumber": "DEL-2"})
+    assert study["00201208"]["Value"] == [1] and study["00201206"]["Value"] == [1]
+    assert [f.sop_uid for f in img.instances_of(DOC_B, ds.StudyInstanceUID)] == [ds.SOPInstanceUID]
