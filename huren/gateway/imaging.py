@@ -48,6 +48,8 @@ log = logging.getLogger("huren.gateway.imaging")
 #: outbox kinds the pusher drains (the runner's uploader does not know them)
 KINDS = ("study", "image_deletion")
 CAPTION = "扫描查看数字影像"
+#: pushes of a study the platform still finds incomplete (or whose spool file cannot be had) before it becomes a dead letter
+MAX_TRIES = 10
 FONTS = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
     "/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc",
@@ -123,6 +125,8 @@ class Pusher:
             except PlatformUnavailable as exc:
                 self.box.settle(failed={it.id: str(exc)}, meta={"imaging_last_error": str(exc)})
                 return settled, str(exc)
+            if ok is None and it.attempts + 1 >= MAX_TRIES:  # never completes: do not hold the queue up for ever
+                ok, why = False, reason(0, {"code": "incomplete", "message": f"{MAX_TRIES} 次推送后仍未完成：{why}"})
             if ok is None:  # not yet: the platform is missing instances, sent again next round
                 self.box.settle(failed={it.id: why})
                 return settled, why

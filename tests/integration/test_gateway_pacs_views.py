@@ -626,3 +626,21 @@ def test_configuration_errors_name_the_key(tmp_path: Path, pacs: sqlite3.Connect
     with pytest.raises(ConfigError, match="name = \"pacs\" 与其他来源重名"):
         parse({"platform": {"base_url": "http://x", "org_code": ORG, "username": "u", "password": "p"},
                "source": [{"name": "pacs", "type": "db"}], "pacs_views": {"name": "pacs", "url": "sqlite:///pacs.db"}}, tmp_path)
+
+
+def test_a_study_that_never_completes_becomes_a_dead_letter(tmp_path: Path, pacs: sqlite3.Connection) -> None:
+    from huren.gateway.imaging import MAX_TRIES
+
+    st = add_study(pacs, tmp_path / "f", "M1", n=1)
+    fake = FakePlatform()
+    real = fake._commit
+    fake._commit = lambda uid, body: real(uid, {"instances": [*body["instances"], {"SOPInstanceUID": "1.2.3", "sha256": "0" * 64}]})  # type: ignore[method-assign]
+    gw = gateway(tmp_path, fake)
+    gw.poll()
+    for _ in range(MAX_TRIES - 1):
+        settled, why = gw.imaging.pusher.drain()  # type: ignore[union-attr]
+        assert settled == 0 and f"平台确认检查 {st.uid} 尚不完整" in why
+    assert gw.imaging.pusher.drain() == (1, "")  # type: ignore[union-attr]
+    [dead] = gw.box.dead()
+    assert dead["kind"] == "study" and f"{MAX_TRIES} 次推送后仍未完成" in dead["error"]
+    gw.close()
