@@ -203,3 +203,61 @@ def _start_on(o: OrthancServer, port: int) -> None:
         o.proc = subprocess.Popen([ORTHANC, "--no-jobs", str(cfg)], stdout=log, stderr=subprocess.STDOUT, cwd=o.workdir,
                                   env=os.environ | DCMTK_ENV)
     assert o._wait_ready(30), o.log_path.read_text(errors="replace")[-2000:]
+
+
+def test_a_second_huren_as_the_peer(container: Container, tmp_path: Path) -> None:
+    """The peer is another huren (uvicorn on a free port), read with a hospital account's token."""
+    import requests
+
+    from tests.integration.test_wado import sample, store
+
+    ct = store(container, [sample("CT_small.dcm")])[0]
+    with _uvicorn(container) as base:
+        r = requests.post(f"{base}/api/v1/auth/token", json={"org_code": ORG_B[0], "username": ORG_B[4], "password": ORG_B[5]}, timeout=10)
+        assert r.status_code == 200, r.text
+        peer = Peer(name="兄弟平台", url=f"{base}/dicom-web", token=r.json()["access_token"], timeout=5.0)
+        with ImageForwarder(peer, container.audit, container.clock, public_root=PUBLIC) as fw:
+            rows = orjson.loads(fw.relay(DOCTOR, "/studies", {"StudyInstanceUID": ct.study_uid}).body or b"")
+            assert [x["0020000D"]["Value"][0] for x in rows] == [ct.study_uid]
+            meta = orjson.loads(fw.relay(DOCTOR, f"/studies/{ct.study_uid}/series/{ct.series_uid}/metadata").body or b"")
+            assert meta[0]["7FE00010"]["BulkDataURI"].startswith(f"{PUBLIC}/studies/{ct.study_uid}/")
+            got = fw.relay(DOCTOR, f"/studies/{ct.study_uid}/series/{ct.series_uid}/instances/{ct.sop_uid}",
+                           accept='multipart/related; type="application/dicom"')
+            assert sample("CT_small.dcm").read_bytes() in b"".join(got.iter_bytes())
+            wado = fw.relay_wado_uri(DOCTOR, {"requestType": "WADO", "studyUID": ct.study_uid, "seriesUID": ct.series_uid,
+                                              "objectUID": ct.sop_uid, "contentType": "application/dicom"})
+            assert b"".join(wado.iter_bytes()) == sample("CT_small.dcm").read_bytes()
+            assert wado.headers()["X-Image-Source"] == "%E5%85%84%E5%BC%9F%E5%B9%B3%E5%8F%B0"
+
+
+class _uvicorn:
+    """Serve a container's app on a free 127.0.0.1 port (as tests/integration/test_dicomweb_client.py)."""
+
+    def __init__(self, c: Container) -> None:
+        self.c = c
+
+    def __enter__(self) -> str:
+        import socket
+        import threading
+
+        import uvicorn
+
+        from huren.api.app import create_app
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        base = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.c.settings.public_base_url = base
+        self.srv = uvicorn.Server(uvicorn.Config(create_app(self.c), log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.srv.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.srv.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.02)
+        return base
+
+    def __exit__(self, *exc: object) -> None:
+        self.srv.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
