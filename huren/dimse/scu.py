@@ -64,9 +64,25 @@ def associate(peer: Peer, contexts: list[object]) -> Association:
         evt_handlers=[(evt.EVT_CONN_OPEN, nodelay)],
     )
     if not assoc.is_established:
-        why = "对方拒绝了关联" if assoc.is_rejected else "无法连接或关联被中止"
+        why = _rejection(assoc) if assoc.is_rejected else "无法连接或关联被中止"
         raise PlatformUnavailable(f"无法与 DICOM 节点 {peer.aet}（{peer.host}:{peer.port}）建立关联：{why}")
     return assoc
+
+
+#: A-ASSOCIATE-RJ (source, reason) in words (PS3.8 9.3.4)
+_REASONS = {
+    (1, 2): "应用上下文不支持", (1, 3): "调用方 AE 名称未被认可", (1, 7): "被调用方 AE 名称不符",
+    (2, 2): "协议版本不支持", (3, 1): "暂时拥塞", (3, 2): "并发关联数已达上限",
+}
+
+
+def _rejection(assoc: Association) -> str:
+    rj = assoc.acceptor.primitive
+    if rj is None:
+        return "对方拒绝了关联"
+    reason = _REASONS.get((int(rj.result_source or 0), int(rj.diagnostic or 0)), "未说明原因")
+    kind = "永久" if rj.result == 1 else "暂时"
+    return f"对方拒绝了关联（{kind}拒绝：{reason}）"
 
 
 def echo(peer: Peer) -> int:

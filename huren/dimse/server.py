@@ -13,6 +13,12 @@ import logging
 import socket
 from typing import TYPE_CHECKING, Any
 
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
@@ -63,6 +69,20 @@ def _shutdown_socket(self: AssociationSocket) -> None:
         sock.close()
 
 
+#: the transfer syntaxes accepted for storage, in the order pynetdicom (the acceptor's order wins)
+#: picks them: explicit VR little endian first, so that a sender offering it with others sends an
+#: explicit-VR file as it is; then the compressed ones (kept as received); implicit VR last of the
+#: uncompressed (a sender that offers only it still can push)
+STORAGE_SYNTAXES = [
+    ExplicitVRLittleEndian,
+    *(ts for ts in ALL_TRANSFER_SYNTAXES if ts not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+                                                       DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian)),
+    ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+]
+
+
 def build_ae(aet: str) -> AE:
     """The AE with its supported presentation contexts (storage in SCU and SCP role for C-GET)."""
     ae = AE(ae_title=aet)
@@ -74,7 +94,7 @@ def build_ae(aet: str) -> AE:
     ae.dimse_timeout = 60
     for cx in AllStoragePresentationContexts:
         if cx.abstract_syntax is not None:
-            ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
+            ae.add_supported_context(cx.abstract_syntax, STORAGE_SYNTAXES, scu_role=True, scp_role=True)
     for uid in (
         Verification,
         PatientRootQueryRetrieveInformationModelFind,

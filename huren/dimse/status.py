@@ -136,6 +136,6 @@ def status_dataset(exc: BaseException, op: Operation) -> Dataset:
 def message_of(exc: BaseException) -> str:
     """The operator's log line for a refusal: the Chinese message and the problems' messages."""
     if isinstance(exc, HurenError):
-        parts = [exc.text(), *(f"{p.field}: {p.message}" for p in exc.problems)]
+        parts = [exc.text(), *(f"{p.field}: {p.message}" for p in exc.problems if p.message != exc.message)]
         return "；".join(parts)
     return f"{type(exc).__name__}"

@@ -45,8 +45,13 @@ NAME = "王小明"
 def part10_dataset(data: bytes) -> bytes:
     """The dataset of a Part-10 file: what a C-STORE carries (after preamble and file meta)."""
     assert data[128:132] == b"DICM"
-    group_length = int.from_bytes(data[140:144], "little")
-    return data[144 + group_length:]
+    pos = 132
+    while int.from_bytes(data[pos:pos + 2], "little") == 0x0002:  # file meta: explicit VR little endian
+        if data[pos + 4:pos + 6] in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
+            pos += 12 + int.from_bytes(data[pos + 8:pos + 12], "little")
+        else:
+            pos += 8 + int.from_bytes(data[pos + 6:pos + 8], "little")
+    return data[pos:]
 
 
 def gb18030_file(directory: Path, name: str = NAME, patient_id: str = "GB-001") -> Path:
