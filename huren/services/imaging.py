@@ -71,6 +71,7 @@ class ImagingService(ImagingReads, ImagingKeys):
         self.public_base = public_base.rstrip("/")
         self.nodes = NodeService(db, clock)
         self._once = Once(clock, imaging.LOG_DEDUPE_SECONDS)
+        blobs.clean_incoming()  # copies a crash interrupted: never indexed
 
     # -- ingest ------------------------------------------------------------------------------------
     def sender_for(self, principal: Principal, channel: str = "stow") -> Sender:

@@ -31,6 +31,7 @@ import logging
 import os
 import struct
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -353,6 +354,20 @@ class BlobStore:
         if opened is None:
             return None
         return open_segments(path, *opened)
+
+    def clean_incoming(self, max_age_seconds: float = 3600) -> int:
+        """Remove temporary files of streamed puts older than ``max_age_seconds`` (left by a crash:
+        nothing refers to them); how many were removed."""
+        incoming = self.root / ".incoming"
+        if not incoming.is_dir():
+            return 0
+        now, n = time.time(), 0
+        for p in incoming.glob(".tmp-*"):
+            with contextlib.suppress(OSError):
+                if now - p.stat().st_mtime > max_age_seconds:
+                    p.unlink()
+                    n += 1
+        return n
 
     def remove(self, digest: str) -> None:
         """Drop a blob just stored that nothing refers to (an instance refused after its copy)."""

@@ -203,3 +203,32 @@ def test_rotate_data_covers_studies_and_streamed_blobs(
     img._blobs = BlobStore(container.settings.blob_dir, cipher=fields)
     assert b"".join(img.instance(DOC_B, ds.StudyInstanceUID, None, ds.SOPInstanceUID).chunks()) == p.read_bytes()
     assert img.find_studies(DOC_B, {"PatientName": "欧阳娜娜"})[0]["00100010"]["Value"] == [{"Alphabetic": "欧阳娜娜"}]
+
+
+def test_streamed_blobs_detect_tampering_and_leftovers_are_cleaned(container: Container, tmp_path: Path) -> None:
+    blobs = container.blobs
+    data = os.urandom(3 * 65536 + 17)
+    digest, size, new = blobs.put_stream(io.BytesIO(data))
+    assert (size, new) == (len(data), True) and digest == hashlib.sha256(data).hexdigest()
+    assert blobs.put_stream([data[:5], data[5:]])[2] is False  # the same bytes: kept once
+    path = container.settings.blob_dir / digest[:2] / digest[2:4] / digest
+    stored = path.read_bytes()
+    assert data[:64] not in stored and stored.startswith(b"HRNS")
+    seg = 65536 + 16
+    for damaged in (
+        stored[:-seg],  # the last segment dropped
+        stored[:STREAM_HEADER_LEN] + stored[STREAM_HEADER_LEN + seg : STREAM_HEADER_LEN + 2 * seg]
+        + stored[STREAM_HEADER_LEN : STREAM_HEADER_LEN + seg] + stored[STREAM_HEADER_LEN + 2 * seg :],  # reordered
+        stored + stored[-seg:],  # a segment appended
+    ):
+        path.write_bytes(damaged)
+        chunks = blobs.open_stream(digest)
+        assert chunks is not None
+        with pytest.raises(ValueError):
+            b"".join(chunks)
+    path.write_bytes(stored)
+    assert b"".join(blobs.open_stream(digest) or []) == data
+    leftover = container.settings.blob_dir / ".incoming" / ".tmp-crashed"
+    leftover.write_bytes(b"half a file")
+    os.utime(leftover, (0, 0))
+    assert blobs.clean_incoming() == 1 and not leftover.exists()
