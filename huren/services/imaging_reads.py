@@ -79,13 +79,13 @@ class ImagingReads:
         with self._db.read() as conn:
             orgs = None if isinstance(reader, KeyGrant) else access.org_scope(conn, reader, "image.read")
             try:
-                where, name = store.study_filters(conn, dict(q), orgs)
+                where, match = store.study_filters(conn, dict(q), orgs)
             except ValueError:
                 msg = "PatientID 不支持通配符匹配"
                 raise InvalidInput(msg, [Problem("PatientID", "wildcard", msg)]) from None
             if isinstance(reader, KeyGrant):
                 where.append(store.st.c.study_uid == reader.study_uid)
-            return store.find_studies(conn, where, limit=limit, offset=offset, name_pattern=name)
+            return store.find_studies(conn, where, limit=limit, offset=offset, match=match)
 
     def _log_query(self, reader: Reader, level: str, rows: Sequence[Mapping[str, Any]]) -> None:
         uids = [str(r["study_uid"]) for r in rows]

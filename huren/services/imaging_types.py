@@ -18,7 +18,7 @@ MAX_LIMIT = 1000
 #: the query keys matched at the study level (the others are the series' or instances' own)
 STUDY_KEYS = frozenset({
     "PatientID", "PatientName", "StudyInstanceUID", "AccessionNumber", "StudyDate", "ModalitiesInStudy",
-    "StudyDescription", "ReferringPhysicianName", "StudyID", "PatientSex",
+    "StudyDescription", "ReferringPhysicianName", "StudyID", "PatientSex", "PatientBirthDate",
 })
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -246,14 +246,26 @@ def _like(column: Any, pattern: str) -> ColumnElement[bool]:
     return column.ilike(esc, escape="!")  # type: ignore[no-any-return]
 
 
-def study_filters(conn: Connection, q: dict[str, str], orgs: list[str] | None) -> tuple[list[ColumnElement[bool]], str | None]:
+Match = Callable[[dict[str, Any]], bool]
+
+
+def _name_match(pattern: str) -> Match:
+    rx = imaging.wildcard_regex(pattern)
+    return lambda r: bool(rx.fullmatch(r.get("patient_name") or ""))
+
+
+def _birth_match(lo: str | None, hi: str | None) -> Match:
+    return lambda r: bool(r.get("patient_birth_date")) and (lo or "") <= str(r["patient_birth_date"]) <= (hi or "99999999")
+
+
+def study_filters(conn: Connection, q: dict[str, str], orgs: list[str] | None) -> tuple[list[ColumnElement[bool]], Match | None]:
     """SQL conditions for a study query; the PatientName wildcard left to the caller (sealed names
     match in Python, after the other conditions)."""
     fields = sealing.cipher(conn)
     where: list[ColumnElement[bool]] = [st.c.deleted_at.is_(None), st.c.instance_count > 0]
     if orgs is not None:
         where.append(st.c.org_code.in_(orgs))
-    name_pattern = None
+    post: list[Match] = []
     for key, value in q.items():
         v = value.strip()
         if not v or v == "*":
@@ -264,7 +276,7 @@ def study_filters(conn: Connection, q: dict[str, str], orgs: list[str] | None) -
             where.append(st.c.patient_id_bidx == fields.blind(v, "dicom_patient_id"))
         elif key == "PatientName":
             if imaging.has_wildcard(v):
-                name_pattern = v
+                post.append(_name_match(v))
             else:
                 where.append(st.c.patient_name_bidx == fields.blind(v, "dicom_patient_name"))
         elif key == "StudyInstanceUID":
@@ -281,7 +293,9 @@ def study_filters(conn: Connection, q: dict[str, str], orgs: list[str] | None) -
             where.append(or_(*[or_(m == x, m.like(f"{x},%"), m.like(f"%,{x}"), m.like(f"%,{x},%")) for x in mods]))
         elif key in _TEXT_KEYS:
             where.append(_like(_TEXT_KEYS[key], v))
-    return where, name_pattern
+        elif key == "PatientBirthDate":  # sealed: matched on the opened value
+            post.append(_birth_match(*imaging.date_range(v, "PatientBirthDate")))
+    return where, (lambda r: all(m(r) for m in post)) if post else None
 
 
 _TEXT_KEYS: dict[str, Any] = {
@@ -291,14 +305,14 @@ _TEXT_KEYS: dict[str, Any] = {
 
 
 def find_studies(
-    conn: Connection, where: Sequence[ColumnElement[bool]], *, limit: int, offset: int, name_pattern: str | None = None,
+    conn: Connection, where: Sequence[ColumnElement[bool]], *, limit: int, offset: int, match: Match | None = None,
     scan_cap: int = 20_000,
 ) -> list[dict[str, Any]]:
-    """Studies (opened rows), newest first; with ``name_pattern``, matched on the opened names."""
+    """Studies (opened rows), newest first; with ``match`` (sealed values: a PatientName wildcard,
+    PatientBirthDate), tested on the opened rows the SQL conditions select, at most ``scan_cap``."""
     base = select(st).where(and_(*where)).order_by(st.c.study_date.desc(), st.c.id.desc())
-    if name_pattern is None:
+    if match is None:
         return [opened(conn, dict(r)) for r in conn.execute(base.limit(limit).offset(offset)).mappings()]
-    rx = imaging.wildcard_regex(name_pattern)
     out: list[dict[str, Any]] = []
     skipped = scanned = 0
     while scanned < scan_cap and len(out) < limit:
@@ -308,7 +322,7 @@ def find_studies(
         scanned += len(page)
         for r in page:
             row = opened(conn, r)
-            if rx.fullmatch(row.get("patient_name") or ""):
+            if match(row):
                 if skipped < offset:
                     skipped += 1
                 elif len(out) < limit:

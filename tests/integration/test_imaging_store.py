@@ -69,6 +69,8 @@ def test_store_find_retrieve_byte_exact(container: Container, tmp_path: Path) ->
     assert img.find_studies(DOC_B, {"PatientName": "张*"}) == [study]
     assert img.find_studies(DOC_B, {"PatientName": "张三"}) == [study]
     assert img.find_studies(DOC_B, {"PatientName": "李*"}) == []
+    assert img.find_studies(DOC_B, {"PatientBirthDate": "19800101"}) == [study]
+    assert img.find_studies(DOC_B, {"PatientBirthDate": "19900101-", "PatientName": "张*"}) == []
     assert img.find_studies(DOC_B, {"PatientID": "P002"}) == []
     assert len(img.find_studies(DOC_B, {"StudyDate": "20000101-20991231", "ModalitiesInStudy": "MR"})) == (
         1 if ds.StudyDate >= "20000101" else 0
