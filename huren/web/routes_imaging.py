@@ -11,9 +11,10 @@ film key itself; the service checks the access policy and logs every read.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 from urllib.parse import quote, urlencode
@@ -27,6 +28,9 @@ from huren.domain import imaging as dom
 from huren.errors import Forbidden, HurenError, LinkExpired, NotFound, Unauthorized
 from huren.web.render import TEMPLATES, Caller, caller, container, page
 from huren.web.routes_doctor import call
+from huren.wire import dicomdir
+
+log = logging.getLogger("huren.web.imaging")
 
 router = APIRouter(include_in_schema=False)  # under /ui (login or token)
 film_router = APIRouter(include_in_schema=False)  # /film/{key}: no login, the key is the credential
@@ -45,32 +49,28 @@ CT_PRESETS: tuple[tuple[str, str, float | None, float | None], ...] = (
 )
 #: tags of the DICOM JSON model the pages read
 T = {
-    "PatientName": "00100010", "PatientSex": "00100040", "PatientID": "00100020", "StudyDate": "00080020",
-    "ModalitiesInStudy": "00080061", "StudyDescription": "00081030", "AccessionNumber": "00080050",
-    "InstitutionName": "00080080", "SeriesInstanceUID": "0020000E", "Modality": "00080060", "SeriesNumber": "00200011",
-    "SeriesDescription": "0008103E", "BodyPartExamined": "00180015", "NumberOfSeriesRelatedInstances": "00201209",
-    "SOPInstanceUID": "00080018", "InstanceNumber": "00200013", "NumberOfFrames": "00280008",
-    "WindowCenter": "00281050", "WindowWidth": "00281051", "WindowExplanation": "00281055",
+    "PatientName": "00100010", "PatientSex": "00100040", "StudyDate": "00080020", "ModalitiesInStudy": "00080061",
+    "StudyDescription": "00081030", "InstitutionName": "00080080", "SeriesInstanceUID": "0020000E", "Modality": "00080060",
+    "SeriesNumber": "00200011", "SeriesDescription": "0008103E", "SOPInstanceUID": "00080018", "InstanceNumber": "00200013",
+    "NumberOfFrames": "00280008", "WindowCenter": "00281050", "WindowWidth": "00281051", "WindowExplanation": "00281055",
 }
 SEX = {"M": "男", "F": "女", "O": "其他"}
-
-
-def value(obj: Mapping[str, Any], keyword: str, default: str = "") -> str:
-    """The first value of an attribute of a DICOM JSON object, as text (a PN's alphabetic group)."""
-    vals = (obj.get(T[keyword]) or {}).get("Value") or []
-    return text_of(vals[0]) if vals else default
+#: instances of one series the page lists: pages of this size, at most MAX_PAGES of them
+PAGE, MAX_PAGES = 10000, 5
 
 
 def values(obj: Mapping[str, Any], keyword: str) -> list[str]:
-    return [text_of(v) for v in (obj.get(T[keyword]) or {}).get("Value") or []]
+    """An attribute's values in a DICOM JSON object, as text (a PN's alphabetic group)."""
+    out = []
+    for v in (obj.get(T[keyword]) or {}).get("Value") or []:
+        if isinstance(v, dict):
+            v = v.get("Alphabetic") or v.get("Ideographic") or ""
+        out.append(str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+    return out
 
 
-def text_of(v: Any) -> str:
-    if isinstance(v, dict):
-        return str(v.get("Alphabetic") or v.get("Ideographic") or "")
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
+def value(obj: Mapping[str, Any], keyword: str) -> str:
+    return next(iter(values(obj, keyword)), "")
 
 
 def shown_name(pn: str) -> str:
@@ -130,7 +130,6 @@ class StudyView:
     exam_date: str
     modality: str
     description: str
-    accession: str
     source: str  # 影像来源：the institution the images come from
     series: list[SeriesView]
     exam: dict[str, Any] | None
@@ -183,24 +182,17 @@ def study_view(imaging: Any, reader: Any, study_uid: str, org_name: Callable[[st
     return StudyView(
         uid=study_uid, patient_name=shown_name(value(st, "PatientName")), patient_sex=SEX.get(value(st, "PatientSex"), ""),
         exam_date=shown_date(value(st, "StudyDate")), modality="/".join(values(st, "ModalitiesInStudy")),
-        description=value(st, "StudyDescription"), accession=value(st, "AccessionNumber"), source=source,
+        description=value(st, "StudyDescription"), source=source,
         series=series, exam=exam,
     )
 
 
 def _first_metadata(raw: bytes) -> list[dict[str, Any]]:
     """The first instance's object of a metadata array, decoded alone (a series may hold hundreds)."""
-    text = raw.decode("utf-8").lstrip()
-    if not text.startswith("[") or text[1:].lstrip().startswith("]"):
-        return []
-    start = len(text) - len(text[1:].lstrip())
-    first, _ = json.JSONDecoder().raw_decode(text, start)
+    text = raw.decode("utf-8")
+    start = text.find("{")
+    first = json.JSONDecoder().raw_decode(text, start)[0] if start >= 0 else None
     return [first] if isinstance(first, dict) else []
-
-
-#: instances of one series the page lists at most (the service answers them in pages of this size)
-PAGE = 10000
-MAX_PAGES = 5
 
 
 def _all_instances(imaging: Any, reader: Any, study_uid: str, series_uid: str) -> list[dict[str, Any]]:
@@ -307,23 +299,10 @@ async def viewer(request: Request, study_uid: str) -> Response:
                 expires_at=issued.expires_at, **viewer_context(request, v, issued.key, link))
 
 
-def _viewer_grant(c: Any, key: str, study_uid: str) -> Any:
-    """A viewer key's grant for this study (an unknown key or another study's: NotFound)."""
-    if not dom.looks_like_key(key):
-        raise NotFound("调阅密钥不存在或无效")
-    try:
-        g = c.imaging.grant(key, (dom.VIEWER,))
-    except Unauthorized as exc:
-        raise NotFound(exc.text()) from exc
-    if g.study_uid != study_uid:
-        raise NotFound("调阅密钥不能用于该检查")
-    return g
-
-
 async def _keyed_viewer(request: Request, study_uid: str, key: str) -> Response:
     uid = dom.check_uid(study_uid)
     c = container(request)
-    grant = await call(_viewer_grant, c, key.strip(), uid)
+    grant = await call(_key_grant, c, key.strip(), dom.VIEWER, uid)
     v = await call(study_view, c.imaging, grant, uid, _org_names(c))
 
     def link(**params: Any) -> str:
@@ -354,30 +333,32 @@ FILM_ERRORS = {
 }
 
 
-def _film_error(request: Request, status: int, detail: str = "") -> Response:
-    title, message = FILM_ERRORS.get(status, ("暂时无法查看", "云胶片暂时无法打开，请稍后重试。"))
-    resp = page(request, None, "imaging/film_error.html", status, title=title, message=message, detail=detail)
-    resp.headers["Referrer-Policy"] = "no-referrer"  # the key is in the URL: never sent on to anyone
-    return resp
-
-
-def _film_grant(c: Any, key: str) -> Any:
+def _key_grant(c: Any, key: str, kind: str, study_uid: str | None = None) -> Any:
+    """A key's grant (an unknown key, or one for another study: NotFound; expired: LinkExpired;
+    revoked or of another kind: Forbidden)."""
     if not dom.looks_like_key(key):
-        raise NotFound("云胶片链接不存在")
+        raise NotFound("链接或密钥不存在")
     try:
-        return c.imaging.grant(key, (dom.FILM,))
+        g = c.imaging.grant(key, (kind,))
     except Unauthorized as exc:
         raise NotFound(exc.text()) from exc
+    if study_uid is not None and g.study_uid != study_uid:
+        raise NotFound("该密钥不能用于这项检查")
+    return g
 
 
 async def _film(request: Request, key: str) -> tuple[Any, Any]:
     c = container(request)
-    return c, await call(_film_grant, c, key)
+    return c, await call(_key_grant, c, key, dom.FILM)
 
 
 def _refused(request: Request, exc: HurenError) -> Response:
+    """The film's refusal as a page for the patient (no link into the platform's pages)."""
     status = 410 if isinstance(exc, LinkExpired) else 403 if isinstance(exc, Forbidden) else exc.status
-    return _film_error(request, status if status in FILM_ERRORS else 500 if status >= 500 else status, exc.text())
+    title, message = FILM_ERRORS.get(status, ("暂时无法查看", "云胶片暂时无法打开，请稍后重试。"))
+    resp = page(request, None, "imaging/film_error.html", status, title=title, message=message, detail=exc.text())
+    resp.headers["Referrer-Policy"] = "no-referrer"  # the key is in the URL: never sent on to anyone
+    return resp
 
 
 @film_router.get(FILM_PREFIX + "/{key}")
@@ -400,8 +381,6 @@ async def film(request: Request, key: str) -> Response:
 
 
 def _zip_to_file(c: Any, grant: Any, name: str) -> IO[bytes]:
-    from huren.wire import dicomdir
-
     members = c.imaging.instances_of(grant, grant.study_uid)
     if not members:
         raise NotFound("该检查没有可下载的影像")
@@ -416,18 +395,11 @@ def _zip_to_file(c: Any, grant: Any, name: str) -> IO[bytes]:
     return fh
 
 
-def _tmp_dir(c: Any) -> str | None:
-    d = getattr(c.settings, "data_dir", None)
-    if d is None:
-        return None
-    path = os.path.join(str(d), "tmp")
+def _tmp_dir(c: Any) -> str:
+    """Where the zip is written: the data directory (a study may be larger than a tmpfs /tmp)."""
+    path = os.path.join(str(c.settings.data_dir), "tmp")
     os.makedirs(path, mode=0o700, exist_ok=True)
     return path
-
-
-def _stream(fh: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
-    while chunk := fh.read(size):
-        yield chunk
 
 
 @film_router.get(FILM_PREFIX + "/{key}/download")
@@ -442,13 +414,14 @@ async def film_download(request: Request, key: str) -> Response:
         fh = await call(_zip_to_file, c, grant, name)
     except HurenError as exc:
         return _refused(request, exc)
-    fh.seek(0, os.SEEK_END)
-    size = fh.tell()
-    fh.seek(0)
+    except dicomdir.DicomdirError:  # a stored file whose header no longer parses: said, and logged
+        log.exception("cloud film download: DICOMDIR not written")
+        return _refused(request, HurenError("影像文件无法打包下载，请联系检查医院"))
+    size = os.fstat(fh.fileno()).st_size
     filename = f"DICOM-{date or 'study'}.zip"
     zh = quote(f"数字影像-{date}.zip" if date else "数字影像.zip")
     return StreamingResponse(
-        _stream(fh), media_type="application/zip", background=BackgroundTask(fh.close),
+        iter(lambda: fh.read(1 << 20), b""), media_type="application/zip", background=BackgroundTask(fh.close),
         headers={
             "Content-Disposition": f"attachment; filename=\"{filename}\"; filename*=UTF-8''{zh}",
             "Content-Length": str(size), "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
