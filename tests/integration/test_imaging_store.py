@@ -234,3 +234,25 @@ def test_streamed_blobs_detect_tampering_and_leftovers_are_cleaned(container: Co
     leftover.write_bytes(b"half a file")
     os.utime(leftover, (0, 0))
     assert blobs.clean_incoming() == 1 and not leftover.exists()
+
+
+def test_dicom_nodes(container: Container) -> None:
+    nodes = container.imaging.nodes
+    assert nodes.resolve_calling_ae(ORG_A[0], "10.0.0.1") == ORG_A[0]  # an institution's code, no node of its own
+    assert nodes.resolve_calling_ae("UNKNOWN_AE", "10.0.0.1") is None
+    nodes.add_node("CT_ROOM_1", ORG_A[0], hosts="10.0.0.5, 10.0.0.6")
+    assert nodes.resolve_calling_ae("CT_ROOM_1", "10.0.0.6") == ORG_A[0]
+    assert nodes.resolve_calling_ae("CT_ROOM_1", "10.0.0.9") is None  # bound to its hosts
+    assert nodes.resolve_calling_ae(ORG_A[0], "10.0.0.1") is None  # the institution configured its own
+    nodes.add_node("PACS_A", ORG_A[0], hosts="127.0.0.1", port=11112, purpose="pacs")
+    assert nodes.move_destination("PACS_A") == ("127.0.0.1", 11112) and nodes.move_destination("CT_ROOM_1") is None
+    assert nodes.resolve_calling_ae("PACS_A", "127.0.0.1") is None  # a destination, not a sender
+    with pytest.raises(Forbidden):
+        nodes.add_node("B_NODE", ORG_B[0], principal=Principal(ORG_A[0], "admin", "admin"))
+    with pytest.raises(InvalidInput):
+        nodes.add_node("A\\B", ORG_A[0])
+    with pytest.raises(NotFound):
+        nodes.add_node("GHOST", "000000000")
+    assert [n["ae_title"] for n in nodes.list_nodes()] == ["CT_ROOM_1", "PACS_A"]
+    assert nodes.remove_node("CT_ROOM_1") and not nodes.remove_node("CT_ROOM_1")
+    assert nodes.resolve_calling_ae(ORG_A[0], None) == ORG_A[0]
