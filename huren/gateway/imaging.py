@@ -1,5 +1,6 @@
-"""Imaging on the gateway: the study pusher, the ``[imaging]`` settings, the cloud-film QR image,
-and the hook the runner drives.
+"""Imaging on the gateway: the study pusher, the ``[imaging]`` settings of the spool and the
+pusher, the cloud-film QR image, and the hook the runner drives (the YB endpoints it starts are
+``huren.gateway.imaging_api``'s).
 
 The ``pacs_views`` source (``huren.gateway.sources.pacs_views``) finds complete studies in the
 PACS views and stages every file into the **spool** (``huren.gateway.imaging_spool``;
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import io
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -267,109 +267,6 @@ def imaging_conf(config: GatewayConfig) -> ImagingConf:
     )
 
 
-def yb_conf(config: GatewayConfig, conf: ImagingConf) -> Any:
-    """The YB endpoints' settings (``huren.gateway.imaging_api.YbConf``); the SM2 key pair the PACS
-    encrypts ID numbers to is created on first use in ``sm2_key_dir`` (default ``keys/yb`` beside
-    the outbox; give the vendor ``sm2_public.txt``)."""
-    import ipaddress
-
-    from huren.crypto import keyfiles
-    from huren.crypto.errors import GmError
-    from huren.gateway.config import ConfigError
-    from huren.gateway.imaging_api import YbConf
-    from huren.gateway.preload_conf import allowed_hosts, parse_listen
-
-    t = dict(conf.table)
-    try:
-        parse_listen(conf.listen)
-    except ValueError:
-        raise ConfigError('[imaging] listen 应为“主机:端口”，例如 "0.0.0.0:8766"') from None
-    try:
-        clients = tuple(ipaddress.ip_network(str(c), strict=False) for c in t.get("clients", ["127.0.0.1", "::1"]))
-    except ValueError:
-        raise ConfigError('[imaging] clients 应为 IP 地址或网段的列表，例如 ["10.1.2.30", "10.1.8.0/24"]') from None
-    hosts = t.get("hosts", [])
-    if not isinstance(hosts, list) or not all(isinstance(h, str) and h and ":" not in h for h in hosts):
-        raise ConfigError('[imaging] hosts 应为不带端口的主机名列表，例如 ["pacs-gw.hospital.local"]')
-    token = t.get("token", "")
-    if not isinstance(token, str) or (token and len(token) < 16):
-        raise ConfigError("[imaging] token 应为至少 16 个字符的字符串（不设则只按 clients 限制调用方）")
-    ids = t.get("hospital_ids", [config.platform.org_code])
-    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
-        raise ConfigError('[imaging] hospital_ids 应为医保医疗机构代码的列表，例如 ["H65010200001"]')
-    order = str(t.get("sm2_order", "C1C3C2")).upper()
-    if order not in ("C1C3C2", "C1C2C3"):
-        raise ConfigError('[imaging] sm2_order 应为 "C1C3C2" 或 "C1C2C3"')
-    raw = str(t.get("sm2_key_dir", "") or "")
-    key_dir = Path(raw).expanduser() if raw else config.outbox.path.parent / "keys" / "yb"
-    key_dir = key_dir if key_dir.is_absolute() else config.base_dir / key_dir
-    try:
-        key = (
-            keyfiles.load_platform_key(key_dir) if (key_dir / keyfiles.PRIVATE_KEY_FILE).exists()
-            else keyfiles.init_platform_key(key_dir)
-        )
-    except GmError as exc:
-        raise ConfigError(f"[imaging] sm2_key_dir：{exc}") from exc
-    hours = t.get("session_hours", 12)
-    if isinstance(hours, bool) or not isinstance(hours, int | float) or hours <= 0:
-        raise ConfigError("[imaging] session_hours 应为正数")
-    font = find_font(str(t.get("caption_font", "") or ""))
-    if font is None:
-        log.warning("未找到中文字体：云胶片二维码下方将不显示“扫描查看数字影像”（可在 [imaging] caption_font 指定字体文件）")
-    if parse_listen(conf.listen)[0] in ("0.0.0.0", "::") and not hosts:
-        raise ConfigError(
-            f"[imaging] listen ({conf.listen}) 监听所有网卡时须在 hosts 中列出 PACS 与工作站访问前置机所用的地址或主机名"
-            '（例如 hosts = ["10.1.2.5", "pacs-gw.hospital.local"]）：其他 Host 的请求一律拒绝'
-        )
-    names = allowed_hosts(conf.listen, tuple(hosts))
-    return YbConf(
-        org_code=config.platform.org_code, hospital_ids=frozenset(ids), clients=clients, hosts=names, token=token,
-        key=key, order="C1C2C3" if order == "C1C2C3" else "C1C3C2", session_seconds=float(hours) * 3600, font=font,
-    )
-
-
-class YbService:
-    """The YB endpoints served by uvicorn in a thread; ``stop()`` ends it and closes its client."""
-
-    def __init__(self, server: Any, client: HurenClient) -> None:
-        self.server, self.client = server, client
-        self.thread = threading.Thread(target=server.run, name="yb-api", daemon=True)
-
-    def start(self, wait: float = 10.0) -> YbService:
-        self.thread.start()
-        deadline = time.monotonic() + wait
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("医保影像云接口未能启动（端口被占用或地址无效？）")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        if self.thread.is_alive():
-            self.thread.join(10.0)
-        self.client.close()
-
-
-def start_yb(config: GatewayConfig, conf: ImagingConf, enqueue: Callable[[list[Record]], None]) -> YbService:
-    """Start the YB endpoints on ``[imaging] listen`` (what the runner calls)."""
-    from huren.gateway.imaging_api import create_yb_app
-    from huren.gateway.preload import preload_server
-
-    yb = yb_conf(config, conf)
-    p = config.platform
-    timeout = float(dict(conf.table).get("timeout_seconds", 10.0))
-    client = HurenClient(p.base_url, p.org_code, p.username, p.password, timeout=timeout)
-    try:
-        service = YbService(preload_server(create_yb_app(yb, client, enqueue), conf.listen), client).start()
-    except BaseException:
-        client.close()
-        raise
-    log.info("医保影像云接口已启动", extra={"listen": conf.listen})
-    return service
-
-
 class ImagingHook:
     """What the runner drives: the ``[pacs_views]`` sources polled into the outbox (their waiting
     and refused studies written to the status, meta ``imaging_waiting:<source>`` /
@@ -425,7 +322,10 @@ class ImagingHook:
                 log.info("已清理暂存区中不再需要的影像文件", extra={"files": swept})
         return n
 
-    def start_api(self, enqueue: Callable[[list[Record]], None]) -> YbService:
+    def start_api(self, enqueue: Callable[[list[Record]], None]) -> Any:
+        """The YB endpoints on ``[imaging] listen`` (``huren.gateway.imaging_api.start_yb``)."""
+        from huren.gateway.imaging_api import start_yb
+
         return start_yb(self.config, self.conf, enqueue)
 
 

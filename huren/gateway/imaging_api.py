@@ -17,8 +17,9 @@ status: 200 请求成功, 202 传参数不规范 (a parameter missing or bad, ea
 workstation is not logged in, 403 a caller outside ``clients``, 500 内部服务错误 (the platform
 unreachable, or anything unexpected — never a traceback). Query values follow the seed's encodeURI
 convention: ``$`` stands for ``%`` (``$E5$BC$A0`` → 张); ``+`` is kept as it is (encodeURI
-never writes it for a space). The listener, its callers and keys: ``huren.gateway.imaging``
-(``[imaging]``).
+never writes it for a space). The parameters and their checks: ``huren.gateway.yb_params``; the
+listener's settings (``[imaging] listen``, ``clients``, ``hosts``, ``token``, the SM2 key …):
+``yb_conf`` below.
 """
 
 from __future__ import annotations
@@ -26,15 +27,12 @@ from __future__ import annotations
 import base64
 import ipaddress
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
@@ -42,207 +40,33 @@ from starlette.responses import JSONResponse, Response
 
 from huren.client import HurenClient
 from huren.crypto import sm2
-from huren.domain import dictionaries, idcard
-from huren.domain.imaging import yb_dictionary
+from huren.domain import idcard
 from huren.errors import PlatformRefused, PlatformUnavailable
-from huren.gateway.imaging import qr_png
+from huren.gateway.imaging import ImagingConf, find_font, qr_png
 from huren.gateway.model import Record
+from huren.gateway.yb_params import (
+    Bad,
+    Login,
+    check_modality,
+    decrypt_id,
+    deletion_notice,
+    hrball_login,
+    query_params,
+    require,
+    utf8,
+)
+
+if TYPE_CHECKING:
+    from huren.gateway.config import GatewayConfig
 
 log = logging.getLogger("huren.gateway.imaging_api")
 
-MAX_QUERY = 8192
-MAX_VALUE = 256
 MAX_BODY = 64 * 1024
 OK = "请求成功"
-#: the YB-5 dictionaries (seed 003 §5.2 sex, §5.7 doctorType) the login's fields follow
-YB_SEX = yb_dictionary("sex")
-YB_DOCTOR_TYPE = yb_dictionary("doctorType")
-_DOLLAR = re.compile(r"\$([0-9A-Fa-f]{2})")
-_PHONE = re.compile(r"\+?[0-9][0-9-]{5,19}")
-_FIELD_TEXT = re.compile(r"[^\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]+")
-
-
-class Bad(Exception):
-    """Parameters missing or bad: ``missing`` names, ``bad`` (name, Chinese reason)."""
-
-    def __init__(self, missing: list[str], bad: list[tuple[str, str]]) -> None:
-        self.missing, self.bad = missing, bad
-        parts = []
-        if missing:
-            parts.append(f"传参数不规范（少传参数）：缺少 {'、'.join(missing)}")
-        if bad:
-            parts.append(("" if missing else "传参数不规范：") + "；".join(f"{n} {why}" for n, why in bad))
-        super().__init__("；".join(parts))
 
 
 def envelope(code: int, message: str, data: Any = None) -> JSONResponse:
     return JSONResponse({"code": code, "message": message, "data": data}, status_code=code)
-
-
-def dollar_decode(raw: str) -> str:
-    """The seed's encodeURI-with-``$`` text decoded: ``$E5$BC$A0`` → 张 (``%XX`` too); UnicodeDecodeError
-    when the bytes are not UTF-8."""
-    return unquote(_DOLLAR.sub(r"%\1", raw), errors="strict")
-
-
-def query_params(raw: str) -> dict[str, str]:
-    """The query string's parameters, ``$``-decoded and trimmed (the seed's templates carry stray
-    spaces and ``{name}`` keys); Bad for a repeated, over-long or undecodable parameter."""
-    if len(raw) > MAX_QUERY:
-        raise Bad([], [("query", f"参数总长度超过 {MAX_QUERY} 字符")])
-    out: dict[str, str] = {}
-    bad: list[tuple[str, str]] = []
-    for pair in raw.split("&"):
-        if not pair.strip():
-            continue
-        key, _, value = pair.partition("=")
-        try:
-            name = dollar_decode(key).strip().strip("{}").strip()
-        except UnicodeDecodeError:
-            bad.append((key[:32], "参数名不是合法的 UTF-8 编码"))
-            continue
-        name = "hospitalId" if name == "hospitalld" else name  # the seed's table spells it so
-        try:
-            text = dollar_decode(value).strip()
-        except UnicodeDecodeError:
-            bad.append((name, "不是合法的 encodeURI 编码（UTF-8，% 以 $ 代替）"))
-            continue
-        if name in out:
-            bad.append((name, "重复出现"))
-        elif len(text) > MAX_VALUE:
-            bad.append((name, f"超过 {MAX_VALUE} 字符"))
-        elif text and not _FIELD_TEXT.fullmatch(text):
-            bad.append((name, "含有控制字符"))
-        else:
-            out[name] = text
-    if bad:
-        raise Bad([], bad)
-    return out
-
-
-def utf8(raw: bytes, where: str) -> str:
-    """Bytes sent unencoded (some clients do) are taken as UTF-8; Bad otherwise."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise Bad([], [(where, "不是合法的 UTF-8 编码")]) from None
-
-
-def require(params: Mapping[str, str], names: tuple[str, ...]) -> None:
-    missing = [n for n in names if not params.get(n)]
-    if missing:
-        raise Bad(missing, [])
-
-
-def check_modality(value: str) -> str | None:
-    known = dictionaries.load("MODALITY")
-    if value in known:
-        return None
-    return f"“{value[:16]}”不在检查模式字典（XJ Modality：{'、'.join(known)}）中"
-
-
-def decrypt_id(value: str, key: sm2.Sm2Key | None, order: sm2.CipherOrder = "C1C3C2") -> str:
-    """A resident ID number sent plain or SM2-encrypted (hex, or Base64, of C1C3C2 / C1C2C3 / DER);
-    ValueError with a Chinese reason."""
-    plain = value.strip().upper()
-    if len(plain) == 18 and idcard.problem(plain) is None:
-        return plain
-    if key is None:
-        raise ValueError("无法解密：前置机未配置 SM2 私钥")
-    try:
-        raw = bytes.fromhex(value) if re.fullmatch(r"[0-9A-Fa-f]+", value) else base64.b64decode(value, validate=True)
-        text = sm2.sm2_decrypt(key, raw, order).decode("utf-8").strip().upper()
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("不是本前置机 SM2 公钥加密的身份证号（SM2 解密失败）") from None
-    why = idcard.problem(text)
-    if why:
-        raise ValueError(f"解密后不是有效的居民身份证号：{why}")
-    return text
-
-
-HRBALL_LOGIN = (
-    "hisUserId", "type", "doctorName", "hospitalId", "department", "departmentCode", "doctorSex", "doctorType",
-    "doctorCode", "doctorIdCardNo",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Login:
-    his_user_id: str
-    client: str
-    doctor_name: str
-    hospital_id: str
-    department: str
-    department_code: str
-    doctor_sex: str
-    doctor_type: str
-    doctor_code: str
-    id_no_masked: str
-    phone: str
-    expires: float
-
-
-def hrball_login(params: Mapping[str, str], *, client: str, hospital_ids: frozenset[str], key: sm2.Sm2Key | None,
-                 order: sm2.CipherOrder = "C1C3C2", ttl: float = 43200.0) -> Login:
-    """The YB-4.4.3.1 login parameters checked (each bad field named); Bad otherwise."""
-    require(params, HRBALL_LOGIN)
-    bad: list[tuple[str, str]] = []
-    if params["hospitalId"] not in hospital_ids:
-        bad.append(("hospitalId", f"“{params['hospitalId'][:32]}”不是本前置机的医保医疗机构"))
-    if params["doctorSex"] not in YB_SEX:
-        bad.append(("doctorSex", f"“{params['doctorSex'][:8]}”不在性别字典（{'、'.join(f'{k} {v}' for k, v in YB_SEX.items())}）中"))
-    if params["doctorType"] not in YB_DOCTOR_TYPE:
-        choices = "、".join(f"{k} {v}" for k, v in YB_DOCTOR_TYPE.items())
-        bad.append(("doctorType", f"“{params['doctorType'][:8]}”不在人员类型字典（{choices}）中"))
-    for name, limit in (("hisUserId", 64), ("doctorName", 64), ("department", 64), ("departmentCode", 32), ("doctorCode", 32)):
-        if len(params[name]) > limit:
-            bad.append((name, f"超过 {limit} 字符"))
-    phone = params.get("phoneNumber", "")
-    if phone and not _PHONE.fullmatch(phone):
-        bad.append(("phoneNumber", "不是有效的电话号码"))
-    id_no = ""
-    try:
-        id_no = decrypt_id(params["doctorIdCardNo"], key, order)
-    except ValueError as exc:
-        bad.append(("doctorIdCardNo", str(exc)))
-    if bad:
-        raise Bad([], bad)
-    return Login(
-        params["hisUserId"], client, params["doctorName"], params["hospitalId"], params["department"],
-        params["departmentCode"], params["doctorSex"], params["doctorType"], params["doctorCode"], idcard.mask(id_no),
-        phone, time.monotonic() + ttl,
-    )
-
-
-DELETION = ("patientName", "accessionNo", "hospitalId", "operateDoctorName", "operateDateTime")
-_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y%m%d%H%M%S", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M")
-
-
-def parse_moment(text: str) -> datetime | None:
-    for fmt in _TIME_FORMATS:
-        try:
-            return datetime.strptime(text.strip(), fmt)
-        except ValueError:
-            continue
-    return None
-
-
-def deletion_notice(params: Mapping[str, Any], hospital_ids: frozenset[str]) -> dict[str, str]:
-    """The YB-4.5 notice checked: the five fields, ``operateDateTime`` as ``YYYY-MM-DDTHH:MM:SS``."""
-    values = {k: str(v).strip() for k, v in params.items() if isinstance(v, (str, int)) and not isinstance(v, bool)}
-    require(values, DELETION)
-    bad: list[tuple[str, str]] = []
-    moment = parse_moment(values["operateDateTime"])
-    if moment is None:
-        bad.append(("operateDateTime", "应为“YYYY-MM-DD HH:MM:SS”格式的时间"))
-    if values["hospitalId"] not in hospital_ids:
-        bad.append(("hospitalId", f"“{values['hospitalId'][:32]}”不是本前置机的医保医疗机构"))
-    for name in DELETION:
-        if len(values[name]) > (64 if name in ("accessionNo", "hospitalId") else 128):
-            bad.append((name, "过长"))
-    if bad or moment is None:
-        raise Bad([], bad)
-    return {n: values[n] for n in DELETION} | {"operateDateTime": moment.isoformat(timespec="seconds")}
 
 
 @dataclass
@@ -444,3 +268,107 @@ def create_yb_app(conf: YbConf, client: HurenClient, enqueue: Callable[[list[Rec
     ):
         app.add_api_route(path, guarded(fn), methods=methods, include_in_schema=False)
     return app
+
+
+# -- [imaging] listen: the settings and the listener ------------------------------------------------
+
+
+def yb_conf(config: GatewayConfig, conf: ImagingConf) -> YbConf:
+    """The YB endpoints' settings (``huren.gateway.imaging_api.YbConf``); the SM2 key pair the PACS
+    encrypts ID numbers to is created on first use in ``sm2_key_dir`` (default ``keys/yb`` beside
+    the outbox; give the vendor ``sm2_public.txt``)."""
+    import ipaddress
+
+    from huren.crypto import keyfiles
+    from huren.crypto.errors import GmError
+    from huren.gateway.config import ConfigError
+    from huren.gateway.preload_conf import allowed_hosts, parse_listen
+
+    t = dict(conf.table)
+    try:
+        parse_listen(conf.listen)
+    except ValueError:
+        raise ConfigError('[imaging] listen 应为“主机:端口”，例如 "0.0.0.0:8766"') from None
+    try:
+        clients = tuple(ipaddress.ip_network(str(c), strict=False) for c in t.get("clients", ["127.0.0.1", "::1"]))
+    except ValueError:
+        raise ConfigError('[imaging] clients 应为 IP 地址或网段的列表，例如 ["10.1.2.30", "10.1.8.0/24"]') from None
+    hosts = t.get("hosts", [])
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h and ":" not in h for h in hosts):
+        raise ConfigError('[imaging] hosts 应为不带端口的主机名列表，例如 ["pacs-gw.hospital.local"]')
+    token = t.get("token", "")
+    if not isinstance(token, str) or (token and len(token) < 16):
+        raise ConfigError("[imaging] token 应为至少 16 个字符的字符串（不设则只按 clients 限制调用方）")
+    ids = t.get("hospital_ids", [config.platform.org_code])
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise ConfigError('[imaging] hospital_ids 应为医保医疗机构代码的列表，例如 ["H65010200001"]')
+    order = str(t.get("sm2_order", "C1C3C2")).upper()
+    if order not in ("C1C3C2", "C1C2C3"):
+        raise ConfigError('[imaging] sm2_order 应为 "C1C3C2" 或 "C1C2C3"')
+    raw = str(t.get("sm2_key_dir", "") or "")
+    key_dir = Path(raw).expanduser() if raw else config.outbox.path.parent / "keys" / "yb"
+    key_dir = key_dir if key_dir.is_absolute() else config.base_dir / key_dir
+    try:
+        key = (
+            keyfiles.load_platform_key(key_dir) if (key_dir / keyfiles.PRIVATE_KEY_FILE).exists()
+            else keyfiles.init_platform_key(key_dir)
+        )
+    except GmError as exc:
+        raise ConfigError(f"[imaging] sm2_key_dir：{exc}") from exc
+    hours = t.get("session_hours", 12)
+    if isinstance(hours, bool) or not isinstance(hours, int | float) or hours <= 0:
+        raise ConfigError("[imaging] session_hours 应为正数")
+    font = find_font(str(t.get("caption_font", "") or ""))
+    if font is None:
+        log.warning("未找到中文字体：云胶片二维码下方将不显示“扫描查看数字影像”（可在 [imaging] caption_font 指定字体文件）")
+    if parse_listen(conf.listen)[0] in ("0.0.0.0", "::") and not hosts:
+        raise ConfigError(
+            f"[imaging] listen ({conf.listen}) 监听所有网卡时须在 hosts 中列出 PACS 与工作站访问前置机所用的地址或主机名"
+            '（例如 hosts = ["10.1.2.5", "pacs-gw.hospital.local"]）：其他 Host 的请求一律拒绝'
+        )
+    names = allowed_hosts(conf.listen, tuple(hosts))
+    return YbConf(
+        org_code=config.platform.org_code, hospital_ids=frozenset(ids), clients=clients, hosts=names, token=token,
+        key=key, order="C1C2C3" if order == "C1C2C3" else "C1C3C2", session_seconds=float(hours) * 3600, font=font,
+    )
+
+
+class YbService:
+    """The YB endpoints served by uvicorn in a thread; ``stop()`` ends it and closes its client."""
+
+    def __init__(self, server: Any, client: HurenClient) -> None:
+        self.server, self.client = server, client
+        self.thread = threading.Thread(target=server.run, name="yb-api", daemon=True)
+
+    def start(self, wait: float = 10.0) -> YbService:
+        self.thread.start()
+        deadline = time.monotonic() + wait
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("医保影像云接口未能启动（端口被占用或地址无效？）")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.thread.is_alive():
+            self.thread.join(10.0)
+        self.client.close()
+
+
+def start_yb(config: GatewayConfig, conf: ImagingConf, enqueue: Callable[[list[Record]], None]) -> YbService:
+    """Start the YB endpoints on ``[imaging] listen`` (what the runner calls)."""
+    from huren.gateway.preload import preload_server
+
+    yb = yb_conf(config, conf)
+    p = config.platform
+    timeout = float(dict(conf.table).get("timeout_seconds", 10.0))
+    client = HurenClient(p.base_url, p.org_code, p.username, p.password, timeout=timeout)
+    try:
+        service = YbService(preload_server(create_yb_app(yb, client, enqueue), conf.listen), client).start()
+    except BaseException:
+        client.close()
+        raise
+    log.info("医保影像云接口已启动", extra={"listen": conf.listen})
+    return service

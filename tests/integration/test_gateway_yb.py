@@ -211,7 +211,8 @@ def _free_port() -> int:
 
 def test_listening_on_every_interface_needs_hosts(tmp_path: Path) -> None:
     from huren.gateway.config import ConfigError
-    from huren.gateway.imaging import imaging_conf, yb_conf
+    from huren.gateway.imaging import imaging_conf
+    from huren.gateway.imaging_api import yb_conf
 
     doc = {
         "platform": {"base_url": "http://127.0.0.1:1", "org_code": ORG, "username": "his", "password": "pw"},

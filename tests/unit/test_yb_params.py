@@ -14,7 +14,7 @@ from PIL import Image
 from huren.crypto import sm2
 from huren.domain import idcard
 from huren.gateway.imaging import CAPTION, find_font, qr_png
-from huren.gateway.imaging_api import (
+from huren.gateway.yb_params import (
     Bad,
     check_modality,
     decrypt_id,
