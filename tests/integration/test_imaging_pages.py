@@ -20,11 +20,13 @@ from fastapi.testclient import TestClient
 from pydicom.data import get_testdata_file
 from pydicom.fileset import FileSet
 from pydicom.uid import generate_uid
+from sqlalchemy import select
 
 from huren.bootstrap import Container
 from huren.context import Principal
 from huren.domain import access
 from huren.services.imaging import Sender
+from huren.store.tables import access_log
 from tests import samples
 from tests.conftest import ORG_A, ORG_B, SUPERVISOR, Api, login
 
@@ -207,6 +209,12 @@ def test_film_page_with_its_key(client: TestClient, container: Container, world:
     assert client.get(src).status_code == 200  # the images answer to the film key
     nxt = re.search(r'id="next" href="([^"]+)"', r.text)
     assert nxt and unescape(nxt.group(1)).startswith(f"/film/{key}?")
+    # the opening is in the access log: the key's use and the study's reads, under the key
+    with container.db.read() as conn:
+        rows = conn.execute(select(access_log.c.action, access_log.c.username, access_log.c.target)).all()
+    used = [r for r in rows if r.action == "image_key.use" and st.uid in (r.target or "")]
+    assert len(used) == 1 and used[0].username.startswith("key:")
+    assert {r.action for r in rows if r.username == used[0].username} >= {"image_key.use", "image.query", "image.retrieve"}
 
 
 def test_film_download_is_the_original_files_with_a_dicomdir(client: TestClient, container: Container,
