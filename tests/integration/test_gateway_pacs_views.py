@@ -274,6 +274,8 @@ def test_sizes_must_agree_and_the_files_must_be_the_rows(tmp_path: Path, pacs: s
     junk.files[0][0].write_bytes(b"\0" * junk.files[0][0].stat().st_size)
     gone = add_study(pacs, tmp_path / "f", "C5", n=1)
     gone.files[0][0].unlink()
+    odd = add_study(pacs, tmp_path / "f", "C6", n=1)
+    pacs.execute("UPDATE pacs_study SET INSTANCECOUNT = 'one' WHERE STUDIUIID = ?", (odd.uid,))
     gw = gateway(tmp_path, FakePlatform())
     assert gw.poll() == 1  # C2 only
     text = _meta(gw, "waiting")
@@ -281,6 +283,7 @@ def test_sizes_must_agree_and_the_files_must_be_the_rows(tmp_path: Path, pacs: s
     assert f"{swapped.uid}：文件中的 SOP Instance UID" in text
     assert f"{junk.uid}：不是 DICOM 文件" in text
     assert f"{gone.uid}：无法读取文件" in text and "文件不存在" in text
+    assert f"{odd.uid}：v_web_jctj 的 INSTANCECOUNT“one”不是数字" in text
     assert [p.name for p in (tmp_path / "spool").iterdir() if not p.name.startswith(".")] != []
     assert not [p for p in (tmp_path / "spool").iterdir() if p.name.startswith(".part-")]
     gw.close()

@@ -188,27 +188,26 @@ class PacsViewsSource:
     def _filepath(self, raw: str) -> str:
         for prefix, target in self.path_map.items():
             if raw.startswith(prefix):
-                rest = raw[len(prefix):]
-                return target + (rest.replace("\\", "/") if not target.lower().startswith("http") else rest)
+                return target + raw[len(prefix):].replace("\\", "/")  # Windows takes / too
         return raw
 
     def _size(self, text: str, where: str) -> int:
         try:
             return int(float(text))
         except ValueError:
-            raise FetchError(f"{where} FILESIZE“{text[:32]}”不是数字") from None
+            raise FetchError(f"{where}“{text[:32]}”不是数字") from None
 
     def _check(self, study: Mapping[str, Any], files: list[dict[str, Any]]) -> Record:
         """The study's record; FetchError (why it waits) when it is not complete."""
         uid = self.v(study, "STUDIUIID")
-        want = self._size(self.v(study, "INSTANCECOUNT") or "-1", "v_web_jctj 的 INSTANCECOUNT")
+        want = self._size(self.v(study, "INSTANCECOUNT") or "-1", f"{self.study_view} 的 INSTANCECOUNT")
         sops = {self.v(f, "INSTANCESOPIUID") for f in files}
         if len(sops) != len(files):
             raise FetchError(f"视图 {self.file_view} 中同一实例出现多行（{len(files)} 行，{len(sops)} 个实例）")
         if len(files) != want:
             raise FetchError(f"实例数不符：{self.study_view} 的 INSTANCECOUNT 为 {want}，{self.file_view} 列出 {len(files)} 个文件")
-        listed = sum(self._size(self.v(f, "FILESIZE"), "v_web_jcjg 的") for f in files)
-        total = self._size(self.v(study, "FILESIZE") or "-1", "v_web_jctj 的")
+        listed = sum(self._size(self.v(f, "FILESIZE"), f"{self.file_view} 的 FILESIZE") for f in files)
+        total = self._size(self.v(study, "FILESIZE") or "-1", f"{self.study_view} 的 FILESIZE")
         if not self._close(listed, total, len(files)):
             raise FetchError(f"文件大小不符：{self.study_view} 的 FILESIZE 为 {total}，{self.file_view} 各文件之和为 {listed}")
         latest = max((self.v(f, "CREATEDTIME") for f in files), default="")
@@ -221,13 +220,13 @@ class PacsViewsSource:
                 raise FetchError(f"最新文件入库时间 {latest} 距今不足 {self.settle_seconds:g} 秒，PACS 可能仍在写入")
         instances: list[dict[str, Any]] = []
         total_bytes = 0
-        for f in sorted(files, key=lambda r: (self.v(r, "SERIESIUID"), self.v(r, "INSTANCEINSTNO"), self.v(r, "INSTANCESOPIUID"))):
+        for f in sorted(files, key=self._order):
             sop = self.v(f, "INSTANCESOPIUID")
             path = self._filepath(self.v(f, "FILEPATH"))
             if not path:
                 raise FetchError(f"实例 {sop} 的 FILEPATH 为空")
             staged = self.spool.stage(path, sop, uid)
-            if not self._close(staged.size, self._size(self.v(f, "FILESIZE"), "v_web_jcjg 的"), 1):
+            if not self._close(staged.size, self._size(self.v(f, "FILESIZE"), f"{self.file_view} 的 FILESIZE"), 1):
                 raise FetchError(f"实例 {sop} 的文件大小 {staged.size} 字节与视图 FILESIZE {self.v(f, 'FILESIZE')} 不符")
             total_bytes += staged.size
             instances.append({
@@ -243,6 +242,10 @@ class PacsViewsSource:
             "instance_count": len(instances), "file_size": total_bytes, "instances": instances,
         }
         return Record("study", f"study:{org}|{uid}", payload, self.name)
+
+    def _order(self, row: Mapping[str, Any]) -> tuple[str, int, str]:
+        number = self.v(row, "INSTANCEINSTNO")
+        return self.v(row, "SERIESIUID"), int(number) if number.isdigit() else 1 << 31, self.v(row, "INSTANCESOPIUID")
 
     def _close(self, got_bytes: int, view_units: int, files: int) -> bool:
         if self.unit == 1:
