@@ -25,6 +25,7 @@ listener's settings (``[imaging] listen``, ``clients``, ``hosts``, ``token``, th
 from __future__ import annotations
 
 import base64
+import hmac
 import ipaddress
 import logging
 import threading
@@ -130,7 +131,8 @@ def _allowed(conf: YbConf, request: Request) -> str | None:
     if conf.token:
         header = request.headers.get("authorization", "")
         got = header[7:].strip() if header[:7].lower() == "bearer " else request.headers.get("x-access-token", "")
-        if got != conf.token and request.query_params.get("token") != conf.token:
+        want = conf.token.encode()
+        if not any(hmac.compare_digest(t.encode(), want) for t in (got, request.query_params.get("token", ""))):
             return "缺少或错误的前置机影像接口令牌"
     return None
 
