@@ -282,3 +282,29 @@ def test_viewer_opened_with_a_viewing_institutions_key(client: TestClient, conta
     container.imaging.revoke_key(Principal(ORG_B[0], DOC_B[4], "doctor"), key)
     r = client.get(f"/ui/imaging/{st.uid}", params={"key": key})
     assert r.status_code == 403 and "撤销" in r.text
+
+
+def test_a_multiframe_instance_is_paged_frame_by_frame(client: TestClient, container: Container, world: dict[str, Any],
+                                                      tmp_path: Path) -> None:
+    """One instance of two frames (RLE, colour): the viewer counts frames, not files; the zip keeps it as sent."""
+    sender = Sender(ORG_A[0], f"stow:{ORG_A[0]}/test", "stow")
+    uid, series = generate_uid(), generate_uid()
+    path = dicom_file(tmp_path, "SC_rgb_rle_2frame.dcm", uid, series, 1)
+    sop = container.imaging.store_instance(sender, path).sop_uid
+    container.imaging.commit_study(sender, uid)
+    tok = token(world["doc_b"])
+    r = client.get(f"/ui/imaging/{uid}", params={"token": tok})
+    assert r.status_code == 200, r.text[-500:]
+    assert re.search(r"1\s*/\s*2", text(r.text))
+    assert f"/instances/{sop}/frames/1/rendered" in frame_src(r.text)
+    r2 = client.get(f"/ui/imaging/{uid}", params={"token": tok, "i": "1"})
+    src = frame_src(r2.text)
+    assert f"/instances/{sop}/frames/2/rendered" in src
+    img = client.get(src)
+    assert img.status_code == 200 and img.content[:2] == b"\xff\xd8"
+    clamped = frame_src(client.get(f"/ui/imaging/{uid}", params={"token": tok, "i": "99"}).text)
+    assert clamped.split("?")[0] == src.split("?")[0]  # the last frame (each page has a key of its own)
+    key = film_key(container, uid)
+    with zipfile.ZipFile(io.BytesIO(client.get(f"/film/{key}/download").content)) as zf:
+        files = [n for n in zf.namelist() if n != "DICOMDIR"]
+        assert [zf.read(n) for n in files] == [path.read_bytes()]
