@@ -181,6 +181,7 @@ class ImagingService(ImagingReads, ImagingKeys):
         """The PACS deleted a study's images: its instances are marked deleted (kept, hidden from
         every answer and key), the notice kept in ``image_deletion``; how many instances were hidden
         (0 for a repeated notice). A patient name that differs from the study's is refused."""
+        access.require(principal, "image.write")  # the policy first, before the parameters
         if isinstance(operateDateTime, datetime):
             operateDateTime = operateDateTime.isoformat(sep=" ", timespec="seconds")
         problems = [Problem(f, "required", f"缺少参数 {f}") for f, v in (("hospitalId", hospitalId), ("accessionNo", accessionNo)) if not v]
