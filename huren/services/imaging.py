@@ -152,7 +152,8 @@ class ImagingService(ImagingReads, ImagingKeys):
         self._blobs.sync(held.values())
         state = imaging.COMPLETE if not out.failed and held else imaging.RECEIVING
         with self._db.write() as conn:  # durable: with it, every index row written before it
-            store.mark_state(conn, int(row["id"]), state, self._clock.now())
+            if not store.mark_state(conn, int(row["id"]), state, self._clock.now(), instance_count=len(held)):
+                state = imaging.RECEIVING  # another instance arrived meanwhile: not complete yet
         out.state = state
         return out
 

@@ -227,11 +227,16 @@ def locate(conn: Connection, sop_uids: Sequence[str]) -> dict[str, tuple[str, st
     return out
 
 
-def mark_state(conn: Connection, study_id: int, state: str, now: datetime) -> None:
+def mark_state(conn: Connection, study_id: int, state: str, now: datetime, *, instance_count: int | None = None) -> bool:
+    """Set a study's state; with ``instance_count``, only if it still holds that many instances
+    (an instance that arrived while its commit was running keeps it RECEIVING)."""
     values: dict[str, Any] = {"state": state, "updated_at": now}
     if state == imaging.COMPLETE:
         values["committed_at"] = now
-    conn.execute(update(st).where(st.c.id == study_id).values(values))
+    q = update(st).where(st.c.id == study_id)
+    if instance_count is not None:
+        q = q.where(st.c.instance_count == instance_count)
+    return bool(conn.execute(q.values(values)).rowcount)
 
 
 # -- reads ----------------------------------------------------------------------------------------
