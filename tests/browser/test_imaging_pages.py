@@ -157,6 +157,10 @@ def test_doctor_viewer_in_the_his_window(browser: Any, imaging_server: tuple[Ser
         page.hover("#frame-box")
         page.mouse.wheel(0, 120)  # the wheel pages frames
         assert _changed(page, first) == second
+        page.keyboard.press("ArrowLeft")
+        assert _changed(page, second) == first
+        page.keyboard.press("ArrowRight")
+        assert _changed(page, first) == second
         page.click("a.preset[data-code=lung]")
         lung = _changed(page, second)
         assert "window=-600,1500" in lung

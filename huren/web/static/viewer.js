@@ -87,14 +87,23 @@
     if (cache.length > 6) cache.shift();
   }
 
-  function show() {
-    var total = series[state.s].total;
-    state.f = clamp(state.f, 0, total - 1);
+  // a burst of steps (wheel, a held arrow key) asks the server for the frame it stops at, not for
+  // every frame on the way; the neighbour in the direction of travel is fetched once a frame is shown
+  var timer = null, direction = 1;
+  function load() {
+    timer = null;
     var src = frameUrl(state.s, state.f, state.p);
     if (img.getAttribute("src") !== src) {
       root.classList.add("loading");
       img.setAttribute("src", src);
     }
+  }
+
+  function show(now) {
+    var total = series[state.s].total;
+    state.f = clamp(state.f, 0, total - 1);
+    if (timer !== null) window.clearTimeout(timer);
+    if (now) load(); else timer = window.setTimeout(load, 60);
     img.alt = "影像（第 " + (state.f + 1) + " 帧）";
     if (counter) counter.textContent = (state.f + 1) + " / " + total;
     if (prev) {
@@ -115,13 +124,12 @@
       a.href = pageUrl(state.s, state.f, code);
     });
     if (window.history && window.history.replaceState) window.history.replaceState(null, "", pageUrl(state.s, state.f, state.p));
-    preload(state.s, state.f + 1);
-    preload(state.s, state.f - 1);
   }
 
   function step(d) {
     var f = clamp(state.f + d, 0, series[state.s].total - 1);
-    if (f !== state.f) { state.f = f; show(); }
+    direction = d < 0 ? -1 : 1;
+    if (f !== state.f) { state.f = f; show(false); }
   }
 
   function selectSeries(k) {
@@ -131,12 +139,13 @@
     var codes = series[k].presets.map(function (p) { return p[0]; });
     if (codes.indexOf(state.p) < 0) state.p = "default";
     presetButtons();
-    show();
+    show(true);
   }
 
   img.addEventListener("load", function () {
     root.classList.remove("loading");
     if (errorBox) errorBox.hidden = true;
+    if (timer === null) preload(state.s, state.f + direction);
   });
   img.addEventListener("error", function () {
     root.classList.remove("loading");
@@ -153,7 +162,7 @@
     if (!a) return;
     ev.preventDefault();
     state.p = a.getAttribute("data-code") || "default";
-    show();
+    show(true);
   });
 
   document.addEventListener("keydown", function (ev) {
@@ -187,5 +196,5 @@
   }
 
   root.classList.add("scripted");
-  show();
+  show(true);
 })();
