@@ -19,6 +19,8 @@ nothing at all, or with a label pydicom does not know, is checked: when its text
    letter, as in "Müller") → decoded as GB18030 (which includes GBK and GB2312);
 3. otherwise → the label is believed.
 
+A file labelled ``ISO_IR 192`` whose text is not valid UTF-8 but is such GB18030 is decoded as GB18030 too.
+
 The index and the metadata hold Unicode; served metadata says ``SpecificCharacterSet`` ``ISO_IR 192``.
 :attr:`InstanceRecord.charset_in` keeps the label as received, :attr:`InstanceRecord.charset` what
 was used.
@@ -102,28 +104,39 @@ def _sensible_latin1(data: bytes) -> bool:
     return True
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _is_gb(data: bytes) -> bool:
+    """Valid GB18030 whose non-ASCII characters are all Chinese, and not sensible Latin-1."""
+    try:
+        text = data.decode("gb18030")
+    except UnicodeDecodeError:
+        return False
+    return all(ch.isascii() or _is_chinese_char(ch) for ch in text) and not _sensible_latin1(data)
+
+
 def detect_charset(declared: str, sample: bytes) -> str:
     """The character set to decode a file's text with (see the module's docstring for the rule).
     ``declared``: the file's Specific Character Set values joined with ``\\``; ``sample``: the raw
     bytes of its text values."""
     values = [v.strip().upper() for v in declared.split("\\")]
     known = all(v in python_encoding or v == "" for v in values)
+    high = any(b >= 0x80 for b in sample)
+    if values == [UNICODE] and high and not _is_utf8(sample) and _is_gb(sample):
+        return "GB18030"  # labelled UTF-8, written in GBK
     if known and any(v in CHINESE for v in values):
         return declared
     if known and not all(v in LATIN_OR_NONE for v in values):
         return declared  # another character set named by the file (Cyrillic, Japanese …): believed
-    if not any(b >= 0x80 for b in sample):
-        return declared if known else ""
-    try:
-        sample.decode("utf-8")
+    if high and _is_utf8(sample):
         return UNICODE
-    except UnicodeDecodeError:
-        pass
-    try:
-        text = sample.decode("gb18030")
-    except UnicodeDecodeError:
-        return declared if known else ""
-    if all(ch.isascii() or _is_chinese_char(ch) for ch in text) and not _sensible_latin1(sample):
+    if high and _is_gb(sample):
         return "GB18030"
     return declared if known else ""
 

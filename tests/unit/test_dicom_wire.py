@@ -133,6 +133,13 @@ def test_the_charset_rule() -> None:
     assert dicom.detect_charset("GBK", gb) == "GBK"
     assert dicom.detect_charset("ISO_IR 144", "Иван".encode("iso8859-5")) == "ISO_IR 144"  # Cyrillic: believed
     assert dicom.detect_charset("ISO_IR 100", "張".encode()) == "ISO_IR 192"
+    assert dicom.detect_charset("ISO_IR 192", gb) == "GB18030"  # labelled UTF-8, written in GBK
+    assert dicom.detect_charset("ISO_IR 192", "张三".encode()) == "ISO_IR 192"
+
+
+def test_gbk_labelled_utf8_is_fixed() -> None:
+    rec = _read(with_name("诸葛亮", "GBK", label="ISO_IR 192"))
+    assert rec.patient_name == "诸葛亮" and rec.charset == "GB18030"
 
 
 def test_fast_json_equals_pydicom_on_its_test_files() -> None:
