@@ -138,7 +138,7 @@ def handle_pdu_recv(event: Event, ctx: Context) -> None:
             "DICOM：%s 发送的实例超过上限 %d 字节，关联已中止", session.calling_ae, ctx.max_instance_bytes
         )
         session.receiving = 0
-        event.assoc.abort()
+        event.assoc.abort(block=False)  # in the DUL thread: queue the A-ABORT, do not wait for it
 
 
 def handle_echo(event: Event, ctx: Context) -> int:
@@ -148,7 +148,9 @@ def handle_echo(event: Event, ctx: Context) -> int:
 def handle_store(event: Event, ctx: Context) -> int | Dataset:
     """EVT_C_STORE: the received Part-10 temp file to ``store_instance`` for the calling AE's
     institution; a refusal answers its PS3.7 status, the server stays up."""
-    session = session_of(event, ctx)
+    session = ctx.sessions.get(event.assoc)
+    if session is None:  # the association was aborted (over the size limit) while this arrived
+        return status.OUT_OF_RESOURCES
     session.receiving = 0
     try:
         path = event.dataset_path

@@ -138,6 +138,9 @@ def store_files(peer: Peer, paths: Iterable[Path]) -> list[tuple[Path, int]]:
     out = []
     try:
         for p in files:
+            if not assoc.is_established:  # the peer aborted: the rest is not sent
+                out.append((p, status.PROCESSING_FAILURE))
+                continue
             rsp = assoc.send_c_store(p)
             out.append((p, int(rsp.get("Status", status.PROCESSING_FAILURE))))
     finally:

@@ -436,3 +436,50 @@ def test_storage_commitment_report_on_a_new_association(
         assert container.imaging.study_state(reader(), study) == imaging.COMPLETE
     finally:
         listener.shutdown()
+
+
+# --- the one status mapping ---------------------------------------------------------------------------------------------
+
+
+def test_refusals_map_to_their_ps37_statuses() -> None:
+    from huren.errors import Conflict, Forbidden, InvalidInput, Problem, TooLarge
+
+    def bad(rule: str) -> InvalidInput:
+        return InvalidInput("坏", [Problem("file", rule, "坏")])
+
+    assert status.status_for(bad("dicom"), "store") == 0xC000
+    assert status.status_for(bad("uid"), "store") == 0xA900
+    assert status.status_for(bad("sop_class"), "store") == 0x0122
+    assert status.status_for(Forbidden("别人的", [Problem("StudyInstanceUID", "ownership", "别人的")]), "store") == 0x0124
+    assert status.status_for(TooLarge("大"), "store") == 0xA700
+    assert status.status_for(Conflict("异"), "store") == 0x0111
+    assert status.status_for(OSError(28, "No space left on device"), "store") == 0xA700
+    assert status.status_for(RuntimeError("boom"), "store") == 0x0110
+    assert status.status_for(bad("uid"), "find") == 0xA900
+    assert status.status_for(RuntimeError("boom"), "move") == 0xC000
+    assert status.status_for(TooLarge("大"), "get") == 0xA701
+    assert status.status_for(bad("uid"), "action") == 0x0115
+    ds = status.status_dataset(Forbidden("别人的检查", [Problem("StudyInstanceUID", "ownership", "别人的")]), "store")
+    assert ds.ErrorComment == "forbidden:ownership" and ds.ErrorComment.isascii()
+    assert status.comment_for(RuntimeError("secret path /etc/x")) == "internal"
+
+
+def test_an_instance_past_the_limit_aborts_its_association(container: Container, tmp_path: Path) -> None:
+    """Bounded while it arrives: pynetdicom would spool any length; past the limit the AE aborts."""
+    server = DicomServer(container.imaging, aet=AET, host="127.0.0.1", port=0, max_instance_bytes=4096)
+    server.start()
+    try:
+        ds = dcmread(sample("CT_small.dcm"))
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.add_new(0x00091010, "LO", "HUREN TEST")
+        ds.add_new(0x00091011, "OB", b"\0" * 300_000)
+        big = tmp_path / "big.dcm"
+        ds.save_as(big)
+        quick = scu.Peer("127.0.0.1", server.port, AET, calling_aet=ORG_A[0], timeout=3)
+        codes = [c for _, c in scu.store_files(quick, [big, sample("MR_small.dcm")])]
+        assert codes == [status.PROCESSING_FAILURE, status.PROCESSING_FAILURE]  # aborted: no answer
+        with pytest.raises(NotFound):
+            stored_bytes(container, str(ds.StudyInstanceUID), str(ds.SOPInstanceUID))
+        assert scu.echo(peer(server)) == status.SUCCESS
+    finally:
+        server.stop()
