@@ -180,6 +180,7 @@ class ImagingKeys:
     def film_key(self, principal: Principal, hospitalId: str, accessNumber: str, modality: str | None = None) -> IssuedKey:
         """A film key for the study of an institution's accession number (its own: YB-4.3)."""
         access.require(principal, "image_key.issue")
+        access.require(principal, "image_key.issue")
         problems = [Problem(f, "required", f"缺少参数 {f}") for f, v in (("hospitalId", hospitalId), ("accessNumber", accessNumber)) if not v]
         if problems:
             raise InvalidInput("缺少必填参数", problems)

@@ -29,3 +29,12 @@ def upgrade(engine: Engine, revision: str = "head", *, fields: FieldCipher | Non
         cfg.attributes["connection"] = conn
         cfg.attributes["fields"] = fields
         command.upgrade(cfg, revision)
+
+
+def head() -> str:
+    """The revision the shipped migrations end at (what ``upgrade`` brings a database to)."""
+    from alembic.script import ScriptDirectory
+
+    rev = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert rev is not None
+    return rev

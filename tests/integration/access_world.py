@@ -4,15 +4,20 @@ a rejected submission of A and a viewing link."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from datetime import timedelta
 from typing import Any
 
+import pydicom
 from fastapi.testclient import TestClient
+from pydicom.data import get_testdata_file
 
+from huren.context import Principal
 from huren.crypto import sm2
 from huren.services.container import Container
+from huren.services.imaging import Sender
 from tests import samples
 from tests.conftest import ORG_A, ORG_B, SUPERVISOR, Api, login
 
@@ -69,10 +74,28 @@ def build_world(client: TestClient, container: Container) -> dict[str, Any]:
     assert link.status_code == 200, link.text
     ids["token"] = link.json()["url"].rsplit("/", 1)[1]
     ids["apis"] = {role: login(client, acct) for role, acct in ACCOUNTS.items()}
+    ids["download_key"] = _image_study(container)
     return ids
 
 
+def _image_study(container: Container) -> str:
+    """B's study IMAGE_STUDY (one instance of pydicom's bundled CT) and a downloadKey A's doctor got for it."""
+    ds = pydicom.dcmread(str(get_testdata_file("CT_small.dcm")))
+    ds.StudyInstanceUID, ds.AccessionNumber = IMAGE_STUDY, "ACC1"
+    ds.SeriesInstanceUID, ds.SOPInstanceUID = IMAGE_STUDY + ".1", IMAGE_STUDY + ".1.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    buf.seek(0)
+    container.imaging.store_instance(Sender(ORG_B[0], "gateway:test", "gateway"), buf)
+    return container.imaging.issue_key(Principal(ORG_A[0], DOCTOR_A[4], "doctor"), "download", IMAGE_STUDY).key
+
+
+#: the study of B that the imaging operations name (held: B's front-end machine pushed it)
+IMAGE_STUDY = "1.2.826.0.1.3680043.8.498.1"
+
 #: every operation of /openapi.json → the action of huren.domain.access it is (None: no token)
+
 OPERATIONS: dict[tuple[str, str], str | None] = {
     ("POST", "/api/v1/auth/token"): None,
     ("GET", "/api/v1/links/{token}"): None,  # the signed link is the credential
@@ -119,6 +142,18 @@ OPERATIONS: dict[tuple[str, str], str | None] = {
     ("GET", "/api/v1/statistics/recognized-elsewhere"): "statistics.read",
     ("GET", "/api/v1/quality/rectification"): "quality.read",
     ("GET", "/api/v1/quality/overview"): "quality.read",
+    # imaging (issue 12)
+    ("POST", "/api/v1/imaging/viewer-key"): "image_key.issue",
+    ("POST", "/api/v1/imaging/viewer-key/verify"): "image_key.verify",
+    ("POST", "/api/v1/imaging/download-address"): "image_key.issue",
+    ("GET", "/api/v1/imaging/uids"): None,  # the downloadKey is the credential
+    ("POST", "/api/v1/imaging/download-key/verify"): "image_key.verify",
+    ("POST", "/api/v1/imaging/keys/revoke"): "image_key.issue",
+    ("GET", "/api/v1/imaging/studies/{study_uid}/keys"): "image_key.issue",
+    ("POST", "/api/v1/imaging/studies/{study_uid}/commit"): "image.write",
+    ("POST", "/api/v1/imaging/film-url"): "image_key.issue",
+    ("POST", "/api/v1/imaging/deletions"): "image.write",
+    ("POST", "/api/v1/imaging/patient-exams"): "image.read",
 }
 for _kind in ("lab", "exam"):
     OPERATIONS |= {
@@ -139,7 +174,7 @@ def request_op(api: Api, role: str, method: str, path: str, w: dict[str, Any]) -
     kind = "lab" if "/lab-" in path else "exam"
     url = path.replace("{token}", w["token"]).replace("{rejected_id}", str(w["rejected"])).replace("{name}", "STD_ID_TYPE")
     url = url.replace("{report_id}", str(w[("b_" if "/recognition/" in path else "a_") + kind]))
-    url = url.replace("{kind}", "lab").replace("{code}", LAB_CODE)
+    url = url.replace("{kind}", "lab").replace("{code}", LAB_CODE).replace("{study_uid}", IMAGE_STUDY)
     bodies: dict[str, Any] = {
         "/api/v1/auth/token": {"org_code": ACCOUNTS[role][0], "username": ACCOUNTS[role][4], "password": ACCOUNTS[role][5]},
         "/api/v1/recognition/exists": PATIENT | VISIT | {"check": [EXAM_CODE], "lab": [LAB_CODE]},
@@ -147,11 +182,25 @@ def request_op(api: Api, role: str, method: str, path: str, w: dict[str, Any]) -
         "/api/v1/links": {"kind": "lab", "report_id": w["a_lab"]},
         "/api/v1/auth/page-token": {"doc_code": "9050", "doc_name": "郑伟军"},
         "/api/v1/recognition/visit-decisions": PATIENT | {"event_no": VISIT["event_no"]},
+        "/api/v1/imaging/viewer-key": {"study_instance_uid": IMAGE_STUDY},
+        "/api/v1/imaging/download-address": {"study_instance_uid": IMAGE_STUDY},
+        "/api/v1/imaging/viewer-key/verify": {"viewerKey": "A" * 22},
+        "/api/v1/imaging/download-key/verify": {"downloadKey": "A" * 22},
+        "/api/v1/imaging/keys/revoke": {"key": "A" * 22},
+        "/api/v1/imaging/studies/{study_uid}/commit": {"instances": [{"SOPInstanceUID": IMAGE_STUDY + ".1"}]},
+        "/api/v1/imaging/film-url": {"accessNumber": "ACC1", "modality": "CT", "hospitalId": ACCOUNTS[role][0]},
+        "/api/v1/imaging/deletions": {
+            "patientName": "张三", "accessionNo": "ACC1", "hospitalId": ACCOUNTS[role][0], "operateDoctorName": "李医生",
+            "operateDateTime": "2024-05-12T10:00:00",
+        },
+        "/api/v1/imaging/patient-exams": {"id_type_code": PATIENT["id_type_code"], "id_no": PATIENT["id_no"]},
     }
     if path.startswith(("/api/v1/query/", "/api/v1/recognition/")) and method == "POST" and path not in bodies:
         bodies[path] = PATIENT | VISIT
     if method == "GET":
-        params = {"org_code": ACCOUNTS[role][0]} if path == "/api/v1/org-reports" else None
+        params: dict[str, str] | None = {"org_code": ACCOUNTS[role][0]} if path == "/api/v1/org-reports" else None
+        if path == "/api/v1/imaging/uids":
+            params = {"downloadKey": w["download_key"]}
         return api.get(url, params=params)
     if method == "PATCH":
         return api.client.patch(url, json={"validity_days": 30}, headers=api.headers)

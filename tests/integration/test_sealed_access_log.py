@@ -148,7 +148,7 @@ def test_the_migration_seals_rows_written_before_it(empty_url: str, tmp_path: Pa
         assert [r["action"] for r in c.audit.history(id_no="65010219670201999x")] == ["old_3"]
         assert len(c.audit.history()) == 4
         with c.db.read() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0008"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == migrate.head()
         # run again (a second upgrade): nothing is sealed twice
         migrate.upgrade(c.db.engine, fields=c.keys.fields())
         assert len(c.audit.history(id_no=SECRET_ID)) == 2
