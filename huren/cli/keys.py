@@ -70,7 +70,7 @@ def cmd_keys_rotate_data(args: argparse.Namespace) -> int:
     if todo:
         print(file=sys.stderr)
     print(
-        f"文件（报告PDF与被拒提交原文）共 {len(todo)} 个：重新加密 {counts['rekeyed']}，首次加密 {counts['sealed']}，"
+        f"文件（报告PDF、被拒提交原文与影像文件）共 {len(todo)} 个：重新加密 {counts['rekeyed']}，首次加密 {counts['sealed']}，"
         f"已是当前密钥 {counts['current']}，无法打开 {counts['unreadable']}"
     )
     rows_ok = _reseal_rows(settings.db_url, keys.fields(), max(1, args.row_batch))

@@ -227,16 +227,17 @@ class ImagingReads:
         return uid
 
     def exam_for_study(self, reader: Reader, study_uid: str) -> dict[str, Any] | None:
-        """The exam report behind a study: {"ref", "org_code", "report_form_no", "voided"}, or None."""
+        """The exam report behind a study, or None: {"ref", "org_code", "org_name", "report_form_no",
+        "voided", "report_title", "class_name", "image_descr", "conclusion", "is_abnormal",
+        "authenticator_dtime", "performer_dtime", "exam_items"} (the film page shows the report; no
+        patient identity in it)."""
         with self._db.read() as conn:
             study = self._visible(conn, reader, study_uid)
             exam = links.exam_for_study(conn, study)
         if exam is None:
             return None
-        return {
-            "ref": self._refs.report("exam", exam["report_id"]), "org_code": exam["org_code"],
-            "report_form_no": exam["report_form_no"], "voided": exam["voided"],
-        }
+        rid = exam.pop("report_id")
+        return {"ref": self._refs.report("exam", rid), **exam}
 
     def study_state(self, reader: Reader, study_uid: str) -> str:
         """RECEIVING or COMPLETE (for transports that tell the sender)."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
-from huren.store.tables import dicom_node, exam_report, image_key
+from huren.store.tables import dicom_node, exam_item, exam_report, image_key, org
 from huren.store.tables import image_study as st
 
 
@@ -36,7 +36,9 @@ def study_for_exam(conn: Connection, org_code: str, report_form_no: str) -> str 
 
 def exam_for_study(conn: Connection, study: dict[str, Any]) -> dict[str, Any] | None:
     """The exam report behind a study: by ``study_instance_uid``, else by accession number (``pacs_id``)."""
-    cols = (exam_report.c.id, exam_report.c.org_code, exam_report.c.report_form_no, exam_report.c.voided)
+    e = exam_report.c
+    cols = (e.id, e.org_code, e.report_form_no, e.voided, e.report_title, e.class_name, e.image_descr, e.conclusion,
+            e.is_abnormal, e.authenticator_dtime, e.performer_dtime)
     r = conn.execute(
         select(*cols).where(exam_report.c.study_instance_uid == study["study_uid"]).order_by(exam_report.c.voided).limit(1)
     ).first()
@@ -47,7 +49,16 @@ def exam_for_study(conn: Connection, study: dict[str, Any]) -> dict[str, Any] | 
         ).first()
     if r is None:
         return None
-    return {"report_id": int(r.id), "org_code": str(r.org_code), "report_form_no": str(r.report_form_no), "voided": bool(r.voided)}
+    items = conn.execute(select(exam_item.c.exam_item_name).where(exam_item.c.report_id == r.id)).scalars().all()
+    org_name = conn.execute(select(org.c.name).where(org.c.code == r.org_code)).scalar()
+    return {
+        "report_id": int(r.id), "org_code": str(r.org_code), "report_form_no": str(r.report_form_no), "voided": bool(r.voided),
+        "org_name": org_name, "report_title": r.report_title, "class_name": r.class_name, "image_descr": r.image_descr,
+        "conclusion": r.conclusion, "is_abnormal": r.is_abnormal,
+        "authenticator_dtime": r.authenticator_dtime.isoformat(sep=" ") if r.authenticator_dtime else None,
+        "performer_dtime": r.performer_dtime.isoformat(sep=" ") if r.performer_dtime else None,
+        "exam_items": [str(n) for n in items if n],
+    }
 
 
 # -- DICOM nodes ----------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ class Keyring:
         self._token: bytes | None = None
         self._fields: aead.FieldCipher | None = None
         self._data = datakeys.DataKeys(
-            self.key_dir / DATA_FILE, algorithm=data_algorithm, guards="已加密保存的报告PDF与被拒提交原文"
+            self.key_dir / DATA_FILE, algorithm=data_algorithm, guards="已加密保存的报告PDF、被拒提交原文与影像文件"
         )
 
     def __repr__(self) -> str:

@@ -194,7 +194,7 @@ def test_rotate_data_covers_studies_and_streamed_blobs(
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "影像检查共 1 行：重新加密 1" in out and "影像删除通知共 1 行：重新加密 1" in out, out
-    assert "文件（报告PDF与被拒提交原文）共 1 个：重新加密 1" in out, out
+    assert "文件（报告PDF、被拒提交原文与影像文件）共 1 个：重新加密 1" in out, out
     fields = container.keys.reload_fields()
     head = (container.settings.blob_dir / stored.sha256[:2] / stored.sha256[2:4] / stored.sha256).read_bytes()[:STREAM_HEADER_LEN]
     assert FieldCipher.header(head[STREAM_HEADER_LEN - ENVELOPE_LEN :])[2] == fields.active
