@@ -7,7 +7,9 @@ dict to ``huren.gateway.sources.build`` (or, with ``factory = "module:callable"`
 callable); ``[preload]`` kept as a dict for the preload cache; ``[pacs_views]`` (one table, or
 ``[[pacs_views]]`` several: the PACS's imaging views, ``huren.gateway.sources.pacs_views``) and
 ``[imaging]`` (the spool, the study pusher and the YB endpoints, ``huren.gateway.imaging_api``)
-kept as dicts likewise; ``[mapping]`` (local codes → standard, see
+kept as dicts likewise; ``[pacs_text]`` (or ``[[pacs_text]]``: YB-4.1.1 report text,
+``huren.gateway.sources.pacs_text``, built among the sources) and ``[pacs_dimse]`` (YB-4.2 image
+pull by C-MOVE or HTTP, ``huren.gateway.dicom_pull``) likewise; ``[mapping]`` (local codes → standard, see
 ``huren.gateway.mapping``) likewise; ``[log]`` the log level. ``[[sources]]`` is read as
 ``[[source]]``.
 Relative paths (the outbox) are taken from the config file's directory.
@@ -71,6 +73,8 @@ class GatewayConfig:
     mapping: dict[str, Any] = field(default_factory=dict)
     pacs_views: tuple[dict[str, Any], ...] = ()
     imaging: dict[str, Any] = field(default_factory=dict)
+    pacs_text: tuple[dict[str, Any], ...] = ()  # YB-4.1.1 (huren.gateway.sources.pacs_text)
+    pacs_dimse: dict[str, Any] = field(default_factory=dict)  # YB-4.2 (huren.gateway.dicom_pull)
     log_level: str = "INFO"
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -164,18 +168,13 @@ def parse(doc: dict[str, Any], base_dir: Path) -> GatewayConfig:
         if name in names:
             raise ConfigError(f"[[source]] name = \"{name}\" 重复：每个来源的 name 应唯一")
         names.add(name)
-    raw_views = doc.get("pacs_views", [])
-    raw_views = [raw_views] if isinstance(raw_views, dict) else raw_views
-    if not isinstance(raw_views, list) or not all(isinstance(x, dict) for x in raw_views):
-        raise ConfigError("[pacs_views] 应为一个表，或表数组（每个 PACS / 区域影像云一个 [[pacs_views]] 表）")
-    for i, src in enumerate(raw_views):
-        name = src.get("name", "pacs_views" if len(raw_views) == 1 else "")
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"[[pacs_views]] 第 {i + 1} 个表缺少 name（有多个影像视图来源时每个都须命名）")
-        if name in names:
-            raise ConfigError(f"[pacs_views] name = \"{name}\" 与其他来源重名：每个来源的 name 应唯一")
-        names.add(name)
-        src.setdefault("name", name)
+    raw_views = _named_tables(doc, "pacs_views", "每个 PACS / 区域影像云一个 [[pacs_views]] 表", names)
+    raw_text = _named_tables(doc, "pacs_text", "每个 PACS 检查文字视图一个 [[pacs_text]] 表", names)
+    dimse = dict(_table(doc, "pacs_dimse"))
+    if dimse:
+        dname = dimse.setdefault("name", "pacs_dimse")
+        if not isinstance(dname, str) or not dname or dname in names:
+            raise ConfigError(f"[pacs_dimse] name = \"{dname}\" 应为非空且与其他来源不重名")
     log = _table(doc, "log")
     return GatewayConfig(
         platform=platform,
@@ -186,9 +185,29 @@ def parse(doc: dict[str, Any], base_dir: Path) -> GatewayConfig:
         mapping=dict(_table(doc, "mapping")),
         pacs_views=tuple(dict(x) for x in raw_views),
         imaging=dict(_table(doc, "imaging")),
+        pacs_text=tuple(dict(x) for x in raw_text),
+        pacs_dimse=dimse,
         log_level=_str(log, "log", "level", "INFO").upper(),
         base_dir=base_dir,
     )
+
+
+def _named_tables(doc: dict[str, Any], section: str, hint: str, names: set[str]) -> list[dict[str, Any]]:
+    """``[section]`` (one table) or ``[[section]]`` (several), each with a unique ``name`` (default:
+    the section's name when there is one table)."""
+    raw = doc.get(section, [])
+    raw = [raw] if isinstance(raw, dict) else raw
+    if not isinstance(raw, list) or not all(isinstance(x, dict) for x in raw):
+        raise ConfigError(f"[{section}] 应为一个表，或表数组（{hint}）")
+    for i, src in enumerate(raw):
+        name = src.get("name", section if len(raw) == 1 else "")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"[[{section}]] 第 {i + 1} 个表缺少 name（有多个时每个都须命名）")
+        if name in names:
+            raise ConfigError(f"[{section}] name = \"{name}\" 与其他来源重名：每个来源的 name 应唯一")
+        names.add(name)
+        src.setdefault("name", name)
+    return raw
 
 
 def load(path: str | Path) -> GatewayConfig:
@@ -249,4 +268,13 @@ def build_sources(config: GatewayConfig, client: HurenClient | None = None) -> l
         except ValueError as exc:
             text = str(exc)
             raise ConfigError(text if text.startswith("[mapping]") else f"[mapping] {text}") from exc
-    return [build_source(c, base_dir=config.base_dir, mapper=mapper) for c in config.sources]
+    built = [build_source(c, base_dir=config.base_dir, mapper=mapper) for c in config.sources]
+    if config.pacs_text:
+        from huren.gateway.sources import pacs_text
+
+        for raw in config.pacs_text:
+            try:
+                built.append(pacs_text.build(raw, org_code=config.platform.org_code, base_dir=config.base_dir, mapper=mapper))
+            except ValueError as exc:  # the sources' ConfigError names the key as sources[<name>].<key>
+                raise ConfigError(str(exc).replace("sources[", "pacs_text[", 1)) from exc
+    return built
