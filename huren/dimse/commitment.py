@@ -23,7 +23,8 @@ from pynetdicom.dimse_messages import N_ACTION_RSP
 from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
 
 from huren.dimse import status
-from huren.dimse.handlers import Context, nodelay, session_of
+from huren.dimse.handlers import Context, session_of
+from huren.dimse.sockets import nodelay
 from huren.errors import HurenError, InvalidInput, Problem
 
 if TYPE_CHECKING:

@@ -12,9 +12,7 @@ end of the association.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,36 +40,6 @@ class Context:
     aet: str
     max_instance_bytes: int
     sessions: Sessions = field(default_factory=Sessions)
-
-
-def nodelay(event: Event) -> None:
-    """EVT_CONN_OPEN: TCP_NODELAY on the association's socket (with Nagle's algorithm on, a C-STORE
-    waits for the delayed ACK of its response: ~12 instances/s instead of hundreds)."""
-    sock = event.assoc.dul.socket
-    raw = getattr(sock, "socket", None)
-    if isinstance(raw, socket.socket):
-        try:
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if QUICKACK is not None:
-                raw.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
-        except OSError:  # the peer went away between accept and here
-            pass
-
-
-#: Linux: acknowledge at once instead of delaying the ACK (re-armed after each PDU: the kernel drops
-#: the flag by itself). A peer with Nagle's algorithm on (Debian's dcmtk ``storescu`` unless
-#: ``TCP_NODELAY=1`` is in its environment) holds its dataset PDU until the ACK of its command PDU:
-#: without this, ~40 ms (the delayed ACK) per instance.
-QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
-
-
-def quickack(event: Event) -> None:
-    """EVT_PDU_SENT: back out of the kernel's delayed-ACK ("ping-pong") mode that sending an
-    answer puts the connection in, so the peer's next command PDU is acknowledged at once."""
-    raw = getattr(event.assoc.dul.socket, "socket", None)
-    if isinstance(raw, socket.socket) and QUICKACK is not None:
-        with contextlib.suppress(OSError):
-            raw.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
 
 
 def handle_requested(event: Event, ctx: Context) -> None:

@@ -27,7 +27,8 @@ from pynetdicom import build_context, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from huren.dimse import status
-from huren.dimse.handlers import Context, nodelay, session_of
+from huren.dimse.handlers import Context, session_of
+from huren.dimse.sockets import nodelay
 from huren.errors import HurenError, InvalidInput, Problem
 
 if TYPE_CHECKING:

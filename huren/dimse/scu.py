@@ -20,8 +20,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from huren.dimse import status
-from huren.dimse.handlers import nodelay
 from huren.dimse.server import MAX_PDU, configure_pynetdicom
+from huren.dimse.sockets import nodelay
 from huren.errors import InvalidInput, PlatformUnavailable, Problem
 
 

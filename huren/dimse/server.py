@@ -32,7 +32,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from pynetdicom.transport import AssociationSocket
 
-from huren.dimse import commitment, handlers, query
+from huren.dimse import commitment, handlers, query, sockets
 
 if TYPE_CHECKING:
     from pynetdicom.transport import ThreadedAssociationServer
@@ -111,8 +111,8 @@ def build_ae(aet: str) -> AE:
 
 def event_handlers(ctx: handlers.Context) -> list[Any]:
     return [
-        (evt.EVT_CONN_OPEN, handlers.nodelay),
-        (evt.EVT_PDU_SENT, handlers.quickack),
+        (evt.EVT_CONN_OPEN, sockets.nodelay),
+        (evt.EVT_PDU_SENT, sockets.quickack),
         (evt.EVT_REQUESTED, handlers.handle_requested, [ctx]),
         (evt.EVT_PDU_RECV, handlers.handle_pdu_recv, [ctx]),
         (evt.EVT_RELEASED, handlers.handle_finished, [ctx]),
