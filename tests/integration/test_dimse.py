@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, build_role, evt
@@ -257,6 +258,25 @@ def test_find_by_a_gb18030_name_answers_it_in_utf8(dicom: DicomServer, tmp_path:
     q.PatientName = ""
     [p] = _find(dicom, q, PatientRootQueryRetrieveInformationModelFind)
     assert str(p.PatientName) == NAME
+
+
+def test_find_reads_a_mislabelled_gbk_name_right(dicom: DicomServer, tmp_path: Path) -> None:
+    """A file that says ISO_IR 100 but whose name bytes are GBK (the most common complaint)."""
+    ds = dcmread(sample("CT_small.dcm"))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientID = "GBK-001"
+    ds[0x00100010] = DataElement(0x00100010, "PN", "李雷".encode("gbk"))
+    path = tmp_path / "gbk.dcm"
+    ds.save_as(path)
+    assert [s for _, s in scu.store_files(peer(dicom), [path])] == [0]
+    q = Dataset()
+    q.QueryRetrieveLevel = "STUDY"
+    q.PatientID = "GBK-001"
+    q.PatientName = ""
+    [found] = _find(dicom, q)
+    assert found.SpecificCharacterSet == "ISO_IR 192" and str(found.PatientName) == "李雷"
 
 
 def test_find_with_a_bad_identifier_answers_a_failure(dicom: DicomServer) -> None:
