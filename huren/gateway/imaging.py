@@ -291,6 +291,9 @@ class ImagingHook:
             ]
         except ValueError as exc:  # the sources' ConfigError names the key as sources[<name>].<key>
             raise ConfigError(str(exc).replace("sources[", "pacs_views[", 1)) from exc
+        self.pull = pull_source(config, spool) if config.pacs_dimse else None  # YB-4.2
+        if self.pull is not None:
+            self.sources.append(self.pull)  # the same poll / waiting / refused
         self.pusher = Pusher(box, client, spool, max_stow_bytes=self.conf.max_stow_bytes)
         self._swept = 0.0
 
@@ -302,6 +305,9 @@ class ImagingHook:
             if should_stop():
                 break
             n += ingest(self.box, src, should_stop=should_stop)
+            position = getattr(src, "position", "")
+            if position:  # how far a poll read, also when it queued no study (the YB-4.2 pull)
+                self.box.write([], source=src.name, watermark=position)
             meta = {}
             for what, found in (("waiting", src.waiting), ("refused", src.refused)):
                 text = "；".join(f"{uid}：{why}" for uid, why in sorted(found.items()))
@@ -322,11 +328,37 @@ class ImagingHook:
                 log.info("已清理暂存区中不再需要的影像文件", extra={"files": swept})
         return n
 
+    def close(self) -> None:
+        """Stop the YB-4.2 pull's DICOM listener, if it was started."""
+        if self.pull is not None:
+            self.pull.close()
+
     def start_api(self, enqueue: Callable[[list[Record]], None]) -> Any:
         """The YB endpoints on ``[imaging] listen`` (``huren.gateway.imaging_api.start_yb``)."""
         from huren.gateway.imaging_api import start_yb
 
         return start_yb(self.config, self.conf, enqueue)
+
+
+def pull_source(config: GatewayConfig, spool: Spool) -> Any:
+    """The ``[pacs_dimse]`` pull (``huren.gateway.dicom_pull``) over its ``[pacs_text]`` view."""
+    from huren.gateway import dicom_pull
+    from huren.gateway.config import ConfigError
+    from huren.gateway.sources import pacs_text
+
+    raw = dict(config.pacs_dimse)
+    wanted = raw.get("text_source") or (config.pacs_text[0].get("name") if len(config.pacs_text) == 1 else None)
+    text = next((t for t in config.pacs_text if t.get("name") == wanted), None)
+    if text is None:
+        raise ConfigError("[pacs_dimse] 需要一个 [pacs_text] 检查文字视图（有多个时用 text_source 指明其 name）")
+    try:
+        source = pacs_text.build(text, org_code=config.platform.org_code, base_dir=config.base_dir)
+    except ValueError as exc:  # the sources' ConfigError names the key as sources[<name>].<key>
+        raise ConfigError(str(exc).replace("sources[", "pacs_text[", 1)) from exc
+    try:
+        return dicom_pull.build(raw, source, spool)
+    except ValueError as exc:
+        raise ConfigError(str(exc).replace("sources[", "pacs_dimse[", 1)) from exc
 
 
 def imaging_hook(config: GatewayConfig, box: Outbox, client: HurenClient) -> ImagingHook:

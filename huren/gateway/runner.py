@@ -79,7 +79,8 @@ class Gateway:
         self.client = client if client is not None else make_client(config)
         self.sources = list(sources) if sources is not None else build_sources(config, self.client)
         self.uploader = Uploader(self.client, max_batch_bytes=config.outbox.max_batch_bytes)
-        self.imaging = imaging_hook(config, self.box, self.client) if config.pacs_views or config.imaging else None
+        wants = config.pacs_views or config.imaging or config.pacs_dimse
+        self.imaging = imaging_hook(config, self.box, self.client) if wants else None
         self.stopping = threading.Event()
         self._rng = rng or random.Random()
         self._failures = 0
@@ -90,6 +91,8 @@ class Gateway:
         return bool(self.config.preload) and bool(self.config.preload.get("enabled", True))
 
     def close(self) -> None:
+        if self.imaging is not None:
+            self.imaging.close()
         self.client.close()
         self.box.close()
 
