@@ -188,6 +188,7 @@ def test_patient_film_on_a_phone(browser: Any, imaging_server: tuple[Server, dic
         _loaded(page)
         assert "王小明" in page.inner_text("#patient-name")
         assert page.is_visible("#download")
+        assert page.inner_text("#conclusion") == samples.exam()["exammaster"]["conclusion"]
         _whole(page)
         first = _src(page)
         page.click("#next")

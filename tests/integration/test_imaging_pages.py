@@ -201,9 +201,10 @@ def test_film_page_with_its_key(client: TestClient, container: Container, world:
     page = text(r.text)
     assert NAME in page and "影像来源：第一人民医院" in page and "下载原始影像（DICOM）" in page
     assert "/ui/login" not in r.text
-    # the exam report behind the study: its text where the service gives it, else its number
-    conclusion = samples.exam()["exammaster"]["conclusion"]
-    assert conclusion in page or "报告单号 IMG-1" in page
+    # the exam report behind the study: its findings and conclusion (and never the patient's ID number)
+    m = samples.exam()["exammaster"]
+    assert m["conclusion"] in page and m["image_descr"] in page
+    assert samples.ID_NO not in r.text
     src = frame_src(r.text)
     assert f"key={key}" in src
     assert client.get(src).status_code == 200  # the images answer to the film key
