@@ -87,7 +87,7 @@ ACTIONS: dict[str, Action] = {
         # -- imaging (issue 12) -------------------------------------------------------------------
         Action("image.write", "推送、提交或删除本机构的影像", _grants(_INSTITUTION, OWN), write=True),
         Action("image.read", "查询、调阅患者的影像", _grants(_CLINIC, ALL, supervisor=REGION)),
-        Action("image_key.issue", "申请影像调阅密钥、下载密钥或云胶片链接", _grants(_CLINIC, ALL), write=True),
+        Action("image_key.issue", "申请影像调阅密钥、下载密钥或云胶片链接", _grants(_CLINIC, ALL, supervisor=REGION), write=True),
         Action("image_key.verify", "校验本机构影像的调阅密钥", _grants(_INSTITUTION, OWN)),
         Action("dicom_node.write", "登记 DICOM 节点（AE 标题）", {"admin": OWN, "supervisor": REGION}, write=True),
     )

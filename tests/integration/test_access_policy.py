@@ -27,6 +27,7 @@ from tests.conftest import ORG_A, ORG_B, SUPERVISOR, Api, login
 from tests.integration.access_world import (
     ACCOUNTS,
     EXAM_CODE,
+    IMAGE_STUDY,
     OPERATIONS,
     ORG_C,
     PATIENT,
@@ -266,6 +267,7 @@ PAGES: dict[str, str | None] = {
     "/ui/catalog/download": "quality.read",
     "/ui/catalog/mappings/download": "quality.read",
     "/ui/overview": "quality.read",
+    "/ui/imaging/{study_uid}": "image_key.issue",  # the viewer issues a viewer key for its images
 }
 
 
@@ -273,6 +275,7 @@ def test_every_page_follows_the_table(client: TestClient, world: dict[str, Any])
     from huren.web import (
         routes_catalog,
         routes_doctor,
+        routes_imaging,
         routes_overview,
         routes_rectification,
         routes_report,
@@ -281,13 +284,15 @@ def test_every_page_follows_the_table(client: TestClient, world: dict[str, Any])
     )
 
     found = {
-        r.path for m in (routes_doctor, routes_report, routes_supervision, routes_rectification, routes_stats, routes_catalog, routes_overview)
+        r.path for m in (routes_doctor, routes_report, routes_supervision, routes_rectification, routes_stats, routes_catalog, routes_overview,
+                                 routes_imaging)
         for r in m.router.routes if "GET" in getattr(r, "methods", ())
     }
     assert found == set(PAGES), "pages without an entry in this test's table"
     wrong = []
     for path, name in sorted(PAGES.items()):
         url = path.replace("{kind}", "lab").replace("{report_id}", str(world["b_lab"])).replace("{rejected_id}", str(world["rejected"]))
+        url = url.replace("{study_uid}", IMAGE_STUDY)
         for role in ROLES:
             token = world["apis"][role].headers["Authorization"].split()[1]
             r = client.get(url, params=PATIENT | {"token": token, "format": "csv"}, follow_redirects=False)

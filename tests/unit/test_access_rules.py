@@ -73,7 +73,7 @@ def test_the_imaging_actions() -> None:
     his = Principal("457759922", "pacs", "hospital")
     assert access.roles_for("image.write") == ("hospital", "admin") and access.scope(his, "image.write") is OWN
     assert access.scope(DOCTOR, "image.read") is ALL and access.scope(SUP, "image.read") is REGION
-    assert access.scope(DOCTOR, "image_key.issue") is ALL and access.scope(SUP, "image_key.issue") is None
+    assert access.scope(DOCTOR, "image_key.issue") is ALL and access.scope(SUP, "image_key.issue") is REGION
     assert access.scope(his, "image_key.verify") is OWN and access.scope(DOCTOR, "image_key.verify") is None
     assert access.scope(SUP, "dicom_node.write") is REGION and access.scope(his, "dicom_node.write") is None
     assert access.action("image.write").write and not access.action("image.read").write
