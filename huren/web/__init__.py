@@ -63,6 +63,7 @@ def install(app: FastAPI, container: Container) -> None:
         routes_auth,
         routes_catalog,
         routes_doctor,
+        routes_film,
         routes_imaging,
         routes_overview,
         routes_rectification,
@@ -85,8 +86,8 @@ def install(app: FastAPI, container: Container) -> None:
         pages.router.routes.extend(module.router.routes)
     app.router.routes.append(Pages(pages))
     # the patient's cloud film (YB-4.3): outside /ui's login, the key in its URL is the credential
-    pages.router.routes.extend(routes_imaging.film_router.routes)
-    app.router.routes.append(Pages(pages, routes_imaging.FILM_PREFIX))
+    pages.router.routes.extend(routes_film.film_router.routes)
+    app.router.routes.append(Pages(pages, routes_film.FILM_PREFIX))
 
 
 def install_doctor_pages(app: FastAPI, backend: DoctorBackend, *, his_origins: tuple[str, ...] = ()) -> None:

@@ -12,33 +12,27 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
-from starlette.background import BackgroundTask
+from fastapi.responses import Response
 
 from huren.domain import access
 from huren.domain import imaging as dom
-from huren.errors import Forbidden, HurenError, LinkExpired, NotFound, Unauthorized
+from huren.errors import HurenError, NotFound, Unauthorized
 from huren.web.render import TEMPLATES, Caller, caller, container, page
 from huren.web.routes_doctor import call
-from huren.wire import dicomdir
 
 log = logging.getLogger("huren.web.imaging")
 
 router = APIRouter(include_in_schema=False)  # under /ui (login or token)
-film_router = APIRouter(include_in_schema=False)  # /film/{key}: no login, the key is the credential
 
 #: the viewer needs a viewer key for its images: who may ask for one (``image_key.issue``) may open it;
 #: the service then decides which studies (``image.read``: NotFound for one the reader may not see)
 VIEWER_ROLES = access.roles_for("image_key.issue")
-FILM_PREFIX = "/film"
 
 #: CT window presets (center, width in HU); "默认" is the file's own window
 CT_PRESETS: tuple[tuple[str, str, float | None, float | None], ...] = (
@@ -325,14 +319,6 @@ def _org_names(c: Any) -> Callable[[str], str]:
     return name
 
 
-# -- the patient's cloud film (YB-4.3) ---------------------------------------------------------------
-FILM_ERRORS = {
-    404: ("链接不存在", "该云胶片链接不存在，请核对二维码或链接是否完整。"),
-    410: ("链接已过期", "该云胶片链接已过期。如需再次查看，请联系检查医院重新获取。"),
-    403: ("链接已失效", "该云胶片链接已被撤销，不能再查看。如有疑问，请联系检查医院。"),
-}
-
-
 def _key_grant(c: Any, key: str, kind: str, study_uid: str | None = None) -> Any:
     """A key's grant (an unknown key, or one for another study: NotFound; expired: LinkExpired;
     revoked or of another kind: Forbidden)."""
@@ -345,86 +331,3 @@ def _key_grant(c: Any, key: str, kind: str, study_uid: str | None = None) -> Any
     if study_uid is not None and g.study_uid != study_uid:
         raise NotFound("该密钥不能用于这项检查")
     return g
-
-
-async def _film(request: Request, key: str) -> tuple[Any, Any]:
-    c = container(request)
-    return c, await call(_key_grant, c, key, dom.FILM)
-
-
-def _refused(request: Request, exc: HurenError) -> Response:
-    """The film's refusal as a page for the patient (no link into the platform's pages)."""
-    status = 410 if isinstance(exc, LinkExpired) else 403 if isinstance(exc, Forbidden) else exc.status
-    title, message = FILM_ERRORS.get(status, ("暂时无法查看", "云胶片暂时无法打开，请稍后重试。"))
-    resp = page(request, None, "imaging/film_error.html", status, title=title, message=message, detail=exc.text())
-    resp.headers["Referrer-Policy"] = "no-referrer"  # the key is in the URL: never sent on to anyone
-    return resp
-
-
-@film_router.get(FILM_PREFIX + "/{key}")
-async def film(request: Request, key: str) -> Response:
-    try:
-        c, grant = await _film(request, key)
-        v = await call(study_view, c.imaging, grant, grant.study_uid, _org_names(c))
-    except HurenError as exc:
-        return _refused(request, exc)
-    base = f"{FILM_PREFIX}/{key}"
-
-    def link(**params: Any) -> str:
-        q = {k: x for k, x in params.items() if x not in (None, "")}
-        return f"{base}?{urlencode(q)}" if q else base
-
-    resp = page(request, None, "imaging/film.html", title="数字影像", download_url=f"{base}/download",
-                expires_at=grant.expires_at, **viewer_context(request, v, key, link))
-    resp.headers["Referrer-Policy"] = "no-referrer"
-    return resp
-
-
-def _zip_to_file(c: Any, grant: Any, name: str) -> IO[bytes]:
-    members = c.imaging.instances_of(grant, grant.study_uid)
-    if not members:
-        raise NotFound("该检查没有可下载的影像")
-    # handed on to the streamed answer, whose background task closes (and so deletes) it
-    fh = tempfile.TemporaryFile(prefix="huren-film-", dir=_tmp_dir(c))  # noqa: SIM115
-    try:
-        dicomdir.write_zip(members, fh, patient_name=name or None)
-        fh.seek(0)
-    except BaseException:
-        fh.close()
-        raise
-    return fh
-
-
-def _tmp_dir(c: Any) -> str:
-    """Where the zip is written: the data directory (a study may be larger than a tmpfs /tmp)."""
-    path = os.path.join(str(c.settings.data_dir), "tmp")
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
-
-
-@film_router.get(FILM_PREFIX + "/{key}/download")
-async def film_download(request: Request, key: str) -> Response:
-    """The original files, byte-exact, with a DICOMDIR, as one zip (written to a temporary file,
-    then streamed; the file is gone when the answer is)."""
-    try:
-        c, grant = await _film(request, key)
-        found = await call(c.imaging.find_studies, grant, {"StudyInstanceUID": grant.study_uid}, limit=1)
-        name = shown_name(value(found[0], "PatientName")) if found else ""
-        date = value(found[0], "StudyDate") if found else ""
-        fh = await call(_zip_to_file, c, grant, name)
-    except HurenError as exc:
-        return _refused(request, exc)
-    except dicomdir.DicomdirError:  # a stored file whose header no longer parses: said, and logged
-        log.exception("cloud film download: DICOMDIR not written")
-        return _refused(request, HurenError("影像文件无法打包下载，请联系检查医院"))
-    size = os.fstat(fh.fileno()).st_size
-    filename = f"DICOM-{date or 'study'}.zip"
-    zh = quote(f"数字影像-{date}.zip" if date else "数字影像.zip")
-    return StreamingResponse(
-        iter(lambda: fh.read(1 << 20), b""), media_type="application/zip", background=BackgroundTask(fh.close),
-        headers={
-            "Content-Disposition": f"attachment; filename=\"{filename}\"; filename*=UTF-8''{zh}",
-            "Content-Length": str(size), "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-        },
-    )
