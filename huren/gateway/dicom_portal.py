@@ -173,7 +173,7 @@ class PortalScp:
         ae.add_supported_context(Verification)
         handlers: list[Any] = [
             (evt.EVT_CONN_OPEN, nodelay), (evt.EVT_PDU_RECV, self._pdu), (evt.EVT_C_STORE, self._store),
-            (evt.EVT_C_ECHO, lambda event: 0x0000),
+            (evt.EVT_C_ECHO, lambda event: 0x0000), (evt.EVT_CONN_CLOSE, self._gone),
         ]
         try:
             self._server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
@@ -200,6 +200,9 @@ class PortalScp:
     def done(self) -> None:
         with self._lock:
             self._current = None
+
+    def _gone(self, event: Any) -> None:
+        self._bytes.pop(id(event.assoc), None)
 
     def _pdu(self, event: Any) -> None:
         from pynetdicom.pdu import P_DATA_TF

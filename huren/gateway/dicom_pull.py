@@ -22,6 +22,24 @@ Otherwise the study waits: kept in the watermark's waiting list and tried again 
 ``gateway status`` (meta ``imaging_waiting:<name>``); nothing of it is queued. A PACS that does
 not answer the C-ECHO (or drops the association) ends the poll with that reason; the rows are
 read again next poll. TCP_NODELAY is set on every DICOM socket.
+
+Keys of ``[pacs_dimse]`` (defaults shown)::
+
+    name = "pacs_dimse"              # the source's name (outbox, status, logs)
+    mode = "c-move"                  # c-move | http
+    text_source = "pacs_text"        # which [pacs_text] lists the studies (needed when there are several)
+    pacs_aet = "PACS"                # c-move: the PACS's DICOM SCP (required)
+    pacs_host = "10.0.0.5"           # (required)
+    pacs_port = 104
+    portal_aet = "HURENGW"           # the gateway's AE title: the C-MOVE destination the PACS must know
+    listen_host = "0.0.0.0"          # where the Portal AET listens (the PACS connects here)
+    listen_port = 11113
+    store_aets = ["PACS"]            # calling AE titles allowed to store (default: pacs_aet)
+    timeout_seconds = 30             # connect / association / C-ECHO
+    move_timeout_seconds = 600       # the longest wait for the next C-MOVE response
+    max_instances = 10000            # per study
+    wait_hours = 72
+    recheck_seconds = 300            # a waiting study is tried again at most this often
 """
 
 from __future__ import annotations
@@ -124,7 +142,8 @@ class DicomPullSource:
         refused = f"；前置机拒收：{'；'.join(col.refused[:3])}" if col.refused else ""
         if code not in (0x0000, 0xB000):
             hint = UNABLE_HINT.format(aet=self.pacs.portal_aet)
-            what = MOVE_STATUS.get(code) or (f"PACS 无法处理该请求（{hint}）" if code >> 12 == 0xC else "PACS 返回失败")
+            unable = "PACS 无法处理该请求" + ("" if col.refused else f"（{hint}）")
+            what = MOVE_STATUS.get(code) or (unable if code >> 12 == 0xC else "PACS 返回失败")
             raise FetchError(f"C-MOVE 被 {self.pacs.label} 拒绝：{what}（状态 0x{code:04X}）{refused}")
         if failed or code == 0xB000:
             raise FetchError(f"C-MOVE 有 {failed} 个子操作失败（完成 {completed}，警告 {warning}）{refused}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -304,3 +305,63 @@ def test_configuration_errors_name_the_key(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as err:
             Gateway(parse(base | extra, tmp_path), sources=[], client=fake_client(Capturing())).close()
         assert message in str(err.value), (extra, str(err.value))
+
+
+def test_an_instance_past_the_size_bound_is_refused_and_the_study_waits(
+    tmp_path: Path, orthanc: tuple[OrthancServer, int]
+) -> None:
+    o, port = orthanc
+    study, _ = upload_study(o, 1)
+    pacs_view(tmp_path, study).close()
+    doc = {
+        "platform": {"base_url": "http://platform", "org_code": ORG, "username": "his", "password": "pw"},
+        "outbox": {"path": "outbox.db"}, "imaging": {"spool_dir": "spool", "max_file_bytes": 4096},
+        "pacs_text": {"url": "sqlite:///pacs.db"},
+        "pacs_dimse": {"pacs_aet": o.aet, "pacs_host": "127.0.0.1", "pacs_port": o.dicom_port, "portal_aet": PORTAL,
+                       "listen_host": "127.0.0.1", "listen_port": port, "recheck_seconds": 0, "timeout_seconds": 5},
+    }
+    gw = Gateway(parse(doc, tmp_path), sources=[], client=fake_client(Capturing()))
+    try:
+        assert gw.poll() == 0
+        waiting = gw.box.meta("imaging_waiting:pacs_dimse")
+        assert study in waiting and "前置机拒收：文件超过上限 4096 字节" in waiting, waiting
+        assert "常见原因" not in waiting  # the PACS failed because the gateway refused, not for want of a destination
+        assert gw.box.counts()["pending"] == 0 and list((tmp_path / "spool").iterdir()) == []
+    finally:
+        gw.close()
+
+
+def test_a_store_far_past_the_bound_is_aborted_while_it_streams(tmp_path: Path, orthanc: tuple[OrthancServer, int]) -> None:
+    o, port = orthanc
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.Rows = ds.Columns = 512
+    ds.PixelData = bytes(512 * 512 * 2)  # 512 KiB: far past max_file_bytes + the 64 KiB allowance
+    buf = DicomBytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    o.upload(buf.getvalue())
+    pacs_view(tmp_path, str(ds.StudyInstanceUID)).close()
+    doc = {
+        "platform": {"base_url": "http://platform", "org_code": ORG, "username": "his", "password": "pw"},
+        "outbox": {"path": "outbox.db"}, "imaging": {"spool_dir": "spool", "max_file_bytes": 4096},
+        "pacs_text": {"url": "sqlite:///pacs.db"},
+        "pacs_dimse": {"pacs_aet": o.aet, "pacs_host": "127.0.0.1", "pacs_port": o.dicom_port, "portal_aet": PORTAL,
+                       "listen_host": "127.0.0.1", "listen_port": port, "recheck_seconds": 0, "timeout_seconds": 5},
+    }
+    gw = Gateway(parse(doc, tmp_path), sources=[], client=fake_client(Capturing()))
+    try:
+        assert gw.poll() == 0
+        waiting = gw.box.meta("imaging_waiting:pacs_dimse")
+        assert str(ds.StudyInstanceUID) in waiting and "C-MOVE" in waiting, waiting
+        assert gw.box.counts()["pending"] == 0 and list((tmp_path / "spool").iterdir()) == []
+        assert gw.imaging is not None and gw.imaging.pull is not None
+        scp = gw.imaging.pull.scp
+        assert scp is not None
+        for _ in range(50):  # the aborted association is forgotten once its connection closed
+            if not scp._bytes:
+                break
+            time.sleep(0.05)
+        assert scp._bytes == {}
+    finally:
+        gw.close()
