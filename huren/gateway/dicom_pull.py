@@ -93,6 +93,13 @@ class DicomPullSource:
             self.scp.stop()
             self.scp = None
 
+    def refetch(self, doc: Mapping[str, Any]) -> None:
+        """Pull a queued study again (the pusher lost its spool files): the same bytes land under the
+        same spool names. FetchError / SourceError when the PACS cannot send it now."""
+        if self.mode == "c-move":
+            self._echoed = False
+            self._move(str(doc["study_instance_uid"]))
+
     # -- one study ------------------------------------------------------------------------------
     def _key(self, master: Mapping[str, str]) -> str:
         uid = master.get("study_instance_uid", "")

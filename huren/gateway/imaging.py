@@ -38,6 +38,7 @@ from huren.gateway.model import Record, os_reason
 from huren.gateway.outbox import Item, Outbox
 from huren.gateway.outbox_seal import REC
 from huren.gateway.sealing import Sealer
+from huren.gateway.sources.base import SourceError
 from huren.gateway.uploader import reason
 
 if TYPE_CHECKING:
@@ -101,6 +102,8 @@ class Pusher:
     def __init__(self, box: Outbox, client: HurenClient, spool: Spool, *, max_stow_bytes: int = 256 * 1024 * 1024) -> None:
         self.box, self.client, self.spool = box, client, spool
         self.max_stow_bytes = max_stow_bytes
+        #: pulls a queued study again whose spool files were lost and that has no file path (YB-4.2 C-MOVE)
+        self.refetch: Callable[[dict[str, Any]], None] | None = None
 
     def referenced(self) -> set[str]:
         """The spool names the pending study records hold (all of them, also those queued behind
@@ -159,6 +162,12 @@ class Pusher:
         instances = [i for i in doc["instances"] if isinstance(i, dict)]
         parts: list[tuple[int, Callable[[], Iterator[bytes]]]] = []
         broken: dict[str, str] = {}
+        lost = [i for i in instances if not self.spool.file(str(i["spool"])).is_file()]
+        if self.refetch is not None and any(not i.get("filepath") for i in lost):  # received by C-MOVE: no path
+            try:
+                self.refetch(doc)
+            except (FetchError, SourceError) as exc:
+                return None, f"前置机暂存的影像文件已丢失，从 PACS 重新拉取检查 {uid} 也失败：{exc}"
         for inst in instances:
             name = str(inst["spool"])
             if not self.spool.file(name).is_file():  # removed by hand, or found broken: fetch it again
@@ -295,6 +304,8 @@ class ImagingHook:
         if self.pull is not None:
             self.sources.append(self.pull)  # the same poll / waiting / refused
         self.pusher = Pusher(box, client, spool, max_stow_bytes=self.conf.max_stow_bytes)
+        if self.pull is not None:
+            self.pusher.refetch = self.pull.refetch
         self._swept = 0.0
 
     def poll(self, should_stop: Callable[[], bool] = lambda: False) -> int:

@@ -365,3 +365,21 @@ def test_a_store_far_past_the_bound_is_aborted_while_it_streams(tmp_path: Path, 
         assert scp._bytes == {}
     finally:
         gw.close()
+
+
+def test_a_lost_spool_file_is_pulled_again_from_the_pacs(tmp_path: Path, orthanc: tuple[OrthancServer, int]) -> None:
+    o, port = orthanc
+    study, ids = upload_study(o, 2)
+    pacs_view(tmp_path, study).close()
+    fake = Capturing()
+    gw = gateway(tmp_path, fake_client(fake), port, o)
+    try:
+        assert gw.poll() == 1
+        for f in (tmp_path / "spool").iterdir():  # removed by hand before the push
+            f.unlink()
+        assert gw.imaging is not None and gw.imaging.pusher.drain() == (1, "")  # moved again, then pushed
+        for sop, oid in ids.items():
+            assert dataset_of(fake.data[sop]) == dataset_of(o.request("GET", f"/instances/{oid}/file"))
+        assert fake.commits == [study]
+    finally:
+        gw.close()
