@@ -36,6 +36,14 @@ MOVE_STATUS = {
 UNABLE_HINT = "常见原因：PACS 未登记本前置机的 Portal AET {aet} 及其 IP、端口，或检查不在 PACS 中"
 
 
+def addresses(host: str) -> list[str]:
+    """The IP addresses of ``host`` (a name or an address); [] when it cannot be resolved now."""
+    try:
+        return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)})
+    except OSError:
+        return []
+
+
 def aet_title(value: str, where: str) -> str:
     if not value or len(value) > 16 or not value.isascii() or "\\" in value or value != value.strip():
         raise ConfigError(f"{where} 应为 1–16 个 ASCII 字符的 AE 名称（不含反斜杠与首尾空格）")
@@ -148,9 +156,12 @@ class Collector:
 class PortalScp:
     """The gateway's storage SCP (AE title = the Portal AET), receiving the instances of a C-MOVE."""
 
-    def __init__(self, aet: str, host: str, port: int, spool: PullSpool, *, store_aets: Sequence[str]) -> None:
+    def __init__(
+        self, aet: str, host: str, port: int, spool: PullSpool, *, store_aets: Sequence[str], store_hosts: Sequence[str] = (),
+    ) -> None:
         self.aet, self.host, self.port, self.spool = aet, host, port, spool
         self.store_aets = list(store_aets)
+        self.store_hosts = set(store_hosts)  # empty: any address
         self._server: Any = None
         self._ae: Any = None
         self._lock = threading.Lock()
@@ -220,6 +231,12 @@ class PortalScp:
         self._bytes[id(event.assoc)] = 0
         with self._lock:
             col = self._current
+        peer = str(event.assoc.requestor.address)
+        if self.store_hosts and peer not in self.store_hosts:
+            log.warning("收到来自未授权地址的 C-STORE，已拒绝", extra={"address": peer})
+            if col is not None:
+                col.refused.append(f"来自未授权地址 {peer} 的实例")
+            return 0x0124
         if col is None:
             log.warning("收到不属于任何 C-MOVE 的 C-STORE，已拒绝", extra={"calling": event.assoc.requestor.ae_title})
             return 0x0124

@@ -10,7 +10,7 @@ down): the study UID column (``STUDY_UID``) or the image path column (``IMAGE_PA
 ``listen_host:listen_port`` with the AE title ``portal_aet`` (the "Portal AET" the PACS sends
 to); the gateway C-ECHOes the PACS (``pacs_aet`` at ``pacs_host:pacs_port``) and asks a
 study-level C-MOVE (Study Root) of each study to its Portal AET. Only the PACS's AE title
-(``store_aets``) may store, only instances of the study being moved, each at most
+(``store_aets``) may store, from the PACS's addresses (``store_hosts``), only instances of the study being moved, each at most
 ``[imaging] max_file_bytes``; every instance is written as received (no decoding) into the
 spool. The study is complete only when the C-MOVE ended with success, no sub-operation failed and
 the distinct instances that arrived are as many as the sub-operations the PACS reports completed
@@ -35,6 +35,7 @@ Keys of ``[pacs_dimse]`` (defaults shown)::
     listen_host = "0.0.0.0"          # where the Portal AET listens (the PACS connects here)
     listen_port = 11113
     store_aets = ["PACS"]            # calling AE titles allowed to store (default: pacs_aet)
+    store_hosts = ["10.0.0.5"]       # addresses allowed to store (default: pacs_host's; [] = any)
     timeout_seconds = 30             # connect / association / C-ECHO
     move_timeout_seconds = 600       # the longest wait for the next C-MOVE response
     max_instances = 10000            # per study
@@ -50,7 +51,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from huren.gateway.dicom_portal import MOVE_STATUS, UNABLE_HINT, Pacs, PortalScp, PullSpool, aet_title
+from huren.gateway.dicom_portal import MOVE_STATUS, UNABLE_HINT, Pacs, PortalScp, PullSpool, addresses, aet_title
 from huren.gateway.imaging_spool import FetchError, Spool, Staged
 from huren.gateway.model import Record
 from huren.gateway.sources.base import Conf, ConfigError, SourceError, parse_time
@@ -61,7 +62,7 @@ log = logging.getLogger("huren.gateway.dicom_pull")
 
 KEYS = (
     "mode", "text_source", "pacs_aet", "pacs_host", "pacs_port", "portal_aet", "listen_host", "listen_port",
-    "store_aets", "timeout_seconds", "move_timeout_seconds", "max_instances", "wait_hours", "recheck_seconds",
+    "store_aets", "store_hosts", "timeout_seconds", "move_timeout_seconds", "max_instances", "wait_hours", "recheck_seconds",
 )
 
 
@@ -70,13 +71,15 @@ class DicomPullSource:
 
     def __init__(
         self, name: str, text: PacsTextSource, spool: Spool, *, mode: str = "c-move", pacs: Pacs | None = None,
-        listen: tuple[str, int] = ("127.0.0.1", 11113), store_aets: Sequence[str] = (), max_instances: int = 10000,
+        listen: tuple[str, int] = ("127.0.0.1", 11113), store_aets: Sequence[str] = (),
+        store_hosts: Sequence[str] | None = None, max_instances: int = 10000,
         wait_hours: float = 72.0, recheck_seconds: float = 300.0, now: Callable[[], datetime] = datetime.now,
     ) -> None:
         self.name, self.text, self.mode, self.pacs = name, text, mode, pacs
         self.spool = PullSpool(spool)
         self.listen = listen
         self.store_aets = list(store_aets) or ([pacs.aet] if pacs else [])
+        self.store_hosts = store_hosts  # None: pacs_host's addresses, resolved when the listener starts
         self.max_instances, self.wait_hours, self.recheck_seconds = max_instances, wait_hours, recheck_seconds
         self.now = now
         self.scp: PortalScp | None = None
@@ -135,7 +138,8 @@ class DicomPullSource:
     def _move(self, uid: str) -> dict[str, tuple[Staged, dict[str, str]]]:
         assert self.pacs is not None
         if self.scp is None:
-            self.scp = PortalScp(self.pacs.portal_aet, *self.listen, self.spool, store_aets=self.store_aets)
+            hosts = addresses(self.pacs.host) if self.store_hosts is None else self.store_hosts
+            self.scp = PortalScp(self.pacs.portal_aet, *self.listen, self.spool, store_aets=self.store_aets, store_hosts=hosts)
             self.scp.start()
         if not self._echoed:
             self.pacs.echo()
@@ -272,6 +276,7 @@ def build(raw: Mapping[str, Any], text: PacsTextSource, spool: Spool) -> DicomPu
     return DicomPullSource(
         conf.name, text, spool, mode=mode, pacs=pacs, listen=(conf.text("listen_host", "0.0.0.0"), port),
         store_aets=[aet_title(a, where("store_aets")) for a in conf.strings("store_aets", [])],
+        store_hosts=conf.strings("store_hosts", []) if "store_hosts" in raw else None,
         max_instances=conf.integer("max_instances", 10000), wait_hours=conf.number("wait_hours", 72.0),
         recheck_seconds=conf.number("recheck_seconds", 300.0),
     )

@@ -282,6 +282,15 @@ def test_the_portal_takes_stores_only_from_the_pacs_and_only_during_a_move(
         assert len(list((tmp_path / "spool").iterdir())) == 1  # the study's one file, nothing of the intruder
     finally:
         gw.close()
+    other, _ = upload_study(o, 1)
+    (tmp_path / "elsewhere").mkdir()
+    pacs_view(tmp_path / "elsewhere", other).close()
+    gw = gateway(tmp_path / "elsewhere", fake_client(Capturing()), port, o, store_hosts=["192.0.2.7"])
+    try:  # only the PACS's addresses may store: Orthanc, from 127.0.0.1, is not one of them here
+        assert gw.poll() == 0
+        assert "前置机拒收：来自未授权地址 127.0.0.1 的实例" in gw.box.meta("imaging_waiting:pacs_dimse")
+    finally:
+        gw.close()
 
 
 def test_configuration_errors_name_the_key(tmp_path: Path) -> None:
