@@ -149,6 +149,7 @@ class Collector:
     """What arrives for the study being moved."""
 
     study_uid: str
+    limit: int = 10000  # instances at most
     received: dict[str, tuple[Staged, dict[str, str]]] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
 
@@ -203,9 +204,9 @@ class PortalScp:
             self._ae.shutdown()
             self._ae = None
 
-    def expect(self, study_uid: str) -> Collector:
+    def expect(self, study_uid: str, limit: int = 10000) -> Collector:
         with self._lock:
-            self._current = Collector(study_uid)
+            self._current = Collector(study_uid, limit)
             return self._current
 
     def done(self) -> None:
@@ -240,6 +241,9 @@ class PortalScp:
         if col is None:
             log.warning("收到不属于任何 C-MOVE 的 C-STORE，已拒绝", extra={"calling": event.assoc.requestor.ae_title})
             return 0x0124
+        if len(col.received) >= col.limit:
+            col.refused.append(f"实例数超过上限 max_instances = {col.limit}")
+            return 0xA700
         try:
             from pynetdicom import _config
 

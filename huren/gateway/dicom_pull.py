@@ -144,7 +144,7 @@ class DicomPullSource:
         if not self._echoed:
             self.pacs.echo()
             self._echoed = True
-        col = self.scp.expect(uid)
+        col = self.scp.expect(uid, self.max_instances)
         try:
             code, completed, failed, warning = self.pacs.move(uid)
         finally:

@@ -256,6 +256,20 @@ def test_arrivals_must_match_the_counts_the_pacs_reports(
         gw.close()
 
 
+def test_a_study_past_max_instances_is_refused_as_it_arrives(tmp_path: Path, orthanc: tuple[OrthancServer, int]) -> None:
+    o, port = orthanc
+    study, _ = upload_study(o, 3)
+    pacs_view(tmp_path, study).close()
+    gw = gateway(tmp_path, fake_client(Capturing()), port, o, max_instances=2)
+    try:
+        assert gw.poll() == 0
+        waiting = gw.box.meta("imaging_waiting:pacs_dimse")
+        assert "前置机拒收：实例数超过上限 max_instances = 2" in waiting, waiting
+        assert gw.box.counts()["pending"] == 0
+    finally:
+        gw.close()
+
+
 def test_the_portal_takes_stores_only_from_the_pacs_and_only_during_a_move(
     tmp_path: Path, orthanc: tuple[OrthancServer, int]
 ) -> None:
