@@ -406,3 +406,25 @@ def test_a_lost_spool_file_is_pulled_again_from_the_pacs(tmp_path: Path, orthanc
         assert fake.commits == [study]
     finally:
         gw.close()
+
+
+def test_http_mode_without_a_study_uid_column_takes_the_files_study(tmp_path: Path, orthanc: tuple[OrthancServer, int]) -> None:
+    from tests.integration.test_gateway_pacs_text import COLUMNS
+
+    o, port = orthanc
+    study, ids = upload_study(o, 2)
+    db = make_view(tmp_path / "pacs.db", [c for c in COLUMNS if c != "STUDY_UID"])
+    urls = [f"{o.http_url}/instances/{oid}/file" for oid in ids.values()]
+    insert(db, row("R7", IMAGE_PATH=urls[0]))  # complete as listed: the study is the file's
+    insert(db, row("R8", IMAGE_PATH=f"{urls[1]};{o.http_url}/instances/nosuch/file"))
+    db.close()
+    fake = Capturing()
+    gw = gateway(tmp_path, fake_client(fake), port, o, mode="http")
+    try:
+        assert gw.poll() == 1
+        [item] = gw.box.next_batch(["study"], 10)
+        assert json.loads(item.payload)["study_instance_uid"] == study and json.loads(item.payload)["instance_count"] == 1
+        waiting = gw.box.meta("imaging_waiting:pacs_dimse")
+        assert "report:R8" in waiting and "HTTP 404" in waiting, waiting  # keyed by its report number
+    finally:
+        gw.close()
