@@ -20,8 +20,9 @@ Every answer is checked: the instances counted after the ingest; each 1-client W
 Part-10 file ending in the exact data set sent; 200 for the 8-client ones; one study per patient ID.
 
 Prints a line per server and round, the medians over the rounds, and as its LAST line one JSON
-object: each figure for both servers and the ratios huren ÷ Orthanc (``store_ratio``,
-``wado_p50_ratio``, ``wado_rps_ratio``, ``qido_p99_ratio``, ``rss_ratio``).
+object: each figure for both servers, ``errors`` (failed checks per server) and the ratios
+huren ÷ Orthanc (``store_ratio``, ``wado_p50_ratio``, ``wado_rps_ratio``, ``qido_p99_ratio``,
+``rss_ratio``) — null when either server failed a check (its figures are then not valid).
 Run: ``.venv/bin/python bench/imaging.py [--patients 100] [--instances 10] [--rounds 2] [--only huren|orthanc]``.
 """
 
@@ -362,12 +363,19 @@ def main() -> int:
         h, o = med.get("huren"), med.get("orthanc")
         errors = {name: int(sum(f.get(k, 0) for f in fs for k in ("wado_errors", "wado_rps_errors", "qido_errors")))
                   + int(sum(len(corpus.instances) - f["stored"] for f in fs)) for name, fs in runs.items()}
+        for name, n in errors.items():
+            if n:
+                print(f"{name}: {n} failed checks — its figures are not valid, no ratio is given", file=sys.stderr)
+        if errors.get("huren") or errors.get("orthanc"):
+            h_ok, o_ok = None, None
+        else:
+            h_ok, o_ok = h, o
         summary = {
             "corpus": {"patients": len(corpus.patient_ids), "instances": len(corpus.instances), "bytes": corpus.total_bytes},
             "rounds": a.rounds, "clients": a.clients, "huren": h, "orthanc": o, "errors": errors,
-            "store_ratio": _ratio(h, o, "store_ips"), "wado_p50_ratio": _ratio(h, o, "wado_p50_ms"),
-            "wado_rps_ratio": _ratio(h, o, "wado_rps"), "qido_p99_ratio": _ratio(h, o, "qido_p99_ms"),
-            "rss_ratio": _ratio(h, o, "rss_peak_mb"),
+            "store_ratio": _ratio(h_ok, o_ok, "store_ips"), "wado_p50_ratio": _ratio(h_ok, o_ok, "wado_p50_ms"),
+            "wado_rps_ratio": _ratio(h_ok, o_ok, "wado_rps"), "qido_p99_ratio": _ratio(h_ok, o_ok, "qido_p99_ms"),
+            "rss_ratio": _ratio(h_ok, o_ok, "rss_peak_mb"),
         }
         print(json.dumps(summary, ensure_ascii=False))
         return 0
