@@ -123,6 +123,11 @@ class Progress:
         print(f"\r{self.name} {head}  {rate:,.0f} 条/秒  {watermark}", end=end, file=self.out, flush=True)
 
 
+def _text_name(raw: Any, config: Any) -> str:
+    """The name a ``[pacs_text]`` table goes by (its default when there is only one)."""
+    return str(raw.get("name") or "pacs_text")
+
+
 def backfill(config_path: Path, since: date, only: Sequence[str] = (), *, resend: bool = False) -> int:
     """Re-read sources from ``since`` into the outbox (with a progress bar); the running gateway
     uploads what is new or changed (with ``resend``: everything read, e.g. after the platform
@@ -132,7 +137,8 @@ def backfill(config_path: Path, since: date, only: Sequence[str] = (), *, resend
         return 2
     logs.setup("WARNING")
     confs = [c for c in config.sources if not only or c["name"] in only]
-    missing = set(only) - {c["name"] for c in confs}
+    texts = [t for t in config.pacs_text if not only or _text_name(t, config) in only]  # YB-4.1.1 views are report sources too
+    missing = set(only) - {c["name"] for c in confs} - {_text_name(t, config) for t in texts}
     if missing:
         print(f"错误：没有名为 {', '.join(sorted(missing))} 的来源", file=sys.stderr)
         return 2
@@ -141,7 +147,7 @@ def backfill(config_path: Path, since: date, only: Sequence[str] = (), *, resend
     total = 0
     client = make_client(config)
     try:
-        sources = build_sources(replace(config, sources=tuple(confs)), client)
+        sources = build_sources(replace(config, sources=tuple(confs), pacs_text=tuple(texts)), client)
     except ConfigError as exc:
         print(f"错误：配置文件有误：{exc}", file=sys.stderr)
         client.close()

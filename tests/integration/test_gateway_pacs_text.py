@@ -164,3 +164,22 @@ def test_configuration_errors_name_the_key(tmp_path: Path, text: dict[str, Any],
     make_view(tmp_path / "pacs.db").close()
     with pytest.raises(ConfigError, match=re.escape(message)):
         build_sources(config(tmp_path, **text))
+
+
+def test_backfill_only_names_the_text_view(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``gateway backfill --only pacs_text`` re-reads the View_Pacs_Text_Info source; an unknown
+    name is refused, naming it."""
+    from huren.gateway.cli import backfill
+
+    db = make_view(tmp_path / "pacs.db")
+    insert(db, row("R1"))
+    (tmp_path / "gateway.toml").write_text(
+        f'[platform]\nbase_url = "http://127.0.0.1:9"\norg_code = "{ORG}"\nusername = "his"\npassword = "pw"\n'
+        '[outbox]\npath = "outbox.db"\n[pacs_text]\nurl = "sqlite:///pacs.db"\n', encoding="utf-8",
+    )
+    from datetime import date
+
+    assert backfill(tmp_path / "gateway.toml", date(2026, 1, 1), ["nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert backfill(tmp_path / "gateway.toml", date(2026, 1, 1), ["pacs_text"]) == 0
+    assert '"queued": 1' in capsys.readouterr().out
