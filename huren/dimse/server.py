@@ -32,7 +32,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from pynetdicom.transport import AssociationSocket
 
-from huren.dimse import commitment, handlers, query, sockets
+from huren.dimse import commitment, handlers, query, reactor, sockets
 
 if TYPE_CHECKING:
     from pynetdicom.transport import ThreadedAssociationServer
@@ -47,7 +47,8 @@ MAX_PDU = 1024 * 1024
 def configure_pynetdicom() -> None:
     """Process-wide pynetdicom settings huren relies on (set once, before any association):
     received C-STORE datasets go to a temp file as received; a C-STORE of a file path sends its
-    bytes without decoding; no per-message logging and no identifiers (patient data) in logs."""
+    bytes without decoding; no per-message logging and no identifiers (patient data) in logs; the
+    reactors woken by their data rather than by their polling (``huren.dimse.reactor``)."""
     _config.STORE_RECV_CHUNKED_DATASET = True
     _config.STORE_SEND_CHUNKED_DATASET = True
     _config.LOG_HANDLER_LEVEL = "none"
@@ -55,6 +56,7 @@ def configure_pynetdicom() -> None:
     _config.LOG_RESPONSE_IDENTIFIERS = False
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     AssociationSocket._shutdown_socket = _shutdown_socket  # type: ignore[method-assign]
+    reactor.install()
 
 
 def _shutdown_socket(self: AssociationSocket) -> None:
