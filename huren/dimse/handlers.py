@@ -61,7 +61,7 @@ def handle_requested(event: Event, ctx: Context) -> None:
         LOG.warning("DICOM 关联被拒绝：调用方AE“%s”（%s）未登记为任何机构", calling, host)
         _reject(assoc, 0x01, 0x03)
         return
-    from huren.services.imaging import Sender
+    from huren.services.imaging import Sender  # here: huren.dimse.scu imports no platform service
 
     actor = f"dimse:{calling}@{host}"
     ctx.sessions.put(

@@ -18,7 +18,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydicom import dcmread
-from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -29,7 +28,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from huren.dimse import status
 from huren.dimse.handlers import Context, session_of
 from huren.dimse.sockets import nodelay
-from huren.errors import HurenError, InvalidInput, Problem
+from huren.errors import HurenError, InvalidInput, NotFound, Problem
 
 if TYPE_CHECKING:
     from pynetdicom.events import Event
@@ -110,9 +109,9 @@ def _answer(found: Dataset, identifier: Dataset, level: str, aet: str) -> Datase
             out.RetrieveAETitle = aet
         elif kw == "InstanceAvailability":
             out.InstanceAvailability = "ONLINE"
-        elif kw in identifier:
-            tag = identifier[kw].tag
-            out[tag] = DataElement(tag, dictionary_VR(tag), [] if identifier[kw].VR == "SQ" else None)
+        elif kw in identifier:  # asked for, no value held: zero length, with the query's VR
+            asked = identifier[kw]
+            out[asked.tag] = DataElement(asked.tag, asked.VR, [] if asked.VR == "SQ" else None)
     return out
 
 
@@ -164,6 +163,8 @@ def handle_find(event: Event, ctx: Context) -> Iterator[tuple[int | Dataset, Dat
                 yield status.CANCEL, None
                 return
             yield pending, _answer(Dataset.from_json(dict(row)), identifier, level, ctx.aet)
+    except NotFound:  # the study asked for is not one the caller may see (or does not exist): no match
+        pass
     except HurenError as exc:
         LOG.warning("DICOM C-FIND 被拒绝（%s）：%s", session.calling_ae, status.message_of(exc))
         yield status.status_dataset(exc, "find"), None
@@ -213,6 +214,15 @@ def instances(ctx: Context, reader: Any, identifier: Dataset) -> list[InstanceFi
     return [i for i in svc.instances_of(reader, studies[0], series[0]) if i.sop_uid in sops]
 
 
+def _matches(ctx: Context, reader: Any, identifier: Dataset) -> list[InstanceFile]:
+    """As :func:`instances`; a study the caller may not see (or that does not exist) matches nothing
+    (zero sub-operations, Success), as C-FIND answers it."""
+    try:
+        return instances(ctx, reader, identifier)
+    except NotFound:
+        return []
+
+
 def dataset_of(item: InstanceFile) -> Dataset:
     """The stored file, parsed (one instance in memory), to be sent in its stored transfer syntax."""
     buf = io.BytesIO()
@@ -258,7 +268,7 @@ def handle_move(event: Event, ctx: Context) -> Iterator[Any]:
         yield None, None
         return
     try:
-        items = instances(ctx, session.reader, event.identifier)
+        items = _matches(ctx, session.reader, event.identifier)
     except Exception as exc:
         yield from _refused(session.calling_ae, "C-MOVE", exc, op="move", dest=dest)
         return
@@ -272,7 +282,7 @@ def handle_get(event: Event, ctx: Context) -> Iterator[Any]:
     """EVT_C_GET: the sub-operations over the same association (the SCU proposed SCP roles)."""
     session = session_of(event, ctx)
     try:
-        items = instances(ctx, session.reader, event.identifier)
+        items = _matches(ctx, session.reader, event.identifier)
     except Exception as exc:
         yield from _refused(session.calling_ae, "C-GET", exc, op="get", dest=None)
         return

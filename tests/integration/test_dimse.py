@@ -322,6 +322,28 @@ def test_find_reads_a_mislabelled_gbk_name_right(dicom: DicomServer, tmp_path: P
     assert found.SpecificCharacterSet == "ISO_IR 192" and str(found.PatientName) == "李雷"
 
 
+def test_a_study_nobody_holds_matches_nothing(
+    container: Container, dicom: DicomServer, receiver: Receiver, tmp_path: Path
+) -> None:
+    """A SERIES query / C-MOVE naming a study that does not exist matches nothing (Success, no answers)."""
+    q = Dataset()
+    q.QueryRetrieveLevel = "SERIES"
+    q.StudyInstanceUID = generate_uid()
+    q.SeriesInstanceUID = ""
+    assert _find(dicom, q) == []
+    container.imaging.nodes.add_node("DEST", ORG_A[0], hosts="127.0.0.1", port=receiver.port, purpose="pacs")
+    q = Dataset()
+    q.QueryRetrieveLevel = "STUDY"
+    q.StudyInstanceUID = generate_uid()
+    model = StudyRootQueryRetrieveInformationModelMove
+    assoc = associate(dicom, [model])
+    try:
+        [(rsp, _)] = list(assoc.send_c_move(q, "DEST", model))
+    finally:
+        assoc.release()
+    assert rsp.Status == 0 and rsp.NumberOfCompletedSuboperations == 0 and receiver.got == {}
+
+
 def test_find_with_a_bad_identifier_answers_a_failure(dicom: DicomServer) -> None:
     q = Dataset()
     q.QueryRetrieveLevel = "SERIES"  # no StudyInstanceUID
