@@ -1,30 +1,25 @@
 """The image index: studies, series, instances (``huren.store.tables`` image_*), their patient
 identity sealed (``huren.store.sealing``, table ``image_study``).
 
-Ingest is one short transaction per instance (not fsynced: ``Database.write(durable=False)``; the
-study's commit is the durable one): the study and series rows are created on first sight
-(``INSERT … ON CONFLICT DO NOTHING``, so two associations pushing one study at once meet no
-unique violation), the instance inserted, and the counters kept on the study and series rows,
-so a QIDO answer reads one row per study. Every lookup is by a unique or indexed column.
+Ingest (:func:`ingest`, in ``huren.store.imaging_ingest``) is one short transaction per instance,
+not fsynced; the study's commit is the durable one. The counters are kept on the study and series
+rows, so a QIDO answer reads one row per study. Every lookup is by a unique or indexed column.
 """
 
 from __future__ import annotations
 
-import json
-import threading
-import weakref
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, and_, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from huren.domain import imaging
-from huren.domain.imaging import InstanceRecord
 from huren.store import sealing
+from huren.store.imaging_ingest import Ingested as Ingested
+from huren.store.imaging_ingest import Refusal as Refusal
+from huren.store.imaging_ingest import ingest as ingest
 from huren.store.tables import (
     image_deletion,
     image_instance,
@@ -40,166 +35,6 @@ INSTANCE_COLS = (
     ins.c.id, ins.c.sop_uid, ins.c.sop_class_uid, ins.c.transfer_syntax, ins.c.instance_number, ins.c.rows,
     ins.c.columns, ins.c.frames, ins.c.size, ins.c.sha256, se.c.series_uid, st.c.study_uid, st.c.org_code,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Ingested:
-    study_id: int
-    duplicate: bool  # the same bytes were already held under this SOP Instance UID
-    replaced: bool  # other bytes of a study still receiving were replaced
-
-
-class Refusal(Exception):
-    """Why an instance is not indexed: ``ownership`` (another institution's study), ``conflict``
-    (other bytes under a UID of a complete study, or a UID held by another study / series)."""
-
-    def __init__(self, rule: str, detail: str) -> None:
-        super().__init__(detail)
-        self.rule = rule
-        self.detail = detail
-
-
-def _insert_ignore(conn: Connection, table: Any, values: dict[str, Any], key: str) -> None:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(table).values(values).on_conflict_do_nothing(index_elements=[key]))
-
-
-def _study_values(conn: Connection, rec: InstanceRecord, org_code: str, sender: str, now: datetime) -> dict[str, Any]:
-    row = {
-        "study_uid": rec.study_uid, "org_code": org_code, "state": imaging.RECEIVING,
-        "patient_name": rec.patient_name or None, "patient_id": rec.patient_id or None,
-        "patient_birth_date": rec.patient_birth_date or None,
-        "patient_json": json.dumps(rec.patient_json, ensure_ascii=False, separators=(",", ":")),
-        "patient_sex": rec.patient_sex, "study_date": rec.study_date, "study_time": rec.study_time,
-        "accession_number": rec.accession_number, "study_id": rec.study_id,
-        "study_description": rec.study_description, "referring_physician": rec.referring_physician,
-        "institution_name": rec.institution_name, "modalities": "", "series_count": 0, "instance_count": 0,
-        "charset": rec.charset_in[:64], "sender": sender[:256], "created_at": now, "updated_at": now,
-    }
-    return sealing.seal_row(sealing.cipher(conn), STUDY, row)
-
-
-class _Known:
-    """Facts of committed rows that never change, per engine (process-local): a study's id and
-    institution (and the modalities seen), a series' id and study. A row this process has just
-    inserted is not remembered until it is read back from a later transaction."""
-
-    def __init__(self, cap: int = 20_000) -> None:
-        self.cap = cap
-        self.studies: dict[str, tuple[int, str, set[str]]] = {}
-        self.series: dict[str, tuple[int, int]] = {}
-        self.lock = threading.Lock()
-
-    def remember(self, table: dict[str, Any], key: str, value: Any) -> None:
-        with self.lock:
-            if len(table) >= self.cap:
-                table.clear()
-            table[key] = value
-
-
-_KNOWN: weakref.WeakKeyDictionary[Engine, _Known] = weakref.WeakKeyDictionary()
-
-
-def _known(conn: Connection) -> _Known:
-    k = _KNOWN.get(conn.engine)
-    if k is None:
-        k = _KNOWN.setdefault(conn.engine, _Known())
-    return k
-
-
-def _study(conn: Connection, known: _Known, rec: InstanceRecord, org_code: str, sender: str, now: datetime) -> tuple[int, str, set[str]]:
-    hit = known.studies.get(rec.study_uid)
-    if hit is not None:
-        return hit
-    q = select(st.c.id, st.c.org_code, st.c.modalities).where(st.c.study_uid == rec.study_uid)
-    r = conn.execute(q).first()
-    if r is not None:
-        found = (int(r.id), str(r.org_code), {m for m in str(r.modalities).split(",") if m})
-        known.remember(known.studies, rec.study_uid, found)
-        return found
-    _insert_ignore(conn, st, _study_values(conn, rec, org_code, sender, now), "study_uid")
-    r = conn.execute(q).one()
-    return int(r.id), str(r.org_code), {m for m in str(r.modalities).split(",") if m}
-
-
-def _series(conn: Connection, known: _Known, study_id: int, rec: InstanceRecord) -> tuple[int, int]:
-    """(series id, its study id)."""
-    hit = known.series.get(rec.series_uid)
-    if hit is not None:
-        return hit
-    q = select(se.c.id, se.c.study_id).where(se.c.series_uid == rec.series_uid)
-    r = conn.execute(q).first()
-    if r is not None:
-        known.remember(known.series, rec.series_uid, (int(r.id), int(r.study_id)))
-        return int(r.id), int(r.study_id)
-    _insert_ignore(conn, se, _series_values(study_id, rec), "series_uid")
-    r = conn.execute(q).one()
-    return int(r.id), int(r.study_id)
-
-
-def ingest(
-    conn: Connection, rec: InstanceRecord, *, org_code: str, sender: str, sha256: str, size: int, now: datetime
-) -> Ingested:
-    """Index one stored instance (its bytes already in the blob store as ``sha256``): three
-    statements for a study and series already known (insert, two counter updates). An instance
-    pushed again after a deletion notice is shown again, with its study."""
-    known = _known(conn)
-    study_id, owner, mods = _study(conn, known, rec, org_code, sender, now)
-    if owner != org_code:
-        raise Refusal("ownership", owner)
-    series_id, series_study = _series(conn, known, study_id, rec)
-    if series_study != study_id:
-        raise Refusal("conflict", "series_uid")
-    values = _instance_values(study_id, series_id, rec, sha256, size, now)
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(ins).values(values).on_conflict_do_nothing(index_elements=["sop_uid"]).returning(ins.c.id)
-    if conn.execute(stmt).scalar() is None:  # held already: the same bytes, others, or deleted (YB-4.5)
-        old = conn.execute(
-            select(ins.c.id, ins.c.study_id, ins.c.sha256, ins.c.deleted_at).where(ins.c.sop_uid == rec.sop_uid)
-        ).one()
-        if int(old.study_id) != study_id:
-            raise Refusal("conflict", "sop_uid")
-        if old.deleted_at is None:
-            if old.sha256 == sha256:
-                return Ingested(study_id, True, False)
-            if conn.execute(select(st.c.state).where(st.c.id == study_id)).scalar_one() == imaging.COMPLETE:
-                raise Refusal("conflict", "sha256")
-            conn.execute(update(ins).where(ins.c.id == old.id).values(values))  # still receiving: the newer file wins
-            return Ingested(study_id, False, True)
-        conn.execute(update(ins).where(ins.c.id == old.id).values(values))  # pushed again after a deletion notice
-    in_series = conn.execute(
-        update(se).where(se.c.id == series_id).values(instance_count=se.c.instance_count + 1).returning(se.c.instance_count)
-    ).scalar_one()
-    study_values: dict[str, Any] = {
-        "instance_count": st.c.instance_count + 1, "state": imaging.RECEIVING, "updated_at": now, "deleted_at": None,
-    }
-    if in_series == 1:  # a series new, or shown again
-        study_values["series_count"] = st.c.series_count + 1
-    if rec.modality and rec.modality not in mods:
-        current = conn.execute(select(st.c.modalities).where(st.c.id == study_id)).scalar_one()
-        merged = {m for m in str(current).split(",") if m} | {rec.modality}
-        study_values["modalities"] = ",".join(sorted(merged))[:128]
-        mods.add(rec.modality)  # (a rollback leaves only ModalitiesInStudy short of it)
-    conn.execute(update(st).where(st.c.id == study_id).values(study_values))
-    return Ingested(study_id, False, False)
-
-
-def _series_values(study_id: int, rec: InstanceRecord) -> dict[str, Any]:
-    return {
-        "study_id": study_id, "series_uid": rec.series_uid, "modality": rec.modality,
-        "series_number": rec.series_number, "series_description": rec.series_description, "body_part": rec.body_part,
-        "series_date": rec.series_date, "series_time": rec.series_time, "instance_count": 0,
-    }
-
-
-def _instance_values(study_id: int, series_id: int, rec: InstanceRecord, sha256: str, size: int, now: datetime) -> dict[str, Any]:
-    return {
-        "study_id": study_id, "series_id": series_id, "sop_uid": rec.sop_uid, "sop_class_uid": rec.sop_class_uid,
-        "transfer_syntax": rec.transfer_syntax, "instance_number": rec.instance_number, "rows": rec.rows,
-        "columns": rec.columns, "frames": rec.frames, "size": size, "sha256": sha256,
-        "metadata": json.dumps(rec.metadata, ensure_ascii=False, separators=(",", ":")), "received_at": now,
-        "deleted_at": None,
-    }
 
 
 # -- commit ---------------------------------------------------------------------------------------
