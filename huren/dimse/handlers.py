@@ -5,9 +5,11 @@ storage commitment in :mod:`huren.dimse.commitment`.
 C-STORE keeps the dataset as received: pynetdicom (``STORE_RECV_CHUNKED_DATASET``) writes the
 P-DATA fragments into a Part-10 temporary file (preamble, the file meta of the presentation
 context, the dataset's bytes untouched) and ``ImagingService.store_instance`` copies that file into
-the blob store. Nothing is decoded or encoded again, and nothing is fsynced per instance: a study is made
-durable, and COMPLETE, by storage commitment (``commit_instances``), never by a timer or by the
-end of the association.
+the blob store. Nothing is decoded or encoded again, and nothing is fsynced per instance: what an
+association pushed is made durable when it ends (``ImagingService.sync_studies``: on A-RELEASE-RQ,
+before the release is answered — a sender told the association ended well has its instances kept;
+after an abort, too), and a study COMPLETE only by storage commitment (``commit_instances``), never by
+a timer or by the end of the association.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
-from pynetdicom.pdu import P_DATA_TF
+from pynetdicom.pdu import A_RELEASE_RQ, P_DATA_TF
 
 from huren.context import Principal
 from huren.dimse import status
@@ -94,6 +96,9 @@ def handle_pdu_recv(event: Event, ctx: Context) -> None:
     """EVT_PDU_RECV: bounds what one C-STORE may send (pynetdicom would write any length to disk):
     past ``max_instance_bytes`` (plus room for the command set) the association is aborted."""
     pdu = event.pdu
+    if isinstance(pdu, A_RELEASE_RQ):
+        _sync_on_release(event, ctx)
+        return
     if not isinstance(pdu, P_DATA_TF):
         return
 
@@ -109,6 +114,30 @@ def handle_pdu_recv(event: Event, ctx: Context) -> None:
         event.assoc.abort(block=False)  # in the DUL thread: queue the A-ABORT, do not wait for it
 
 
+def _sync(ctx: Context, session: Session) -> bool:
+    """The session's studies made durable (once); False when that failed (logged)."""
+    with session.lock:
+        studies, session.studies = set(session.studies), set()
+    if not studies:
+        return True
+    try:
+        n = ctx.imaging.sync_studies(session.sender, studies)
+    except Exception:
+        LOG.exception("DICOM：%s 推送的 %d 个检查未能写入磁盘", session.calling_ae, len(studies))
+        return False
+    LOG.debug("DICOM：%s 推送的 %d 个检查（%d 个实例）已写入磁盘", session.calling_ae, len(studies), n)
+    return True
+
+
+def _sync_on_release(event: Event, ctx: Context) -> None:
+    """A-RELEASE-RQ received (in the DUL thread, before the state machine queues it for the
+    association, which then answers A-RELEASE-RP): the pushed studies are synced first. If that
+    fails the association is aborted, so the sender does not take the push as kept."""
+    session = ctx.sessions.get(event.assoc)
+    if session is not None and not _sync(ctx, session):
+        event.assoc.abort(block=False)
+
+
 def handle_echo(event: Event, ctx: Context) -> int:
     return status.SUCCESS
 
@@ -122,7 +151,7 @@ def handle_store(event: Event, ctx: Context) -> int | Dataset:
     session.receiving = 0
     try:
         path = event.dataset_path
-        stored = ctx.imaging.store_instance(session.sender, path)
+        stored = ctx.imaging.store_instance(session.sender, path, check_media=True)  # its meta is the command's
     except HurenError as exc:
         LOG.warning("DICOM C-STORE 被拒绝（%s，%s）：%s", session.calling_ae, session.host, status.message_of(exc))
         return status.status_dataset(exc, "store")
@@ -141,9 +170,14 @@ def handle_store(event: Event, ctx: Context) -> int | Dataset:
 
 
 def handle_finished(event: Event, ctx: Context) -> None:
-    """EVT_RELEASED / EVT_ABORTED: the session ends. The studies it pushed stay RECEIVING; they
-    become durable and COMPLETE by storage commitment (N-ACTION) — not by the end of the association."""
+    """EVT_RELEASED / EVT_ABORTED: the session ends. What it pushed and was not synced at the
+    release request (an abort) is synced now; its studies stay RECEIVING — COMPLETE only by storage
+    commitment (N-ACTION), not by the end of the association."""
     session = ctx.sessions.pop(event.assoc)
-    if session is not None and session.studies:
-        LOG.info("DICOM 关联结束（%s）：%d 个检查接收中，待存储确认", session.calling_ae, len(session.studies))
+    if session is None:
+        return
+    pending = len(session.studies)
+    _sync(ctx, session)
+    if pending:
+        LOG.info("DICOM 关联结束（%s）：%d 个检查接收中，待存储确认", session.calling_ae, pending)
 

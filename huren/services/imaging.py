@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -79,24 +79,28 @@ class ImagingService(ImagingReads, ImagingKeys):
         access.require(principal, "image.write")
         return Sender(principal.org_code, f"{channel}:{principal.actor}", channel)
 
-    def store_instance(self, sender: Sender, src: Path | BinaryIO, *, size_hint: int | None = None) -> StoredInstance:
-        """Parse, copy (streamed, sealed) and index one Part-10 file; see the module's docstring."""
+    def store_instance(
+        self, sender: Sender, src: Path | BinaryIO, *, size_hint: int | None = None, check_media: bool = False
+    ) -> StoredInstance:
+        """Parse, copy (streamed, sealed) and index one Part-10 file; see the module's docstring.
+        ``check_media``: the file meta's Media Storage UIDs must be the data set's (the DICOM AE's
+        file of a C-STORE, whose meta is the command's; ``huren.wire.dicom.read_header``)."""
         if isinstance(src, Path):
             with open(src, "rb") as fh:  # one open: the header read, then the copy from the start
                 size = os.fstat(fh.fileno()).st_size
                 self._check_size(size)
-                rec = dicom.read_header(fh, size)
+                rec = dicom.read_header(fh, size, check_media=check_media)
                 fh.seek(0)
                 return self._keep(sender, rec, fh)
         if not _seekable(src) or src.tell() != 0:  # a stream, or a file inside a larger one: spooled
             with tempfile.TemporaryFile(dir=self._spool_dir()) as spool:
                 _copy_bounded(src, spool, self.max_instance_bytes)
                 spool.seek(0)
-                return self.store_instance(sender, spool, size_hint=size_hint)
+                return self.store_instance(sender, spool, size_hint=size_hint, check_media=check_media)
         size = src.seek(0, os.SEEK_END)
         self._check_size(size)
         src.seek(0)
-        rec = dicom.read_header(src, size)
+        rec = dicom.read_header(src, size, check_media=check_media)
         src.seek(0)
         return self._keep(sender, rec, src)
 
@@ -156,6 +160,25 @@ class ImagingService(ImagingReads, ImagingKeys):
                 state = imaging.RECEIVING  # another instance arrived meanwhile: not complete yet
         out.state = state
         return out
+
+    def sync_studies(self, sender: Sender, study_uids: Iterable[str]) -> int:
+        """Make what was pushed of these studies durable, their state unchanged (RECEIVING stays
+        RECEIVING: only a commit says a study is complete): their blobs fsynced, then a durable
+        index commit (and with it every ingest transaction before it). The DICOM AE calls it when an
+        association ends, so a push without storage commitment is kept once the sender is told the
+        association ended well. Studies held for another institution are left alone; how many
+        instances were synced."""
+        uids = sorted({u for u in study_uids if u})
+        if not uids:
+            return 0
+        with self._db.read() as conn:
+            ids, digests = store.held_digests(conn, uids, sender.org_code)
+        if not ids:
+            return 0
+        self._blobs.sync(digests)
+        with self._db.write() as conn:  # durable
+            store.touch_studies(conn, ids, self._clock.now())
+        return len(digests)
 
     def commit_instances(self, sender: Sender, refs: Sequence[tuple[str, str]]) -> list[CommitResult]:
         """Storage commitment: (SOPClassUID, SOPInstanceUID) pairs across studies, one result per

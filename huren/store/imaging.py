@@ -229,3 +229,28 @@ def hide_studies(conn: Connection, study_ids: Sequence[int], now: datetime) -> i
 
 def add_deletion(conn: Connection, row: dict[str, Any]) -> None:
     conn.execute(image_deletion.insert().values(sealing.seal_row(sealing.cipher(conn), "image_deletion", row)))
+
+
+# -- durability of a push without storage commitment --------------------------------------------
+def held_digests(conn: Connection, study_uids: Sequence[str], org_code: str) -> tuple[list[int], list[str]]:
+    """The ids of the given studies held for ``org_code`` and the SHA-256 of their instances (not deleted)."""
+    ids: list[int] = []
+    digests: list[str] = []
+    for i in range(0, len(study_uids), 500):
+        part = study_uids[i : i + 500]
+        q = (
+            select(st.c.id, ins.c.sha256).select_from(st.outerjoin(ins, and_(ins.c.study_id == st.c.id, ins.c.deleted_at.is_(None))))
+            .where(st.c.study_uid.in_(part), st.c.org_code == org_code)
+        )
+        for r in conn.execute(q):
+            ids.append(int(r.id))
+            if r.sha256 is not None:
+                digests.append(str(r.sha256))
+    return sorted(set(ids)), digests
+
+
+def touch_studies(conn: Connection, study_ids: Sequence[int], now: datetime) -> None:
+    """A write to the studies' rows (``updated_at``), their state unchanged: the transaction that
+    carries it is a real commit (a transaction writing nothing flushes nothing)."""
+    if study_ids:
+        conn.execute(update(st).where(st.c.id.in_(list(study_ids))).values(updated_at=now))

@@ -243,16 +243,20 @@ def _drop_bulk(ds: Dataset) -> dict[str, Any]:
     return stubs
 
 
-def read_header(src: Path | BinaryIO, size: int) -> InstanceRecord:
+def read_header(src: Path | BinaryIO, size: int, *, check_media: bool = False) -> InstanceRecord:
     """Parse a Part-10 file's header (never its pixel data); InvalidInput (rule ``dicom``,
-    ``uid`` or ``sop_class``) for what the platform does not keep."""
+    ``uid`` or ``sop_class``) for what the platform does not keep. ``check_media``: the file meta's
+    Media Storage SOP Instance / Class UIDs must be the data set's own (rule ``uid``) — for a file
+    the DICOM AE wrote from a C-STORE, whose file meta is the command's: a data set that does not
+    match its request. (Files from elsewhere keep their writer's meta, right or not: pydicom's own
+    ``rtplan.dcm`` names another instance there.)"""
     if isinstance(src, Path):
         with open(src, "rb") as fh:
-            return _read(fh, size)
-    return _read(src, size)
+            return _read(fh, size, check_media)
+    return _read(src, size, check_media)
 
 
-def _read(fh: BinaryIO, size: int) -> InstanceRecord:
+def _read(fh: BinaryIO, size: int, check_media: bool = False) -> InstanceRecord:
     try:
         ds = pydicom.dcmread(fh, stop_before_pixels=True, defer_size=DEFER_SIZE, force=False)
         ts = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "")
@@ -281,7 +285,22 @@ def _read(fh: BinaryIO, size: int) -> InstanceRecord:
     js["00080005"] = {"vr": "CS", "Value": [UNICODE]}
     patient = {k: v for k, v in js.items() if k.startswith("0010")}
     meta = {k: js[k] for k in sorted(js) if not k.startswith("0010")}
-    return _record(meta, patient, ts, declared_text, charset)
+    rec = _record(meta, patient, ts, declared_text, charset)
+    if check_media:
+        _check_media(ds, rec)
+    return rec
+
+
+def _check_media(ds: Dataset, rec: InstanceRecord) -> None:
+    """The file meta's Media Storage SOP Instance / Class UIDs, when given, must name the data set's
+    own (for C-STORE the file meta comes from the command: a data set not matching its request)."""
+    fm = ds.file_meta
+    for keyword, own, name in (("MediaStorageSOPInstanceUID", rec.sop_uid, "SOPInstanceUID"),
+                               ("MediaStorageSOPClassUID", rec.sop_class_uid, "SOPClassUID")):
+        given = str(getattr(fm, keyword, "") or "").strip(" \0")
+        if given and given != own:
+            msg = f"DICOM 文件头的 {keyword}（{given[:64]}）与数据集的 {name}（{own}）不一致"
+            raise _bad(msg, "uid", name)
 
 
 def _reason(exc: Exception) -> str:

@@ -203,6 +203,57 @@ def test_store_keeps_the_bytes_as_sent(container: Container, dicom: DicomServer,
     assert container.imaging.study_state(reader(), ident(files[2])[0]) == imaging.RECEIVING
 
 
+def test_release_syncs_the_pushed_studies_before_it_is_answered(
+    container: Container, dicom: DicomServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, set[str], bool]] = []
+    real = container.imaging.sync_studies
+    released = threading.Event()
+
+    def spy(sender: object, study_uids: object) -> int:
+        calls.append((getattr(sender, "org_code", ""), set(study_uids), released.is_set()))  # type: ignore[call-overload]
+        return real(sender, study_uids)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(container.imaging, "sync_studies", spy)
+    files = [sample("CT_small.dcm"), sample("MR_small.dcm")]
+    assoc = associate(dicom, [CTImageStorage, MRImageStorage])
+    assert assoc.is_established
+    assert [assoc.send_c_store(dcmread(f)).Status for f in files] == [0, 0]
+    assoc.release()
+    released.set()
+    deadline = time.monotonic() + 5
+    while len(dicom.ctx.sessions) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # once, for the calling AE's institution, with both studies, before the release was answered
+    assert calls == [(ORG_A[0], {ident(f)[0] for f in files}, False)]
+    assert container.imaging.study_state(reader(), ident(files[0])[0]) == imaging.RECEIVING
+    # an association that only echoes syncs nothing
+    assoc = associate(dicom, [Verification])
+    assert assoc.send_c_echo().Status == 0
+    assoc.release()
+    assert len(calls) == 1
+
+
+def test_a_dataset_not_matching_its_c_store_request_is_refused(
+    container: Container, dicom: DicomServer, tmp_path: Path
+) -> None:
+    ds = dcmread(sample("CT_small.dcm"))
+    ds.StudyInstanceUID = generate_uid()
+    named = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = named  # the command (built from the file meta) names this one
+    path = tmp_path / "mismatch.dcm"
+    ds.save_as(path)
+    assoc = associate(dicom, [CTImageStorage])
+    rsp = assoc.send_c_store(path)  # sent as a file: the command's UIDs from its meta, the data set untouched
+    assoc.release()
+    assert rsp.Status == status.DATASET_DOES_NOT_MATCH_SOP_CLASS
+    for sop in (named, str(ds.SOPInstanceUID)):
+        with pytest.raises(NotFound):
+            stored_bytes(container, str(ds.StudyInstanceUID), sop)
+    [(_, code)] = scu.store_files(peer(dicom), [sample("CT_small.dcm")])  # the server stays up
+    assert code == 0
+
+
 def test_study_of_another_institution_is_refused(container: Container, dicom: DicomServer, tmp_path: Path) -> None:
     path = gb18030_file(tmp_path)
     assert [s for _, s in scu.store_files(peer(dicom), [path])] == [0]

@@ -164,6 +164,33 @@ def test_commit_duplicates_and_conflicts(container: Container, tmp_path: Path) -
     assert res2[-1].failed == [(ds.SOPInstanceUID, "missing")]
 
 
+def test_sync_studies_makes_a_push_durable_and_leaves_it_receiving(
+    container: Container, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    img = container.imaging
+    p1, ds = make(tmp_path)
+    p2, _ = make(tmp_path, study=ds.StudyInstanceUID, number=2)
+    p3, other = make(tmp_path, pid="P002")
+    digests = {img.store_instance(A, p).sha256 for p in (p1, p2)}
+    img.store_instance(B, p3)
+    with container.db.read() as conn:
+        before = conn.execute(select(image_study.c.updated_at).where(image_study.c.study_uid == ds.StudyInstanceUID)).scalar_one()
+    synced: list[set[str]] = []
+    real_sync = container.blobs.sync
+    monkeypatch.setattr(container.blobs, "sync", lambda ds_: (synced.append(set(ds_)), real_sync(ds_))[1])
+    later = container.clock.now() + timedelta(minutes=1)
+    monkeypatch.setattr(container.clock, "now", lambda: later)
+    # another institution's study in the list is left alone; the sender's own is synced
+    assert img.sync_studies(A, [ds.StudyInstanceUID, other.StudyInstanceUID, ""]) == 2
+    assert synced == [digests]
+    assert img.study_state(HIS_A, ds.StudyInstanceUID) == "receiving"
+    with container.db.read() as conn:
+        after = conn.execute(select(image_study.c.updated_at).where(image_study.c.study_uid == ds.StudyInstanceUID)).scalar_one()
+    assert after > before  # a real write: the commit that carries it is fsynced
+    assert img.sync_studies(A, [other.StudyInstanceUID]) == 0 and img.sync_studies(A, []) == 0
+    assert synced == [digests]  # nothing of B's was touched
+
+
 def test_patient_identity_is_sealed_and_reads_are_logged_once(container: Container, tmp_path: Path) -> None:
     img = container.imaging
     p, ds = make(tmp_path, name="欧阳娜娜", pid="ZY123456")

@@ -30,7 +30,7 @@ def with_name(name: str, charset: str, *, label: str | None = None, base: str = 
     ds.SpecificCharacterSet = charset
     ds.PatientName = name
     ds.StudyDescription = "胸部平扫" if charset != "ISO_IR 100" else "Thorax"
-    ds.SOPInstanceUID = generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     buf = io.BytesIO()
     ds.save_as(buf)
     data = buf.getvalue()
@@ -93,6 +93,29 @@ def test_bad_uid_and_unknown_sop_class() -> None:
     with pytest.raises(InvalidInput) as exc:
         _read(buf.getvalue())
     assert exc.value.problems[0].rule == "sop_class"
+
+
+@pytest.mark.parametrize(("keyword", "value", "field"), [
+    ("MediaStorageSOPInstanceUID", "1.2.826.0.1.3680043.8.498.99", "SOPInstanceUID"),
+    ("MediaStorageSOPClassUID", "1.2.840.10008.5.1.4.1.1.4", "SOPClassUID"),
+])
+def test_file_meta_naming_another_instance_or_class_is_refused(keyword: str, value: str, field: str) -> None:
+    ds = pydicom.dcmread(io.BytesIO(_file("CT_small.dcm")))
+    setattr(ds.file_meta, keyword, value)
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    data = buf.getvalue()
+    with pytest.raises(InvalidInput) as exc:
+        dicom.read_header(io.BytesIO(data), len(data), check_media=True)  # a file the AE wrote from a C-STORE
+    assert (exc.value.problems[0].rule, exc.value.problems[0].field) == ("uid", field)
+    assert value in exc.value.message
+    assert _read(data).sop_uid == ds.SOPInstanceUID  # a file from elsewhere: its writer's meta is not checked
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID  # consistent again: kept
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    data = buf.getvalue()
+    assert dicom.read_header(io.BytesIO(data), len(data), check_media=True).sop_uid == ds.SOPInstanceUID
 
 
 @pytest.mark.parametrize("charset", ["GB18030", "GBK", "ISO_IR 192"])
