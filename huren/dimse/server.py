@@ -32,7 +32,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from pynetdicom.transport import AssociationSocket
 
-from huren.dimse import commitment, handlers, query, reactor, sockets
+from huren.dimse import commitment, file_meta, handlers, query, reactor, sockets
 
 if TYPE_CHECKING:
     from pynetdicom.transport import ThreadedAssociationServer
@@ -48,7 +48,8 @@ def configure_pynetdicom() -> None:
     """Process-wide pynetdicom settings huren relies on (set once, before any association):
     received C-STORE datasets go to a temp file as received; a C-STORE of a file path sends its
     bytes without decoding; no per-message logging and no identifiers (patient data) in logs; the
-    reactors woken by their data rather than by their polling (``huren.dimse.reactor``)."""
+    reactors woken by their data rather than by their polling (``huren.dimse.reactor``); the
+    received file's meta written without pydicom (``huren.dimse.file_meta``, the same bytes)."""
     _config.STORE_RECV_CHUNKED_DATASET = True
     _config.STORE_SEND_CHUNKED_DATASET = True
     _config.LOG_HANDLER_LEVEL = "none"
@@ -57,6 +58,7 @@ def configure_pynetdicom() -> None:
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     AssociationSocket._shutdown_socket = _shutdown_socket  # type: ignore[method-assign]
     reactor.install()
+    file_meta.install()
 
 
 def _shutdown_socket(self: AssociationSocket) -> None:

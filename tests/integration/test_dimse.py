@@ -4,6 +4,7 @@ commitment, refusals with their PS3.7 statuses (the server stays healthy), TCP_N
 
 from __future__ import annotations
 
+import io
 import socket
 import threading
 import time
@@ -232,6 +233,30 @@ def test_release_syncs_the_pushed_studies_before_it_is_answered(
     assert assoc.send_c_echo().Status == 0
     assoc.release()
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize(("sop_class", "ts"), [(CTImageStorage, ExplicitVRLittleEndian), (MRImageStorage, "1.2.840.10008.1.2")])
+def test_the_received_files_meta_is_pydicoms_byte_for_byte(
+    container: Container, dicom: DicomServer, sop_class: str, ts: str
+) -> None:
+    from pydicom.filewriter import write_file_meta_info
+    from pynetdicom.dsutils import create_file_meta
+
+    from huren.dimse import file_meta
+
+    for sop in ("1.2.3.4", "1.2.826.0.1.3680043.8.498.123456789", generate_uid()):
+        ref = io.BytesIO()
+        write_file_meta_info(ref, create_file_meta(sop_class_uid=sop_class, sop_instance_uid=sop, transfer_syntax=ts))
+        assert file_meta.encode(file_meta.create_file_meta(sop_class_uid=sop_class, sop_instance_uid=sop, transfer_syntax=ts)) == ref.getvalue()
+    path = sample("CT_small.dcm" if sop_class == CTImageStorage else "MR_small.dcm")
+    [(_, code)] = scu.store_files(peer(dicom), [path])
+    assert code == 0
+    study, _, sop, _ = ident(path)
+    kept = stored_bytes(container, study, sop)
+    ref = io.BytesIO()
+    accepted = str(dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+    write_file_meta_info(ref, create_file_meta(sop_class_uid=sop_class, sop_instance_uid=sop, transfer_syntax=accepted))
+    assert kept[:132] == b"\0" * 128 + b"DICM" and kept[132:132 + len(ref.getvalue())] == ref.getvalue()
 
 
 def test_a_dataset_not_matching_its_c_store_request_is_refused(
