@@ -15,6 +15,8 @@ from huren.services.catalog import CatalogService
 from huren.services.container import Container
 from huren.services.directory import DirectoryService
 from huren.services.imaging import ImagingService
+from huren.services.imaging_archive import open_archive
+from huren.services.imaging_forward import forwarder_for
 from huren.services.links import LinkService
 from huren.services.masterdata import MasterDataService
 from huren.services.quality import QualityService
@@ -89,8 +91,13 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
     )
     transport = TransportService(db, clock, audit, keys)
     links = LinkService(db, blobs, clock, audit, secret, refs, accounts=auth)
+    archive = open_archive(  # the instances' bytes: the blob store, or an Orthanc (HUREN_IMAGING_ARCHIVE)
+        settings.imaging_archive, blobs, url=settings.orthanc_url, username=settings.orthanc_username,
+        password=settings.orthanc_password, timeout=settings.orthanc_timeout_seconds,
+    )
     imaging = ImagingService(
         db, blobs, clock, audit, refs, max_instance_bytes=settings.max_instance_bytes, public_base=settings.public_base,
+        archive=archive,
         key_ttl={
             "viewer": settings.viewer_key_ttl_seconds, "download": settings.download_key_ttl_seconds,
             "film": settings.film_key_ttl_seconds,
@@ -117,6 +124,12 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         refs=refs,
         imaging=imaging,
         imaging_keys=imaging,
+        imaging_forward=forwarder_for(  # XC-E-note: studies not held, asked of another platform
+            settings.imaging_fallback_url, audit, clock, public_root=settings.public_base + "/dicom-web",
+            name=settings.imaging_fallback_name, token=settings.imaging_fallback_token,
+            username=settings.imaging_fallback_username, password=settings.imaging_fallback_password,
+            timeout=settings.imaging_fallback_timeout_seconds, failover=settings.imaging_fallback_failover,
+        ),
     )
 
 

@@ -120,6 +120,22 @@ class Settings(BaseSettings):
     film_key_ttl_seconds: int = Field(default=30 * 86400, ge=60, le=366 * 86400)
     #: another conforming imaging platform asked for studies the platform does not hold (XC-E-note)
     imaging_fallback_url: str | None = None
+    #: the name the doctor is shown for images relayed from it (影像来源：…), and how huren signs in
+    #: there: a bearer token, or a user name and password (HTTP basic, e.g. an Orthanc's RegisteredUsers)
+    imaging_fallback_name: str = Field(default="备用影像平台", min_length=1, max_length=64)
+    imaging_fallback_token: str | None = None
+    imaging_fallback_username: str | None = None
+    imaging_fallback_password: str | None = None
+    imaging_fallback_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    #: also relay studies held here while their archive cannot give the files (huren.services.imaging_forward)
+    imaging_fallback_failover: bool = False
+    #: where the instances' bytes live: ``local`` (the blob store under data_dir) or ``orthanc`` (an
+    #: existing Orthanc's REST API at ``orthanc_url``, with one of its RegisteredUsers)
+    imaging_archive: Literal["local", "orthanc"] = "local"
+    orthanc_url: str | None = None
+    orthanc_username: str | None = None
+    orthanc_password: str | None = None
+    orthanc_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -130,6 +146,8 @@ class Settings(BaseSettings):
         if self.public_base_url is not None:
             self.public_base_url = check_base_url(self.public_base_url)
         self.frame_ancestors = check_frame_ancestors(self.frame_ancestors)
+        if self.imaging_archive == "orthanc" and not self.orthanc_url:
+            raise ValueError("HUREN_IMAGING_ARCHIVE=orthanc needs HUREN_ORTHANC_URL (Orthanc's HTTP root, e.g. http://pacs:8042)")
         if not re.fullmatch(r"[\x20-\x5b\x5d-\x7e]{1,16}", self.dicom_aet) or not self.dicom_aet.strip():
             raise ValueError("HUREN_DICOM_AET: 1–16 printable ASCII characters without a backslash (e.g. HUREN)")
         self.dicom_aet = self.dicom_aet.strip()

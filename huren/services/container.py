@@ -10,6 +10,7 @@ from huren.services.auth import AuthService
 from huren.services.catalog import CatalogService
 from huren.services.directory import DirectoryService
 from huren.services.imaging import ImagingService
+from huren.services.imaging_forward import ImageForwarder
 from huren.services.imaging_keys import ImagingKeys
 from huren.services.links import LinkService
 from huren.services.masterdata import MasterDataService
@@ -51,6 +52,12 @@ class Container:
     imaging: ImagingService
     #: the image keys (XC-E7…E11, YB-4.3): the same object as ``imaging`` (its key methods)
     imaging_keys: ImagingKeys
+    #: XC-E-note: reads of studies not held relayed to the fallback platform (None: not configured)
+    imaging_forward: ImageForwarder | None = None
 
     def close(self) -> None:
         self.db.dispose()
+        for held in (self.imaging_forward, self.imaging.archive):  # their HTTP clients
+            close = getattr(held, "close", None)
+            if close is not None:
+                close()

@@ -33,6 +33,7 @@ from huren.domain import imaging
 from huren.errors import Conflict, Forbidden, InvalidInput, Problem, TooLarge
 from huren.services import access
 from huren.services.audit import AuditService
+from huren.services.imaging_archive import Archive, LocalArchive, Put
 from huren.services.imaging_keys import ImagingKeys, same_name
 from huren.services.imaging_nodes import NodeService
 from huren.services.imaging_reads import ImagingReads
@@ -63,9 +64,11 @@ class ImagingService(ImagingReads, ImagingKeys):
     def __init__(
         self, db: Database, blobs: BlobStore, clock: Clock, audit: AuditService, refs: Refs, *,
         max_instance_bytes: int = 512 * 1024 * 1024, key_ttl: dict[str, int] | None = None,
-        public_base: str = "http://127.0.0.1:8000",
+        public_base: str = "http://127.0.0.1:8000", archive: Archive | None = None,
     ) -> None:
         self._db, self._blobs, self._clock, self._audit, self._refs = db, blobs, clock, audit, refs
+        #: where the instances' bytes live (huren.services.imaging_archive): the blob store, or an Orthanc
+        self.archive: Archive = archive if archive is not None else LocalArchive(blobs)
         self.max_instance_bytes = max_instance_bytes
         self.key_ttl = {imaging.VIEWER: 1800, imaging.DOWNLOAD: 900, imaging.FILM: 30 * 86400} | (key_ttl or {})
         self.public_base = public_base.rstrip("/")
@@ -114,19 +117,18 @@ class ImagingService(ImagingReads, ImagingKeys):
             raise TooLarge(msg, [Problem("file", "size", msg)])
 
     def _keep(self, sender: Sender, rec: dicom.InstanceRecord, fh: BinaryIO) -> StoredInstance:
-        digest, size, new = self._blobs.put_stream(fh, max_bytes=self.max_instance_bytes)
+        put: Put = self.archive.put(fh, max_bytes=self.max_instance_bytes)
+        digest, size = put.sha256, put.size
         try:
             with self._db.write(durable=False) as conn:  # made durable by the study's commit
                 done = store.ingest(
                     conn, rec, org_code=sender.org_code, sender=sender.actor, sha256=digest, size=size, now=self._clock.now()
                 )
         except store.Refusal as r:
-            if new:
-                self._blobs.remove(digest)
+            self.archive.remove(put)
             raise _refusal(r, rec) from None
         except BaseException:
-            if new:
-                self._blobs.remove(digest)
+            self.archive.remove(put)
             raise
         return StoredInstance(
             rec.study_uid, rec.series_uid, rec.sop_uid, rec.sop_class_uid, rec.transfer_syntax, size, digest, done.duplicate
@@ -153,7 +155,7 @@ class ImagingService(ImagingReads, ImagingKeys):
                 out.failed.append((sop, imaging.SHA_MISMATCH))
             else:
                 out.committed.append(sop)
-        self._blobs.sync(held.values())
+        self.archive.sync(held.values())
         state = imaging.COMPLETE if not out.failed and held else imaging.RECEIVING
         with self._db.write() as conn:  # durable: with it, every index row written before it
             if not store.mark_state(conn, int(row["id"]), state, self._clock.now(), instance_count=len(held)):
@@ -175,7 +177,7 @@ class ImagingService(ImagingReads, ImagingKeys):
             ids, digests = store.held_digests(conn, uids, sender.org_code)
         if not ids:
             return 0
-        self._blobs.sync(digests)
+        self.archive.sync(digests)
         with self._db.write() as conn:  # durable
             store.touch_studies(conn, ids, self._clock.now())
         return len(digests)

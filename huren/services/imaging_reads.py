@@ -13,6 +13,8 @@ from huren.errors import InvalidInput, Problem
 from huren.services import access
 from huren.services import imaging_json as js
 from huren.services.audit import AuditService
+from huren.services.imaging_archive import Archive, Ref
+from huren.services.imaging_forward import NotHeld
 from huren.services.imaging_types import (
     MAX_LIMIT,
     STUDY_KEYS,
@@ -34,6 +36,7 @@ from huren.store.database import Database
 class ImagingReads:
     _db: Database
     _blobs: BlobStore
+    archive: Archive
     _audit: AuditService
     _refs: Refs
     _once: Once
@@ -43,7 +46,9 @@ class ImagingReads:
         """The study row a reader may see (opened), else NotFound."""
         imaging.check_uid(study_uid)
         row = store.study_row(conn, study_uid)
-        if row is None or row["deleted_at"] is not None:
+        if row is None:
+            raise NotHeld(study_uid)  # a NotFound a configured fallback platform may answer (imaging_forward)
+        if row["deleted_at"] is not None:
             raise not_found()
         if isinstance(reader, KeyGrant):
             if reader.study_uid != study_uid:
@@ -169,9 +174,10 @@ class ImagingReads:
 
     def _file(self, r: Mapping[str, Any]) -> InstanceFile:
         sha = str(r["sha256"])
+        ref = Ref(sha, str(r["sop_uid"]))
 
         def chunks() -> Iterator[bytes]:
-            it = self._blobs.open_stream(sha)
+            it = self.archive.open(ref)
             if it is None:
                 raise not_found("实例")
             return it
@@ -189,6 +195,8 @@ class ImagingReads:
             imaging.check_uid(series_uid, "SeriesInstanceUID")
         with self._db.read() as conn:
             r = store.instance_by_uid(conn, sop_uid)
+            if r is None and store.study_row(conn, study_uid) is None:
+                raise NotHeld(study_uid, "实例")
             if r is None or r["study_uid"] != study_uid or (series_uid is not None and r["series_uid"] != series_uid):
                 raise not_found("实例")
             if isinstance(reader, KeyGrant):
@@ -198,7 +206,7 @@ class ImagingReads:
                 s = access.require(reader, "image.read")
                 if not access.reach(conn, reader, s, str(r["org_code"])):
                     raise not_found("实例")
-        if not self._blobs.exists(str(r["sha256"])):
+        if not self.archive.exists(Ref(str(r["sha256"]), str(r["sop_uid"]))):
             raise not_found("实例")
         self._log(reader, "image.retrieve", study_uid)
         return self._file(r)

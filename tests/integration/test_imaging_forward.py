@@ -261,3 +261,35 @@ class _uvicorn:
         self.srv.should_exit = True
         self.thread.join(10)
         self.sock.close()
+
+
+def test_the_service_says_not_held_and_the_container_has_the_forwarder(container: Container, tmp_path: Path) -> None:
+    from huren.bootstrap import build
+    from huren.context import Clock
+    from huren.settings import Settings
+    from tests.conftest import HASH_N, SECRET
+    from tests.integration.test_wado import store, variant
+
+    unknown = generate_uid()
+    for call in (lambda: container.imaging.find_series(DOCTOR, unknown), lambda: container.imaging.metadata(DOCTOR, unknown),
+                 lambda: container.imaging.instances_of(DOCTOR, unknown),
+                 lambda: container.imaging.instance(DOCTOR, unknown, None, generate_uid())):
+        with pytest.raises(NotHeld) as e:
+            call()
+        assert e.value.status == 404 and e.value.study_uid == unknown
+    # a study hidden by a deletion notice is not "not held": never relayed
+    ct = store(container, [variant(tmp_path, "CT_small.dcm", AccessionNumber="ACC-DEL")])[0]
+    container.imaging.delete_notice(Principal(ORG_A[0], "his", "hospital"), hospitalId=ORG_A[0], accessionNo="ACC-DEL")
+    with pytest.raises(NotFound) as hidden:
+        container.imaging.find_series(DOCTOR, ct.study_uid)
+    assert not isinstance(hidden.value, NotHeld)
+    assert container.imaging_forward is None  # not configured
+    settings = Settings(data_dir=tmp_path / "d2", secret_key=SECRET, password_hash_n=HASH_N,
+                        imaging_fallback_url="http://127.0.0.1:9/dicom-web", imaging_fallback_name=PEER_NAME,
+                        imaging_fallback_token="t", public_base_url="https://huren.example.gov.cn")
+    c2 = build(settings, clock=Clock(), upgrade=True)
+    try:
+        assert c2.imaging_forward is not None and c2.imaging_forward.peer.name == PEER_NAME
+        assert c2.imaging_forward.public_root == PUBLIC
+    finally:
+        c2.close()

@@ -20,10 +20,14 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from bench.orthanc import DCMTK_ENV, ORTHANC, OrthancServer, orthanc_missing
-from huren.errors import Conflict, InvalidInput, NotConfigured, PlatformUnavailable, TooLarge
+from huren.bootstrap import Container, build
+from huren.context import Clock, Principal
+from huren.errors import Conflict, Forbidden, InvalidInput, NotConfigured, NotFound, PlatformUnavailable, TooLarge
+from huren.services.imaging import Sender
 from huren.services.imaging_archive import LocalArchive, OrthancArchive, Ref, open_archive
+from huren.settings import Settings
 from huren.store.blobs import BlobStore
-from tests.conftest import missing
+from tests.conftest import HASH_N, ORG_A, ORG_B, SECRET, add_fixture_orgs, missing
 
 USERS = {"huren": "s3cret-口令"}
 
@@ -233,3 +237,79 @@ def test_no_orthanc_listening_is_unavailable() -> None:
         a.check()
     with pytest.raises(PlatformUnavailable):
         a.put(io.BytesIO(b"x" * 10))
+
+
+# -- huren with Orthanc as its archive (HUREN_IMAGING_ARCHIVE=orthanc) ---------------------------------
+SENDER_A = Sender(ORG_A[0], "dimse:TEST@127.0.0.1", "dimse")
+SENDER_B = Sender(ORG_B[0], "dimse:OTHER@127.0.0.1", "dimse")
+DOCTOR = Principal(ORG_B[0], "doc", "doctor")
+
+
+def orthanc_container(database_url: str, tmp_path: Path, o: OrthancServer) -> Container:
+    user, password = next(iter(USERS.items()))
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=database_url, secret_key=SECRET, password_hash_n=HASH_N,
+        imaging_archive="orthanc", orthanc_url=o.http_url, orthanc_username=user, orthanc_password=password,
+        orthanc_timeout_seconds=5,
+    )
+    c = build(settings, clock=Clock())
+    try:
+        c.directory.get_org(ORG_A[0])
+    except NotFound:
+        add_fixture_orgs(c)
+    return c
+
+
+def test_huren_stores_and_serves_through_orthanc(database_url: str, tmp_path: Path, orthanc: OrthancServer) -> None:
+    c = orthanc_container(database_url, tmp_path, orthanc)
+    try:
+        assert isinstance(c.imaging.archive, OrthancArchive)
+        data, ds = dicom()
+        path = tmp_path / "one.dcm"
+        path.write_bytes(data)
+        got = c.imaging.store_instance(SENDER_A, path)
+        assert c.imaging.commit_study(SENDER_A, got.study_uid).state == "complete"
+        assert not c.blobs.exists(got.sha256)  # the bytes are in Orthanc, not in the local blob store
+        [hit] = json.loads(orthanc.request("POST", "/tools/lookup", ds.SOPInstanceUID.encode()))
+        assert held(orthanc, hit["ID"]) == data
+        f = c.imaging.instance(DOCTOR, got.study_uid, got.series_uid, got.sop_uid)
+        assert b"".join(f.chunks()) == data and f.sha256 == hashlib.sha256(data).hexdigest()
+        [again] = c.imaging.instances_of(DOCTOR, got.study_uid)
+        assert b"".join(again.chunks()) == data
+        # a study held for another institution: refused by the index, and removed from Orthanc again
+        _, ods = dicom()
+        ods.StudyInstanceUID = got.study_uid
+        buf = io.BytesIO()
+        ods.save_as(buf)
+        before = count(orthanc)
+        with pytest.raises(Forbidden):
+            c.imaging.store_instance(SENDER_B, io.BytesIO(buf.getvalue()))
+        assert count(orthanc) == before
+    finally:
+        c.close()
+
+
+def test_orthanc_down_nothing_indexed_then_healthy(database_url: str, tmp_path: Path) -> None:
+    _need_orthanc()
+    o = OrthancServer(tmp_path / "o", dicomweb=False, users=USERS).start()
+    c = orthanc_container(database_url, tmp_path, o)
+    try:
+        first, _ = dicom()
+        kept = c.imaging.store_instance(SENDER_A, io.BytesIO(first))
+        o.stop()
+        later, lds = dicom()
+        with pytest.raises(PlatformUnavailable) as e:
+            c.imaging.store_instance(SENDER_A, io.BytesIO(later))
+        assert e.value.status == 503 and "Orthanc" in e.value.message
+        with pytest.raises(NotFound):  # nothing half indexed
+            c.imaging.find_series(DOCTOR, lds.StudyInstanceUID)
+        f = c.imaging.instances_of(DOCTOR, kept.study_uid)[0]
+        with pytest.raises(PlatformUnavailable):
+            b"".join(f.chunks())
+        _restart(o)
+        assert b"".join(f.chunks()) == first
+        again = c.imaging.store_instance(SENDER_A, io.BytesIO(later))
+        assert not again.duplicate and c.imaging.find_series(DOCTOR, lds.StudyInstanceUID)
+    finally:
+        c.close()
+        o.stop()
