@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from huren import __version__, web
 from huren.api import (
     dicomweb_qido,
+    dicomweb_relay,
     dicomweb_stow,
     dicomweb_wado,
     errors,
@@ -71,6 +72,7 @@ def create_app(container: Container) -> FastAPI:
     )
     app.state.container = container
     errors.install(app)
+    dicomweb_relay.install(app)  # XC-E-note: reads of studies not held here go to the fallback platform
     app.add_middleware(SignedTransport, container=container)  # signed / SM4 / gzip bodies under /api/v1 (inside BodyLimit)
     # STOW-RS (POST /dicom-web/studies) carries whole studies: its own, larger limit (dicomweb_stow)
     app.add_middleware(

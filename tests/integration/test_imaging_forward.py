@@ -293,3 +293,44 @@ def test_the_service_says_not_held_and_the_container_has_the_forwarder(container
         assert c2.imaging_forward.public_root == PUBLIC
     finally:
         c2.close()
+
+
+def test_the_web_services_relay_a_study_not_held(container: Container, peer_orthanc: tuple[OrthancServer, list[tuple[bytes, pydicom.Dataset]]]) -> None:
+    """Through HTTP (huren.api.dicomweb_relay): a doctor's QIDO, metadata, WADO-RS and WADO-URI for a
+    study only the fallback platform holds are answered from it and marked with its origin; a key
+    is never relayed; without a forwarder the answer is the plain 404."""
+    from fastapi.testclient import TestClient
+
+    from huren.api.app import create_app
+    from tests.conftest import login
+
+    o, files = peer_orthanc
+    (data1, ds1), _ = files
+    study, series, sop = ds1.StudyInstanceUID, ds1.SeriesInstanceUID, ds1.SOPInstanceUID
+    fw = forwarder(container, o)
+    with TestClient(create_app(container)) as client:
+        api = login(client, ORG_B)
+        assert api.get(f"/dicom-web/studies/{study}/series").status_code == 404  # no forwarder configured
+        container.imaging_forward = fw
+        try:
+            r = api.get(f"/dicom-web/studies/{study}/series")
+            assert r.status_code == 200, r.text
+            assert unquote(r.headers["x-image-source"]) == PEER_NAME
+            assert [x["0020000E"]["Value"][0] for x in r.json()] == [series]
+            meta = api.get(f"/dicom-web/studies/{study}/series/{series}/metadata")
+            assert meta.status_code == 200 and {x["00080018"]["Value"][0] for x in meta.json()} >= {sop}
+            one = api.get(f"/dicom-web/studies/{study}/series/{series}/instances/{sop}",
+                          headers={"Accept": 'multipart/related; type="application/dicom"'})
+            assert one.status_code == 200 and data1[-4096:] in one.content, one.text[:300]
+            wado = api.get("/wado", params={"requestType": "WADO", "studyUID": study, "seriesUID": series, "objectUID": sop,
+                                            "contentType": "application/dicom"})
+            assert wado.status_code == 200 and wado.content.endswith(data1[-4096:])
+            assert unquote(wado.headers["x-image-source"]) == PEER_NAME
+            # an image key is never relayed; a study unknown to both is a 404 naming both
+            keyed = client.get(f"/dicom-web/studies/{study}/series", params={"key": "A" * 22})
+            assert keyed.status_code == 401
+            gone = api.get(f"/dicom-web/studies/{generate_uid()}/series")
+            assert gone.status_code == 404 and "备用影像平台" in gone.json()["message"], gone.text
+        finally:
+            container.imaging_forward = None
+            fw.close()
