@@ -14,7 +14,9 @@ a timer or by the end of the association.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -173,6 +175,7 @@ def handle_finished(event: Event, ctx: Context) -> None:
     """EVT_RELEASED / EVT_ABORTED: the session ends. What it pushed and was not synced at the
     release request (an abort) is synced now; its studies stay RECEIVING — COMPLETE only by storage
     commitment (N-ACTION), not by the end of the association."""
+    _drop_partial(event)
     session = ctx.sessions.pop(event.assoc)
     if session is None:
         return
@@ -180,4 +183,20 @@ def handle_finished(event: Event, ctx: Context) -> None:
     _sync(ctx, session)
     if pending:
         LOG.info("DICOM 关联结束（%s）：%d 个检查接收中，待存储确认", session.calling_ae, pending)
+
+
+def _drop_partial(event: Event) -> None:
+    """A C-STORE still arriving when the association ends (aborted, or over the size limit): the
+    temporary file pynetdicom opened for its data set is closed and removed (pynetdicom 3.0.4
+    leaves it open, and on disk, for the message it drops)."""
+    dimse = getattr(event.assoc, "dimse", None)
+    message: Any = getattr(dimse, "message", None)
+    fh = getattr(message, "_data_set_file", None)
+    if message is None or fh is None:
+        return
+    with contextlib.suppress(OSError):
+        fh.close()
+    with contextlib.suppress(OSError):
+        os.unlink(fh.name)
+    message._data_set_file = None
 

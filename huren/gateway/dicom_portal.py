@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import secrets
 import socket
 import threading
@@ -215,6 +216,17 @@ class PortalScp:
 
     def _gone(self, event: Any) -> None:
         self._bytes.pop(id(event.assoc), None)
+        # a C-STORE cut off mid-data-set (aborted over the bound): when pynetdicom receives into a
+        # temporary file (chunked receive, set by a platform AE in the same process) it leaves that
+        # file open and on disk for the message it drops
+        message = getattr(getattr(event.assoc, "dimse", None), "message", None)
+        fh = getattr(message, "_data_set_file", None)
+        if message is not None and fh is not None:
+            with contextlib.suppress(OSError):
+                fh.close()
+            with contextlib.suppress(OSError):
+                os.unlink(fh.name)
+            message._data_set_file = None
 
     def _pdu(self, event: Any) -> None:
         from pynetdicom.pdu import P_DATA_TF
