@@ -45,6 +45,7 @@ from huren.domain import idcard
 from huren.errors import PlatformRefused, PlatformUnavailable
 from huren.gateway.imaging import ImagingConf, find_font, qr_png
 from huren.gateway.model import Record
+from huren.gateway.threaded import ServerThread
 from huren.gateway.yb_params import (
     Bad,
     Login,
@@ -335,28 +336,11 @@ def yb_conf(config: GatewayConfig, conf: ImagingConf) -> YbConf:
     )
 
 
-class YbService:
+class YbService(ServerThread):
     """The YB endpoints served by uvicorn in a thread; ``stop()`` ends it and closes its client."""
 
     def __init__(self, server: Any, client: HurenClient) -> None:
-        self.server, self.client = server, client
-        self.thread = threading.Thread(target=server.run, name="yb-api", daemon=True)
-
-    def start(self, wait: float = 10.0) -> YbService:
-        self.thread.start()
-        deadline = time.monotonic() + wait
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("医保影像云接口未能启动（端口被占用或地址无效？）")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        if self.thread.is_alive():
-            self.thread.join(10.0)
-        self.client.close()
+        super().__init__(server, client, name="yb-api", what="医保影像云接口")
 
 
 def start_yb(config: GatewayConfig, conf: ImagingConf, enqueue: Callable[[list[Record]], None]) -> YbService:

@@ -5,8 +5,6 @@ preload cache (``preload_cache``), served by uvicorn in a thread of the gateway 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -20,6 +18,7 @@ from huren.gateway.model import Record
 from huren.gateway.preload_cache import PreloadCache
 from huren.gateway.preload_conf import PreloadConf, parse_listen, preload_conf
 from huren.gateway.sealing import cipher_beside
+from huren.gateway.threaded import ServerThread
 
 if TYPE_CHECKING:
     from huren.gateway.config import GatewayConfig
@@ -34,29 +33,11 @@ def preload_server(app: FastAPI, listen: str = "127.0.0.1:8765") -> uvicorn.Serv
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"))
 
 
-class PreloadService:
+class PreloadService(ServerThread):
     """The local API served by uvicorn in a thread; ``stop()`` ends it and closes its client."""
 
     def __init__(self, server: uvicorn.Server, client: HurenClient) -> None:
-        self.server = server
-        self.client = client
-        self.thread = threading.Thread(target=server.run, name="preload-api", daemon=True)
-
-    def start(self, wait: float = 10.0) -> PreloadService:
-        self.thread.start()
-        deadline = time.monotonic() + wait
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("预加载本地接口未能启动（端口被占用或地址无效？）")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        if self.thread.is_alive():
-            self.thread.join(10.0)
-        self.client.close()
+        super().__init__(server, client, name="preload-api", what="预加载本地接口")
 
 
 def build(
