@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from typing import TYPE_CHECKING, Any
 
 from huren.cli.common import database_options, settings_of
@@ -23,7 +24,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if over:
         settings = settings.model_validate(settings.model_dump() | over)
     container = build(settings, upgrade=True)
-    dicom = start_dicom(container)
+    try:
+        dicom = start_dicom(container)
+    except OSError as exc:  # the port taken, the address not this machine's: said, not a traceback
+        container.close()
+        print(
+            f"错误：DICOM 服务无法在 {settings.dicom_host}:{settings.dicom_port} 上监听（{exc.strerror or exc}）。"
+            "请检查端口是否已被占用，或修改 HUREN_DICOM_PORT / HUREN_DICOM_HOST",
+            file=sys.stderr,
+        )
+        return 2
     if dicom is not None:
         # uvicorn re-raises the SIGTERM it caught once it has shut down: exit through ``finally``
         # (the SCP stopped, its associations ended) instead of dying on the default handler

@@ -218,3 +218,19 @@ def test_account_commands_revoke_tokens(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "密码至少8个字符" in proc.stderr
     proc = huren("user", "add", *who[:2], "--username", "x", "--password", "long-enough", "--role", "root", data_dir=data)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_serve_with_the_dicom_port_taken_says_so_in_chinese(tmp_path: Path) -> None:
+    """A DICOM port another program holds: a Chinese line naming the port and the settings, exit 2,
+    no traceback (and no web server started)."""
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        env = _env(tmp_path / "data") | {"HUREN_DICOM_PORT": str(port), "HUREN_PORT": "1"}
+        r = subprocess.run([sys.executable, "-m", "huren.cli", "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert f"127.0.0.1:{port}" in r.stderr and "HUREN_DICOM_PORT" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
