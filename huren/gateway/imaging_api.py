@@ -28,8 +28,6 @@ import base64
 import hmac
 import ipaddress
 import logging
-import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +46,6 @@ from huren.gateway.model import Record
 from huren.gateway.threaded import ServerThread
 from huren.gateway.yb_params import (
     Bad,
-    Login,
     check_modality,
     decrypt_id,
     deletion_notice,
@@ -57,6 +54,7 @@ from huren.gateway.yb_params import (
     require,
     utf8,
 )
+from huren.gateway.yb_sessions import YbSessions, sessions_path
 
 if TYPE_CHECKING:
     from huren.gateway.config import GatewayConfig
@@ -84,39 +82,6 @@ class YbConf:
     font: Path | None = None
 
 
-class Sessions:
-    """Logged-in workstations (hisUserId → Login), in memory: the PACS logs in again at its next login."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_user: dict[str, Login] = {}
-
-    def put(self, login: Login) -> None:
-        with self._lock:
-            self._by_user[login.his_user_id] = login
-
-    def end(self, his_user_id: str, client: str) -> bool:
-        """End the workstation's login (only from the machine that logged in)."""
-        with self._lock:
-            s = self._by_user.get(his_user_id)
-            if s is None or s.client != client:
-                return False
-            del self._by_user[his_user_id]
-            return True
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self._by_user)
-
-    def get(self, his_user_id: str, client: str) -> Login | None:
-        with self._lock:
-            s = self._by_user.get(his_user_id)
-            if s is None or s.expires < time.monotonic():
-                self._by_user.pop(his_user_id, None)
-                return None
-            return s if s.client == client else None
-
-
 def _allowed(conf: YbConf, request: Request) -> str | None:
     """Why the caller is refused (Chinese), or None."""
     host = request.headers.get("host", "").lower()
@@ -138,10 +103,12 @@ def _allowed(conf: YbConf, request: Request) -> str | None:
     return None
 
 
-def create_yb_app(conf: YbConf, client: HurenClient, enqueue: Callable[[list[Record]], None]) -> FastAPI:
-    """The YB endpoints over ``client`` (the platform) and ``enqueue`` (the outbox)."""
+def create_yb_app(
+    conf: YbConf, client: HurenClient, enqueue: Callable[[list[Record]], None], sessions: YbSessions,
+) -> FastAPI:
+    """The YB endpoints over ``client`` (the platform), ``enqueue`` (the outbox) and ``sessions``
+    (the workstations' logins, kept across restarts)."""
     app = FastAPI(title="huren 前置机医保影像云接口（YB-4.3…4.5）", docs_url=None, redoc_url=None, openapi_url=None)
-    sessions = Sessions()
     app.state.sessions = sessions
 
     def guarded(fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
@@ -203,13 +170,16 @@ def create_yb_app(conf: YbConf, client: HurenClient, enqueue: Callable[[list[Rec
         require(p, ("hisUserId", "type"))
         ip = request.client.host if request.client else ""
         if p["type"] == "2":
-            ended = sessions.end(p["hisUserId"], ip)
+            ended = await run_in_threadpool(sessions.end, p["hisUserId"], ip)
             log.info("外院调阅插件已退出", extra={"hisUserId": p["hisUserId"], "was_logged_in": ended})
             return envelope(200, OK, {"hisUserId": p["hisUserId"], "loggedIn": False})
         if p["type"] != "1":
             raise Bad([], [("type", f"“{p['type'][:8]}”应为 1（登录）或 2（退出）")])
-        login = hrball_login(p, client=ip, hospital_ids=conf.hospital_ids, key=conf.key, order=conf.order, ttl=conf.session_seconds)
-        sessions.put(login)
+        login = hrball_login(
+            p, client=ip, hospital_ids=conf.hospital_ids, key=conf.key, order=conf.order, ttl=conf.session_seconds,
+            now=sessions.clock(),
+        )
+        await run_in_threadpool(sessions.put, login)
         log.info("外院调阅插件已登录", extra={"hisUserId": login.his_user_id, "doctorCode": login.doctor_code, "client": ip})
         return envelope(200, OK, {"hisUserId": login.his_user_id, "doctorName": login.doctor_name, "loggedIn": True})
 
@@ -217,7 +187,7 @@ def create_yb_app(conf: YbConf, client: HurenClient, enqueue: Callable[[list[Rec
         p = params(request)
         require(p, ("hisUserId", "idCardNo"))
         ip = request.client.host if request.client else ""
-        login = sessions.get(p["hisUserId"], ip)
+        login = await run_in_threadpool(sessions.get, p["hisUserId"], ip)
         if login is None:
             return envelope(401, "外院调阅插件未登录：请先在 PACS 登录（/hrball/?type=1）后再查询")
         try:
@@ -258,7 +228,7 @@ def create_yb_app(conf: YbConf, client: HurenClient, enqueue: Callable[[list[Rec
         return envelope(200, OK, {"queued": True})
 
     async def healthz(request: Request) -> Response:
-        return envelope(200, OK, {"sessions": sessions.count()})
+        return envelope(200, OK, {"sessions": await run_in_threadpool(sessions.count)})
 
     for path, fn, methods in (
         ("/getway/reportAndFilm/api/qrurl", qrurl, ["GET"]),
@@ -346,13 +316,16 @@ class YbService(ServerThread):
 def start_yb(config: GatewayConfig, conf: ImagingConf, enqueue: Callable[[list[Record]], None]) -> YbService:
     """Start the YB endpoints on ``[imaging] listen`` (what the runner calls)."""
     from huren.gateway.preload import preload_server
+    from huren.gateway.sealing import cipher_beside
 
     yb = yb_conf(config, conf)
     p = config.platform
     timeout = float(dict(conf.table).get("timeout_seconds", 10.0))
+    sessions = YbSessions(sessions_path(config.outbox.path), cipher_beside(config.outbox.path, config.outbox.cipher))
+    sessions.purge()
     client = HurenClient(p.base_url, p.org_code, p.username, p.password, timeout=timeout)
     try:
-        service = YbService(preload_server(create_yb_app(yb, client, enqueue), conf.listen), client).start()
+        service = YbService(preload_server(create_yb_app(yb, client, enqueue, sessions), conf.listen), client).start()
     except BaseException:
         client.close()
         raise

@@ -143,12 +143,14 @@ class Login:
     doctor_code: str
     id_no_masked: str
     phone: str
-    expires: float
+    expires: float  # time.time() when the login is over (kept across restarts: huren.gateway.yb_sessions)
 
 
 def hrball_login(params: Mapping[str, str], *, client: str, hospital_ids: frozenset[str], key: sm2.Sm2Key | None,
-                 order: sm2.CipherOrder = "C1C3C2", ttl: float = 43200.0) -> Login:
-    """The YB-4.4.3.1 login parameters checked (each bad field named); Bad otherwise."""
+                 order: sm2.CipherOrder = "C1C3C2", ttl: float = 43200.0, now: float | None = None) -> Login:
+    """The YB-4.4.3.1 login parameters checked (each bad field named); Bad otherwise. The login
+    lasts ``ttl`` seconds from ``now`` (the wall clock's ``time.time()`` unless given); the
+    doctor's ID number is checked and kept masked only."""
     require(params, HRBALL_LOGIN)
     bad: list[tuple[str, str]] = []
     if params["hospitalId"] not in hospital_ids:
@@ -174,7 +176,7 @@ def hrball_login(params: Mapping[str, str], *, client: str, hospital_ids: frozen
     return Login(
         params["hisUserId"], client, params["doctorName"], params["hospitalId"], params["department"],
         params["departmentCode"], params["doctorSex"], params["doctorType"], params["doctorCode"], idcard.mask(id_no),
-        phone, time.monotonic() + ttl,
+        phone, (time.time() if now is None else now) + ttl,
     )
 
 

@@ -27,6 +27,8 @@ from huren.gateway.imaging_api import YbConf, create_yb_app
 from huren.gateway.imaging_spool import Spool
 from huren.gateway.outbox import Outbox
 from huren.gateway.runner import Gateway
+from huren.gateway.sealing import cipher_beside
+from huren.gateway.yb_sessions import YbSessions
 from tests.integration import test_gateway_pacs_views as pvt
 from tests.integration.test_gateway_pacs_views import ORG, FakePlatform, fake_client
 
@@ -46,12 +48,27 @@ def conf(**over: Any) -> YbConf:
     return YbConf(**(base | over))
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class Env:
     def __init__(self, tmp_path: Path, **over: Any) -> None:
+        self.tmp_path, self.over = tmp_path, over
         self.fake = FakePlatform()
         self.client = fake_client(self.fake)
         self.box = Outbox(tmp_path / "outbox.db")
-        self.app = create_yb_app(conf(**over), self.client, self.box.enqueue)
+        self.clock = Clock()
+        self.restart()
+
+    def restart(self) -> None:
+        """A new API instance on the same data directory (the data keys read again from the file)."""
+        self.sessions = YbSessions(self.tmp_path / "yb_sessions.db", cipher_beside(self.tmp_path / "outbox.db"), clock=self.clock)
+        self.app = create_yb_app(conf(**self.over), self.client, self.box.enqueue, self.sessions)
 
     def http(self, ip: str = "127.0.0.1") -> TestClient:
         return TestClient(self.app, client=(ip, 40000), raise_server_exceptions=False)
@@ -146,6 +163,61 @@ def test_login_swipe_logout(env: Env) -> None:
     assert ws.get("/iuWorkStation/swipingIdCardNo?hisUserId=pacs01&idCardNo=" + ID).status_code == 200
     assert ws.get("/hrball/?hisUserId=pacs01&type=2").json()["data"] == {"hisUserId": "pacs01", "loggedIn": False}
     assert ws.get("/iuWorkStation/swipingIdCardNo?hisUserId=pacs01&idCardNo=" + ID).status_code == 401
+
+
+SWIPE = "/iuWorkStation/swipingIdCardNo?hisUserId=pacs01&idCardNo=" + ID
+
+
+def test_a_login_survives_the_gateways_restart(env: Env, tmp_path: Path) -> None:
+    assert env.http(WS).get("/hrball/?" + _login_query()).json()["data"]["loggedIn"] is True
+    env.restart()  # a new instance on the same data dir: the doctor is still logged in
+    r = env.http(WS).get(SWIPE)
+    assert r.status_code == 200 and r.json()["data"]["count"] == 1
+    assert env.http(WS).get("/healthz").json()["data"] == {"sessions": 1}
+    assert env.http("10.1.8.99").get(SWIPE).status_code == 401  # still that workstation's only
+    # at rest: neither the doctor's name, nor the ID number (not even masked), nor the workstation in clear
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("yb_sessions.db*"))
+    for clear in ("张医生", "放射科", ID, ID[:4] + "*" * 12 + ID[-2:], "pacs01", WS, "D650102000001", "13800138000"):
+        assert clear.encode() not in raw, clear
+    assert env.http(WS).get("/hrball/?hisUserId=pacs01&type=2").json()["data"]["loggedIn"] is False
+    env.restart()
+    assert env.http(WS).get(SWIPE).status_code == 401  # the logout is kept too
+    assert env.sessions.count() == 0
+
+
+def test_a_login_is_over_after_session_hours(tmp_path: Path) -> None:
+    e = Env(tmp_path, session_seconds=3600.0)
+    try:
+        assert e.http(WS).get("/hrball/?" + _login_query()).status_code == 200
+        e.clock.now += 3599
+        e.restart()
+        assert e.http(WS).get(SWIPE).status_code == 200
+        e.clock.now += 2
+        e.restart()
+        r = e.http(WS).get(SWIPE)
+        assert r.status_code == 401 and "未登录" in r.json()["message"]
+        assert e.sessions.reseal_total() == 0  # the expired row is gone, not only refused
+        assert e.http(WS).get("/hrball/?" + _login_query()).status_code == 200  # logging in again works
+        assert e.http(WS).get(SWIPE).status_code == 200
+    finally:
+        e.client.close()
+        e.box.close()
+
+
+def test_the_sessions_file_is_bound_to_its_rows(env: Env, tmp_path: Path) -> None:
+    import sqlite3
+
+    for user in ("pacs01", "pacs02"):
+        assert env.http(WS).get("/hrball/?" + _login_query(hisUserId=user)).status_code == 200
+    db = sqlite3.connect(tmp_path / "yb_sessions.db")
+    with db:
+        (b1,), (b2,) = db.execute("SELECT body FROM yb_session ORDER BY rowid").fetchall()
+        db.execute("UPDATE yb_session SET body = ? WHERE body = ?", (b2, b1))  # pacs02's login copied onto pacs01's row
+    db.close()
+    r = env.http(WS).get(SWIPE)
+    assert r.status_code == 401  # a moved row does not open: that workstation logs in again
+    assert env.sessions.reseal_total() == 1  # and the row is gone
+    assert env.http(WS).get("/iuWorkStation/swipingIdCardNo?hisUserId=pacs02&idCardNo=" + ID).status_code == 200
 
 
 def test_a_bad_login_names_each_field(env: Env) -> None:
@@ -252,6 +324,14 @@ def test_the_runner_serves_the_yb_endpoints(tmp_path: Path) -> None:
         assert down.status_code == 500 and down.json()["code"] == 500  # its own client: the platform is not there
         assert (tmp_path / "keys" / "yb" / "sm2_public.txt").is_file()  # the key the PACS encrypts ID numbers to
         assert orjson.loads(httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=5).content)["code"] == 200
+        login = _login_query(doctorIdCardNo=ID, hospitalId=ORG)  # a plain number is taken too
+        assert httpx2.get(f"http://127.0.0.1:{port}/hrball/?{login}", timeout=10).json()["data"]["loggedIn"] is True
+        service.stop()
+        [service] = gw._services()  # the YB listener restarted on the same data dir
+        swipe = httpx2.get(f"http://127.0.0.1:{port}{SWIPE}", timeout=20)
+        assert swipe.status_code == 500 and "无法连接" in swipe.json()["message"]  # logged in: it asked the (absent) platform
+        assert orjson.loads(httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=5).content)["data"] == {"sessions": 1}
+        assert (tmp_path / "yb_sessions.db").is_file() and (tmp_path / "yb_sessions.db").stat().st_mode & 0o077 == 0
     finally:
         service.stop()
         gw.close()
@@ -276,7 +356,7 @@ def test_film_url_and_deletion_through_the_platform(tmp_path: Path, container: A
     assert gw.imaging.pusher.drain() == (1, "")  # type: ignore[union-attr]
     nets = (ipaddress.ip_network("127.0.0.1/32"),)
     yb = YbConf(org_code=PORG.code, hospital_ids=frozenset({PORG.code}), clients=nets, hosts=frozenset({"testserver"}), key=KEY)
-    app = create_yb_app(yb, gw.client, gw.enqueue)
+    app = create_yb_app(yb, gw.client, gw.enqueue, YbSessions(tmp_path / "yb_sessions.db", gw.box.sealer.cipher))
     http = TestClient(app, client=("127.0.0.1", 40000), raise_server_exceptions=False)
     q = {"accessNumber": "Y1", "modality": "CT", "hospitalId": PORG.code}
     r = http.get(QR, params=q)
