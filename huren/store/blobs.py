@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
 import struct
@@ -58,6 +59,7 @@ from huren.store.blob_stream import (
 
 log = logging.getLogger("huren.store")
 SEALED = b"HRNB"  # a sealed blob file begins with these bytes, then the envelope
+_TMP_COUNTER = itertools.count()  # the temporary names of streamed puts (with the pid and random bytes)
 
 
 #: threads syncing the files of one batch at once
@@ -252,26 +254,46 @@ class BlobStore:
     def put_stream(self, source: BinaryIO | Iterable[bytes], *, max_bytes: int | None = None) -> tuple[str, int, bool]:
         """Store the bytes of ``source`` (a binary file read in chunks, or an iterable of chunks),
         sealed in segments, at their SHA-256 address; (digest, size, new). Not fsynced: call
-        :meth:`sync` before answering that they are kept. TooLarge past ``max_bytes`` (nothing kept)."""
-        incoming = self.root / ".incoming"
-        if not incoming.is_dir():
-            self._makedirs(incoming)
-        fd, tmp = tempfile.mkstemp(dir=incoming, prefix=".tmp-")
+        :meth:`sync` before answering that they are kept. TooLarge past ``max_bytes`` (nothing kept).
+
+        Written under a unique temporary name in ``.incoming`` (``O_CREAT | O_EXCL``, 0600), then
+        renamed to its address. The directories are not checked on every put: a rename or create
+        that finds one missing (removed meanwhile) creates it and retries once."""
+        fd, tmp = self._incoming_file()
         try:
-            with os.fdopen(fd, "wb") as out:
+            with open(fd, "wb") as out:
                 digest, size = self._write_stream(out, chunks(source), max_bytes)
-            path = self._path(digest)
-            if path.exists():
+            path = f"{self.root}/{digest[:2]}/{digest[2:4]}/{digest}"
+            if os.path.exists(path):
                 os.unlink(tmp)
                 return digest, size, False
-            if not path.parent.is_dir():
-                self._makedirs_unsynced(path.parent)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except FileNotFoundError:  # its directory is new (or was removed): made, then again
+                if not os.path.exists(tmp):
+                    raise
+                self._makedirs_unsynced(Path(path).parent)
+                os.replace(tmp, path)
             return digest, size, True
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+    def _incoming_file(self) -> tuple[int, str]:
+        """A new temporary file in ``.incoming`` (created when missing): its descriptor and path."""
+        incoming = f"{self.root}/.incoming"
+        for attempt in range(3):
+            tmp = f"{incoming}/.tmp-{os.getpid()}-{next(_TMP_COUNTER)}-{os.urandom(4).hex()}"
+            try:
+                return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600), tmp
+            except FileNotFoundError:
+                if attempt:
+                    raise
+                self._makedirs(Path(incoming))
+            except FileExistsError:  # another process with this pid and counter (a pid reused): another name
+                continue
+        raise FileExistsError(incoming)
 
     def _write_stream(self, out: BinaryIO, chunks: Iterator[bytes], max_bytes: int | None) -> tuple[str, int]:
         h = hashlib.sha256()

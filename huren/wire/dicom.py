@@ -52,6 +52,7 @@ from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]
 from huren.domain import imaging
 from huren.domain.imaging import InstanceRecord
 from huren.errors import InvalidInput, Problem
+from huren.wire import dicom_walk
 from huren.wire.dicom_json import dataset_json
 
 # A value pydicom finds invalid while reading (a bad UID, a too-long string) is not warned about:
@@ -256,10 +257,29 @@ def read_header(src: Path | BinaryIO, size: int, *, check_media: bool = False) -
     return _read(src, size, check_media)
 
 
-def _read(fh: BinaryIO, size: int, check_media: bool = False) -> InstanceRecord:
+def _walk(fh: BinaryIO, size: int) -> dicom_walk.Walked | None:
+    """The fast header read (``huren.wire.dicom_walk``); None — ``fh`` back where it was — when
+    pydicom must read the file."""
+    start = fh.tell()
     try:
-        ds = pydicom.dcmread(fh, stop_before_pixels=True, defer_size=DEFER_SIZE, force=False)
-        ts = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "")
+        walked = dicom_walk.walk(fh, size, DEFER_SIZE)
+    except Exception:  # whatever the walker did not expect: pydicom's read decides
+        walked = None
+    if walked is None:
+        fh.seek(start)
+    return walked
+
+
+def _read(fh: BinaryIO, size: int, check_media: bool = False, *, fast: bool = True) -> InstanceRecord:
+    walked = _walk(fh, size) if fast else None
+    try:
+        if walked is not None:
+            ds, ts = walked.dataset, walked.transfer_syntax
+            media: tuple[str, ...] | None = (walked.media_sop_uid, walked.media_class_uid)
+        else:
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, defer_size=DEFER_SIZE, force=False)
+            ts = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "")
+            media = None
         if not imaging.valid_uid(ts):
             raise _bad("DICOM 文件头缺少有效的传输语法（TransferSyntaxUID）", "uid", "TransferSyntaxUID")
         pixel_vr = None if ts in _DEFLATED else _pixel_check(fh, ts, size)
@@ -287,17 +307,19 @@ def _read(fh: BinaryIO, size: int, check_media: bool = False) -> InstanceRecord:
     meta = {k: js[k] for k in sorted(js) if not k.startswith("0010")}
     rec = _record(meta, patient, ts, declared_text, charset)
     if check_media:
-        _check_media(ds, rec)
+        if media is None:
+            fm = ds.file_meta
+            media = tuple(str(getattr(fm, k, "") or "") for k in ("MediaStorageSOPInstanceUID", "MediaStorageSOPClassUID"))
+        _check_media(media, rec)
     return rec
 
 
-def _check_media(ds: Dataset, rec: InstanceRecord) -> None:
-    """The file meta's Media Storage SOP Instance / Class UIDs, when given, must name the data set's
-    own (for C-STORE the file meta comes from the command: a data set not matching its request)."""
-    fm = ds.file_meta
-    for keyword, own, name in (("MediaStorageSOPInstanceUID", rec.sop_uid, "SOPInstanceUID"),
-                               ("MediaStorageSOPClassUID", rec.sop_class_uid, "SOPClassUID")):
-        given = str(getattr(fm, keyword, "") or "").strip(" \0")
+def _check_media(media: tuple[str, ...], rec: InstanceRecord) -> None:
+    """The file meta's Media Storage SOP Instance / Class UIDs (``media``), when given, must name the
+    data set's own (for C-STORE the file meta comes from the command: a data set not matching its request)."""
+    for given_raw, keyword, own, name in zip(media, ("MediaStorageSOPInstanceUID", "MediaStorageSOPClassUID"),
+                                              (rec.sop_uid, rec.sop_class_uid), ("SOPInstanceUID", "SOPClassUID"), strict=True):
+        given = given_raw.strip(" \0")
         if given and given != own:
             msg = f"DICOM 文件头的 {keyword}（{given[:64]}）与数据集的 {name}（{own}）不一致"
             raise _bad(msg, "uid", name)

@@ -98,7 +98,7 @@ def dataset_json(ds: Dataset, codecs: list[str], little: bool, bulk: int) -> dic
     binary values over ``bulk`` bytes, at any depth, given with their VR only."""
     codec = codecs[0] if len(codecs) == 1 else None
     out: dict[str, Any] = {}
-    for tag in sorted(ds._dict):
+    for tag in sorted(ds._dict, key=int):  # BaseTag compares in Python: as ints, the same order
         el = ds._dict[tag]
         j = None
         if codec is not None and isinstance(el, RawDataElement):
