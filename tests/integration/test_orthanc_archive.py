@@ -199,10 +199,8 @@ def test_orthanc_stopped_clear_error_then_healthy(tmp_path: Path) -> None:
             a.put(io.BytesIO(later))
         assert e.value.status == 503 and "Orthanc" in e.value.message and "暂不可用" in e.value.message
         assert e.value.problems[0].field == "archive"
-        chunks = a.open(put.sha256)
-        assert chunks is not None
-        with pytest.raises(PlatformUnavailable):
-            b"".join(chunks)
+        with pytest.raises(PlatformUnavailable):  # the GET is sent by open: refused before any byte
+            a.open(put.sha256)
         with pytest.raises(PlatformUnavailable):
             a.check()
         _restart(o)
