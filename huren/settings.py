@@ -1,14 +1,25 @@
-"""Settings: one typed object, from ``HUREN_*`` environment variables or matching CLI options."""
+"""Settings: one typed object, from ``HUREN_*`` environment variables or matching CLI options.
+
+A wrong setting is refused with :class:`SettingsError` (a ``HurenError``, and a ``ValueError``):
+one Chinese sentence per wrong setting naming its variable, what it should be and (unless it is a
+secret) what it is, e.g. ``HUREN_PORT 应为 1 到 65535 之间的整数，现为“80x”`` — the CLI prints
+it as ``错误：…`` and exits 2 instead of a pydantic traceback in English.
+"""
 
 from __future__ import annotations
 
 import re
+import types
+import typing
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from huren.errors import HurenError, Problem
 
 _SOURCE = re.compile(
     r"^(?:'self'|'none'|\*|[a-z][a-z0-9+.-]*:|(?:[a-z][a-z0-9+.-]*://)?(?:\*\.)?[a-z0-9.-]+(?::(?:\d{1,5}|\*))?(?:/[^\s;,']*)?)$",
@@ -21,7 +32,9 @@ def check_frame_ancestors(value: str) -> str:
     source); ValueError otherwise (a ``;`` or a newline would smuggle in another directive)."""
     items = value.split()
     if not items or any(not _SOURCE.match(i) for i in items) or ("'none'" in items and len(items) > 1):
-        raise ValueError("HUREN_FRAME_ANCESTORS: space-separated CSP sources, e.g. \"'self' https://his.example.org\" (or 'none')")
+        raise ValueError(
+            "HUREN_FRAME_ANCESTORS 应为以空格分隔的 CSP 来源，例如 \"'self' https://his.example.org\"（或 'none' 表示不允许任何页面嵌入）"
+        )
     return " ".join(items)
 
 
@@ -29,7 +42,7 @@ def check_base_url(value: str) -> str:
     """An http(s) URL with a host and no query, fragment or credentials, without a trailing slash."""
     u = urlsplit(value.strip())
     if u.scheme not in ("http", "https") or not u.hostname or u.query or u.fragment or u.username or any(c.isspace() for c in value.strip()):
-        raise ValueError("HUREN_PUBLIC_BASE_URL: an http(s) address such as https://huren.example.gov.cn (no query or credentials)")
+        raise ValueError("HUREN_PUBLIC_BASE_URL 应为 http(s) 地址，例如 https://huren.example.gov.cn（不带查询参数或用户名密码）")
     return value.strip().rstrip("/")
 
 
@@ -40,9 +53,137 @@ def check_origin(value: str) -> str:
         u.scheme not in ("http", "https") or not u.hostname or "*" in value or u.path not in ("", "/")
         or u.query or u.fragment or u.username or u.password is not None
     ):
-        raise ValueError("HUREN_HIS_ORIGINS: space-separated origins such as https://his.example.org (no path or wildcard)")
+        raise ValueError("HUREN_HIS_ORIGINS 应为以空格分隔的来源“协议://主机[:端口]”，例如 https://his.example.org（不带路径或通配符）")
     port = f":{u.port}" if u.port else ""
     return f"{u.scheme}://{u.hostname}{port}"
+
+
+def check_http_url(value: str, var: str, example: str, credentials: str) -> str:
+    """``value`` when it is an http(s) URL with a host and no query, fragment or credentials;
+    ValueError naming ``var`` otherwise."""
+    u = urlsplit(value.strip())
+    try:
+        u.port  # noqa: B018 - a port out of range or not a number raises here
+    except ValueError:
+        raise ValueError(f"{var} 中的端口无效（应为 1 到 65535），例如 {example}") from None
+    if u.scheme not in ("http", "https") or not u.hostname or u.query or u.fragment or any(c.isspace() for c in value.strip()):
+        raise ValueError(f"{var} 应为 http(s) 地址，例如 {example}（不带查询参数）")
+    if u.username or u.password is not None:
+        raise ValueError(f"{var} 中不应写用户名或密码（地址会出现在日志里）：请用 {credentials} 设置")
+    return value
+
+
+class SettingsError(HurenError, ValueError):
+    """Settings are wrong. Made from one problem per setting whose message is a sentence starting
+    with the variable (``HUREN_PORT 应为…``); ``problems`` keep the variable as the field and the
+    rest as the message (the CLI prints ``错误：设置有误…`` then ``  - HUREN_PORT: 应为…``), and
+    ``str()`` is the whole sentences (a log or a traceback names the variables too)."""
+
+    code = "bad_setting"
+    status = 500
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.sentences = [p.message for p in problems]
+        reasons = [
+            Problem(p.field, p.rule, p.message[len(p.field):].lstrip() if p.message.startswith(p.field) else p.message)
+            for p in problems
+        ]
+        names = "、".join(dict.fromkeys(p.field for p in problems))
+        super().__init__(f"设置有误（{names}），请改正后再运行" if names else "设置有误，请改正后再运行", reasons)
+        self._full = problems
+
+    def __str__(self) -> str:
+        return "；".join(self.sentences) or self.message
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field: ``dicom_aet`` → ``HUREN_DICOM_AET``."""
+    return f"HUREN_{field.upper()}"
+
+
+#: settings whose value is never repeated in a message (it is a secret, or holds one)
+_SECRET = re.compile(r"secret|password|token|database_url", re.I)
+#: what a field should be, where its type and bounds alone do not say it well
+_EXPECT = {
+    "data_dir": "数据目录的路径，例如 /srv/huren/data",
+    "dicom_aet": "1 到 16 个可打印 ASCII 字符（不含反斜杠，不能全是空格），例如 HUREN",
+    "timezone": "IANA 时区名，例如 Asia/Shanghai",
+}
+
+
+def _bounds(meta: list[Any]) -> tuple[Any, Any, str, str]:
+    lo = hi = None
+    lo_op = hi_op = ""
+    for m in meta:
+        for attr, op in (("ge", "≥"), ("gt", ">")):
+            if getattr(m, attr, None) is not None:
+                lo, lo_op = getattr(m, attr), op
+        for attr, op in (("le", "≤"), ("lt", "<")):
+            if getattr(m, attr, None) is not None:
+                hi, hi_op = getattr(m, attr), op
+    return lo, hi, lo_op, hi_op
+
+
+def _expected(field: str) -> str:
+    """What the field should be, in Chinese, from its type and its bounds."""
+    if field in _EXPECT:
+        return _EXPECT[field]
+    info = Settings.model_fields[field]
+    ann = info.annotation
+    args = [a for a in typing.get_args(ann) if a is not type(None)] if isinstance(ann, types.UnionType) else [ann]
+    base = args[0] if len(args) == 1 else ann
+    if typing.get_origin(base) is Literal:
+        return "、".join(str(a) for a in typing.get_args(base)) + " 之一"
+    lo, hi, lo_op, hi_op = _bounds(list(info.metadata))
+    if base is bool:
+        return "true 或 false（也可写 1/0、yes/no、on/off）"
+    if base in (int, float):
+        kind = "整数" if base is int else "数"
+        if lo is not None and hi is not None and lo_op == "≥" and hi_op == "≤":
+            return f"{lo:g} 到 {hi:g} 之间的{kind}" if isinstance(lo, float) or isinstance(hi, float) else f"{lo} 到 {hi} 之间的{kind}"
+        parts = [f"{op} {v}" for v, op in ((lo, lo_op), (hi, hi_op)) if v is not None]
+        return f"{kind}（{'，'.join(parts)}）" if parts else kind
+    min_len = next((m.min_length for m in info.metadata if getattr(m, "min_length", None) is not None), None)
+    max_len = next((m.max_length for m in info.metadata if getattr(m, "max_length", None) is not None), None)
+    if min_len is not None and max_len is not None:
+        return f"{min_len} 到 {max_len} 个字符的文本"
+    return "文本"
+
+
+def _should_be(expected: str) -> str:
+    return f"应为 {expected}" if expected[:1].isascii() else f"应为{expected}"
+
+
+def _shown(field: str, value: Any) -> str:
+    if _SECRET.search(field) or isinstance(value, dict):
+        return ""
+    text = str(value)
+    return f"，现为“{text[:64]}{'…' if len(text) > 64 else ''}”"
+
+
+def _problems(exc: ValidationError) -> list[Problem]:
+    """The pydantic errors as Chinese problems, one per setting (field: its variable)."""
+    out: dict[str, Problem] = {}
+    for err in exc.errors():
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, SettingsError):  # the cross-field checks: already in Chinese
+            for p in cause._full:
+                out.setdefault(p.field, p)
+            continue
+        loc = err.get("loc") or ()
+        field = str(loc[0]) if loc else ""
+        if field not in Settings.model_fields:
+            text = str(cause) if isinstance(cause, ValueError) else "设置有误"
+            out.setdefault(field or "settings", Problem(field or "settings", "invalid", text))
+            continue
+        var = env_name(field)
+        if isinstance(cause, ValueError) and err.get("type") == "value_error":  # a field validator's own sentence
+            text = str(cause)
+            text = text if text.startswith(var) else f"{var} {text}"
+        else:
+            text = f"{var} {_should_be(_expected(field))}{_shown(field, err.get('input'))}"
+        out.setdefault(var, Problem(var, "invalid", text))
+    return list(out.values())
 
 
 class Settings(BaseSettings):
@@ -51,7 +192,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("./data"), description="database, blobs and keys live here")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite under data_dir")
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes")
     #: Secret for signing access tokens. Outside demo mode it must be given, or is generated once
     #: into ``data_dir/keys/token.key`` (mode 0600) — never a built-in default.
@@ -137,22 +278,72 @@ class Settings(BaseSettings):
     orthanc_password: str | None = None
     orthanc_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
 
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(_problems(exc)) from None
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir_given(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():  # HUREN_DATA_DIR="": never the current directory
+            raise ValueError(
+                "HUREN_DATA_DIR 已设置但为空：请给出数据目录的路径（例如 /srv/huren/data），"
+                "或不设置它（默认为 ./data）；空值不会被当作当前目录"
+            )
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        problems: list[Problem] = []
+
+        def bad(var: str, text: str) -> None:
+            problems.append(Problem(var, "invalid", text))
+
+        def attempt(var: str, check: Any) -> Any:
+            try:
+                return check()
+            except ValueError as exc:
+                bad(var, str(exc))
+                return None
+
         if self.password_hash_n & (self.password_hash_n - 1):
-            raise ValueError("HUREN_PASSWORD_HASH_N must be a power of two")
+            bad("HUREN_PASSWORD_HASH_N", f"HUREN_PASSWORD_HASH_N 应为 2 的幂（例如 16384），现为“{self.password_hash_n}”")
         if self.secret_key is not None and len(self.secret_key) < 32:
-            raise ValueError("HUREN_SECRET_KEY must be at least 32 characters")
+            bad("HUREN_SECRET_KEY", "HUREN_SECRET_KEY 至少应有 32 个字符（不设则首次启动时生成到数据目录的 keys/token.key）")
         if self.public_base_url is not None:
-            self.public_base_url = check_base_url(self.public_base_url)
-        self.frame_ancestors = check_frame_ancestors(self.frame_ancestors)
-        if self.imaging_archive == "orthanc" and not self.orthanc_url:
-            raise ValueError("HUREN_IMAGING_ARCHIVE=orthanc needs HUREN_ORTHANC_URL (Orthanc's HTTP root, e.g. http://pacs:8042)")
-        if not re.fullmatch(r"[\x20-\x5b\x5d-\x7e]{1,16}", self.dicom_aet) or not self.dicom_aet.strip():
-            raise ValueError("HUREN_DICOM_AET: 1–16 printable ASCII characters without a backslash (e.g. HUREN)")
-        self.dicom_aet = self.dicom_aet.strip()
+            self.public_base_url = attempt("HUREN_PUBLIC_BASE_URL", lambda: check_base_url(self.public_base_url or "")) or self.public_base_url
+        self.frame_ancestors = attempt("HUREN_FRAME_ANCESTORS", lambda: check_frame_ancestors(self.frame_ancestors)) or self.frame_ancestors
         if self.his_origins is not None:
-            self.his_origins = " ".join(check_origin(o) for o in self.his_origins.split())
+            origins = attempt("HUREN_HIS_ORIGINS", lambda: " ".join(check_origin(o) for o in (self.his_origins or "").split()))
+            self.his_origins = origins if origins is not None else self.his_origins
+        if self.orthanc_url:
+            attempt("HUREN_ORTHANC_URL", lambda: check_http_url(
+                self.orthanc_url or "", "HUREN_ORTHANC_URL", "http://pacs:8042", "HUREN_ORTHANC_USERNAME 与 HUREN_ORTHANC_PASSWORD"))
+        if self.imaging_fallback_url:
+            attempt("HUREN_IMAGING_FALLBACK_URL", lambda: check_http_url(
+                self.imaging_fallback_url or "", "HUREN_IMAGING_FALLBACK_URL", "https://pacs.example.org/dicom-web",
+                "HUREN_IMAGING_FALLBACK_TOKEN，或 HUREN_IMAGING_FALLBACK_USERNAME 与 HUREN_IMAGING_FALLBACK_PASSWORD"))
+        if self.imaging_archive == "orthanc" and not self.orthanc_url:
+            bad("HUREN_ORTHANC_URL", "HUREN_IMAGING_ARCHIVE=orthanc 时须设置 HUREN_ORTHANC_URL（Orthanc 的 HTTP 地址，例如 http://pacs:8042）")
+        if not re.fullmatch(r"[\x20-\x5b\x5d-\x7e]{1,16}", self.dicom_aet) or not self.dicom_aet.strip():
+            bad("HUREN_DICOM_AET", f"HUREN_DICOM_AET {_should_be(_EXPECT['dicom_aet'])}{_shown('dicom_aet', self.dicom_aet)}")
+        self.dicom_aet = self.dicom_aet.strip()
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            bad("HUREN_TIMEZONE", f"HUREN_TIMEZONE {_should_be(_EXPECT['timezone'])}{_shown('timezone', self.timezone)}")
+        if self.database_url:
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                make_url(self.database_url)
+            except (ArgumentError, ValueError):
+                bad("HUREN_DATABASE_URL", "HUREN_DATABASE_URL 不是有效的数据库 URL（例如 postgresql+psycopg://用户@主机/库名，或不设置以使用数据目录下的 SQLite）")
+        if problems:
+            raise SettingsError(problems)
         return self
 
     @property

@@ -8,10 +8,9 @@ import stat
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from huren.bootstrap import token_secret
-from huren.settings import Settings
+from huren.settings import Settings, SettingsError
 from huren.store.blobs import BlobStore
 
 # --- BlobStore -----------------------------------------------------------------------------------------
@@ -181,21 +180,21 @@ def test_db_url_defaults_to_sqlite_under_data_dir(clean_env: pytest.MonkeyPatch,
 @pytest.mark.parametrize("port", ["not-a-port", "80x"])
 def test_bad_port_refused(clean_env: pytest.MonkeyPatch, port: str) -> None:
     clean_env.setenv("HUREN_PORT", port)
-    with pytest.raises(ValidationError):
+    with pytest.raises(SettingsError, match="HUREN_PORT 应为 1 到 65535 之间的整数"):
         Settings()
 
 
 @pytest.mark.parametrize("workers", [0, 65])
 def test_workers_bounds(clean_env: pytest.MonkeyPatch, workers: int) -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(SettingsError, match="HUREN_WORKERS 应为 1 到 64 之间的整数"):
         Settings(workers=workers)
 
 
 def test_short_secret_refused(clean_env: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValidationError, match="at least 32 characters"):
+    with pytest.raises(SettingsError, match="HUREN_SECRET_KEY 至少应有 32 个字符"):
         Settings(secret_key="s" * 31)
     clean_env.setenv("HUREN_SECRET_KEY", "short-secret")
-    with pytest.raises(ValidationError, match="at least 32 characters"):
+    with pytest.raises(SettingsError, match="HUREN_SECRET_KEY 至少应有 32 个字符"):
         Settings()
     clean_env.setenv("HUREN_SECRET_KEY", "k" * 32)
     assert Settings().secret_key == "k" * 32
