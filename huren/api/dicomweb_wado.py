@@ -2,8 +2,9 @@
 
 * ``/studies/{S}[/series/{E}[/instances/{I}]]``: ``multipart/related; type="application/dicom"``,
   each part a stored file byte for byte, streamed. Without ``transfer-syntax`` (or with ``*``) the
-  stored syntax is sent (as Orthanc does); a named one must be the stored one (Explicit VR LE is
-  also made from Implicit VR LE), else 406.
+  stored syntax is sent (as Orthanc does); a named one is the stored one, or Explicit / Implicit VR
+  Little Endian made from a native or deflated file or from a compressed one whose decoder is
+  installed (``dicom_transcode``: decompressed in memory, one instance at a time), else 406.
 * ``…/metadata`` (study, series, instance): the DICOM JSON built at ingest (``ImagingService.metadata``;
   files are not read), PixelData as a ``BulkDataURI`` to the instance's ``frames`` URL; gzip when
   the client accepts it.
@@ -12,39 +13,40 @@
   (``image/jpeg``, ``image/jp2``, ``image/jls``, ``image/x-dicom-rle`` …) when the client accepts it
   (``transfer-syntax=*``, OHIF's Accept) or the type, else decoded to native bytes when the codec is
   installed, else 406.
-* ``…/instances/{I}[/frames/{n}]/rendered`` (image/jpeg or image/png; ``window=center,width``,
-  ``viewport=w,h``, ``quality``) and ``/thumbnail`` at study, series, instance and frame level.
+* rendered resources (instance, frame, study, series) and thumbnails: :mod:`huren.api.dicomweb_rendered`,
+  whose routes are appended to this router.
 """
 
 from __future__ import annotations
 
 import gzip
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from huren.api.dicomweb import (
-    MAX_FRAMES,
     PREFIX,
     NotAcceptable,
     Reader,
     accepts,
-    bad,
     call,
     dicom_json,
     public_base,
     resolve_reader,
     with_bulk_data,
 )
+from huren.api.dicomweb_rendered import container as _c
+from huren.api.dicomweb_rendered import file_dataset, frame_numbers
+from huren.api.dicomweb_rendered import refuse as _refuse
+from huren.api.dicomweb_rendered import router as rendered_router
 from huren.api.openapi import op
 from huren.domain.imaging import check_uid
 from huren.errors import NotFound, Problem
-from huren.services.container import Container
 from huren.services.imaging import InstanceFile
 from huren.wire import dicom_render as dr
+from huren.wire import dicom_transcode
 from huren.wire.multipart import new_boundary, related_content_type, write_related
 
 # DICOMweb is specified by PS3.18, not by this OpenAPI document (docs/imaging.md lists it): out of the schema
@@ -54,15 +56,6 @@ DICOM = "application/dicom"
 OCTET = "application/octet-stream"
 #: metadata at least this large is gzipped for a client that accepts it
 GZIP_FROM = 1024
-
-
-def _c(request: Request) -> Container:
-    c: Container = request.app.state.container
-    return c
-
-
-def _refuse(what: str) -> NotAcceptable:
-    return NotAcceptable(f"无法以请求的媒体类型提供{what}", [Problem("Accept", "media_type", f"Accept 头不含可提供的{what}类型")])
 
 
 # -- instances -------------------------------------------------------------------------------------
@@ -86,17 +79,18 @@ def _check_syntax(files: list[InstanceFile], ts: str | None) -> None:
     if ts is None:
         return
     for f in files:
-        if f.transfer_syntax != ts and not (ts == dr.EXPLICIT_LE and f.transfer_syntax == dr.IMPLICIT_LE):
+        if f.transfer_syntax != ts and not dicom_transcode.can_transcode(f.transfer_syntax, ts):
             raise NotAcceptable(
                 f"无法以传输语法 {ts[:64]} 提供影像 {f.sop_uid}（存储的传输语法为 {f.transfer_syntax}）",
-                [Problem("transfer-syntax", "unsupported", "只能提供存储时的传输语法，或由隐式 VR 小端转为显式 VR 小端")],
+                [Problem("transfer-syntax", "unsupported",
+                         "只能提供存储时的传输语法，或显式 / 隐式 VR 小端（1.2.840.10008.1.2.1 / 1.2.840.10008.1.2）")],
             )
 
 
 def _parts(files: list[InstanceFile], ts: str | None) -> Iterator[tuple[dict[str, str], Iterator[bytes]]]:
     for f in files:
-        if ts is not None and ts != f.transfer_syntax:  # Implicit → Explicit VR LE (checked before)
-            data = dr.to_explicit_le(b"".join(f.chunks()))
+        if ts is not None and ts != f.transfer_syntax:  # re-encoded (checked possible before)
+            data = dicom_transcode.transcode(b"".join(f.chunks()), ts)
             yield {"Content-Type": f"{DICOM}; transfer-syntax={ts}", "Content-Length": str(len(data))}, iter((data,))
         else:
             yield {"Content-Type": f"{DICOM}; transfer-syntax={f.transfer_syntax}", "Content-Length": str(f.size)}, f.chunks()
@@ -191,19 +185,6 @@ async def instance_metadata(study: str, series: str, instance: str, request: Req
 
 
 # -- frames, rendered, thumbnail -------------------------------------------------------------------
-def _frame_numbers(raw: str) -> list[int]:
-    parts = raw.split(",")
-    if len(parts) > MAX_FRAMES:
-        raise bad("frames", "limit", f"一次最多请求 {MAX_FRAMES} 帧")
-    out = []
-    for p in parts:
-        p = p.strip()
-        if not p.isdigit() or int(p) < 1:
-            raise bad("frames", "integer", "帧号应为从 1 开始的正整数，多个用逗号分隔")
-        out.append(int(p))
-    return out
-
-
 def _frame_plan(request: Request, stored_media: str, stored_ts: str, count: int) -> tuple[str, bool]:
     """How frames are sent: ("stored" as stored | "native" decoded to uncompressed, single part?).
     A single-part media type (``application/octet-stream``, ``image/jpeg`` …) is answered single
@@ -227,20 +208,13 @@ def _frame_plan(request: Request, stored_media: str, stored_ts: str, count: int)
     raise _refuse("像素帧")
 
 
-def _file_dataset(c: Container, request: Request, study: str, series: str, instance: str) -> Any:
-    reader = resolve_reader(c, request)
-    f = c.imaging.instance(reader, check_uid(study, "StudyInstanceUID"), check_uid(series, "SeriesInstanceUID"),
-                           check_uid(instance, "SOPInstanceUID"))
-    return dr.load(b"".join(f.chunks()))
-
-
 @router.get("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", **op(["XC-E12"], "WADO-RS 像素帧（批量数据）"))
 async def retrieve_frames(study: str, series: str, instance: str, frames: str, request: Request) -> Response:
     c = _c(request)
-    numbers = _frame_numbers(frames)
+    numbers = frame_numbers(frames)
 
     def run() -> tuple[list[tuple[bytes, str, str]], str, bool]:
-        ds = _file_dataset(c, request, study, series, instance)
+        ds = file_dataset(c, request, study, series, instance)
         stored = [dr.frame_bytes(ds, n) for n in numbers]
         plan, single = _frame_plan(request, stored[0][1], stored[0][2], len(numbers))
         if plan == "native" and stored[0][1] != OCTET:
@@ -259,124 +233,5 @@ async def retrieve_frames(study: str, series: str, instance: str, frames: str, r
     return Response(b"".join(write_related(parts, boundary)), media_type=related_content_type(media, boundary))
 
 
-def _render_format(request: Request) -> dr.Format:
-    for media, _params in accepts(request):
-        if media in ("image/jpeg", "image/*", "*/*"):
-            return "jpeg"
-        if media == "image/png":
-            return "png"
-    raise _refuse("渲染图像（image/jpeg、image/png）")
-
-
-def _render_options(request: Request, frame: int, fmt: dr.Format) -> dr.RenderOptions:
-    params = request.query_params
-    center = width = None
-    if params.get("window"):
-        parts = params["window"].split(",")
-        try:
-            center, width = float(parts[0]), float(parts[1])
-        except (ValueError, IndexError):
-            raise bad("window", "format", "window 应为 center,width[,function]") from None
-        if width < 1:
-            raise bad("window", "range", "窗宽应不小于 1")
-    rows = columns = None
-    if params.get("viewport"):
-        parts = params["viewport"].split(",")
-        try:
-            columns, rows = int(parts[0]), int(parts[1])
-        except (ValueError, IndexError):
-            raise bad("viewport", "format", "viewport 应为 宽,高（像素）") from None
-        if not (0 < rows <= dr.MAX_SIDE and 0 < columns <= dr.MAX_SIDE):
-            raise bad("viewport", "range", f"viewport 的宽和高应在 1 到 {dr.MAX_SIDE} 之间")
-    quality = 90
-    if params.get("quality"):
-        raw = params["quality"]
-        if not raw.isdigit() or not 1 <= int(raw) <= 100:
-            raise bad("quality", "range", "quality 应为 1 到 100 的整数")
-        quality = int(raw)
-    return dr.RenderOptions(frame=frame, window_center=center, window_width=width, rows=rows, columns=columns,
-                            quality=quality, fmt=fmt)
-
-
-def _image(data: bytes, fmt: dr.Format) -> Response:
-    return Response(data, media_type="image/png" if fmt == "png" else "image/jpeg", headers={"Cache-Control": "private, max-age=300"})
-
-
-@router.get("/studies/{study}/series/{series}/instances/{instance}/rendered", **op(["XC-E12"], "WADO-RS 渲染图像（第 1 帧）"))
-async def rendered_instance(study: str, series: str, instance: str, request: Request) -> Response:
-    c, fmt = _c(request), _render_format(request)
-    opts = _render_options(request, 1, fmt)
-    data = await call(lambda: dr.render(_file_dataset(c, request, study, series, instance), opts))
-    return _image(data, fmt)
-
-
-@router.get("/studies/{study}/series/{series}/instances/{instance}/frames/{frame}/rendered", **op(["XC-E12"], "WADO-RS 渲染某一帧"))
-async def rendered_frame(study: str, series: str, instance: str, frame: str, request: Request) -> Response:
-    c, fmt = _c(request), _render_format(request)
-    numbers = _frame_numbers(frame)
-    if len(numbers) != 1:
-        raise bad("frames", "single", "渲染时只能指定一帧")
-    opts = _render_options(request, numbers[0], fmt)
-    data = await call(lambda: dr.render(_file_dataset(c, request, study, series, instance), opts))
-    return _image(data, fmt)
-
-
-def _thumbnail_size(request: Request) -> int:
-    raw = request.query_params.get("viewport")
-    if not raw:
-        return dr.THUMBNAIL_SIDE
-    try:
-        side = max(int(v) for v in raw.split(","))
-    except ValueError:
-        raise bad("viewport", "format", "viewport 应为 宽,高（像素）") from None
-    if not 0 < side <= 1024:
-        raise bad("viewport", "range", "缩略图的宽和高应在 1 到 1024 之间")
-    return side
-
-
-def _middle(files: list[InstanceFile]) -> InstanceFile:
-    if not files:
-        raise NotFound("未找到影像", [Problem("StudyInstanceUID", "not_found", "该检查或序列没有可提供的影像")])
-    images = [f for f in files if f.number_of_frames] or files
-    return images[len(images) // 2]
-
-
-@router.get("/studies/{study}/thumbnail", **op(["XC-E12"], "WADO-RS 检查缩略图"))
-async def study_thumbnail(study: str, request: Request) -> Response:
-    c, fmt, side = _c(request), _render_format(request), _thumbnail_size(request)
-
-    def run() -> bytes:
-        f = _middle(c.imaging.instances_of(resolve_reader(c, request), check_uid(study, "StudyInstanceUID")))
-        return dr.thumbnail(dr.load(b"".join(f.chunks())), side=side, fmt=fmt)
-
-    return _image(await call(run), fmt)
-
-
-@router.get("/studies/{study}/series/{series}/thumbnail", **op(["XC-E12"], "WADO-RS 序列缩略图"))
-async def series_thumbnail(study: str, series: str, request: Request) -> Response:
-    c, fmt, side = _c(request), _render_format(request), _thumbnail_size(request)
-
-    def run() -> bytes:
-        f = _middle(c.imaging.instances_of(resolve_reader(c, request), check_uid(study, "StudyInstanceUID"),
-                                           check_uid(series, "SeriesInstanceUID")))
-        return dr.thumbnail(dr.load(b"".join(f.chunks())), side=side, fmt=fmt)
-
-    return _image(await call(run), fmt)
-
-
-@router.get("/studies/{study}/series/{series}/instances/{instance}/thumbnail", **op(["XC-E12"], "WADO-RS 图像缩略图"))
-async def instance_thumbnail(study: str, series: str, instance: str, request: Request) -> Response:
-    c, fmt, side = _c(request), _render_format(request), _thumbnail_size(request)
-    data = await call(lambda: dr.thumbnail(_file_dataset(c, request, study, series, instance), side=side, fmt=fmt))
-    return _image(data, fmt)
-
-
-@router.get("/studies/{study}/series/{series}/instances/{instance}/frames/{frame}/thumbnail", **op(["XC-E12"], "WADO-RS 某帧缩略图"))
-async def frame_thumbnail(study: str, series: str, instance: str, frame: str, request: Request) -> Response:
-    c, fmt, side = _c(request), _render_format(request), _thumbnail_size(request)
-    numbers = _frame_numbers(frame)
-    if len(numbers) != 1:
-        raise bad("frames", "single", "缩略图只能指定一帧")
-    opts = dr.RenderOptions(frame=numbers[0], rows=side, columns=side, quality=80, fmt=fmt)
-    data = await call(lambda: dr.render(_file_dataset(c, request, study, series, instance), opts))
-    return _image(data, fmt)
+# the rendered resources and thumbnails (their own module): the same flat route list
+router.routes.extend(rendered_router.routes)

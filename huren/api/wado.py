@@ -6,14 +6,17 @@
   ``image/jpeg``, ``image/png``; a list takes the first supported type. Not given: JPEG for a
   single-frame image (when the Accept header allows it) or when rendering parameters are given,
   else the file (a multi-frame image, an object without pixel data), as PS3.18 §9 has it;
-* ``transferSyntax`` (application/dicom only): the stored one, or Explicit VR Little Endian
-  ``1.2.840.10008.1.2.1`` for a file stored in Implicit VR Little Endian (re-encoded); else 406;
+* ``transferSyntax`` (application/dicom only): the stored one (the file as is), or Explicit /
+  Implicit VR Little Endian ``1.2.840.10008.1.2.1`` / ``1.2.840.10008.1.2`` made from a native,
+  deflated or compressed file whose decoder is installed (``dicom_transcode``); else 406;
+* ``anonymize=yes`` (application/dicom only; the default contentType then): the file de-identified
+  per the PS3.15 Basic Application Level Confidentiality Profile (``dicom_anonymize``; 406 when the
+  pixels carry burned-in identity). Still a read of patient data: logged as every retrieve;
 * images: ``frameNumber`` (1-based), ``windowCenter`` + ``windowWidth``, ``rows`` / ``columns``
-  (maxima, aspect kept), ``region`` (normalised ``x1,y1,x2,y2``), ``imageQuality`` (1-100, JPEG);
+  (maxima, aspect kept), ``region`` (normalised ``x1,y1,x2,y2``), ``imageQuality`` (1-100, JPEG),
+  ``annotation=patient,technique`` (text burned in, ``dicom_annotate``);
 * ``charset``: accepted and ignored (the file is served as stored; names were normalised at ingest
-  in the index, not in the file); ``anonymize=yes``, ``annotation``, ``presentationUID`` /
-  ``presentationSeriesUID``: refused with 400 (not implemented: an anonymised copy must be made
-  properly or not at all).
+  in the index, not in the file); ``presentationUID`` / ``presentationSeriesUID``: refused with 400.
 
 The ``application/dicom`` path is lean (the benchmark compares it with Orthanc): the reader and
 the file in one hop to the threadpool, one service call, a small file sent whole, a large one
@@ -23,6 +26,7 @@ streamed. It is a plain Starlette route placed first in the app's route list.
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -35,6 +39,9 @@ from huren.api.dicomweb import NotAcceptable, accepts, bad, resolve_reader, tran
 from huren.domain.imaging import check_uid
 from huren.errors import Problem
 from huren.services.container import Container
+from huren.services.imaging import InstanceFile
+from huren.wire import dicom_annotate, dicom_transcode
+from huren.wire import dicom_anonymize as anon
 from huren.wire import dicom_render as dr
 
 DICOM = "application/dicom"
@@ -42,9 +49,12 @@ JPEG = "image/jpeg"
 PNG = "image/png"
 #: a stored file up to this size is sent in one piece (one read, no chunked streaming)
 WHOLE_BYTES = 1024 * 1024
+#: a stored file being de-identified is held in memory up to this size, beyond in a temporary file
+SPOOL_BYTES = 32 * 1024 * 1024
+#: the platform's secret for pseudonymous UIDs (derived from the index secret; never rotates)
+ANON_PURPOSE = "imaging/anonymize-uid"
 #: parameters of PS3.18 §9 refused because they are not implemented
 _UNSUPPORTED = {
-    "annotation": "暂不支持在图像上叠加注释（annotation）",
     "presentationUID": "暂不支持按呈现状态（presentationUID）渲染",
     "presentationSeriesUID": "暂不支持按呈现状态（presentationSeriesUID）渲染",
 }
@@ -58,6 +68,7 @@ class WadoRequest:
     content_type: str | None  # None: not asked (PS3.18 §9: JPEG for a single-frame image, else the file)
     transfer_syntax: str | None
     render: dr.RenderOptions
+    anonymize: bool = False
 
 
 def _int(params: dict[str, str], name: str, lo: int, hi: int) -> int | None:
@@ -119,12 +130,14 @@ def parse(params: dict[str, str]) -> WadoRequest:
         if params.get(name):
             raise bad(name, "unsupported", message)
     anonymize = params.get("anonymize")
-    if anonymize is not None:
-        if anonymize != "yes":
-            raise bad("anonymize", "enum", "anonymize 只能为 yes")
-        raise bad("anonymize", "unsupported", "暂不提供匿名化下载（anonymize=yes）：请向影像所属机构申请")
+    if anonymize is not None and anonymize != "yes":
+        raise bad("anonymize", "enum", "anonymize 只能为 yes")
     ctype = _content_type(params.get("contentType"))
-    image_only = ("frameNumber", "windowCenter", "windowWidth", "rows", "columns", "region", "imageQuality")
+    image_only = ("frameNumber", "windowCenter", "windowWidth", "rows", "columns", "region", "imageQuality", "annotation")
+    if anonymize:
+        if ctype not in (None, DICOM):
+            raise bad("anonymize", "content_type", "anonymize 仅用于 contentType=application/dicom")
+        ctype = DICOM  # PS3.18: anonymize only for the DICOM object
     if ctype is None and any(params.get(n) for n in image_only):
         ctype = JPEG  # rendering parameters ask for an image
     ts = params.get("transferSyntax") or None
@@ -148,13 +161,25 @@ def parse(params: dict[str, str]) -> WadoRequest:
     return WadoRequest(
         uids[0], uids[1], uids[2], ctype, ts,
         dr.RenderOptions(
+            annotation=_annotation(params.get("annotation")),
             frame=_int(params, "frameNumber", 1, 1_000_000) or 1,
             window_center=center, window_width=width,
             rows=_int(params, "rows", 1, dr.MAX_SIDE), columns=_int(params, "columns", 1, dr.MAX_SIDE),
             region=_region(params.get("region")), quality=quality or 90,
             fmt="png" if ctype == PNG else "jpeg",
         ),
+        anonymize=anonymize == "yes",
     )
+
+
+def _annotation(raw: str | None) -> frozenset[str]:
+    if not raw:
+        return frozenset()
+    items = {v.strip().lower() for v in raw.split(",")}
+    unknown = sorted(items - dicom_annotate.ANNOTATIONS)
+    if unknown:
+        raise bad("annotation", "enum", f"annotation 只能为 patient、technique 或两者（逗号分隔），不支持“{unknown[0][:20]}”")
+    return frozenset(items)
 
 
 def _region(raw: str | None) -> tuple[float, float, float, float] | None:
@@ -188,16 +213,22 @@ def answer(c: Container, request: Request) -> _Answer:
         ctype = JPEG if f.number_of_frames <= 1 and _accepts_jpeg(request) else DICOM
     if ctype == DICOM:
         name = {"Content-Disposition": f'attachment; filename="{f.sop_uid}.dcm"'}
-        if w.transfer_syntax is None or w.transfer_syntax == f.transfer_syntax:
+        same = w.transfer_syntax is None or w.transfer_syntax == f.transfer_syntax
+        if not same and not dicom_transcode.can_transcode(f.transfer_syntax, w.transfer_syntax or ""):
+            raise NotAcceptable(
+                f"无法以传输语法 {w.transfer_syntax} 提供该影像（存储的传输语法为 {f.transfer_syntax}）",
+                [Problem("transferSyntax", "unsupported",
+                         "只能提供存储时的传输语法，或显式 / 隐式 VR 小端（1.2.840.10008.1.2.1 / 1.2.840.10008.1.2）")],
+            )
+        if w.anonymize:
+            return _anonymized(c, f, None if same else w.transfer_syntax)
+        if same:
             if f.size <= WHOLE_BYTES:
                 return _Answer(b"".join(f.chunks()), None, DICOM, name)
             return _Answer(None, f.chunks(), DICOM, name | {"Content-Length": str(f.size)})
-        if w.transfer_syntax == dr.EXPLICIT_LE and f.transfer_syntax == dr.IMPLICIT_LE:
-            return _Answer(dr.to_explicit_le(b"".join(f.chunks())), None, DICOM, name)
-        raise NotAcceptable(
-            f"无法以传输语法 {w.transfer_syntax} 提供该影像（存储的传输语法为 {f.transfer_syntax}）",
-            [Problem("transferSyntax", "unsupported", "只能提供存储时的传输语法，或由隐式 VR 小端转为显式 VR 小端")],
-        )
+        assert w.transfer_syntax is not None
+        return _Answer(translate(lambda: dicom_transcode.transcode(b"".join(f.chunks()), str(w.transfer_syntax))),
+                       None, DICOM, name)
     raw = b"".join(f.chunks())
     try:
         data = translate(lambda: dr.render(dr.load(raw), w.render))
@@ -206,6 +237,43 @@ def answer(c: Container, request: Request) -> _Answer:
             return _Answer(raw, None, DICOM, {"Content-Disposition": f'attachment; filename="{f.sop_uid}.dcm"'})
         raise  # not an image (an SR, a plan…) and no contentType asked: the object itself
     return _Answer(data, None, ctype, {"Cache-Control": "private, max-age=300"})
+
+
+def _anonymized(c: Container, f: InstanceFile, transfer_syntax: str | None) -> _Answer:
+    """The file de-identified (streamed: the stored file spooled, its Pixel Data copied), or
+    de-identified then re-encoded in ``transfer_syntax`` (in memory)."""
+    incoming = c.settings.data_dir / "blobs" / ".incoming"
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, prefix=".tmp-anon-",  # noqa: SIM115 (closed by the stream)
+                                          dir=str(incoming) if incoming.is_dir() else None)
+    try:
+        for chunk in f.chunks():
+            spool.write(chunk)
+        spool.seek(0)
+        secret = c.keys.fields().derive_secret(ANON_PURPOSE)
+        name = {"Content-Disposition": f'attachment; filename="{anon.pseudonym_uid(f.sop_uid, secret)}.dcm"'}
+        chunks = translate(lambda: anon.anonymize(spool, secret))  # type: ignore[arg-type]
+        if transfer_syntax is not None:
+            data = b"".join(chunks)
+            return _Answer(translate(lambda: dicom_transcode.transcode(data, transfer_syntax)), None, DICOM, name)
+        head = next(chunks)
+    except BaseException:
+        spool.close()
+        raise
+    if f.size <= WHOLE_BYTES:
+        try:
+            data = head + b"".join(chunks)
+        finally:
+            spool.close()
+        return _Answer(data, None, DICOM, name)
+    return _Answer(None, _closing(head, chunks, spool), DICOM, name)
+
+
+def _closing(head: bytes, chunks: Iterator[bytes], spool: tempfile.SpooledTemporaryFile[bytes]) -> Iterator[bytes]:
+    try:
+        yield head
+        yield from chunks
+    finally:
+        spool.close()
 
 
 def _accepts_jpeg(request: Request) -> bool:

@@ -33,6 +33,7 @@ from pydicom.pixels.utils import get_expected_length, pack_bits, pixel_array
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from huren.errors import HurenError, InvalidInput, Problem
+from huren.wire import dicom_annotate as annotate
 
 EXPLICIT_LE = str(ExplicitVRLittleEndian)
 IMPLICIT_LE = str(ImplicitVRLittleEndian)
@@ -87,6 +88,7 @@ class RenderOptions:
     region: tuple[float, float, float, float] | None = None  # normalised x1, y1, x2, y2
     quality: int = 90
     fmt: Format = "jpeg"
+    annotation: frozenset[str] = frozenset()  # "patient", "technique" (burned in, dicom_annotate)
 
 
 def _bad(field: str, message: str) -> InvalidInput:
@@ -236,6 +238,11 @@ def _to_8bit(arr: np.ndarray[Any, Any], ds: Dataset) -> np.ndarray[Any, Any]:
 
 def frame_image(ds: Dataset, opts: RenderOptions) -> Image.Image:
     """Frame ``opts.frame`` as an 8-bit Pillow image, windowed, before cropping and scaling."""
+    return _frame_image(ds, opts)[0]
+
+
+def _frame_image(ds: Dataset, opts: RenderOptions) -> tuple[Image.Image, tuple[float, float] | None]:
+    """The frame's image and the VOI window applied (None for colour)."""
     _check_frame(ds, opts.frame, "frameNumber")
     arr = _decode(ds, opts.frame)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
@@ -247,23 +254,30 @@ def frame_image(ds: Dataset, opts: RenderOptions) -> Image.Image:
         out = window_linear(values, center, width)
         if photometric == "MONOCHROME1":
             out = 255 - out
-        return Image.fromarray(out, mode="L")
+        return Image.fromarray(out, mode="L"), (center, width)
     if photometric == "PALETTE COLOR":
         arr = apply_color_lut(arr, ds)
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise NotRenderable("不支持该光度解释的图像", [Problem("frameNumber", "photometric", f"不支持 {photometric}")])
-    return Image.fromarray(_to_8bit(arr, ds), mode="RGB")
+    return Image.fromarray(_to_8bit(arr, ds), mode="RGB"), None
 
 
 def render(ds: Dataset, opts: RenderOptions) -> bytes:
-    """The frame as JPEG or PNG bytes with the options applied."""
-    img = frame_image(ds, opts)
+    """The frame as JPEG or PNG bytes with the options applied (annotation drawn last, on the
+    image at its final size, so that the text stays legible)."""
+    img, window = _frame_image(ds, opts)
     if opts.region is not None:
         x1, y1, x2, y2 = opts.region
         w, h = img.size
         box = (int(x1 * w), int(y1 * h), max(int(x1 * w) + 1, math.ceil(x2 * w)), max(int(y1 * h) + 1, math.ceil(y2 * h)))
         img = img.crop(box)
     img = _fit(img, opts.rows, opts.columns)
+    if opts.annotation:
+        img = annotate.burn(
+            img,
+            annotate.patient_lines(ds) if "patient" in opts.annotation else [],
+            annotate.technique_lines(ds, opts.frame, number_of_frames(ds), window) if "technique" in opts.annotation else [],
+        )
     buf = io.BytesIO()
     if opts.fmt == "png":
         img.save(buf, format="PNG")
@@ -286,16 +300,6 @@ def thumbnail(ds: Dataset, *, side: int = THUMBNAIL_SIDE, fmt: Format = "jpeg") 
     """A small image of the instance's middle frame (within ``side`` × ``side``)."""
     n = number_of_frames(ds) if "PixelData" in ds else 1
     return render(ds, RenderOptions(frame=(n + 1) // 2, rows=side, columns=side, quality=80, fmt=fmt))
-
-
-def to_explicit_le(data: bytes) -> bytes:
-    """An Implicit VR Little Endian Part-10 file re-encoded as Explicit VR Little Endian (the
-    same elements and values; only the VR encoding and the meta's TransferSyntaxUID change)."""
-    ds = load(data)
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    out = io.BytesIO()
-    ds.save_as(out, implicit_vr=False, little_endian=True, enforce_file_format=True)
-    return out.getvalue()
 
 
 def header_uids(path: str) -> tuple[str | None, str | None, str | None]:

@@ -132,8 +132,10 @@ def test_missing_parameter_named(api_a: Api, ct: StoredInstance, missing: str) -
         ({"requestType": "WADO-RS"}, 400, "requestType"),
         ({"studyUID": "1.2.abc"}, 400, "studyUID"),
         ({"objectUID": "1." + "2" * 80}, 400, "objectUID"),
-        ({"anonymize": "yes"}, 400, "anonymize"),
-        ({"annotation": "patient"}, 400, "annotation"),
+        ({"anonymize": "no"}, 400, "anonymize"),
+        ({"anonymize": "yes", "contentType": "image/jpeg"}, 400, "anonymize"),
+        ({"annotation": "patient,history"}, 400, "annotation"),
+        ({"contentType": "application/dicom", "annotation": "patient"}, 400, "annotation"),
         ({"windowCenter": "40"}, 400, "windowWidth"),
         ({"windowCenter": "40", "windowWidth": "0"}, 400, "windowWidth"),
         ({"windowCenter": "x", "windowWidth": "1"}, 400, "windowCenter"),
@@ -145,6 +147,7 @@ def test_missing_parameter_named(api_a: Api, ct: StoredInstance, missing: str) -
         ({"contentType": "image/jpeg", "transferSyntax": EXPLICIT_LE}, 400, "transferSyntax"),
         ({"contentType": "text/html"}, 406, "contentType"),
         ({"contentType": "application/dicom", "transferSyntax": "1.2.840.10008.1.2.4.50"}, 406, "transferSyntax"),
+        ({"contentType": "application/dicom", "transferSyntax": "1.2.840.10008.1.2.2"}, 406, "transferSyntax"),
     ],
 )
 def test_bad_parameters(api_a: Api, ct: StoredInstance, extra: dict[str, str], status: int, field: str) -> None:
