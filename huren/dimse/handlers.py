@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 from pynetdicom.pdu import A_RELEASE_RQ, P_DATA_TF
 
 from huren.context import Principal
-from huren.dimse import status
+from huren.dimse import fast_store, status
 from huren.dimse.session import Session, Sessions
 from huren.errors import HurenError
 
@@ -78,6 +78,14 @@ def handle_requested(event: Event, ctx: Context) -> None:
             reader=Principal(org_code=org, username=f"dimse:{calling}", role="hospital", remote_addr=host),
         ),
     )
+    session = ctx.sessions.get(assoc)
+    assert session is not None
+
+    def store(request: fast_store.Request, src: Any) -> tuple[int, str | None]:
+        return store_received(ctx, session, src, request.sop_instance_uid, request.sop_class_uid)
+
+    fast_store.attach(assoc, fast_store.Receiver(assoc, store, max_instance_bytes=ctx.max_instance_bytes,
+                                                 spool_dir=ctx.imaging._spool_dir()))
 
 
 def _reject(assoc: Any, result: int, diagnostic: int) -> None:
@@ -145,30 +153,42 @@ def handle_echo(event: Event, ctx: Context) -> int:
 
 
 def handle_store(event: Event, ctx: Context) -> int | Dataset:
-    """EVT_C_STORE: the received Part-10 temp file to ``store_instance`` for the calling AE's
-    institution; a refusal answers its PS3.7 status, the server stays up."""
+    """EVT_C_STORE (a C-STORE the fast path, :mod:`huren.dimse.fast_store`, left to pynetdicom):
+    the received Part-10 temp file to :func:`store_received`."""
     session = ctx.sessions.get(event.assoc)
     if session is None:  # the association was aborted (over the size limit) while this arrived
         return status.OUT_OF_RESOURCES
     session.receiving = 0
+    request: Any = event.request
+    with open(event.dataset_path, "rb") as fh:
+        code, comment = store_received(ctx, session, fh, str(request.AffectedSOPInstanceUID), str(request.AffectedSOPClassUID))
+    if comment is None:
+        return code
+    ds = Dataset()
+    ds.Status, ds.ErrorComment = code, comment
+    return ds
+
+
+def store_received(ctx: Context, session: Session, src: Any, request_sop_uid: str, request_class_uid: str) -> tuple[int, str | None]:
+    """One received C-STORE (a Part-10 stream whose file meta is the command's) to
+    ``store_instance`` for the calling AE's institution: its PS3.7 status and Error Comment; a
+    refusal answers its status, the server stays up. Both C-STORE paths (pynetdicom's and the fast
+    one) come here."""
     try:
-        path = event.dataset_path
-        stored = ctx.imaging.store_instance(session.sender, path, check_media=True)  # its meta is the command's
+        stored = ctx.imaging.store_instance(session.sender, src, check_media=True)  # its meta is the command's
     except HurenError as exc:
         LOG.warning("DICOM C-STORE 被拒绝（%s，%s）：%s", session.calling_ae, session.host, status.message_of(exc))
-        return status.status_dataset(exc, "store")
+        return status.status_for(exc, "store"), status.comment_for(exc)
     except Exception as exc:
         LOG.exception("DICOM C-STORE 处理失败（%s）", session.calling_ae)
-        return status.status_dataset(exc, "store")
+        return status.status_for(exc, "store"), status.comment_for(exc)
     with session.lock:
         session.studies.add(stored.study_uid)
-    LOG.debug("DICOM C-STORE %s %s %d bytes", stored.study_uid, stored.sop_uid, stored.size)
-    request: Any = event.request
-    if (stored.sop_uid, stored.sop_class_uid) != (str(request.AffectedSOPInstanceUID), str(request.AffectedSOPClassUID)):
+    if (stored.sop_uid, stored.sop_class_uid) != (request_sop_uid, request_class_uid):
         # the command named another instance / class than the dataset holds: kept under the dataset's
         LOG.warning("DICOM C-STORE（%s）：命令中的UID与数据集不一致，按数据集的 %s 保存", session.calling_ae, stored.sop_uid)
-        return status.WARNING_DATASET_MISMATCH
-    return status.SUCCESS
+        return status.WARNING_DATASET_MISMATCH, None
+    return status.SUCCESS, None
 
 
 def handle_finished(event: Event, ctx: Context) -> None:
@@ -176,6 +196,7 @@ def handle_finished(event: Event, ctx: Context) -> None:
     release request (an abort) is synced now; its studies stay RECEIVING — COMPLETE only by storage
     commitment (N-ACTION), not by the end of the association."""
     _drop_partial(event)
+    fast_store.detach(event.assoc)
     session = ctx.sessions.pop(event.assoc)
     if session is None:
         return

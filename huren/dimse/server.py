@@ -32,7 +32,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from pynetdicom.transport import AssociationSocket
 
-from huren.dimse import commitment, file_meta, handlers, query, reactor, sockets
+from huren.dimse import commitment, fast_store, file_meta, handlers, query, reactor, sockets
 
 if TYPE_CHECKING:
     from pynetdicom.transport import ThreadedAssociationServer
@@ -59,6 +59,7 @@ def configure_pynetdicom() -> None:
     AssociationSocket._shutdown_socket = _shutdown_socket  # type: ignore[method-assign]
     reactor.install()
     file_meta.install()
+    fast_store.install()
 
 
 def _shutdown_socket(self: AssociationSocket) -> None:
