@@ -8,12 +8,23 @@ answers each match with exactly the requested keys, plus the level's unique key,
 ISO_IR 100) travel as UTF-8. Matching keys the index cannot match on are matched as universal and
 the answers say so (Pending 0xFF01). C-MOVE / C-GET send each stored instance (one in memory at a
 time) over a C-STORE sub-association / the same association.
+
+XC-E-note: with a fallback platform configured (``Context.forward``), a C-MOVE / C-GET of a study
+not held here — or, with failover, an instance the archive cannot give now — is served from it:
+its instances listed by QIDO-RS, each fetched by WADO-RS into a temporary file, then sent as a
+held one (same sub-operation counts and statuses; the peer unreachable: 0xC000 with an ASCII
+comment). The caller's institution is a reader as for held studies (``ImageForwarder.relays``),
+every fetch in the access log (``image.forward``). C-FIND is not relayed: it answers what the
+index holds (a DIMSE answer cannot say where it came from); a study's UID from another source
+is retrieved all the same.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,13 +39,17 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from huren.dimse import status
 from huren.dimse.handlers import Context, session_of
 from huren.dimse.sockets import nodelay
-from huren.errors import HurenError, InvalidInput, NotFound, Problem
+from huren.errors import HurenError, InvalidInput, NotFound, PlatformUnavailable, Problem
+from huren.services.imaging_forward import ImageForwarder, NotHeld
+from huren.services.imaging_forward_dimse import RemoteInstance, remote_instances, spool
 
 if TYPE_CHECKING:
     from pynetdicom.events import Event
     from pynetdicom.presentation import PresentationContext
 
     from huren.services.imaging import InstanceFile
+
+    Item = InstanceFile | RemoteInstance
 
 LOG = logging.getLogger("huren.dimse")
 
@@ -54,6 +69,12 @@ PARENT_KEYS = {"PATIENT": (), "STUDY": (), "SERIES": ("StudyInstanceUID",), "IMA
 SKIP = {"SpecificCharacterSet", "QueryRetrieveLevel", "TimezoneOffsetFromUTC"}
 PAGE = 500
 MAX_MATCHES = 10000
+#: transfer syntaxes proposed for a relayed instance whose syntax the peer did not say (one
+#: presentation context each): the uncompressed ones, then the usual compressed ones
+RELAY_SYNTAXES = (
+    "1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.5",
+)
 
 
 def _bad(field: str, message: str) -> InvalidInput:
@@ -176,8 +197,29 @@ def handle_find(event: Event, ctx: Context) -> Iterator[tuple[int | Dataset, Dat
     yield status.SUCCESS, None
 
 
-def instances(ctx: Context, reader: Any, identifier: Dataset) -> list[InstanceFile]:
-    """The stored instances a C-MOVE / C-GET identifier names (hierarchical: every unique key above)."""
+def forwarder(ctx: Context) -> ImageForwarder | None:
+    """The fallback platform the AE relays to (``Context.forward``; None: not configured)."""
+    fw = getattr(ctx, "forward", None)
+    return fw if isinstance(fw, ImageForwarder) else None
+
+
+def _study_items(
+    ctx: Context, reader: Any, study: str, series: str | None = None, sops: set[str] | None = None
+) -> list[Item]:
+    """A study's (or series') instances: the held ones, else — not held, and the fallback relays
+    for this reader — the fallback platform's; a study neither holds: NotFound."""
+    try:
+        held = ctx.imaging.instances_of(reader, study, series)
+    except NotHeld as exc:
+        fw = forwarder(ctx)
+        if fw is None or not fw.relays(reader, exc):
+            raise
+        return list(remote_instances(fw, reader, study, series, sorted(sops or ())))
+    return [i for i in held if sops is None or i.sop_uid in sops]
+
+
+def instances(ctx: Context, reader: Any, identifier: Dataset) -> list[Item]:
+    """The instances a C-MOVE / C-GET identifier names (hierarchical: every unique key above)."""
     level = level_of(identifier)
     svc = ctx.imaging
 
@@ -198,23 +240,27 @@ def instances(ctx: Context, reader: Any, identifier: Dataset) -> list[InstanceFi
     if not studies:
         raise _bad("StudyInstanceUID", "取回请求必须给出 StudyInstanceUID")
     if level == "STUDY":
-        return [i for s in studies for i in svc.instances_of(reader, s)]
+        out: list[Item] = []
+        for s in studies:
+            with contextlib.suppress(NotFound):  # as C-FIND: a study not there (or not for the caller) matches nothing
+                out += _study_items(ctx, reader, s)
+        return out
     if len(studies) != 1:
         raise _bad("StudyInstanceUID", "序列级及实例级取回只能给出一个 StudyInstanceUID")
     series = values("SeriesInstanceUID")
     if not series:
         raise _bad("SeriesInstanceUID", "序列级及实例级取回必须给出 SeriesInstanceUID")
     if level == "SERIES":
-        return [i for e in series for i in svc.instances_of(reader, studies[0], e)]
+        return [i for e in series for i in _study_items(ctx, reader, studies[0], e)]
     if len(series) != 1:
         raise _bad("SeriesInstanceUID", "实例级取回只能给出一个 SeriesInstanceUID")
     sops = set(values("SOPInstanceUID"))
     if not sops:
         raise _bad("SOPInstanceUID", "实例级取回必须给出 SOPInstanceUID")
-    return [i for i in svc.instances_of(reader, studies[0], series[0]) if i.sop_uid in sops]
+    return _study_items(ctx, reader, studies[0], series[0], sops)
 
 
-def _matches(ctx: Context, reader: Any, identifier: Dataset) -> list[InstanceFile]:
+def _matches(ctx: Context, reader: Any, identifier: Dataset) -> list[Item]:
     """As :func:`instances`; a study the caller may not see (or that does not exist) matches nothing
     (zero sub-operations, Success), as C-FIND answers it."""
     try:
@@ -232,26 +278,64 @@ def dataset_of(item: InstanceFile) -> Dataset:
     return dcmread(buf)
 
 
-def contexts_for(items: Sequence[InstanceFile]) -> list[PresentationContext]:
-    """One presentation context per (SOP class, stored transfer syntax): the bytes go as stored."""
-    pairs = dict.fromkeys((i.sop_class_uid, i.transfer_syntax) for i in items)
+def contexts_for(items: Sequence[Item]) -> list[PresentationContext]:
+    """One presentation context per (SOP class, stored transfer syntax): the bytes go as stored. A
+    relayed instance whose syntax the peer did not say: one context per :data:`RELAY_SYNTAXES`."""
+    pairs: dict[tuple[str, str], None] = {}
+    for i in items:
+        for ts in (i.transfer_syntax,) if i.transfer_syntax else RELAY_SYNTAXES:
+            pairs[(i.sop_class_uid, ts)] = None
     return [build_context(sop, [ts]) for sop, ts in list(pairs)[:128]]
 
 
-def _suboperations(event: Event, items: list[InstanceFile]) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+def _fetched(fw: ImageForwarder, reader: Any, item: RemoteInstance) -> Dataset:
+    """A relayed instance: spooled to a temporary file, parsed (one instance in memory), removed."""
+    path = spool(fw, reader, item)
+    try:
+        return dcmread(path)
+    finally:
+        os.unlink(path)
+
+
+def _dataset(ctx: Context, reader: Any, item: Item) -> Dataset:
+    if isinstance(item, RemoteInstance):
+        fw = forwarder(ctx)
+        if fw is None:  # cannot happen: relayed items come from the forwarder
+            raise PlatformUnavailable("备用影像平台未配置")
+        return _fetched(fw, reader, item)
+    try:
+        return dataset_of(item)
+    except PlatformUnavailable as exc:  # failover: the archive cannot give the file now
+        fw = forwarder(ctx)
+        if fw is None or not fw.relays(reader, exc):
+            raise
+        remote = RemoteInstance(item.study_uid, item.series_uid, item.sop_uid, item.sop_class_uid, item.transfer_syntax)
+        return _fetched(fw, reader, remote)
+
+
+def _suboperations(event: Event, ctx: Context, reader: Any, items: list[Item]) -> Iterator[tuple[int | Dataset, Dataset | None]]:
     for item in items:
         if event.is_cancelled:
             yield status.CANCEL, None
             return
         try:
-            ds = dataset_of(item)
+            ds = _dataset(ctx, reader, item)
+        except HurenError as exc:
+            LOG.warning("DICOM：无法取得实例 %s：%s", item.sop_uid, status.message_of(exc))
+            yield status.PENDING, _failed(item)
+            continue
         except Exception:
             LOG.exception("DICOM：无法读取已存实例 %s", item.sop_uid)
-            failed = Dataset()
-            failed.SOPInstanceUID = item.sop_uid
-            yield status.PENDING, failed  # counted as a failed sub-operation
+            yield status.PENDING, _failed(item)
             continue
         yield status.PENDING, ds
+
+
+def _failed(item: Item) -> Dataset:
+    """What pynetdicom cannot send: counted as a failed sub-operation, its UID in the failed list."""
+    failed = Dataset()
+    failed.SOPInstanceUID = item.sop_uid
+    return failed
 
 
 def handle_move(event: Event, ctx: Context) -> Iterator[Any]:
@@ -275,7 +359,7 @@ def handle_move(event: Event, ctx: Context) -> Iterator[Any]:
     host, port = dest
     yield host, port, {"contexts": contexts_for(items), "evt_handlers": [(evt.EVT_CONN_OPEN, nodelay)]}
     yield len(items)
-    yield from _suboperations(event, items)
+    yield from _suboperations(event, ctx, session.reader, items)
 
 
 def handle_get(event: Event, ctx: Context) -> Iterator[Any]:
@@ -287,7 +371,7 @@ def handle_get(event: Event, ctx: Context) -> Iterator[Any]:
         yield from _refused(session.calling_ae, "C-GET", exc, op="get", dest=None)
         return
     yield len(items)
-    yield from _suboperations(event, items)
+    yield from _suboperations(event, ctx, session.reader, items)
 
 
 def _refused(ae: str, what: str, exc: BaseException, *, op: status.Operation, dest: Any) -> Iterator[Any]:

@@ -36,7 +36,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -50,12 +50,11 @@ from huren.errors import Forbidden, InvalidInput, NotConfigured, NotFound, Platf
 from huren.services import access
 from huren.services.audit import AuditService
 from huren.services.imaging_archive import keepalive_transport
+from huren.services.imaging_forward_types import Peer, Relayed, excerpt, length_of, params_of, with_query
 from huren.services.imaging_types import KeyGrant, Once, Reader
 
 log = logging.getLogger(__name__)
 
-MAX_PARAMS = 64
-MAX_PARAM_LEN = 1024
 MAX_ACCEPT_LEN = 512
 #: the DICOMweb resources relayed (after the root): QIDO-RS searches, WADO-RS retrieves of a study,
 #: series or instance, their metadata, frames, rendered and thumbnail representations
@@ -69,7 +68,6 @@ _PATH = re.compile(
 _JSON_TYPES = ("application/dicom+json", "application/json")
 #: DICOM JSON attributes whose values are this platform's or the peer's URLs
 _URL_TAGS = ("00081190",)  # RetrieveURL
-_DROP_PARAMS = frozenset({"key", "access_token", "token"})
 
 
 class NotHeld(NotFound):
@@ -81,78 +79,16 @@ class NotHeld(NotFound):
         self.study_uid = study_uid
 
 
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """Another conforming imaging platform: its DICOMweb root, the name the doctor is shown, how to
-    authenticate (a bearer token, or basic auth), and the bounds of a relay."""
-
-    name: str
-    url: str
-    token: str | None = None
-    username: str | None = None
-    password: str | None = None
-    timeout: float = 10.0
-    max_json_bytes: int = 32 * 1024 * 1024
-    max_bytes: int = 2 * 1024 * 1024 * 1024
-    failover: bool = False
-    pause_after: int = 3
-    pause_seconds: float = 30.0
-    #: the peer's WADO-URI address; None: ``url`` with its last path segment replaced by ``wado``
-    wado_url: str | None = None
-
-    @property
-    def root(self) -> str:
-        return self.url.rstrip("/")
-
-    @property
-    def wado(self) -> str:
-        if self.wado_url:
-            return self.wado_url.rstrip("/")
-        head, _, _ = self.root.rpartition("/")
-        return f"{head}/wado"
-
-
-@dataclass(slots=True)
-class Relayed:
-    """The peer's answer: status, media type, the body (JSON read whole, else streamed) and its origin."""
-
-    origin: str
-    status: int
-    media_type: str
-    body: bytes | None = None
-    chunks: Iterator[bytes] | None = None
-    length: int | None = None
-    _response: httpx2.Response | None = field(default=None, repr=False)
-
-    @property
-    def label(self) -> str:
-        return f"影像来源：{self.origin}"
-
-    def headers(self) -> dict[str, str]:
-        """Headers a transport adds: the origin (percent-encoded UTF-8, RFC 3986) and a Warning."""
-        h = {"X-Image-Source": quote(self.origin, safe=""), "Warning": '299 huren "Images from another imaging platform, see X-Image-Source"'}
-        if self.length is not None:
-            h["Content-Length"] = str(self.length)
-        return h
-
-    def iter_bytes(self) -> Iterator[bytes]:
-        if self.body is not None:
-            yield self.body
-        elif self.chunks is not None:
-            yield from self.chunks
-
-    def close(self) -> None:
-        if self._response is not None:
-            self._response.close()
-
-
 class ImageForwarder:
     """Relays reads of studies not held to a :class:`Peer` (see the module's switch-over rule)."""
 
     def __init__(
-        self, peer: Peer, audit: AuditService, clock: Clock, *, public_root: str, http: httpx2.Client | None = None
+        self, peer: Peer, audit: AuditService, clock: Clock, *, public_root: str, http: httpx2.Client | None = None,
+        spool_dir: Path | None = None,
     ) -> None:
         self.peer = peer
+        #: where instances fetched for a DIMSE retrieve are spooled (``<data_dir>/tmp``; None: the system's)
+        self.spool_dir = spool_dir
         self._audit = audit
         self.public_root = public_root.rstrip("/")  # this platform's DICOMweb root as users reach it
         headers = {"User-Agent": "huren-forward"}
@@ -231,7 +167,7 @@ class ImageForwarder:
 
     def relay_wado_uri(self, reader: Principal, params: Mapping[str, str] | Sequence[tuple[str, str]]) -> Relayed:
         """WADO-URI (``/wado?requestType=WADO&studyUID=…``) at the peer's WADO-URI address."""
-        items = _params(params)
+        items = params_of(params)
         study = next((v for k, v in items if k == "studyUID"), "")
         imaging.check_uid(study)
         return self._get(reader, self.peer.wado, items, None, study, "/wado")
@@ -241,7 +177,7 @@ class ImageForwarder:
         study: str, path: str,
     ) -> Relayed:
         access.require(reader, "image.read")
-        items = _params(params)
+        items = params_of(params)
         self._gate()
         who = f"{reader.org_code}/{reader.username}"
         if self._once.first((who, study, "image.forward")):
@@ -253,7 +189,7 @@ class ImageForwarder:
                 raise InvalidInput(msg, [Problem("Accept", "length", msg)])
             headers["Accept"] = accept
         try:
-            resp = self.http.send(self.http.build_request("GET", _with_query(url, items), headers=headers), stream=True)
+            resp = self.http.send(self.http.build_request("GET", with_query(url, items), headers=headers), stream=True)
         except httpx2.TimeoutException as exc:
             self._result(False)
             raise self._down("请求超时", exc) from None
@@ -283,7 +219,7 @@ class ImageForwarder:
         if status == 404:
             raise self._none()
         if status >= 400:
-            log.info("imaging fallback %s refused a relay (HTTP %s): %s", self.peer.root, status, _text(resp))
+            log.info("imaging fallback %s refused a relay (HTTP %s): %s", self.peer.root, status, excerpt(resp))
             msg = f"备用影像平台“{self.peer.name}”拒绝了该请求（HTTP {status}）"
             raise InvalidInput(msg, [Problem("request", "forward", msg)])
         media = resp.headers.get("content-type", "application/octet-stream")
@@ -292,7 +228,7 @@ class ImageForwarder:
             body = self._read_json(resp) if status != 204 else b""
             resp.close()
             return Relayed(self.peer.name, status, media, body=body, length=len(body))
-        length = _length(resp)
+        length = length_of(resp)
         if length is not None and length > self.peer.max_bytes:
             msg = f"备用影像平台“{self.peer.name}”的应答过大（{length} 字节，最多 {self.peer.max_bytes} 字节）"
             raise PlatformUnavailable(msg, [Problem("imaging_fallback_url", "size", msg)])
@@ -354,46 +290,10 @@ class ImageForwarder:
             resp.close()
 
 
-def _params(params: Mapping[str, str] | Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    items = list(params.items()) if isinstance(params, Mapping) else list(params)
-    if len(items) > MAX_PARAMS:
-        msg = f"查询参数过多（最多 {MAX_PARAMS} 个）"
-        raise InvalidInput(msg, [Problem("query", "limit", msg)])
-    out = []
-    for k, v in items:
-        if len(k) > 64 or len(v) > MAX_PARAM_LEN:
-            msg = f"查询参数 {k[:64]} 过长"
-            raise InvalidInput(msg, [Problem(k[:64], "length", msg)])
-        if k not in _DROP_PARAMS:
-            out.append((k, v))
-    return out
-
-
-def _with_query(url: str, items: list[tuple[str, str]]) -> str:
-    """``url`` with the query, ``/`` ``:`` ``,`` ``*`` left as they are (RFC 3986 allows them in a
-    query; Orthanc's WADO-URI does not decode ``contentType=application%2Fdicom``)."""
-    if not items:
-        return url
-    return url + "?" + "&".join(f"{quote(k, safe='')}={quote(v, safe='/:,*')}" for k, v in items)
-
-
-def _length(resp: httpx2.Response) -> int | None:
-    raw = resp.headers.get("content-length")
-    return int(raw) if raw and raw.isdigit() and not resp.headers.get("content-encoding") else None
-
-
-def _text(resp: httpx2.Response) -> str:
-    """A short printable excerpt of a peer's error answer."""
-    try:
-        raw = next(resp.iter_bytes(512), b"")
-    except httpx2.HTTPError:
-        return ""
-    return "".join(c for c in raw.decode("utf-8", "replace") if c.isprintable())[:200]
-
-
 def forwarder_for(
     url: str | None, audit: AuditService, clock: Clock, *, public_root: str, name: str = "备用影像平台", token: str | None = None,
     username: str | None = None, password: str | None = None, timeout: float = 10.0, failover: bool = False,
+    spool_dir: Path | None = None,
 ) -> ImageForwarder | None:
     """The forwarder a deployment configured (``HUREN_IMAGING_FALLBACK_*``), None without a URL."""
     if not url:
@@ -402,7 +302,7 @@ def forwarder_for(
         msg = "HUREN_IMAGING_FALLBACK_URL 必须是 http(s) 地址（备用影像平台的 DICOMweb 根，如 https://standby.example/dicom-web）"
         raise NotConfigured(msg, [Problem("imaging_fallback_url", "format", msg)])
     peer = Peer(name=name, url=url, token=token, username=username, password=password, timeout=timeout, failover=failover)
-    return ImageForwarder(peer, audit, clock, public_root=public_root)
+    return ImageForwarder(peer, audit, clock, public_root=public_root, spool_dir=spool_dir)
 
 
 __all__ = ["ImageForwarder", "NotHeld", "Peer", "Relayed", "forwarder_for"]
