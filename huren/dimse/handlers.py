@@ -2,10 +2,12 @@
 ``(evt.EVT_C_STORE, handle_store, [ctx])``. C-FIND / C-MOVE / C-GET are in :mod:`huren.dimse.query`,
 storage commitment in :mod:`huren.dimse.commitment`.
 
-C-STORE keeps the dataset as received: pynetdicom (``STORE_RECV_CHUNKED_DATASET``) writes the
-P-DATA fragments into a Part-10 temporary file (preamble, the file meta of the presentation
-context, the dataset's bytes untouched) and ``ImagingService.store_instance`` copies that file into
-the blob store. Nothing is decoded or encoded again, and nothing is fsynced per instance: what an
+C-STORE keeps the dataset as received. :mod:`huren.dimse.fast_store` (attached to each accepted
+association here) takes a C-STORE off the wire in the DUL thread: preamble, the file meta of the
+command and its presentation context, the data set's bytes untouched, into a spool; a C-STORE it
+leaves to pynetdicom (``STORE_RECV_CHUNKED_DATASET``) arrives as a Part-10 temporary file. Both go
+to :func:`store_received` → ``ImagingService.store_instance``, which copies the stream into the
+blob store. Nothing is decoded or encoded again, and nothing is fsynced per instance: what an
 association pushed is made durable when it ends (``ImagingService.sync_studies``: on A-RELEASE-RQ,
 before the release is answered — a sender told the association ended well has its instances kept;
 after an abort, too), and a study COMPLETE only by storage commitment (``commit_instances``), never by

@@ -2,6 +2,8 @@
 C-MOVE / C-GET (Patient Root and Study Root), Storage Commitment Push Model.
 
 ``DicomServer(imaging, aet=…, host=…, port=…).start()`` listens in a thread; ``stop()`` ends it.
+C-STORE is served by :mod:`huren.dimse.fast_store` in each association's DUL thread; everything
+else by pynetdicom's service classes and the handlers bound below.
 Only an institution's calling AE title is accepted (``nodes.resolve_calling_ae``), only the
 configured called AE title (``HUREN_DICOM_AET``). TCP_NODELAY is set on every socket (EVT_CONN_OPEN).
 """
@@ -140,7 +142,7 @@ class DicomServer:
         max_instance_bytes: int = 512 * 1024 * 1024,
     ) -> None:
         if not aet or len(aet) > 16 or not aet.isascii() or "\\" in aet or aet != aet.strip():
-            raise ValueError("HUREN_DICOM_AET: 1–16 ASCII characters, no backslash or surrounding spaces")
+            raise ValueError("HUREN_DICOM_AET（DICOM AE 名称）须为 1–16 个 ASCII 字符，不含反斜杠，首尾不留空格")
         self.ctx = handlers.Context(imaging=imaging, aet=aet, max_instance_bytes=max_instance_bytes)
         self.host = host
         self.port = port
