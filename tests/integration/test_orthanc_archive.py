@@ -20,9 +20,10 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from bench.orthanc import DCMTK_ENV, ORTHANC, OrthancServer, orthanc_missing
-from huren.bootstrap import Container, build
+from huren.bootstrap import build
 from huren.context import Clock, Principal
 from huren.errors import Conflict, Forbidden, InvalidInput, NotConfigured, NotFound, PlatformUnavailable, TooLarge
+from huren.services.container import Container
 from huren.services.imaging import Sender
 from huren.services.imaging_archive import LocalArchive, OrthancArchive, Ref, open_archive
 from huren.settings import Settings
