@@ -19,7 +19,15 @@ from huren.services.imaging_archive_orthanc import WITHDRAWN, WITHDRAWN_INDEX, o
 from huren.store import imaging as store
 from huren.store.blobs import BlobStore
 from tests.conftest import ORG_A
-from tests.integration.test_orthanc_archive import SENDER_A, USERS, _need_orthanc, archive, dicom, held, orthanc_container
+from tests.integration.test_orthanc_archive import (
+    SENDER_A,
+    USERS,
+    _need_orthanc,
+    archive,
+    dicom,
+    held,
+    orthanc_container,
+)
 
 NOTE = "影像删除通知：机构 457759922，检查号 ACC-1，2026-12-01 10:00:00；已在互认平台隐藏，文件保留"
 
@@ -98,7 +106,7 @@ def test_the_notice_names_the_studies_orthanc_holds(database_url: str, tmp_path:
     PatientID) address Orthanc's study directly; after the notice huren hides it, Orthanc marks it."""
     c = orthanc_container(database_url, tmp_path, orthanc)
     try:
-        data, ds = dicom()
+        _data, ds = dicom()
         ds.AccessionNumber = "ACC-W1"
         buf = io.BytesIO()
         ds.save_as(buf)
