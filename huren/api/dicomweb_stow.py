@@ -2,8 +2,11 @@
 
 The body, ``multipart/related; type="application/dicom"``, is read as it arrives into one
 temporary file per part (each bounded by ``max_instance_bytes``, the whole request by
-:func:`stow_limit`) and only once it has arrived whole — a truncated or malformed body stores
-nothing — each part is stored (``ImagingService.store_instance``, sender ``stow:<org>/<user>``), then
+:func:`stow_limit`, the number of parts by :data:`MAX_PARTS`; over a bound: 413 in the error
+form, naming it) in the request's own directory under ``<data_dir>/spool`` (0700, files 0600:
+never the current directory, never /tmp), removed however the request ends — answered, refused,
+the client gone mid-upload, an exception, the task cancelled. Only once the body has arrived
+whole — a truncated or malformed body stores nothing — each part is stored (``ImagingService.store_instance``, sender ``stow:<org>/<user>``), then
 each study of the request is committed with the instances and SHA-256 stored for it: a STOW
 request is its studies' commit (study atomicity, PS3.4 / Orthanc's transfer-atomicity table).
 
@@ -30,6 +33,7 @@ from typing import Any, BinaryIO
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from huren.api.dicomweb import PREFIX, bad, call, dicom_json, public_base, resolve_reader
@@ -55,6 +59,15 @@ DUPLICATE = 0x0111
 SOP_CLASS_NOT_SUPPORTED = 0x0122
 #: a spool directory older than this belongs to no running request (STOW requests are bounded in size)
 STALE_SECONDS = 6 * 3600
+#: the most parts (instances) one STOW request may carry: each is a file in the spool
+MAX_PARTS = 10_000
+#: the spool's directory under the data dir
+SPOOL_DIR = "spool"
+
+
+def spool_root(settings: Settings) -> Path:
+    """Where STOW requests spool their parts: ``<data_dir>/spool`` (absolute, whatever the cwd later)."""
+    return settings.data_dir.resolve() / SPOOL_DIR
 
 
 def stow_limit(settings: Settings) -> int:
@@ -115,13 +128,17 @@ class _Spool:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _too_large(limit: int) -> TooLarge:
+    return TooLarge(f"请求体超过上限 {limit} 字节", [Problem("body", "max_size", f"STOW-RS 请求体不能超过 {limit} 字节")])
+
+
 async def _receive(request: Request, c: Container, spool: _Spool, boundary: str) -> list[Part]:
     limit = stow_limit(c.settings)
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
-        raise TooLarge(f"请求体超过上限 {limit} 字节", [Problem("body", "max_size", f"STOW-RS 请求体不能超过 {limit} 字节")])
+        raise _too_large(limit)  # before reading a byte
     try:
-        rr = RelatedReader(boundary, spool.sink, max_part_bytes=c.settings.max_instance_bytes)
+        rr = RelatedReader(boundary, spool.sink, max_part_bytes=c.settings.max_instance_bytes, max_parts=MAX_PARTS)
     except InvalidInput as exc:
         raise bad("Content-Type", "boundary", exc.message) from exc
     parts: list[Part] = []
@@ -130,11 +147,19 @@ async def _receive(request: Request, c: Container, spool: _Spool, boundary: str)
         async for chunk in request.stream():
             total += len(chunk)
             if total > limit:
-                raise TooLarge(f"请求体超过上限 {limit} 字节", [Problem("body", "max_size", f"STOW-RS 请求体不能超过 {limit} 字节")])
+                raise _too_large(limit)
             parts.extend(rr.feed(chunk))
         rr.finish()
     except InvalidInput as exc:
+        if rr.count > rr.max_parts:
+            msg = f"一个 STOW-RS 请求最多 {rr.max_parts} 个部件（实例）"
+            raise TooLarge(msg, [Problem("body", "max_parts", msg)]) from exc
         raise bad("body", "multipart", exc.message) from exc
+    except ClientDisconnect:
+        # nobody reads the answer; the spool is removed by the caller's finally
+        log.info("STOW-RS: the client disconnected before the body was complete", extra={"received": total, "parts": len(parts)})
+        msg = "客户端在请求体上传完成前断开了连接"
+        raise bad("body", "incomplete", msg) from None
     finally:
         rr.close()
     return parts
@@ -219,15 +244,18 @@ async def _stow(request: Request, study: str | None) -> Response:
         return c.imaging.sender_for(reader, "stow")  # image.write; actor "stow:<org>/<user>"
 
     sender = await call(who)
-    spool = _Spool(c.settings.data_dir / "spool")
+    spool = await run_in_threadpool(_Spool, spool_root(c.settings))
     try:
         parts = await _receive(request, c, spool, boundary)
         if not parts:
             raise bad("body", "multipart", "请求体中没有 DICOM 部件")
         answer = await call(lambda: _store_all(c, sender, parts, study))
     finally:
-        with contextlib.suppress(OSError):
+        try:
             await run_in_threadpool(spool.close)
+        except BaseException:  # cancelled (the task or its scope): remove it here and now
+            spool.close()
+            raise
     stored, failed = "00081199" in answer, "00081198" in answer
     status = 200 if not failed else 202 if stored else 409
     return dicom_json(answer, status)
