@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from huren.domain import imaging
@@ -201,14 +201,17 @@ def instances(
 
 
 def instance_by_uid(conn: Connection, sop_uid: str) -> dict[str, Any] | None:
-    """One instance by its SOP Instance UID (one indexed query), with its study's state."""
-    q = (
-        select(*INSTANCE_COLS, st.c.deleted_at.label("study_deleted"))
-        .select_from(ins.join(se, se.c.id == ins.c.series_id).join(st, st.c.id == ins.c.study_id))
-        .where(ins.c.sop_uid == sop_uid, ins.c.deleted_at.is_(None))
-    )
-    r = conn.execute(q).mappings().first()
+    """One instance by its SOP Instance UID (one indexed query), with its study's state. The
+    statement is built once (every WADO request runs it): only the UID is bound per call."""
+    r = conn.execute(_INSTANCE_BY_UID, {"sop_uid": sop_uid}).mappings().first()
     return dict(r) if r and r["study_deleted"] is None else None
+
+
+_INSTANCE_BY_UID = (
+    select(*INSTANCE_COLS, st.c.deleted_at.label("study_deleted"))
+    .select_from(ins.join(se, se.c.id == ins.c.series_id).join(st, st.c.id == ins.c.study_id))
+    .where(ins.c.sop_uid == bindparam("sop_uid"), ins.c.deleted_at.is_(None))
+)
 
 
 # -- deletion (YB-4.5) ----------------------------------------------------------------------------
