@@ -245,32 +245,28 @@ def _anonymized(c: Container, f: InstanceFile, transfer_syntax: str | None) -> _
     incoming = c.settings.data_dir / "blobs" / ".incoming"
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, prefix=".tmp-anon-",  # noqa: SIM115 (closed by the stream)
                                           dir=str(incoming) if incoming.is_dir() else None)
+    streaming = False
     try:
         for chunk in f.chunks():
             spool.write(chunk)
         spool.seek(0)
         secret = c.keys.fields().derive_secret(ANON_PURPOSE)
         name = {"Content-Disposition": f'attachment; filename="{anon.pseudonym_uid(f.sop_uid, secret)}.dcm"'}
-        chunks = translate(lambda: anon.anonymize(spool, secret))  # type: ignore[arg-type]
+        chunks = translate(lambda: anon.anonymize(spool, secret))  # type: ignore[arg-type]  # refusals come here
         if transfer_syntax is not None:
             data = b"".join(chunks)
             return _Answer(translate(lambda: dicom_transcode.transcode(data, transfer_syntax)), None, DICOM, name)
-        head = next(chunks)
-    except BaseException:
-        spool.close()
-        raise
-    if f.size <= WHOLE_BYTES:
-        try:
-            data = head + b"".join(chunks)
-        finally:
+        if f.size <= WHOLE_BYTES:
+            return _Answer(b"".join(chunks), None, DICOM, name)
+        streaming = True
+        return _Answer(None, _closing(chunks, spool), DICOM, name)
+    finally:
+        if not streaming:
             spool.close()
-        return _Answer(data, None, DICOM, name)
-    return _Answer(None, _closing(head, chunks, spool), DICOM, name)
 
 
-def _closing(head: bytes, chunks: Iterator[bytes], spool: tempfile.SpooledTemporaryFile[bytes]) -> Iterator[bytes]:
+def _closing(chunks: Iterator[bytes], spool: tempfile.SpooledTemporaryFile[bytes]) -> Iterator[bytes]:
     try:
-        yield head
         yield from chunks
     finally:
         spool.close()

@@ -60,7 +60,7 @@ def transcode(data: bytes, target: str) -> bytes:
         if size > MAX_DECODED_BYTES:
             raise NotRenderable("解压后的影像过大，无法转换传输语法", [Problem("transferSyntax", "size", "请按存储时的传输语法获取")])
         try:
-            ds.decompress()
+            ds.decompress(generate_instance_uid=False)  # the same instance: only its encoding changes
         except (RuntimeError, NotImplementedError, ValueError, AttributeError, KeyError, TypeError) as exc:
             raise NotRenderable(f"无法解码该影像的像素数据（传输语法 {stored}）",
                                 [Problem("transferSyntax", "codec", "像素数据无法解码")]) from exc
