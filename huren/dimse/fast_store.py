@@ -34,6 +34,7 @@ import logging
 import socket
 import struct
 import tempfile
+import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -126,7 +127,9 @@ def encode_store_response(req: Request, status: int, comment: str | None) -> byt
 
 
 class Receiver:
-    """One association's C-STORE in progress (used by its DUL thread only)."""
+    """One association's C-STORE in progress: fed by its DUL thread (under :attr:`lock`, which
+    :meth:`drop` takes too: an association ended from another thread — the AE shutting down —
+    waits for the instance being kept rather than closing its spool under it)."""
 
     def __init__(self, assoc: Association, store: StoreFn, *, max_instance_bytes: int, spool_dir: Path | None) -> None:
         self._assoc = weakref.ref(assoc)
@@ -139,6 +142,7 @@ class Receiver:
         self._sink: tempfile.SpooledTemporaryFile[bytes] | None = None
         self._received = 0
         self._responses: list[bytes] = []
+        self.lock = threading.RLock()
 
     # -- feeding --------------------------------------------------------------------------------
     def feed(self, context_id: int, control: int, fragment: memoryview, passthrough: list[tuple[int, bytes]]) -> None:
@@ -235,10 +239,11 @@ class Receiver:
 
     def drop(self) -> None:
         """The association ends (or is aborted): what was being received is thrown away."""
-        sink, self._sink, self._request, self._pending = self._sink, None, None, []
-        if sink is not None:
-            with contextlib.suppress(OSError):
-                sink.close()
+        with self.lock:
+            sink, self._sink, self._request, self._pending = self._sink, None, None, []
+            if sink is not None:
+                with contextlib.suppress(OSError):
+                    sink.close()
 
 
 class ProtocolError(Exception):
@@ -320,7 +325,8 @@ def _read_pdu_data(dul: Any) -> None:
         return
     passthrough: list[tuple[int, bytes]] = []
     try:
-        _feed_items(receiver, body, passthrough)
+        with receiver.lock:
+            _feed_items(receiver, body, passthrough)
     except TooLargeInstance as exc:
         LOG.warning("DICOM：实例超过上限 %d 字节，关联已中止", exc.limit)
         dul.assoc.abort(block=False)

@@ -124,3 +124,28 @@ def test_pynetdicoms_path_serves_what_the_fast_path_leaves(
     for path in files:
         study, _, sop, _ = ident(path)
         assert part10_dataset(stored_bytes(container, study, sop)) == part10_dataset(path.read_bytes())
+
+
+def test_parallel_associations_each_keep_their_instances(container: Container, server: DicomServer, spy: _Spy, tmp_path: Path) -> None:
+    import threading
+
+    batches = []
+    for k in range(4):
+        d = tmp_path / f"b{k}"
+        d.mkdir()
+        batches.append([gb18030_file(d, patient_id=f"GB-4{k}{j}") for j in range(3)])
+    codes: list[list[int]] = [[] for _ in batches]
+
+    def push(k: int) -> None:
+        codes[k] = [c for _, c in scu.store_files(peer(server), batches[k])]
+
+    threads = [threading.Thread(target=push, args=(k,)) for k in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert codes == [[0, 0, 0]] * 4
+    assert spy.fast == 12
+    for path in (p for b in batches for p in b):
+        study, _, sop, _ = ident(path)
+        assert part10_dataset(stored_bytes(container, study, sop)) == part10_dataset(path.read_bytes())
