@@ -51,6 +51,7 @@ from huren.services.imaging_types import (
 from huren.services.refs import Refs
 from huren.store import audit as audit_store
 from huren.store import imaging as store
+from huren.store import imaging_ingest
 from huren.store.blobs import BlobStore
 from huren.store.database import Database
 from huren.wire import dicom
@@ -130,6 +131,7 @@ class ImagingService(ImagingReads, ImagingKeys):
         except BaseException:
             self.archive.remove(put)
             raise
+        imaging_ingest.learn(self._db.engine, done)  # committed: the rows it created are known from now on
         return StoredInstance(
             rec.study_uid, rec.series_uid, rec.sop_uid, rec.sop_class_uid, rec.transfer_syntax, size, digest, done.duplicate
         )

@@ -6,8 +6,10 @@ One short transaction per instance, not fsynced (SQLite: ``Database.write(durabl
 PostgreSQL: ``SET LOCAL synchronous_commit TO OFF``) — the study's commit is the durable one, and
 with it every commit before it. The study and series rows are created on first sight (``INSERT …
 ON CONFLICT DO NOTHING``, so two associations pushing one study at once meet no unique
-violation); for a study and series already known to this process an instance costs three
-statements: its insert and the two counter updates (a QIDO answer reads one row per study).
+violation); for a study and series already known to this process (read, or created by it and
+committed: :func:`learn`) an instance costs three statements: its insert and the two counter
+updates (a QIDO answer reads one row per study). The statements of a new study or series are
+compiled once too.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class Ingested:
     study_id: int
     duplicate: bool  # the same bytes were already held under this SOP Instance UID
     replaced: bool  # other bytes of a study still receiving were replaced
+    #: the study / series rows this transaction created, for :func:`learn` once it has committed
+    created: tuple[tuple[str, str, Any], ...] = ()
 
 
 class Refusal(Exception):
@@ -92,13 +96,31 @@ class _Hot:
         self.study = _Run(select(st.c.id, st.c.org_code, st.c.modalities).where(st.c.study_uid == uid), dialect)
         self.series = _Run(select(se.c.id, se.c.study_id).where(se.c.series_uid == uid), dialect)
         self.async_commit = dialect.name == "postgresql"
+        self.modalities = _Run(select(st.c.modalities).where(st.c.id == bindparam("b_id", type_=Integer)), dialect)
+        set_mods: Any = update(st).where(st.c.id == bindparam("b_id", type_=Integer)).values(modalities=bindparam("b_mods", type_=String))
+        self.set_modalities = _Run(set_mods, dialect)
+        self._dialect, self._d = dialect, d
+        self._inserts: dict[tuple[str, tuple[str, ...]], _Run] = {}
+        self._lock = threading.Lock()
+
+    def insert_new(self, table: Any, values: Mapping[str, Any], key: str) -> _Run:
+        """``INSERT … ON CONFLICT (key) DO NOTHING`` of a row with these columns, compiled once per
+        column set (a study row's sealed columns are those its values carry)."""
+        shape = (str(table.name), tuple(values))
+        run = self._inserts.get(shape)
+        if run is None:
+            stmt = self._d.insert(table).values({k: bindparam(k, type_=table.c[k].type) for k in values})
+            run = _Run(stmt.on_conflict_do_nothing(index_elements=[key]), self._dialect)
+            with self._lock:
+                self._inserts[shape] = run
+        return run
 
 
 class _Known:
     """Facts of committed rows that never change, per engine (process-local): a study's id and
     institution (and the modalities seen), a series' id and study — study and series rows are
     never deleted (a deletion notice only marks them). A row this process has just inserted is
-    not remembered until it is read back from a later transaction (its own may roll back)."""
+    remembered only once its transaction has committed (:func:`learn`; it may roll back)."""
 
     def __init__(self, dialect: Dialect, cap: int = 20_000) -> None:
         self.cap = cap
@@ -128,7 +150,20 @@ def _mods(text: Any) -> set[str]:
     return {m for m in str(text).split(",") if m}
 
 
-def _study(conn: Connection, known: _Known, rec: InstanceRecord, org_code: str, sender: str, now: datetime) -> tuple[int, str, set[str]]:
+def learn(engine: Engine, done: Ingested) -> None:
+    """Remember the rows an ingest created, once its transaction has committed (call it after the
+    ``Database.write`` block): the next instance of that study or series skips their SELECTs."""
+    known = _KNOWN.get(engine)
+    if known is None:
+        return
+    for kind, uid, value in done.created:
+        known.remember(known.studies if kind == "study" else known.series, uid, value)
+
+
+def _study(
+    conn: Connection, known: _Known, rec: InstanceRecord, org_code: str, sender: str, now: datetime,
+    created: list[tuple[str, str, Any]],
+) -> tuple[int, str, set[str]]:
     hit = known.studies.get(rec.study_uid)
     if hit is not None:
         return hit
@@ -138,13 +173,16 @@ def _study(conn: Connection, known: _Known, rec: InstanceRecord, org_code: str, 
         known.remember(known.studies, rec.study_uid, found)
         return found
     values = sealing.seal_row(sealing.cipher(conn), STUDY, _study_values(rec, org_code, sender, now))
-    d: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(d.insert(st).values(values).on_conflict_do_nothing(index_elements=["study_uid"]))
+    known.hot.insert_new(st, values, "study_uid").rows(conn, values)
     r = known.hot.study.rows(conn, {"b_uid": rec.study_uid})[0]
-    return int(r[0]), str(r[1]), _mods(r[2])
+    found = (int(r[0]), str(r[1]), _mods(r[2]))
+    created.append(("study", rec.study_uid, found))
+    return found
 
 
-def _series(conn: Connection, known: _Known, study_id: int, rec: InstanceRecord) -> tuple[int, int]:
+def _series(
+    conn: Connection, known: _Known, study_id: int, rec: InstanceRecord, created: list[tuple[str, str, Any]]
+) -> tuple[int, int]:
     """(series id, its study id)."""
     hit = known.series.get(rec.series_uid)
     if hit is not None:
@@ -154,10 +192,12 @@ def _series(conn: Connection, known: _Known, study_id: int, rec: InstanceRecord)
         found = (int(rows[0][0]), int(rows[0][1]))
         known.remember(known.series, rec.series_uid, found)
         return found
-    d: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(d.insert(se).values(_series_values(study_id, rec)).on_conflict_do_nothing(index_elements=["series_uid"]))
+    values = _series_values(study_id, rec)
+    known.hot.insert_new(se, values, "series_uid").rows(conn, values)
     r = known.hot.series.rows(conn, {"b_uid": rec.series_uid})[0]
-    return int(r[0]), int(r[1])
+    found = (int(r[0]), int(r[1]))
+    created.append(("series", rec.series_uid, found))
+    return found
 
 
 def ingest(
@@ -173,10 +213,11 @@ def ingest(
             cur.execute("SET LOCAL synchronous_commit TO OFF")
         finally:
             cur.close()
-    study_id, owner, mods = _study(conn, known, rec, org_code, sender, now)
+    created: list[tuple[str, str, Any]] = []
+    study_id, owner, mods = _study(conn, known, rec, org_code, sender, now, created)
     if owner != org_code:
         raise Refusal("ownership", owner)
-    series_id, series_study = _series(conn, known, study_id, rec)
+    series_id, series_study = _series(conn, known, study_id, rec, created)
     if series_study != study_id:
         raise Refusal("conflict", "series_uid")
     values = _instance_values(study_id, series_id, rec, sha256, size, now)
@@ -188,21 +229,21 @@ def ingest(
             raise Refusal("conflict", "sop_uid")
         if old.deleted_at is None:
             if old.sha256 == sha256:
-                return Ingested(study_id, True, False)
+                return Ingested(study_id, True, False, tuple(created))
             if conn.execute(select(st.c.state).where(st.c.id == study_id)).scalar_one() == imaging.COMPLETE:
                 raise Refusal("conflict", "sha256")
             conn.execute(update(ins).where(ins.c.id == old.id).values(values))  # still receiving: the newer file wins
-            return Ingested(study_id, False, True)
+            return Ingested(study_id, False, True, tuple(created))
         conn.execute(update(ins).where(ins.c.id == old.id).values(values))  # pushed again after a deletion notice
     in_series = int(hot.series_count.rows(conn, {"b_id": series_id})[0][0])
     # a series new, or shown again: one more in the study
     hot.study_count.rows(conn, {"b_id": study_id, "b_new": 1 if in_series == 1 else 0, "b_state": imaging.RECEIVING, "b_now": now})
     if rec.modality and rec.modality not in mods:
-        current = conn.execute(select(st.c.modalities).where(st.c.id == study_id)).scalar_one()
+        current = hot.modalities.rows(conn, {"b_id": study_id})[0][0]
         merged = ",".join(sorted(_mods(current) | {rec.modality}))[:128]
-        conn.execute(update(st).where(st.c.id == study_id).values(modalities=merged))
+        hot.set_modalities.rows(conn, {"b_id": study_id, "b_mods": merged})
         mods.add(rec.modality)  # (a rollback leaves only ModalitiesInStudy short of it)
-    return Ingested(study_id, False, False)
+    return Ingested(study_id, False, False, tuple(created))
 
 
 def _study_values(rec: InstanceRecord, org_code: str, sender: str, now: datetime) -> dict[str, Any]:

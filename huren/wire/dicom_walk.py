@@ -136,26 +136,32 @@ def walk(fh: BinaryIO, size: int, defer_size: int) -> Walked | None:
         return None  # pydicom warns and switches: its path
     raw: dict[BaseTag, Any] = {}
     encoding: Any = default_encoding
+    data, base = buf.data, buf.base
+    new_raw = tuple.__new__  # RawDataElement(...) without the NamedTuple's Python-level __new__
     while True:
-        h = buf.get(at, 8)
-        if h is None:
-            at = size  # fewer than 8 bytes left: pydicom stops there quietly
-            break
+        off = at - base
+        if off < 0 or off + 12 > len(data):
+            if size - at < 8:
+                at = size  # fewer than 8 bytes left: pydicom stops there quietly
+                break
+            if buf.get(at, min(12, size - at)) is None:
+                return None
+            data, base = buf.data, buf.base
+            off = at - base
         if implicit:
-            group, elem, length = _IMPLICIT_HEAD.unpack(h)
+            group, elem, length = _IMPLICIT_HEAD.unpack_from(data, off)
             vr_s: str | None = None
             hdr = 8
         else:
-            group, elem, vr_b, length = _EXPLICIT.unpack(h)
+            group, elem, vr_b, length = _EXPLICIT.unpack_from(data, off)
             vr_s = _VRS.get(vr_b)
             if vr_s is None:
                 return None
             hdr = 8
             if vr_s in _LONG:
-                ext = buf.get(at + 8, 4)
-                if ext is None:
+                if at + 12 > size:
                     return None
-                length, hdr = _U32.unpack(ext)[0], 12
+                length, hdr = _U32.unpack_from(data, off + 8)[0], 12
         tag = group << 16 | elem
         if group == 0xFFFE or group == 0:
             return None
@@ -172,6 +178,7 @@ def walk(fh: BinaryIO, size: int, defer_size: int) -> Walked | None:
             if at > size:
                 return None
             buf = _Buf(fh, at, size)
+            data, base = buf.data, buf.base
             continue
         value_tell = at + hdr
         if value_tell + length > size:
@@ -179,13 +186,18 @@ def walk(fh: BinaryIO, size: int, defer_size: int) -> Walked | None:
         if length > defer_size and tag != _CHARSET:
             value = None
         elif length:
-            value = buf.get(value_tell, length)
-            if value is None:
-                return None
+            voff = off + hdr
+            if voff + length <= len(data):
+                value = data[voff : voff + length]
+            else:
+                value = buf.get(value_tell, length)
+                if value is None:
+                    return None
+                data, base = buf.data, buf.base
         else:
             value = cast(bytes | None, empty_value_for_VR(vr_s, raw=True))
         btag = BaseTag(tag)
-        raw[btag] = RawDataElement(btag, vr_s, length, value, value_tell, implicit, True)
+        raw[btag] = new_raw(RawDataElement, (btag, vr_s, length, value, value_tell, implicit, True, True, False))
         if tag == _CHARSET:
             encoding = convert_encodings(convert_string(value or b"", True))
         at = value_tell + length
