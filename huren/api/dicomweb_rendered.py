@@ -145,11 +145,25 @@ def _thumbnail_size(request: Request) -> int:
     return side
 
 
-def _middle(files: list[InstanceFile]) -> InstanceFile:
+#: instances tried, from the middle outwards, for a study / series thumbnail
+THUMBNAIL_TRIES = 16
+
+
+def _thumbnail_of(files: list[InstanceFile], side: int, fmt: dr.Format) -> bytes:
+    """The thumbnail of the middle image of ``files``: the middle instance, else the nearest one
+    to it that renders (a series may hold an SR or a plan among its images)."""
     if not files:
         raise NotFound("未找到影像", [Problem("StudyInstanceUID", "not_found", "该检查或序列没有可提供的影像")])
-    images = [f for f in files if f.number_of_frames] or files
-    return images[len(images) // 2]
+    mid = len(files) // 2
+    order = sorted(range(len(files)), key=lambda k: (abs(k - mid), k))[:THUMBNAIL_TRIES]
+    last: dr.NotRenderable | None = None
+    for k in order:
+        try:
+            return dr.thumbnail(dr.load(b"".join(files[k].chunks())), side=side, fmt=fmt)
+        except dr.NotRenderable as exc:
+            last = exc
+    assert last is not None
+    raise last
 
 
 @router.get("/studies/{study}/thumbnail", **op(["XC-E12"], "WADO-RS 检查缩略图"))
@@ -157,8 +171,8 @@ async def study_thumbnail(study: str, request: Request) -> Response:
     c, fmt, side = container(request), _render_format(request), _thumbnail_size(request)
 
     def run() -> bytes:
-        f = _middle(c.imaging.instances_of(resolve_reader(c, request), check_uid(study, "StudyInstanceUID")))
-        return dr.thumbnail(dr.load(b"".join(f.chunks())), side=side, fmt=fmt)
+        files = c.imaging.instances_of(resolve_reader(c, request), check_uid(study, "StudyInstanceUID"))
+        return _thumbnail_of(files, side, fmt)
 
     return _image(await call(run), fmt)
 
@@ -168,9 +182,9 @@ async def series_thumbnail(study: str, series: str, request: Request) -> Respons
     c, fmt, side = container(request), _render_format(request), _thumbnail_size(request)
 
     def run() -> bytes:
-        f = _middle(c.imaging.instances_of(resolve_reader(c, request), check_uid(study, "StudyInstanceUID"),
-                                           check_uid(series, "SeriesInstanceUID")))
-        return dr.thumbnail(dr.load(b"".join(f.chunks())), side=side, fmt=fmt)
+        files = c.imaging.instances_of(resolve_reader(c, request), check_uid(study, "StudyInstanceUID"),
+                                       check_uid(series, "SeriesInstanceUID"))
+        return _thumbnail_of(files, side, fmt)
 
     return _image(await call(run), fmt)
 
