@@ -6,8 +6,8 @@ does not hold is relayed to the configured imaging platform (``HUREN_IMAGING_FAL
 One place for every route: the service raises ``NotHeld`` (a ``NotFound``: the same 404 when no
 peer is configured) — or ``PlatformUnavailable`` while the archive is down, when failover is on —
 and this exception handler decides, with the forwarder's rules (``ImageForwarder.relays``: a
-token whose image reads cover every institution; never a key, never a supervisor), whether the
-request goes to the peer. Everything else answers in the project's error form, as before.
+token whose image reads cover every institution, or a key for its own study no longer held;
+never a supervisor), whether the request goes to the peer (the key itself never does). Everything else answers in the project's error form, as before.
 """
 
 from __future__ import annotations
@@ -62,10 +62,10 @@ async def relay_or_refuse(request: Request, exc: Exception) -> Response:
     params = list(request.query_params.multi_items())
     try:
         if request.url.path == "/wado":
-            got = await run_in_threadpool(fw.relay_wado_uri, reader, params)  # type: ignore[arg-type]
+            got = await run_in_threadpool(fw.relay_wado_uri, reader, params)
         else:
             path = request.url.path.removeprefix(PREFIX)
-            got = await run_in_threadpool(lambda: fw.relay(reader, path, params, accept=request.headers.get("accept")))  # type: ignore[arg-type]
+            got = await run_in_threadpool(lambda: fw.relay(reader, path, params, accept=request.headers.get("accept")))
     except HurenError as refused:  # the peer's refusal or absence, in our error form
         return _error(refused)
     return _response(got)

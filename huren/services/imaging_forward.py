@@ -12,7 +12,9 @@ another huren, an Orthanc with its DICOMweb plugin, a dcm4chee) with a name show
    policy); nor is a study hidden by a YB-4.5 deletion notice.
 2. A study it does not hold (``NotHeld``, raised by the image service) is relayed when the reader is
    a token of an institution whose ``image.read`` reaches every institution (doctors, hospital
-   systems, administrators); an image key is for one held study and is never sent on.
+   systems, administrators). An image key is never sent on; a key checked here whose own study is
+   no longer held (e.g. a patient's cloud film after the study left the archive) is relayed for
+   that one study only (2b), read at the peer with the platform's credentials.
 3. With ``failover`` on, a held study whose bytes the archive cannot give now (``PlatformUnavailable``,
    e.g. Orthanc down) is relayed too: the standby platform keeps serving (seed: "将服务切换至符合约束
    要求的影像平台继续提供服务").
@@ -116,7 +118,9 @@ class ImageForwarder:
     # -- the rule ------------------------------------------------------------------------------------
     def relays(self, reader: Reader, exc: BaseException) -> bool:
         """Whether a read that failed with ``exc`` is relayed to the peer (rules 1–3)."""
-        if isinstance(reader, KeyGrant) or not isinstance(reader, Principal):
+        if isinstance(reader, KeyGrant):  # rule 2b: a key checked here, for its own study no longer held
+            return isinstance(exc, NotHeld) and exc.study_uid == reader.study_uid
+        if not isinstance(reader, Principal):
             return False
         if not (isinstance(exc, NotHeld) or (self.peer.failover and isinstance(exc, PlatformUnavailable))):
             return False
@@ -145,9 +149,10 @@ class ImageForwarder:
 
     # -- relaying --------------------------------------------------------------------------------------
     def relay(
-        self, reader: Principal, path: str, params: Mapping[str, str] | Sequence[tuple[str, str]] = (), *, accept: str | None = None
+        self, reader: Reader, path: str, params: Mapping[str, str] | Sequence[tuple[str, str]] = (), *, accept: str | None = None
     ) -> Relayed:
-        """GET ``path`` (a DICOMweb resource after the root, e.g. ``/studies/1.2.3/series``) at the peer."""
+        """GET ``path`` (a DICOMweb resource after the root, e.g. ``/studies/1.2.3/series``) at the peer;
+        a key's grant only for its own study (a search: with its StudyInstanceUID)."""
         m = _PATH.match(path)
         if m is None:
             msg = "该请求不能转发至备用影像平台"
@@ -156,6 +161,10 @@ class ImageForwarder:
         for name, uid in (("StudyInstanceUID", study), ("SeriesInstanceUID", m.group("series")), ("SOPInstanceUID", m.group("sop"))):
             if uid is not None:
                 imaging.check_uid(uid, name)
+        if isinstance(reader, KeyGrant):
+            asked = study or next((v for k, v in params_of(params) if k == "StudyInstanceUID"), None)
+            if asked != reader.study_uid:
+                raise NotHeld(asked or "-")
         out = self._get(reader, self.peer.root + path, params, accept, study or "-", path)
         if study is not None and out.body is not None and out.body.strip() in (b"", b"[]"):
             raise self._none()  # the peer answers a study it does not hold with an empty list
@@ -165,24 +174,30 @@ class ImageForwarder:
         msg = f"本平台与备用影像平台“{self.peer.name}”均未找到该影像"
         return NotFound(msg, [Problem("StudyInstanceUID", "not_found", msg)])
 
-    def relay_wado_uri(self, reader: Principal, params: Mapping[str, str] | Sequence[tuple[str, str]]) -> Relayed:
+    def relay_wado_uri(self, reader: Reader, params: Mapping[str, str] | Sequence[tuple[str, str]]) -> Relayed:
         """WADO-URI (``/wado?requestType=WADO&studyUID=…``) at the peer's WADO-URI address."""
         items = params_of(params)
         study = next((v for k, v in items if k == "studyUID"), "")
         imaging.check_uid(study)
+        if isinstance(reader, KeyGrant) and study != reader.study_uid:
+            raise NotHeld(study)
         return self._get(reader, self.peer.wado, items, None, study, "/wado")
 
     def _get(
-        self, reader: Principal, url: str, params: Mapping[str, str] | Sequence[tuple[str, str]], accept: str | None,
+        self, reader: Reader, url: str, params: Mapping[str, str] | Sequence[tuple[str, str]], accept: str | None,
         study: str, path: str,
     ) -> Relayed:
-        access.require(reader, "image.read")
+        if isinstance(reader, KeyGrant):  # checked by the caller: its own study only
+            actor = Principal(reader.viewer_org or "-", f"key:{reader.key_id}", "key")
+        else:
+            access.require(reader, "image.read")
+            actor = reader
         items = params_of(params)
         self._gate()
-        who = f"{reader.org_code}/{reader.username}"
+        who = f"{actor.org_code}/{actor.username}"
         if self._once.first((who, study, "image.forward")):
-            self._audit.record(reader, "image.forward", target=f"{self.peer.name}:{path}"[:256], read=True)
-        headers = {"X-Forwarded-For-Institution": quote(reader.org_code, safe="")}
+            self._audit.record(actor, "image.forward", target=f"{self.peer.name}:{path}"[:256], read=True)
+        headers = {"X-Forwarded-For-Institution": quote(actor.org_code, safe="")}
         if accept:
             if len(accept) > MAX_ACCEPT_LEN:
                 msg = f"Accept 头过长（最多 {MAX_ACCEPT_LEN} 个字符）"

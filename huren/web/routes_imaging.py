@@ -127,6 +127,8 @@ class StudyView:
     source: str  # 影像来源：the institution the images come from
     series: list[SeriesView]
     exam: dict[str, Any] | None
+    #: XC-E-note: the fallback platform's name when the study is shown from it ("" for a held one)
+    relayed: str = ""
 
 
 def _presets(modality: str, meta: Sequence[Mapping[str, Any]]) -> list[Preset]:
@@ -153,6 +155,7 @@ def study_view(imaging: Any, reader: Any, study_uid: str, org_name: Callable[[st
     service's: NotFound for a study the reader may not see)."""
     found = imaging.find_studies(reader, {"StudyInstanceUID": study_uid}, limit=1)
     if not found:
+        imaging.study_state(reader, study_uid)  # NotHeld for a study not held (a fallback may show it)
         raise NotFound("未找到该检查的影像（平台尚未收到，或已被删除）")
     st = found[0]
     series: list[SeriesView] = []
@@ -234,20 +237,23 @@ def _position(request: Request, v: StudyView) -> tuple[int, int, str]:
     return si, fi, preset
 
 
-def viewer_context(request: Request, v: StudyView, key: str, link: Any) -> dict[str, Any]:
-    """What the shared viewer partial needs; ``link(**params)`` makes a link to the same page."""
+def viewer_context(request: Request, v: StudyView, key: str, link: Any, *, relay: str = "") -> dict[str, Any]:
+    """What the shared viewer partial needs; ``link(**params)`` makes a link to the same page.
+    ``relay``: a relayed study's frame route (the page's ``…/relayed``), instead of DICOMweb and a key."""
     si, fi, preset = _position(request, v)
     tpl = frame_template(v.uid, key)
+    if relay:
+        from huren.web import routes_imaging_relay as rr  # the services, for the platform's pages only
+
+        tpl = rr.frame_template(relay)
     current = ""
     if v.series:
         s = v.series[si]
         sop, n = s.frame(fi)
         win = next((p.window for p in s.presets if p.code == preset), "")
         current = frame_url(tpl, s.uid, sop, n, win)
-    return {
-        "v": v, "si": si, "fi": fi, "preset": preset, "frame_tpl": tpl, "current": current, "link": link,
-        "thumbs": [thumb_url(v.uid, s.uid, key) for s in v.series],
-    }
+    thumbs = rr.thumbs(tpl, v) if relay else [thumb_url(v.uid, s.uid, key) for s in v.series]
+    return {"v": v, "si": si, "fi": fi, "preset": preset, "frame_tpl": tpl, "current": current, "link": link, "thumbs": thumbs}
 
 
 # -- the doctor's viewer ---------------------------------------------------------------------------
@@ -281,7 +287,13 @@ async def viewer(request: Request, study_uid: str) -> Response:
     who.require(VIEWER_ROLES, "影像调阅页面")
     uid = dom.check_uid(study_uid)
     c = container(request)
-    v = await call(study_view, c.imaging, who.principal, uid, _org_names(c))
+    try:
+        v = await call(study_view, c.imaging, who.principal, uid, _org_names(c))
+    except NotFound as exc:
+        relayed = await _relayed_viewer(request, who, uid, exc)
+        if relayed is None:
+            raise
+        return relayed
     issued = await call(c.imaging.issue_key, who.principal, dom.VIEWER, uid)
     exam = v.exam or {}
     report = who.url(f"/ui/report/exam/{exam['ref']}") if exam.get("ref") else ""
@@ -291,6 +303,43 @@ async def viewer(request: Request, study_uid: str) -> Response:
 
     return page(request, who, "imaging/viewer.html", title="影像调阅", report_url=report, keyed=False,
                 expires_at=issued.expires_at, **viewer_context(request, v, issued.key, link))
+
+
+async def _relayed_viewer(request: Request, who: Caller, uid: str, exc: NotFound) -> Response | None:
+    """XC-E-note: a study not held here, shown from the fallback platform (None: not relayed)."""
+    from huren.web import routes_imaging_relay as rr
+
+    c = container(request)
+    fw = rr.relayable(c.imaging_forward, who.principal, exc)
+    if fw is None:
+        return None
+    v = await call(rr.relayed_view, fw, who.principal, uid)
+
+    def link(**params: Any) -> str:
+        return who.url(f"/ui/imaging/{uid}", **params)
+
+    return page(request, who, "imaging/viewer.html", title="影像调阅", report_url="", keyed=False, expires_at=None,
+                **viewer_context(request, v, "", link, relay=who.url(f"/ui/imaging/{uid}/relayed")))
+
+
+@router.get("/ui/imaging/{study_uid}/relayed/series/{series}/instances/{instance}/frames/{frame}/rendered")
+async def relayed_frame(request: Request, study_uid: str, series: str, instance: str, frame: str) -> Response:
+    """A frame of a study not held here, rendered by the fallback platform, for the doctor's page
+    (the session or page token checked here; a study held here is never fetched elsewhere)."""
+    from huren.web import routes_imaging_relay as rr
+
+    who = await caller(request)
+    who.require(VIEWER_ROLES, "影像调阅页面")
+    uid = dom.check_uid(study_uid)
+    c = container(request)
+    try:
+        await call(c.imaging.study_state, who.principal, uid)
+    except NotFound as exc:
+        fw = rr.relayable(c.imaging_forward, who.principal, exc)
+        if fw is None:
+            raise
+        return rr.image_response(await call(rr.relayed_frame, fw, who.principal, uid, series, instance, frame))
+    raise NotFound("该检查由本平台存储，请从影像调阅页面打开")
 
 
 async def _keyed_viewer(request: Request, study_uid: str, key: str) -> Response:

@@ -42,7 +42,7 @@ def peer_orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ort
         missing(reason)
     with OrthancServer(tmp_path_factory.mktemp("peer"), users=USERS) as o:
         study, series = generate_uid(), generate_uid()
-        files = []
+        files: list[tuple[bytes, pydicom.Dataset]] = []
         for n in (1, 2):
             ds = pydicom.dcmread(str(get_testdata_file("CT_small.dcm")))
             ds.SpecificCharacterSet = "ISO_IR 192"
@@ -112,7 +112,14 @@ def test_switch_over_rule(container: Container, tmp_path: Path) -> None:
     with ImageForwarder(peer, container.audit, container.clock, public_root=PUBLIC) as fw:
         assert fw.relays(DOCTOR, NotHeld("1.2.3"))
         assert fw.relays(Principal(ORG_A[0], "his", "hospital"), NotHeld("1.2.3"))
-        assert not fw.relays(grant, NotHeld("1.2.3"))  # a key is for one held study
+        assert not fw.relays(grant, NotHeld("1.2.3"))  # a key is for its own study only
+        assert fw.relays(grant, NotHeld(grant.study_uid))  # 2b: its own study, no longer held here
+        with pytest.raises(NotHeld):  # another study: refused before anything is sent (the peer is unreachable)
+            fw.relay(grant, "/studies/1.2.3/series")
+        with pytest.raises(NotHeld):  # a search not naming its study
+            fw.relay(grant, "/studies")
+        with pytest.raises(NotHeld):
+            fw.relay_wado_uri(grant, {"requestType": "WADO", "studyUID": "1.2.3"})
         assert not fw.relays(supervisor, NotHeld("1.2.3"))  # a region's reach cannot be checked at the peer
         assert not fw.relays(DOCTOR, NotFound("无权查看"))  # held but out of reach: never relayed
         assert not fw.relays(DOCTOR, down)  # failover off
