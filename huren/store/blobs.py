@@ -188,14 +188,18 @@ class BlobStore:
 
     def _makedirs_unsynced(self, directory: Path) -> set[Path]:
         """Create ``directory`` and its missing parents; the directories whose entries changed."""
-        if directory.is_dir():
-            return set()
-        changed = self._makedirs_unsynced(directory.parent)
         try:
-            directory.mkdir(mode=0o700)
-        except FileExistsError:
-            return changed
-        return changed | {directory.parent}
+            os.mkdir(directory, 0o700)
+        except FileExistsError:  # there already (or another writer made it first)
+            return set()
+        except FileNotFoundError:  # its parent is missing too
+            changed = self._makedirs_unsynced(directory.parent)
+            try:
+                os.mkdir(directory, 0o700)
+            except FileExistsError:
+                return changed
+            return changed | {directory.parent}
+        return {directory.parent}
 
     def get(self, digest: str) -> bytes | None:
         try:

@@ -19,18 +19,12 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 _NUM = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
+_SIZE = {f: struct.calcsize(f) for f in _NUM.values()}
 _SINGLE = frozenset({"ST", "LT", "UT", "UR"})  # one value: a backslash is data
 _CHARSET = frozenset({"PN", "LO", "SH", "ST", "LT", "UT", "UC"})
 BINARY = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN"})
 _PN = ("Alphabetic", "Ideographic", "Phonetic")
 _TEXT = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"})
-
-
-def _strings(vr: str, text: str) -> list[str]:
-    t = text.rstrip(" \0")
-    if not t:
-        return []
-    return [t] if vr in _SINGLE else t.split("\\")
 
 
 def raw_json(tag: int, el: RawDataElement, codec: str, little: bool, bulk: int) -> dict[str, Any] | None:
@@ -43,15 +37,31 @@ def raw_json(tag: int, el: RawDataElement, codec: str, little: bool, bulk: int) 
         except KeyError:
             return None
     raw = el.value
-    if (vr not in _TEXT and vr not in BINARY and vr not in _NUM and vr != "AT") or not isinstance(raw, bytes):
-        return None  # SQ, an ambiguous or unknown VR: pydicom's (which refuses an unknown one)
+    if not isinstance(raw, bytes):
+        return None
+    if vr in _TEXT:  # the most common: text, one codec
+        text = raw.decode(codec if vr in _CHARSET else "ascii").rstrip(" \0")
+        if not text:
+            return {"vr": vr}
+        values = [text] if vr in _SINGLE else text.split("\\")
+        if vr == "PN":
+            names: list[Any] = []
+            for v in values:
+                groups = {k: g for k, g in zip(_PN, v.split("="), strict=False) if g}
+                names.append(groups or None)
+            return {"vr": vr, "Value": names}
+        if vr == "IS":
+            return {"vr": vr, "Value": [int(v) for v in values]}
+        if vr == "DS":
+            return {"vr": vr, "Value": [float(v) for v in values]}
+        return {"vr": vr, "Value": values}
     if vr in BINARY:
         if not raw or len(raw) > bulk:
             return {"vr": vr}
         return {"vr": vr, "InlineBinary": base64.b64encode(raw).decode()}
-    if vr in _NUM:
-        fmt = _NUM[vr]
-        size = struct.calcsize(fmt)
+    fmt = _NUM.get(vr)
+    if fmt is not None:
+        size = _SIZE[fmt]
         n, rest = divmod(len(raw), size)
         if rest:
             return None
@@ -63,20 +73,7 @@ def raw_json(tag: int, el: RawDataElement, codec: str, little: bool, bulk: int) 
         pairs = struct.unpack(("<" if little else ">") + "HH" * (len(raw) // 4), raw)
         tags = [f"{pairs[i]:04X}{pairs[i + 1]:04X}" for i in range(0, len(pairs), 2)]
         return {"vr": vr, "Value": tags} if tags else {"vr": vr}
-    values = _strings(vr, raw.decode(codec if vr in _CHARSET else "ascii"))
-    if not values:
-        return {"vr": vr}
-    if vr == "PN":
-        names: list[Any] = []
-        for v in values:
-            groups = {k: g for k, g in zip(_PN, v.split("="), strict=False) if g}
-            names.append(groups or None)
-        return {"vr": vr, "Value": names}
-    if vr == "IS":
-        return {"vr": vr, "Value": [int(v) for v in values]}
-    if vr == "DS":
-        return {"vr": vr, "Value": [float(v) for v in values]}
-    return {"vr": vr, "Value": values}
+    return None  # SQ, an ambiguous or unknown VR: pydicom's (which refuses an unknown one)
 
 
 _BULK = "\0bulk"
