@@ -9,8 +9,9 @@ What is done (recursively, in every sequence item):
   accession number and study ID, the study / series / acquisition / content dates and times,
   descriptions and comments, the request and procedure-step attributes; Patient's Name becomes
   ``ANONYMOUS`` and Patient ID a pseudonym (``ANON-`` + 10 hex digits, the same for the same ID);
+* every other person name (PN) anywhere is emptied;
 * every UID that is not a UID of the DICOM registry (SOP Class, transfer syntax, coding schemes …
-  are kept) is replaced (U) by ``2.25.<integer>``: the first 128 bits of HMAC-SHA256 of the UID
+  are kept, as is every ``…ClassUID`` attribute, a vendor's private SOP class too) is replaced (U) by ``2.25.<integer>``: the first 128 bits of HMAC-SHA256 of the UID
   under a secret of the platform. The mapping is deterministic for one platform — the same study
   gives the same pseudonymous Study / Series / SOP Instance UIDs on every request, so the
   instances of one study, and their references to each other, stay together — and unrelated
@@ -49,7 +50,7 @@ CHUNK = 1024 * 1024
 #: values larger than this are left in the file when it is read (Pixel Data is then copied, not read)
 DEFER_BYTES = 64 * 1024
 METHOD = "PS3.15 Basic Application Level Confidentiality Profile (huren)"
-#: (tag) → zero length (Z; D for the type-1 ones is below)
+#: (tag) → zero length (Z); PatientName and PatientID get dummies (D) in _clean
 ZERO = frozenset({
     0x00100030, 0x00100040, 0x00080050, 0x00200010, 0x00080020, 0x00080030, 0x00080090, 0x00080023, 0x00080033,
     0x00400513, 0x00400562, 0x00102203, 0x00180010, 0x00181030,
@@ -82,8 +83,11 @@ REMOVE = frozenset({
     0x04000100, 0x04000105, 0x04000115, 0x04000310, 0x04000401, 0x04000402, 0x04000403, 0x04000404, 0x04000550,
     0x04000561, 0x20300020, 0x30060002, 0x30060004, 0x30060006, 0x30060008, 0x300E0008, 0x40000010, 0x40004000,
     0x40080042, 0x40080102, 0x4008010A, 0x4008010B, 0x4008010C, 0x40080111, 0x40080114, 0x40080115, 0x40080118,
-    0x40080119, 0x4008011A, 0x40080202, 0x40080300, 0x00209161, 0x00189424, 0x00181002,
+    0x40080119, 0x4008011A, 0x40080202, 0x40080300, 0x00209161, 0x00189424, 0x00181002, 0x00080012, 0x00080013,
 })
+#: UI attributes that name a kind of thing, not an instance: never replaced (nor any *ClassUID)
+KEEP_UIDS = frozenset({"TransferSyntaxUID", "CodingSchemeUID", "ContextUID", "MappingResourceUID",
+                       "ContextGroupExtensionCreatorUID", "PrivateCodingSchemeCreatorUID"})
 _REPEATING = (0x5000, 0x6000)  # curves, overlays (groups 50xx / 60xx): data and comments removed
 
 
@@ -135,7 +139,10 @@ def _clean(ds: Dataset, secret: bytes) -> None:
             continue
         el = ds[tag]
         if el.VR == "UI":
-            el.value = _map_uid_value(el.value, secret)
+            if not (el.keyword.endswith("ClassUID") or el.keyword in KEEP_UIDS):  # a vendor's SOP class stays
+                el.value = _map_uid_value(el.value, secret)
+        elif el.VR == "PN":
+            el.value = None  # any other person's name, wherever it is (Z)
         elif el.VR == "SQ":
             for item in el.value:
                 _clean(item, secret)

@@ -95,6 +95,26 @@ def test_mapping_is_deterministic_per_secret(tmp_path: Path) -> None:
     assert uid.startswith("2.25.") and len(uid) <= 64 and uid[5:].isdigit()
 
 
+def test_private_sop_class_kept_other_names_emptied(tmp_path: Path) -> None:
+    ds = dcmread(_path("CT_small.dcm"))
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.113619.4.30"  # a vendor's SOP class
+    ds.FrameOfReferenceUID = "1.2.3.99"
+    ds.add_new(0x00321032, "PN", "申请^医生")  # RequestingPhysician, also in the X list
+    ds.add_new(0x00081060, "PN", "阅片^医生")
+    item = Dataset()
+    item.add_new(0x0040A123, "PN", "观察者")  # a name in a sequence
+    item.add_new(0x00080100, "SH", "CODE1")
+    ds.add_new(0x00400260, "SQ", Sequence([item]))  # Performed Protocol Code Sequence: kept, its names not
+    path = tmp_path / "vendor.dcm"
+    ds.save_as(path)
+    data, out = _anonymized(path)
+    assert out.SOPClassUID == "1.2.840.113619.4.30" and out.file_meta.MediaStorageSOPClassUID == "1.2.840.113619.4.30"
+    assert out.FrameOfReferenceUID == an.pseudonym_uid("1.2.3.99", SECRET)
+    assert "阅片".encode() not in data and "观察者".encode() not in data and "申请".encode() not in data
+    assert out[0x00400260][0][0x00080100].value == "CODE1"
+
+
 def test_burned_in_annotation_refused(tmp_path: Path) -> None:
     ds = dcmread(_path("CT_small.dcm"))
     ds.BurnedInAnnotation = "YES"
