@@ -222,3 +222,60 @@ def test_the_fallback_down_answers_unable_to_process(
     assert down.ErrorComment == "platform_unavailable:unavailable"
     assert receiver.got == {}
 
+
+
+def test_failover_sends_a_held_study_from_the_fallback_while_the_archive_is_down(
+    database_url: str, fallback: tuple[OrthancServer, Files], receiver: Receiver, tmp_path: Path
+) -> None:
+    """HUREN_IMAGING_FALLBACK_FAILOVER: a held study whose archive (an Orthanc) is down is sent from the
+    fallback, byte-exact; without failover its sub-operations fail, as for any unreadable file."""
+    from huren.services.imaging import Sender
+    from tests.integration.test_orthanc_archive import USERS as ARCHIVE_USERS
+    from tests.integration.test_orthanc_archive import orthanc_container
+
+    o, _ = fallback
+    archive = OrthancServer(tmp_path / "archive", dicomweb=False, users=ARCHIVE_USERS).start()
+    c = orthanc_container(database_url, tmp_path, archive)
+    server = DicomServer(c.imaging, aet="HUREN", host="127.0.0.1", port=0)
+    url = o.http_url + "/dicom-web"
+    plain, failover = _forwarder(c, url, tmp_path), _forwarder(c, url, tmp_path, failover=True)
+    try:
+        study, series = generate_uid(), generate_uid()
+        sender = Sender(ORG_A[0], f"dimse:{ORG_A[0]}@127.0.0.1", "dimse")
+        files: Files = []
+        for n in (1, 2):
+            ds = pydicom.dcmread(str(get_testdata_file("CT_small.dcm")))
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, series, generate_uid()
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.InstanceNumber = n
+            buf = io.BytesIO()
+            ds.save_as(buf)
+            c.imaging.store_instance(sender, io.BytesIO(buf.getvalue()))
+            o.upload(buf.getvalue())  # the fallback holds the same study
+            files.append((buf.getvalue(), ds))
+        c.imaging.commit_study(sender, study)
+        c.imaging.nodes.add_node("DEST", ORG_A[0], hosts="127.0.0.1", port=receiver.port, purpose="pacs")
+        server.start()
+        archive.stop()  # the archive is down: the index still answers
+        model = StudyRootQueryRetrieveInformationModelMove
+        q = Dataset()
+        q.QueryRetrieveLevel = "STUDY"
+        q.StudyInstanceUID = study
+        assoc = associate(server, [model])
+        try:
+            vars(server.ctx)["forward"] = plain
+            failed = [rsp for rsp, _ in assoc.send_c_move(q, "DEST", model)][-1]
+            assert receiver.got == {}
+            vars(server.ctx)["forward"] = failover
+            moved = [rsp for rsp, _ in assoc.send_c_move(q, "DEST", model)][-1]
+        finally:
+            assoc.release()
+    finally:
+        server.stop()
+        plain.close()
+        failover.close()
+        c.close()
+        archive.stop()
+    assert failed.Status != status.SUCCESS and failed.NumberOfFailedSuboperations == 2
+    assert moved.Status == status.SUCCESS and moved.NumberOfCompletedSuboperations == 2
+    assert receiver.got == _originals(files)
