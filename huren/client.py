@@ -15,8 +15,9 @@ By default one SM4 key serves the client's lifetime (the platform then unwraps i
 ``fresh_key_per_call=True`` makes a new key, and a new strKey, for every call.
 
 REST: the client owns every REST path of the platform the gateway and the SDK speak to
-(``PATHS``, ``report_path``, ``imaging_commit_path``; STOW-RS ``POST /dicom-web/studies``
-streamed from disk or from the gateway's sealed spool: ``stow``), the access token (fetched once, again a minute before it expires,
+(``PATHS``, ``report_path`` in :mod:`huren.client_rest`; ``imaging_commit_path`` and the imaging
+calls — STOW-RS ``POST /dicom-web/studies`` streamed from disk or from the gateway's sealed spool:
+``stow`` — in :mod:`huren.client_imaging`, a mixin of ``HurenClient``; all re-exported here), the access token (fetched once, again a minute before it expires,
 and once more when a call is answered 401) and the two ways a call fails: ``PlatformUnavailable``
 (the platform could not be reached, answered 5xx / 408 / 425 / 429, or refused the client's own
 account — try again later) and ``PlatformRefused`` (it refused the question: a 4xx, its
@@ -25,163 +26,29 @@ account — try again later) and ``PlatformRefused`` (it refused the question: a
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import httpx2
-import orjson
 
+from huren.client_imaging import ImagingCalls, StowPart, StowResult, imaging_commit_path, multipart_parts, stow_result
+from huren.client_rest import API, PATHS, REPORT_KINDS, TRANSIENT_STATUS, _decode, _unreachable, report_path
 from huren.crypto import b64, sm2, sm4
-from huren.errors import NotFound, PlatformRefused, PlatformUnavailable, Problem
+from huren.errors import PlatformRefused, PlatformUnavailable, Problem
 from huren.wire.soap import METHODS, NS, SOAP11, SOAP12
 from huren.wire.xj_xml import local, safe_parse
 
 QUERIES = frozenset({"GetCheckLabList", "GetCheckLabInfo", "ExistsReCureInfo", "GetLabInfo", "GetExamInfo"})
 _ANSWER_LIMIT = 1 << 30
 
-API = "/api/v1"
-#: the shape of a platform report ref (URL-safe Base64; huren.crypto.opaque)
-_REF = re.compile(r"[A-Za-z0-9_-]{1,64}")
-#: the platform's REST operations by name (the report paths: ``report_path``)
-PATHS = {
-    "token": f"{API}/auth/token",
-    "catalog": f"{API}/catalog",
-    "code_map": f"{API}/code-map",
-    "recent": f"{API}/recognition/recent",
-    "detail": f"{API}/recognition/detail",
-    "exists": f"{API}/recognition/exists",
-    "accept": f"{API}/recognition/accept",
-    "quote": f"{API}/recognition/quote",
-    "reminder": f"{API}/reminder-logs",
-    "daily": f"{API}/daily-counts",
-    "dept": f"{API}/directory/depts",
-    "staff": f"{API}/directory/staff",
-    "patient": f"{API}/directory/patients",
-    "void_lab": f"{API}/lab-reports/void",
-    "void_exam": f"{API}/exam-reports/void",
-    "stow": "/dicom-web/studies",
-    "film_url": f"{API}/imaging/film-url",
-    "deletions": f"{API}/imaging/deletions",
-    "patient_exams": f"{API}/imaging/patient-exams",
-}
-#: a DICOM UID as it may appear in a path (PS3.5 §9.1: digits and dots, at most 64)
-_UID = re.compile(r"[0-9][0-9.]{0,63}")
-#: answers that say "not now" rather than "no": the call is tried again later
-TRANSIENT_STATUS = frozenset({401, 408, 425, 429})
-REPORT_KINDS = ("lab", "exam")
-
 #: kept for callers of the SDK: a REST call the platform refused (``status``, ``body``)
 HurenClientError = PlatformRefused
 
 
-def report_path(kind: str, report_id: str | None = None, what: str = "") -> str:
-    """``/api/v1/{kind}-reports`` [``/{report_id}``] [``/{what}``] (``what``: pdf, batch, void).
-
-    ``report_id`` is the platform's opaque ref of the report (base64url, as its answers give it);
-    anything else (a path separator, ``..``, a query) names no report: NotFound, never another path."""
-    if kind not in REPORT_KINDS:
-        raise ValueError(f"unknown report kind {kind!r}")
-    path = f"{API}/{kind}-reports"
-    if report_id is not None:
-        if not isinstance(report_id, str) or not _REF.fullmatch(report_id):
-            raise NotFound("报告不存在")
-        path += f"/{report_id}"
-    return f"{path}/{what}" if what else path
-
-
-def imaging_commit_path(study_uid: str) -> str:
-    """``/api/v1/imaging/studies/{study_uid}/commit``; a malformed UID names no study (NotFound)."""
-    if not isinstance(study_uid, str) or not _UID.fullmatch(study_uid):
-        raise NotFound("检查不存在")
-    return f"{API}/imaging/studies/{study_uid}/commit"
-
-
-@dataclass(frozen=True, slots=True)
-class StowResult:
-    """The platform's STOW-RS answer: HTTP ``status`` (200 all stored, 202 some refused, 409 none),
-    the stored SOP Instance UIDs and the refused ones with their DICOM failure reason (hex)."""
-
-    status: int
-    stored: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _uids_of(body: Any, tag: str) -> list[dict[str, Any]]:
-    seq = body.get(tag, {}).get("Value", []) if isinstance(body, dict) else []
-    return [item for item in seq if isinstance(item, dict)]
-
-
-def _first(item: dict[str, Any], tag: str) -> str:
-    values = item.get(tag, {}).get("Value") or [""]
-    return str(values[0])
-
-
-def stow_result(status: int, body: Any) -> StowResult:
-    """A STOW-RS answer (PS3.18 §10.5.3: ReferencedSOPSequence 0008,1199 and FailedSOPSequence
-    0008,1198 with FailureReason 0008,1197) as a :class:`StowResult`."""
-    stored = [_first(i, "00081155") for i in _uids_of(body, "00081199")]
-    failed = []
-    for item in _uids_of(body, "00081198"):
-        why = item.get("00081197", {}).get("Value") or [0]
-        code = why[0] if isinstance(why[0], int) else 0
-        failed.append((_first(item, "00081155"), f"{code:04X}"))
-    return StowResult(status, [s for s in stored if s], failed)
-
-
-#: one DICOM file of a STOW-RS request: a path, or (its size, a callable giving its bytes in chunks)
-StowPart = Path | tuple[int, Callable[[], Iterable[bytes]]]
-
-
-def _file_chunks(path: Path, chunk: int) -> Iterator[bytes]:
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            yield block
-
-
-def multipart_parts(files: Sequence[StowPart], boundary: str, chunk: int = 1 << 20) -> tuple[int, Callable[[], Iterator[bytes]]]:
-    """(length, a factory of the chunks) of a ``multipart/related; type="application/dicom"``
-    body of ``files``: streamed, never held whole in memory; the factory can be called again (a
-    retry after a 401). A part that yields other than its announced size raises ValueError."""
-    head = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-    tail = f"--{boundary}--\r\n".encode()
-    parts: list[tuple[int, Callable[[], Iterable[bytes]]]] = []
-    for f in files:
-        if isinstance(f, Path):
-            parts.append((f.stat().st_size, lambda f=f: _file_chunks(f, chunk)))  # type: ignore[misc]
-        else:
-            parts.append(f)
-    length = sum(len(head) + n + 2 for n, _ in parts) + len(tail)
-
-    def chunks() -> Iterator[bytes]:
-        for size, source in parts:
-            yield head
-            sent = 0
-            for block in source():
-                sent += len(block)
-                yield block
-            if sent != size:
-                raise ValueError(f"a STOW-RS part yielded {sent} bytes, not {size}")
-            yield b"\r\n"
-        yield tail
-
-    return length, chunks
-
-
-def _decode(r: httpx2.Response) -> Any:
-    try:
-        return orjson.loads(r.content)
-    except orjson.JSONDecodeError:
-        return r.text
-
-
-class HurenClient:
+class HurenClient(ImagingCalls):
     def __init__(
         self,
         base_url: str,
@@ -418,74 +285,10 @@ class HurenClient:
         """A page of the institution's departments: ``{"dept": [...], "total": n}``."""
         return self.rest_call("GET", PATHS["dept"], params={"limit": limit, "offset": offset})
 
-    # imaging ----------------------------------------------------------------------------------
-    def stow(self, files: Sequence[StowPart], *, timeout: float | None = None) -> StowResult:
-        """Push DICOM Part-10 files with STOW-RS (``POST /dicom-web/studies``, one
-        ``multipart/related; type="application/dicom"`` request, streamed). The
-        platform stores identical bytes once (a re-send after a crash is a duplicate, not an
-        error). 200 / 202 / 409 are answered as a :class:`StowResult`; another 4xx raises
-        PlatformRefused, a 5xx / unreachable PlatformUnavailable."""
-        boundary = f"huren-{secrets.token_hex(12)}"
-        length, chunks = multipart_parts(files, boundary)
-        headers = {
-            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
-            "Content-Length": str(length),
-            "Accept": "application/dicom+json",
-        }
-        for attempt in (1, 2):
-            request = self.http.build_request(
-                "POST", PATHS["stow"], content=chunks(), headers=headers | {"Authorization": f"Bearer {self.token()}"},
-                timeout=timeout if timeout is not None else httpx2.USE_CLIENT_DEFAULT,
-            )
-            try:
-                r = self.http.send(request)
-            except httpx2.TransportError as exc:
-                raise _unreachable(exc) from exc
-            if r.status_code == 401 and attempt == 1:
-                self.reset_token()
-                continue
-            body = _decode(r)
-            if r.status_code >= 500 or r.status_code in TRANSIENT_STATUS:
-                raise PlatformUnavailable(
-                    f"STOW-RS HTTP {r.status_code}", [Problem("platform", "unavailable", f"平台应答 HTTP {r.status_code}")]
-                )
-            if r.status_code in (200, 202, 409):
-                return stow_result(r.status_code, body)
-            raise PlatformRefused(r.status_code, body)
-        raise AssertionError("unreachable")
-
-    def commit_study(self, study_uid: str, instances: Sequence[tuple[str, str]]) -> Any:
-        """Confirm a pushed study complete: ``instances`` = (SOP Instance UID, SHA-256 hex) of every
-        instance it should hold. ``{"state": "complete" | "receiving", "committed", "failed"}``;
-        committing again is harmless."""
-        body = {"instances": [{"SOPInstanceUID": sop, "sha256": sha} for sop, sha in instances]}
-        return self.rest_call("POST", imaging_commit_path(study_uid), json=body)
-
-    def film_url(self, accessNumber: str, modality: str, hospitalId: str) -> Any:
-        """The patient's cloud-film URL for one of the institution's own studies (YB-4.3):
-        ``{"url", "key", "expires_at"}``."""
-        return self.rest_call(
-            "POST", PATHS["film_url"], json={"accessNumber": accessNumber, "modality": modality, "hospitalId": hospitalId}
-        )
-
-    def image_deletion(self, body: bytes) -> Any:
-        """An image deletion notice (YB-4.5), the JSON ``{"patientName", "accessionNo", "hospitalId",
-        "operateDoctorName", "operateDateTime"}``: ``{"hidden": n}``."""
-        return self.rest_call("POST", PATHS["deletions"], content=body)
-
-    def patient_exams(self, id_type_code: str, id_no: str, *, timeout: float | None = None) -> Any:
-        """The patient's exams with images at other institutions (YB-4.4.3.2): ``{"exams": [...]}``."""
-        return self.rest_call("POST", PATHS["patient_exams"], json={"id_type_code": id_type_code, "id_no": id_no}, timeout=timeout)
-
     def report(self, kind: str, report_id: str, *, pdf: bool = False, timeout: float | None = None) -> httpx2.Response:
         """A report (or its PDF) as the platform answers it, raw (its view is logged there)."""
         return self.send("GET", report_path(kind, report_id, "pdf" if pdf else ""), timeout=timeout)
 
-
-def _unreachable(exc: Exception) -> PlatformUnavailable:
-    return PlatformUnavailable(
-        f"{exc.__class__.__name__}: {exc}", [Problem("platform", "unreachable", "互认平台无法连接")]
-    )
 
 
 def result_text(body: bytes, method: str, status: int = 200) -> str:
@@ -504,3 +307,9 @@ def result_text(body: bytes, method: str, status: int = 200) -> str:
             text = str(el.text or "")
             return text if text.startswith("error:") else f"error:{text}"
     return f"error:HTTP {status}，应答中没有 {method}Result"
+
+
+__all__ = [
+    "API", "PATHS", "QUERIES", "REPORT_KINDS", "TRANSIENT_STATUS", "HurenClient", "HurenClientError", "StowPart", "StowResult",
+    "imaging_commit_path", "multipart_parts", "report_path", "result_text", "stow_result",
+]
