@@ -15,8 +15,9 @@ from pydicom.uid import generate_uid
 
 from huren.services.container import Container
 from huren.services.imaging import StoredInstance
-from tests.conftest import Api
+from tests.conftest import ORG_A, Api
 from tests.integration.test_dicomweb import DW, parts
+from tests.integration.test_dicomweb_client import client_for, server  # noqa: F401 (the fixture)
 from tests.integration.test_wado import sample, store
 from tests.integration.test_wado_anonymize import _copy, compressed  # noqa: F401 (the fixture)
 
@@ -114,3 +115,12 @@ def test_compressed_through_wado_rs(container: Container, api_a: Api, compressed
     ds = dcmread(io.BytesIO(body))
     assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1" and ds.PixelData == pixels and ds.SOPInstanceUID == i.sop_uid
     assert h["content-type"].endswith("transfer-syntax=1.2.840.10008.1.2.1")
+
+
+def test_dicomweb_client_retrieves_a_rendered_series(container: Container, server: str, study: dict[str, Any]) -> None:  # noqa: F811
+    """dicomweb-client over real HTTP (it sends a bare ``Accept: image/jpeg`` and returns the body)."""
+    dw = client_for(server, ORG_A)
+    body = dw.retrieve_series_rendered(study["study"], study["ct"], media_types=("image/jpeg",))
+    assert body.count(b"\r\nContent-Type: image/jpeg\r\n") == 2 and body.count(b"\xff\xd8\xff") == 2
+    one = dw.retrieve_instance_rendered(study["study"], study["ct"], study["files"][0].sop_uid, media_types=("image/jpeg",))
+    assert one[:2] == b"\xff\xd8" and one in body
