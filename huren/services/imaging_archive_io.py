@@ -1,6 +1,7 @@
-"""The byte streams of ``huren.services.imaging_archive_orthanc``: a request body hashed and bounded
-on its way to Orthanc (:class:`Body`), an instance's bytes hashed on their way back and checked
-against the SHA-256 the index holds (:class:`Stream`), and the archive's "unavailable" error."""
+"""The pieces of ``huren.services.imaging_archive_orthanc`` that are not its REST calls: Orthanc's
+id formula (:func:`orthanc_id`), a request body hashed and bounded on its way to Orthanc
+(:class:`Body`), an instance's bytes hashed on their way back and checked against the SHA-256 the
+index holds (:class:`Stream`), and the archive's "unavailable" error."""
 
 from __future__ import annotations
 
@@ -15,6 +16,17 @@ from huren.errors import PlatformUnavailable, Problem, TooLarge
 from huren.services.imaging_archive_types import CHUNK
 
 log = logging.getLogger("huren.services.imaging_archive_orthanc")
+
+
+#: the user metadata a YB-4.5 deletion notice sets on a study, and its number when undeclared
+WITHDRAWN, WITHDRAWN_INDEX = "HurenWithdrawn", 4770
+
+
+def orthanc_id(*identifiers: str) -> str:
+    """Orthanc's id of a resource from its DICOM identifiers (``DicomInstanceHasher``): patient
+    (PatientID), study (+ StudyInstanceUID), series (+ SeriesInstanceUID), instance (+ SOPInstanceUID)."""
+    h = hashlib.sha1("|".join(identifiers).encode("utf-8"), usedforsecurity=False).hexdigest()
+    return "-".join(h[i : i + 8] for i in range(0, 40, 8))
 
 
 def unavailable(what: str, exc: BaseException | None = None) -> PlatformUnavailable:
@@ -98,4 +110,4 @@ def chunks_of(source: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
         yield chunk
 
 
-__all__ = ["Body", "Stream", "chunks_of", "position", "unavailable"]
+__all__ = ["WITHDRAWN", "WITHDRAWN_INDEX", "Body", "Stream", "chunks_of", "orthanc_id", "position", "unavailable"]

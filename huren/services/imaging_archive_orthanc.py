@@ -1,32 +1,26 @@
 """An existing Orthanc as the image archive (``HUREN_IMAGING_ARCHIVE=orthanc``; tested with
-Debian's Orthanc 1.10): ``POST /instances`` with the bytes streamed (chunked), ``GET
-/instances/{id}/file`` streamed and hashed on the way (checked against the SHA-256 the index holds).
+Debian's Orthanc 1.10): ``POST /instances`` streamed (chunked), ``GET /instances/{id}/file`` streamed
+and checked against the SHA-256 the index holds (``huren.services.imaging_archive_io``).
 
-**Addressing.** Orthanc's identifiers are computed, not assigned (its ``DicomInstanceHasher``): the
-SHA-1 of ``PatientID|StudyInstanceUID|SeriesInstanceUID|SOPInstanceUID`` (a study: of
-``PatientID|StudyInstanceUID``), as five groups of eight hex digits joined by ``-``, over the values
-as Orthanc reads them (UTF-8, trailing spaces stripped). So a read names the instance from the
-index's UIDs and PatientID (:class:`~huren.services.imaging_archive_types.Ref`) and costs one GET,
-no lookup; only when that id is not there (a PatientID with leading spaces, or not NFC, which huren
-normalises; an instance whose own PatientID differs from its study's) ``POST /tools/lookup`` finds it
-by SOP Instance UID. Ids found or confirmed are remembered by SHA-256 (bounded).
+**Addressing.** Orthanc computes its ids (``DicomInstanceHasher``): the SHA-1 of
+``PatientID|StudyInstanceUID|SeriesInstanceUID|SOPInstanceUID`` (a study: ``PatientID|StudyInstanceUID``)
+as five groups of eight hex digits joined by ``-``, over the values as Orthanc reads them (UTF-8,
+trailing spaces stripped). A read names the instance from the index's UIDs and PatientID and costs one
+GET; only when nothing is there (a PatientID with leading spaces or not NFC, which huren normalises;
+an instance whose PatientID differs from its study's) ``POST /tools/lookup`` finds it by SOP Instance
+UID. Ids found or confirmed are remembered by SHA-256 (bounded).
 
-**Deletion notices** (YB-4.5; :meth:`OrthancArchive.hidden`): the study gets the user metadata
-:data:`WITHDRAWN` (``PUT /studies/{id}/metadata/HurenWithdrawn``, a text saying which notice), which
-Orthanc's REST users and plugins see; the files are kept, and :meth:`OrthancArchive.shown` removes
-the mark. Orthanc 1.10 names a user metadata only when its configuration declares it
-(``"UserMetadata": {"HurenWithdrawn": 4770}``); undeclared, the same slot is used by its number
-(:data:`WITHDRAWN_INDEX`). Orthanc 1.10 has no labels (1.12 does), and its DICOMweb plugin shows no
-metadata.
+**Deletion notices** (YB-4.5): the study gets the user metadata :data:`WITHDRAWN` (a text naming the
+notice; files kept; :meth:`OrthancArchive.shown` removes it) — by name when Orthanc's configuration
+declares it (``"UserMetadata": {"HurenWithdrawn": 4770}``), else by its number. Orthanc 1.10 has no
+labels (1.12 does); its DICOMweb plugin shows no metadata.
 
-Errors are ``huren.errors`` with Chinese messages: Orthanc down or timing out → PlatformUnavailable
-(503, never a 500); credentials refused → NotConfigured; a file Orthanc cannot parse → InvalidInput
-(rule ``dicom``); other bytes already held under the same instance → Conflict.
+Errors (Chinese): Orthanc down or timing out → PlatformUnavailable (503); credentials refused →
+NotConfigured; a file Orthanc cannot parse → InvalidInput (rule ``dicom``); other bytes under a held
+instance → Conflict.
 """
-
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -37,34 +31,27 @@ import httpx2
 import orjson
 
 from huren.errors import Conflict, HurenError, InvalidInput, NotConfigured, Problem
-from huren.services.imaging_archive_io import Body, Stream, position, unavailable
+from huren.services.imaging_archive_io import (
+    WITHDRAWN,
+    WITHDRAWN_INDEX,
+    Body,
+    Stream,
+    orthanc_id,
+    position,
+    unavailable,
+)
 from huren.services.imaging_archive_types import ORTHANC, Put, Ref, StudyRef, as_ref, keepalive_transport
 
 log = logging.getLogger(__name__)
 
 #: the answers of Orthanc's small JSON calls are read to at most this many bytes
 JSON_MAX = 1024 * 1024
-#: the user metadata a YB-4.5 deletion notice sets on a study, and its number when undeclared
-WITHDRAWN, WITHDRAWN_INDEX = "HurenWithdrawn", 4770
-
-
-def orthanc_id(*identifiers: str) -> str:
-    """Orthanc's id of a resource from its DICOM identifiers (``DicomInstanceHasher``): patient
-    (PatientID), study (+ StudyInstanceUID), series (+ SeriesInstanceUID), instance (+ SOPInstanceUID)."""
-    h = hashlib.sha1("|".join(identifiers).encode("utf-8"), usedforsecurity=False).hexdigest()
-    return "-".join(h[i : i + 8] for i in range(0, 40, 8))
-
-
 class OrthancArchive:
-    """Instances kept in an Orthanc server through its REST API (see the module's docstring).
-
-    ``url`` is Orthanc's HTTP root (``http://pacs.example:8042``); ``username``/``password`` one of
-    its ``RegisteredUsers``. ``timeout`` bounds connecting and each read/write (seconds); a whole
-    transfer may take longer. Orthanc must keep ``OverwriteInstances`` false (its default: other
-    bytes under a held SOP Instance UID are refused here rather than silently replaced) and
-    ``SyncStorageArea`` true (its default since 1.7.4: an answered ``POST /instances`` is on disk,
-    which is why :meth:`sync` has nothing left to do).
-    """
+    """Instances kept in an Orthanc through its REST API (see the module). ``url``: Orthanc's HTTP
+    root; ``username``/``password``: one of its ``RegisteredUsers``; ``timeout``: connecting and each
+    read/write (s). Orthanc must keep ``OverwriteInstances`` false (other bytes under a held SOP
+    Instance UID are refused, not replaced) and ``SyncStorageArea`` true (an answered ``POST`` is on
+    disk: :meth:`sync` has nothing to do) — both its defaults."""
 
     name = ORTHANC
 
@@ -307,20 +294,17 @@ class OrthancArchive:
             if sid is None:
                 log.info("deletion notice: study %s is not in Orthanc, nothing marked", s.study_uid)
                 continue
-            for key in self._withdrawn_keys():
+            for key in self._withdrawn_keys():  # a 404 with the study there (just found): the name is undeclared
                 r = self._send("PUT", f"/studies/{sid}/metadata/{key}", kind="mark", content=text)
-                if r.status_code == 404:  # the study is there (just found): the name is undeclared
-                    continue
-                if r.status_code >= 300:
-                    raise self.refused(r, "标记撤回")
-                if key != self._withdrawn_key:
-                    self._withdrawn_key = key
-                    if key != WITHDRAWN:
-                        log.warning('Orthanc has no UserMetadata "%s": deletion notices are marked as metadata %s', WITHDRAWN, key)
-                marked += 1
-                break
-            else:
+                if r.status_code != 404:
+                    break
+            if r.status_code >= 300:
                 raise self.refused(r, "标记撤回")
+            if key != self._withdrawn_key:
+                self._withdrawn_key = key
+                if key != WITHDRAWN:
+                    log.warning('Orthanc has no UserMetadata "%s": deletion notices are marked as metadata %s', WITHDRAWN, key)
+            marked += 1
         return marked
 
     def shown(self, studies: Iterable[StudyRef]) -> int:

@@ -25,7 +25,14 @@ from huren.services.imaging_archive_adopt import OrthancAdoption
 from huren.settings import Settings
 from huren.store import imaging as store
 from tests.conftest import HASH_N, ORG_A, ORG_B, SECRET, add_fixture_orgs
-from tests.integration.test_orthanc_archive import DOCTOR, SENDER_B, USERS, _need_orthanc, dicom
+from tests.integration.test_orthanc_archive import (
+    DOCTOR,
+    SENDER_B,
+    USERS,
+    _close_archives,  # noqa: F401  (its autouse fixture closes archive()s)
+    _need_orthanc,
+    dicom,
+)
 
 MAX = 200_000  # HUREN_MAX_INSTANCE_BYTES of these tests: CT_small is ~39 KB, a 512-row image ~0.5 MB
 

@@ -19,7 +19,15 @@ from huren.services.imaging_archive import OrthancArchive, Ref, instance_ref
 from huren.services.imaging_archive_orthanc import orthanc_id
 from huren.store import imaging as store
 from huren.wire.dicom import read_header
-from tests.integration.test_orthanc_archive import SENDER_A, USERS, _need_orthanc, archive, dicom, orthanc_container
+from tests.integration.test_orthanc_archive import (
+    SENDER_A,
+    USERS,
+    _close_archives,  # noqa: F401  (its autouse fixture closes archive()s)
+    _need_orthanc,
+    archive,
+    dicom,
+    orthanc_container,
+)
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from tests.conftest import ORG_A
 from tests.integration.test_orthanc_archive import (
     SENDER_A,
     USERS,
+    _close_archives,  # noqa: F401  (its autouse fixture closes archive()s)
     _need_orthanc,
     archive,
     dicom,
