@@ -312,7 +312,9 @@ class BlobStore:
             return h.hexdigest(), size
         file_key = os.urandom(FILE_KEY)
         aead = AESGCM(file_key)
-        out.write(b"\0" * STREAM_HEADER_LEN)  # the header names the digest: written once it is known
+        # the header names the digest: a placeholder first, rewritten once it is known — unless the
+        # content is one segment (most instances), then header and segment go out in one write
+        started = False
         buf = bytearray()
         pending: bytes | None = None
         index = 0
@@ -324,22 +326,33 @@ class BlobStore:
             buf += chunk
             while len(buf) >= SEGMENT:
                 if pending is not None:
+                    if not started:
+                        out.write(b"\0" * STREAM_HEADER_LEN)
+                        started = True
                     out.write(aead.encrypt(nonce(index, False), pending, SEGMENT_AD))
                     index += 1
                 pending = bytes(buf[:SEGMENT])
                 del buf[:SEGMENT]
         if pending is not None:
             if buf:
+                if not started:
+                    out.write(b"\0" * STREAM_HEADER_LEN)
+                    started = True
                 out.write(aead.encrypt(nonce(index, False), pending, SEGMENT_AD))
                 index += 1
                 pending = bytes(buf)
         else:
             pending = bytes(buf)
-        out.write(aead.encrypt(nonce(index, True), pending, SEGMENT_AD))
+        last = aead.encrypt(nonce(index, True), pending, SEGMENT_AD)
         digest = h.hexdigest()
         envelope = self.cipher.seal(file_key, self._stream_ad(digest))
-        out.seek(0)
-        out.write(STREAM_HEAD.pack(STREAM, STREAM_VERSION, SEGMENT, len(envelope)) + envelope)
+        head = STREAM_HEAD.pack(STREAM, STREAM_VERSION, SEGMENT, len(envelope)) + envelope
+        if not started:
+            out.write(head + last)
+        else:
+            out.write(last)
+            out.seek(0)
+            out.write(head)
         return digest, size
 
     def _file_key(self, digest: str, head: bytes) -> tuple[AESGCM, int] | None:
