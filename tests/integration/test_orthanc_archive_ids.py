@@ -13,11 +13,13 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
+from sqlalchemy import select
 
 from bench.orthanc import OrthancServer
 from huren.services.imaging_archive import OrthancArchive, Ref, instance_ref
 from huren.services.imaging_archive_orthanc import orthanc_id
 from huren.store import imaging as store
+from huren.store.tables import image_study as st
 from huren.wire.dicom import read_header
 from tests.integration.test_orthanc_archive import (
     SENDER_A,
@@ -125,6 +127,9 @@ def test_index_rows_name_orthancs_ids(database_url: str, tmp_path: Path, orthanc
         with c.db.read() as conn:
             study = store.opened(conn, store.study_row(conn, got.study_uid) or {})
             [row] = store.instances(conn, int(study["id"]))
+            # the sealed PatientID selected with the instance (org_code and study_uid: its context) opens alone
+            raw = conn.execute(select(st.c.patient_id, st.c.org_code, st.c.study_uid).where(st.c.study_uid == got.study_uid)).mappings().one()
+            assert store.opened(conn, dict(raw))["patient_id"] == "李四-9"
         ref = instance_ref(row, study.get("patient_id") or "")
         [hit] = orthanc.get_json(f"/studies/{orthanc_id('李四-9', ds.StudyInstanceUID)}/instances")
         assert OrthancArchive.computed_id(ref) == hit["ID"]
