@@ -21,6 +21,7 @@ from huren.gateway.outbox import Outbox
 from huren.gateway.preload_store import PreloadStore
 from huren.gateway.runner import Gateway, make_client, outbox_cipher
 from huren.gateway.sealing import data_keys
+from huren.gateway.yb_sessions import YbSessions, sessions_path
 
 
 def _config(path: Path) -> GatewayConfig | None:
@@ -193,8 +194,8 @@ def preload_path(config: GatewayConfig) -> Path | None:
 
 
 def rotate_data(config_path: Path, *, resume: bool = False) -> int:
-    """A new data key for the gateway (``keys/`` beside the outbox), then the outbox's and the
-    preload cache's rows sealed again under it, in batches with a progress bar; ``resume``
+    """A new data key for the gateway (``keys/`` beside the outbox), then the outbox's, the
+    preload cache's and the YB workstation logins' rows sealed again under it, in batches with a progress bar; ``resume``
     finishes an interrupted run under the current key instead of adding another."""
     config = _config(config_path)
     if config is None:
@@ -214,6 +215,9 @@ def rotate_data(config_path: Path, *, resume: bool = False) -> int:
     cache = preload_path(config)
     if cache is not None and cache.exists():
         stores.append(("预加载缓存", PreloadStore(cache, cipher=cipher)))
+    sessions = sessions_path(config.outbox.path)
+    if sessions.exists():
+        stores.append(("工作站登录", YbSessions(sessions, cipher)))
     summary: dict[str, Any] = {"active_key": cipher.active}
     try:
         for what, store in stores:

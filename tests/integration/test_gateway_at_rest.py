@@ -394,3 +394,24 @@ def test_the_runner_seals_the_cache_with_the_outbox_keys(tmp_path: Path) -> None
     store = PreloadStore(tmp_path / "cache" / "preload.db", cipher=outbox_cipher(conf))
     store.store(_entry())
     assert store.load("01", ID_NO) == _entry()
+
+
+def test_rotate_data_reseals_the_yb_workstation_logins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    from huren.gateway.yb_params import Login
+    from huren.gateway.yb_sessions import TABLE, YbSessions, sessions_path
+
+    cfg = _gateway_toml(tmp_path)
+    box_path = tmp_path / "q" / "outbox.db"
+    with Outbox(box_path) as box:
+        box.write([_record("F0001")])
+        login = Login("his-7", "127.0.0.1", "李医生", "H001", "放射科", "0301", "1", "1", "D07", "6501**********0012",
+                      "", time.time() + 3600)
+        YbSessions(sessions_path(box_path), box.sealer.cipher).put(login)
+    path = sessions_path(box_path)
+    assert _kids(path, TABLE, "body") == {1}
+    assert gwcli.rotate_data(cfg) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["工作站登录"] == {"rows": 1, "resealed": 1}
+    assert _kids(path, TABLE, "body") == {2}
+    assert YbSessions(path, data_keys(tmp_path / "q").cipher()).get("his-7", "127.0.0.1") == login
