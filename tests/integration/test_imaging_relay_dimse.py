@@ -279,3 +279,64 @@ def test_failover_sends_a_held_study_from_the_fallback_while_the_archive_is_down
     assert failed.Status != status.SUCCESS and failed.NumberOfFailedSuboperations == 2
     assert moved.Status == status.SUCCESS and moved.NumberOfCompletedSuboperations == 2
     assert receiver.got == _originals(files)
+
+
+def test_a_second_huren_as_the_fallback(container: Container, receiver: Receiver, tmp_path: Path) -> None:
+    """The fallback is another huren (uvicorn on a free port, a hospital account's token): its QIDO
+    names each instance's transfer syntax, so an implicit-VR file travels in its own syntax,
+    byte-exact, on the one context proposed for it."""
+    import requests
+
+    from huren.bootstrap import build
+    from huren.context import Clock, Principal
+    from huren.services.imaging import Sender
+    from huren.services.imaging_forward_dimse import remote_instances
+    from huren.settings import Settings
+    from tests.conftest import HASH_N, ORG_B, SECRET, add_fixture_orgs
+    from tests.integration.test_imaging_forward import _uvicorn
+
+    other = build(Settings(data_dir=tmp_path / "peer", secret_key=SECRET, password_hash_n=HASH_N), clock=Clock(), upgrade=True)
+    server = DicomServer(container.imaging, aet="HUREN", host="127.0.0.1", port=0)
+    try:
+        add_fixture_orgs(other)
+        study, series = generate_uid(), generate_uid()
+        sender = Sender(ORG_B[0], f"stow:{ORG_B[0]}/test", "stow")
+        files: Files = []
+        for n, (name, implicit) in enumerate((("CT_small.dcm", False), ("MR_small.dcm", True))):
+            ds = pydicom.dcmread(str(get_testdata_file(name)))
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, series, generate_uid()
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.InstanceNumber = n + 1
+            if implicit:
+                ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+            buf = io.BytesIO()
+            ds.save_as(buf, implicit_vr=implicit, little_endian=True)
+            other.imaging.store_instance(sender, io.BytesIO(buf.getvalue()))
+            files.append((buf.getvalue(), ds))
+        with _uvicorn(other) as base:
+            r = requests.post(f"{base}/api/v1/auth/token", json={"org_code": ORG_B[0], "username": ORG_B[4],
+                                                                 "password": ORG_B[5]}, timeout=10)
+            assert r.status_code == 200, r.text
+            peer = Peer(name="兄弟平台", url=f"{base}/dicom-web", token=r.json()["access_token"], timeout=5.0)
+            fw = ImageForwarder(peer, container.audit, container.clock, public_root="https://huren.example/dicom-web",
+                                spool_dir=tmp_path / "spool")
+            listed = remote_instances(fw, Principal(ORG_A[0], "dimse:TEST", "hospital"), study)
+            assert sorted(str(i.transfer_syntax) for i in listed) == ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"]
+            vars(server.ctx)["forward"] = fw
+            server.start()
+            container.imaging.nodes.add_node("DEST", ORG_A[0], hosts="127.0.0.1", port=receiver.port, purpose="pacs")
+            model = StudyRootQueryRetrieveInformationModelMove
+            q = Dataset()
+            q.QueryRetrieveLevel = "STUDY"
+            q.StudyInstanceUID = study
+            assoc = associate(server, [model])
+            try:
+                final = [rsp for rsp, _ in assoc.send_c_move(q, "DEST", model)][-1]
+            finally:
+                assoc.release()
+                fw.close()
+    finally:
+        server.stop()
+        other.close()
+    assert final.Status == status.SUCCESS and final.NumberOfCompletedSuboperations == 2
+    assert receiver.got == _originals(files)
