@@ -129,6 +129,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
             name=settings.imaging_fallback_name, token=settings.imaging_fallback_token,
             username=settings.imaging_fallback_username, password=settings.imaging_fallback_password,
             timeout=settings.imaging_fallback_timeout_seconds, failover=settings.imaging_fallback_failover,
+            spool_dir=settings.data_dir / "tmp",  # instances relayed to a C-MOVE / C-GET, one at a time
         ),
     )
 

@@ -61,7 +61,7 @@ def start_dicom(container: Container) -> DicomServer | None:
 
     server = DicomServer(
         container.imaging, aet=settings.dicom_aet, host=settings.dicom_host, port=settings.dicom_port,
-        max_instance_bytes=settings.max_instance_bytes,
+        max_instance_bytes=settings.max_instance_bytes, forward=container.imaging_forward,
     )
     port = server.start()
     print(f"DICOM 服务已启动：AE 名称 {settings.dicom_aet}，监听 {settings.dicom_host}:{port}", flush=True)

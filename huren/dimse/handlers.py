@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from pynetdicom.events import Event
 
     from huren.services.imaging import ImagingService
+    from huren.services.imaging_forward import ImageForwarder
 
 LOG = logging.getLogger("huren.dimse")
 
@@ -46,6 +47,8 @@ class Context:
     aet: str
     max_instance_bytes: int
     sessions: Sessions = field(default_factory=Sessions)
+    #: XC-E-note: C-MOVE / C-GET of a study not held here served from the fallback platform
+    forward: ImageForwarder | None = None
 
 
 def handle_requested(event: Event, ctx: Context) -> None:

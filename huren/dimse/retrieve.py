@@ -53,8 +53,7 @@ RELAY_SYNTAXES = (
 
 def forwarder(ctx: Context) -> ImageForwarder | None:
     """The fallback platform the AE relays to (``Context.forward``; None: not configured)."""
-    fw = getattr(ctx, "forward", None)
-    return fw if isinstance(fw, ImageForwarder) else None
+    return ctx.forward
 
 
 def _study_items(

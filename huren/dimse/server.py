@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from pynetdicom.transport import ThreadedAssociationServer
 
     from huren.services.imaging import ImagingService
+    from huren.services.imaging_forward import ImageForwarder
 
 LOG = logging.getLogger("huren.dimse")
 #: the largest P-DATA PDU the AE accepts (and offers as requestor): big PDUs, few reactor turns
@@ -139,11 +140,11 @@ class DicomServer:
 
     def __init__(
         self, imaging: ImagingService, *, aet: str = "HUREN", host: str = "127.0.0.1", port: int = 11112,
-        max_instance_bytes: int = 512 * 1024 * 1024,
+        max_instance_bytes: int = 512 * 1024 * 1024, forward: ImageForwarder | None = None,
     ) -> None:
         if not aet or len(aet) > 16 or not aet.isascii() or "\\" in aet or aet != aet.strip():
             raise ValueError("HUREN_DICOM_AET（DICOM AE 名称）须为 1–16 个 ASCII 字符，不含反斜杠，首尾不留空格")
-        self.ctx = handlers.Context(imaging=imaging, aet=aet, max_instance_bytes=max_instance_bytes)
+        self.ctx = handlers.Context(imaging=imaging, aet=aet, max_instance_bytes=max_instance_bytes, forward=forward)
         self.host = host
         self.port = port
         self._server: ThreadedAssociationServer | None = None

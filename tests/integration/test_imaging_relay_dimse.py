@@ -6,6 +6,7 @@ not relayed; every relayed read in the access log."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import socket
 from collections.abc import Iterator
@@ -95,11 +96,15 @@ def _forwarder(container: Container, url: str, tmp_path: Path, **kw: object) -> 
 
 @pytest.fixture
 def relaying(container: Container, fallback: tuple[OrthancServer, Files], tmp_path: Path) -> Iterator[DicomServer]:
-    """The platform's AE, relaying to the fallback (``Context.forward``)."""
-    server = DicomServer(container.imaging, aet="HUREN", host="127.0.0.1", port=0)
+    """The platform's AE as ``huren serve`` starts it (``start_dicom``), relaying to the fallback
+    the container was built with (``Container.imaging_forward`` → ``Context.forward``)."""
+    from huren.cli.serve import start_dicom
+
     fw = _forwarder(container, fallback[0].http_url + "/dicom-web", tmp_path)
-    vars(server.ctx)["forward"] = fw
-    server.start()
+    served = dataclasses.replace(container, settings=container.settings.model_copy(update={"dicom_port": _port()}),
+                                 imaging_forward=fw)
+    server = start_dicom(served)
+    assert server is not None and server.ctx.forward is fw
     yield server
     server.stop()
     fw.close()
@@ -210,7 +215,7 @@ def test_the_fallback_down_answers_unable_to_process(
         assoc = associate(server, [model])
         try:
             [plain] = [rsp for rsp, _ in assoc.send_c_move(q, "DEST", model)]
-            vars(server.ctx)["forward"] = fw
+            server.ctx.forward = fw
             [down] = [rsp for rsp, _ in assoc.send_c_move(q, "DEST", model)]
         finally:
             assoc.release()
@@ -263,10 +268,10 @@ def test_failover_sends_a_held_study_from_the_fallback_while_the_archive_is_down
         q.StudyInstanceUID = study
         assoc = associate(server, [model])
         try:
-            vars(server.ctx)["forward"] = plain
+            server.ctx.forward = plain
             failed = [rsp for rsp, _ in assoc.send_c_move(q, "DEST", model)][-1]
             assert receiver.got == {}
-            vars(server.ctx)["forward"] = failover
+            server.ctx.forward = failover
             moved = [rsp for rsp, _ in assoc.send_c_move(q, "DEST", model)][-1]
         finally:
             assoc.release()
@@ -322,7 +327,7 @@ def test_a_second_huren_as_the_fallback(container: Container, receiver: Receiver
                                 spool_dir=tmp_path / "spool")
             listed = remote_instances(fw, Principal(ORG_A[0], "dimse:TEST", "hospital"), study)
             assert sorted(str(i.transfer_syntax) for i in listed) == ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"]
-            vars(server.ctx)["forward"] = fw
+            server.ctx.forward = fw
             server.start()
             container.imaging.nodes.add_node("DEST", ORG_A[0], hosts="127.0.0.1", port=receiver.port, purpose="pacs")
             model = StudyRootQueryRetrieveInformationModelMove
