@@ -1,10 +1,12 @@
 """DICOM files on the wire: a Part-10 header read into an :class:`InstanceRecord` (index values and
 the instance's DICOM JSON), with the character set normalised once, at ingest.
 
-One header parse per instance: ``dcmread(stop_before_pixels=True, defer_size=…, force=False)``,
-then the Pixel Data element's header is checked against the file's size (a file cut short is
-refused, even inside its pixel data). The bytes are never re-encoded: the store keeps the file as
-received, this module only reads it.
+One header parse per instance: ``huren.wire.dicom_walk`` (a ``struct`` walk giving the same raw
+elements as pydicom) for well-formed implicit / explicit VR little endian files, otherwise
+``dcmread(stop_before_pixels=True, defer_size=…, force=False)``; then the Pixel Data element's
+header is checked against the file's size (a file cut short is refused, even inside its pixel
+data). The bytes are never re-encoded: the store keeps the file as received, this module only
+reads it.
 
 **Character sets** (issue 12). The text values (PN, LO, SH, ST, LT, UT, UC) are decoded with the
 file's *Specific Character Set* when it names a Chinese or Unicode one (``GB18030``, ``GBK``,

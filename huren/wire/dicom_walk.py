@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, cast
 
 from pydicom import uid as _uid
 from pydicom.charset import convert_encodings, default_encoding
-from pydicom.dataelem import RawDataElement, convert_raw_data_element, empty_value_for_VR
+from pydicom.dataelem import RawDataElement, empty_value_for_VR
 from pydicom.dataset import Dataset
 from pydicom.filereader import data_element_generator
 from pydicom.tag import BaseTag
@@ -204,13 +204,7 @@ def walk(fh: BinaryIO, size: int, defer_size: int) -> Walked | None:
     if not raw:
         return None
     ds = Dataset(raw, parent_encoding=default_encoding)
-    charset_el = raw.get(BaseTag(_CHARSET))
-    if charset_el is not None:
-        final: Any = convert_encodings(convert_raw_data_element(charset_el).value)
-    else:
-        final = default_encoding
-    ds.set_original_encoding(implicit, True, final)
-    # as dcmread ends: the encoding again from the data set, which converts (0008,0005) in place
+    # as read_dataset then dcmread end: the encoding from the data set's (0008,0005), converted in place
     ds.set_original_encoding(implicit, True, ds._character_set)
     fh.seek(at)
     return Walked(ds, ts, media_sop, media_class)

@@ -138,3 +138,4 @@ def test_walk_leaves_the_file_at_pixel_data() -> None:
     assert data[fh.tell() : fh.tell() + 4] == b"\xe0\x7f\x10\x00"
     ref = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, defer_size=dicom.DEFER_SIZE)
     assert dict(walked.dataset._dict) == dict(ref._dict)
+
