@@ -28,7 +28,7 @@ STATES: Final = (RECEIVING, COMPLETE)
 LEVELS: Final = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 
 #: how a study reached the platform (Sender.channel)
-CHANNELS: Final = ("dimse", "stow", "gateway")
+CHANNELS: Final = ("dimse", "stow", "gateway", "adopt")
 
 #: commit failures (CommitResult.failed reason codes; PS3.4 storage commitment maps both to 0x0112 / 0x0110)
 MISSING: Final = "missing"

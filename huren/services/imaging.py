@@ -33,7 +33,7 @@ from huren.domain import imaging
 from huren.errors import Conflict, Forbidden, InvalidInput, Problem, TooLarge
 from huren.services import access
 from huren.services.audit import AuditService
-from huren.services.imaging_archive import Archive, LocalArchive, Put
+from huren.services.imaging_archive import Archive, LocalArchive, Put, StudyRef
 from huren.services.imaging_keys import ImagingKeys, same_name
 from huren.services.imaging_nodes import NodeService
 from huren.services.imaging_reads import ImagingReads
@@ -227,6 +227,12 @@ class ImagingService(ImagingReads, ImagingKeys):
                 if patientName and s.get("patient_name") and not same_name(patientName, str(s["patient_name"])):
                     msg = "患者姓名与该检查号的检查不符，未删除"
                     raise InvalidInput(msg, [Problem("patientName", "mismatch", msg)])
+            # the archive's own users told too (Orthanc: the study marked withdrawn); Orthanc down → 503, nothing hidden
+            self.archive.hidden(
+                [StudyRef(str(s["study_uid"]), s.get("patient_id") or "") for s in studies],
+                f"影像删除通知：机构 {hospitalId}，检查号 {accessionNo.strip()}，{operateDateTime or now.isoformat(timespec='seconds')}"
+                "；已在互认平台隐藏，文件保留",
+            )
             hidden = store.hide_studies(conn, [int(s["id"]) for s in studies], now)
             store.add_deletion(conn, {
                 "org_code": hospitalId, "accession_no": accessionNo.strip(), "patient_name": patientName or None,

@@ -47,6 +47,7 @@ class LocalArchive:
     """The embedded archive: the blob store's streamed, sealed files (the default)."""
 
     name = LOCAL
+    needs_patient_id = False  # files are named by their SHA-256
 
     def __init__(self, blobs: BlobStore) -> None:
         self.blobs = blobs

@@ -73,6 +73,7 @@ class AlreadyHeld:
     ``put`` only hashes and measures the bytes; everything else is the Orthanc archive's."""
 
     name = ORTHANC
+    needs_patient_id = False  # only hashes what is adopted; never read from
 
     def __init__(self, orthanc: OrthancArchive) -> None:
         self.orthanc = orthanc

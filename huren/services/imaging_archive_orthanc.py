@@ -54,6 +54,7 @@ class OrthancArchive:
     disk: :meth:`sync` has nothing to do) — both its defaults."""
 
     name = ORTHANC
+    needs_patient_id = True  # Orthanc's instance identifier hashes the PatientID with the UIDs
 
     def __init__(
         self, url: str, *, username: str | None = None, password: str | None = None, timeout: float = 30.0,

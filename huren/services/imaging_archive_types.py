@@ -68,6 +68,9 @@ def instance_ref(row: Mapping[str, Any], patient_id: str | None = None) -> Ref:
 @runtime_checkable
 class Archive(Protocol):
     name: str
+    #: whether the archive names an instance with its study's PatientID (Orthanc's identifiers do):
+    #: readers open the study's sealed identity for it only then
+    needs_patient_id: bool
 
     def put(self, source: BinaryIO | Iterable[bytes], *, max_bytes: int | None = None) -> Put: ...
 

@@ -4,8 +4,10 @@ and instance levels, metadata, retrieval, the exam-report link — each within t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
+
+from sqlalchemy.pool import QueuePool
 
 from huren.context import Principal
 from huren.domain import imaging
@@ -13,7 +15,7 @@ from huren.errors import InvalidInput, Problem
 from huren.services import access
 from huren.services import imaging_json as js
 from huren.services.audit import AuditService
-from huren.services.imaging_archive import Archive, Ref
+from huren.services.imaging_archive import Archive, LocalArchive, instance_ref
 from huren.services.imaging_forward import NotHeld
 from huren.services.imaging_types import (
     MAX_LIMIT,
@@ -65,9 +67,17 @@ class ImagingReads:
         return reader
 
     def _log(self, reader: Reader, action: str, study_uid: str, target: str | None = None) -> None:
+        write = self._owed(reader, action, study_uid, target)
+        if write is not None:
+            write()
+
+    def _owed(self, reader: Reader, action: str, study_uid: str, target: str | None = None) -> Callable[[], None] | None:
+        """The access-log write a read owes (None: this reader's ``action`` on the study was logged
+        within the once-window); the window is taken now, the write is the caller's to do."""
         who = self._who(reader)
-        if self._once.first((f"{who.org_code}/{who.username}", study_uid, action)):
-            self._audit.record(who, action, target=target or f"study:{study_uid}", read=True)
+        if not self._once.first((f"{who.org_code}/{who.username}", study_uid, action)):
+            return None
+        return lambda: self._audit.record(who, action, target=target or f"study:{study_uid}", read=True)
 
     # -- queries -----------------------------------------------------------------------------------
     def find_studies(
@@ -172,9 +182,17 @@ class ImagingReads:
         self._log(reader, "image.metadata", study_uid)
         return js.metadata_array(study.get("patient_json"), (str(r["metadata"]) for r in rows))
 
-    def _file(self, r: Mapping[str, Any]) -> InstanceFile:
+    def _patient_id(self, conn: Any, row: Mapping[str, Any]) -> str | None:
+        """The study's PatientID when the archive names instances with it (opened from the sealed
+        row only then: a WADO read of the embedded archive does not decrypt the patient's identity)."""
+        if not self.archive.needs_patient_id:
+            return None
+        return str(store.opened(conn, dict(row)).get("patient_id") or "")
+
+    def _file(self, r: Mapping[str, Any], patient_id: str | None = None) -> InstanceFile:
+        """``patient_id``: the study's (opened), with which an Orthanc archive names the instance."""
         sha = str(r["sha256"])
-        ref = Ref(sha, str(r["sop_uid"]))
+        ref = instance_ref(r, patient_id)
 
         def chunks() -> Iterator[bytes]:
             it = self.archive.open(ref)
@@ -189,6 +207,19 @@ class ImagingReads:
 
     def instance(self, reader: Reader, study_uid: str, series_uid: str | None, sop_uid: str) -> InstanceFile:
         """One stored file (one indexed query), byte-exact; NotFound for what the reader may not see."""
+        f, log = self.locate(reader, study_uid, series_uid, sop_uid)
+        if log is not None:
+            log()
+        return f
+
+    def locate(
+        self, reader: Reader, study_uid: str, series_uid: str | None, sop_uid: str
+    ) -> tuple[InstanceFile, Callable[[], None] | None]:
+        """:meth:`instance` less its access-log write, which it hands back to be done before a byte
+        of the file is sent (None: this reader's retrieve of the study is already logged within the
+        once-window, the common case of a viewer reading a study's instances one by one). For a
+        caller that reads where it must not wait (an event loop, :meth:`reads_without_waiting`)
+        and does the write, which may wait for SQLite's one writer, in a thread."""
         imaging.check_uid(study_uid)
         imaging.check_uid(sop_uid, "SOPInstanceUID")
         if series_uid is not None:
@@ -206,10 +237,20 @@ class ImagingReads:
                 s = access.require(reader, "image.read")
                 if not access.reach(conn, reader, s, str(r["org_code"])):
                     raise not_found("实例")
-        if not self.archive.exists(Ref(str(r["sha256"]), str(r["sop_uid"]))):
+            patient_id = self._patient_id(conn, r)
+        if not self.archive.exists(instance_ref(r, patient_id)):
             raise not_found("实例")
-        self._log(reader, "image.retrieve", study_uid)
-        return self._file(r)
+        return self._file(r, patient_id), self._owed(reader, "image.retrieve", study_uid)
+
+    def reads_without_waiting(self) -> bool:
+        """Whether :meth:`locate` and reading a file now wait on nothing but the local disk: the
+        index in SQLite (a WAL reader never waits for a writer), a pooled connection idle (the
+        checkout does not queue behind busy threads), the files in the local blob store (not a
+        remote archive). False for PostgreSQL or the Orthanc archive (a network round trip each)."""
+        if not self._db.is_sqlite or not isinstance(self.archive, LocalArchive):
+            return False
+        pool = self._db.engine.pool
+        return not isinstance(pool, QueuePool) or pool.checkedin() > 0
 
     def instances_of(self, reader: Reader, study_uid: str, series_uid: str | None = None) -> list[InstanceFile]:
         if series_uid is not None:
@@ -217,10 +258,11 @@ class ImagingReads:
         with self._db.read() as conn:
             study = self._visible(conn, reader, study_uid)
             rows = store.instances(conn, int(study["id"]), series_uid)
+            patient_id = self._patient_id(conn, study)
         if series_uid is not None and not rows:
             raise not_found("序列")
         self._log(reader, "image.retrieve", study_uid)
-        return [self._file(r) for r in rows]
+        return [self._file(r, patient_id) for r in rows]
 
     # -- the exam report link ------------------------------------------------------------------------
     def study_for_exam(self, reader: Reader, org_code: str, report_form_no: str) -> str | None:

@@ -201,14 +201,15 @@ def instances(
 
 
 def instance_by_uid(conn: Connection, sop_uid: str) -> dict[str, Any] | None:
-    """One instance by its SOP Instance UID (one indexed query), with its study's state. The
+    """One instance by its SOP Instance UID (one indexed query), with its study's state and
+    PatientID (sealed: :func:`opened` opens it). The
     statement is built once (every WADO request runs it): only the UID is bound per call."""
     r = conn.execute(_INSTANCE_BY_UID, {"sop_uid": sop_uid}).mappings().first()
     return dict(r) if r and r["study_deleted"] is None else None
 
 
 _INSTANCE_BY_UID = (
-    select(*INSTANCE_COLS, st.c.deleted_at.label("study_deleted"))
+    select(*INSTANCE_COLS, st.c.deleted_at.label("study_deleted"), st.c.patient_id)
     .select_from(ins.join(se, se.c.id == ins.c.series_id).join(st, st.c.id == ins.c.study_id))
     .where(ins.c.sop_uid == bindparam("sop_uid"), ins.c.deleted_at.is_(None))
 )
