@@ -164,15 +164,37 @@ def _pixel_check(fh: BinaryIO, ts: str, size: int) -> str | None:
         vr, length, hdr = head[4:6].decode("ascii"), struct.unpack(endian + "I", head[8:12])[0], 12
     else:
         raise _bad("DICOM 文件的像素数据值表示（VR）无效")
-    if length == 0xFFFFFFFF:  # encapsulated: the file must end with the sequence delimiter
+    if length == 0xFFFFFFFF:  # encapsulated: its items, then the sequence delimiter, within the file
         fh.seek(max(pos, size - 8))
-        if fh.read(8) != _SEQ_DELIM:
-            raise _bad("DICOM 文件不完整（封装的像素数据缺少结束标记，文件可能被截断）")
+        if fh.read(8) != _SEQ_DELIM:  # not at the very end: elements follow (trailing padding…)
+            _check_tail(fh, _encapsulated_end(fh, pos + hdr, size), size, ts, endian)
         return "OB"
     if pos + hdr + length > size:
         raise _bad("DICOM 文件不完整（像素数据长度超出文件大小，文件可能被截断）")
     _check_tail(fh, pos + hdr + length, size, ts, endian)
     return vr
+
+
+#: (FFFE,E000) Item, (FFFE,E0DD) Sequence Delimitation Item: the tags of encapsulated pixel data
+_ITEM, _DELIM = b"\xfe\xff\x00\xe0", b"\xfe\xff\xdd\xe0"
+MAX_FRAGMENTS = 1_000_000
+
+
+def _encapsulated_end(fh: BinaryIO, at: int, size: int) -> int:
+    """Where the encapsulated pixel data starting at ``at`` ends: its items (offset table, fragments)
+    walked to the sequence delimiter (PS3.5 A.4), each within the file; InvalidInput otherwise."""
+    for _ in range(MAX_FRAGMENTS):
+        fh.seek(at)
+        head = fh.read(8)
+        if len(head) < 8:
+            break
+        length = struct.unpack("<I", head[4:8])[0]
+        if head[:4] == _DELIM:
+            return at + 8
+        if head[:4] != _ITEM or length == 0xFFFFFFFF or at + 8 + length > size:
+            break
+        at += 8 + length
+    raise _bad("DICOM 文件不完整（封装的像素数据缺少结束标记，文件可能被截断）")
 
 
 def _check_tail(fh: BinaryIO, at: int, size: int, ts: str, endian: str) -> None:
