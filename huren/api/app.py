@@ -88,9 +88,10 @@ def create_app(container: Container) -> FastAPI:
     # recognition query itself (bench/recognition.py). Starlette tries the routes in order, so
     # the busiest come first (doctors' questions, then hospitals' uploads and the SOAP profile);
     # no two modules share a path, so the order changes nothing but the time to find a route.
-    # WADO-URI first: the benchmark's lean path (one plain Starlette route, no FastAPI dependencies)
+    # WADO-URI first, before even FastAPI's own /openapi.json and /docs routes (matched on every
+    # request before it otherwise): the benchmark's lean path (one plain Starlette route)
+    app.router.routes[:0] = wado.routes
     for routes in (
-        wado.routes,
         rest_recognition.router.routes,
         rest_reports.router.routes,
         soap.router.routes,  # /Myhealth: the Xinjiang SOAP profile (WSDL at /Myhealth?wsdl)

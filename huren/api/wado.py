@@ -18,16 +18,23 @@
 * ``charset``: accepted and ignored (the file is served as stored; names were normalised at ingest
   in the index, not in the file); ``presentationUID`` / ``presentationSeriesUID``: refused with 400.
 
-The ``application/dicom`` path is lean (the benchmark compares it with Orthanc): the reader and
-the file in one hop to the threadpool, one service call, a small file sent whole, a large one
-streamed. It is a plain Starlette route placed first in the app's route list.
+The ``application/dicom`` path is lean (the benchmark compares it with Orthanc): one service call,
+a small file sent whole, a large one streamed. It is a plain Starlette route placed first in the
+app's route list. The stored file asked with a token (no key, no transferSyntax, no anonymize) is
+looked up on the event loop when the service says its reads wait on nothing but the local disk
+(SQLite index, local blob store, an idle pooled connection: ``reads_without_waiting``); a file up
+to INLINE_BYTES whose access is already logged is then read and answered there too, saving the two
+thread switches of the hop (measured: ~0.08 ms of ~0.3 ms of the app's own time per request).
+Everything that may wait goes to the threadpool in one hop: the access-log write the read owes
+(SQLite's one writer), a larger file, a key (its use is written), transcoding, de-identification,
+rendering, and every read of a PostgreSQL index or a remote archive.
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
@@ -49,6 +56,10 @@ JPEG = "image/jpeg"
 PNG = "image/png"
 #: a stored file up to this size is sent in one piece (one read, no chunked streaming)
 WHOLE_BYTES = 1024 * 1024
+#: a stored file up to this size may be read on the event loop (its lookup done there too): from
+#: the page cache a few tens of µs, from a cold disk a few ms at worst; beyond, the hop to the
+#: threadpool costs little next to the copy
+INLINE_BYTES = 256 * 1024
 #: a stored file being de-identified is held in memory up to this size, beyond in a temporary file
 SPOOL_BYTES = 32 * 1024 * 1024
 #: the platform's secret for pseudonymous UIDs (derived from the index secret; never rotates)
@@ -203,9 +214,45 @@ class _Answer:
     headers: dict[str, str]
 
 
-def answer(c: Container, request: Request) -> _Answer:
-    """The whole request, synchronously (one hop to the threadpool): parse, reader, file."""
+def on_loop(c: Container, request: Request) -> _Answer | Callable[[], _Answer]:
+    """What the event loop answers itself, else the rest to run in the threadpool (one hop).
+
+    On the loop: the parameters (CPU only), and for the stored file asked with a token (verified
+    in memory) its lookup, when ``reads_without_waiting`` (see the module's docstring), and its
+    bytes when it is small and its access already logged. Never on the loop: a key (its use is
+    written), the access-log write, a large file, a transcode, de-identification, rendering."""
     w = translate(lambda: parse(dict(request.query_params)))
+    if (
+        w.content_type != DICOM or w.transfer_syntax is not None or w.anonymize
+        or "key" in request.query_params or "x-image-key" in request.headers
+        or not c.imaging.reads_without_waiting()
+    ):
+        return lambda: answer(c, request, w)
+    reader = resolve_reader(c, request)
+    f, log = translate(lambda: c.imaging.locate(reader, w.study_uid, w.series_uid, w.object_uid))
+    if log is None and f.size <= INLINE_BYTES:
+        return _stored(f)
+
+    def rest() -> _Answer:
+        if log is not None:
+            log()  # before a byte of the file is sent
+        return _stored(f)
+
+    return rest
+
+
+def _stored(f: InstanceFile) -> _Answer:
+    """The stored file as it is: whole up to WHOLE_BYTES, else streamed."""
+    name = {"Content-Disposition": f'attachment; filename="{f.sop_uid}.dcm"'}
+    if f.size <= WHOLE_BYTES:
+        return _Answer(b"".join(f.chunks()), None, DICOM, name)
+    return _Answer(None, f.chunks(), DICOM, name | {"Content-Length": str(f.size)})
+
+
+def answer(c: Container, request: Request, w: WadoRequest | None = None) -> _Answer:
+    """The whole request, synchronously (in the threadpool): parse (unless ``w`` is given), reader, file."""
+    if w is None:
+        w = translate(lambda: parse(dict(request.query_params)))
     reader = resolve_reader(c, request)
     f = translate(lambda: c.imaging.instance(reader, w.study_uid, w.series_uid, w.object_uid))
     ctype = w.content_type
@@ -223,9 +270,7 @@ def answer(c: Container, request: Request) -> _Answer:
         if w.anonymize:
             return _anonymized(c, f, None if same else w.transfer_syntax)
         if same:
-            if f.size <= WHOLE_BYTES:
-                return _Answer(b"".join(f.chunks()), None, DICOM, name)
-            return _Answer(None, f.chunks(), DICOM, name | {"Content-Length": str(f.size)})
+            return _stored(f)
         assert w.transfer_syntax is not None
         return _Answer(translate(lambda: dicom_transcode.transcode(b"".join(f.chunks()), str(w.transfer_syntax))),
                        None, DICOM, name)
@@ -281,7 +326,9 @@ def _accepts_jpeg(request: Request) -> bool:
 
 async def wado(request: Request) -> Response:
     c: Container = request.app.state.container
-    got = await run_in_threadpool(answer, c, request)
+    got = on_loop(c, request)
+    if not isinstance(got, _Answer):
+        got = await run_in_threadpool(got)
     if got.chunks is not None:
         return StreamingResponse(iterate_in_threadpool(got.chunks), media_type=got.media_type, headers=got.headers)
     assert got.body is not None
