@@ -138,9 +138,12 @@ class ImagingService(ImagingReads, ImagingKeys):
 
     # -- commit ------------------------------------------------------------------------------------
     def commit_study(
-        self, sender: Sender, study_uid: str, instances: Sequence[tuple[str, str | None]] | None = None
+        self, sender: Sender, study_uid: str, instances: Sequence[tuple[str, str | None]] | None = None, *,
+        may_complete: bool = True,
     ) -> CommitResult:
-        """Make the study durable, and COMPLETE when every listed instance is held (see the module)."""
+        """Make the study durable, and COMPLETE when every listed instance is held (see the module).
+        ``may_complete`` False: durable, each held instance committed, the state left RECEIVING (the
+        sender's request also named instances this platform does not hold)."""
         imaging.check_uid(study_uid)
         out = CommitResult(study_uid)
         with self._db.read() as conn:
@@ -158,7 +161,7 @@ class ImagingService(ImagingReads, ImagingKeys):
             else:
                 out.committed.append(sop)
         self.archive.sync(held.values())
-        state = imaging.COMPLETE if not out.failed and held else imaging.RECEIVING
+        state = imaging.COMPLETE if not out.failed and held and may_complete else imaging.RECEIVING
         with self._db.write() as conn:  # durable: with it, every index row written before it
             if not store.mark_state(conn, int(row["id"]), state, self._clock.now(), instance_count=len(held)):
                 state = imaging.RECEIVING  # another instance arrived meanwhile: not complete yet
@@ -186,7 +189,11 @@ class ImagingService(ImagingReads, ImagingKeys):
 
     def commit_instances(self, sender: Sender, refs: Sequence[tuple[str, str]]) -> list[CommitResult]:
         """Storage commitment: (SOPClassUID, SOPInstanceUID) pairs across studies, one result per
-        study (instances not held, or held for another institution, under study UID "")."""
+        study (instances not held, or held for another institution, under study UID ""). The held
+        instances are committed in any case (PS3.4 J: commitment is per instance); but when the
+        request names an instance not held here, none of its studies becomes COMPLETE — that
+        instance may be one of theirs that did not arrive (the index cannot tell whose it is) — until
+        a later request names only held instances."""
         with self._db.read() as conn:
             where = store.locate(conn, [sop for _, sop in refs])
         by_study: dict[str, list[tuple[str, str | None]]] = {}
@@ -197,7 +204,8 @@ class ImagingService(ImagingReads, ImagingKeys):
                 unknown.failed.append((sop, imaging.MISSING))
             else:
                 by_study.setdefault(found[0], []).append((sop, None))
-        results = [self.commit_study(sender, uid, items) for uid, items in by_study.items()]
+        complete = not unknown.failed
+        results = [self.commit_study(sender, uid, items, may_complete=complete) for uid, items in by_study.items()]
         return [*results, unknown] if unknown.failed else results
 
     # -- access ------------------------------------------------------------------------------------
