@@ -132,3 +132,20 @@ def test_refusals_on_the_loop_path(container: Container, api_b: Api, spy: Spy) -
     assert r.status_code == 401 and r.json()["problems"][0]["field"] == "key"
     r = api_b.get("/wado", params=params(ct, contentType="application/dicom", seriesUID="1.2.x"))
     assert r.status_code == 400 and r.json()["problems"][0]["field"] == "seriesUID"
+
+
+def test_over_the_read_rate_nothing_is_sent(container: Container, api_b: Api, spy: Spy, monkeypatch: pytest.MonkeyPatch) -> None:
+    ct = store(container, [sample("CT_small.dcm")])[0]
+    monkeypatch.setattr(container.imaging._audit.limiter, "take", lambda _p: (False, 30, False))
+    r = api_b.get("/wado", params=params(ct, contentType="application/dicom"))
+    assert r.status_code == 429 and r.json()["code"] == "too_many" and r.content != sample("CT_small.dcm").read_bytes()
+    assert [name for name, _ in spy.take()] == ["locate", "record"]  # refused before the file was opened
+
+
+def test_remote_archive_never_on_the_loop(container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Remote:  # an archive other than the local blob store (Orthanc's: a network round trip)
+        name = "remote"
+
+    assert container.imaging.reads_without_waiting() is container.db.is_sqlite
+    monkeypatch.setattr(container.imaging, "archive", Remote())
+    assert container.imaging.reads_without_waiting() is False
