@@ -34,7 +34,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from pynetdicom.transport import AssociationSocket
 
-from huren.dimse import commitment, fast_store, file_meta, handlers, query, reactor, sockets
+from huren.dimse import commitment, contexts, fast_store, file_meta, handlers, query, reactor, sockets
 
 if TYPE_CHECKING:
     from pynetdicom.transport import ThreadedAssociationServer
@@ -52,7 +52,9 @@ def configure_pynetdicom() -> None:
     received C-STORE datasets go to a temp file as received; a C-STORE of a file path sends its
     bytes without decoding; no per-message logging and no identifiers (patient data) in logs; the
     reactors woken by their data rather than by their polling (``huren.dimse.reactor``); the
-    received file's meta written without pydicom (``huren.dimse.file_meta``, the same bytes)."""
+    received file's meta written without pydicom (``huren.dimse.file_meta``, the same bytes);
+    C-STORE served in the DUL thread (``huren.dimse.fast_store``); each accepted association's
+    contexts copied without deepcopy (``huren.dimse.contexts``)."""
     _config.STORE_RECV_CHUNKED_DATASET = True
     _config.STORE_SEND_CHUNKED_DATASET = True
     _config.LOG_HANDLER_LEVEL = "none"
@@ -63,6 +65,7 @@ def configure_pynetdicom() -> None:
     reactor.install()
     file_meta.install()
     fast_store.install()
+    contexts.install()
 
 
 def _shutdown_socket(self: AssociationSocket) -> None:
