@@ -43,6 +43,11 @@ class _AssociationTime(_Time):
         with queue.not_empty:  # holds the queue's mutex: look at the deque itself (qsize() would lock again)
             if not queue.queue:
                 queue.not_empty.wait(seconds)
+                if queue.queue:
+                    # woken by a put, which wakes ONE waiter: pass it on, or a thread blocked in
+                    # ``get(block=True)`` on the same queue (a requestor's send_c_store, whose
+                    # reactor pynetdicom pauses racily) would wait out its DIMSE timeout
+                    queue.not_empty.notify()
 
 
 class _DulTime(_Time):
