@@ -195,8 +195,8 @@ class ImageForwarder:
         items = params_of(params)
         self._gate()
         who = f"{actor.org_code}/{actor.username}"
-        if self._once.first((who, study, "image.forward")):
-            self._audit.record(actor, "image.forward", target=f"{self.peer.name}:{path}"[:256], read=True)
+        self._once.run((who, study, "image.forward"),
+                       lambda: self._audit.record(actor, "image.forward", target=f"{self.peer.name}:{path}"[:256], read=True))
         headers = {"X-Forwarded-For-Institution": quote(actor.org_code, safe="")}
         if accept:
             if len(accept) > MAX_ACCEPT_LEN:

@@ -134,12 +134,14 @@ class ImagingKeys:
             problem = [Problem("key", "key", f"影像密钥{state.reason}")]
             raise LinkExpired(msg, problem) if state.reason == imaging.KEY_EXPIRED else Forbidden(msg, problem)
         g = _grant(row)
-        if self._once.first((f"key:{g.key_id}", g.study_uid, "image_key.use")):
-            with self._db.write(durable=False) as conn:
-                links.used_key(conn, g.key_id, self._clock.now())
-            who = Principal(g.viewer_org or "-", f"key:{g.key_id}", "key")
-            self._audit.record(who, "image_key.use", target=f"{g.kind}#{g.key_id}:{g.study_uid}", read=False)
+        self._once.run((f"key:{g.key_id}", g.study_uid, "image_key.use"), lambda: self._record_use(g))
         return g
+
+    def _record_use(self, g: KeyGrant) -> None:
+        with self._db.write(durable=False) as conn:
+            links.used_key(conn, g.key_id, self._clock.now())
+        who = Principal(g.viewer_org or "-", f"key:{g.key_id}", "key")
+        self._audit.record(who, "image_key.use", target=f"{g.kind}#{g.key_id}:{g.study_uid}", read=False)
 
     def revoke_key(self, principal: Principal, key_or_id: str | int) -> None:
         """Revoke a key (by the key itself or its id): by the institution it was issued to, or the

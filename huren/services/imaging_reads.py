@@ -75,9 +75,10 @@ class ImagingReads:
         """The access-log write a read owes (None: this reader's ``action`` on the study was logged
         within the once-window); the window is taken now, the write is the caller's to do."""
         who = self._who(reader)
-        if not self._once.first((f"{who.org_code}/{who.username}", study_uid, action)):
+        key = (f"{who.org_code}/{who.username}", study_uid, action)
+        if not self._once.first(key):
             return None
-        return lambda: self._audit.record(who, action, target=target or f"study:{study_uid}", read=True)
+        return lambda: self._once.guard(key, lambda: self._audit.record(who, action, target=target or f"study:{study_uid}", read=True))
 
     # -- queries -----------------------------------------------------------------------------------
     def find_studies(
@@ -107,8 +108,7 @@ class ImagingReads:
         target = f"{level}:{uids[0]}" if len(uids) == 1 else f"{level}:{len(uids)} studies"
         who = self._who(reader)
         key = (f"{who.org_code}/{who.username}", ",".join(uids)[:2000], "image.query")
-        if self._once.first(key):
-            self._audit.record(who, "image.query", target=target[:256], read=True)
+        self._once.run(key, lambda: self._audit.record(who, "image.query", target=target[:256], read=True))
 
     def find_patients(self, reader: Reader, q: Mapping[str, str], *, limit: int = 100) -> list[dict[str, Any]]:
         """PATIENT level (C-FIND): the studies matching ``q`` grouped by patient."""

@@ -105,6 +105,25 @@ class Once:
             self._seen[key] = now
             return True
 
+    def forget(self, key: tuple[str, str, str]) -> None:
+        with self._lock:
+            self._seen.pop(key, None)
+
+    def run(self, key: tuple[str, str, str], write: Callable[[], None]) -> None:
+        """``write()`` (an access-log row) once per window for ``key``. A write that fails (the rate
+        limit refused it, the database is down) leaves the key unmarked: the read it belongs to fails
+        with it, and the next read of the window is checked and logged again."""
+        if self.first(key):
+            self.guard(key, write)
+
+    def guard(self, key: tuple[str, str, str], write: Callable[[], None]) -> None:
+        """``write()`` for a key :meth:`first` has just marked; unmarked again if it fails."""
+        try:
+            write()
+        except BaseException:
+            self.forget(key)
+            raise
+
 
 
 @dataclass(frozen=True, slots=True)
