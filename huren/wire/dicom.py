@@ -21,7 +21,10 @@ nothing at all, or with a label pydicom does not know, is checked: when its text
    letter, as in "Müller") → decoded as GB18030 (which includes GBK and GB2312);
 3. otherwise → the label is believed.
 
-A file labelled ``ISO_IR 192`` whose text is not valid UTF-8 but is such GB18030 is decoded as GB18030 too.
+A file labelled ``ISO_IR 192`` whose text is not valid UTF-8 but is such GB18030 is decoded as GB18030 too,
+and so is one labelled ``ISO 2022 IR 58`` whose text has no escape sequence (GB2312 bytes written as
+they are, as pydicom and many devices write them). Several values (``\\ISO 2022 IR 58``) are kept
+joined with a backslash, as the file writes them.
 
 The index and the metadata hold Unicode; served metadata says ``SpecificCharacterSet`` ``ISO_IR 192``.
 :attr:`InstanceRecord.charset_in` keeps the label as received, :attr:`InstanceRecord.charset` what
@@ -74,6 +77,8 @@ __all__ = ["InstanceRecord", "detect_charset", "read_header"]
 
 UNICODE = "ISO_IR 192"
 CHINESE = frozenset({"GB18030", "GBK", UNICODE, "ISO 2022 IR 58", "ISO 2022 58", "ISO 2022 GBK"})
+#: the ISO 2022 labels of GB2312, whose text should switch to it with ESC $ ) A
+ISO_2022_GB = frozenset({"ISO 2022 IR 58", "ISO 2022 58"})
 LATIN_OR_NONE = frozenset({"", "ISO_IR 6", "ISO_IR 100", "ISO 2022 IR 6", "ISO 2022 IR 100"})
 _IMPLICIT = "1.2.840.10008.1.2"
 _BIG = "1.2.840.10008.1.2.2"
@@ -124,6 +129,14 @@ def _is_gb(data: bytes) -> bool:
     return all(ch.isascii() or _is_chinese_char(ch) for ch in text) and not _sensible_latin1(data)
 
 
+def _joined(value: Any) -> str:
+    """A Specific Character Set pydicom already converted (one value or several) as the file
+    writes it: values joined with ``\\`` (``str()`` of several would be a Python list)."""
+    if isinstance(value, str):
+        return value.strip(" \0")
+    return "\\".join(str(v).strip(" \0") for v in value)
+
+
 def detect_charset(declared: str, sample: bytes) -> str:
     """The character set to decode a file's text with (see the module's docstring for the rule).
     ``declared``: the file's Specific Character Set values joined with ``\\``; ``sample``: the raw
@@ -133,6 +146,8 @@ def detect_charset(declared: str, sample: bytes) -> str:
     high = any(b >= 0x80 for b in sample)
     if values == [UNICODE] and high and not _is_utf8(sample) and _is_gb(sample):
         return "GB18030"  # labelled UTF-8, written in GBK
+    if ISO_2022_GB & set(values) and high and b"\x1b" not in sample and _is_gb(sample):
+        return "GB18030"  # labelled ISO 2022 IR 58 but written without its escape sequences (GB2312 bytes as they are)
     if known and any(v in CHINESE for v in values):
         return declared
     if known and not all(v in LATIN_OR_NONE for v in values):
@@ -313,7 +328,7 @@ def _read(fh: BinaryIO, size: int, check_media: bool = False, *, fast: bool = Tr
         declared_text = ""
         if declared is not None:
             raw = declared.value if isinstance(declared, RawDataElement) else None
-            declared_text = (raw or b"").decode("ascii", "replace").strip(" \0") if raw is not None else str(ds.SpecificCharacterSet)
+            declared_text = (raw or b"").decode("ascii", "replace").strip(" \0") if raw is not None else _joined(ds.SpecificCharacterSet)
         charset = detect_charset(declared_text, _text_sample(ds))
         if charset != declared_text:  # pydicom decodes with the charset it read: told the one to use
             ds._read_charset = convert_encodings(charset.split("\\") if charset else ["ISO_IR 6"])

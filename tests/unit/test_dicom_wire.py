@@ -198,3 +198,18 @@ def _no_bulk(obj: object) -> object:
     if isinstance(obj, dict):
         return {"vr": obj["vr"]} if "BulkDataURI" in obj else {k: _no_bulk(v) for k, v in obj.items()}
     return [_no_bulk(v) for v in obj] if isinstance(obj, list) else obj
+
+
+def test_several_character_sets_are_kept_as_the_file_writes_them() -> None:
+    """A file naming two character sets (ISO 2022 Japanese) keeps them joined with a backslash,
+    as DICOM writes them — not as a Python list — and they are believed."""
+    import io
+    from pathlib import Path
+
+    from pydicom.data import get_testdata_file
+
+    from huren.wire import dicom as wire
+
+    data = Path(str(get_testdata_file("J2K_pixelrep_mismatch.dcm"))).read_bytes()
+    rec = wire.read_header(io.BytesIO(data), len(data))
+    assert rec.charset_in == rec.charset == "ISO 2022 IR 13\\ISO 2022 IR 87"
