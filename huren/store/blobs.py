@@ -30,6 +30,7 @@ import hashlib
 import itertools
 import logging
 import os
+import re
 import struct
 import tempfile
 import time
@@ -83,6 +84,9 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+#: a SHA-256 as the blob store names its files: 64 lowercase hex digits
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}").fullmatch
+
 class BlobStore:
     def __init__(self, root: Path, cipher: FieldCipher | None = None) -> None:
         self.root = root
@@ -108,9 +112,9 @@ class BlobStore:
             return None
 
     def _path(self, digest: str) -> Path:
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        if _SHA256_HEX(digest) is None:
             raise ValueError("not a SHA-256 hex digest")
-        return self.root / digest[:2] / digest[2:4] / digest
+        return Path(f"{self.root}/{digest[:2]}/{digest[2:4]}/{digest}")  # one Path, not three (every read)
 
     def _makedirs(self, directory: Path) -> None:
         """Create ``directory`` and its missing parents, each new entry synced in its parent."""
