@@ -87,6 +87,7 @@ def fsync_dir(path: Path) -> None:
 #: a SHA-256 as the blob store names its files: 64 lowercase hex digits
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}").fullmatch
 
+
 class BlobStore:
     def __init__(self, root: Path, cipher: FieldCipher | None = None) -> None:
         self.root = root
