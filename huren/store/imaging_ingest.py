@@ -14,7 +14,6 @@ compiled once too.
 
 from __future__ import annotations
 
-import json
 import threading
 import weakref
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, DateTime, Engine, Integer, String, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
@@ -251,7 +251,7 @@ def _study_values(rec: InstanceRecord, org_code: str, sender: str, now: datetime
         "study_uid": rec.study_uid, "org_code": org_code, "state": imaging.RECEIVING,
         "patient_name": rec.patient_name or None, "patient_id": rec.patient_id or None,
         "patient_birth_date": rec.patient_birth_date or None,
-        "patient_json": json.dumps(rec.patient_json, ensure_ascii=False, separators=(",", ":")),
+        "patient_json": orjson.dumps(rec.patient_json).decode(),
         "patient_sex": rec.patient_sex, "study_date": rec.study_date, "study_time": rec.study_time,
         "accession_number": rec.accession_number, "study_id": rec.study_id,
         "study_description": rec.study_description, "referring_physician": rec.referring_physician,
@@ -273,6 +273,6 @@ def _instance_values(study_id: int, series_id: int, rec: InstanceRecord, sha256:
         "study_id": study_id, "series_id": series_id, "sop_uid": rec.sop_uid, "sop_class_uid": rec.sop_class_uid,
         "transfer_syntax": rec.transfer_syntax, "instance_number": rec.instance_number, "rows": rec.rows,
         "columns": rec.columns, "frames": rec.frames, "size": size, "sha256": sha256,
-        "metadata": json.dumps(rec.metadata, ensure_ascii=False, separators=(",", ":")), "received_at": now,
+        "metadata": orjson.dumps(rec.metadata).decode(), "received_at": now,
         "deleted_at": None,
     }
