@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import sqlite3
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 FILE_MODE = 0o600
@@ -73,6 +75,21 @@ def private_sqlite(path: str | Path) -> Path:
     for suffix in ("-wal", "-shm", "-journal"):
         tighten(f"{p}{suffix}")
     return p
+
+
+@contextlib.contextmanager
+def sqlite_transaction(path: str | Path, *, timeout: float = 30.0) -> Iterator[sqlite3.Connection]:
+    """One short transaction on a small local SQLite file (the gateway's caches and sessions):
+    WAL, ``synchronous=NORMAL`` (what it keeps can be rebuilt or re-asked), committed on leaving
+    the block (rolled back on an exception), the connection closed."""
+    conn = sqlite3.connect(path, timeout=timeout)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        with conn:
+            yield conn
+    finally:
+        conn.close()
 
 
 def tighten(path: str | Path) -> None:

@@ -18,11 +18,11 @@ same kind (``huren.context.Clock``), and its ``time()`` stamps the rows.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,7 +32,7 @@ from huren.context import Clock
 from huren.crypto.aead import FieldCipher
 from huren.domain import kinds
 from huren.domain.records import format_value
-from huren.files import private_sqlite
+from huren.files import private_sqlite, sqlite_transaction
 from huren.gateway import preload_seal
 from huren.gateway.preload_seal import DECISION, PATIENT, SCHEMA
 from huren.gateway.sealing import Sealer, cipher_beside
@@ -96,16 +96,8 @@ class PreloadStore:
             conn.executescript(SCHEMA)
         self.converted = preload_seal.convert(self._connect, self.sealer)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30.0)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return sqlite_transaction(self.path)
 
     def _pix(self, id_type_code: str, id_no: str) -> str:
         return self.sealer.index(f"{id_type_code}|{id_no}", preload_seal.PATIENT_DOMAIN)

@@ -14,6 +14,7 @@ monotonic clock does not survive a restart): an expired row answers as logged ou
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -21,13 +22,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
 from huren.crypto.aead import FieldCipher, SealError
-from huren.files import private_sqlite
+from huren.files import private_sqlite, sqlite_transaction
 from huren.gateway.sealing import Sealer
 from huren.gateway.yb_params import Login
 
@@ -59,16 +59,8 @@ class YbSessions:
         with self._connect() as conn:
             conn.executescript(SCHEMA)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30.0)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return sqlite_transaction(self.path)
 
     def _uix(self, his_user_id: str) -> str:
         return self.sealer.index(his_user_id, DOMAIN)
