@@ -90,7 +90,7 @@ def handle_requested(event: Event, ctx: Context) -> None:
         return store_received(ctx, session, src, request.sop_instance_uid, request.sop_class_uid)
 
     fast_store.attach(assoc, fast_store.Receiver(assoc, store, max_instance_bytes=ctx.max_instance_bytes,
-                                                 spool_dir=ctx.imaging._spool_dir()))
+                                                 spool_dir=ctx.imaging.spool_dir()))
 
 
 def _reject(assoc: Any, result: int, diagnostic: int) -> None:

@@ -97,7 +97,7 @@ class ImagingService(ImagingReads, ImagingKeys):
                 fh.seek(0)
                 return self._keep(sender, rec, fh)
         if not _seekable(src) or src.tell() != 0:  # a stream, or a file inside a larger one: spooled
-            with tempfile.TemporaryFile(dir=self._spool_dir()) as spool:
+            with tempfile.TemporaryFile(dir=self.spool_dir()) as spool:
                 _copy_bounded(src, spool, self.max_instance_bytes)
                 spool.seek(0)
                 return self.store_instance(sender, spool, size_hint=size_hint, check_media=check_media)
@@ -108,7 +108,8 @@ class ImagingService(ImagingReads, ImagingKeys):
         src.seek(0)
         return self._keep(sender, rec, src)
 
-    def _spool_dir(self) -> Path | None:
+    def spool_dir(self) -> Path | None:
+        """Where a received instance waits before it is kept (the blob store's ``.incoming``), if it exists."""
         d = self._blobs.root / ".incoming"
         return d if d.is_dir() else None
 
