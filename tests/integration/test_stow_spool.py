@@ -5,6 +5,7 @@ sending half a multipart body, against uvicorn on a real port)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -26,9 +27,11 @@ from tests.integration.test_wado import problem, sample, variant
 
 
 def spooled(container: Container) -> list[Path]:
-    """Every file and directory under the spool."""
+    """Every file and directory under the spool (the server may remove them while this looks:
+    ``os.walk`` skips a directory gone meanwhile, where ``rglob`` would raise)."""
     root = dicomweb_stow.spool_root(container.settings)
-    return sorted(root.rglob("*")) if root.exists() else []
+    found = [Path(d, n) for d, dirs, files in os.walk(root) for n in (*dirs, *files)]
+    return sorted(found)
 
 
 def test_the_spool_is_under_the_data_dir(container: Container, api_a: Api, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
