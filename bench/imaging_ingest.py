@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.corpus import make_corpus
 from huren.bootstrap import build
-from huren.dimse import contexts
 from huren.dimse.server import DicomServer, build_ae
 from huren.services.imaging import Sender
 from huren.settings import Settings
@@ -78,10 +77,14 @@ def main() -> int:
             finally:
                 server.stop()
             supported = build_ae("HUREN").supported_contexts
+            try:  # the code before huren.dimse.contexts existed (a side-by-side run): deepcopy only
+                from huren.dimse.contexts import copy_contexts
+            except ImportError:
+                copy_contexts = copy.deepcopy
             fast, deep = [], []
             for _ in range(10):
                 t0 = time.perf_counter()
-                contexts.copy_contexts(supported)
+                copy_contexts(supported)
                 fast.append((time.perf_counter() - t0) * 1000)
                 t0 = time.perf_counter()
                 copy.deepcopy(supported)
