@@ -120,14 +120,27 @@ def test_echo_and_tcp_nodelay_on_both_ends(dicom: DicomServer) -> None:
     try:
         mine = assoc.dul.socket.socket  # type: ignore[union-attr]
         assert mine is not None and mine.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
-        deadline = time.monotonic() + 5
-        while not dicom.server.active_associations and time.monotonic() < deadline:
-            time.sleep(0.01)
-        theirs = dicom.server.active_associations[0].dul.socket.socket  # type: ignore[union-attr]
-        assert theirs is not None and theirs.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        theirs = _accepted_socket(dicom, mine.getsockname())
+        assert theirs.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
         assert assoc.send_c_echo().Status == 0
     finally:
         assoc.release()
+
+
+def _accepted_socket(server: DicomServer, peer_address: tuple[str, int]) -> socket.socket:
+    """The AE's socket of the association whose peer is ``peer_address`` (not an earlier one still
+    closing: association setup is quick, the C-ECHO association before may still be listed)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for assoc in list(server.server.active_associations):
+            raw = getattr(assoc.dul.socket, "socket", None)
+            try:
+                if raw is not None and raw.getpeername() == peer_address:
+                    return raw
+            except OSError:  # closed meanwhile
+                continue
+        time.sleep(0.01)
+    raise AssertionError(f"no accepted association from {peer_address}")
 
 
 def _nagle_push(server: DicomServer, files: list[Path]) -> float:
