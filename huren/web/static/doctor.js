@@ -56,9 +56,18 @@
       if (t && t.tagName === "SELECT") return; // Esc first closes an open list
       ev.preventDefault();
       if (window.opener && !window.opener.closed) { window.close(); return; }
-      if (window.parent !== window) { window.parent.postMessage({ type: "huren:close-panel" }, "*"); return; }
+      if (window.parent !== window) { escClosing = true; return; } // asked at keyup (below)
       window.close();
       if (!window.closed && window.history.length > 1) window.history.back();
+    });
+    // in a frame, the HIS page removes this frame when asked: ask once the key is released, so the
+    // key press ends inside the frame (a frame removed between keydown and keyup leaves the
+    // browser's key event unanswered — seen as a hung automated Esc)
+    var escClosing = false;
+    document.addEventListener("keyup", function (ev) {
+      if (ev.key !== "Escape" || !escClosing) return;
+      escClosing = false;
+      window.parent.postMessage({ type: "huren:close-panel" }, "*");
     });
   }
 
