@@ -153,7 +153,7 @@ class Receiver:
             if is_command or context_id != self._request.context_id:
                 expected = self._request.context_id
                 self.drop()
-                raise ProtocolError(f"data set fragment expected on context {expected}")
+                raise ProtocolError(f"应在表示上下文 {expected} 上收到数据集片段")
             self._write(fragment)
             if is_last:
                 self._complete()
@@ -347,11 +347,11 @@ def _feed_items(receiver: Receiver, body: bytearray, passthrough: list[tuple[int
     view, off, n = memoryview(body), 0, len(body)
     while off < n:
         if off + 6 > n:
-            raise ProtocolError("truncated presentation data value item")
+            raise ProtocolError("表示数据值项被截断")
         (item_length,) = struct.unpack_from(">I", view, off)
         end = off + 4 + item_length
         if item_length < 2 or end > n:
-            raise ProtocolError("bad presentation data value item length")
+            raise ProtocolError("表示数据值项长度无效")
         if passthrough:  # once an item went to pynetdicom, the rest of the PDU follows it
             passthrough.append((view[off + 4], bytes(view[off + 5:end])))
         else:

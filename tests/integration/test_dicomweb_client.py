@@ -3,6 +3,7 @@ a free 127.0.0.1 port: search, retrieve (byte-exact), series metadata, frames, s
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 import threading
@@ -24,14 +25,16 @@ from tests.conftest import ORG_A, ORG_B
 from tests.integration.test_wado import sample, store, variant
 
 
-@pytest.fixture
-def server(container: Container) -> Iterator[str]:
+@contextlib.contextmanager
+def app_server(container: Container, *, public: bool = False) -> Iterator[int]:
+    """The platform's app served by uvicorn in a thread on a free 127.0.0.1 port (its number);
+    ``public``: that address is the platform's public one (RetrieveURL, BulkDataURI name it)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
-    container.settings.public_base_url = base  # RetrieveURL / BulkDataURI name this server
+    port = int(sock.getsockname()[1])
+    if public:
+        container.settings.public_base_url = f"http://127.0.0.1:{port}"
     srv = uvicorn.Server(uvicorn.Config(create_app(container), log_level="warning", lifespan="on"))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -41,11 +44,17 @@ def server(container: Container) -> Iterator[str]:
             pytest.fail("uvicorn did not start")
         time.sleep(0.02)
     try:
-        yield base
+        yield port
     finally:
         srv.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@pytest.fixture
+def server(container: Container) -> Iterator[str]:
+    with app_server(container, public=True) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def client_for(base: str, org: tuple[str, ...]) -> DICOMwebClient:

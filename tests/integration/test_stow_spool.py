@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from pydicom import dcmread
 from pydicom.uid import generate_uid
@@ -23,6 +21,7 @@ from huren.api.app import create_app
 from huren.bootstrap import Container
 from tests.conftest import ORG_A, Api
 from tests.integration.test_dicomweb import DW, STOW_BOUNDARY, STOW_TYPE, stow, stow_body
+from tests.integration.test_dicomweb_client import app_server
 from tests.integration.test_wado import problem, sample, variant
 
 
@@ -101,24 +100,8 @@ def test_a_malformed_body_leaves_nothing(container: Container, api_a: Api) -> No
 
 @pytest.fixture
 def server(container: Container) -> Iterator[tuple[str, int]]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = int(sock.getsockname()[1])
-    srv = uvicorn.Server(uvicorn.Config(create_app(container), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
-    try:
+    with app_server(container) as port:
         yield "127.0.0.1", port
-    finally:
-        srv.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def _token(host: str, port: int) -> str:
