@@ -277,6 +277,23 @@ class Settings(BaseSettings):
     orthanc_username: str | None = None
     orthanc_password: str | None = None
     orthanc_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # -- files on S3-compatible object storage (issue 13 §6) ------------------------------------
+    #: where report PDFs, kept rejected payloads and DICOM instances live: ``local`` (``blob_dir``)
+    #: or ``s3`` (a bucket shared by every platform node; ``blob_dir`` then only spools incoming files)
+    blob_backend: Literal["local", "s3"] = "local"
+    #: the S3 API's address (SeaweedFS, MinIO, Ceph RGW, a cloud's object storage), e.g. http://s3:8333;
+    #: unset: the AWS endpoint of ``s3_region``
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    #: the access key pair (unset both: boto3's own chain — AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, an instance role)
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_region: str = Field(default="us-east-1", min_length=1, max_length=64)
+    #: object keys start with this (e.g. ``city-650100/``), so several deployments may share a bucket
+    s3_prefix: str = Field(default="", max_length=200)
+    #: connect / read timeout of one S3 request, and how many times a failed request is retried
+    s3_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    s3_retries: int = Field(default=3, ge=0, le=10)
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -327,6 +344,7 @@ class Settings(BaseSettings):
                 "HUREN_IMAGING_FALLBACK_TOKEN，或 HUREN_IMAGING_FALLBACK_USERNAME 与 HUREN_IMAGING_FALLBACK_PASSWORD"))
         if self.imaging_archive == "orthanc" and not self.orthanc_url:
             bad("HUREN_ORTHANC_URL", "HUREN_IMAGING_ARCHIVE=orthanc 时须设置 HUREN_ORTHANC_URL（Orthanc 的 HTTP 地址，例如 http://pacs:8042）")
+        self._check_s3(bad, attempt)
         if not re.fullmatch(r"[\x20-\x5b\x5d-\x7e]{1,16}", self.dicom_aet) or not self.dicom_aet.strip():
             bad("HUREN_DICOM_AET", f"HUREN_DICOM_AET {_should_be(_EXPECT['dicom_aet'])}{_shown('dicom_aet', self.dicom_aet)}")
         self.dicom_aet = self.dicom_aet.strip()
@@ -345,6 +363,23 @@ class Settings(BaseSettings):
         if problems:
             raise SettingsError(problems)
         return self
+
+    def _check_s3(self, bad: Any, attempt: Any) -> None:
+        """The S3 settings: complete when ``blob_backend=s3``, and well formed whenever given."""
+        if self.s3_endpoint_url:
+            attempt("HUREN_S3_ENDPOINT_URL", lambda: check_http_url(
+                self.s3_endpoint_url or "", "HUREN_S3_ENDPOINT_URL", "http://s3.example.org:8333", "HUREN_S3_ACCESS_KEY 与 HUREN_S3_SECRET_KEY"))
+        if self.s3_bucket is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.s3_bucket):
+            bad("HUREN_S3_BUCKET", f"HUREN_S3_BUCKET 应为 3 到 63 个小写字母、数字、点或连字符（首尾为字母或数字），例如 huren-files{_shown('s3_bucket', self.s3_bucket)}")
+        if (self.s3_access_key is None) != (self.s3_secret_key is None):
+            unset = "HUREN_S3_SECRET_KEY" if self.s3_secret_key is None else "HUREN_S3_ACCESS_KEY"
+            bad(unset, f"{unset} 未设置：HUREN_S3_ACCESS_KEY 与 HUREN_S3_SECRET_KEY 须同时设置（或都不设置，使用 AWS_ACCESS_KEY_ID 等标准凭据）")
+        if self.s3_prefix and not re.fullmatch(r"[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*/?", self.s3_prefix):
+            bad("HUREN_S3_PREFIX", f"HUREN_S3_PREFIX 应为以斜杠分隔的字母、数字、点、下划线或连字符（不以斜杠开头），例如 city-650100/{_shown('s3_prefix', self.s3_prefix)}")
+        elif self.s3_prefix and not self.s3_prefix.endswith("/"):
+            self.s3_prefix += "/"
+        if self.blob_backend == "s3" and not self.s3_bucket:
+            bad("HUREN_S3_BUCKET", "HUREN_BLOB_BACKEND=s3 时须设置 HUREN_S3_BUCKET（存放文件的桶，例如 huren-files）与 HUREN_S3_ENDPOINT_URL（对象存储地址）")
 
     @property
     def his_origin_list(self) -> tuple[str, ...]:
