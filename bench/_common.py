@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import random
@@ -37,6 +38,51 @@ def lab_payloads(n: int, items: int = 15, seed: int = 7) -> tuple[str, list[dict
             item["serial_no"] = str(j + 1)
         out.append(p)
     return org.code, out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (Linux /proc; NaN elsewhere)."""
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        pids = [pid]
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            pids += [int(x) for x in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+        total = 0
+        for p in pids:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / tick
+    except (OSError, ValueError):
+        return float("nan")
+
+
+def postgres_cpu_seconds() -> float:
+    """User + system CPU seconds of every ``postgres`` process on this machine (the server and its
+    backends, ended ones included through their parent's cutime/cstime): what a run costs the
+    database when it runs here. NaN when /proc is not there."""
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{d}/stat").read_text()
+            except OSError:
+                continue
+            name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+            if name != "postgres":
+                continue
+            f = rest.split()
+            ppid_is_pg = False
+            with contextlib.suppress(OSError):
+                ppid_is_pg = Path(f"/proc/{f[1]}/comm").read_text().strip() == "postgres"
+            total += int(f[11]) + int(f[12])
+            if not ppid_is_pg:  # the postmaster: its ended children's time too
+                total += int(f[13]) + int(f[14])
+        return total / tick
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def free_port() -> int:

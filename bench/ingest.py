@@ -5,12 +5,15 @@ Registers N lab reports of 15 items each
   2. as the reference: the same validated rows inserted with plain ``executemany`` in batches of
      the same size (no validation, no key lookups, no history) on a fresh database,
   3. over HTTP: ``POST /api/v1/lab-reports`` one report per request from 16 concurrent clients
-     against ``huren serve`` (uvicorn, one worker process, then two: ``--workers 2``).
+     against ``huren serve`` with each worker count of ``--workers`` (default ``1,2``), with the
+     CPU each request cost the server, the load generator and (on a local PostgreSQL) the database.
 
 Prints reports/s for each and the service/raw ratio; the last line is one JSON object.
 ``--pdf`` gives every report its own PDF sheet (huren.demo.pdf, a few kB), so the cost of
 writing (and syncing) the PDF files is measured too.
-Run: ``.venv/bin/python bench/ingest.py [--reports 5000] [--http-reports 4000] [--pdf] [--database-url URL]``.
+Run: ``.venv/bin/python bench/ingest.py [--reports 5000] [--http-reports 4000] [--pdf] [--database-url URL]
+[--workers 1,2,4] [--http-only]``. Targets: service >= 0.5 x raw; HTTP >= 500 reports/s with one
+worker; on PostgreSQL with several workers >= 1,000 reports/s (issue 13).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
+import itertools
 import json
 import multiprocessing as mp
+import statistics
 import sys
 import tempfile
 import threading
@@ -31,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import insert, text
 
-from bench._common import free_port, lab_payloads, start_server
+from bench._common import cpu_seconds, free_port, lab_payloads, postgres_cpu_seconds, start_server
 from huren.bootstrap import build
 from huren.context import Principal
 from huren.domain.validation import validate_report
@@ -39,6 +44,7 @@ from huren.settings import Settings
 from huren.store.tables import lab_item, lab_report
 
 SECRET = "bench-" + "k" * 40
+_RUNS = itertools.count(1)
 
 
 def fresh(tmp: Path, name: str, url: str | None) -> Any:
@@ -111,14 +117,17 @@ def _proc(port: int, token: str, shards: list[list[bytes]], q: Any) -> None:
         t.start()
     for t in threads:
         t.join()
-    q.put(len(errors))
+    q.put((len(errors), time.process_time()))
 
 
 def bench_http(
     tmp: Path, url: str | None, payloads: list[dict[str, Any]], clients: int, org: str, workers: int = 1
-) -> float:
-    data_dir = tmp / f"http{workers}"
-    c = fresh(tmp, f"http{workers}", url)
+) -> dict[str, float]:
+    """reports/s over HTTP and the CPU milliseconds per report of the server (all its workers),
+    the load generator and the local PostgreSQL (NaN on SQLite)."""
+    name = f"http{workers}-{next(_RUNS)}"  # a fresh SQLite file per run
+    data_dir = tmp / name
+    c = fresh(tmp, name, url)
     c.directory.add_org(org, "基准医院", "650102", "3甲", user="his", password="bench-pass")
     token = c.auth.issue(org, "his", "bench-pass").access_token
     c.close()
@@ -131,17 +140,25 @@ def bench_http(
         shards = [bodies[i::clients] for i in range(clients)]
         procs_n = 2
         q: Any = mp.Queue()
+        server0, pg0 = cpu_seconds(server.pid), postgres_cpu_seconds() if url else float("nan")
         t0 = time.perf_counter()
         procs = [mp.Process(target=_proc, args=(port, token, shards[i::procs_n], q)) for i in range(procs_n)]
         for p in procs:
             p.start()
-        errors = sum(q.get() for _ in procs)
+        got = [q.get() for _ in procs]
         for p in procs:
             p.join()
-        rps = len(bodies) / (time.perf_counter() - t0)
+        n = len(bodies)
+        rps = n / (time.perf_counter() - t0)
+        server_cpu = cpu_seconds(server.pid) - server0
+        pg_cpu = postgres_cpu_seconds() - pg0 if url else float("nan")
+        errors = sum(e for e, _ in got)
         if errors:
             raise RuntimeError(f"{errors} HTTP errors")
-        return rps
+        return {
+            "rps": rps, "server_cpu_ms": server_cpu / n * 1000, "client_cpu_ms": sum(c for _, c in got) / n * 1000,
+            "db_cpu_ms": pg_cpu / n * 1000,
+        }
     finally:
         server.terminate()
         server.wait(10)
@@ -155,7 +172,11 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--database-url", default=None, help="default: a fresh SQLite file per run")
     ap.add_argument("--pdf", action="store_true", help="each report with its own PDF sheet")
+    ap.add_argument("--workers", default="1,2", help="huren serve --workers counts to measure over HTTP, comma-separated")
+    ap.add_argument("--http-only", action="store_true", help="only the HTTP runs (no raw / service layer)")
+    ap.add_argument("--repeat", type=int, default=1, help="HTTP runs per worker count, alternated (1,2,4,1,2,4,...)")
     args = ap.parse_args()
+    worker_counts = [int(w) for w in args.workers.split(",") if w.strip()]
 
     org, payloads = lab_payloads(max(args.reports, args.http_reports))
     if args.pdf:
@@ -165,23 +186,44 @@ def main() -> None:
             p["labmaster"]["pdf"] = base64.b64encode(render_lab_pdf(p["labmaster"], p["lab_subitem"])).decode()
     with tempfile.TemporaryDirectory(prefix="huren-bench-") as d:
         tmp = Path(d)
-        raw = bench_raw(tmp, args.database_url, payloads[: args.reports], args.batch)
-        print(f"raw executemany        : {raw:8.0f} reports/s  ({args.reports} reports x 15 items, batches of {args.batch})")
-        svc = bench_service(tmp, args.database_url, payloads[: args.reports], args.batch, org)
-        print(f"service register_many  : {svc['service_rps']:8.0f} reports/s  (validation + upsert + history check)")
-        print(f"service register (1/tx): {svc['service_single_rps']:8.0f} reports/s")
-        ratio = svc["service_rps"] / raw
-        print(f"service / raw ratio    : {ratio:8.2f}  (target >= 0.50)")
-        http_rps = bench_http(tmp, args.database_url, payloads[: args.http_reports], args.clients, org)
-        print(f"HTTP POST, {args.clients} clients, 1 worker  : {http_rps:8.0f} reports/s  (target >= 500)")
-        http2 = bench_http(tmp, args.database_url, payloads[: args.http_reports], args.clients, org, workers=2)
-        print(f"HTTP POST, {args.clients} clients, 2 workers : {http2:8.0f} reports/s  (huren serve --workers 2)")
+        raw = float("nan")
+        svc = {"service_rps": float("nan"), "service_single_rps": float("nan")}
+        if not args.http_only:
+            raw = bench_raw(tmp, args.database_url, payloads[: args.reports], args.batch)
+            print(f"raw executemany        : {raw:8.0f} reports/s  ({args.reports} reports x 15 items, batches of {args.batch})")
+            svc = bench_service(tmp, args.database_url, payloads[: args.reports], args.batch, org)
+            print(f"service register_many  : {svc['service_rps']:8.0f} reports/s  (validation + upsert + history check)")
+            print(f"service register (1/tx): {svc['service_single_rps']:8.0f} reports/s")
+            print(f"service / raw ratio    : {svc['service_rps'] / raw:8.2f}  (target >= 0.50)")
+        runs: dict[int, list[dict[str, float]]] = {w: [] for w in worker_counts}
+        for _ in range(args.repeat):
+            for w in worker_counts:
+                h = bench_http(tmp, args.database_url, payloads[: args.http_reports], args.clients, org, workers=w)
+                runs[w].append(h)
+                print(f"HTTP POST, {args.clients} clients, {w} worker(s): {h['rps']:8.0f} reports/s   CPU ms/report: "
+                      f"server {h['server_cpu_ms']:.2f}, load generator {h['client_cpu_ms']:.2f}, database {h['db_cpu_ms']:.2f}")
+    ratio = svc["service_rps"] / raw
     db = "postgresql" if args.database_url and args.database_url.startswith("postgres") else "sqlite"
+
+    def r1(x: float) -> float | None:
+        return None if x != x else round(x, 1)
+
+    def r2(x: float) -> float | None:
+        return None if x != x else round(x, 2)
+
+    def best(w: int) -> float | None:
+        return r1(max(h["rps"] for h in runs[w])) if w in runs else None
+
     print(json.dumps({
         "bench": "ingest", "db": db, "reports": args.reports, "items_per_report": 15, "batch": args.batch,
-        "service_rps": round(svc["service_rps"], 1), "service_single_rps": round(svc["service_single_rps"], 1),
-        "raw_rps": round(raw, 1), "ratio": round(ratio, 3), "http_rps": round(http_rps, 1),
-        "http_rps_2_workers": round(http2, 1),
+        "service_rps": r1(svc["service_rps"]), "service_single_rps": r1(svc["service_single_rps"]),
+        "raw_rps": r1(raw), "ratio": None if ratio != ratio else round(ratio, 3), "http_rps": best(1),
+        "http_rps_2_workers": best(2),
+        "http_rps_by_workers": {str(w): [r1(h["rps"]) for h in hs] for w, hs in runs.items()},
+        "http_cpu_ms_per_report": {
+            str(w): {k: r2(statistics.fmean(h[k] for h in hs)) for k in ("server_cpu_ms", "client_cpu_ms", "db_cpu_ms")}
+            for w, hs in runs.items() if hs
+        },
         "http_clients": args.clients, "http_reports": args.http_reports, "pdf": args.pdf,
     }))
 

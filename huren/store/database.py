@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine.interfaces import ExceptionContext
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import QueuePool
 
 from huren.domain.limits import MAX_INT
@@ -112,7 +114,50 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return _translating(engine)
-    return _translating(create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True))
+    engine = create_engine(
+        url,
+        pool_size=PG_POOL_SIZE,
+        max_overflow=PG_MAX_OVERFLOW,
+        pool_timeout=30,
+        pool_use_lifo=True,  # the most recently used connections first: the others stay idle, then pinged
+    )
+    _ping_when_idle(engine, PG_PING_IDLE_SECONDS)
+    return _translating(engine)
+
+
+#: connections per process (each ``huren serve`` worker has its own pool): with N workers the
+#: server needs N x (PG_POOL_SIZE + PG_MAX_OVERFLOW) connections under ``max_connections``
+#: (default 100: 4 workers use at most 64; docs/deployment.md)
+PG_POOL_SIZE = 8
+PG_MAX_OVERFLOW = 8
+#: a pooled connection idle for longer than this is checked (``SELECT 1``) before use; one used
+#: more recently is not (a ping on every checkout was a round trip per request: bench/ingest.py)
+PG_PING_IDLE_SECONDS = 10.0
+
+
+def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
+    """Pre-ping only the connections that sat idle in the pool for ``idle_seconds``: a server
+    restarted (or a connection cut by a firewall) while they waited is found before a request
+    uses them, and a dead one is replaced (SQLAlchemy retries the checkout). A connection that
+    dies between two quick uses fails its one statement, and SQLAlchemy then drops the whole
+    pool (every connection of a restarted server is dead at once)."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["huren_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("huren_idle_since")
+        if since is None or time.monotonic() - since < idle_seconds:
+            return
+        try:
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            if not dbapi_conn.autocommit:
+                dbapi_conn.rollback()  # the ping's own transaction: the request begins its own
+        except Exception as exc:
+            raise DisconnectionError("连接已失效，改用新的连接") from exc
 
 
 class Database:
