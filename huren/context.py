@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-ROLES = ("hospital", "doctor", "admin", "supervisor")
+ROLES = ("hospital", "doctor", "admin", "supervisor", "platform")
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,9 @@ before it does anything (before validating, before keeping a rejected submission
 may not do an action at all, or may do it within a scope:
 
     OWN     its own institution only
-    REGION  the institutions within its administrative division (a supervisor's region)
+    REGION  the institutions within its reach: its institution's platform subtree
+            (``huren.domain.platforms``) and its administrative division, both where its
+            institution has them (a city supervisor: its city; the regional one: all cities)
     ALL     every institution (mutual recognition: a doctor reads results from anywhere)
 
 The roles (``huren.context.ROLES``):
@@ -15,8 +17,12 @@ The roles (``huren.context.ROLES``):
     hospital    the hospital's system account (HIS, LIS, PACS, the gateway): as admin
     supervisor  the health commission: reads and statistics within its region, the standard
                 catalog; no clinical writes
+    platform    a platform's system account (issue 13): a city platform syncing its
+                institutions' changes to the region, the region reading a city's feed; writes
+                for the institutions of its platform subtree, never as a clinician
 
-docs/pages.md holds the same table in Chinese. Pure: imports only the ground floor and ``huren.domain.regions``.
+docs/pages.md holds the same table in Chinese. Pure: imports only the ground floor,
+``huren.domain.regions`` and ``huren.domain.platforms``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from huren.context import ROLES, Principal
+from huren.domain.platforms import PlatformTree
 from huren.domain.regions import in_division
 from huren.errors import Forbidden, Problem
 
@@ -38,7 +45,7 @@ class Scope(Enum):
 
 OWN, REGION, ALL = Scope.OWN, Scope.REGION, Scope.ALL
 
-ROLE_NAMES = {"doctor": "医生", "admin": "医院管理员", "hospital": "机构接入账号", "supervisor": "监管人员"}
+ROLE_NAMES = {"doctor": "医生", "admin": "医院管理员", "hospital": "机构接入账号", "supervisor": "监管人员", "platform": "平台接入账号"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +71,9 @@ ACTIONS: dict[str, Action] = {
     a.name: a
     for a in (
         # -- writes -----------------------------------------------------------------------------
-        Action("report.write", "注册、重新提交、作废检查检验报告或上传报告PDF、日报", _grants(_INSTITUTION, OWN), write=True),
+        Action("report.write", "注册、重新提交、作废检查检验报告或上传报告PDF、日报", _grants(_INSTITUTION, OWN, platform=REGION), write=True),
         Action("directory.write", "上传本机构的科室、人员、患者、仪器、质控目录或编码对照", _grants(_INSTITUTION, OWN), write=True),
-        Action("decision.write", "提交互认结果、引用结果或提醒调阅记录", _grants(_CLINIC, OWN), write=True),
+        Action("decision.write", "提交互认结果、引用结果或提醒调阅记录", _grants(_CLINIC, OWN, platform=REGION), write=True),
         Action("catalog.write", "导入标准项目目录", {"supervisor": ALL}, write=True),
         Action("transport.write", "登记机构传输密钥", _grants(_INSTITUTION, OWN, supervisor=REGION), write=True),
         # -- reads of patient data --------------------------------------------------------------
@@ -90,6 +97,10 @@ ACTIONS: dict[str, Action] = {
         Action("image_key.issue", "申请影像调阅密钥、下载密钥或云胶片链接", _grants(_CLINIC, ALL, supervisor=REGION), write=True),
         Action("image_key.verify", "校验本机构影像的调阅密钥", _grants(_INSTITUTION, OWN)),
         Action("dicom_node.write", "登记 DICOM 节点（AE 标题）", {"admin": OWN, "supervisor": REGION}, write=True),
+        # -- federation (issue 13) ------------------------------------------------------------------
+        Action("feed.read", "读取平台的变更订阅", {"platform": REGION, "supervisor": REGION}),
+        Action("feed.write", "向上级平台同步下级平台的变更（报告、作废、PDF、日报、互认记录、机构）", {"platform": REGION}, write=True),
+        Action("federation.read", "查看平台树与同步状态", {"platform": REGION, "supervisor": REGION, "admin": OWN}),
     )
 }
 
@@ -144,14 +155,42 @@ def require(principal: Principal, name: str) -> Scope:
     return s
 
 
-def in_reach(principal: Principal, s: Scope, org_code: str, org_region: str | None, own_region: str | None) -> bool:
-    """Whether an institution (``org_code`` in division ``org_region``) is within scope ``s`` of
-    the caller (whose institution lies in ``own_region``)."""
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where an institution stands: its administrative division and its platform ("" for none)."""
+
+    region: str = ""
+    platform: str = ""
+
+
+def in_reach(principal: Principal, s: Scope, org_code: str, org: Place | None, own: Place | None, tree: PlatformTree | None = None) -> bool:
+    """Whether an institution (``org_code``, at ``org``) is within scope ``s`` of the caller (whose
+    institution is at ``own``).
+
+    REGION is the intersection of what the caller's institution declares: its platform's subtree
+    when it has a platform (in ``tree``), and its division when it has one. An institution with
+    neither reaches only itself."""
     if s is ALL or org_code == principal.org_code:
         return True
-    if s is OWN or not org_region or not own_region:
+    if s is OWN or org is None or own is None:
         return False
-    return in_division(org_region, own_region)
+    by_platform = bool(own.platform and tree is not None and own.platform in tree)
+    if not by_platform and not own.region:
+        return False
+    if by_platform and (tree is None or not org.platform or not tree.covers(own.platform, org.platform)):
+        return False
+    return not (own.region and not (org.region and in_division(org.region, own.region)))
+
+
+def platform_in_reach(principal: Principal, s: Scope, code: str, own: Place | None, tree: PlatformTree) -> bool:
+    """Whether platform ``code`` (its feed, its status) is within scope ``s`` of the caller: in the
+    subtree of the caller's institution's platform, and within its division when both have one."""
+    if s is ALL:
+        return True
+    if s is OWN or own is None or not own.platform or code not in tree or not tree.covers(own.platform, code):
+        return False
+    p = tree.by_code[code]
+    return not (own.region and p.division and not in_division(p.division, own.region))
 
 
 def refuse(principal: Principal, s: Scope, name: str, org_code: str, field: str = "org_code") -> Forbidden:
@@ -163,6 +202,6 @@ def refuse(principal: Principal, s: Scope, name: str, org_code: str, field: str 
             [Problem(field, "ownership", f"机构编码“{org_code}”不是当前登录机构“{principal.org_code}”")],
         )
     return Forbidden(
-        f"只能{verb}本监管区域内机构的数据",
-        [Problem(field, "region", f"机构“{org_code}”不在当前监管账号的管辖区域内")],
+        f"只能{verb}本监管区域（本平台及其下级平台）内机构的数据",
+        [Problem(field, "region", f"机构“{org_code}”不在当前账号的管辖区域内")],
     )

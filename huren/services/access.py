@@ -1,9 +1,11 @@
 """The access policy (``huren.domain.access``) applied with what only the store knows: which
-division each institution lies in. Every service asks here before it reads or writes.
+division and platform each institution lies in, and the platform tree. Every service asks here
+before it reads or writes.
 
     require(principal, action)                        the role may do it at all (Forbidden otherwise)
     check_org(conn, principal, action, org_code)      ... and to this institution's data
     org_scope(conn, principal, action, org_code)      the institutions a listing covers (None = all)
+    check_platform(conn, principal, action, code)     ... and to this platform (its feed, its status)
 """
 
 from __future__ import annotations
@@ -12,17 +14,18 @@ from typing import Any
 
 from huren.context import Principal
 from huren.domain import access
-from huren.domain.access import ALL, OWN, Scope
+from huren.domain.access import ALL, OWN, Place, Scope
 from huren.domain.regions import division_prefix
-from huren.errors import NotFound, Problem
-from huren.store import directory
+from huren.errors import Forbidden, NotFound, Problem
+from huren.store import directory, platforms
 
 require = access.require
 
 
-def _region(conn: Any, org_code: str) -> str | None:
+def place(conn: Any, org_code: str) -> Place | None:
+    """An institution's division and platform; None when there is no such institution."""
     o = directory.get_org(conn, org_code)
-    return str(o["region_code"]) if o else None
+    return Place(str(o["region_code"] or ""), str(o["platform"] or "")) if o else None
 
 
 def reach(conn: Any, principal: Principal, s: Scope, org_code: str) -> bool:
@@ -31,10 +34,25 @@ def reach(conn: Any, principal: Principal, s: Scope, org_code: str) -> bool:
         return True
     if s is OWN:
         return False
-    region = _region(conn, org_code)
-    if region is None:  # the institutions and their regions are public (GET /api/v1/orgs)
+    where = place(conn, org_code)
+    if where is None:  # the institutions and their regions are public (GET /api/v1/orgs)
         raise NotFound(f"机构“{org_code}”不存在", [Problem("org_code", "not_found", f"没有机构编码为“{org_code}”的机构")])
-    return access.in_reach(principal, s, org_code, region, _region(conn, principal.org_code))
+    return access.in_reach(principal, s, org_code, where, place(conn, principal.org_code), platforms.tree(conn))
+
+
+def check_platform(conn: Any, principal: Principal, action: str, code: str, field: str = "platform") -> Scope:
+    """The caller may do ``action`` to platform ``code`` (read its feed, apply a batch of it, see
+    its sync state); NotFound for an unknown platform, Forbidden outside the caller's reach."""
+    s = access.require(principal, action)
+    tree = platforms.tree(conn)
+    if code not in tree:
+        raise NotFound(f"平台“{code}”不存在", [Problem(field, "not_found", f"没有编码为“{code}”的平台")])
+    if not access.platform_in_reach(principal, s, code, place(conn, principal.org_code), tree):
+        raise Forbidden(
+            f"当前账号无权{access.action(action).title}：平台“{code}”不在本账号所属平台及其下级平台之内",
+            [Problem(field, "region", f"平台“{code}”不在当前账号的管辖范围内")],
+        )
+    return s
 
 
 def check_org(conn: Any, principal: Principal, action: str, org_code: str, field: str = "org_code") -> Scope:
@@ -56,8 +74,14 @@ def org_scope(conn: Any, principal: Principal, action: str, org_code: str | None
         return None
     if s is OWN:
         return [principal.org_code]
-    own = _region(conn, principal.org_code)
-    codes = {str(o["code"]) for o in directory.list_orgs(conn, division_prefix(own))} if own else set()
+    own = place(conn, principal.org_code)
+    tree = platforms.tree(conn)
+    codes: set[str] = set()
+    if own is not None and own.platform and own.platform in tree:
+        subtree = tree.subtree(own.platform)
+        codes = {str(o["code"]) for o in directory.list_orgs(conn, division_prefix(own.region) if own.region else None) if o["platform"] in subtree}
+    elif own is not None and own.region:
+        codes = {str(o["code"]) for o in directory.list_orgs(conn, division_prefix(own.region))}
     return sorted(codes | {principal.org_code})
 
 

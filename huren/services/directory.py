@@ -10,7 +10,7 @@ from huren.domain.limits import check_text, clean_text
 from huren.domain.regions import division_prefix, is_org_region, level_name, parse_level
 from huren.errors import Conflict, InvalidInput, NotFound, Problem
 from huren.services.auth import PasswordHasher
-from huren.store import directory
+from huren.store import directory, platforms
 from huren.store.database import Database
 
 
@@ -22,6 +22,7 @@ def org_out(o: dict[str, Any]) -> dict[str, Any]:
         "level": o["level"],
         "grade": o["grade"],
         "level_name": level_name(o["level"], o["grade"]),
+        "platform": o.get("platform") or "",
     }
 
 
@@ -67,7 +68,11 @@ class DirectoryService:
         user: str | None = None,
         password: str | None = None,
         role: str = "hospital",
+        platform: str | None = None,
     ) -> dict[str, Any]:
+        """Add an institution (and its first user); it joins ``platform``, or when not given the
+        local platform whose division covers ``region_code`` most closely (none in a deployment
+        without platforms)."""
         problems = []
         if not code or len(code) > 128:
             problems.append(Problem("code", "required", "机构编码不能为空且不超过128个字符"))
@@ -84,9 +89,14 @@ class DirectoryService:
             raise InvalidInput("机构信息无效", problems)
         lvl, grade = parse_level(str(level))
         now = self._clock.now()
-        row = {"code": code, "name": name, "region_code": region_code, "level": lvl, "grade": grade, "platform": "", "created_at": now}
+        row = {"code": code, "name": name, "region_code": region_code, "level": lvl, "grade": grade, "platform": platform or "", "created_at": now}
         try:
             with self._db.write() as conn:
+                tree = platforms.tree(conn)
+                if platform and platform not in tree:
+                    raise InvalidInput("机构信息无效", [Problem("platform", "not_found", f"平台“{platform}”不存在")])
+                if platform is None:  # the local platform whose division covers the institution's, if any
+                    row["platform"] = tree.for_division(region_code)
                 directory.add_org(conn, row)
                 if user is not None and password is not None:
                     directory.add_credential(conn, code, user, self._hasher.hash(password), role, now)

@@ -27,6 +27,7 @@ from huren.domain.validation import (
 )
 from huren.domain.versions import refusal
 from huren.errors import Conflict, Forbidden, HurenError, InvalidInput, NotFound, Problem
+from huren.services import access as access_rules
 from huren.services.group_commit import GroupCommit
 from huren.services.payloads import dump
 from huren.services.refs import MISSING, Refs
@@ -186,11 +187,32 @@ class RegistryService:
         raise error
 
     # -- reports --------------------------------------------------------------------------
-    def _check(self, kind: str, payload: Any, principal: Principal) -> tuple[Report | None, HurenError | None]:
+    def _writes_for(self, principal: Principal, org_code: str, seen: dict[str, bool] | None = None) -> bool:
+        """Whether ``principal`` may write reports of institution ``org_code``: its own, or (a
+        platform account) one within its platform subtree — the access policy's REGION scope."""
+        if org_code == principal.org_code:
+            return True
+        s = access.scope(principal, "report.write")
+        if s is None or s is access.OWN:
+            return False
+        if seen is not None and org_code in seen:
+            return seen[org_code]
+        with self._db.read() as conn:
+            try:
+                ok = access_rules.reach(conn, principal, s, org_code)
+            except NotFound:
+                ok = False
+        if seen is not None:
+            seen[org_code] = ok
+        return ok
+
+    def _check(
+        self, kind: str, payload: Any, principal: Principal, seen: dict[str, bool] | None = None
+    ) -> tuple[Report | None, HurenError | None]:
         report, problems = validate_report(kind, payload, max_pdf_bytes=self.max_pdf_bytes)
         if report is None:
             return None, InvalidInput("提交的数据未通过校验", problems)
-        if report.master["org_code"] != principal.org_code:
+        if not self._writes_for(principal, report.master["org_code"], seen):
             return report, Forbidden(
                 "只能提交本机构的报告",
                 [Problem(f"{kind}master.org_code", "ownership", f"机构编码“{report.master['org_code']}”不是当前登录机构“{principal.org_code}”")],
@@ -219,8 +241,12 @@ class RegistryService:
         *,
         channel: str = "rest",
         raws: Sequence[bytes | None] | None = None,
+        stored_pdfs: Sequence[tuple[str, int] | None] | None = None,
     ) -> list[Outcome]:
         """Register a batch in one transaction; invalid reports are rejected and kept, the rest stored.
+
+        ``stored_pdfs`` (federation): per report, the SHA-256 and size of a PDF already in the blob
+        store (carried from another platform on its own), used as the report's PDF.
 
         Each report gets its own outcome: registered (new, replaced, or unchanged when resent
         as it is), or refused with its problems and the id it was kept under — invalid (422),
@@ -238,8 +264,9 @@ class RegistryService:
             raw = raws[i] if raws else None
             return raw if raw is not None else dump(payloads[i])
 
+        seen: dict[str, bool] = {}
         for i, payload in enumerate(payloads):
-            report, error = self._check(kind, payload, principal)
+            report, error = self._check(kind, payload, principal, seen)
             if error is not None:
                 raw = raw_of(i)
                 rkey = report.key if report else raw_key(kind, payload)
@@ -249,9 +276,13 @@ class RegistryService:
                 outcomes[i].rejected_id = self.reject(principal, kind, channel, error.problems, raw, key)
                 continue
             assert report is not None
+            held = stored_pdfs[i] if stored_pdfs else None
+            if held is not None and report.pdf is None:
+                good.append((i, report, held[0], held[1]))
+                continue
             good.append((i, report, None, len(report.pdf) if report.pdf is not None else None))
         # the PDFs on disk (fsynced, together) before the transaction that names them commits
-        pdfs = [(n, r.pdf) for n, (_, r, _, _) in enumerate(good) if r.pdf is not None]
+        pdfs = [(n, r.pdf) for n, (_, r, s, _) in enumerate(good) if r.pdf is not None and s is None]
         for (n, _), sha in zip(pdfs, self._blobs.put_many([pdf for _, pdf in pdfs]), strict=True):
             i, report, _, size = good[n]
             good[n] = (i, report, sha, size)
@@ -289,7 +320,7 @@ class RegistryService:
         filt["id_no"] = canonical_id(filt["id_type"], filt["id_no"])
         key = (filt["org_code"], filt["report_form_no"], filt["patient_id"], filt["event_type"], filt["event_no"])
         keytext = report_key_text(kind, key)
-        if filt["org_code"] != principal.org_code:
+        if not self._writes_for(principal, filt["org_code"]):
             err = Forbidden(
                 "只能作废本机构的报告",
                 [Problem("filter.org_code", "ownership", f"机构编码“{filt['org_code']}”不是当前登录机构")],
@@ -327,7 +358,7 @@ class RegistryService:
             row = reports.get_master(conn, kind, report_id)
         if row is None:
             raise NotFound(MISSING)
-        if row["org_code"] != principal.org_code:
+        if not self._writes_for(principal, row["org_code"]):
             raise Forbidden("只能为本机构的报告上传PDF")
         problems: list[Problem] = []
         if not check_pdf(data, "pdf", self.max_pdf_bytes, problems):
@@ -348,7 +379,8 @@ class RegistryService:
         rows, problems = validate_daily(payload)
         if problems:
             self._raise_rejected(principal, "daily", channel, InvalidInput("日报数据未通过校验", problems), raw, payload)
-        foreign = [i for i, r in enumerate(rows) if r["org_code"] != principal.org_code]
+        seen: dict[str, bool] = {}
+        foreign = [i for i, r in enumerate(rows) if not self._writes_for(principal, r["org_code"], seen)]
         if foreign:
             err = Forbidden(
                 "只能上报本机构的日报",

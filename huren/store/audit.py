@@ -18,7 +18,7 @@ from sqlalchemy import Connection, insert, select
 from sqlalchemy.engine import Dialect
 
 from huren.crypto.aead import FieldCipher
-from huren.store import sealing
+from huren.store import platforms, sealing
 from huren.store.direct import DirectInsert
 from huren.store.tables import access_log
 
@@ -40,7 +40,7 @@ def open_id(fields: FieldCipher, value: str | None) -> str | None:
 
 
 def log_access(conn: Connection, row: dict[str, Any]) -> None:
-    conn.execute(insert(access_log).values(row))
+    conn.execute(insert(access_log).values({"platform": platforms.platform_of_cached(conn, row["org_code"])} | row))
 
 
 @lru_cache(maxsize=4)
@@ -50,7 +50,11 @@ def _access_insert(dialect: Dialect) -> DirectInsert:
 
 def log_access_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Access-log rows in the caller's transaction, on the DBAPI cursor (written on every read
-    of a patient's data, so on the hot paths). Rows come sealed (``AuditService.rows``)."""
+    of a patient's data, so on the hot paths). Rows come sealed (``AuditService.rows``); each
+    carries the platform of the reading institution."""
+    for r in rows:
+        if "platform" not in r:
+            r["platform"] = platforms.platform_of_cached(conn, r["org_code"])
     _access_insert(conn.dialect).run(conn, rows)
 
 

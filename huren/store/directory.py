@@ -7,11 +7,13 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from huren.store import changes
 from huren.store.tables import credential, login_failure, org, revoked_session
 
 
 def add_org(conn: Connection, row: dict[str, Any]) -> None:
     conn.execute(insert(org).values(row))
+    changes.record(conn, "org", [(row["code"], None, row["code"])], row["created_at"])
 
 
 def get_org(conn: Connection, code: str) -> dict[str, Any] | None:
@@ -69,6 +71,7 @@ def set_org_disabled(conn: Connection, code: str, disabled: bool, now: datetime)
         .where(credential.c.org_code == code)
         .values(cred_version=credential.c.cred_version + 1, updated_at=now)
     )
+    changes.record(conn, "org", [(code, None, code)], now)
     return True
 
 
@@ -124,3 +127,12 @@ def revoke_session(conn: Connection, nonce: str, expires_at: int, now: int) -> N
 
 def session_revoked(conn: Connection, nonce: str) -> bool:
     return conn.execute(select(revoked_session.c.nonce).where(revoked_session.c.nonce == nonce)).first() is not None
+
+
+def upsert_org(conn: Connection, row: dict[str, Any]) -> None:
+    """An institution as another platform holds it (federation): added, or its name, division,
+    level, platform and disabled state updated; its credentials here are untouched."""
+    values = {k: row[k] for k in ("name", "region_code", "level", "grade", "platform", "disabled")}
+    if conn.execute(update(org).where(org.c.code == row["code"]).values(values)).rowcount == 0:
+        conn.execute(insert(org).values(row))
+    changes.record(conn, "org", [(row["code"], None, row["code"])], row["created_at"])

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, delete, func, insert, select, update
 
-from huren.store import sealing
+from huren.store import changes, platforms, sealing
 from huren.store.tables import REPORT_TABLES, daily_count, metadata, rejected_submission, report_history
 
 
@@ -23,7 +23,14 @@ def upsert_daily(conn: Connection, rows: Sequence[dict[str, Any]], *, now: datet
                 daily_count.c.dept_code == r["dept_code"],
             )
         )
-    conn.execute(insert(daily_count), [r | {"received_at": now, "uploaded_by": actor} for r in rows])
+    plats = platforms.platforms_of(conn, (r["org_code"] for r in rows))
+    conn.execute(insert(daily_count), [r | {"received_at": now, "uploaded_by": actor, "platform": plats.get(r["org_code"], "")} for r in rows])
+    changes.record(conn, "daily", [(r["org_code"], None, daily_key(r)) for r in rows], now)
+
+
+def daily_key(row: dict[str, Any]) -> str:
+    """A daily count's key in the feed: ``org_code|date_t|dept_code``."""
+    return f"{row['org_code']}|{row['date_t'].isoformat()}|{row['dept_code']}"
 
 
 def daily_counts(
@@ -36,7 +43,9 @@ def daily_counts(
 
 
 def add_rejected(conn: Connection, row: dict[str, Any]) -> int:
-    row = sealing.seal_row(sealing.cipher(conn), "rejected_submission", row | {"problems": json.dumps(row["problems"], ensure_ascii=False)})
+    row = row | {"problems": json.dumps(row["problems"], ensure_ascii=False)}
+    row.setdefault("platform", platforms.platform_of_cached(conn, row["org_code"]))
+    row = sealing.seal_row(sealing.cipher(conn), "rejected_submission", row)
     return int(conn.execute(insert(rejected_submission).values(row)).inserted_primary_key[0])  # type: ignore[index]
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 
 from huren.domain import kinds
-from huren.store import sealing
+from huren.store import changes, platforms, sealing
 from huren.store.direct import DirectInsert, DirectSelect
 from huren.store.tables import (
     REPORT_TABLES,
@@ -127,7 +127,17 @@ def add_records(conn: Connection, table_name: str, rows: Sequence[dict[str, Any]
     key = [*RECORD_KEY, "is_accept"] if table_name == "accept" else list(RECORD_KEY)
     stmt = ins.on_conflict_do_nothing(index_elements=key).returning(table.c.id)
     fields = sealing.cipher(conn)
-    return sum(1 for r in rows if conn.execute(stmt, sealing.seal_row(fields, table.name, r)).first() is not None)
+    plats = platforms.platforms_of(conn, (r["org_code"] for r in rows))
+    new: list[tuple[str, int | None, str | None]] = []
+    at = None
+    for r in rows:
+        rid = conn.execute(stmt, sealing.seal_row(fields, table.name, r | {"platform": plats.get(r["org_code"], "")})).scalar()
+        if rid is not None:
+            new.append((r["org_code"], int(rid), None))
+            at = r["received_at"]
+    if new and at is not None:
+        changes.record(conn, table_name, new, at)
+    return len(new)
 
 
 def accepted_report_ids(
@@ -201,6 +211,9 @@ def log_reminders(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Reminders shown and reports viewed (XC-P4), in the caller's transaction. Written on the
     DBAPI cursor: one is written on every exists-for-order call. The ID numbers are sealed here."""
     fields = sealing.cipher(conn)
+    for r in rows:
+        if "platform" not in r:
+            r["platform"] = platforms.platform_of_cached(conn, r["org_code"])
     _reminder_insert(conn.dialect).run(conn, sealing.seal_rows(fields, "reminder_log", rows))
 
 

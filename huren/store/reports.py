@@ -21,7 +21,7 @@ from huren.domain import kinds
 from huren.domain.records import format_value, to_text
 from huren.domain.validation import Report
 from huren.domain.versions import Verdict, verdict
-from huren.store import sealing
+from huren.store import changes, platforms, sealing
 from huren.store.tables import REPORT_TABLES, report_history
 
 KEY_COLUMNS = ("org_code", "report_form_no", "patient_id", "event_type", "event_no")
@@ -83,14 +83,30 @@ def upsert_many(
     """
     if not batch:
         return []
+    stored = _upsert_many(conn, batch, now=now, actor=actor)
     kind = batch[0][0].kind
+    written = [(r.master["org_code"], s.report_id, None) for (r, _, _), s in zip(batch, stored, strict=True) if s.outcome in ("created", "replace")]
+    if written:
+        changes.record(conn, kind, written, now)
+    return stored
+
+
+def _upsert_many(
+    conn: Connection,
+    batch: Sequence[tuple[Report, str | None, int | None]],
+    *,
+    now: datetime,
+    actor: str,
+) -> list[Stored]:
+    kind = batch[0][0].kind
+    plats = platforms.platforms_of(conn, {r.master["org_code"] for r, _, _ in batch})
     master_t, item_t = REPORT_TABLES[kind]
     keys = [r.key for r, _, _ in batch]
     existing: dict[tuple[Any, ...], dict[str, Any]] = {}
     cols = (*[master_t.c[c] for c in _STATE], *[master_t.c[c] for c in KEY_COLUMNS])
     if len(batch) == 1:  # the common single-report call: insert, or learn that the key exists
         report, sha, size = batch[0]
-        rid = _insert_new(conn, master_t, report, sha, size, now)
+        rid = _insert_new(conn, master_t, report, sha, size, now, plats)
         if rid is not None:
             conn.execute(insert(item_t), [item | {"report_id": rid} for item in report.items])
             return [Stored(rid, 1, True)]
@@ -117,7 +133,7 @@ def upsert_many(
         if key in seen_in_batch or key in existing:
             continue
         seen_in_batch[key] = i
-        new_rows.append(_sealed(conn, master_t, _new_row(report, sha, size, now)))
+        new_rows.append(_sealed(conn, master_t, _new_row(report, sha, size, now, plats)))
         new_index.append(i)
     if new_rows:
         ids = _insert_masters(conn, master_t, new_rows)
@@ -206,8 +222,9 @@ def _insert_masters(conn: Connection, master_t: Table, rows: list[dict[str, Any]
     return [int(i) for i in conn.execute(stmt, rows).scalars()]
 
 
-def _new_row(report: Report, sha: str | None, size: int | None, now: datetime) -> dict[str, Any]:
+def _new_row(report: Report, sha: str | None, size: int | None, now: datetime, plats: dict[str, str]) -> dict[str, Any]:
     return report.master | {
+        "platform": plats.get(report.master["org_code"], ""),
         "pdf_sha256": sha,
         "pdf_size": size,
         "version": 1,
@@ -220,7 +237,7 @@ def _new_row(report: Report, sha: str | None, size: int | None, now: datetime) -
 
 
 def _insert_new(
-    conn: Connection, master_t: Table, report: Report, sha: str | None, size: int | None, now: datetime
+    conn: Connection, master_t: Table, report: Report, sha: str | None, size: int | None, now: datetime, plats: dict[str, str]
 ) -> int | None:
     """INSERT … ON CONFLICT (primary key of the seed) DO NOTHING RETURNING id: the new id, or None
     when a report with that key exists (one statement instead of a lookup and an insert)."""
@@ -234,8 +251,8 @@ def _insert_new(
         cond = and_(*[master_t.c[c] == v for c, v in zip(KEY_COLUMNS, report.key, strict=True)])
         if conn.execute(select(master_t.c.id).where(cond)).first() is not None:
             return None
-        return int(conn.execute(insert(master_t), _sealed(conn, master_t, _new_row(report, sha, size, now))).inserted_primary_key[0])  # type: ignore[index]
-    stmt = ins.values(_sealed(conn, master_t, _new_row(report, sha, size, now))).on_conflict_do_nothing(index_elements=list(KEY_COLUMNS))
+        return int(conn.execute(insert(master_t), _sealed(conn, master_t, _new_row(report, sha, size, now, plats))).inserted_primary_key[0])  # type: ignore[index]
+    stmt = ins.values(_sealed(conn, master_t, _new_row(report, sha, size, now, plats))).on_conflict_do_nothing(index_elements=list(KEY_COLUMNS))
     rid = conn.execute(stmt.returning(master_t.c.id)).scalar()
     return None if rid is None else int(rid)
 
@@ -300,18 +317,23 @@ def get_items(conn: Connection, kind: str, report_ids: Iterable[int]) -> dict[in
 
 def void(conn: Connection, kind: str, report_id: int, *, now: datetime, actor: str) -> None:
     master_t, _ = REPORT_TABLES[kind]
-    conn.execute(
+    org_code = conn.execute(
         update(master_t)
         .where(master_t.c.id == report_id)
         .values(voided=True, voided_at=now, voided_by=actor, updated_at=now)
-    )
+        .returning(master_t.c.org_code)
+    ).scalar()
+    if org_code is not None:
+        changes.record(conn, f"void_{kind}", [(org_code, report_id, None)], now)
 
 
 def set_pdf(conn: Connection, kind: str, report_id: int, sha: str, size: int, *, now: datetime) -> None:
     master_t, _ = REPORT_TABLES[kind]
-    conn.execute(
-        update(master_t).where(master_t.c.id == report_id).values(pdf_sha256=sha, pdf_size=size, updated_at=now)
-    )
+    org_code = conn.execute(
+        update(master_t).where(master_t.c.id == report_id).values(pdf_sha256=sha, pdf_size=size, updated_at=now).returning(master_t.c.org_code)
+    ).scalar()
+    if org_code is not None:
+        changes.record(conn, kind, [(org_code, report_id, None)], now)  # a report change: its state names the new PDF
 
 
 def history(conn: Connection, kind: str, report_id: int) -> list[dict[str, Any]]:
@@ -343,3 +365,22 @@ def _opened(conn: Connection, master_t: Table, row: Any) -> dict[str, Any]:
 def _chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
     for i in range(0, len(seq), n):
         yield seq[i : i + n]
+
+
+def ids_of_orgs(conn: Connection, kind: str, org_codes: Sequence[str]) -> list[tuple[str, int, None]]:
+    """(org_code, report id, None) of every report of these institutions, oldest first (a feed backfill)."""
+    master_t, _ = REPORT_TABLES[kind]
+    out: list[tuple[str, int, None]] = []
+    for chunk in _chunks(sorted(set(org_codes)), 500):
+        q = select(master_t.c.org_code, master_t.c.id).where(master_t.c.org_code.in_(chunk)).order_by(master_t.c.id)
+        out += [(str(o), int(i), None) for o, i in conn.execute(q)]
+    return sorted(out, key=lambda t: t[1])
+
+
+def pdf_owner(conn: Connection, sha: str) -> tuple[str, str] | None:
+    """(org_code, platform) of a report whose PDF has this SHA-256; None when none has."""
+    for master_t, _ in REPORT_TABLES.values():
+        r = conn.execute(select(master_t.c.org_code, master_t.c.platform).where(master_t.c.pdf_sha256 == sha).limit(1)).first()
+        if r is not None:
+            return str(r[0]), str(r[1] or "")
+    return None

@@ -33,7 +33,8 @@ from huren.domain.fields import (
     LAB_SUBITEM,
     LABMASTER,
 )
-from huren.store.tables_base import SEALED_LEN, Id, _columns, metadata
+from huren.store.tables_base import PLATFORM, SEALED_LEN, Id, _columns, metadata
+from huren.store.tables_federation import federation_peer, feed_change, platform
 from huren.store.tables_imaging import (
     UID_LEN,
     dicom_node,
@@ -70,6 +71,7 @@ def _report_meta() -> list[Column[Any]]:
         Column("voided_by", String(128)),
         Column("received_at", DateTime, nullable=False),
         Column("updated_at", DateTime, nullable=False),
+        PLATFORM(),
     ]
 
 
@@ -85,6 +87,7 @@ org = Table(
     Column("created_at", DateTime, nullable=False),
     Column("disabled", Boolean, nullable=False, default=False, server_default=false()),
     Index(None, "region_code"),
+    Index(None, "platform"),
 )
 
 credential = Table(
@@ -193,6 +196,7 @@ daily_count = Table(
     ],
     Column("received_at", DateTime, nullable=False),
     Column("uploaded_by", String(128), nullable=False),
+    PLATFORM(),
 )
 
 rejected_submission = Table(
@@ -209,6 +213,7 @@ rejected_submission = Table(
     Column("payload_size", Integer, nullable=False),
     Column("received_at", DateTime, nullable=False),
     Column("seen_at", DateTime),  # when the institution's own account first opened it in its open items (0008)
+    PLATFORM(),
     Index(None, "org_code", "received_at"),
     Index(None, "org_code", "kind", "report_key"),
 )
@@ -226,6 +231,7 @@ access_log = Table(
     Column("id_no_bidx", String(32)),  # its blind index: lookups by patient
     Column("target", String(256)),
     Column("remote_addr", String(64)),
+    PLATFORM(),
     Index(None, "id_type_code", "id_no_bidx", "at"),
     Index(None, "org_code", "at"),
 )
@@ -260,6 +266,7 @@ used_nonce = Table(
 #: every name other modules import from here (the recognition and imaging tables live in
 #: huren.store.tables_recognition / tables_imaging; the shared MetaData in tables_base)
 __all__ = [
+    "PLATFORM",
     "REPORT_SEALED",
     "REPORT_TABLES",
     "SEALED_LEN",
@@ -276,6 +283,8 @@ __all__ = [
     "dicom_node",
     "exam_item",
     "exam_report",
+    "federation_peer",
+    "feed_change",
     "image_deletion",
     "image_instance",
     "image_key",
@@ -288,6 +297,7 @@ __all__ = [
     "org",
     "org_key",
     "patient",
+    "platform",
     "qc_record",
     "quote_record",
     "rejected_submission",

@@ -59,3 +59,9 @@ def _columns(spec: Sequence[Field], skip: Sequence[str] = (), sealed: Sequence[s
         if f.name == "id_no" and f.name in sealed:
             out.append(Column("id_no_bidx", String(32)))
     return out
+
+
+def PLATFORM() -> Column[Any]:
+    """The platform a row was written in (its institution's, ``huren.domain.platforms``; "" in a
+    deployment without a platform tree)."""
+    return Column("platform", String(64), nullable=False, default="", server_default="")

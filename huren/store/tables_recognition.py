@@ -23,7 +23,7 @@ from huren.domain.fields import (
     SEHR_ACCEPT_RECORD,
     SEHR_QUOTE_RECORD,
 )
-from huren.store.tables_base import SEALED_LEN, Id, _columns, metadata
+from huren.store.tables_base import PLATFORM, SEALED_LEN, Id, _columns, metadata
 
 #: Standard item catalog (XC-P2/P6): what is recognizable, for how long, from which institutions.
 catalog_item = Table(
@@ -141,6 +141,7 @@ accept_record = Table(
     Column("report_kind", String(8), nullable=False),
     Column("report_id", BigInteger),  # the prior report it refers to, when found
     Column("received_at", DateTime, nullable=False),
+    PLATFORM(),
     Index(None, "hr_org_code", "hr_report_form_no"),
     Index(None, "org_code", "record_time"),
     Index(None, "id_type_code", "id_no_bidx", "new_event_no"),
@@ -161,6 +162,7 @@ quote_record = Table(
     Column("report_kind", String(8), nullable=False),
     Column("report_id", BigInteger),
     Column("received_at", DateTime, nullable=False),
+    PLATFORM(),
     Index(None, "hr_org_code", "hr_report_form_no"),
     Index(None, "report_kind", "report_id"),
     Index(None, "org_code", "record_time"),
@@ -194,6 +196,7 @@ reminder_log = Table(
     Column("recognizable", Integer, nullable=False, default=0),
     Column("report_kind", String(8)),
     Column("report_id", BigInteger),
+    PLATFORM(),
     Index(None, "org_code", "at"),
     Index(None, "id_type_code", "id_no_bidx", "at"),
 )

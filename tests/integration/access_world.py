@@ -24,7 +24,8 @@ from tests.conftest import ORG_A, ORG_B, SUPERVISOR, Api, login
 ORG_C = ("652301001", "昌吉州人民医院", "652301", "3甲", "his", "password-c")  # outside the supervisor's 6501
 DOCTOR_A = (ORG_A[0], ORG_A[1], "", "", "doc", "doctor-password")
 ADMIN_A = (ORG_A[0], ORG_A[1], "", "", "adm", "admin-password")
-ACCOUNTS = {"doctor": DOCTOR_A, "admin": ADMIN_A, "hospital": ORG_A, "supervisor": SUPERVISOR}
+PLATFORM_A = (ORG_A[0], ORG_A[1], "", "", "sync", "platform-password")  # a platform's system account (issue 13)
+ACCOUNTS = {"doctor": DOCTOR_A, "admin": ADMIN_A, "hospital": ORG_A, "supervisor": SUPERVISOR, "platform": PLATFORM_A}
 LAB_CODE, EXAM_CODE = "250301002", "115"
 PATIENT = {"id_type_code": "01", "id_no": samples.ID_NO}
 VISIT = {"event_no": "5036612", "dept_code": "ZSBY-10", "dept_name": "急诊外科", "dept_std_code": "A50.16",
@@ -54,6 +55,7 @@ def build_world(client: TestClient, container: Container) -> dict[str, Any]:
     the four accounts' clients."""
     container.directory.add_credential(ORG_A[0], DOCTOR_A[4], DOCTOR_A[5], role="doctor")
     container.directory.add_credential(ORG_A[0], ADMIN_A[4], ADMIN_A[5], role="admin")
+    container.directory.add_credential(ORG_A[0], PLATFORM_A[4], PLATFORM_A[5], role="platform")
     container.directory.add_org(*ORG_C[:4], user=ORG_C[4], password=ORG_C[5])
     a, b = login(client, ORG_A), login(client, ORG_B)
     ids: dict[str, Any] = {}

@@ -25,8 +25,10 @@ def test_the_table_of_the_issue() -> None:
     supervisor: reads and statistics within its region, no clinical writes."""
     clinical_writes = ("report.write", "directory.write", "decision.write")
     assert all("supervisor" not in access.roles_for(n) for n in clinical_writes)
-    assert access.roles_for("report.write") == access.roles_for("directory.write") == ("hospital", "admin")
-    assert set(access.roles_for("decision.write")) == {"doctor", "hospital", "admin"}
+    assert access.roles_for("directory.write") == ("hospital", "admin")
+    # a platform's system account (issue 13) applies a child platform's reports and decisions
+    assert access.roles_for("report.write") == ("hospital", "admin", "platform")
+    assert set(access.roles_for("decision.write")) == {"doctor", "hospital", "admin", "platform"}
     assert access.scope(SUP, "report.read") is REGION and access.scope(SUP, "statistics.read") is REGION
     assert access.scope(DOCTOR, "report.read") is ALL and access.scope(DOCTOR, "history.read") is OWN
     assert access.scope(DOCTOR, "quality.read") is None and access.scope(DOCTOR, "statistics.read") is None
@@ -41,13 +43,44 @@ def test_a_refusal_names_the_role_and_who_may() -> None:
 
 
 def test_reach() -> None:
-    assert access.in_reach(SUP, REGION, "457759933", "650103", "650100")
-    assert not access.in_reach(SUP, REGION, "652301001", "652301", "650100")
-    assert not access.in_reach(DOCTOR, OWN, "457759933", "650103", "650102")
+    P = access.Place
+    assert access.in_reach(SUP, REGION, "457759933", P("650103"), P("650100"))
+    assert not access.in_reach(SUP, REGION, "652301001", P("652301"), P("650100"))
+    assert not access.in_reach(DOCTOR, OWN, "457759933", P("650103"), P("650102"))
     assert access.in_reach(DOCTOR, OWN, DOCTOR.org_code, None, None)
     assert access.in_reach(DOCTOR, ALL, "x", None, None)
+    assert not access.in_reach(SUP, REGION, "x", P(), P())  # an institution with neither division nor platform
     assert access.refuse(SUP, REGION, "quality.read", "652301001").problems[0].rule == "region"
     assert access.refuse(DOCTOR, OWN, "report.write", "x").message == "只能提交或修改本机构的数据"
+
+
+def test_reach_by_the_platform_tree() -> None:
+    """REGION is the subtree of the caller's platform, intersected with its division (issue 13):
+    the regional supervisor sees every city, a city's its own, two virtual cities never each other."""
+    from huren.domain.platforms import Platform, PlatformTree
+
+    tree = PlatformTree([
+        Platform("XJ", "新疆区域平台", "region", division="650000", local=True),
+        Platform("XJ-6501", "乌鲁木齐市平台", "city", parent="XJ", division="650100", local=False),
+        Platform("XJ-6502", "克拉玛依市虚拟平台", "city", parent="XJ", division="650200", virtual=True, local=True),
+        Platform("XJ-6523", "昌吉州虚拟平台", "city", parent="XJ", division="652300", virtual=True, local=True),
+    ])
+    P = access.Place
+    region, karamay, changji = P("650000", "XJ"), P("650200", "XJ-6502"), P("652300", "XJ-6523")
+    assert access.in_reach(SUP, REGION, "h1", P("650203", "XJ-6502"), region, tree)
+    assert access.in_reach(SUP, REGION, "h1", P("650203", "XJ-6502"), karamay, tree)
+    assert not access.in_reach(SUP, REGION, "h1", P("650203", "XJ-6502"), changji, tree)
+    assert not access.in_reach(SUP, REGION, "h2", P("652301", "XJ-6523"), karamay, tree)
+    # the platform decides even inside the division: a city institution not (yet) in the city's platform
+    assert not access.in_reach(SUP, REGION, "h3", P("650203", ""), karamay, tree)
+    # and the division inside the platform: a district supervisor of Karamay sees only its district
+    assert not access.in_reach(SUP, REGION, "h1", P("650203", "XJ-6502"), P("650202", "XJ-6502"), tree)
+    assert access.platform_in_reach(SUP, REGION, "XJ-6502", region, tree)
+    assert access.platform_in_reach(SUP, REGION, "XJ-6502", karamay, tree)
+    assert not access.platform_in_reach(SUP, REGION, "XJ", karamay, tree)
+    assert not access.platform_in_reach(SUP, REGION, "XJ-6523", karamay, tree)
+    assert tree.feeds("XJ-6502") == ["XJ-6502", "XJ"] and tree.feeds("XJ-6501") == ["XJ"]
+    assert tree.for_division("650203") == "XJ-6502" and tree.for_division("650102") == "XJ"
 
 
 def test_regions_in_one_room() -> None:
