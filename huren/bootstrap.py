@@ -28,7 +28,7 @@ from huren.services.statistics import StatisticsService
 from huren.services.transport import TransportService
 from huren.settings import Settings
 from huren.store import migrate
-from huren.store.blobs import BlobStore
+from huren.store.blob_backends import open_blob_store
 from huren.store.database import Database, make_engine
 from huren.store.keys import Keyring
 
@@ -72,7 +72,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
     db = Database(make_engine(settings.db_url), fields=keys.fields())  # patient identity sealed in every table (huren.store.sealing)
     if upgrade:
         migrate.upgrade(db.engine, fields=keys.fields())  # 0006 seals the ID numbers already stored
-    blobs = BlobStore(settings.blob_dir, cipher=keys.fields())  # PDFs and kept payloads sealed (SM4-GCM)
+    blobs = open_blob_store(settings, keys.fields())  # PDFs, kept payloads, DICOM: sealed, in blob_dir or a bucket (HUREN_BLOB_BACKEND)
     refs = report_refs(keys)
     clock = clock or Clock(settings.timezone)
     audit = AuditService(

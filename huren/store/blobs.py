@@ -1,11 +1,9 @@
 """Content-addressed blob store (PDFs, kept payloads) in a directory: ``ab/cd/<sha256>``.
 
-Sealed at rest (issue 10 §1.8): given the keyring's field cipher, each file holds ``HRNB`` and an
-SM4-GCM envelope (``huren.crypto.aead``) of the bytes, bound to the blob's address (a sealed file
-moved to another address does not open). The address stays the SHA-256 of the plaintext, so the
-database's ``pdf_sha256`` / ``payload_sha256`` keep their meaning. A file without the mark (written
-before blobs were sealed) is read as it is; a sealed file that does not open is logged and read as
-missing (never a 500).
+Sealed at rest (issue 10 §1.8) in the formats of ``huren.store.blob_stream`` (whole blobs and
+streamed ones), shared with the S3 backend (``huren.store.blobs_s3``; ``open_blob_store`` in
+``huren.store.blob_backends`` picks one from the settings). The address stays the SHA-256 of the
+plaintext, so the database's ``pdf_sha256`` / ``payload_sha256`` keep their meaning.
 
 Durable: ``put`` returns only once the file's bytes and its directory entry are on disk (the
 file is written under a temporary name, fsynced, renamed into place, and its directory —
@@ -13,14 +11,9 @@ and any directory it had to create — fsynced), so a report answered ``ok`` kee
 through a power loss. Directories are created 0700, files 0600.
 
 **Streamed blobs** (DICOM instances, issue 12; :meth:`BlobStore.put_stream`, :meth:`BlobStore.open_stream`):
-never the whole file in memory. A file holds ``HRNS | version (1) | segment size (4) | envelope
-length (2) | envelope`` and then the segments. The envelope is the field cipher's seal (SM4-GCM,
-``huren.crypto.aead``) of a random 32-byte file key, bound to the blob's address; the content is cut
-into 64 KiB segments, each sealed with AES-256-GCM under the file key, its 12-byte nonce the
-segment's index (8 bytes) and a final flag (4 bytes: 1 on the last segment only), so a reordered,
-dropped, truncated or appended segment does not open. Rotating the data key re-wraps the file key
-only (the envelope is rewritten in place, same length; the segments stay). ``put_stream`` does not
-fsync: :meth:`BlobStore.sync` makes a set of blobs durable (the study's commit).
+never the whole file in memory. Rotating the data key re-wraps the file key only (the envelope is
+rewritten in place, same length; the segments stay). ``put_stream`` does not fsync:
+:meth:`BlobStore.sync` makes a set of blobs durable (the study's commit).
 """
 
 from __future__ import annotations
@@ -31,7 +24,6 @@ import itertools
 import logging
 import os
 import re
-import struct
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -41,25 +33,24 @@ from typing import BinaryIO
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from huren.crypto.aead import FieldCipher, SealError, column_ad
+from huren.crypto.aead import FieldCipher, SealError
+from huren.errors import PlatformUnavailable, Problem
 from huren.store.blob_stream import (
-    ENVELOPE_LEN,
-    FILE_KEY,
-    SEGMENT,
-    SEGMENT_AD,
+    SEALED,
     STREAM,
     STREAM_HEAD,
     STREAM_HEADER_LEN,
-    STREAM_VERSION,
     chunks,
-    nonce,
+    file_key,
     open_segments,
     read_file,
-    too_large,
+    seal_blob,
+    stream_ad,
+    unseal_blob,
+    write_stream,
 )
 
 log = logging.getLogger("huren.store")
-SEALED = b"HRNB"  # a sealed blob file begins with these bytes, then the envelope
 _TMP_COUNTER = itertools.count()  # the temporary names of streamed puts (with the pid and random bytes)
 
 
@@ -94,23 +85,12 @@ class BlobStore:
         self.cipher = cipher
 
     def seal(self, digest: str, data: bytes) -> bytes:
-        """The bytes kept on disk for ``data`` (sealed when there is a cipher)."""
-        if self.cipher is None:
-            return data
-        return SEALED + self.cipher.seal(data, column_ad("blob", "content", digest))
+        """The bytes kept for ``data`` (sealed when there is a cipher)."""
+        return seal_blob(self.cipher, digest, data)
 
     def unseal(self, digest: str, stored: bytes) -> bytes | None:
-        """The plaintext of a stored file; None (logged) for a sealed file that does not open."""
-        if not stored.startswith(SEALED):
-            return stored  # written before blobs were sealed
-        if self.cipher is None:
-            log.error("blob %s is sealed but the store has no data key", digest)
-            return None
-        try:
-            return self.cipher.open(stored[len(SEALED) :], column_ad("blob", "content", digest))
-        except SealError as exc:
-            log.error("blob %s does not open (%s): damaged, moved or sealed under an unknown key", digest, exc)
-            return None
+        """The plaintext of stored bytes; None (logged) for a sealed blob that does not open."""
+        return unseal_blob(self.cipher, digest, stored)
 
     def _path(self, digest: str) -> Path:
         if _SHA256_HEX(digest) is None:
@@ -226,6 +206,12 @@ class BlobStore:
         except ValueError:
             return False
 
+    def check(self) -> None:
+        """PlatformUnavailable unless the store can be used (its directory is there)."""
+        if not self.root.is_dir():
+            msg = f"文件存储目录不可用：{self.root}"
+            raise PlatformUnavailable(msg, [Problem("blob_dir", "unavailable", msg)])
+
     # -- re-encryption (huren keys rotate-data) ------------------------------------------------
     def digests(self) -> list[str]:
         """Every blob's address, in the store's order."""
@@ -257,9 +243,6 @@ class BlobStore:
         return outcome
 
     # -- streamed blobs (DICOM instances) ---------------------------------------------------------
-    def _stream_ad(self, digest: str) -> bytes:
-        return column_ad("blob", "stream", digest)
-
     def put_stream(self, source: BinaryIO | Iterable[bytes], *, max_bytes: int | None = None) -> tuple[str, int, bool]:
         """Store the bytes of ``source`` (a binary file read in chunks, or an iterable of chunks),
         sealed in segments, at their SHA-256 address; (digest, size, new). Not fsynced: call
@@ -305,80 +288,11 @@ class BlobStore:
         raise FileExistsError(incoming)
 
     def _write_stream(self, out: BinaryIO, chunks: Iterator[bytes], max_bytes: int | None) -> tuple[str, int]:
-        h = hashlib.sha256()
-        size = 0
-        if self.cipher is None:  # a store without a data key keeps the bytes as they are
-            for chunk in chunks:
-                size += len(chunk)
-                if max_bytes is not None and size > max_bytes:
-                    raise too_large(max_bytes)
-                h.update(chunk)
-                out.write(chunk)
-            return h.hexdigest(), size
-        file_key = os.urandom(FILE_KEY)
-        aead = AESGCM(file_key)
-        # the header names the digest: a placeholder first, rewritten once it is known — unless the
-        # content is one segment (most instances), then header and segment go out in one write
-        started = False
-        buf = bytearray()
-        pending: bytes | None = None
-        index = 0
-        for chunk in chunks:
-            size += len(chunk)
-            if max_bytes is not None and size > max_bytes:
-                raise too_large(max_bytes)
-            h.update(chunk)
-            buf += chunk
-            while len(buf) >= SEGMENT:
-                if pending is not None:
-                    if not started:
-                        out.write(b"\0" * STREAM_HEADER_LEN)
-                        started = True
-                    out.write(aead.encrypt(nonce(index, False), pending, SEGMENT_AD))
-                    index += 1
-                pending = bytes(buf[:SEGMENT])
-                del buf[:SEGMENT]
-        if pending is not None:
-            if buf:
-                if not started:
-                    out.write(b"\0" * STREAM_HEADER_LEN)
-                    started = True
-                out.write(aead.encrypt(nonce(index, False), pending, SEGMENT_AD))
-                index += 1
-                pending = bytes(buf)
-        else:
-            pending = bytes(buf)
-        last = aead.encrypt(nonce(index, True), pending, SEGMENT_AD)
-        digest = h.hexdigest()
-        envelope = self.cipher.seal(file_key, self._stream_ad(digest))
-        head = STREAM_HEAD.pack(STREAM, STREAM_VERSION, SEGMENT, len(envelope)) + envelope
-        if not started:
-            out.write(head + last)
-        else:
-            out.write(last)
-            out.seek(0)
-            out.write(head)
-        return digest, size
+        return write_stream(out, chunks, max_bytes, self.cipher)
 
     def _file_key(self, digest: str, head: bytes) -> tuple[AESGCM, int] | None:
         """The segment cipher and segment size of a streamed file's header; None (logged) when it does not open."""
-        try:
-            magic, version, segment, n = STREAM_HEAD.unpack_from(head)
-        except struct.error:
-            log.error("blob %s: truncated stream header", digest)
-            return None
-        if magic != STREAM or version != STREAM_VERSION or n != ENVELOPE_LEN or not 0 < segment <= 2**24:
-            log.error("blob %s: unknown stream header", digest)
-            return None
-        if self.cipher is None:
-            log.error("blob %s is sealed but the store has no data key", digest)
-            return None
-        try:
-            key = self.cipher.open(head[STREAM_HEAD.size : STREAM_HEADER_LEN], self._stream_ad(digest))
-        except SealError as exc:
-            log.error("blob %s does not open (%s): damaged, moved or sealed under an unknown key", digest, exc)
-            return None
-        return AESGCM(key), int(segment)
+        return file_key(self.cipher, digest, head)
 
     def open_stream(self, digest: str) -> Iterator[bytes] | None:
         """The plaintext of a blob in chunks, never whole in memory; None when it is missing or
@@ -455,8 +369,8 @@ class BlobStore:
         envelope = head[STREAM_HEAD.size :]
         if not self.cipher.needs_rekey(envelope):
             return "current"
-        key = self.cipher.open(envelope, self._stream_ad(digest))
-        fresh = self.cipher.seal(key, self._stream_ad(digest))
+        key = self.cipher.open(envelope, stream_ad(digest))
+        fresh = self.cipher.seal(key, stream_ad(digest))
         fd = os.open(path, os.O_WRONLY)
         try:
             os.pwrite(fd, fresh, STREAM_HEAD.size)
