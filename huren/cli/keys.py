@@ -45,7 +45,7 @@ def cmd_keys_public(args: argparse.Namespace) -> int:
 def cmd_keys_rotate_data(args: argparse.Namespace) -> int:
     """A new data key, then every sealed file and every sealed column of the database re-encrypted
     under it (and plaintext ones sealed)."""
-    from huren.store.blobs import BlobStore
+    from huren.store.blob_backends import open_blob_store
 
     settings = settings_of(args)
     keys = _keyring(args)
@@ -55,7 +55,7 @@ def cmd_keys_rotate_data(args: argparse.Namespace) -> int:
     else:
         kid = keys.rotate_data_key()
         print(f"已生成新的数据密钥（编号 {kid}），旧密钥保留以读取尚未重新加密的数据")
-    blobs = BlobStore(settings.blob_dir, cipher=keys.fields())
+    blobs = open_blob_store(settings, keys.fields())  # the directory, or the bucket (HUREN_BLOB_BACKEND=s3)
     todo = blobs.digests()
     counts = {"sealed": 0, "rekeyed": 0, "current": 0, "unreadable": 0}
     bad: list[str] = []
