@@ -22,6 +22,7 @@ from huren.bootstrap import build
 from huren.context import Clock
 from huren.crypto.aead import FieldCipher
 from huren.errors import PlatformUnavailable
+from huren.services.container import Container
 from huren.settings import Settings, SettingsError
 from huren.store.blob_backends import open_blob_store
 from huren.store.blob_stream import SEALED, STREAM
@@ -213,7 +214,8 @@ def test_settings_choose_the_backend_and_refuse_incomplete_ones(tmp_path: Path, 
 
 
 @pytest.fixture
-def s3_app(s3_server: S3Server, sqlite_template: Path, tmp_path: Path) -> Iterator[tuple[TestClient, S3Bucket]]:  # noqa: F811
+def s3_container(s3_server: S3Server, sqlite_template: Path, tmp_path: Path) -> Iterator[Container]:  # noqa: F811
+    """A platform node built from settings with ``HUREN_BLOB_BACKEND=s3`` (its own prefix in the bucket)."""
     bucket = s3_server.new_prefix()
     shutil.copy(sqlite_template, tmp_path / "huren.db")
     settings = Settings(
@@ -223,22 +225,42 @@ def s3_app(s3_server: S3Server, sqlite_template: Path, tmp_path: Path) -> Iterat
     )
     c = build(settings, clock=Clock())
     try:
-        assert isinstance(c.blobs, S3BlobStore)
-        with TestClient(create_app(c)) as tc:
-            yield tc, bucket
+        assert isinstance(c.blobs, S3BlobStore) and c.blobs.bucket.prefix == bucket.prefix
+        yield c
     finally:
         c.close()
 
 
-def test_report_pdf_registered_and_read_back_through_rest_on_s3(s3_app: tuple[TestClient, S3Bucket], tmp_path: Path) -> None:
-    client, bucket = s3_app
-    api_a, api_b = login(client, ORG_A), login(client, ORG_B)
-    r = api_a.post("/api/v1/lab-reports", samples.lab())
-    assert r.status_code == 200, r.text
-    rid = r.json()["report_id"]
-    pdf = api_b.get(f"/api/v1/lab-reports/{rid}/pdf")
+def local_files(c: Container) -> list[Path]:
+    return [p for p in c.settings.blob_dir.rglob("*") if p.is_file()]
+
+
+def test_report_pdf_registered_and_read_back_through_rest_on_s3(s3_container: Container) -> None:
+    with TestClient(create_app(s3_container)) as client:
+        api_a, api_b = login(client, ORG_A), login(client, ORG_B)
+        r = api_a.post("/api/v1/lab-reports", samples.lab())
+        assert r.status_code == 200, r.text
+        pdf = api_b.get(f"/api/v1/lab-reports/{r.json()['report_id']}/pdf")
     assert pdf.status_code == 200 and pdf.content == samples.PDF_BYTES
-    digest = hashlib.sha256(samples.PDF_BYTES).hexdigest()
-    held = raw(bucket, digest)  # in the bucket, sealed; nothing in the local directory
-    assert held.startswith(SEALED) and b"%PDF" not in held
-    assert not [p for p in (tmp_path / "data" / "blobs").rglob("*") if p.is_file()]
+    assert isinstance(s3_container.blobs, S3BlobStore)
+    held = raw(s3_container.blobs.bucket, hashlib.sha256(samples.PDF_BYTES).hexdigest())
+    assert held.startswith(SEALED) and b"%PDF" not in held  # in the bucket, sealed
+    assert local_files(s3_container) == []  # nothing in the node's directory
+
+
+def test_dicom_instance_stored_and_retrieved_through_imaging_on_s3(s3_container: Container, tmp_path: Path) -> None:
+    from tests.integration.test_imaging_store import DOC_B, A, make
+
+    img = s3_container.imaging
+    p1, ds = make(tmp_path)
+    stored = img.store_instance(A, p1)
+    assert stored.sha256 == hashlib.sha256(p1.read_bytes()).hexdigest() and not stored.duplicate
+    assert img.store_instance(A, p1).duplicate
+    r = img.commit_study(A, ds.StudyInstanceUID, [(ds.SOPInstanceUID, stored.sha256)])
+    assert r is not None
+    f = img.instance(DOC_B, ds.StudyInstanceUID, None, ds.SOPInstanceUID)
+    assert b"".join(f.chunks()) == p1.read_bytes()
+    assert isinstance(s3_container.blobs, S3BlobStore)
+    held = raw(s3_container.blobs.bucket, stored.sha256)
+    assert held.startswith(STREAM) and ds.PatientID.encode() not in held and b"DICM" not in held
+    assert local_files(s3_container) == []  # the spool emptied
