@@ -264,3 +264,28 @@ def test_dicom_instance_stored_and_retrieved_through_imaging_on_s3(s3_container:
     held = raw(s3_container.blobs.bucket, stored.sha256)
     assert held.startswith(STREAM) and ds.PatientID.encode() not in held and b"DICM" not in held
     assert local_files(s3_container) == []  # the spool emptied
+
+
+def test_registration_with_the_s3_server_down_is_a_chinese_503_and_keeps_nothing(sqlite_template: Path, tmp_path: Path) -> None:
+    from sqlalchemy import func, select
+
+    from huren.store.tables import lab_report
+
+    (port,) = free_ports(1)
+    shutil.copy(sqlite_template, tmp_path / "huren.db")
+    c = build(Settings(
+        data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'huren.db'}", secret_key=SECRET, password_hash_n=HASH_N,
+        blob_backend="s3", s3_endpoint_url=f"http://127.0.0.1:{port}", s3_bucket="huren-files", s3_access_key=ACCESS_KEY,
+        s3_secret_key=SECRET_KEY, s3_timeout_seconds=2, s3_retries=1,
+    ), clock=Clock())
+    try:
+        with TestClient(create_app(c), raise_server_exceptions=False) as client:
+            r = login(client, ORG_A).post("/api/v1/lab-reports", samples.lab())
+        assert r.status_code == 503, r.text
+        body = r.json()
+        assert body["code"] == "platform_unavailable" and "对象存储不可用" in body["message"], body
+        assert "Traceback" not in r.text and "botocore" not in r.text
+        with c.db.read() as conn:
+            assert conn.execute(select(func.count()).select_from(lab_report)).scalar_one() == 0
+    finally:
+        c.close()
