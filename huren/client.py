@@ -34,6 +34,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import httpx2
 
+from huren.client_federation import FederationCalls
 from huren.client_imaging import ImagingCalls, StowPart, StowResult, imaging_commit_path, multipart_parts, stow_result
 from huren.client_rest import API, PATHS, REPORT_KINDS, TRANSIENT_STATUS, _decode, _unreachable, report_path
 from huren.crypto import b64, sm2, sm4
@@ -48,7 +49,7 @@ _ANSWER_LIMIT = 1 << 30
 HurenClientError = PlatformRefused
 
 
-class HurenClient(ImagingCalls):
+class HurenClient(ImagingCalls, FederationCalls):
     def __init__(
         self,
         base_url: str,

@@ -21,6 +21,7 @@ from huren.api import (
     rest_auth_pages,
     rest_catalog,
     rest_directory,
+    rest_federation,
     rest_imaging,
     rest_masterdata,
     rest_org_reports,
@@ -95,7 +96,7 @@ def create_app(container: Container) -> FastAPI:
         rest_recognition.router.routes,
         rest_reports.router.routes,
         soap.router.routes,  # /Myhealth: the Xinjiang SOAP profile (WSDL at /Myhealth?wsdl)
-        *(m.router.routes for m in (rest_directory, rest_query, rest_quality, rest_catalog, rest_masterdata, rest_transport, rest_org_reports, rest_auth_pages, rest_imaging)),
+        *(m.router.routes for m in (rest_directory, rest_query, rest_quality, rest_catalog, rest_masterdata, rest_transport, rest_org_reports, rest_auth_pages, rest_imaging, rest_federation)),
         # DICOMweb: QIDO-RS (/studies, /series, /instances searches) before the WADO-RS retrieves,
         # whose /studies/{study} would otherwise not be reached first for a search; STOW-RS is POST
         dicomweb_qido.router.routes,

@@ -15,7 +15,8 @@ def cmd_org_add(args: argparse.Namespace) -> int:
 
     container = build(settings_of(args), upgrade=True)
     org = container.directory.add_org(
-        args.code, args.name, args.region, args.level, user=args.user, password=args.password, role=args.role
+        args.code, args.name, args.region, args.level, user=args.user, password=args.password, role=args.role,
+        platform=args.platform,
     )
     print(json.dumps(org, ensure_ascii=False))
     container.close()
@@ -108,7 +109,8 @@ def add(sub: Any) -> None:
     p.add_argument("--level", required=True, help="等级：1/2/3，可带甲乙丙，如 3甲")
     p.add_argument("--user", required=True, help="接入用户名")
     p.add_argument("--password", required=True, help="接入密码（至少8位）")
-    p.add_argument("--role", default="hospital", help="角色：hospital / doctor / admin / supervisor")
+    p.add_argument("--role", default="hospital", help="角色：hospital / doctor / admin / supervisor / platform")
+    p.add_argument("--platform", help="所属平台编码；不给则按行政区划归入本部署承载的最近一级平台")
     p.set_defaults(func=cmd_org_add)
     p = orgs.add_parser("list", help="列出机构")
     database_options(p)
@@ -126,7 +128,7 @@ def add(sub: Any) -> None:
     database_options(p)
     account_options(p)
     p.add_argument("--password", help="密码（至少8位）；不给则在终端输入")
-    p.add_argument("--role", default="hospital", choices=("doctor", "hospital", "admin", "supervisor"), help="角色")
+    p.add_argument("--role", default="hospital", choices=("doctor", "hospital", "admin", "supervisor", "platform"), help="角色（platform：平台接入账号，用于平台间同步）")
     p.set_defaults(func=cmd_user_add)
     for name, disable, text in (("disable", True, "停用用户：不能登录，已签发的令牌与会话失效"), ("enable", False, "重新启用用户")):
         p = users.add_parser(name, help=text)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from huren.context import Clock
 from huren.services.audit import AuditService
 from huren.services.auth import AuthService
 from huren.services.catalog import CatalogService
 from huren.services.directory import DirectoryService
+from huren.services.federation import FederationService
 from huren.services.imaging import ImagingService
 from huren.services.imaging_forward import ImageForwarder
 from huren.services.imaging_keys import ImagingKeys
@@ -54,6 +55,11 @@ class Container:
     imaging_keys: ImagingKeys
     #: XC-E-note: reads of studies not held relayed to the fallback platform (None: not configured)
     imaging_forward: ImageForwarder | None = None
+    #: the platform tree, the change feeds and the applying of child platforms' feeds (issue 13)
+    federation: FederationService = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.federation = FederationService(self.db, self.blobs, self.clock, self.registry, self.audit, self.settings.max_pdf_bytes)
 
     def close(self) -> None:
         self.db.dispose()

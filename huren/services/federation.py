@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -45,6 +46,13 @@ from huren.store.federation import get_peer, list_peers, put_peer
 MAX_BATCH = 5000
 #: the longest a feed read waits for a change (seconds)
 MAX_WAIT = 30.0
+_SHA = re.compile(r"[0-9a-f]{64}")
+
+
+def _sha(value: str) -> str:
+    if not _SHA.fullmatch(value):
+        raise InvalidInput("摘要无效", [Problem("sha256", "format", "摘要应为64位小写十六进制 SHA-256")])
+    return value
 
 
 def platform_out(p: Platform, members: int = 0, last_seq: int = 0) -> dict[str, Any]:
@@ -149,7 +157,7 @@ class FederationService:
         if out:
             self._audit.record_many(principal, "feed_read", [(None, None, f"feed:{code}:{out[0]['seq']}-{out[-1]['seq']}:{len(out)}")], read=True)
         to = out[-1]["seq"] if out else since
-        return {"platform": code, "since": since, "last_seq": max(last, to), "more": to < last, "changes": out}
+        return {"platform": code, "since": since, "last_seq": last, "more": bool(out) and to < last, "changes": out}
 
     def _local(self, conn: Any, code: str) -> Platform:
         p = platforms.tree(conn).get(code)
@@ -162,6 +170,7 @@ class FederationService:
         """A PDF a change of platform ``code`` names (only those: not any blob of the store)."""
         with self._db.read() as conn:
             access.check_platform(conn, principal, "feed.read", code)
+            sha = _sha(sha)
             tree = platforms.tree(conn)
             owner = reports.pdf_owner(conn, sha)
         if owner is None or not owner[1] or owner[1] not in tree.subtree(code):
@@ -175,11 +184,12 @@ class FederationService:
     def missing_files(self, principal: Principal, code: str, digests: Sequence[str]) -> list[str]:
         with self._db.read() as conn:
             access.check_platform(conn, principal, "feed.write", code)
-        return [d for d in dict.fromkeys(digests) if not self._blobs.exists(d)]
+        return [d for d in dict.fromkeys(_sha(x) for x in digests) if not self._blobs.exists(d)]
 
     def put_file(self, principal: Principal, code: str, sha: str, data: bytes) -> str:
         with self._db.read() as conn:
             access.check_platform(conn, principal, "feed.write", code)
+        sha = _sha(sha)
         if len(data) > self.max_pdf_bytes:
             raise TooLarge("文件过大", [Problem("body", "max_size", f"PDF不超过 {self.max_pdf_bytes} 字节")])
         if hashlib.sha256(data).hexdigest() != sha:
@@ -201,6 +211,7 @@ class FederationService:
         "changes": [...]}`` as ``changes`` answered it. A batch that starts after the next
         expected sequence number is refused (a gap: Conflict naming the expected one); changes
         already applied are skipped; the rest applied in order, then the watermark advanced."""
+        policy.require(principal, "feed.write")
         if not isinstance(batch, dict) or not isinstance(batch.get("changes"), list):
             raise InvalidInput("变更批次无效", [Problem("changes", "node", "请求体应为含 changes 数组的对象")])
         entries: list[dict[str, Any]] = batch["changes"]
@@ -300,10 +311,10 @@ class FederationService:
             if st.get("voided"):
                 master = st["report"][kinds.BY_NAME[kind].master_node]
                 try:
-                    self._registry.void(kind, {"filter": {
+                    self._registry.void(kind, {
                         "org_code": master["org_code"], "report_form_no": master["report_form_no"], "patient_id": master["patient_id"],
                         "event_type": master["event_type"], "event_no": master["event_no"], "id_type": master["id_type_code"], "id_no": master["id_no"],
-                    }}, principal, channel="federation")
+                    }, principal, channel="federation")
                 except (InvalidInput, NotFound, Conflict) as exc:
                     refused.append({"seq": st["seq"], "kind": f"void_{kind}", "message": exc.message})
         if pdf_only:

@@ -1,0 +1,167 @@
+"""Federation (issue 13): a city platform's feed applied on the region by the upstream runner —
+reports, a resubmission, a void, PDFs, decisions and daily counts arrive once, a replayed batch
+changes nothing, a gap is refused naming where to read again, and supervisors are scoped by the
+platform tree (two virtual cities on one deployment never see each other)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from huren.api.app import create_app
+from huren.bootstrap import build
+from huren.client import HurenClient
+from huren.context import Clock
+from huren.errors import PlatformRefused
+from huren.federation.config import Endpoint, FederationConfig
+from huren.federation.runner import Runner
+from huren.services.container import Container
+from huren.settings import Settings
+from tests import samples
+from tests.conftest import HASH_N, ORG_A, ORG_B, SECRET, SUPERVISOR, Api, login
+
+CITY, REGION, CHANGJI = "XJ-6501", "XJ", "XJ-6523"
+SYNC = (SUPERVISOR[0], SUPERVISOR[1], "", "", "sync", "sync-password")  # the city platform's account (its health commission)
+ORG_C = ("652301001", "昌吉州人民医院", "652301", "3甲", "his", "password-c")
+SUP_C = ("652300000", "昌吉州卫生健康委员会", "652300", "3", "sup", "password-sc")
+SUP_R = ("650000000", "自治区卫生健康委员会", "650000", "3", "sup", "password-sr")
+
+
+def _container(tpl: Path, tmp: Path, name: str) -> Container:
+    (tmp / name).mkdir()
+    shutil.copy(tpl, tmp / name / "huren.db")
+    settings = Settings(
+        data_dir=tmp / name / "data", database_url=f"sqlite:///{tmp / name / 'huren.db'}", secret_key=SECRET,
+        max_pdf_bytes=64 * 1024, password_hash_n=HASH_N,
+    )
+    return build(settings, clock=Clock())
+
+
+@pytest.fixture
+def sides(sqlite_template: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    city, region = _container(sqlite_template, tmp_path, "city"), _container(sqlite_template, tmp_path, "region")
+    # the city: its own platform, the region above it known by name
+    city.federation.add_platform(REGION, "新疆维吾尔自治区平台", "region", division="650000", local=False)
+    city.federation.add_platform(CITY, "乌鲁木齐市平台", "city", parent=REGION, division="650100")
+    # the region: itself, the real city (its own deployment), a virtual city it hosts
+    region.federation.add_platform(REGION, "新疆维吾尔自治区平台", "region", division="650000")
+    region.federation.add_platform(CITY, "乌鲁木齐市平台", "city", parent=REGION, division="650100", local=False)
+    region.federation.add_platform(CHANGJI, "昌吉州虚拟平台", "city", parent=REGION, division="652300", virtual=True)
+    for c in (city, region):
+        c.directory.add_credential(SUPERVISOR[0], SYNC[4], SYNC[5], role="platform")
+    region.directory.add_org(*ORG_C[:4], user=ORG_C[4], password=ORG_C[5])
+    region.directory.add_org(*SUP_C[:4], user=SUP_C[4], password=SUP_C[5], role="supervisor")
+    region.directory.add_org(*SUP_R[:4], user=SUP_R[4], password=SUP_R[5], role="supervisor")
+    with TestClient(create_app(city)) as tc, TestClient(create_app(region)) as tr:
+        yield {"city": city, "region": region, "tc": tc, "tr": tr}
+    city.close()
+    region.close()
+
+
+def _runner(s: dict[str, Any]) -> Runner:
+    ep = Endpoint("http://x", SYNC[0], SYNC[4], SYNC[5])
+    cfg = FederationConfig(platform=CITY, source=ep, target=ep, batch=3, wait_seconds=0.0)
+    source = HurenClient("http://city", SYNC[0], SYNC[4], SYNC[5], http=s["tc"])
+    target = HurenClient("http://region", SYNC[0], SYNC[4], SYNC[5], http=s["tr"])
+    return Runner(cfg, source=source, target=target)
+
+
+def _void(payload: dict[str, Any]) -> dict[str, Any]:
+    m = payload["labmaster"]
+    return {k: m[k] for k in ("org_code", "report_form_no", "patient_id", "event_type", "event_no", "id_no")} | {"id_type": "01"}
+
+
+def test_a_city_feed_reaches_the_region_once(sides: dict[str, Any]) -> None:
+    city, region = sides["city"], sides["region"]
+    a, b = login(sides["tc"], ORG_A), login(sides["tc"], ORG_B)
+    assert {o["code"]: o["platform"] for o in city.directory.list_orgs()}[ORG_A[0]] == CITY
+    lab = samples.lab()
+    assert a.post("/api/v1/lab-reports", lab).status_code == 200
+    assert a.post("/api/v1/exam-reports", samples.exam()).status_code == 200
+    second = samples.lab()
+    second["labmaster"]["report_form_no"] = "F-2"
+    assert b.post("/api/v1/lab-reports", {**second, "labmaster": {**second["labmaster"], "org_code": ORG_B[0]}}).status_code in (200, 422)
+    newer = samples.lab()
+    newer["labmaster"]["last_update_dtime"] = "2024-03-12 10:00:00"
+    newer["lab_subitem"][0]["result"] = "99"
+    r = a.post("/api/v1/lab-reports", newer)
+    assert r.status_code == 200 and r.json()["version"] == 2, r.text
+    assert a.post("/api/v1/daily-counts", samples.daily()).status_code == 200
+
+    runner = _runner(sides)
+    assert runner.run(until_idle=True) > 0
+    ra = login(sides["tr"], ORG_B)  # a doctor's institution of the city, reading at the region
+    with region.db.read() as conn:
+        from huren.store import reports
+
+        got = reports.find_by_key(conn, "lab", [ORG_A[0], "14437173", lab["labmaster"]["patient_id"], 1, lab["labmaster"]["event_no"]])
+    # the region holds the city's latest version (its own version count: it never saw the first)
+    assert got is not None and str(got["last_update_dtime"]) == "2024-03-12 10:00:00" and got["platform"] == CITY
+    assert got["pdf_sha256"] and region.blobs.get(got["pdf_sha256"]) == samples.PDF_BYTES
+    q = {"id_type_code": "01", "id_no": samples.ID_NO, "start": "2024-01-01 00:00:00", "end": "2024-12-31 00:00:00"}
+    assert ra.post("/api/v1/query/lab-reports", q).json()["count"] >= 1
+
+    # a void at the city arrives; running again with nothing new applies nothing
+    assert a.post("/api/v1/lab-reports/void", _void(lab)).status_code == 200
+    assert runner.run(until_idle=True) > 0
+    with region.db.read() as conn:
+        from huren.store import reports
+
+        got2 = reports.find_by_key(conn, "lab", [ORG_A[0], "14437173", lab["labmaster"]["patient_id"], 1, lab["labmaster"]["event_no"]])
+    assert got2 is not None and got2["voided"] and str(got2["last_update_dtime"]) == "2024-03-12 10:00:00"
+    assert runner.run(until_idle=True) == 0
+
+    # a replayed batch changes nothing; a batch past the watermark is a gap
+    feed = runner.source.feed(CITY, 0, 1000)
+    mark = runner.target.watermark(CITY)["applied_seq"]
+    assert mark == feed["last_seq"]
+    again = runner.target.apply_batch(CITY, {"from_seq": 1, "to_seq": feed["changes"][-1]["seq"], "last_seq": feed["last_seq"], "changes": feed["changes"]})
+    assert again["applied"] == 0 and again["applied_seq"] == mark
+    with pytest.raises(PlatformRefused) as exc:
+        runner.target.apply_batch(CITY, {"changes": [{"seq": mark + 5, "kind": "org", "org_code": ORG_A[0]}]})
+    assert exc.value.status == 409
+    # the region's own feed holds what it applied: the next level up can read it
+    status = login(sides["tr"], SUP_R).get("/api/v1/federation/status").json()
+    feeds = {f["platform"]: f["last_seq"] for f in status["feeds"]}
+    assert feeds[REGION] > 0 and {p["platform"] for p in status["peers"]} == {CITY}
+    runner.close()
+
+
+def test_supervisors_are_scoped_by_the_platform_tree(sides: dict[str, Any]) -> None:
+    tr = sides["tr"]
+    c = login(tr, ORG_C)
+    r = c.post("/api/v1/lab-reports", _moved(samples.lab(), ORG_C[0]))
+    assert r.status_code == 200, r.text
+    sup_c, sup_city, sup_r = login(tr, SUP_C), login(tr, SUPERVISOR), login(tr, SUP_R)
+    q = {"org_code": ORG_C[0]}
+    assert sup_c.get("/api/v1/org-reports", params=q).status_code == 200
+    assert sup_r.get("/api/v1/org-reports", params=q).status_code == 200
+    refused = sup_city.get("/api/v1/org-reports", params=q)
+    assert refused.status_code == 403 and refused.json()["problems"][0]["rule"] == "region"
+    # the feed of a platform: its own platform account may read, another's may not
+    assert login(tr, SYNC).get(f"/api/v1/platforms/{CHANGJI}/changes").status_code == 403
+    assert sup_c.get(f"/api/v1/platforms/{CHANGJI}/changes").status_code == 200
+
+
+def _moved(payload: dict[str, Any], org: str) -> dict[str, Any]:
+    import json
+
+    return json.loads(json.dumps(payload, ensure_ascii=False).replace(ORG_A[0], org))
+
+
+def test_platform_rules_are_named(sides: dict[str, Any]) -> None:
+    from huren.errors import Conflict, InvalidInput
+
+    region = sides["region"]
+    with pytest.raises(Conflict):
+        region.federation.add_platform(CITY, "重复", "city", parent=REGION, division="650100")
+    with pytest.raises(InvalidInput) as exc:
+        region.federation.add_platform("XJ-X", "虚拟省", "region", parent=REGION, division="650000", virtual=True)
+    rules = {p.rule for p in exc.value.problems}
+    assert {"level", "virtual"} <= rules or "level" in rules
+    assert isinstance(Api, type)
