@@ -159,6 +159,12 @@ def bench_http(
             "rps": rps, "server_cpu_ms": server_cpu / n * 1000, "client_cpu_ms": sum(c for _, c in got) / n * 1000,
             "db_cpu_ms": pg_cpu / n * 1000,
         }
+    except Exception:
+        server.terminate()
+        server.wait(10)
+        if server.stderr is not None:  # what the server said before it failed
+            print(server.stderr.read().decode(errors="replace")[-20000:], file=sys.stderr)
+        raise
     finally:
         server.terminate()
         server.wait(10)

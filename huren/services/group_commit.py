@@ -1,18 +1,30 @@
-"""Group commit: concurrent writes on SQLite share one transaction, so one synced commit (WAL,
-``synchronous=FULL``) answers many callers instead of one fsync each.
+"""Group commit: concurrent writes share one transaction, so one synced commit answers many
+callers instead of one flush each.
 
 A caller hands ``run`` its work (a function of the open connection). While a transaction is
 being committed, arriving work queues; the next caller to find no commit running takes the whole
 queue (at most ``max_jobs``) into one transaction, in arrival order, and every caller gets its own
 result. When any piece of work raises, that transaction is rolled back and each piece is run
-again alone, so one bad piece fails only its own caller. On PostgreSQL, whose transactions run
-concurrently, the work runs in its own transaction at once.
+again alone, so one bad piece fails only its own caller.
+
+``run_many`` goes one step further for work that takes a list (a batch of reports): queued calls
+with the same key that follow each other are merged, their items concatenated and handed to one
+call, and each caller gets its own slice of the results. Single-report registrations arriving
+together then cost what one batch registration costs (one lookup, one insert of the masters, one
+of the items) rather than a round of statements each.
+
+SQLite: the commit is an fsync of the WAL (``synchronous=FULL``). PostgreSQL (``share_on_postgres``,
+the default): each commit waits for its WAL flush (``synchronous_commit = on``: an ``ok`` stays
+durable), and one transaction for the work that arrived meanwhile makes one flush and one commit
+round trip answer it all. PostgreSQL also shares flushes between concurrent transactions of its
+own (``commit_delay``, docs/deployment.md); this does it within one worker process, before the
+statements reach the server.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -21,6 +33,8 @@ from sqlalchemy import Connection
 from huren.store.database import Database
 
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741 - an item of a batch
+R = TypeVar("R")
 
 
 @dataclass(slots=True)
@@ -29,6 +43,10 @@ class _Job(Generic[T]):
     done: bool = False
     value: Any = None
     error: BaseException | None = None
+    # run_many: the merge key, the items and the list work (None for run)
+    key: Hashable = None
+    items: Sequence[Any] = ()
+    batch: Callable[[Connection, Sequence[Any]], list[Any]] | None = None
 
     def result(self) -> T:
         if self.error is not None:
@@ -37,19 +55,33 @@ class _Job(Generic[T]):
 
 
 class GroupCommit:
-    def __init__(self, db: Database, max_jobs: int = 64) -> None:
+    def __init__(self, db: Database, max_jobs: int = 64, *, max_items: int = 500, share_on_postgres: bool = True) -> None:
+        """``max_items``: at most this many items in one merged ``run_many`` call."""
         self._db = db
         self._max = max_jobs
+        self._max_items = max_items
+        self._share = db.is_sqlite or share_on_postgres
         self._cond = threading.Condition()
         self._queue: list[_Job[Any]] = []
         self._committing = False
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """``work(conn)`` inside a committed transaction, possibly shared with other callers."""
-        if not self._db.is_sqlite:
+        return self._submit(_Job(work))
+
+    def run_many(self, key: Hashable, items: Sequence[I], work: Callable[[Connection, Sequence[I]], list[R]]) -> list[R]:
+        """``work(conn, items)`` (one result per item, in order) inside a committed transaction;
+        queued calls with an equal ``key`` may be merged into one call of the first one's
+        ``work`` over all their items, so ``work`` must not depend on anything else of its
+        caller that the key does not pin down."""
+        items = list(items)
+        job: _Job[list[R]] = _Job(lambda conn: work(conn, items), key=key, items=items, batch=work)
+        return self._submit(job)
+
+    def _submit(self, job: _Job[T]) -> T:
+        if not self._share:
             with self._db.write() as conn:
-                return work(conn)
-        job: _Job[T] = _Job(work)
+                return job.work(conn)
         with self._cond:
             self._queue.append(job)
             while self._committing and not job.done:
@@ -70,12 +102,39 @@ class GroupCommit:
                 self._cond.notify_all()
         return job.result()
 
+    def _groups(self, jobs: list[_Job[Any]]) -> list[list[_Job[Any]]]:
+        """Runs of consecutive ``run_many`` jobs with one key (at most ``max_items`` items); every
+        other job alone."""
+        out: list[list[_Job[Any]]] = []
+        for j in jobs:
+            last = out[-1] if out else None
+            if (
+                last is not None
+                and j.batch is not None
+                and last[0].batch is not None
+                and last[0].key == j.key
+                and sum(len(x.items) for x in last) + len(j.items) <= self._max_items
+            ):
+                last.append(j)
+            else:
+                out.append([j])
+        return out
+
     def _commit(self, jobs: list[_Job[Any]]) -> None:
-        values: list[Any] = []
+        values: list[tuple[_Job[Any], Any]] = []
         try:
             with self._db.write() as conn:
-                for j in jobs:
-                    values.append(j.work(conn))
+                for group in self._groups(jobs):
+                    if len(group) == 1:
+                        values.append((group[0], group[0].work(conn)))
+                        continue
+                    first = group[0]
+                    assert first.batch is not None
+                    merged = first.batch(conn, [item for j in group for item in j.items])
+                    start = 0
+                    for j in group:
+                        values.append((j, merged[start : start + len(j.items)]))
+                        start += len(j.items)
         except BaseException as exc:
             if len(jobs) == 1:
                 jobs[0].error, jobs[0].done = exc, True
@@ -88,6 +147,5 @@ class GroupCommit:
                     j.error = alone
                 j.done = True
             return
-        for j, v in zip(jobs, values, strict=True):
+        for j, v in values:
             j.value, j.done = v, True
-

@@ -290,7 +290,10 @@ class RegistryService:
             now = self._now()
             batch = [(r, s, n) for _, r, s, n in good]
             # one synced commit shared with concurrent registrations (huren.services.group_commit)
-            stored = self._commits.run(lambda conn: reports.upsert_many(conn, batch, now=now, actor=principal.actor))
+            # and merged with theirs into one batch (run_many: same kind, same account)
+            stored = self._commits.run_many(
+                (kind, principal.actor), batch, lambda conn, items: reports.upsert_many(conn, items, now=now, actor=principal.actor)
+            )
             master_name = f"{kind}master"
             for (i, report, _, _), s in zip(good, stored, strict=True):
                 if not s.refused:
