@@ -35,7 +35,7 @@ from huren.domain import idcard
 from huren.domain.validation import validate_report
 from huren.services.container import Container
 from huren.store import catalog as catalog_store
-from huren.store import sealing
+from huren.store import partitions, sealing
 from huren.store.tables import exam_item, exam_report, lab_item, lab_report
 
 LAB_ITEMS = 15
@@ -163,7 +163,8 @@ class _Template:
     title: str
 
 
-LAB_ITEM_HEAD = ("report_id", "last_update_dtime", "org_code", "event_no", "report_form_no", "effective_dtime")
+#: received_at: the report's, which the items carry (migration 0011: their partition key on PostgreSQL)
+LAB_ITEM_HEAD = ("report_id", "last_update_dtime", "org_code", "event_no", "report_form_no", "effective_dtime", "received_at")
 EXAM_ITEM_HEAD = LAB_ITEM_HEAD
 
 
@@ -373,6 +374,9 @@ def fill(c: Container, *, lab_reports: int, exam_reports: int, patients: int, se
     now = c.clock.now()
     with c.db.write() as conn:
         catalog_store.upsert_items(conn, catalog_rows(), now=now)
+        if partitions.is_partitioned(conn):  # PostgreSQL: a partition per month of the span, as on a platform that ran that long
+            first = partitions.month_of(now - timedelta(days=SPAN_DAYS))
+            partitions.ensure(conn, [partitions.add_months(first, n) for n in range(SPAN_DAYS // 28 + 3)])
     orgs = make_orgs()
     for o in orgs:
         c.directory.add_org(o.code, o.name, o.region_code, f"{o.level}{o.grade}")
@@ -445,7 +449,7 @@ def fill(c: Container, *, lab_reports: int, exam_reports: int, patients: int, se
                         row[ix["voided_at"]] = updated
                         row[ix["voided_by"]] = f"{o.code}/his"
                     masters.append(tuple(row))
-                    head = (rid, updated, o.code, event_no, form_no, row[ix["authenticator_dtime"]])
+                    head = (rid, updated, o.code, event_no, form_no, row[ix["authenticator_dtime"]], row[ix["received_at"]])
                     items.extend([head + s for s in t.items])
                 w.write(master_t, cols, masters)
                 w.write(item_t, item_cols, items)

@@ -27,7 +27,7 @@ from huren.services.registry import RegistryService
 from huren.services.statistics import StatisticsService
 from huren.services.transport import TransportService
 from huren.settings import Settings
-from huren.store import migrate
+from huren.store import migrate, partitions
 from huren.store.blob_backends import open_blob_store
 from huren.store.database import Database, make_engine
 from huren.store.keys import Keyring
@@ -75,6 +75,9 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
     blobs = open_blob_store(settings, keys.fields())  # PDFs, kept payloads, DICOM: sealed, in blob_dir or a bucket (HUREN_BLOB_BACKEND)
     refs = report_refs(keys)
     clock = clock or Clock(settings.timezone)
+    if upgrade:  # PostgreSQL: this month's and the next month's partitions exist (huren.store.partitions)
+        with db.write() as conn:
+            partitions.ensure_ahead(conn, clock.now())
     audit = AuditService(
         db, clock, read_per_minute=settings.read_rate_per_minute, system_read_per_minute=settings.system_read_rate_per_minute,
         fields=keys.fields(),

@@ -3,7 +3,7 @@ disable | enable | passwd | catalog import | export | list | keys init | keys pu
 
 Every command reads settings from ``HUREN_*`` environment variables; the options given here
 override them (``--data-dir`` ↔ ``HUREN_DATA_DIR``, ``--host`` ↔ ``HUREN_HOST`` …). One module per
-command group: ``serve`` (serve, db), ``demo``, ``accounts`` (org, user), ``catalog``, ``keys``,
+command group: ``serve`` (serve, db), ``partitions`` (db partitions), ``demo``, ``accounts`` (org, user), ``catalog``, ``keys``,
 ``gateway``, ``dicom``; ``common`` holds the settings and options they share. Each module imports what its
 commands need when they run, so that ``huren gateway`` loads nothing of the platform.
 """
@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from huren.cli import accounts, catalog, demo, dicom, gateway, imaging_adopt, keys, serve
+from huren.cli import accounts, catalog, demo, dicom, gateway, imaging_adopt, keys, partitions, serve
 from huren.errors import HurenError
 from huren.files import private_umask
 
@@ -26,6 +26,7 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     for group in (serve, demo, accounts, catalog, keys, gateway, dicom, imaging_adopt):  # the order of ``huren --help``
         group.add(sub)
+    partitions.add(sub.choices["db"])  # huren db partitions, beside huren db upgrade
     return ap
 
 

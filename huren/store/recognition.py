@@ -16,7 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 
 from huren.domain import kinds
-from huren.store import changes, platforms, sealing
+from huren.store import changes, partitions, platforms, sealing
 from huren.store.direct import DirectInsert, DirectSelect
 from huren.store.tables import (
     REPORT_TABLES,
@@ -73,6 +73,9 @@ def _prior_query(dialect: Dialect, kind: str, n_codes: int | None, has_org: bool
             m.c.authenticator_dtime >= bindparam("since", type_=when),
         )
     )
+    floor = partitions.received_floor(dialect.name, kind, bindparam("since", type_=when))
+    if floor is not None:  # PostgreSQL: read only the monthly partitions from the floor on
+        q = q.where(m.c.received_at >= floor, i.c.received_at == m.c.received_at, i.c.received_at >= floor)
     if n_codes is not None:
         q = q.where(code_col.in_([bindparam(f"code_{n}", type_=code_col.type) for n in range(n_codes)]))
     if has_org:

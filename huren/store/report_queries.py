@@ -2,7 +2,9 @@
 reports received per institution, day and department (completeness).
 
 A patient is found by the blind index of the ID number (``id_no_bidx``, huren.store.sealing), and
-the rows come back opened."""
+the rows come back opened. On PostgreSQL a bound on ``authenticator_dtime`` from below also bounds
+``received_at`` (huren.store.partitions.received_floor), so only the recent monthly partitions are
+read."""
 
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 
-from huren.store import sealing
+from huren.store import partitions, sealing
 from huren.store.tables import REPORT_TABLES
 
 
@@ -35,6 +37,9 @@ def for_patient(
         master_t.c.authenticator_dtime >= start,
         master_t.c.authenticator_dtime < end,
     )
+    floor = partitions.received_floor(conn.dialect.name, kind, bindparam("since_floor", start, type_=master_t.c.received_at.type))
+    if floor is not None:
+        q = q.where(master_t.c.received_at >= floor)
     if not include_voided:
         q = q.where(master_t.c.voided.is_(False))
     q = q.order_by(master_t.c.authenticator_dtime.desc(), master_t.c.id.desc())
@@ -59,6 +64,9 @@ def abnormal_lab_items(
         )
         .order_by(master_t.c.authenticator_dtime.desc(), item_t.c.serial_no)
     )
+    floor = partitions.received_floor(conn.dialect.name, "lab", bindparam("since_floor", start, type_=master_t.c.received_at.type))
+    if floor is not None:
+        q = q.where(master_t.c.received_at >= floor, item_t.c.received_at == master_t.c.received_at, item_t.c.received_at >= floor)
     out = []
     for r in conn.execute(q).mappings():
         master = sealing.open_row(fields, master_t.name, {k: v for k, v in r.items() if not k.startswith("item__")})
@@ -84,6 +92,9 @@ def counts_by_day_dept(
     )
     if org_codes is not None:
         q = q.where(master_t.c.org_code.in_(org_codes))
+    floor = partitions.received_floor(conn.dialect.name, kind, bindparam("since_floor", datetime.combine(day_from, datetime.min.time()), type_=master_t.c.received_at.type))
+    if floor is not None:
+        q = q.where(master_t.c.received_at >= floor)
     out: dict[tuple[str, date, str], int] = {}
     for org_code, d, dept, n in conn.execute(q):
         d = date.fromisoformat(d) if isinstance(d, str) else d

@@ -14,14 +14,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Row, Table, and_, delete, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from huren.domain import kinds
 from huren.domain.records import format_value, to_text
 from huren.domain.validation import Report
 from huren.domain.versions import Verdict, verdict
-from huren.store import changes, platforms, sealing
+from huren.store import changes, partitions, platforms, sealing
 from huren.store.tables import REPORT_TABLES, report_history
 
 KEY_COLUMNS = ("org_code", "report_form_no", "patient_id", "event_type", "event_no")
@@ -108,7 +107,7 @@ def _upsert_many(
         report, sha, size = batch[0]
         rid = _insert_new(conn, master_t, report, sha, size, now, plats)
         if rid is not None:
-            conn.execute(insert(item_t), [item | {"report_id": rid} for item in report.items])
+            conn.execute(insert(item_t), [item | {"report_id": rid, "received_at": now} for item in report.items])
             return [Stored(rid, 1, True)]
         cond = and_(*[master_t.c[c] == v for c, v in zip(KEY_COLUMNS, keys[0], strict=True)])
         row = conn.execute(select(*cols).where(cond).with_for_update()).mappings().one()
@@ -140,7 +139,7 @@ def _upsert_many(
         item_rows: list[dict[str, Any]] = []
         for i, rid in zip(new_index, ids, strict=True):
             for item in batch[i][0].items:
-                item_rows.append(item | {"report_id": rid})
+                item_rows.append(item | {"report_id": rid, "received_at": now})
             results[i] = Stored(rid, 1, True)
         if item_rows:
             conn.execute(insert(item_t), item_rows)
@@ -240,13 +239,18 @@ def _insert_new(
     conn: Connection, master_t: Table, report: Report, sha: str | None, size: int | None, now: datetime, plats: dict[str, str]
 ) -> int | None:
     """INSERT … ON CONFLICT (primary key of the seed) DO NOTHING RETURNING id: the new id, or None
-    when a report with that key exists (one statement instead of a lookup and an insert)."""
+    when a report with that key exists (one statement instead of a lookup and an insert; on
+    PostgreSQL the same on the key table, then the report's insert)."""
     dialect = conn.dialect.name
     ins: Any
     if dialect == "sqlite":
         ins = sqlite_insert(master_t)
     elif dialect == "postgresql":
-        ins = pg_insert(master_t)
+        # the business key lives in the unpartitioned <table>_key (migration 0011): claim it first
+        rid = partitions.claim_key(conn, master_t.name, report.key, now)
+        if rid is not None:
+            conn.execute(insert(master_t), _sealed(conn, master_t, _new_row(report, sha, size, now, plats)) | {"id": rid})
+        return rid
     else:  # pragma: no cover - other databases: look first
         cond = and_(*[master_t.c[c] == v for c, v in zip(KEY_COLUMNS, report.key, strict=True)])
         if conn.execute(select(master_t.c.id).where(cond)).first() is not None:
@@ -287,7 +291,7 @@ def _replace(
     values = sealing.seal_row(fields, master_t.name, values)
     conn.execute(update(master_t).where(master_t.c.id == rid).values(values))
     conn.execute(delete(item_t).where(item_t.c.report_id == rid))
-    conn.execute(insert(item_t), [item | {"report_id": rid} for item in report.items])
+    conn.execute(insert(item_t), [item | {"report_id": rid, "received_at": old["received_at"]} for item in report.items])
     return Stored(rid, old["version"] + 1, False, "replace")
 
 

@@ -75,6 +75,12 @@ def _report_meta() -> list[Column[Any]]:
     ]
 
 
+def _item_received_at() -> Column[Any]:
+    """An item's copy of its report's ``received_at`` (migration 0011): on PostgreSQL the partition
+    key the items share with their report (huren.store.partitions); written by the store on both."""
+    return Column("received_at", DateTime)
+
+
 org = Table(
     "org",
     metadata,
@@ -147,6 +153,7 @@ lab_item = Table(
         c if c.name != "serial_no" else Column("serial_no", BigInteger, primary_key=True)
         for c in _columns(LAB_SUBITEM)
     ],
+    _item_received_at(),
 )
 
 exam_report = Table(
@@ -172,6 +179,7 @@ exam_item = Table(
         c if c.name != "exam_item_code" else Column("exam_item_code", String(128), primary_key=True)
         for c in _columns(EXAM_SUBITEM)
     ],
+    _item_received_at(),
 )
 
 report_history = Table(
