@@ -418,6 +418,8 @@ def fill(c: Container, *, lab_reports: int, exam_reports: int, patients: int, se
                     t = templates[rng.randrange(len(templates))]
                     auth = now - timedelta(seconds=rng.randrange(900, span))
                     row = t.base.copy()
+                    if "platform" in ix:  # the platform tree (issue 13): "" in a deployment without one
+                        row[ix["platform"]] = ""
                     for col_i, off in t.offsets:
                         row[col_i] = form.dt(auth + off)
                     form_no = f"{'L' if kind == 'lab' else 'E'}{rid:010d}"

@@ -1,5 +1,13 @@
 """``huren serve`` (the platform: API and pages, and the DICOM SCP when ``HUREN_DICOM_PORT`` is
-set) and ``huren db upgrade``."""
+set) and ``huren db upgrade``.
+
+With ``--workers N`` (N > 1) uvicorn's supervisor starts N worker processes, each building its own
+container from the environment (``huren.bootstrap:app_from_env``): its own database pool
+(PostgreSQL: at most ``PG_POOL_SIZE + PG_MAX_OVERFLOW`` connections a worker,
+huren.store.database), its own group commit and read-rate counters. Migrations and the partitions
+ahead run once, here, before the workers start; the DICOM SCP runs once, in this main process
+(the workers do not start it), on the container built here.
+"""
 
 from __future__ import annotations
 
@@ -118,7 +126,11 @@ def add(sub: Any) -> None:
     database_options(p)
     p.add_argument("--host", help="监听地址（HUREN_HOST），默认 127.0.0.1")
     p.add_argument("--port", type=int, help="监听端口（HUREN_PORT），默认 8000")
-    p.add_argument("--workers", type=int, help="工作进程数（HUREN_WORKERS），默认 1")
+    p.add_argument(
+        "--workers", type=int,
+        help="工作进程数（HUREN_WORKERS），默认 1；每个进程有自己的数据库连接池（PostgreSQL 每进程至多 16 个连接，"
+             "进程数 × 16 须小于 max_connections），DICOM 服务只在主进程中运行一份",
+    )
     p.add_argument("--dicom-port", type=int, help="DICOM 服务端口（HUREN_DICOM_PORT）；不设则不启动 DICOM 服务")
     p.add_argument("--dicom-aet", help="DICOM 服务的 AE 名称（HUREN_DICOM_AET），默认 HUREN")
     p.set_defaults(func=cmd_serve)
