@@ -182,12 +182,22 @@ def in_reach(principal: Principal, s: Scope, org_code: str, org: Place | None, o
     return not (own.region and not (org.region and in_division(org.region, own.region)))
 
 
-def platform_in_reach(principal: Principal, s: Scope, code: str, own: Place | None, tree: PlatformTree) -> bool:
+def platform_in_reach(
+    principal: Principal, s: Scope, code: str, own: Place | None, tree: PlatformTree, *, ancestors: bool = False
+) -> bool:
     """Whether platform ``code`` (its feed, its status) is within scope ``s`` of the caller: in the
-    subtree of the caller's institution's platform, and within its division when both have one."""
+    subtree of the caller's institution's platform, and within its division when both have one.
+
+    ``ancestors`` (a platform account reading a feed): also a platform above the caller's — a city
+    mirrors its region's feed, the results of every other city, as its doctors may read them
+    anywhere (``recognition.read`` is ALL); the city's own changes come without their content."""
     if s is ALL:
         return True
-    if s is OWN or own is None or not own.platform or code not in tree or not tree.covers(own.platform, code):
+    if s is OWN or own is None or not own.platform or code not in tree:
+        return False
+    if ancestors and principal.role == "platform" and code in tree.path(own.platform):
+        return True
+    if not tree.covers(own.platform, code):
         return False
     p = tree.by_code[code]
     return not (own.region and p.division and not in_division(p.division, own.region))

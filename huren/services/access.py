@@ -42,12 +42,13 @@ def reach(conn: Any, principal: Principal, s: Scope, org_code: str) -> bool:
 
 def check_platform(conn: Any, principal: Principal, action: str, code: str, field: str = "platform") -> Scope:
     """The caller may do ``action`` to platform ``code`` (read its feed, apply a batch of it, see
-    its sync state); NotFound for an unknown platform, Forbidden outside the caller's reach."""
+    its sync state); NotFound for an unknown platform, Forbidden outside the caller's reach. A
+    platform account may read the feed of a platform above its own (``platform_in_reach``)."""
     s = access.require(principal, action)
     tree = platforms.tree(conn)
     if code not in tree:
         raise NotFound(f"平台“{code}”不存在", [Problem(field, "not_found", f"没有编码为“{code}”的平台")])
-    if not access.platform_in_reach(principal, s, code, place(conn, principal.org_code), tree):
+    if not access.platform_in_reach(principal, s, code, place(conn, principal.org_code), tree, ancestors=action == "feed.read"):
         raise Forbidden(
             f"当前账号无权{access.action(action).title}：平台“{code}”不在本账号所属平台及其下级平台之内",
             [Problem(field, "region", f"平台“{code}”不在当前账号的管辖范围内")],

@@ -144,6 +144,12 @@ class FederationService:
         with self._db.read() as conn:
             access.check_platform(conn, principal, "feed.read", code)
             self._local(conn, code)
+            tree = platforms.tree(conn)
+            own = access.place(conn, principal.org_code)
+        # a platform below reading this feed (a city mirroring its region): its own changes come
+        # back as numbers only, without their content (it holds them already)
+        origin = own.platform if own and own.platform and own.platform != code and tree.covers(code, own.platform) else ""
+        skip = tree.subtree(origin) if origin else set()
         deadline = time.monotonic() + max(0.0, min(wait, MAX_WAIT))
         while True:
             with self._db.write() as conn:
@@ -153,7 +159,17 @@ class FederationService:
             time.sleep(0.1)
         with self._db.read() as conn:
             rows = changes.read(conn, code, since, limit)
-            out = export(conn, rows)
+            if skip:
+                plats = platforms.platforms_of(conn, {str(r["org_code"]) for r in rows})
+                theirs = {int(r["seq"]) for r in rows if plats.get(str(r["org_code"]), "") in skip}
+                exported = {int(e["seq"]): e for e in export(conn, [r for r in rows if int(r["seq"]) not in theirs])}
+                out = [
+                    exported[int(r["seq"])] if int(r["seq"]) in exported
+                    else {"seq": int(r["seq"]), "kind": r["kind"], "org_code": r["org_code"], "origin": origin}
+                    for r in rows
+                ]
+            else:
+                out = export(conn, rows)
         if out:
             self._audit.record_many(principal, "feed_read", [(None, None, f"feed:{code}:{out[0]['seq']}-{out[-1]['seq']}:{len(out)}")], read=True)
         to = out[-1]["seq"] if out else since
@@ -248,7 +264,8 @@ class FederationService:
 
     def _apply_entries(self, principal: Principal, code: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         refused: list[dict[str, Any]] = []
-        live = [e for e in entries if "superseded_by" not in e and not e.get("gone")]
+        # superseded within the batch, gone since, or this platform's own (a mirrored feed): nothing to apply
+        live = [e for e in entries if "superseded_by" not in e and not e.get("gone") and not e.get("origin")]
         # institutions first: the reports after them name them
         orgs = [e for e in live if e.get("kind") == "org" and isinstance(e.get("org"), dict)]
         if orgs:
