@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from huren.cli import accounts, catalog, demo, dicom, gateway, imaging_adopt, keys, partitions, serve
+from huren.cli import accounts, catalog, demo, dicom, federation, gateway, imaging_adopt, keys, partitions, serve
 from huren.errors import HurenError
 from huren.files import private_umask
 
@@ -24,7 +24,7 @@ __all__ = ["main", "parser"]
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="huren", description="huren 检查检验结果互认共享平台")
     sub = ap.add_subparsers(dest="command", required=True)
-    for group in (serve, demo, accounts, catalog, keys, gateway, dicom, imaging_adopt):  # the order of ``huren --help``
+    for group in (serve, demo, accounts, federation, catalog, keys, gateway, dicom, imaging_adopt):  # the order of ``huren --help``
         group.add(sub)
     partitions.add(sub.choices["db"])  # huren db partitions, beside huren db upgrade
     return ap
