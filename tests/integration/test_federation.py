@@ -116,6 +116,12 @@ def test_a_city_feed_reaches_the_region_once(sides: dict[str, Any]) -> None:
     assert got2 is not None and got2["voided"] and str(got2["last_update_dtime"]) == "2024-03-12 10:00:00"
     assert runner.run(until_idle=True) == 0
 
+    # every read of the feed is in the city's access log (one row per batch: platform, range, count)
+    with city.db.read() as conn:
+        from huren.store import audit as audit_store
+
+        logged = [r for r in audit_store.list_access(conn, city.keys.fields(), limit=1000) if r["action"] == "feed_read"]
+    assert logged and all(str(r["target"]).startswith(f"feed:{CITY}:") and r["username"] == SYNC[4] for r in logged)
     # a replayed batch changes nothing; a batch past the watermark is a gap
     feed = runner.source.feed(CITY, 0, 1000)
     mark = runner.target.watermark(CITY)["applied_seq"]
@@ -165,3 +171,91 @@ def test_platform_rules_are_named(sides: dict[str, Any]) -> None:
     rules = {p.rule for p in exc.value.problems}
     assert {"level", "virtual"} <= rules or "level" in rules
     assert isinstance(Api, type)
+
+
+REGION_SYNC = ("650000000", "自治区卫生健康委员会", "650000", "3", "region", "region-password")  # the region's account at a city
+CHANGJI_SYNC = (SUP_C[0], SUP_C[1], "", "", "sync", "sync-password-c")
+
+
+def _runner_between(source: TestClient, target: TestClient, platform: str, src: tuple[str, ...], dst: tuple[str, ...]) -> Runner:
+    ep = Endpoint("http://x", src[0], src[4], src[5])
+    cfg = FederationConfig(platform=platform, source=ep, target=ep, batch=50, wait_seconds=0.0)
+    return Runner(cfg, source=HurenClient("http://s", src[0], src[4], src[5], http=source), target=HurenClient("http://t", dst[0], dst[4], dst[5], http=target))
+
+
+@pytest.fixture
+def three(sqlite_template: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """City A (乌鲁木齐, its own deployment), city B (昌吉, its own deployment) and the region."""
+    a, b, r = (_container(sqlite_template, tmp_path, n) for n in ("a", "b", "r"))
+    for c, local in ((a, CITY), (b, CHANGJI)):
+        c.federation.add_platform(REGION, "新疆维吾尔自治区平台", "region", division="650000", local=False)
+        division = "650100" if local == CITY else "652300"
+        c.federation.add_platform(local, "乌鲁木齐市平台" if local == CITY else "昌吉州平台", "city", parent=REGION, division=division)
+        c.directory.add_org(*REGION_SYNC[:4], user=REGION_SYNC[4], password=REGION_SYNC[5], role="platform", platform=REGION)
+    r.federation.add_platform(REGION, "新疆维吾尔自治区平台", "region", division="650000")
+    r.federation.add_platform(CITY, "乌鲁木齐市平台", "city", parent=REGION, division="650100", local=False)
+    r.federation.add_platform(CHANGJI, "昌吉州平台", "city", parent=REGION, division="652300", local=False)
+    for c in (a, r):
+        c.directory.add_credential(SUPERVISOR[0], SYNC[4], SYNC[5], role="platform")
+    for c in (b, r):
+        c.directory.add_org(*SUP_C[:4], user=SUP_C[4], password=SUP_C[5], role="supervisor")
+        c.directory.add_credential(SUP_C[0], CHANGJI_SYNC[4], CHANGJI_SYNC[5], role="platform")
+    b.directory.add_org(*ORG_C[:4], user=ORG_C[4], password=ORG_C[5])
+    b.directory.add_credential(ORG_C[0], "doc", "doctor-password-c", role="doctor")
+    with TestClient(create_app(a)) as ta, TestClient(create_app(b)) as tb, TestClient(create_app(r)) as trr:
+        runners = {
+            "a_up": _runner_between(ta, trr, CITY, SYNC, SYNC),
+            "b_up": _runner_between(tb, trr, CHANGJI, CHANGJI_SYNC, CHANGJI_SYNC),
+            "a_down": _runner_between(trr, ta, REGION, SYNC, REGION_SYNC),
+            "b_down": _runner_between(trr, tb, REGION, CHANGJI_SYNC, REGION_SYNC),
+        }
+        yield {"a": a, "b": b, "r": r, "ta": ta, "tb": tb, "tr": trr, "runners": runners}
+        for x in runners.values():
+            x.close()
+    for c in (a, b, r):
+        c.close()
+
+
+def _sync(three: dict[str, Any]) -> None:
+    for name in ("a_up", "b_up", "a_down", "b_down"):
+        three["runners"][name].run(until_idle=True)
+
+
+def test_a_doctor_in_another_city_accepts_a_result_synced_through_the_region(three: dict[str, Any]) -> None:
+    a_api = login(three["ta"], ORG_A)
+    lab = samples.lab()
+    assert a_api.post("/api/v1/lab-reports", lab).status_code == 200
+    _sync(three)
+    # city B now holds city A's report (through the region): its doctor finds it and accepts it
+    doc = login(three["tb"], (ORG_C[0], ORG_C[1], "", "", "doc", "doctor-password-c"))
+    q = {"id_type_code": "01", "id_no": samples.ID_NO, "start": "2024-01-01 00:00:00", "end": "2024-12-31 00:00:00"}
+    found = doc.post("/api/v1/query/lab-reports", q)
+    assert found.status_code == 200 and found.json()["count"] == 1, found.text
+    item = lab["lab_subitem"][0]
+    accept = {"hr_org_code": ORG_A[0], "hr_report_form_no": lab["labmaster"]["report_form_no"], "code": item["class_code"],
+              "id_no": samples.ID_NO, "id_type_code": "01", "record_time": "2026-11-20 13:19:04", "type": "2",
+              "new_event_no": "C-5036612", "new_event_type": "1", "is_accept": "1", "reason": "", "new_event_time": "",
+              "dept_code": "NK", "dept_name": "内科", "dept_std_code": "A03", "dept_std_name": "内科", "doc_code": "C9", "doc_name": "王医生"}
+    r = doc.post("/api/v1/recognition/accept", {"sehr_accept_record": [accept]})
+    assert r.status_code == 200, r.text
+    _sync(three)
+    # the decision reached the region and city A (whose result was recognized elsewhere), once
+    from sqlalchemy import func, select
+
+    from huren.store.tables import accept_record, lab_report
+
+    for side in ("r", "a"):
+        with three[side].db.read() as conn:
+            rows = conn.execute(select(accept_record.c.org_code, accept_record.c.report_id, accept_record.c.platform)).all()
+        assert len(rows) == 1 and rows[0][0] == ORG_C[0] and rows[0][1] is not None, (side, rows)
+    # nothing echoes: a second round applies nothing anywhere, and every report exists once per platform
+    for name in ("a_up", "b_up", "a_down", "b_down"):
+        assert three["runners"][name].run(until_idle=True) == 0, name
+    for side in ("a", "b", "r"):
+        with three[side].db.read() as conn:
+            assert conn.execute(select(func.count()).select_from(lab_report)).scalar_one() == 1, side
+    # city A's own report came back from the region as numbers only: its feed did not grow from the mirror
+    with three["a"].db.read() as conn:
+        from huren.store import changes
+
+        assert changes.last_seq(conn, REGION) == 0
