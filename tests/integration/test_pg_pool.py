@@ -79,3 +79,17 @@ def test_no_ping_on_a_quick_reuse(monkeypatch: pytest.MonkeyPatch) -> None:
             assert conn.execute(text("SELECT pg_backend_pid()")).scalar() != pid
     finally:
         quick.dispose()
+
+
+def test_only_read_logs_skip_the_flush_wait(pg_engine: tuple[Engine, list[str]]) -> None:
+    """``Database.write(durable=False)`` (access and reminder logs) commits without waiting for
+    its WAL flush, for that one transaction; every other write keeps synchronous_commit on."""
+    engine, _ = pg_engine
+    db = database.Database(engine)
+    with db.write(durable=False) as conn:
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+    with db.write() as conn:
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+    with db.read() as conn:  # SET LOCAL ended with its transaction, on the pooled connection too
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
