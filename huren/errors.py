@@ -14,6 +14,7 @@ maps it to its own error form in one place (REST: JSON ``{code, message, problem
      ├── UnsupportedEncoding   a Content-Encoding / Content-Type the channel does not take
      ├── LinkExpired           a signed viewing link whose time is up
      ├── NotConfigured         the platform lacks a key or setting the call needs
+     ├── StoreUnavailable      the platform's own database could not be reached (restarting, failover)
      ├── PlatformUnavailable   (client side) the platform could not be reached
      └── PlatformRefused       (client side) the platform answered with an error
 
@@ -162,6 +163,13 @@ class NotConfigured(HurenError):
     """The platform lacks a key or setting the call needs (e.g. the SM2 key: ``huren keys init``)."""
 
     code = "not_configured"
+    status = 503
+
+
+class StoreUnavailable(HurenError):
+    """The platform's own database could not be reached (restarting, failing over): try again."""
+
+    code = "store_unavailable"
     status = 503
 
 
