@@ -259,3 +259,28 @@ def test_a_doctor_in_another_city_accepts_a_result_synced_through_the_region(thr
         from huren.store import changes
 
         assert changes.last_seq(conn, REGION) == 0
+
+
+def test_two_virtual_cities_on_one_deployment_do_not_see_each_other(sides: dict[str, Any]) -> None:
+    region, tr = sides["region"], sides["tr"]
+    region.federation.add_platform("XJ-6502", "克拉玛依市虚拟平台", "city", parent=REGION, division="650200", virtual=True)
+    karamay = ("650203001", "克拉玛依市中心医院", "650203", "3甲", "his", "password-k")
+    sup_k = ("650200000", "克拉玛依市卫生健康委员会", "650200", "3", "sup", "password-sk")
+    region.directory.add_org(*karamay[:4], user=karamay[4], password=karamay[5])
+    region.directory.add_org(*sup_k[:4], user=sup_k[4], password=sup_k[5], role="supervisor")
+    orgs = {o["code"]: o["platform"] for o in region.directory.list_orgs()}
+    assert orgs[karamay[0]] == "XJ-6502" and orgs[ORG_C[0]] == CHANGJI
+    for org in (karamay, ORG_C):
+        assert login(tr, org).post("/api/v1/lab-reports", _moved(samples.lab(), org[0])).status_code == 200
+    k, c, r = login(tr, sup_k), login(tr, SUP_C), login(tr, SUP_R)
+    for who, mine, theirs in ((k, karamay[0], ORG_C[0]), (c, ORG_C[0], karamay[0])):
+        assert who.get("/api/v1/org-reports", params={"org_code": mine}).status_code == 200
+        assert who.get("/api/v1/org-reports", params={"org_code": theirs}).status_code == 403
+    for org in (karamay[0], ORG_C[0]):
+        assert r.get("/api/v1/org-reports", params={"org_code": org}).status_code == 200
+    # each virtual city has its own feed, and the region's holds both
+    status = r.get("/api/v1/federation/status").json()
+    feeds = {f["platform"]: f["last_seq"] for f in status["feeds"]}
+    assert feeds["XJ-6502"] > 0 and feeds[CHANGJI] > 0 and feeds[REGION] >= feeds["XJ-6502"] + feeds[CHANGJI]
+    own = k.get("/api/v1/federation/status").json()
+    assert {f["platform"] for f in own["feeds"]} == {"XJ-6502"}
