@@ -10,7 +10,7 @@ from huren.context import Clock, Principal
 from huren.domain import figures, idcard, labels, limits
 from huren.domain.records import format_value
 from huren.errors import NotFound
-from huren.services import access
+from huren.services import access, platform_groups
 from huren.services.audit import AuditService
 from huren.services.refs import MISSING_REJECTED, Refs
 from huren.store import quality, report_queries
@@ -74,6 +74,7 @@ class QualityService:
             declared = quality.daily_counts(conn, scope, day_from, end)
             got_lab = report_queries.counts_by_day_dept(conn, "lab", scope, day_from, end)
             got_exam = report_queries.counts_by_day_dept(conn, "exam", scope, day_from, end)
+            key_of, described = platform_groups.groups(conn, scope)
         rows: dict[tuple[str, date, str], dict[str, Any]] = {}
         for d in declared:
             k = (d["org_code"], d["date_t"], d["dept_code"])
@@ -100,12 +101,14 @@ class QualityService:
                     "complete": dl is not None and dl == rl and de == re_,
                 }
             )
+        orgs = figures.completeness_orgs(out, scope)
         return {
             "day_from": day_from.isoformat(),
             "day_to": day_to.isoformat(),
             "rows": out,
             "differences": [r for r in out if not r["complete"]],
-            "orgs": figures.completeness_orgs(out, scope),
+            "orgs": orgs,
+            "platforms": platform_groups.completeness(orgs, key_of, described),
             "days": figures.completeness_days(out, day_from, day_to),
         }
 

@@ -3,7 +3,8 @@ reminders shown, recognizable results found, accepted, rejected by reason, cited
 recognition rate (accepted / decided), the tests avoided (one per accepted item) and their cost
 (the catalog's optional fee per item); rejections also by the six situations of the national rules
 (huren.domain.dictionaries.REPEAT_SITUATIONS). The totals (the KPI cards) count over everything in
-scope whatever the grouping."""
+scope whatever the grouping. Grouped by platform (issue 13 §4), a row per city platform within the
+caller's reach (``huren.services.platform_groups``), its institutions' counts added up."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from typing import Any
 from huren.context import Clock, Principal
 from huren.domain import dictionaries, limits
 from huren.errors import InvalidInput, Problem
-from huren.services import access
+from huren.services import access, platform_groups
 from huren.store import recognition as rstore
 from huren.store.database import Database
 
-GROUPS = ("org", "dept", "item", "day", "all")
+GROUPS = ("org", "dept", "item", "day", "all", "platform")
+#: the counts a row holds (added up when institutions are grouped by platform)
+COUNTED = ("reminders", "recognizable", "views", "accepted", "rejected", "cited")
 
 
 class StatisticsService:
@@ -45,8 +48,11 @@ class StatisticsService:
         end = datetime.combine(day_to + timedelta(days=1), datetime.min.time())
         with self._db.read() as conn:
             scope = access.org_scope(conn, principal, "statistics.read", org_code)
-            groups = rstore.statistics(conn, by, scope, start, end)
-            names = self._names(conn, by)
+            if by == "platform":
+                groups, names = _by_platform(conn, scope, rstore.statistics(conn, "org", scope, start, end))
+            else:
+                groups = rstore.statistics(conn, by, scope, start, end)
+                names = self._names(conn, by)
             # the KPI cards count over everything in scope, whatever the grouping (grouped by item,
             # reminders carry no item: summing the rows would drop them to 0)
             overall = rstore.statistics(conn, "all", scope, start, end).get("", _empty())
@@ -54,12 +60,14 @@ class StatisticsService:
             fees = {(str(c["kind"]), str(c["code"])): c.get("fee") for c in rstore.catalog(conn)}
         reasons = dictionaries.load("REJECT_REASON")
         rows = []
-        for key, r in sorted(groups.items()):
+        order = list(groups) if by == "platform" else sorted(groups)
+        for key in order:
+            r = groups[key]
             r["name"] = names.get(key, key) if key else "（未填写）"
             r["rejected_by_situation"] = _situations(r["rejected_by_reason"])
             r["rejected_by_reason"] = _reasons(r["rejected_by_reason"], reasons)
             rows.append(r)
-        counted = ("reminders", "recognizable", "views", "accepted", "rejected", "cited")
+        counted = COUNTED
         total: dict[str, Any] = {k: overall[k] for k in counted}
         # 检查 / 检验 split (reminders, decisions and citations each carry their kind)
         total["by_kind"] = {kind: {k: overall["by_kind"][kind][k] for k in counted} for kind in ("exam", "lab")}
@@ -79,6 +87,37 @@ class StatisticsService:
         if by == "item":
             return {str(c["code"]): str(c["name"]) for c in rstore.catalog(conn)}
         return {}
+
+
+def _by_platform(conn: Any, scope: list[str] | None, per_org: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The per-institution rows added up per platform row (every row of the scope, 0 included),
+    in the order of ``platform_groups.ordered``; and each row's name."""
+    key_of, described = platform_groups.groups(conn, scope)
+    for code in per_org:
+        if code not in key_of:  # not an institution of the directory (cannot be, but never dropped)
+            key_of[code] = platform_groups.NONE
+            described.setdefault(platform_groups.NONE, platform_groups.NO_PLATFORM)
+    out: dict[str, dict[str, Any]] = {}
+    for key in platform_groups.ordered(key_of.values(), described):
+        g = described[key]
+        members = sorted(c for c, k in key_of.items() if k == key)
+        out[key] = {"key": key, **_empty(), "level": g.level, "virtual": g.virtual, "direct": g.direct, "institutions": len(members)}
+    for code, r in per_org.items():
+        _add(out[key_of[code]], r)
+    for r in out.values():
+        decided = r["accepted"] + r["rejected"]
+        r["recognition_rate"] = round(r["accepted"] / decided, 4) if decided else None
+        r["tests_avoided"] = r["accepted"]
+    return out, {k: g.name for k, g in described.items()}
+
+
+def _add(into: dict[str, Any], r: dict[str, Any]) -> None:
+    for k in COUNTED:
+        into[k] += r[k]
+        for kind in ("exam", "lab"):
+            into["by_kind"][kind][k] += r["by_kind"][kind][k]
+    for reason, n in r["rejected_by_reason"].items():
+        into["rejected_by_reason"][reason] = into["rejected_by_reason"].get(reason, 0) + n
 
 
 def _empty() -> dict[str, Any]:

@@ -66,6 +66,7 @@ def install(app: FastAPI, container: Container) -> None:
         routes_film,
         routes_imaging,
         routes_overview,
+        routes_platforms,
         routes_rectification,
         routes_report,
         routes_stats,
@@ -82,7 +83,7 @@ def install(app: FastAPI, container: Container) -> None:
     pages.state.container = container
     pages.state.public_base = container.settings.public_base  # links in pages: never the Host header
     for module in (routes_auth, routes_doctor, routes_report, routes_imaging, routes_supervision, routes_rectification, routes_stats,
-                   routes_catalog, routes_overview):
+                   routes_catalog, routes_overview, routes_platforms):
         pages.router.routes.extend(module.router.routes)
     app.router.routes.append(Pages(pages))
     # the patient's cloud film (YB-4.3): outside /ui's login, the key in its URL is the credential

@@ -62,6 +62,7 @@ MENU: tuple[MenuItem, ...] = (
     MenuItem("/ui/quality/rejected", "整改进度", SUPERVISION_ROLES, "质控监管"),
     MenuItem("/ui/stats", "互认统计", SUPERVISION_ROLES, "互认统计"),
     MenuItem("/ui/catalog", "项目目录与编码对照", SUPERVISION_ROLES, "目录维护"),
+    MenuItem("/ui/platforms", "平台与同步", access.roles_for("federation.read"), "平台与同步"),
 )
 
 

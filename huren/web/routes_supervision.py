@@ -23,7 +23,7 @@ from huren.domain import access, kinds, labels
 from huren.domain.limits import check_day, excerpt
 from huren.errors import InvalidInput
 from huren.services.overview import Thresholds, overview_service
-from huren.web import charts, tables
+from huren.web import charts, platform_tables, tables
 from huren.web.render import SUPERVISION_ROLES, Caller, caller, container, invalid, page
 
 router = APIRouter(include_in_schema=False)
@@ -46,7 +46,7 @@ SUBMISSION_NAMES = {
     "reminder_log": "提醒日志",
 }
 CHANNEL_NAMES = {"rest": "REST 接口", "soap": "WebService（SOAP）", "gateway": "前置机"}
-GROUP_NAMES = {"org": "机构", "dept": "科室", "item": "项目", "day": "日期"}
+GROUP_NAMES = {"org": "机构", "dept": "科室", "item": "项目", "day": "日期", "platform": "平台"}
 
 
 async def call(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
@@ -202,7 +202,9 @@ async def completeness(
                     error=exc.text(), problems=problem_dicts(exc))
     form["silent_hours"] = charts.number(hours)
     orgs_t, days_t, detail_t = _completeness_tables(request, res, ctx["org_names"], silent, form)
-    if (file := tables.first_export(request, orgs_t, days_t, detail_t)) is not None:
+    # per city platform (issue 13 §4; huren.web.platform_tables), when a platform tree exists
+    platforms_t = tables.view(request, platform_tables.completeness_table(res, thresholds(request)))
+    if (file := tables.first_export(request, orgs_t, days_t, detail_t, platforms_t)) is not None:
         return file
     rows = res["rows"]
     days = res["days"]  # every day of the range: a day without uploads is on the axis, at 0
@@ -225,7 +227,8 @@ async def completeness(
         "zero_days": sum(1 for d in days if not d["received"]),
     }
     return page(request, who, "supervision/completeness.html", **ctx, form=form, res=res, kpis=kpis, chart=chart,
-                rate_chart=rate_chart, orgs_table=orgs_t, days_table=days_t, detail_table=detail_t)
+                rate_chart=rate_chart, orgs_table=orgs_t, days_table=days_t, detail_table=detail_t,
+                platforms_table=platforms_t if platform_tables.has_platforms(res["platforms"]) else None)
 
 
 # -- timeliness ---------------------------------------------------------------------------------

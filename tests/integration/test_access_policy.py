@@ -267,6 +267,7 @@ PAGES: dict[str, str | tuple[str, ...] | None] = {
     "/ui/catalog/download": "quality.read",
     "/ui/catalog/mappings/download": "quality.read",
     "/ui/overview": "quality.read",
+    "/ui/platforms": "federation.read",  # the platform tree and the sync state (issue 13)
     "/ui/imaging/{study_uid}": "image_key.issue",  # the viewer issues a viewer key for its images
     # XC-E-note: a frame of a study not held here, rendered by the fallback platform (the viewer's roles)
     "/ui/imaging/{study_uid}/relayed/series/{series}/instances/{instance}/frames/{frame}/rendered": "image_key.issue",
@@ -279,6 +280,7 @@ def test_every_page_follows_the_table(client: TestClient, world: dict[str, Any])
         routes_doctor,
         routes_imaging,
         routes_overview,
+        routes_platforms,
         routes_rectification,
         routes_report,
         routes_stats,
@@ -287,7 +289,7 @@ def test_every_page_follows_the_table(client: TestClient, world: dict[str, Any])
 
     found = {
         r.path for m in (routes_doctor, routes_report, routes_supervision, routes_rectification, routes_stats, routes_catalog, routes_overview,
-                                 routes_imaging)
+                                 routes_imaging, routes_platforms)
         for r in m.router.routes if "GET" in getattr(r, "methods", ())
     }
     assert found == set(PAGES), "pages without an entry in this test's table"
