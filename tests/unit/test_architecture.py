@@ -2,7 +2,7 @@
 
     cli -> bootstrap -> {api, web, gateway, ...} -> services -> {store, wire} -> domain
                                                              -> {context, crypto, errors, settings}
-    gateway -> client (never services, store or bootstrap)
+    gateway, federation -> client (never services, store or bootstrap)
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def test_transports_never_import_bootstrap() -> None:
     offenders = {
         m: sorted(n for n in imports(m, top_level_only=False) if n == "huren.bootstrap")
         for m in MODULES
-        if _under(m, "huren.api", "huren.web", "huren.gateway", "huren.services", "huren.store", "huren.wire", "huren.domain")
+        if _under(m, "huren.api", "huren.web", "huren.gateway", "huren.federation", "huren.services", "huren.store", "huren.wire", "huren.domain")
     }
     assert not {m: v for m, v in offenders.items() if v}
 
@@ -156,7 +156,7 @@ def test_ground_floor_imports_nothing_above_it() -> None:
 
 
 def test_nothing_below_services_knows_a_transport() -> None:
-    transports = ("huren.api", "huren.web", "huren.gateway", "huren.cli", "huren.bootstrap", "huren.demo")
+    transports = ("huren.api", "huren.web", "huren.gateway", "huren.federation", "huren.cli", "huren.bootstrap", "huren.demo")
     bad = {}
     for m in MODULES:
         if _under(m, "huren.services", "huren.store", "huren.wire", "huren.domain", *GROUND):
@@ -191,6 +191,22 @@ def test_importing_the_gateway_loads_no_platform_module(module: str) -> None:
         "import importlib, sys; importlib.import_module(sys.argv[1]); "
         "print(' '.join(sorted(m for m in sys.modules "
         "if m.startswith(('huren.services', 'huren.store', 'huren.bootstrap')))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, module], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [], out.stdout
+
+
+FEDERATION_MODULES = sorted(m for m in MODULES if _under(m, "huren.federation"))
+
+
+@pytest.mark.parametrize("module", ["huren.federation", *FEDERATION_MODULES, "huren.cli.federation"])
+def test_the_upstream_runner_loads_no_platform_module(module: str) -> None:
+    """``huren federation run`` talks to both platforms through huren.client only (issue 13): none of
+    the platform's services, store or bootstrap is loaded, nor the gateway's."""
+    code = (
+        "import importlib, sys; importlib.import_module(sys.argv[1]); "
+        "print(' '.join(sorted(m for m in sys.modules "
+        "if m.startswith(('huren.services', 'huren.store', 'huren.bootstrap', 'huren.gateway')))))"
     )
     out = subprocess.run([sys.executable, "-c", code, module], capture_output=True, text=True, check=True)
     assert out.stdout.split() == [], out.stdout
