@@ -20,7 +20,7 @@ from huren.domain import kinds
 from huren.domain.records import format_value, to_text
 from huren.domain.validation import Report
 from huren.domain.versions import Verdict, verdict
-from huren.store import changes, partitions, platforms, sealing
+from huren.store import bulk, changes, partitions, platforms, sealing
 from huren.store.tables import REPORT_TABLES, report_history
 
 KEY_COLUMNS = ("org_code", "report_form_no", "patient_id", "event_type", "event_no")
@@ -142,7 +142,7 @@ def _upsert_many(
                 item_rows.append(item | {"report_id": rid, "received_at": now})
             results[i] = Stored(rid, 1, True)
         if item_rows:
-            conn.execute(insert(item_t), item_rows)
+            bulk.insert_rows(conn, item_t, item_rows)  # the driver's executemany (huren.store.bulk)
     for i, (report, sha, size) in enumerate(batch):
         if i in results:
             continue
