@@ -17,6 +17,7 @@ import logging
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -66,9 +67,15 @@ class Runner:
 
     def once(self, wait: float | None = None) -> Round:
         """One round; raises PlatformUnavailable when either side cannot be reached."""
-        code = self.config.platform
         since = self.mark()
-        feed = self.source.feed(code, since, self.config.batch, self.config.wait_seconds if wait is None else wait)
+        return self._apply(since, self._read(since, wait))
+
+    def _read(self, since: int, wait: float | None) -> dict[str, Any]:
+        return self.source.feed(self.config.platform, since, self.config.batch, self.config.wait_seconds if wait is None else wait)
+
+    def _apply(self, since: int, feed: dict[str, Any]) -> Round:
+        """Send the PDFs the target lacks, then apply the batch read after ``since``."""
+        code = self.config.platform
         changes: list[dict[str, Any]] = feed.get("changes", [])
         out = Round(watermark=since, last_seq=int(feed.get("last_seq", since)), more=bool(feed.get("more")))
         if not changes:
@@ -95,22 +102,46 @@ class Runner:
 
     def run(self, *, until_idle: bool = False) -> int:
         """Rounds until stopped (SIGTERM / SIGINT) — or, with ``until_idle``, until the feed has
-        nothing more. Failures back off (1 s doubling to ``max_backoff_seconds``)."""
+        nothing more. Failures back off (1 s doubling to ``max_backoff_seconds``).
+
+        Pipelined: while a batch is applied at the target, the next one (after the batch's last
+        sequence number) is read from the source. It is used only when the target's new mark is
+        where it starts; otherwise (a gap, a refusal, a failure) it is dropped and read again —
+        so the order and the exactly-once rule are the unpipelined ones."""
         backoff = 1.0
         total = 0
-        while not self._stop.is_set():
-            try:
-                r = self.once(wait=0.0 if until_idle else None)
-            except PlatformUnavailable as exc:
-                log.warning("平台暂不可用，%.0f 秒后重试：%s", backoff, exc)
-                self._mark = None
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.config.max_backoff_seconds)
-                continue
-            backoff = 1.0
-            total += r.applied
-            if until_idle and not r.more and r.applied == 0:
-                break
+        wait = 0.0 if until_idle else None
+        ahead: tuple[int, Future[dict[str, Any]]] | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="feed-read") as pool:
+            while not self._stop.is_set():
+                try:
+                    since = self.mark()
+                    if ahead is not None and ahead[0] != since:
+                        _drop(ahead)
+                        ahead = None
+                    feed = ahead[1].result() if ahead is not None else self._read(since, wait)
+                    ahead = None
+                    changes = feed.get("changes") or []
+                    if changes:
+                        nxt = int(changes[-1]["seq"])
+                        ahead = (nxt, pool.submit(self._read, nxt, 0.0 if feed.get("more") or until_idle else None))
+                    r = self._apply(since, feed)
+                except PlatformUnavailable as exc:
+                    _drop(ahead)
+                    ahead = None
+                    log.warning("平台暂不可用，%.0f 秒后重试：%s", backoff, exc)
+                    self._mark = None
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, self.config.max_backoff_seconds)
+                    continue
+                except BaseException:
+                    _drop(ahead)
+                    raise
+                backoff = 1.0
+                total += r.applied
+                if until_idle and not r.more and r.applied == 0:
+                    break
+            _drop(ahead)
         return total
 
     def install_signals(self) -> None:
@@ -138,3 +169,9 @@ class Runner:
             out["backlog"] = max(0, out["source_last_seq"] - int(out["target"]["applied_seq"]))
         out["checked_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
         return out
+
+
+def _drop(ahead: tuple[int, Future[dict[str, Any]]] | None) -> None:
+    """Forget a read ahead, its answer or its failure (the round that needs it reads again)."""
+    if ahead is not None:
+        ahead[1].cancel()

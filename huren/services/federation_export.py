@@ -13,6 +13,7 @@ change; the earlier ones say ``superseded_by``. PDFs travel on their own, by SHA
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -20,26 +21,48 @@ from sqlalchemy import Connection, select
 from huren.domain import kinds
 from huren.domain.fields import LAB_EXAM_REPORT, SEHR_ACCEPT_RECORD, SEHR_QUOTE_RECORD
 from huren.domain.records import format_value, to_text
-from huren.store import reports, sealing
+from huren.store import sealing
 from huren.store.tables import REPORT_TABLES, accept_record, daily_count, org, quote_record
 
 #: change kinds that are about a report (its current state is exported)
 REPORT_CHANGES = {"lab": "lab", "exam": "exam", "void_lab": "lab", "void_exam": "exam"}
 
 
+def _text(value: Any) -> str:
+    """``format_value`` with the usual case (text) first: a report's 16 records of ~25 fields each."""
+    c = value.__class__
+    if c is str:
+        return str(value)
+    if value is None:
+        return ""
+    if c is datetime:  # as format_value's strftime, at a third of its cost
+        return str(value.isoformat(" ", "seconds"))
+    if c is int:
+        return str(value)
+    return format_value(value)
+
+
 def _report_states(conn: Connection, kind: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    master_t, _ = REPORT_TABLES[kind]
+    master_t, item_t = REPORT_TABLES[kind]
     k = kinds.BY_NAME[kind]
+    mnames = [f.name for f in k.master_fields]
+    inames = [f.name for f in k.item_fields]
+    item_q = select(item_t.c.report_id, *[item_t.c[n] for n in inames])
+    order = (item_t.c.report_id, item_t.c[k.item_key])
     out: dict[int, dict[str, Any]] = {}
     fields = sealing.cipher(conn)
     for i in range(0, len(ids), 500):
-        rows = conn.execute(select(master_t).where(master_t.c.id.in_(ids[i : i + 500]))).mappings()
+        chunk = ids[i : i + 500]
+        rows = conn.execute(select(master_t).where(master_t.c.id.in_(chunk))).mappings()
         masters = [sealing.open_row(fields, master_t.name, dict(r)) for r in rows]
-        items = reports.get_items(conn, kind, [m["id"] for m in masters])
+        # the items as plain tuples in the spec's order (no row mapping per item)
+        items: dict[int, list[dict[str, str]]] = {int(m["id"]): [] for m in masters}
+        for row in conn.execute(item_q.where(item_t.c.report_id.in_(chunk)).order_by(*order)).all():
+            items[row[0]].append({n: _text(v) for n, v in zip(inames, row[1:], strict=True)})
         for m in masters:
             out[int(m["id"])] = {
                 "report_kind": kind,
-                "report": {k.master_node: to_text(m, k.master_fields), k.item_node: [to_text(it, k.item_fields) for it in items[m["id"]]]},
+                "report": {k.master_node: {n: _text(m.get(n)) for n in mnames}, k.item_node: items[int(m["id"])]},
                 "version": int(m["version"]),
                 "voided": bool(m["voided"]),
                 "voided_at": format_value(m["voided_at"]),
