@@ -152,8 +152,12 @@ class FederationService:
         skip = tree.subtree(origin) if origin else set()
         deadline = time.monotonic() + max(0.0, min(wait, MAX_WAIT))
         while True:
-            with self._db.write() as conn:
-                last = changes.sequence(conn, code)
+            # numbering takes the write lock (SQLite's one writer): only when something awaits a number
+            with self._db.read() as conn:
+                waiting, last = changes.pending(conn, code), changes.last_seq(conn, code)
+            if waiting:
+                with self._db.write() as conn:
+                    last = changes.sequence(conn, code)
             if last > since or time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
