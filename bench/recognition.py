@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import func, select
 
 from bench._bulk import fill, make_orgs, reset
-from bench._common import free_port, start_server
+from bench._common import cpu_seconds, free_port, postgres_cpu_seconds, start_server
 from huren.bootstrap import build
 from huren.context import Clock, Principal
 from huren.errors import Conflict
@@ -630,7 +630,7 @@ def _closed_loop(port: int, token: str, server_pid: int, bodies: list[bytes | No
     shards = [bodies[i::clients] for i in range(clients)]
     procs_n = 2 if clients > 1 else 1
     q: Any = mp.Queue()
-    server_cpu0 = cpu_seconds(server_pid)
+    server_cpu0, db_cpu0 = cpu_seconds(server_pid), postgres_cpu_seconds()
     t0 = time.perf_counter()
     procs = [mp.Process(target=_proc, args=(port, token, shards[i::procs_n], q)) for i in range(procs_n)]
     for p in procs:
@@ -640,6 +640,7 @@ def _closed_loop(port: int, token: str, server_pid: int, bodies: list[bytes | No
         p.join()
     wall = time.perf_counter() - t0
     server_cpu = cpu_seconds(server_pid) - server_cpu0
+    db_cpu = postgres_cpu_seconds() - db_cpu0  # a local PostgreSQL (all its processes; ~0 on SQLite)
     lat = [x for r in results for x in r[0]]
     errors = [e for r in results for e in r[1]]
     if errors:
@@ -648,23 +649,8 @@ def _closed_loop(port: int, token: str, server_pid: int, bodies: list[bytes | No
     return {
         "ms": lat, "rps": len(lat) / wall, "n": len(lat),
         "server_cpu_ms": server_cpu / len(lat) * 1000, "client_cpu_ms": client_cpu / len(lat) * 1000,
+        "db_cpu_ms": db_cpu / len(lat) * 1000,
     }
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process and its children (Linux /proc; NaN elsewhere)."""
-    try:
-        tick = os.sysconf("SC_CLK_TCK")
-        pids = [pid]
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            pids += [int(x) for x in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
-        total = 0
-        for p in pids:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / tick
-    except (OSError, ValueError):
-        return float("nan")
 
 
 def _merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -675,6 +661,7 @@ def _merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "ms": [x for r in runs for x in r["ms"]], "rps": n / wall, "n": n,
         "server_cpu_ms": sum(r["server_cpu_ms"] * r["n"] for r in runs) / n,
         "client_cpu_ms": sum(r["client_cpu_ms"] * r["n"] for r in runs) / n,
+        "db_cpu_ms": sum(r["db_cpu_ms"] * r["n"] for r in runs) / n,
     }
 
 
@@ -800,6 +787,7 @@ def main() -> None:
                   f"= {args.clients / http['rps'] * 1000:.1f} ms)")
             cpu_per = http["server_cpu_ms"] + http["client_cpu_ms"]
             print(f"  CPU per request: server {http['server_cpu_ms']:.2f} ms + load generator {http['client_cpu_ms']:.2f} ms"
+                  f" (+ PostgreSQL, every process on this machine: {http['db_cpu_ms']:.2f} ms)"
                   f" = {cpu_per:.2f} ms -> {os.cpu_count()} cores cap at ~{(os.cpu_count() or 1) * 1000 / cpu_per:.0f} req/s")
             fl = http["floor"]
             print(f"  floor: the same clients on GET {FLOOR_PATH} (no auth, no body, no database): {fmt(summary(fl['ms']))}"
@@ -835,6 +823,7 @@ def main() -> None:
         "http_single_p50_ms": r3(h1["p50"]), "http_single_p99_ms": r3(h1["p99"]),
         "http_server_cpu_ms_per_req": r3(http.get("server_cpu_ms", float("nan"))),
         "http_client_cpu_ms_per_req": r3(http.get("client_cpu_ms", float("nan"))),
+        "http_db_cpu_ms_per_req": r3(http.get("db_cpu_ms", float("nan"))),
         "floor_p50_ms": r3(fls["p50"]), "floor_p99_ms": r3(fls["p99"]), "floor_rps": r3(fl_rps),
         "floor_server_cpu_ms_per_req": r3(fl_cpu),
         "http_p99_ratio": r3(hs["p99"] / fls["p99"]), "http_rps_ratio": r3(http["rps"] / fl_rps),
