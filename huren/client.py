@@ -108,12 +108,16 @@ class HurenClient(ImagingCalls, FederationCalls):
         )
 
     def envelope(self, method: str, params: dict[str, str]) -> bytes:
+        """The SOAP request, built as bytes: the parameters are Base64 (MB-sized for a report
+        with its PDF), which needs no escaping, so only a value holding ``&``, ``<`` or ``>`` is
+        escaped (bench/soap.py: building the envelope of a 1 MB report 2.9 → 0.3 ms)."""
         env = SOAP11 if self.soap_version == "1.1" else SOAP12
-        inner = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in params.items())
-        return (
-            f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{env}"><soap:Body>'
-            f'<{method} xmlns="{NS}">{inner}</{method}></soap:Body></soap:Envelope>'
-        ).encode()
+        parts = [f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{env}"><soap:Body><{method} xmlns="{NS}">'.encode()]
+        for k, v in params.items():
+            plain = "&" not in v and "<" not in v and ">" not in v
+            parts += (f"<{k}>".encode(), (v if plain else escape(v)).encode(), f"</{k}>".encode())
+        parts.append(f"</{method}></soap:Body></soap:Envelope>".encode())
+        return b"".join(parts)
 
     def call(self, method: str, data: str | bytes) -> str:
         """Call ``method`` with the plain XML ``data``; the plain answer text."""
