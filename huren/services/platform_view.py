@@ -152,9 +152,11 @@ class PlatformView:
             return {own.platform} if own and own.platform in tree else set()
         return {c for c in tree.by_code if policy.platform_in_reach(principal, s, c, own, tree)}
 
-    def tree(self, principal: Principal) -> dict[str, Any]:
+    def tree(self, principal: Principal, feeds: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """The visible platforms depth-first, each with its depth under the topmost visible one,
-        its institutions (code, name) and its feed's last sequence number when hosted here."""
+        its institutions (code, name) and its feed's last sequence number when hosted here (from
+        ``feeds``, the ``sync`` answer's, whose reading numbers the changes committed since;
+        else as last numbered)."""
         with self._db.read() as conn:
             tree = platforms.tree(conn)
             visible = self._visible(conn, principal, tree)
@@ -164,6 +166,7 @@ class PlatformView:
                 if o["platform"] in visible:
                     members.setdefault(str(o["platform"]), []).append((str(o["code"]), str(o["name"])))
             seqs = {str(r["code"]): int(r["last_seq"]) for r in platforms.rows(conn)}
+        seqs |= {str(f["platform"]): int(f["last_seq"]) for f in feeds or ()}
         nodes: list[dict[str, Any]] = []
 
         def walk(code: str, depth: int) -> None:

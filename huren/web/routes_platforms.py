@@ -50,8 +50,8 @@ async def platforms_page(request: Request, who: Annotated[Caller, Depends(caller
     except InvalidInput as exc:
         return page(request, who, "supervision/platforms.html", 422, form=form, tree=None, sync=None,
                     error=exc.text(), problems=problem_dicts(exc))
-    tree = await call(view.tree, who.principal)
     sync = await call(view.sync, who.principal, n)
+    tree = await call(view.tree, who.principal, sync["feeds"])
     form["silent_minutes"] = charts.number(n)
     own_only = access.scope(who.principal, "federation.read") == access.OWN
     return page(request, who, "supervision/platforms.html", form=form, tree=tree, sync=sync, own_only=own_only,
