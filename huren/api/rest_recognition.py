@@ -144,7 +144,7 @@ async def reminder_logs(request: Request, c: Services, who: Caller) -> dict[str,
 async def statistics(
     c: Services,
     who: Caller,
-    by: Literal["org", "dept", "item", "day", "all"] = Query("org", description="分组：机构 / 标准科室 / 项目 / 日期 / 合计"),
+    by: Literal["org", "dept", "item", "day", "platform", "all"] = Query("org", description="分组：机构 / 标准科室 / 项目 / 日期 / 平台（地州市） / 合计"),
     day_from: Day | None = Query(None, description="开始日期 YYYY-MM-DD，默认结束日期前29天"),
     day_to: Day | None = Query(None, description="结束日期（含），默认今天"),
     org_code: str | None = Query(None, description="机构编码（监管用户可查任意机构）"),

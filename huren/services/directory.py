@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from huren.context import ROLES, Clock
+from huren.context import ROLES, Clock, Principal
 from huren.domain.limits import check_text, clean_text
 from huren.domain.regions import division_prefix, is_org_region, level_name, parse_level
 from huren.errors import Conflict, InvalidInput, NotFound, Problem
+from huren.services import access
 from huren.services.auth import PasswordHasher
 from huren.store import directory, platforms
 from huren.store.database import Database
@@ -124,6 +125,14 @@ class DirectoryService:
         prefix = division_prefix(region) if region else None
         with self._db.read() as conn:
             return [org_out(o) for o in directory.list_orgs(conn, prefix)]
+
+    def orgs_within(self, principal: Principal, action: str) -> list[dict[str, Any]]:
+        """The institutions ``action`` reaches for ``principal`` (the access policy's scope: a
+        supervisor's platform subtree and division), for a page's institution picker."""
+        with self._db.read() as conn:
+            scope = access.org_scope(conn, principal, action)
+            rows = directory.list_orgs(conn)
+        return [org_out(o) for o in rows if scope is None or o["code"] in scope]
 
     def get_org(self, code: str) -> dict[str, Any]:
         with self._db.read() as conn:

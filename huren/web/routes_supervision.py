@@ -73,12 +73,12 @@ def base_context(request: Request, who: Caller, what: str) -> dict[str, Any]:
     who.require(SUPERVISION_ROLES, what)
     names = org_names(request)
     # an institution picker for whoever sees more than its own: the institutions within reach
-    # (a supervisor's region, huren.domain.access)
+    # (a supervisor's platform subtree and division, huren.domain.access)
     picks = access.scope(who.principal, "quality.read") not in (None, access.OWN)
-    region = container(request).directory.get_org(who.principal.org_code)["region_code"] if picks else None
+    within = container(request).directory.orgs_within(who.principal, "quality.read") if picks else []
     return {
         "org_names": names,
-        "orgs": sorted((str(o["code"]), str(o["name"])) for o in container(request).directory.list_orgs(region)) if picks else [],
+        "orgs": sorted((str(o["code"]), str(o["name"])) for o in within),
         "picks_org": picks,
     }
 

@@ -284,3 +284,24 @@ def test_two_virtual_cities_on_one_deployment_do_not_see_each_other(sides: dict[
     assert feeds["XJ-6502"] > 0 and feeds[CHANGJI] > 0 and feeds[REGION] >= feeds["XJ-6502"] + feeds[CHANGJI]
     own = k.get("/api/v1/federation/status").json()
     assert {f["platform"] for f in own["feeds"]} == {"XJ-6502"}
+
+
+def test_supervision_pickers_and_statistics_follow_the_tree(sides: dict[str, Any]) -> None:
+    """The institution picker of the supervision pages lists what the caller may open (its platform
+    subtree within its division), and the statistics group by city platform over REST too."""
+    region, tr = sides["region"], sides["tr"]
+    sup_c = login(tr, SUP_C)
+    token = sup_c.headers["Authorization"].split()[1]
+    page = tr.get("/ui/quality/completeness", params={"token": token})
+    assert page.status_code == 200, page.text[:300]
+    assert ORG_C[0] in page.text and ORG_A[0] not in page.text
+    picks = {o["code"] for o in region.directory.orgs_within(_principal(SUP_C), "quality.read")}
+    assert picks == {ORG_C[0], SUP_C[0]}
+    r = login(tr, SUP_R).get("/api/v1/statistics/recognition", params={"by": "platform"})
+    assert r.status_code == 200, r.text
+
+
+def _principal(org: tuple[str, ...]) -> Any:
+    from huren.context import Principal
+
+    return Principal(org[0], org[4], "supervisor")
