@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError
 
+from huren.errors import StoreUnavailable
 from huren.store import database
 from tests.conftest import PG_URL, missing
 
@@ -73,7 +73,7 @@ def test_no_ping_on_a_quick_reuse(monkeypatch: pytest.MonkeyPatch) -> None:
         with killer.connect() as k:
             k.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
         killer.dispose()
-        with pytest.raises(OperationalError), quick.connect() as conn:
+        with pytest.raises(StoreUnavailable), quick.connect() as conn:  # 503: try again
             conn.execute(text("SELECT 1"))
         with quick.connect() as conn:
             assert conn.execute(text("SELECT pg_backend_pid()")).scalar() != pid
@@ -93,3 +93,12 @@ def test_only_read_logs_skip_the_flush_wait(pg_engine: tuple[Engine, list[str]])
     with db.read() as conn:  # SET LOCAL ended with its transaction, on the pooled connection too
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
     assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_prepared_statements_use_generic_plans(pg_engine: tuple[Engine, list[str]]) -> None:
+    """Every pooled connection plans its prepared statements once (partitioned tables: a custom
+    plan per execution cost more than the query), the pruning done when the plan starts."""
+    engine, _ = pg_engine
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_generic_plan"
+        assert conn.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' AND pid = pg_backend_pid()").scalar() == 0
