@@ -206,15 +206,27 @@ def _rows(answer: dict[str, Any]) -> list[dict[str, str]]:
             "expired_time": m.get("expired_time") or "",
         })
     for m in answer["labmaster"]:
+        # one row per standard code of a report: a decision is per code (sehr_accept_record.code),
+        # and the sub-items of a panel (血常规: white cells, red cells, …) share the panel's code
+        by_code: dict[str, tuple[dict[str, str], dict[str, list[str]]]] = {}
         for i in m["item"]:
             lo, hi = i.get("lower_value") or "", i.get("upper_value") or ""
-            rows.append(_done(i) | {
-                "type": kinds.LAB.record_type, "hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"], "code": i["item_code"],
-                "name": i["item_name"], "org_name": m["org_name"], "dtime": m["dtime"], "pacs_url": "",
-                "report_id": m["report_id"], "result": str(i.get("result_value") or ""), "unit": i.get("result_unit") or "",
+            part = {
+                "name": i["item_name"], "result": str(i.get("result_value") or ""), "unit": i.get("result_unit") or "",
                 "ref": ref_range(lo, hi), "flag": i.get("result_interpre") or "",
-                "expired_time": i.get("expired_time") or "",
-            })
+            }
+            if i["item_code"] not in by_code:
+                row = _done(i) | {
+                    "type": kinds.LAB.record_type, "hr_org_code": m["org_code"], "hr_report_form_no": m["report_form_no"],
+                    "code": i["item_code"], "org_name": m["org_name"], "dtime": m["dtime"], "pacs_url": "",
+                    "report_id": m["report_id"], "expired_time": i.get("expired_time") or "",
+                }
+                by_code[i["item_code"]] = (row, {k: [] for k in part})
+                rows.append(row)
+            for k, v in part.items():
+                by_code[i["item_code"]][1][k].append(v)
+        for row, parts in by_code.values():
+            row.update({k: "；".join(vs) if any(vs) else "" for k, vs in parts.items()})
     return rows
 
 

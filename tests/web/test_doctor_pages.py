@@ -405,3 +405,22 @@ def test_inpatient_workstation_saves_an_inpatient_visit(client: TestClient, api_
     saved = client.post("/ui/decide", data=data)
     assert saved.status_code == 200, saved.text
     assert {(a["new_event_no"], a["new_event_type"]) for a in _accepts(api_b)} == {("ZY-0042", "2")}
+
+
+def test_one_decision_row_per_code_of_a_report() -> None:
+    """A panel's sub-items share its standard code (血常规); a decision is per code, so the dialog
+    shows one row per (report, code) with the sub-items' results side by side, and saving stores
+    what it says it stores."""
+    from huren.web.routes_doctor import _rows
+
+    def item(name: str, code: str, value: str, flag: str = "") -> dict[str, Any]:
+        return {"item_code": code, "item_name": name, "result_value": value, "result_unit": "10^9/L", "lower_value": "",
+                "upper_value": "", "result_interpre": flag, "expired_time": "2026-12-20 00:00:00"}
+
+    answer = {"exammaster": [], "labmaster": [{
+        "org_code": "O1", "report_form_no": "F1", "org_name": "一院", "dtime": "2026-12-01 08:00:00", "report_id": "r1",
+        "item": [item("白细胞", "250101015", "4.5"), item("红细胞", "250101015", "5.1", "H"), item("白蛋白", "250301002", "40")],
+    }]}
+    rows = _rows(answer)
+    assert [(r["code"], r["name"]) for r in rows] == [("250101015", "白细胞；红细胞"), ("250301002", "白蛋白")]
+    assert rows[0]["result"] == "4.5；5.1" and rows[0]["flag"] == "；H" and rows[1]["flag"] == ""
