@@ -179,14 +179,22 @@ def count(eng: Engine, sql: str, **params: Any) -> int:
         return int(conn.execute(text(sql), params).scalar() or 0)
 
 
-def sample(eng: Engine, forms: list[str]) -> dict[str, tuple[str, bool]]:
-    """report_form_no → (last_update_dtime, voided) of these lab reports, where present."""
+def sample(eng: Engine, org: str, forms: list[str]) -> dict[str, tuple[str, bool]]:
+    """report_form_no → (last_update_dtime, voided) of these lab reports of ``org``, where present
+    (by the business key's index: the sampler must not slow down what it watches)."""
     out: dict[str, tuple[str, bool]] = {}
+    q = text("SELECT report_form_no, last_update_dtime, voided FROM lab_report WHERE org_code = :o AND report_form_no IN :f")
+    q = q.bindparams(bindparam("f", expanding=True))
     with eng.connect() as conn:
         for i in range(0, len(forms), 500):
-            q = text("SELECT report_form_no, last_update_dtime, voided FROM lab_report WHERE report_form_no IN :f").bindparams(
-                bindparam("f", expanding=True)
-            )
-            for row in conn.execute(q, {"f": forms[i : i + 500]}):
+            for row in conn.execute(q, {"o": org, "f": forms[i : i + 500]}):
                 out[str(row[0])] = (str(row[1])[:19], bool(row[2]))
     return out
+
+
+def new_rows(eng: Engine, after: int) -> list[tuple[int, str]]:
+    """(id, report_form_no) of the lab reports stored after id ``after`` (by the primary key: cheap
+    to ask every few ten milliseconds)."""
+    with eng.connect() as conn:
+        rows = conn.execute(text("SELECT id, report_form_no FROM lab_report WHERE id > :a ORDER BY id"), {"a": after})
+        return [(int(r[0]), str(r[1])) for r in rows]

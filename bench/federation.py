@@ -130,7 +130,7 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stopped.wait(self.every):
             try:
-                now = _fed.sample(self.eng, self.forms)
+                now = _fed.sample(self.eng, demo_orgs()[0].code, self.forms)
             except Exception:
                 continue
             self.samples += 1
@@ -225,12 +225,13 @@ def lag(city: _fed.Server, reg_eng: Any, token: str, pool: list[bytes], rate: fl
     for w in workers:
         w.start()
     deadline = t0 + seconds + 60
+    last_id = _fed.count(reg_eng, "SELECT max(id) FROM lab_report")
     while time.monotonic() < deadline:
-        now_seen = _fed.states(reg_eng, "L")
+        rows = _fed.new_rows(reg_eng, last_id)
         t = time.monotonic()
-        for key in now_seen:
-            form = key.split("|")[1]
+        for rid, form in rows:
             seen.setdefault(form, t)
+            last_id = max(last_id, rid)
         if not any(w.is_alive() for w in workers) and len(seen) >= len(committed):
             break
         time.sleep(0.05)
