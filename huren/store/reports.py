@@ -107,7 +107,7 @@ def _upsert_many(
         report, sha, size = batch[0]
         rid = _insert_new(conn, master_t, report, sha, size, now, plats)
         if rid is not None:
-            conn.execute(insert(item_t), [item | {"report_id": rid, "received_at": now} for item in report.items])
+            bulk.insert_rows(conn, item_t, [item | {"report_id": rid, "received_at": now} for item in report.items])
             return [Stored(rid, 1, True)]
         cond = and_(*[master_t.c[c] == v for c, v in zip(KEY_COLUMNS, keys[0], strict=True)])
         row = conn.execute(select(*cols).where(cond).with_for_update()).mappings().one()
