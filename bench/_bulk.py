@@ -4,7 +4,8 @@ Not the ingest path (that is ``bench/ingest.py``'s job): the catalog and the ins
 through the normal store / services, then lab and exam reports are written straight into
 ``lab_report`` / ``lab_item`` / ``exam_report`` / ``exam_item`` over the DBAPI connection
 (``engine.raw_connection()``) with explicit ids, in transactions of a few ten thousand rows:
-``executemany`` on SQLite, ``COPY ... FROM STDIN`` on PostgreSQL (then the id sequences are set).
+``executemany`` on SQLite, ``COPY ... FROM STDIN`` on PostgreSQL from a few writer threads, each on its own connection
+(then the id sequences are set).
 
 Values are plausible and complete (every NOT NULL column): each report is cut from one of a few
 hundred payloads made by the demo generator (``huren.demo.generator``) and validated, then given
@@ -20,8 +21,10 @@ On SQLite, SQLAlchemy stores DateTime as ``'YYYY-MM-DD HH:MM:SS.ffffff'``, Date 
 
 from __future__ import annotations
 
+import queue
 import random
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -363,20 +366,71 @@ class _Writer:
         self.raw.close()
 
 
+class _Parallel:
+    """PostgreSQL: ``n`` writer threads, each on its own connection, COPYing and committing the
+    batches the generating thread hands over (a bounded queue): the server's side of COPY (heap,
+    index and WAL writes, most of the fill's time) runs in ``n`` backends while the next batch is
+    generated. The rows are the serial fill's (one generator, one random sequence)."""
+
+    def __init__(self, c: Container, n: int) -> None:
+        self.writers = [_Writer(c) for _ in range(n)]
+        for w in self.writers:  # a bench fill: a crash loses the last batches at worst, re-run it
+            cur = w.dbapi.cursor()
+            cur.execute("SET synchronous_commit TO OFF")
+            cur.close()
+        self.q: queue.Queue[tuple[tuple[Table, list[str], list[tuple[Any, ...]]], ...] | None] = queue.Queue(maxsize=n)
+        self.errors: list[BaseException] = []
+        self.threads = [threading.Thread(target=self._run, args=(w,), daemon=True) for w in self.writers]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, w: _Writer) -> None:
+        while (job := self.q.get()) is not None:
+            if self.errors:
+                continue
+            try:
+                for table, cols, rows in job:
+                    w.write(table, cols, rows)
+                w.commit()
+            except BaseException as e:  # handed to the generating thread
+                self.errors.append(e)
+
+    def submit(self, *parts: tuple[Table, list[str], list[tuple[Any, ...]]]) -> None:
+        if self.errors:
+            raise self.errors[0]
+        self.q.put(parts)
+
+    def finish(self) -> None:
+        for _ in self.threads:
+            self.q.put(None)
+        for t in self.threads:
+            t.join()
+        for w in self.writers[1:]:
+            w.raw.close()
+        self.writers[0].finish()  # the id sequences
+        if self.errors:
+            raise self.errors[0]
+
+
 def _batches(total: int, size: int) -> Iterator[tuple[int, int]]:
     for start in range(0, total, size):
         yield start, min(total, start + size)
 
 
-def fill(c: Container, *, lab_reports: int, exam_reports: int, patients: int, seed: int = 20241122) -> dict[str, Any]:
-    """Catalog, ~50 institutions and the reports; returns counts and seconds."""
+def fill(
+    c: Container, *, lab_reports: int, exam_reports: int, patients: int, seed: int = 20241122, span_days: int = SPAN_DAYS,
+    writers: int = 2,
+) -> dict[str, Any]:
+    """Catalog, ~50 institutions and the reports, authenticated over the last ``span_days`` days
+    (on PostgreSQL one partition per month of it, and ``writers`` connections COPYing in
+    parallel); returns counts and seconds."""
     t0 = time.perf_counter()
     now = c.clock.now()
     with c.db.write() as conn:
         catalog_store.upsert_items(conn, catalog_rows(), now=now)
         if partitions.is_partitioned(conn):  # PostgreSQL: a partition per month of the span, as on a platform that ran that long
-            first = partitions.month_of(now - timedelta(days=SPAN_DAYS))
-            partitions.ensure(conn, [partitions.add_months(first, n) for n in range(SPAN_DAYS // 28 + 3)])
+            first = partitions.month_of(now - timedelta(days=span_days))
+            partitions.ensure(conn, [partitions.add_months(first, n) for n in range(span_days // 28 + 3)])
     orgs = make_orgs()
     for o in orgs:
         c.directory.add_org(o.code, o.name, o.region_code, f"{o.level}{o.grade}")
@@ -390,8 +444,9 @@ def fill(c: Container, *, lab_reports: int, exam_reports: int, patients: int, se
 
     rng = random.Random(seed)
     weights = [{3: 6, 2: 3, 1: 1}[o.level] for o in orgs]
-    span = SPAN_DAYS * 86400
-    w = _Writer(c)
+    span = span_days * 86400
+    par = _Parallel(c, writers) if writers > 1 and not c.db.is_sqlite else None
+    w = par.writers[0] if par is not None else _Writer(c)
     fields = c.keys.fields()
     rows_total = 0
     try:
@@ -453,19 +508,26 @@ def fill(c: Container, *, lab_reports: int, exam_reports: int, patients: int, se
                     masters.append(tuple(row))
                     head = (rid, updated, o.code, event_no, form_no, row[ix["authenticator_dtime"]], row[ix["received_at"]])
                     items.extend([head + s for s in t.items])
-                w.write(master_t, cols, masters)
-                w.write(item_t, item_cols, items)
-                pending += len(masters) + len(items)
+                if par is not None:
+                    par.submit((master_t, cols, masters), (item_t, item_cols, items))
+                else:
+                    w.write(master_t, cols, masters)
+                    w.write(item_t, item_cols, items)
+                    pending += len(masters) + len(items)
+                    if pending >= 20_000 or end == total:
+                        w.commit()
+                        pending = 0
                 rows_total += len(masters) + len(items)
                 rows_kind += len(masters) + len(items)
-                if pending >= 20_000 or end == total:
-                    w.commit()
-                    pending = 0
                 prog.update(end, rows_kind)
             prog.update(total, rows_kind, final=True)
-        w.commit()
+        if par is None:
+            w.commit()
     finally:
-        w.finish()
+        if par is not None:
+            par.finish()
+        else:
+            w.finish()
     sys.stderr.write("  ANALYZE ...\n")
     with c.db.write() as conn:
         conn.execute(text("ANALYZE"))

@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, select
 
-from bench._bulk import fill, make_orgs, reset
+from bench._bulk import SPAN_DAYS, fill, make_orgs, reset
 from bench._common import cpu_seconds, free_port, postgres_cpu_seconds, start_server
 from huren.bootstrap import build
 from huren.context import Clock, Principal
@@ -148,7 +148,8 @@ def prepare(args: argparse.Namespace, data_dir: Path) -> tuple[Container, dict[s
         reset(c)
     print(f"filling {args.lab_reports:,} lab reports x 15 items + {args.exam_reports:,} exam reports "
           f"over {args.patients:,} patients ...")
-    info = fill(c, lab_reports=args.lab_reports, exam_reports=args.exam_reports, patients=args.patients, seed=args.seed)
+    info = fill(c, lab_reports=args.lab_reports, exam_reports=args.exam_reports, patients=args.patients, seed=args.seed,
+                span_days=args.span_days, writers=args.fill_writers)
     info["reused"] = False
     marker.write_text(json.dumps(info))
     print(f"filled in {info['seconds']:.1f} s ({info['rows']:,} rows, {info['rows'] / info['seconds']:,.0f} rows/s; "
@@ -726,6 +727,9 @@ def main() -> None:
                     help="after the fill, seal the service's log rows with an identity instead of SM4-GCM "
                          "(what sealing costs exists-for-order: compare with a run without it; service layer only)")
     ap.add_argument("--seed", type=int, default=20241122)
+    ap.add_argument("--fill-writers", type=int, default=2, help="PostgreSQL: connections COPYing the fill in parallel")
+    ap.add_argument("--span-days", type=int, default=SPAN_DAYS,
+                    help="reports authenticated over this many days before now (PostgreSQL: a partition per month)")
     args = ap.parse_args()
 
     temp = args.data_dir is None

@@ -300,12 +300,7 @@ class RecognitionService:
                 for kind, codes in (("exam", check), ("lab", lab))
             }
             orders = answers.resolve_orders(check, lab, is_standard, mapped)
-            rows = {
-                kind: rstore.prior_items(conn, kind, id_type, id_no, start, codes=orders.standard(kind), org_code=org_code, until=until)
-                if orders.standard(kind)
-                else []
-                for kind in ("exam", "lab")
-            }
+            rows = {kind: self._prior_ordered(conn, ref, kind, id_type, id_no, start, orders.standard(kind), org_code, until) for kind in ("exam", "lab")}
             answer = answers.exists_answer(orders, self._hits(rows, ref))
             exams, labs, resolved = answer["exammaster"], answer["labmaster"], orders.resolved
             pending = mark_decided(exams, labs, self.decisions.for_visit(conn, principal, id_type, id_no, visit.event_no))
@@ -320,6 +315,22 @@ class RecognitionService:
                 reminders = [r for r in reminders if (r["kind"], r["item_codes"]) not in seen]
             self._log(conn, principal, reminders, ("recognition_exists", id_type, id_no, f"{answer['recognizable']} items"))
         return answer
+
+    def _prior_ordered(
+        self, conn: Connection, ref: Reference, kind: str, id_type: str, id_no: str, start: datetime,
+        codes: Sequence[str], org_code: str | None, until: datetime | None,
+    ) -> list[dict[str, Any]]:
+        """The prior items of the ordered standard ``codes`` that can still be recognizable: codes
+        the catalog does not mark recognizable are not read, and the query keeps only items whose
+        result is within the code's validity, flagged 1, of a report not voided (the rest would be
+        refused by the rule, which still judges every row read). The bound is taken before the
+        rule's ``now``, so it never leaves out an item the rule accepts."""
+        wanted = [c for c in codes if (rule := ref.rules.get((kind, c))) is not None and rule.recognizable]
+        if not wanted:
+            return []
+        now = self._clock.now()
+        fresh = [now - timedelta(days=ref.rules[(kind, c)].validity_days) for c in wanted]
+        return rstore.prior_items(conn, kind, id_type, id_no, start, codes=wanted, org_code=org_code, until=until, fresh_after=fresh)
 
     def _hits(self, rows: dict[str, list[dict[str, Any]]], ref: Reference) -> list[answers.Hit]:
         """The recognizable prior items of ``rows`` (the ordered codes), for the exists answer."""

@@ -10,7 +10,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, literal, select
+from sqlalchemy import Connection, and_, bindparam, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
@@ -54,11 +54,14 @@ def catalog(conn: Connection) -> list[dict[str, Any]]:
 
 
 @lru_cache(maxsize=256)
-def _prior_query(dialect: Dialect, kind: str, n_codes: int | None, has_org: bool, has_until: bool) -> DirectSelect:
+def _prior_query(
+    dialect: Dialect, kind: str, n_codes: int | None, has_org: bool, has_until: bool, fresh: bool = False
+) -> DirectSelect:
     """The prior-items query, built and compiled once per dialect and shape (how many codes,
-    whether an institution and an end time are given), run on the DBAPI cursor: building a
-    30-column select on every call cost more than running it, and Core's per-call result
-    handling was the rest of the service's overhead over the SQL (docs/performance.md)."""
+    whether an institution and an end time are given, whether the codes carry a freshness
+    bound), run on the DBAPI cursor: building a 30-column select on every call cost more than
+    running it, and Core's per-call result handling was the rest of the service's overhead over
+    the SQL (docs/performance.md)."""
     m, i = REPORT_TABLES[kind]
     mcols, icols = PRIOR_COLS[kind]
     code_col = i.c[kinds.BY_NAME[kind].item_code_field]
@@ -78,6 +81,16 @@ def _prior_query(dialect: Dialect, kind: str, n_codes: int | None, has_org: bool
         q = q.where(m.c.received_at >= floor, i.c.received_at == m.c.received_at, i.c.received_at >= floor)
     if n_codes is not None:
         q = q.where(code_col.in_([bindparam(f"code_{n}", type_=code_col.type) for n in range(n_codes)]))
+        if fresh:  # per code: a result time after its bound, flag 1, report not voided
+            result_time = func.coalesce(i.c.effective_dtime, m.c.authenticator_dtime)
+            q = q.where(
+                i.c.recognition == 1,
+                m.c.voided.is_(False),
+                or_(*[
+                    and_(code_col == bindparam(f"code_{n}", type_=code_col.type), result_time > bindparam(f"fresh_{n}", type_=when))
+                    for n in range(n_codes)
+                ]),
+            )
     if has_org:
         q = q.where(m.c.org_code == bindparam("org_code", type_=m.c.org_code.type))
     if has_until:
@@ -94,18 +107,30 @@ def prior_items(
     codes: Sequence[str] | None = None,
     org_code: str | None = None,
     until: datetime | None = None,
+    fresh_after: Sequence[datetime] | None = None,
 ) -> list[dict[str, Any]]:
     """A patient's report items (joined with their master) authenticated since ``since``,
     optionally only of the given standard codes / institution / until a time. One indexed query:
     (id_type_code, id_no_bidx, authenticator_dtime) on the master, then the items by report id.
     The patient is found by the blind index of ``id_no`` (one HMAC); no sealed value is opened:
-    each row's ``id_no`` is the (canonical) one asked for."""
+    each row's ``id_no`` is the (canonical) one asked for.
+
+    ``fresh_after`` (with ``codes``, one time per code) keeps only the items a recognition can
+    still accept, the rule's conditions on the row itself (huren.domain.recognition.judge): result
+    time (the item's ``effective_dtime``, else the report's authentication) after that code's
+    time, the item's flag 1, the report not voided. The caller judges what comes back as before;
+    the rows it would have refused for these reasons are just not read."""
     if codes is not None and not codes:
         return []
-    query = _prior_query(conn.dialect, kind, None if codes is None else len(codes), org_code is not None, until is not None)
+    if fresh_after is not None and (codes is None or len(fresh_after) != len(codes)):
+        raise ValueError("fresh_after needs one time per code")
+    n_codes = None if codes is None else len(codes)
+    query = _prior_query(conn.dialect, kind, n_codes, org_code is not None, until is not None, fresh_after is not None)
     params: dict[str, Any] = {"id_type_code": id_type_code, "id_no_bidx": sealing.blind_id(sealing.cipher(conn), id_no), "since": since}
     if codes is not None:
         params.update((f"code_{n}", c) for n, c in enumerate(codes))
+    if fresh_after is not None:
+        params.update((f"fresh_{n}", t) for n, t in enumerate(fresh_after))
     if org_code is not None:
         params["org_code"] = org_code
     if until is not None:
