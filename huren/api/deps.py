@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Annotated, Any, TypeVar
 
 import orjson
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
+from fastapi.telemetry import get_telemetry_data
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from huren.context import Principal
@@ -77,3 +81,60 @@ async def write(c: Container, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
     if c.db.is_sqlite:
         return fn(*args, **kw)
     return await run_in_threadpool(partial(fn, *args, **kw))
+
+
+class LeanRoute(APIRoute):
+    """A route for the busiest JSON operations (exists-for-order): an endpoint
+    ``(body: SomeModel, c: Services, who: Caller) -> Response``. A well-formed request — declared
+    ``application/json``, a JSON object that validates — is answered without FastAPI's
+    per-request dependency solving and content-type parsing (a quarter of the HTTP stack's CPU
+    for that operation, bench/recognition.py): the same caller (:func:`principal`, so the same
+    401s, raised before the body is validated as FastAPI does), the same model validation.
+    Anything else — another or no content type, a body that is no JSON object, a validation
+    error, an active telemetry hook — is handed to FastAPI's own handler, so every refusal
+    answers exactly as on any other route. OpenAPI is FastAPI's, from the endpoint's signature."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        standard = super().get_route_handler()
+        plan = _lean_plan(self.endpoint)
+        if plan is None:
+            raise TypeError(f"LeanRoute: {self.endpoint.__qualname__} is not (body model, Services, Caller) -> Response")
+        names, model = plan
+        endpoint = self.endpoint
+
+        async def handler(request: Request) -> Response:
+            if get_telemetry_data() is not None:
+                return await standard(request)
+            ctype = request.headers.get("content-type", "")
+            if ctype.partition(";")[0].strip().lower() != "application/json":
+                return await standard(request)
+            raw = await request.body()  # kept by the request: the standard handler reads it again
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                return await standard(request)
+            if type(data) is not dict:
+                return await standard(request)
+            who = await principal(request)
+            try:
+                body = model.model_validate(data)
+            except ValidationError:
+                return await standard(request)  # FastAPI's 422, field by field
+            response: Response = await endpoint(**{names[0]: body, names[1]: request.app.state.container, names[2]: who})
+            return response
+
+        return handler
+
+
+def _lean_plan(endpoint: Callable[..., Any]) -> tuple[tuple[str, str, str], type[BaseModel]] | None:
+    """(body, container, caller) parameter names and the body model of a LeanRoute endpoint."""
+    hints = typing.get_type_hints(endpoint, include_extras=True)
+    ret = hints.pop("return", None)
+    if not (isinstance(ret, type) and issubclass(ret, Response)):
+        return None
+    body = [(n, h) for n, h in hints.items() if isinstance(h, type) and issubclass(h, BaseModel)]
+    c = [n for n, h in hints.items() if h == Services]
+    who = [n for n, h in hints.items() if h == Caller]
+    if len(hints) != 3 or len(body) != 1 or len(c) != 1 or len(who) != 1:
+        return None
+    return (body[0][0], c[0], who[0]), body[0][1]
