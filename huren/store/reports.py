@@ -242,10 +242,17 @@ def _insert_new(
     when a report with that key exists (one statement instead of a lookup and an insert; on
     PostgreSQL the same on the key table, then the report's insert)."""
     dialect = conn.dialect.name
-    ins: Any
     if dialect == "sqlite":
-        ins = sqlite_insert(master_t)
-    elif dialect == "postgresql":
+        # one statement per table, its parameters per call: SQLAlchemy's compiled cache then
+        # serves it (``.values(row)`` built a new statement and a new cache key every call)
+        stmt = _SQLITE_INSERT.get(master_t.name)
+        if stmt is None:
+            stmt = _SQLITE_INSERT[master_t.name] = (
+                sqlite_insert(master_t).on_conflict_do_nothing(index_elements=list(KEY_COLUMNS)).returning(master_t.c.id)
+            )
+        rid = conn.execute(stmt, _sealed(conn, master_t, _new_row(report, sha, size, now, plats))).scalar()
+        return None if rid is None else int(rid)
+    if dialect == "postgresql":
         # the business key lives in the unpartitioned <table>_key (migration 0011): claim it first
         rid = partitions.claim_key(conn, master_t.name, report.key, now)
         if rid is not None:
@@ -256,9 +263,9 @@ def _insert_new(
         if conn.execute(select(master_t.c.id).where(cond)).first() is not None:
             return None
         return int(conn.execute(insert(master_t), _sealed(conn, master_t, _new_row(report, sha, size, now, plats))).inserted_primary_key[0])  # type: ignore[index]
-    stmt = ins.values(_sealed(conn, master_t, _new_row(report, sha, size, now, plats))).on_conflict_do_nothing(index_elements=list(KEY_COLUMNS))
-    rid = conn.execute(stmt.returning(master_t.c.id)).scalar()
-    return None if rid is None else int(rid)
+
+
+_SQLITE_INSERT: dict[str, Any] = {}
 
 
 def _replace(
