@@ -6,7 +6,9 @@ Registers N lab reports of 15 items each
      the same size (no validation, no key lookups, no history) on a fresh database,
   3. over HTTP: ``POST /api/v1/lab-reports`` one report per request from 16 concurrent clients
      against ``huren serve`` with each worker count of ``--workers`` (default ``1,2``), with the
-     CPU each request cost the server, the load generator and (on a local PostgreSQL) the database.
+     CPU each request cost the server, the load generator and (on a local PostgreSQL) the database:
+     ``db_cpu_ms`` every ``postgres`` process of the machine (other databases' users included),
+     ``db_own_cpu_ms`` only the backends connected to the bench's database (a lower bound).
 
 Prints reports/s for each and the service/raw ratio; the last line is one JSON object.
 ``--pdf`` gives every report its own PDF sheet (huren.demo.pdf, a few kB), so the cost of
@@ -24,6 +26,7 @@ import http.client
 import itertools
 import json
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import tempfile
@@ -34,7 +37,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import insert, text
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy.pool import NullPool
 
 from bench._common import cpu_seconds, free_port, lab_payloads, postgres_cpu_seconds, start_server
 from huren.bootstrap import build
@@ -98,6 +102,34 @@ def bench_raw(tmp: Path, url: str | None, payloads: list[dict[str, Any]], batch:
     return rps
 
 
+def _backends_cpu_seconds(url: str, seen: dict[int, float]) -> None:
+    """Record in ``seen`` the CPU seconds (user + system, /proc) of each backend now connected to
+    the database of ``url``, this bench's own connection excepted. Sampled before and after a run
+    (and while it runs), a backend's growth is what serving that run cost PostgreSQL — unlike
+    ``postgres_cpu_seconds``, which counts every database's backends (other users of the server
+    included). A lower bound: what a backend spent after its last sample before it ended is lost."""
+    tick = os.sysconf("SC_CLK_TCK")
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            pids = list(conn.execute(text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )).scalars())
+    finally:
+        engine.dispose()
+    for pid in pids:
+        try:
+            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seen[int(pid)] = (int(f[11]) + int(f[12])) / tick
+
+
+def _sampling(url: str, seen: dict[int, float], stop: threading.Event) -> None:
+    while not stop.wait(0.5):
+        _backends_cpu_seconds(url, seen)
+
+
 def _client(port: int, token: str, bodies: list[bytes], errors: list[int]) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -141,6 +173,14 @@ def bench_http(
         procs_n = 2
         q: Any = mp.Queue()
         server0, pg0 = cpu_seconds(server.pid), postgres_cpu_seconds() if url else float("nan")
+        own0: dict[int, float] = {}
+        own: dict[int, float] = {}
+        stop = threading.Event()
+        sampler = threading.Thread(target=_sampling, args=(url, own, stop), daemon=True) if url else None
+        if url and sampler is not None:
+            _backends_cpu_seconds(url, own0)
+            own.update(own0)
+            sampler.start()
         t0 = time.perf_counter()
         procs = [mp.Process(target=_proc, args=(port, token, shards[i::procs_n], q)) for i in range(procs_n)]
         for p in procs:
@@ -152,12 +192,18 @@ def bench_http(
         rps = n / (time.perf_counter() - t0)
         server_cpu = cpu_seconds(server.pid) - server0
         pg_cpu = postgres_cpu_seconds() - pg0 if url else float("nan")
+        own_cpu = float("nan")
+        if url and sampler is not None:
+            stop.set()
+            sampler.join()
+            _backends_cpu_seconds(url, own)
+            own_cpu = sum(v - own0.get(pid, 0.0) for pid, v in own.items())
         errors = sum(e for e, _ in got)
         if errors:
             raise RuntimeError(f"{errors} HTTP errors")
         return {
             "rps": rps, "server_cpu_ms": server_cpu / n * 1000, "client_cpu_ms": sum(c for _, c in got) / n * 1000,
-            "db_cpu_ms": pg_cpu / n * 1000,
+            "db_cpu_ms": pg_cpu / n * 1000, "db_own_cpu_ms": own_cpu / n * 1000,
         }
     except Exception:
         server.terminate()
@@ -207,7 +253,8 @@ def main() -> None:
                 h = bench_http(tmp, args.database_url, payloads[: args.http_reports], args.clients, org, workers=w)
                 runs[w].append(h)
                 print(f"HTTP POST, {args.clients} clients, {w} worker(s): {h['rps']:8.0f} reports/s   CPU ms/report: "
-                      f"server {h['server_cpu_ms']:.2f}, load generator {h['client_cpu_ms']:.2f}, database {h['db_cpu_ms']:.2f}")
+                      f"server {h['server_cpu_ms']:.2f}, load generator {h['client_cpu_ms']:.2f}, database {h['db_cpu_ms']:.2f} "
+                      f"(its own backends {h['db_own_cpu_ms']:.2f})")
     ratio = svc["service_rps"] / raw
     db = "postgresql" if args.database_url and args.database_url.startswith("postgres") else "sqlite"
 
@@ -227,7 +274,7 @@ def main() -> None:
         "http_rps_2_workers": best(2),
         "http_rps_by_workers": {str(w): [r1(h["rps"]) for h in hs] for w, hs in runs.items()},
         "http_cpu_ms_per_report": {
-            str(w): {k: r2(statistics.fmean(h[k] for h in hs)) for k in ("server_cpu_ms", "client_cpu_ms", "db_cpu_ms")}
+            str(w): {k: r2(statistics.fmean(h[k] for h in hs)) for k in ("server_cpu_ms", "client_cpu_ms", "db_cpu_ms", "db_own_cpu_ms")}
             for w, hs in runs.items() if hs
         },
         "http_clients": args.clients, "http_reports": args.http_reports, "pdf": args.pdf,
