@@ -46,6 +46,7 @@ class Cluster:
     def init(self) -> Cluster:
         self.root.mkdir(parents=True, exist_ok=True)
         if self._as:
+            os.chmod(self.root.parent, 0o755)
             shutil.chown(self.root, "postgres")
             os.chmod(self.root, 0o700)
         initdb = _bin("initdb")

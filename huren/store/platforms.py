@@ -26,24 +26,38 @@ def _stamp(conn: Connection) -> tuple[Any, ...]:
     return (int(row[0]), row[1])
 
 
+#: how long a process uses the tree it read before asking the database again whether it changed
+#: (a platform added or changed by ``huren platform`` in another process is seen by the running
+#: servers within this many seconds; in this process at once)
+TREE_SECONDS = 1.0
+_checked: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
+
+
 def tree(conn: Connection) -> PlatformTree:
-    """The platforms of this deployment (one cheap query to learn whether the cached tree is current)."""
-    stamp = _stamp(conn)
-    if stamp[0] == 0:
-        return _EMPTY
+    """The platforms of this deployment: cached per engine, checked against the table (one cheap
+    query) at most every ``TREE_SECONDS`` — every write asks for it, to know which feeds it goes to."""
+    now = time.monotonic()
     with _lock:
         hit = _cache.get(conn.engine)
-    if hit is not None and hit[0] == stamp:
+        fresh = hit is not None and now - _checked.get(conn.engine, 0.0) < TREE_SECONDS
+    if hit is not None and fresh:
         return hit[1]
-    t = from_rows([dict(r) for r in conn.execute(select(platform)).mappings()])
+    stamp = _stamp(conn)
+    if hit is not None and hit[0] == stamp:
+        with _lock:
+            _checked[conn.engine] = now
+        return hit[1]
+    t = _EMPTY if stamp[0] == 0 else from_rows([dict(r) for r in conn.execute(select(platform)).mappings()])
     with _lock:
         _cache[conn.engine] = (stamp, t)
+        _checked[conn.engine] = now
     return t
 
 
 def forget(engine: Engine) -> None:
     with _lock:
         _cache.pop(engine, None)
+        _checked.pop(engine, None)
         _of_cache.pop(engine, None)
 
 
@@ -72,9 +86,12 @@ def set_local(conn: Connection, code: str, local: bool, now: datetime) -> None:
 
 
 def platforms_of(conn: Connection, org_codes: Iterable[str]) -> dict[str, str]:
-    """Institution → its platform ("" when it has none, or is unknown)."""
+    """Institution → its platform ("" when it has none, or is unknown; no query in a deployment
+    without platforms)."""
     codes = sorted(set(org_codes))
     out = {c: "" for c in codes}
+    if not len(tree(conn)):
+        return out
     for i in range(0, len(codes), 500):
         for code, plat in conn.execute(select(org.c.code, org.c.platform).where(org.c.code.in_(codes[i : i + 500]))):
             out[code] = plat or ""

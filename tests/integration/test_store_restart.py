@@ -5,6 +5,8 @@ the restart lands every report exactly once."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -33,11 +35,14 @@ pytestmark = pytest.mark.postgres
 def cluster(tmp_path: Path) -> Iterator[pgcluster.Cluster]:
     if not pgcluster.available():
         missing("PostgreSQL server binaries (initdb, pg_ctl) not found")
-    c = pgcluster.Cluster(Path("/tmp") / f"huren-pg-{tmp_path.name}").init()
+    # outside pytest's tmp_path: the postgres user must reach it (a fresh directory each time)
+    root = Path(tempfile.mkdtemp(prefix="huren-pg-", dir="/tmp"))
+    c = pgcluster.Cluster(root / "cluster").init()
     try:
         yield c
     finally:
         c.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _build(url: str, data: Path) -> Any:
@@ -78,8 +83,6 @@ def test_a_restart_is_503_then_served_again(cluster: pgcluster.Cluster, tmp_path
 
 
 def test_a_feed_applied_across_a_restart_lands_once(cluster: pgcluster.Cluster, sqlite_template: Path, tmp_path: Path) -> None:
-    import shutil
-
     shutil.copy(sqlite_template, tmp_path / "city.db")
     city = build(Settings(data_dir=tmp_path / "city", database_url=f"sqlite:///{tmp_path / 'city.db'}", secret_key=SECRET,
                           max_pdf_bytes=64 * 1024, password_hash_n=HASH_N), clock=Clock())
