@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Row, Table, and_, delete, insert, select, text, update
+from sqlalchemy import Connection, Row, Table, and_, delete, insert, select, text, tuple_, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from huren.domain import kinds
@@ -113,13 +113,13 @@ def _upsert_many(
         row = conn.execute(select(*cols).where(cond).with_for_update()).mappings().one()
         return [_resubmit(conn, report, dict(row), sha, size, now=now, actor=actor)]
     else:
-        orgs = {k[0] for k in keys}
-        for chunk in _chunks(sorted({k[1] for k in keys}), 500):
-            rows = conn.execute(
-                select(*cols)
-                .where(master_t.c.org_code.in_(orgs), master_t.c.report_form_no.in_(chunk))
-                .with_for_update()
-            ).mappings()
+        # by the whole business key (a row-value IN): the unique key's index, whatever the
+        # planner's statistics (on PostgreSQL a month's partition just filled has none, and the
+        # institution + form number filter was planned on (org_code, authenticator_dtime),
+        # scanning every report of the institution per chunk)
+        key_cols = tuple_(*[master_t.c[c] for c in KEY_COLUMNS])
+        for chunk in _chunks(sorted(set(keys)), 500):
+            rows = conn.execute(select(*cols).where(key_cols.in_(list(chunk))).with_for_update()).mappings()
             for row in rows:
                 existing[_key_of(dict(row))] = dict(row)
 
