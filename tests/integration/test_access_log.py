@@ -100,7 +100,7 @@ def test_every_read_of_patient_data_is_logged(client: TestClient, container: Con
     gets = {p for p, item in schema["paths"].items() if "get" in item}
     posts = {p for p, item in schema["paths"].items() if "post" in item}
     assert posts >= READ_POSTS
-    assert FEDERATION_READS <= gets
+    assert gets >= FEDERATION_READS
     reads = sorted(gets - set(NOT_PATIENT_DATA) - FEDERATION_READS) + sorted(READ_POSTS)
     assert set(NOT_PATIENT_DATA) <= gets
     api: Api = world["apis"]["hospital"]
