@@ -243,14 +243,17 @@ class FederationService:
         seqs = [int(e["seq"]) for e in entries]
         if any(b != a + 1 for a, b in itertools.pairwise(seqs)):
             raise InvalidInput("变更批次无效", [Problem("changes", "sequence", "批次中的变更须按 seq 连续递增")])
-        last_seq = int(batch.get("last_seq") or (seqs[-1] if seqs else 0))
+        raw_last = batch.get("last_seq")
+        if raw_last is not None and (not isinstance(raw_last, int) or isinstance(raw_last, bool) or raw_last < 0):
+            raise InvalidInput("变更批次无效", [Problem("last_seq", "type", "last_seq 应为不小于 0 的整数")])
+        last_seq = int(raw_last or (seqs[-1] if seqs else 0))
         with self._db.read() as conn:
             access.check_platform(conn, principal, "feed.write", code)
             peer = get_peer(conn, code)
         applied = int(peer["applied_seq"]) if peer else 0
         if seqs and seqs[0] > applied + 1:
             with self._db.write() as conn:
-                put_peer(conn, code, self._clock.now(), gaps=1, source_last_seq=last_seq, error=f"gap: expected {applied + 1}, got {seqs[0]}")
+                put_peer(conn, code, self._clock.now(), gaps=1, source_last_seq=last_seq, error=f"变更序号不连续：应从 {applied + 1} 开始，收到 {seqs[0]}")
             raise Conflict(
                 f"变更序号不连续：应从 {applied + 1} 开始，收到 {seqs[0]}",
                 [Problem("changes[0].seq", "gap", f"平台“{code}”的变更已应用到 {applied}，请从 {applied + 1} 重新读取")],
@@ -262,7 +265,7 @@ class FederationService:
         with self._db.write() as conn:
             peer = put_peer(
                 conn, code, self._clock.now(), applied_seq=max(applied, seqs[-1] if seqs else applied), source_last_seq=last_seq,
-                source_at=source_at, applied=len(todo), error=(f"{len(refused)} refused" if refused else None),
+                source_at=source_at, applied=len(todo), error=(f"{len(refused)} 条变更被拒收（已作为被拒提交保存）" if refused else None),
             )
         return _peer_out(code, peer) | {"applied": len(todo), "skipped": len(entries) - len(todo), "refused": refused}
 
@@ -316,7 +319,11 @@ class FederationService:
         held: list[tuple[str, int] | None] = []
         for st in states:
             sha = st.get("pdf_sha256") or ""
-            held.append((sha, int(st.get("pdf_size") or 0)) if sha and self._blobs.exists(sha) else None)
+            size = st.get("pdf_size")
+            if isinstance(sha, str) and len(sha) == 64 and isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+                held.append((sha, size) if self._blobs.exists(sha) else None)
+            else:
+                held.append(None)
         outcomes = self._registry.register_many(kind, [st["report"] for st in states], principal, channel="federation", stored_pdfs=held)
         pdf_only: list[tuple[dict[str, Any], tuple[str, int]]] = []
         for st, out, h in zip(states, outcomes, held, strict=True):

@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 SILENT_MINUTES = 30.0
 #: how long earlier backlog readings are kept to tell whether a backlog grows (seconds)
 GROWTH_WINDOW = 3600.0
-_GAP = re.compile(r"gap: expected (\d+), got (\d+)")
-_REFUSED = re.compile(r"(\d+) refused")
+#: the last errors FederationService.apply stores (huren/services/federation.py)
+_GAP = re.compile(r"变更序号不连续：应从 (\d+) 开始，收到 (\d+)")
+_REFUSED = re.compile(r"(\d+) 条变更被拒收（已作为被拒提交保存）")
 
 
 def platform_view(c: Container) -> PlatformView:

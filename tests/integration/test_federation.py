@@ -305,3 +305,25 @@ def _principal(org: tuple[str, ...]) -> Any:
     from huren.context import Principal
 
     return Principal(org[0], org[4], "supervisor")
+
+
+def test_a_malformed_batch_is_refused_naming_the_field(sides: dict[str, Any]) -> None:
+    """Bad input to the apply endpoint is a 422 naming the field, never a 500; a gap is recorded in
+    the words the supervisor reads."""
+    api = login(sides["tr"], SYNC)
+    for body, field in (
+        ({"changes": "x"}, "changes"),
+        ({"changes": [{"seq": "1"}]}, "changes[0].seq"),
+        ({"changes": [{"seq": 1}, {"seq": 3}]}, "changes"),
+        ({"changes": [], "last_seq": "9"}, "last_seq"),
+    ):
+        r = api.post(f"/api/v1/platforms/{CITY}/changes", body)
+        assert r.status_code == 422 and r.json()["problems"][0]["field"] == field, (body, r.text)
+    odd = {"changes": [{"seq": 1, "kind": "lab", "org_code": ORG_A[0], "report_kind": "lab", "report": {"labmaster": {}},
+                        "pdf_sha256": "x" * 64, "pdf_size": "big"}]}
+    r = api.post(f"/api/v1/platforms/{CITY}/changes", odd)
+    assert r.status_code == 200 and r.json()["refused"], r.text  # kept as a rejected submission, watermark moved on
+    r = api.post(f"/api/v1/platforms/{CITY}/changes", {"changes": [{"seq": 9, "kind": "org", "org_code": ORG_A[0]}]})
+    assert r.status_code == 409
+    peer = api.get(f"/api/v1/platforms/{CITY}/watermark").json()
+    assert peer["last_error"] == "变更序号不连续：应从 2 开始，收到 9" and peer["gaps"] == 1

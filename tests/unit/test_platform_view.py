@@ -25,8 +25,9 @@ def test_a_backlog_grows_when_the_last_three_readings_do_not_fall_and_end_higher
 
 
 def test_errors_and_durations_read_in_chinese() -> None:
-    assert error_text("gap: expected 5, got 10") == "变更序号不连续：应从 5 开始，收到 10（已要求从 5 重新读取）"
-    assert error_text("3 refused") == "最近一批中有 3 条变更被本平台拒收（见整改进度）"
+    # as FederationService.apply stores them
+    assert error_text("变更序号不连续：应从 5 开始，收到 10") == "变更序号不连续：应从 5 开始，收到 10（已要求从 5 重新读取）"
+    assert error_text("3 条变更被拒收（已作为被拒提交保存）") == "最近一批中有 3 条变更被本平台拒收（见整改进度）"
     assert error_text(None) == "" and error_text("something else") == "something else"
     assert [minutes(s) for s in (5, 119, 120, 2700, 7200, 3 * 86400)] == ["5 秒", "119 秒", "2 分钟", "45 分钟", "2.0 小时", "3.0 天"]
 
@@ -43,10 +44,10 @@ def test_the_alerts_of_one_child() -> None:
     assert silent[0].message == "乌鲁木齐市平台：已 60 分钟没有应用新的变更（超过 30 分钟），积压 12 条"
     never = alerts_for(_peer(applied_at=None, idle_seconds=None, backlog=3), "乌鲁木齐市平台", 30, None)
     assert [a.kind for a in never] == ["never"] and "积压 3 条" in never[0].message
-    both = alerts_for(_peer(gaps=2, last_error="gap: expected 5, got 9"), "乌鲁木齐市平台", 30, (4, 9, 600.0))
+    both = alerts_for(_peer(gaps=2, last_error="变更序号不连续：应从 5 开始，收到 9"), "乌鲁木齐市平台", 30, (4, 9, 600.0))
     assert [a.kind for a in both] == ["backlog", "gap"]  # the gap's error is not repeated as an error
     assert "10 分钟内由 4 条增至 9 条" in both[0].message and "2 次变更序号缺口" in both[1].message
-    assert [a.kind for a in alerts_for(_peer(last_error="2 refused"), "乌鲁木齐市平台", 30, None)] == ["refused"]
+    assert [a.kind for a in alerts_for(_peer(last_error="2 条变更被拒收（已作为被拒提交保存）"), "乌鲁木齐市平台", 30, None)] == ["refused"]
 
 
 def test_an_institution_counts_under_its_city() -> None:
