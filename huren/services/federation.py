@@ -1,7 +1,8 @@
 """Federation (issue 13, XJ-1.1): the platform tree, each local platform's change feed, and the
 applying of a child platform's feed here.
 
-    platforms      add / list the tree; which institutions belong where
+    platforms      add / list the tree, which institutions belong where (its base class,
+                   ``huren.services.federation_tree.PlatformTree``)
     changes        a local platform's feed since a sequence number (its consumer keeps the mark)
     apply          a child's batch, idempotently by business key and version, gap-checked
     watermark      how far a child's feed has been applied here
@@ -28,13 +29,14 @@ from huren.context import Clock, Principal
 from huren.domain import access as policy
 from huren.domain import kinds
 from huren.domain.fields import SEHR_ACCEPT_RECORD, SEHR_QUOTE_RECORD
-from huren.domain.platforms import LEVELS, Platform, check_new
+from huren.domain.platforms import Platform
 from huren.domain.regions import in_division
 from huren.domain.validation import check_pdf, check_record
 from huren.errors import Conflict, Forbidden, InvalidInput, NotFound, Problem, TooLarge
 from huren.services import access
 from huren.services.audit import AuditService
 from huren.services.federation_export import export
+from huren.services.federation_tree import PlatformTree
 from huren.services.registry import RegistryService
 from huren.store import changes, directory, platforms, reports
 from huren.store import recognition as rstore
@@ -55,14 +57,7 @@ def _sha(value: str) -> str:
     return value
 
 
-def platform_out(p: Platform, members: int = 0, last_seq: int = 0) -> dict[str, Any]:
-    return {
-        "code": p.code, "name": p.name, "level": p.level, "level_name": p.level_name, "parent": p.parent or None,
-        "division": p.division, "virtual": p.virtual, "local": p.local, "institutions": members, "last_seq": last_seq,
-    }
-
-
-class FederationService:
+class FederationService(PlatformTree):
     def __init__(self, db: Database, blobs: BlobStore, clock: Clock, registry: RegistryService, audit: AuditService, max_pdf_bytes: int) -> None:
         self._db = db
         self._blobs = blobs
@@ -70,69 +65,6 @@ class FederationService:
         self._registry = registry
         self._audit = audit
         self.max_pdf_bytes = max_pdf_bytes
-
-    # -- the tree ----------------------------------------------------------------------------
-    def add_platform(
-        self, code: str, name: str, level: str, *, parent: str = "", division: str = "", virtual: bool = False, local: bool = True
-    ) -> dict[str, Any]:
-        """Add a platform; the institutions of its division that sat in its parent (or in no
-        platform) move into it, and each is recorded in the feeds (``org`` changes)."""
-        p = Platform(code=code.strip(), name=name.strip(), level=level, parent=parent.strip(), division=division.strip(), virtual=virtual, local=local)
-        now = self._clock.now()
-        with self._db.write() as conn:
-            tree = platforms.tree(conn)
-            if p.code in tree:
-                raise Conflict(f"平台“{p.code}”已存在", [Problem("code", "duplicate", f"平台编码“{p.code}”已存在")])
-            if problems := check_new(tree, p):
-                raise InvalidInput("平台信息无效", problems)
-            platforms.add(conn, p, now)
-            moved = self._adopt(conn, p)
-            if moved:
-                changes.record(conn, "org", [(c, None, c) for c in moved], now)
-            n = len(platforms.members(conn, [p.code]))
-        return platform_out(p, n) | {"moved": len(moved)}
-
-    def _adopt(self, conn: Any, p: Platform) -> list[str]:
-        if not p.division:
-            return []
-        candidates = [o for o in directory.list_orgs(conn) if in_division(str(o["region_code"]), p.division)]
-        take = [str(o["code"]) for o in candidates if (o["platform"] or "") in ("", p.parent)]
-        platforms.assign(conn, take, p.code)
-        return take
-
-    def assign(self, org_codes: Sequence[str], code: str) -> int:
-        """Put institutions into platform ``code`` (``huren platform assign``)."""
-        now = self._clock.now()
-        with self._db.write() as conn:
-            if code not in platforms.tree(conn):
-                raise NotFound(f"平台“{code}”不存在", [Problem("platform", "not_found", f"没有编码为“{code}”的平台")])
-            unknown = [c for c in org_codes if directory.get_org(conn, c) is None]
-            if unknown:
-                raise NotFound("机构不存在", [Problem("org_code", "not_found", f"没有机构编码为“{c}”的机构") for c in unknown])
-            n = platforms.assign(conn, org_codes, code)
-            changes.record(conn, "org", [(c, None, c) for c in org_codes], now)
-        return n
-
-    def list_platforms(self) -> list[dict[str, Any]]:
-        with self._db.read() as conn:
-            tree = platforms.tree(conn)
-            counts = platforms.counts(conn)
-            seqs = {str(r["code"]): int(r["last_seq"]) for r in platforms.rows(conn)}
-        return [platform_out(p, counts.get(p.code, 0), seqs.get(p.code, 0)) for p in sorted(tree.by_code.values(), key=lambda p: (-LEVELS.get(p.level, (0, ""))[0], p.code))]
-
-    def backfill(self, code: str) -> int:
-        """Record every report, decision and institution of platform ``code`` already stored in its
-        feeds (reports registered before the platform tree existed): the first sync sends them."""
-        now = self._clock.now()
-        with self._db.write() as conn:
-            tree = platforms.tree(conn)
-            if code not in tree:
-                raise NotFound(f"平台“{code}”不存在")
-            orgs = platforms.members(conn, tree.subtree(code))
-            n = changes.record(conn, "org", [(c, None, c) for c in orgs], now)
-            for kind in kinds.BY_NAME:
-                n += changes.record(conn, kind, reports.ids_of_orgs(conn, kind, orgs), now)
-        return n
 
     # -- the feed (the source side) ----------------------------------------------------------
     def changes(self, principal: Principal, code: str, since: int, limit: int, wait: float = 0.0) -> dict[str, Any]:
