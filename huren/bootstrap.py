@@ -14,6 +14,7 @@ from huren.services.auth import AuthService, PasswordHasher
 from huren.services.catalog import CatalogService
 from huren.services.container import Container
 from huren.services.directory import DirectoryService
+from huren.services.federation import FederationService
 from huren.services.imaging import ImagingService
 from huren.services.imaging_archive import open_archive
 from huren.services.imaging_forward import forwarder_for
@@ -127,6 +128,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, upgra
         refs=refs,
         imaging=imaging,
         imaging_keys=imaging,
+        federation=FederationService(db, blobs, clock, registry, audit, settings.max_pdf_bytes),
         imaging_forward=forwarder_for(  # XC-E-note: studies not held, asked of another platform
             settings.imaging_fallback_url, audit, clock, public_root=settings.public_base + "/dicom-web",
             name=settings.imaging_fallback_name, token=settings.imaging_fallback_token,

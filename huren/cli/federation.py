@@ -89,8 +89,32 @@ def cmd_status(args: argparse.Namespace) -> int:
         out: dict[str, Any] = runner.status()
     finally:
         runner.close()
-    print(json.dumps(out, ensure_ascii=False, indent=2))
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+    else:
+        print(status_text(out))
     return 0 if "source_error" not in out and "target_error" not in out else 1
+
+
+def status_text(out: dict[str, Any]) -> str:
+    """``huren federation status`` for the operator, in Chinese."""
+    lines = [f"平台 {out['platform']} 的同步状态（{out['checked_at']}）"]
+    if "source_last_seq" in out:
+        lines.append(f"  下级平台订阅的最后序号：{out['source_last_seq']}")
+    else:
+        lines.append(f"  下级平台无法读取：{out.get('source_error', '')}")
+    t = out.get("target")
+    if t:
+        lines.append(f"  上级平台已应用到：{t['applied_seq']}（累计应用 {t['applied_total']} 条，最近一次 {t['applied_at'] or '尚未应用'}）")
+        if t.get("gaps"):
+            lines.append(f"  序号缺口：{t['gaps']} 次")
+        if t.get("last_error"):
+            lines.append(f"  最近的问题：{t['last_error']}")
+    else:
+        lines.append(f"  上级平台无法读取：{out.get('target_error', '')}")
+    if "backlog" in out:
+        lines.append(f"  积压：{out['backlog']} 条")
+    return "\n".join(lines)
 
 
 def _config_errors(func: Any) -> Any:
@@ -140,4 +164,5 @@ def add(sub: Any) -> None:
     p.set_defaults(func=_config_errors(cmd_run))
     p = fs.add_parser("status", help="同步状态：下级平台的最后序号、上级平台已应用的序号、积压")
     p.add_argument("--config", required=True, help="同步配置文件")
+    p.add_argument("--json", action="store_true", help="以 JSON 输出（供监控程序读取）")
     p.set_defaults(func=_config_errors(cmd_status))

@@ -97,7 +97,8 @@ class Runner:
         self._mark = int(answer["applied_seq"])
         out.applied, out.skipped, out.refused, out.watermark = int(answer["applied"]), int(answer["skipped"]), list(answer["refused"]), self._mark
         for r in out.refused:
-            log.error("目标平台拒收变更 seq=%s：%s", r.get("seq"), r)
+            why = "；".join(str(x.get("message", "")) for x in r.get("problems") or []) or str(r.get("message") or "")
+            log.error("目标平台拒收变更 seq=%s（%s）：%s", r.get("seq"), r.get("kind", ""), why or "未说明原因")
         return out
 
     def run(self, *, until_idle: bool = False) -> int:

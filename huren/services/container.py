@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from huren.context import Clock
 from huren.services.audit import AuditService
@@ -53,13 +53,10 @@ class Container:
     imaging: ImagingService
     #: the image keys (XC-E7…E11, YB-4.3): the same object as ``imaging`` (its key methods)
     imaging_keys: ImagingKeys
+    #: the platform tree, the change feeds and the applying of child platforms' feeds (issue 13)
+    federation: FederationService
     #: XC-E-note: reads of studies not held relayed to the fallback platform (None: not configured)
     imaging_forward: ImageForwarder | None = None
-    #: the platform tree, the change feeds and the applying of child platforms' feeds (issue 13)
-    federation: FederationService = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.federation = FederationService(self.db, self.blobs, self.clock, self.registry, self.audit, self.settings.max_pdf_bytes)
 
     def close(self) -> None:
         self.db.dispose()

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from huren.context import Clock
+from huren.context import Clock, Principal
+from huren.domain import access as policy
 from huren.domain import kinds
 from huren.domain.platforms import LEVELS, Platform, check_new
 from huren.domain.regions import in_division
@@ -71,7 +72,11 @@ class PlatformTree:
             changes.record(conn, "org", [(c, None, c) for c in org_codes], now)
         return n
 
-    def list_platforms(self) -> list[dict[str, Any]]:
+    def list_platforms(self, principal: Principal | None = None) -> list[dict[str, Any]]:
+        """The tree, each platform with its institutions and last sequence number; public like the
+        institutions (``reference.read``); ``principal`` None for the operator's CLI."""
+        if principal is not None:
+            policy.require(principal, "reference.read")
         with self._db.read() as conn:
             tree = platforms.tree(conn)
             counts = platforms.counts(conn)

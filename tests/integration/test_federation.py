@@ -23,7 +23,7 @@ from huren.federation.runner import Runner
 from huren.services.container import Container
 from huren.settings import Settings
 from tests import samples
-from tests.conftest import HASH_N, ORG_A, ORG_B, SECRET, SUPERVISOR, Api, login
+from tests.conftest import HASH_N, ORG_A, ORG_B, SECRET, SUPERVISOR, login
 
 CITY, REGION, CHANGJI = "XJ-6501", "XJ", "XJ-6523"
 SYNC = (SUPERVISOR[0], SUPERVISOR[1], "", "", "sync", "sync-password")  # the city platform's account (its health commission)
@@ -168,9 +168,13 @@ def test_platform_rules_are_named(sides: dict[str, Any]) -> None:
         region.federation.add_platform(CITY, "重复", "city", parent=REGION, division="650100")
     with pytest.raises(InvalidInput) as exc:
         region.federation.add_platform("XJ-X", "虚拟省", "region", parent=REGION, division="650000", virtual=True)
-    rules = {p.rule for p in exc.value.problems}
-    assert {"level", "virtual"} <= rules or "level" in rules
-    assert isinstance(Api, type)
+    named = {(p.field, p.rule) for p in exc.value.problems}
+    # a region under a region, and a virtual platform that is not a city: both named, in Chinese
+    assert named == {("parent", "level"), ("virtual", "level")}, named
+    assert all(not p.message.isascii() for p in exc.value.problems)
+    with pytest.raises(InvalidInput) as exc:
+        region.federation.add_platform("XJ-Y", "昌吉州另一平台", "city", parent="XJ-NONE", division="659900")
+    assert ("parent", "not_found") in {(p.field, p.rule) for p in exc.value.problems}
 
 
 REGION_SYNC = ("650000000", "自治区卫生健康委员会", "650000", "3", "region", "region-password")  # the region's account at a city
